@@ -1,0 +1,57 @@
+# Konsil: `make run` serves the app with demo data, `make test` runs every check CI runs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run test lint typecheck pytest bench screenshots lock clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	mkdir -p var
+	$(BIN)/python -m app.cli migrate
+	$(BIN)/python -m app.cli seed-demo
+	KONSIL_LOG_JSON=$${KONSIL_LOG_JSON:-false} \
+	KONSIL_BASE_URL=$${KONSIL_BASE_URL:-http://$(HOST):$(PORT)} \
+	KONSIL_ALLOWED_ORIGINS=$${KONSIL_ALLOWED_ORIGINS:-'["http://$(HOST):$(PORT)","http://localhost:$(PORT)"]'} \
+	$(BIN)/uvicorn app.main:create_app --factory --host $(HOST) --port $(PORT) --no-access-log \
+		--ws websockets-sansio --loop uvloop --ws-per-message-deflate false
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+# Refresh the README's screenshots (docs/screenshots) from the browser tests.
+screenshots: $(VENV)/.installed-dev
+	KONSIL_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -m browser tests/browser
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench
+
+# Re-resolve and pin every dependency (run after changing pyproject.toml).
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install -q --upgrade pip && .lockenv/bin/pip install -q -e '.[dev]'
+	.lockenv/bin/pip freeze --exclude-editable | grep -v '^konsil' > requirements.lock
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

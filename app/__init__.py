@@ -1,0 +1,1 @@
+"""Konsil: video consultations between rural practices and hospital specialists."""

@@ -1,0 +1,1 @@
+"""Staff accounts, practices, sessions (staff and patient) and authentication."""

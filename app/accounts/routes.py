@@ -1,0 +1,262 @@
+"""Login, logout, who-am-I, and the admin's account management (JSON API)."""
+
+from __future__ import annotations
+
+from pydantic import EmailStr, Field
+from sqlmodel import col, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from app.accounts import service as accounts
+from app.accounts.models import Practice, Role, SessionKind, User
+from app.accounts.web import (
+    check_origin,
+    clear_session_cookie,
+    client_ip,
+    principal,
+    require_staff,
+    set_session_cookie,
+)
+from app.api import Out, Schema, api_route, parse_json, respond
+from app.audit import service as audit
+from app.db import unit_of_work
+from app.errors import Conflict, KonsilError, NotAuthenticated
+from app.resources import db, settings
+
+
+class LoginIn(Schema):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class MeOut(Out):
+    id: int
+    email: str
+    display_name: str
+    role: Role
+    practice_id: int | None
+    specialty_id: int | None
+    csrf_token: str
+
+
+class UserIn(Schema):
+    email: EmailStr
+    password: str = Field(min_length=10, max_length=1024)
+    display_name: str = Field(min_length=1, max_length=200)
+    role: Role
+    practice_id: int | None = None
+    specialty_id: int | None = None
+
+
+class UserOut(Out):
+    id: int
+    email: str
+    display_name: str
+    role: Role
+    practice_id: int | None
+    specialty_id: int | None
+    is_active: bool
+
+
+class UserPatch(Schema):
+    is_active: bool
+
+
+class PracticeIn(Schema):
+    name: str = Field(min_length=1, max_length=200)
+    town: str = Field(min_length=1, max_length=120)
+
+
+class PracticeOut(Out):
+    id: int
+    name: str
+    town: str
+
+
+async def login(request: Request) -> Response:
+    check_origin(request)
+    body = await parse_json(request, LoginIn)
+    async with unit_of_work(db(request)) as session:
+        result = await accounts.login(
+            session,
+            settings=settings(request),
+            email=body.email,
+            password=body.password,
+            ip=client_ip(request),
+        )
+    if isinstance(result, KonsilError):
+        raise result
+    response = await _me_response(request, result.principal)
+    set_session_cookie(request, response, result)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    who = await require_staff(request)
+    async with unit_of_work(db(request)) as session:
+        await accounts.end_session(session, session_id=who.session_id)
+        audit.record(session, action="logout", actor_kind="staff", actor_id=who.user_id)
+    response = Response(status_code=204)
+    clear_session_cookie(request, response, SessionKind.STAFF)
+    return response
+
+
+async def me(request: Request) -> Response:
+    who = await principal(request, SessionKind.STAFF)
+    if who is None:
+        raise NotAuthenticated()
+    return await _me_response(request, who)
+
+
+async def _me_response(request: Request, who: accounts.Principal) -> JSONResponse:
+    async with db(request)() as session:
+        user = await session.get(User, who.user_id)
+    assert user is not None
+    assert user.id is not None
+    out = MeOut(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        role=user.role,
+        practice_id=user.practice_id,
+        specialty_id=user.specialty_id,
+        csrf_token=who.csrf_token,
+    )
+    return JSONResponse(out.model_dump(mode="json"))
+
+
+async def create_user(request: Request) -> Response:
+    who = await require_staff(request, Role.ADMIN)
+    body = await parse_json(request, UserIn)
+    async with unit_of_work(db(request)) as session:
+        user = await accounts.create_user(session, **body.model_dump())
+        audit.record(
+            session, action="user.created", actor_kind="staff", actor_id=who.user_id, target=user.id
+        )
+    return respond(UserOut.model_validate(user), status=201)
+
+
+async def list_users(request: Request) -> Response:
+    await require_staff(request, Role.ADMIN)
+    async with db(request)() as session:
+        users = (await session.execute(select(User).order_by(col(User.id)))).scalars().all()
+    return respond([UserOut.model_validate(u) for u in users])
+
+
+async def patch_user(request: Request) -> Response:
+    who = await require_staff(request, Role.ADMIN)
+    user_id = int(request.path_params["id"])
+    body = await parse_json(request, UserPatch)
+    if user_id == who.user_id and not body.is_active:
+        raise Conflict("Sie können Ihr eigenes Konto nicht deaktivieren.")
+    async with unit_of_work(db(request)) as session:
+        user = await accounts.set_active(session, user_id=user_id, active=body.is_active)
+        audit.record(
+            session,
+            action="user.activated" if body.is_active else "user.deactivated",
+            actor_kind="staff",
+            actor_id=who.user_id,
+            target=user_id,
+        )
+    return respond(UserOut.model_validate(user))
+
+
+async def create_practice(request: Request) -> Response:
+    await require_staff(request, Role.ADMIN)
+    body = await parse_json(request, PracticeIn)
+    async with unit_of_work(db(request)) as session:
+        practice = Practice(name=body.name, town=body.town)
+        session.add(practice)
+        await session.flush()
+    return respond(PracticeOut.model_validate(practice), status=201)
+
+
+async def list_practices(request: Request) -> Response:
+    await require_staff(request)
+    async with db(request)() as session:
+        rows = (
+            (await session.execute(select(Practice).order_by(col(Practice.name)))).scalars().all()
+        )
+    return respond([PracticeOut.model_validate(p) for p in rows])
+
+
+routes = [
+    api_route(
+        "/api/v1/auth/login",
+        login,
+        method="POST",
+        summary="Log in (staff)",
+        tags=["auth"],
+        body=LoginIn,
+        response=MeOut,
+        auth="none",
+        errors=[401, 403, 429],
+    ),
+    api_route(
+        "/api/v1/auth/logout",
+        logout,
+        method="POST",
+        summary="Log out and end the session",
+        tags=["auth"],
+        status=204,
+        errors=[401, 403],
+    ),
+    api_route(
+        "/api/v1/auth/me",
+        me,
+        summary="The logged-in staff member and the CSRF token",
+        tags=["auth"],
+        response=MeOut,
+        errors=[401],
+    ),
+    api_route(
+        "/api/v1/admin/users",
+        create_user,
+        method="POST",
+        summary="Create a staff account",
+        tags=["admin"],
+        body=UserIn,
+        response=UserOut,
+        status=201,
+        errors=[401, 403, 409],
+    ),
+    api_route(
+        "/api/v1/admin/users",
+        list_users,
+        summary="List staff accounts",
+        tags=["admin"],
+        response=UserOut,
+        many=True,
+        errors=[401, 403],
+    ),
+    api_route(
+        "/api/v1/admin/users/{id:int}",
+        patch_user,
+        method="PATCH",
+        summary="Activate or deactivate a staff account (ends its sessions)",
+        tags=["admin"],
+        body=UserPatch,
+        response=UserOut,
+        errors=[401, 403, 404, 409],
+    ),
+    api_route(
+        "/api/v1/practices",
+        create_practice,
+        method="POST",
+        summary="Create a practice",
+        tags=["admin"],
+        body=PracticeIn,
+        response=PracticeOut,
+        status=201,
+        errors=[401, 403],
+    ),
+    api_route(
+        "/api/v1/practices",
+        list_practices,
+        summary="List practices",
+        tags=["admin"],
+        response=PracticeOut,
+        many=True,
+        errors=[401],
+    ),
+]

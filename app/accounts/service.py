@@ -1,0 +1,217 @@
+"""Staff login and logout, server-side sessions for staff and patients, account creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from app.accounts.models import AuthSession, Role, SessionKind, User
+from app.accounts.passwords import MIN_PASSWORD_LENGTH, hash_password, needs_rehash, verify_password
+from app.audit import service as audit
+from app.db import utcnow
+from app.errors import (
+    Conflict,
+    InvalidCredentials,
+    InvalidInput,
+    KonsilError,
+    NotFound,
+    TooManyAttempts,
+)
+from app.settings import Settings
+from app.tokens import new_token, token_hash
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is behind a request or websocket: a staff member or a patient of one appointment."""
+
+    kind: SessionKind
+    session_id: str
+    csrf_token: str
+    user_id: int | None = None
+    role: Role | None = None
+    display_name: str = ""
+    appointment_id: int | None = None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.kind is SessionKind.STAFF
+
+    @property
+    def is_patient(self) -> bool:
+        return self.kind is SessionKind.PATIENT
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str
+    principal: Principal
+
+
+async def login(
+    session: AsyncSession, *, settings: Settings, email: str, password: str, ip: str | None
+) -> NewSession | KonsilError:
+    """Checks the password and opens a staff session. Same answer for unknown and wrong.
+
+    A refusal is returned, not raised: the unit of work must still commit its audit row,
+    because the failed attempts recorded there are what throttling counts.
+    """
+    secret = settings.secret_key.get_secret_value()
+    subject = audit.subject_key(secret, email)
+    since = audit.window_start(settings.login_window_minutes)
+    limit = settings.login_max_failures
+    by_subject = await audit.count_since(
+        session, action="login.failure", since=since, subject=subject
+    )
+    by_ip = await audit.count_since(session, action="login.failure", since=since, ip=ip)
+    if by_subject >= limit or (ip is not None and by_ip >= limit * 4):
+        audit.record(
+            session, action="login.throttled", actor_kind="anonymous", subject=subject, ip=ip
+        )
+        return TooManyAttempts(retry_after=settings.login_window_minutes * 60)
+
+    user = (
+        await session.execute(
+            select(User).where(func.lower(col(User.email)) == email.strip().lower())
+        )
+    ).scalar_one_or_none()
+    if user is None or not user.is_active or not verify_password(user.password_hash, password):
+        if user is None:
+            verify_password(None, password)
+        audit.record(
+            session, action="login.failure", actor_kind="anonymous", subject=subject, ip=ip
+        )
+        return InvalidCredentials()
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    assert user.id is not None
+    new = _open_session(
+        session,
+        kind=SessionKind.STAFF,
+        ttl=timedelta(minutes=settings.session_ttl_minutes),
+        user=user,
+    )
+    audit.record(session, action="login.success", actor_kind="staff", actor_id=user.id, ip=ip)
+    return new
+
+
+def open_patient_session(
+    session: AsyncSession, *, settings: Settings, appointment_id: int, not_after: datetime
+) -> NewSession:
+    """A session for the patient of one appointment, made when a join link is redeemed.
+
+    It never outlives the link it came from.
+    """
+    ttl = timedelta(minutes=settings.patient_session_ttl_minutes)
+    ttl = min(ttl, max(not_after - utcnow(), timedelta(0)))
+    return _open_session(session, kind=SessionKind.PATIENT, ttl=ttl, appointment_id=appointment_id)
+
+
+def _open_session(
+    session: AsyncSession,
+    *,
+    kind: SessionKind,
+    ttl: timedelta,
+    user: User | None = None,
+    appointment_id: int | None = None,
+) -> NewSession:
+    token = new_token()
+    row = AuthSession(
+        id=token_hash(token),
+        kind=kind,
+        user_id=user.id if user else None,
+        appointment_id=appointment_id,
+        csrf_token=new_token(),
+        expires_at=utcnow() + ttl,
+    )
+    session.add(row)
+    return NewSession(token=token, principal=_principal(row, user))
+
+
+async def resolve(session: AsyncSession, *, token: str, kind: SessionKind) -> Principal | None:
+    """The principal behind a session cookie, or None if unknown, ended or expired."""
+    row = await session.get(AuthSession, token_hash(token))
+    if row is None or row.kind != kind or row.ended_at is not None or row.expires_at <= utcnow():
+        return None
+    user = None
+    if row.user_id is not None:
+        user = await session.get(User, row.user_id)
+        if user is None or not user.is_active:
+            return None
+    return _principal(row, user)
+
+
+async def end_session(session: AsyncSession, *, session_id: str) -> None:
+    """Ends a session for good: the cookie is worthless afterwards, even if replayed."""
+    await session.execute(
+        update(AuthSession)
+        .where(col(AuthSession.id) == session_id, col(AuthSession.ended_at).is_(None))
+        .values(ended_at=utcnow())
+    )
+
+
+def _principal(row: AuthSession, user: User | None) -> Principal:
+    return Principal(
+        kind=row.kind,
+        session_id=row.id,
+        csrf_token=row.csrf_token,
+        user_id=user.id if user else None,
+        role=user.role if user else None,
+        display_name=user.display_name if user else "",
+        appointment_id=row.appointment_id,
+    )
+
+
+async def set_active(session: AsyncSession, *, user_id: int, active: bool) -> User:
+    """Activates or deactivates a staff account; deactivating ends all its sessions at once."""
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("Dieses Konto gibt es nicht.")
+    user.is_active = active
+    if not active:
+        await session.execute(
+            update(AuthSession)
+            .where(col(AuthSession.user_id) == user_id, col(AuthSession.ended_at).is_(None))
+            .values(ended_at=utcnow())
+        )
+    return user
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    display_name: str,
+    role: Role,
+    practice_id: int | None = None,
+    specialty_id: int | None = None,
+) -> User:
+    """Creates a staff account. GPs belong to a practice, specialists to a specialty."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"Das Passwort muss mindestens {MIN_PASSWORD_LENGTH} Zeichen haben.")
+    if role is Role.GP and practice_id is None:
+        raise InvalidInput("Eine Hausärztin bzw. ein Hausarzt braucht eine Praxis.")
+    if role is Role.SPECIALIST and specialty_id is None:
+        raise InvalidInput("Eine Fachärztin bzw. ein Facharzt braucht ein Fachgebiet.")
+    normalized = email.strip().lower()
+    existing = await session.execute(
+        select(User.id).where(func.lower(col(User.email)) == normalized)
+    )
+    if existing.first() is not None:
+        raise Conflict("Diese E-Mail-Adresse ist schon vergeben.")
+    user = User(
+        email=normalized,
+        display_name=display_name,
+        role=role,
+        password_hash=hash_password(password),
+        practice_id=practice_id,
+        specialty_id=specialty_id,
+    )
+    session.add(user)
+    await session.flush()
+    return user

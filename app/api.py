@@ -1,0 +1,233 @@
+"""JSON API plumbing: parse bodies with pydantic, answer with pydantic, describe it in OpenAPI.
+
+``api_route`` builds a Starlette ``Route`` and records its request and response models, so the
+OpenAPI document at ``/openapi.json`` is generated from the same models that validate traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from app.errors import InvalidInput, PayloadTooLarge, validation_detail
+
+M = TypeVar("M", bound=BaseModel)
+Endpoint = Callable[[Request], Awaitable[Response]]
+MAX_JSON_BYTES = 256 * 1024
+
+
+class Schema(BaseModel):
+    """Base of request bodies: unknown fields are an error, strings are trimmed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Out(BaseModel):
+    """Base of response bodies."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    method: str
+    summary: str
+    tags: tuple[str, ...]
+    body: type[BaseModel] | None
+    response: type[BaseModel] | None
+    many: bool
+    status: int
+    auth: str
+    errors: tuple[int, ...]
+    content_type: str = "application/json"
+    query: tuple[tuple[str, str, bool], ...] = field(default=())
+
+
+OPERATIONS: list[Operation] = []
+
+
+def api_route(
+    path: str,
+    endpoint: Endpoint,
+    *,
+    method: str = "GET",
+    summary: str,
+    tags: Sequence[str],
+    body: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    many: bool = False,
+    status: int = 200,
+    auth: str = "staff",
+    errors: Sequence[int] = (),
+    content_type: str = "application/json",
+    query: Sequence[tuple[str, str, bool]] = (),
+) -> Route:
+    """A route plus its OpenAPI description. ``query``: (name, description, required)."""
+    OPERATIONS.append(
+        Operation(
+            path=path,
+            method=method.lower(),
+            summary=summary,
+            tags=tuple(tags),
+            body=body,
+            response=response,
+            many=many,
+            status=status,
+            auth=auth,
+            errors=tuple(errors),
+            content_type=content_type,
+            query=tuple(query),
+        )
+    )
+    return Route(path, endpoint, methods=[method])
+
+
+async def parse_json(request: Request, model: type[M]) -> M:
+    """The request body as ``model``; a clear 4xx on anything else."""
+    body = await request.body()
+    if len(body) > MAX_JSON_BYTES:
+        raise PayloadTooLarge("Die Anfrage ist zu groß.")
+    try:
+        data = json.loads(body or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInput("Der Inhalt ist kein gültiges JSON.") from None
+    return validate(model, data)
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(fields=validation_detail(exc)) from None
+
+
+def parse_query(request: Request, model: type[M]) -> M:
+    return validate(model, dict(request.query_params))
+
+
+def respond(data: BaseModel | Sequence[BaseModel] | None, status: int = 200) -> Response:
+    if data is None:
+        return Response(status_code=status)
+    if isinstance(data, BaseModel):
+        return JSONResponse(data.model_dump(mode="json"), status_code=status)
+    adapter: TypeAdapter[Any] = TypeAdapter(list[Any])
+    return JSONResponse(
+        adapter.dump_python([d.model_dump(mode="json") for d in data]), status_code=status
+    )
+
+
+def openapi_document(
+    routes: Sequence[BaseRoute] | None = None, title: str = "Konsil"
+) -> dict[str, Any]:
+    """OpenAPI 3.1 from every ``api_route`` registered so far."""
+    models = {op.body for op in OPERATIONS if op.body} | {
+        op.response for op in OPERATIONS if op.response
+    }
+    ordered = sorted(models, key=lambda m: m.__name__)
+    refs, schema = models_json_schema(
+        [(m, "validation" if _is_body(m) else "serialization") for m in ordered],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", op.path)
+        paths.setdefault(path, {})[op.method] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "1", "description": _DESCRIPTION},
+        "paths": paths,
+        "components": {
+            "schemas": {**schema.get("$defs", {}), "Error": _ERROR_SCHEMA},
+            "securitySchemes": {
+                "staffSession": {"type": "apiKey", "in": "cookie", "name": "konsil_staff"},
+                "patientSession": {"type": "apiKey", "in": "cookie", "name": "konsil_patient"},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            },
+        },
+    }
+
+
+def _is_body(model: type[BaseModel]) -> bool:
+    return any(op.body is model for op in OPERATIONS)
+
+
+def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {"summary": op.summary, "tags": list(op.tags)}
+    params = [_path_param(p) for p in _path_params(op.path)]
+    params += [
+        {"name": n, "in": "query", "required": req, "description": d, "schema": {"type": "string"}}
+        for n, d, req in op.query
+    ]
+    if params:
+        result["parameters"] = params
+    if op.body is not None:
+        mode = "validation"
+        result["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(op.body, mode)]}},
+        }
+    success: dict[str, Any] = {"description": "OK"}
+    if op.response is not None:
+        ref = refs[(op.response, "validation" if _is_body(op.response) else "serialization")]
+        success["content"] = {
+            op.content_type: {"schema": {"type": "array", "items": ref} if op.many else ref}
+        }
+    elif op.content_type != "application/json":
+        success["content"] = {op.content_type: {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {str(op.status): success}
+    for code in sorted({*op.errors, 422} if op.body else set(op.errors)):
+        responses[str(code)] = {
+            "description": "Error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    result["responses"] = responses
+    if op.auth == "staff":
+        result["security"] = [{"staffSession": [], "csrf": []}]
+    elif op.auth == "patient":
+        result["security"] = [{"patientSession": [], "csrf": []}]
+    return result
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def _path_param(spec: str) -> dict[str, Any]:
+    name, _, kind = spec.partition(":")
+    schema = {"type": "integer"} if kind == "int" else {"type": "string"}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "examples": ["slot_taken"]},
+                "message": {"type": "string"},
+                "detail": {"type": "object"},
+            },
+        }
+    },
+}
+
+_DESCRIPTION = (
+    "Konsil's JSON API. Staff authenticate with the session cookie set by "
+    "POST /api/v1/auth/login and send the session's CSRF token (from GET /api/v1/auth/me) in "
+    "the X-CSRF-Token header on every state-changing request. Patients authenticate by "
+    "redeeming their join link at POST /api/v1/patient/session. Errors are JSON objects "
+    '{"error": {"code", "message", "detail"}}.'
+)

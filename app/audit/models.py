@@ -1,0 +1,51 @@
+"""The audit table. Rows are only ever inserted; triggers refuse UPDATE and DELETE."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DDL, JSON, Column, event
+from sqlmodel import Field, SQLModel
+
+from app.db import utc_column, utcnow
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which appointment, and when. Never health data: ids and outcomes only."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=utc_column(index=True))
+    action: str = Field(max_length=60, index=True)
+    actor_kind: str = Field(max_length=20)
+    actor_id: int | None = Field(default=None, index=True)
+    appointment_id: int | None = Field(default=None, index=True)
+    # Keyed hash of a login name, so failed logins can be throttled without storing the name.
+    subject: str | None = Field(default=None, max_length=64, index=True)
+    ip: str | None = Field(default=None, max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+APPEND_ONLY_SQLITE = [
+    "CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event "
+    "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END",
+    "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event "
+    "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END",
+]
+APPEND_ONLY_POSTGRESQL = [
+    "CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit_event is append-only'; END; $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER audit_event_no_change BEFORE UPDATE OR DELETE ON audit_event "
+    "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()",
+]
+
+_table = SQLModel.metadata.tables["audit_event"]
+for _dialect, _statements in (
+    ("sqlite", APPEND_ONLY_SQLITE),
+    ("postgresql", APPEND_ONLY_POSTGRESQL),
+):
+    for _statement in _statements:
+        _ddl = DDL(_statement)  # type: ignore[no-untyped-call]
+        event.listen(_table, "after_create", _ddl.execute_if(dialect=_dialect))

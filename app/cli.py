@@ -1,0 +1,91 @@
+"""Operator commands: ``python -m app.cli migrate | seed-demo | create-user``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from alembic import command
+from alembic.config import Config
+
+from app.accounts import service as accounts
+from app.accounts.models import Role
+from app.db import create_engine, session_factory, unit_of_work
+from app.errors import KonsilError
+from app.seed import seed_demo
+from app.settings import Settings
+
+
+def migrate(settings: Settings) -> None:
+    """Brings the database schema to the newest revision."""
+    config = Config("alembic.ini")
+    config.attributes["database_url"] = settings.database_url
+    command.upgrade(config, "head")
+
+
+async def _seed(settings: Settings) -> bool:
+    engine = create_engine(settings.database_url)
+    try:
+        async with unit_of_work(session_factory(engine)) as session:
+            return await seed_demo(session)
+    finally:
+        await engine.dispose()
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        async with unit_of_work(session_factory(engine)) as session:
+            user = await accounts.create_user(
+                session,
+                email=args.email,
+                password=password,
+                display_name=args.name,
+                role=Role(args.role),
+                practice_id=args.practice_id,
+                specialty_id=args.specialty_id,
+            )
+            assert user.id is not None
+            return user.id
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser(
+        "seed-demo", help="create demo accounts and consultation hours (not in production)"
+    )
+    create = sub.add_parser("create-user", help="create a staff account (password read from stdin)")
+    create.add_argument("--email", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--practice-id", type=int)
+    create.add_argument("--specialty-id", type=int)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    if args.command == "migrate":
+        migrate(settings)
+    elif args.command == "seed-demo":
+        if settings.environment == "production":
+            print("refusing to seed demo accounts in production", file=sys.stderr)
+            return 2
+        created = asyncio.run(_seed(settings))
+        print("demo data created" if created else "database already has accounts; nothing seeded")
+    else:
+        password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline()
+        try:
+            user_id = asyncio.run(_create_user(settings, args, password.rstrip("\n")))
+        except KonsilError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        print(f"created user {user_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""Domain errors, and the one place that maps them to HTTP statuses and websocket close codes.
+
+Services raise these; they never raise HTTP exceptions. Every error a user can cause carries a
+stable machine-readable ``code`` and a human message (German first, English in ``message_en``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+# Websocket close codes (4000-4999 are for applications, RFC 6455 section 7.4.2).
+WS_NORMAL = 1000
+WS_GOING_AWAY = 1001
+WS_POLICY_VIOLATION = 1008
+WS_MESSAGE_TOO_BIG = 1009
+WS_TRY_AGAIN_LATER = 1013
+WS_UNAUTHENTICATED = 4401
+WS_FORBIDDEN = 4403
+WS_NOT_FOUND = 4404
+WS_ROOM_CLOSED = 4410
+WS_RATE_LIMITED = 4429
+WS_SLOW_CONSUMER = 4408
+WS_REPLACED = 4409
+
+
+class KonsilError(Exception):
+    """Base of all domain errors."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    ws_close: ClassVar[int] = WS_POLICY_VIOLATION
+    default_message: ClassVar[str] = "Die Anfrage ist ungültig."
+
+    def __init__(self, message: str | None = None, **detail: Any) -> None:
+        self.message = message or self.default_message
+        self.detail = detail
+        super().__init__(self.message)
+
+
+class InvalidInput(KonsilError):
+    status = 422
+    code = "invalid_input"
+    default_message = "Die Eingaben sind ungültig."
+
+
+class NotAuthenticated(KonsilError):
+    status = 401
+    code = "not_authenticated"
+    ws_close = WS_UNAUTHENTICATED
+    default_message = "Bitte melden Sie sich an."
+
+
+class InvalidCredentials(KonsilError):
+    status = 401
+    code = "invalid_credentials"
+    ws_close = WS_UNAUTHENTICATED
+    default_message = "E-Mail-Adresse oder Passwort ist falsch."
+
+
+class TooManyAttempts(KonsilError):
+    status = 429
+    code = "too_many_attempts"
+    ws_close = WS_RATE_LIMITED
+    default_message = "Zu viele Versuche. Bitte warten Sie einige Minuten."
+
+
+class CsrfFailed(KonsilError):
+    status = 403
+    code = "csrf_failed"
+    default_message = "Die Sicherheitsprüfung des Formulars ist fehlgeschlagen. Bitte neu laden."
+
+
+class Forbidden(KonsilError):
+    status = 403
+    code = "forbidden"
+    ws_close = WS_FORBIDDEN
+    default_message = "Dafür fehlt Ihnen die Berechtigung."
+
+
+class NotYourRoom(Forbidden):
+    code = "not_your_room"
+    default_message = "Dieser Konsilraum gehört nicht zu Ihrem Termin."
+
+
+class NotFound(KonsilError):
+    status = 404
+    code = "not_found"
+    ws_close = WS_NOT_FOUND
+    default_message = "Nicht gefunden."
+
+
+class LinkInvalid(KonsilError):
+    status = 404
+    code = "link_invalid"
+    ws_close = WS_UNAUTHENTICATED
+    default_message = "Dieser Link ist ungültig oder wurde widerrufen."
+
+
+class LinkNotYetValid(KonsilError):
+    status = 403
+    code = "link_not_yet_valid"
+    ws_close = WS_FORBIDDEN
+    default_message = "Der Link ist erst 30 Minuten vor dem Termin gültig."
+
+
+class LinkExpired(KonsilError):
+    status = 410
+    code = "link_expired"
+    ws_close = WS_ROOM_CLOSED
+    default_message = "Dieser Link ist abgelaufen."
+
+
+class SlotTaken(KonsilError):
+    status = 409
+    code = "slot_taken"
+    default_message = "Dieser Termin ist nicht mehr frei."
+
+
+class SlotUnavailable(KonsilError):
+    status = 409
+    code = "slot_unavailable"
+    default_message = "Zu dieser Zeit bietet die Fachärztin bzw. der Facharzt keine Termine an."
+
+
+class Conflict(KonsilError):
+    status = 409
+    code = "conflict"
+    default_message = "Das ist im aktuellen Zustand nicht möglich."
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    default_message = "Dieser Schritt ist im aktuellen Zustand des Raums nicht möglich."
+
+
+class RoomClosed(Conflict):
+    code = "room_closed"
+    ws_close = WS_ROOM_CLOSED
+    default_message = "Diese Konsultation ist beendet."
+
+
+class PayloadTooLarge(KonsilError):
+    status = 413
+    code = "payload_too_large"
+    ws_close = WS_MESSAGE_TOO_BIG
+    default_message = "Die Datei ist zu groß."
+
+
+class UnsupportedMediaType(KonsilError):
+    status = 415
+    code = "unsupported_media_type"
+    default_message = "Dieser Dateityp wird nicht angenommen (erlaubt: PDF, JPEG, PNG)."
+
+
+class RateLimited(KonsilError):
+    status = 429
+    code = "rate_limited"
+    ws_close = WS_RATE_LIMITED
+    default_message = "Zu viele Nachrichten in kurzer Zeit."
+
+
+class Unavailable(KonsilError):
+    status = 503
+    code = "unavailable"
+    ws_close = WS_TRY_AGAIN_LATER
+    default_message = "Der Dienst ist gerade ausgelastet. Bitte gleich noch einmal versuchen."
+
+
+def error_body(code: str, message: str, **detail: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if detail:
+        body["detail"] = detail
+    return {"error": body}
+
+
+def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
+    """Field errors without echoing the submitted values back (they may be health data)."""
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+async def konsil_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KonsilError)
+    headers = {}
+    if "retry_after" in exc.detail:
+        headers["Retry-After"] = str(exc.detail["retry_after"])
+    return JSONResponse(
+        error_body(exc.code, exc.message, **exc.detail), status_code=exc.status, headers=headers
+    )
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    return JSONResponse(
+        error_body(InvalidInput.code, InvalidInput.default_message, fields=validation_detail(exc)),
+        status_code=422,
+    )
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        error_body("http_" + str(exc.status_code), str(exc.detail)),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the log (without request bodies); the user gets no stack trace.
+    return JSONResponse(
+        error_body("internal_error", "Ein interner Fehler ist aufgetreten."), status_code=500
+    )
+
+
+EXCEPTION_HANDLERS = {
+    KonsilError: konsil_error_handler,
+    ValidationError: validation_error_handler,
+    HTTPException: http_error_handler,
+    Exception: server_error_handler,
+}

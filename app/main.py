@@ -1,0 +1,99 @@
+"""The application factory. Nothing runs at import time.
+
+Run with ``uvicorn app.main:create_app --factory``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from app import api
+from app.accounts.routes import routes as account_routes
+from app.db import create_engine, session_factory
+from app.errors import EXCEPTION_HANDLERS
+from app.health import healthz, readyz
+from app.logging import configure_logging, get_logger
+from app.observability import RequestMetricsMiddleware, drain_on_sigterm
+from app.observability import routes as ops_routes
+from app.pages.errors import exception_handlers as page_exception_handlers
+from app.pages.routes import routes as page_routes
+from app.pages.security import SecurityHeadersMiddleware
+from app.precheck.routes import precheck_lifespan
+from app.precheck.routes import routes as precheck_routes
+from app.resources import Resources
+from app.rooms.routes import routes as room_routes
+from app.scheduling.routes import routes as scheduling_routes
+from app.settings import Settings
+from app.signaling.broker import create_broker
+from app.signaling.endpoint import routes as signaling_routes
+from app.signaling.hub import lifespan as signaling_lifespan
+
+log = get_logger("konsil")
+
+# Packages that own long-lived services (hubs, peer registries) add a context manager here;
+# the lifespan enters them in order after the core resources and exits them in reverse.
+PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]] = [
+    drain_on_sigterm,
+    precheck_lifespan,
+    signaling_lifespan,
+]
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Builds the Konsil application for ``settings`` (read from the environment if omitted)."""
+    cfg = settings or Settings()
+    configure_logging(json=cfg.log_json, level=cfg.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = create_engine(cfg.database_url)
+        broker = create_broker(cfg.broker_url)
+        await broker.connect()
+        res = Resources(
+            settings=cfg, engine=engine, sessions=session_factory(engine), broker=broker
+        )
+        app.state.resources = res
+        try:
+            async with AsyncExitStack() as stack:
+                for package_lifespan in PACKAGE_LIFESPANS:
+                    await stack.enter_async_context(package_lifespan(res))
+                log.info("konsil.started", environment=cfg.environment)
+                yield
+                res.extras["draining"] = True
+        finally:
+            await broker.close()
+            await engine.dispose()
+            log.info("konsil.stopped")
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(api.openapi_document())
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/openapi.json", openapi),
+        *ops_routes,
+        *precheck_routes,
+        *account_routes,
+        *scheduling_routes,
+        *room_routes,
+        *signaling_routes,
+        *page_routes,
+    ]
+    app = Starlette(
+        debug=False,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=page_exception_handlers(EXCEPTION_HANDLERS),
+        middleware=[Middleware(SecurityHeadersMiddleware, settings=cfg)],
+    )
+    # Outermost, so errors answered by inner middleware are counted too.
+    app.add_middleware(RequestMetricsMiddleware, access_log=cfg.log_access)
+    return app

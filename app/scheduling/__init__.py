@@ -1,0 +1,1 @@
+"""Specialties, availability, free slots, bookings and patient join links."""

@@ -1,0 +1,228 @@
+"""Patient join links: issue, revoke and redeem.
+
+A link is ``{base_url}/join#<token>``: 256 random bits in the URL fragment, which browsers never
+send to a server. Only the token's SHA-256 is stored. A link is valid from ``starts_at -
+link_early_minutes`` until ``ends_at + link_grace_minutes``; issuing a new one revokes the old.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts import service as accounts
+from app.accounts.models import User
+from app.accounts.service import NewSession, Principal
+from app.audit import service as audit
+from app.db import utcnow
+from app.errors import (
+    KonsilError,
+    LinkExpired,
+    LinkInvalid,
+    LinkNotYetValid,
+    NotFound,
+    TooManyAttempts,
+)
+from app.scheduling import repository as repo
+from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, RoomState, Specialty
+from app.scheduling.schemas import PatientAppointmentOut
+from app.settings import Settings
+from app.tokens import new_token, token_hash
+
+TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
+# Tokens cannot be guessed (256 bits); this only stops a client hammering the endpoint.
+MAX_REJECTIONS_PER_IP = 20
+ENDED_STATES = frozenset({RoomState.ENDED, RoomState.NO_SHOW})
+ENDED_STATUSES = frozenset({AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW})
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    """A new link. The token exists only here and in the patient's hands."""
+
+    token: str
+    join_url: str
+    valid_from: datetime
+    valid_until: datetime
+
+
+@dataclass(frozen=True)
+class Redemption:
+    new_session: NewSession
+    summary: PatientAppointmentOut
+
+
+def record(
+    session: AsyncSession, who: Principal, action: str, appointment_id: int | None, **detail: Any
+) -> None:
+    """An audit row for something ``who`` did to an appointment (ids and outcomes only)."""
+    audit.record(
+        session,
+        action=action,
+        actor_kind=who.kind.value,
+        actor_id=who.user_id,
+        appointment_id=appointment_id,
+        **detail,
+    )
+
+
+def window(appointment: Appointment, settings: Settings) -> tuple[datetime, datetime]:
+    return (
+        appointment.starts_at - timedelta(minutes=settings.link_early_minutes),
+        appointment.ends_at + timedelta(minutes=settings.link_grace_minutes),
+    )
+
+
+async def issue(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    appointment: Appointment,
+    who: Principal,
+    now: datetime,
+    action: str = "link.issued",
+) -> IssuedLink:
+    """Revokes every earlier link of the appointment (and their patient sessions), issues one."""
+    assert appointment.id is not None
+    if await repo.revoke_links(session, appointment.id, now):
+        await repo.end_patient_sessions(session, appointment.id, now)
+    token = new_token()
+    valid_from, valid_until = window(appointment, settings)
+    session.add(
+        JoinToken(
+            appointment_id=appointment.id,
+            token_hash=token_hash(token),
+            valid_from=valid_from,
+            valid_until=valid_until,
+            created_at=now,
+        )
+    )
+    record(session, who, action, appointment.id)
+    return IssuedLink(
+        token=token,
+        join_url=f"{settings.base_url.rstrip('/')}/join#{token}",
+        valid_from=valid_from,
+        valid_until=valid_until,
+    )
+
+
+async def revoke(
+    session: AsyncSession, *, appointment: Appointment, who: Principal | None, now: datetime
+) -> int:
+    """Revokes the appointment's links and ends the patient sessions opened with them."""
+    assert appointment.id is not None
+    count = await repo.revoke_links(session, appointment.id, now)
+    await repo.end_patient_sessions(session, appointment.id, now)
+    if who is not None:
+        record(session, who, "link.revoked", appointment.id, revoked=count)
+    return count
+
+
+async def redeem(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    token: str,
+    ip: str | None,
+    now: datetime | None = None,
+) -> Redemption | KonsilError:
+    """Checks a link and opens a patient session for its appointment.
+
+    A refusal is returned, not raised, so that the unit of work still commits its audit row.
+    """
+    now = now or utcnow()
+    since = audit.window_start(settings.login_window_minutes)
+    if ip is not None and (
+        await audit.count_since(session, action="link.rejected", since=since, ip=ip)
+        >= MAX_REJECTIONS_PER_IP
+    ):
+        audit.record(session, action="link.throttled", actor_kind="patient", ip=ip)
+        return TooManyAttempts(retry_after=settings.login_window_minutes * 60)
+    link = await repo.link_by_hash(session, token_hash(token)) if TOKEN_SHAPE.match(token) else None
+    appointment = await session.get(Appointment, link.appointment_id) if link else None
+    refusal = _refusal(link, appointment, settings=settings, now=now)
+    if refusal is not None or link is None or appointment is None:
+        refusal = refusal or LinkInvalid()
+        audit.record(
+            session,
+            action="link.rejected",
+            actor_kind="patient",
+            appointment_id=appointment.id if appointment else None,
+            ip=ip,
+            reason=refusal.code,
+        )
+        return refusal
+    return await _open(
+        session, settings=settings, link=link, appointment=appointment, ip=ip, now=now
+    )
+
+
+async def _open(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    link: JoinToken,
+    appointment: Appointment,
+    ip: str | None,
+    now: datetime,
+) -> Redemption:
+    assert appointment.id is not None
+    link.last_redeemed_at = now
+    new = accounts.open_patient_session(
+        session, settings=settings, appointment_id=appointment.id, not_after=link.valid_until
+    )
+    audit.record(
+        session, action="link.redeemed", actor_kind="patient", appointment_id=appointment.id, ip=ip
+    )
+    summary = await patient_summary(
+        session, appointment_id=appointment.id, csrf_token=new.principal.csrf_token
+    )
+    return Redemption(new_session=new, summary=summary)
+
+
+def _refusal(
+    link: JoinToken | None, appointment: Appointment | None, *, settings: Settings, now: datetime
+) -> KonsilError | None:
+    if link is None or appointment is None:
+        return LinkInvalid()
+    if appointment.status == AppointmentStatus.CANCELLED:
+        return LinkExpired("Dieser Termin wurde abgesagt.", reason="cancelled")
+    if link.revoked_at is not None:
+        return LinkInvalid()
+    if appointment.status in ENDED_STATUSES or appointment.room_state in ENDED_STATES:
+        return LinkExpired("Diese Video-Sprechstunde ist bereits beendet.", reason="ended")
+    if now < link.valid_from:
+        local = link.valid_from.astimezone(settings.tz)
+        return LinkNotYetValid(
+            f"Der Link ist ab {local:%d.%m.%Y, %H:%M} Uhr gültig.",
+            valid_from=link.valid_from.isoformat(),
+        )
+    if now > link.valid_until:
+        return LinkExpired()
+    return None
+
+
+async def patient_summary(
+    session: AsyncSession, *, appointment_id: int, csrf_token: str
+) -> PatientAppointmentOut:
+    """The appointment as the patient may see it."""
+    appointment = await session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise NotFound()
+    specialist = await session.get(User, appointment.specialist_id)
+    assert specialist is not None
+    specialty = await session.get(Specialty, specialist.specialty_id)
+    return PatientAppointmentOut(
+        appointment_id=appointment_id,
+        starts_at=appointment.starts_at,
+        ends_at=appointment.ends_at,
+        specialist_name=specialist.display_name,
+        specialty=specialty.name_de if specialty else "",
+        mode=appointment.mode,
+        room_state=appointment.room_state,
+        csrf_token=csrf_token,
+    )

@@ -1,0 +1,163 @@
+"""Tables for specialties, availability, appointments, join links, reports and documents."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from enum import StrEnum
+
+from sqlalchemy import Column, Index, LargeBinary, Text, text
+from sqlmodel import Field, SQLModel
+
+from app.db import enum_column, utc_column, utcnow
+
+
+class AppointmentStatus(StrEnum):
+    BOOKED = "booked"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+class RoomState(StrEnum):
+    """The consultation room's lifecycle (see app.rooms.state)."""
+
+    SCHEDULED = "scheduled"
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    IN_CALL = "in_call"
+    ENDED = "ended"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+class Urgency(StrEnum):
+    ROUTINE = "routine"
+    URGENT = "urgent"
+
+
+class Mode(StrEnum):
+    """Where the patient is: at home alone, or at the practice with the GP."""
+
+    HOME = "home"
+    PRACTICE = "practice"
+
+
+class Specialty(SQLModel, table=True):
+    __tablename__ = "specialty"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=60, unique=True, index=True)
+    name_de: str = Field(max_length=120)
+    name_en: str = Field(max_length=120)
+
+
+class AvailabilityRule(SQLModel, table=True):
+    """Weekly recurring consultation hours, in the deployment's local time zone."""
+
+    __tablename__ = "availability_rule"
+
+    id: int | None = Field(default=None, primary_key=True)
+    specialist_id: int = Field(foreign_key="staff_user.id", index=True)
+    weekday: int = Field(ge=0, le=6)  # Monday = 0
+    start_time: time
+    end_time: time
+    slot_minutes: int = Field(default=30, ge=5, le=240)
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+
+class AvailabilityException(SQLModel, table=True):
+    """A one-off change: an absence (available=False) or extra hours (available=True)."""
+
+    __tablename__ = "availability_exception"
+
+    id: int | None = Field(default=None, primary_key=True)
+    specialist_id: int = Field(foreign_key="staff_user.id", index=True)
+    starts_at: datetime = Field(sa_column=utc_column())
+    ends_at: datetime = Field(sa_column=utc_column())
+    available: bool = Field(default=False)
+    slot_minutes: int = Field(default=30, ge=5, le=240)
+
+
+class Appointment(SQLModel, table=True):
+    """A booked teleconsultation and the state of its consultation room."""
+
+    __tablename__ = "appointment"
+    __table_args__ = (
+        # One active booking per specialist and start time: the database settles races.
+        Index(
+            "uq_appointment_active_slot",
+            "specialist_id",
+            "starts_at",
+            unique=True,
+            sqlite_where=text("status != 'cancelled'"),
+            postgresql_where=text("status != 'cancelled'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    specialist_id: int = Field(foreign_key="staff_user.id", index=True)
+    gp_id: int = Field(foreign_key="staff_user.id", index=True)
+    practice_id: int | None = Field(default=None, foreign_key="practice.id")
+    starts_at: datetime = Field(sa_column=utc_column(index=True))
+    ends_at: datetime = Field(sa_column=utc_column())
+    status: AppointmentStatus = Field(
+        default=AppointmentStatus.BOOKED, sa_column=enum_column(AppointmentStatus)
+    )
+    patient_name: str = Field(max_length=200)
+    patient_birth_date: date
+    patient_contact: str = Field(max_length=254)
+    clinical_question: str = Field(sa_column=Column(Text, nullable=False))
+    urgency: Urgency = Field(default=Urgency.ROUTINE, sa_column=enum_column(Urgency))
+    mode: Mode = Field(default=Mode.HOME, sa_column=enum_column(Mode))
+    room_state: RoomState = Field(default=RoomState.SCHEDULED, sa_column=enum_column(RoomState))
+    waiting_since: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    admitted_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    ended_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    cancelled_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # iCalendar SEQUENCE: bumped whenever the booking's time or status changes.
+    sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class JoinToken(SQLModel, table=True):
+    """A patient's join link. Only the SHA-256 of the 256-bit token is stored."""
+
+    __tablename__ = "join_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    appointment_id: int = Field(foreign_key="appointment.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    valid_from: datetime = Field(sa_column=utc_column())
+    valid_until: datetime = Field(sa_column=utc_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    revoked_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_redeemed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class Report(SQLModel, table=True):
+    """The specialist's written report on one consultation, read by the booking GP."""
+
+    __tablename__ = "report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    appointment_id: int = Field(foreign_key="appointment.id", unique=True)
+    author_id: int = Field(foreign_key="staff_user.id")
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+
+
+class Document(SQLModel, table=True):
+    """A document the GP attaches to a booking (findings, letters, images)."""
+
+    __tablename__ = "document"
+
+    id: int | None = Field(default=None, primary_key=True)
+    appointment_id: int = Field(foreign_key="appointment.id", index=True)
+    uploaded_by: int = Field(foreign_key="staff_user.id")
+    filename: str = Field(max_length=200)
+    content_type: str = Field(max_length=100)
+    size: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

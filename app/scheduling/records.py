@@ -1,0 +1,210 @@
+"""Documents the GP attaches to a booking, and the specialist's report (services)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+from sqlmodel import col, select
+
+from app.accounts.models import User
+from app.accounts.service import Principal
+from app.db import utcnow
+from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.scheduling.links import record
+from app.scheduling.models import Appointment, AppointmentStatus, Document, Report, RoomState
+from app.scheduling.schemas import DocumentOut, ReportOut
+from app.scheduling.service import is_gp_of, is_specialist_of, visible_appointment
+
+MAX_DOCUMENTS = 20
+# Declared type -> the file's first bytes. Both must agree: the name and the header are
+# chosen by the client, the bytes are what a viewer will actually parse.
+MAGIC = {
+    "application/pdf": (b"%PDF-",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+}
+EXTENSIONS = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
+# Room states that show the consultation has begun, whatever the clock says: links open 30 min
+# early, so a specialist may admit a waiting patient before the slot. Admitting counts too: it
+# is the specialist's own act, and the call may then fail and continue by phone.
+CONSULTED_STATES = frozenset({RoomState.ADMITTED, RoomState.IN_CALL, RoomState.ENDED})
+
+
+@dataclass(frozen=True)
+class Download:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def sniff(data: bytes) -> str | None:
+    """The allowed content type the bytes really are, if any."""
+    for content_type, prefixes in MAGIC.items():
+        if data.startswith(prefixes):
+            return content_type
+    return None
+
+
+def clean_filename(name: str | None, content_type: str) -> str:
+    """A display name without paths, control characters or quotes, with a fitting extension."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = unicodedata.normalize("NFC", base)
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C")
+    base = re.sub(r'["<>:|?*;]', "_", base).strip(" .") or "dokument"
+    stem, dot, ext = base.rpartition(".")
+    allowed = {EXTENSIONS[content_type]} | ({".jpeg"} if content_type == "image/jpeg" else set())
+    if dot and stem and "." + ext.lower() in allowed:
+        stem, ext = stem, "." + ext.lower()
+    else:
+        stem, ext = base, EXTENSIONS[content_type]
+    return stem[:140] + ext
+
+
+async def add_document(
+    session: AsyncSession,
+    *,
+    who: Principal,
+    appointment_id: int,
+    filename: str | None,
+    declared_type: str | None,
+    data: bytes,
+    max_bytes: int,
+) -> DocumentOut:
+    """Stores a PDF, JPEG or PNG for the booking (the booking GP only)."""
+    appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
+    if not is_gp_of(who, appointment):
+        raise Forbidden("Nur die buchende Praxis kann Dokumente hochladen.")
+    if appointment.status == AppointmentStatus.CANCELLED:
+        raise Conflict("Der Termin wurde abgesagt.")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(max_bytes=max_bytes)
+    content_type = (declared_type or "").split(";", 1)[0].strip().lower()
+    if content_type not in MAGIC or sniff(data) != content_type:
+        raise UnsupportedMediaType()
+    if await _document_count(session, appointment_id) >= MAX_DOCUMENTS:
+        raise Conflict(f"Höchstens {MAX_DOCUMENTS} Dokumente je Termin.")
+    assert who.user_id is not None
+    document = Document(
+        appointment_id=appointment_id,
+        uploaded_by=who.user_id,
+        filename=clean_filename(filename, content_type),
+        content_type=content_type,
+        size=len(data),
+        data=data,
+    )
+    session.add(document)
+    await session.flush()
+    record(session, who, "document.uploaded", appointment_id, document_id=document.id)
+    return DocumentOut.model_validate(document)
+
+
+async def _document_count(session: AsyncSession, appointment_id: int) -> int:
+    query = select(func.count()).where(col(Document.appointment_id) == appointment_id)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def list_documents(
+    session: AsyncSession, *, who: Principal, appointment_id: int
+) -> list[DocumentOut]:
+    await visible_appointment(session, who=who, appointment_id=appointment_id)
+    # The listing never loads the file contents.
+    query = (
+        select(Document)
+        .options(defer(Document.data))  # type: ignore[arg-type]
+        .where(col(Document.appointment_id) == appointment_id)
+        .order_by(col(Document.id))
+    )
+    return [DocumentOut.model_validate(d) for d in (await session.execute(query)).scalars()]
+
+
+async def get_document(
+    session: AsyncSession, *, who: Principal, appointment_id: int, document_id: int
+) -> Download:
+    await visible_appointment(session, who=who, appointment_id=appointment_id)
+    document = await session.get(Document, document_id)
+    if document is None or document.appointment_id != appointment_id:
+        raise NotFound("Dieses Dokument gibt es nicht.")
+    record(session, who, "document.downloaded", appointment_id, document_id=document_id)
+    return Download(document.filename, document.content_type, document.data)
+
+
+async def write_report(
+    session: AsyncSession,
+    *,
+    who: Principal,
+    appointment_id: int,
+    body: str,
+    now: datetime | None = None,
+) -> ReportOut:
+    """Writes or updates the report (the appointment's specialist only).
+
+    Allowed once the appointment has started or its consultation has begun (admitted, in a
+    call or ended), never for a cancelled one. A booked appointment counts as completed once
+    its report is written.
+    """
+    now = now or utcnow()
+    appointment = await visible_appointment(
+        session, who=who, appointment_id=appointment_id, lock=True
+    )
+    if not is_specialist_of(who, appointment):
+        raise Forbidden("Nur die Fachärztin bzw. der Facharzt des Termins schreibt den Bericht.")
+    if appointment.status == AppointmentStatus.CANCELLED:
+        raise Conflict("Der Termin wurde abgesagt.")
+    if not has_begun(appointment, now):
+        raise Conflict(
+            "Der Bericht kann erst ab Beginn des Termins oder der Konsultation geschrieben werden."
+        )
+    report = await _report_of(session, appointment_id)
+    assert who.user_id is not None
+    if report is None:
+        report = Report(
+            appointment_id=appointment_id,
+            author_id=who.user_id,
+            body=body,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(report)
+    else:
+        report.body, report.author_id, report.updated_at = body, who.user_id, now
+    if appointment.status == AppointmentStatus.BOOKED:
+        appointment.status = AppointmentStatus.COMPLETED
+    await session.flush()
+    record(session, who, "report.written", appointment_id, report_id=report.id)
+    return await _report_out(session, report)
+
+
+def has_begun(appointment: Appointment, now: datetime) -> bool:
+    """Whether the consultation may have taken place, so that a report makes sense."""
+    return now >= appointment.starts_at or appointment.room_state in CONSULTED_STATES
+
+
+async def read_report(session: AsyncSession, *, who: Principal, appointment_id: int) -> ReportOut:
+    await visible_appointment(session, who=who, appointment_id=appointment_id)
+    report = await _report_of(session, appointment_id)
+    if report is None:
+        raise NotFound("Es gibt noch keinen Bericht.")
+    return await _report_out(session, report)
+
+
+async def _report_of(session: AsyncSession, appointment_id: int) -> Report | None:
+    query = select(Report).where(col(Report.appointment_id) == appointment_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _report_out(session: AsyncSession, report: Report) -> ReportOut:
+    author = await session.get(User, report.author_id)
+    return ReportOut(
+        appointment_id=report.appointment_id,
+        author_id=report.author_id,
+        author_name=author.display_name if author else "",
+        body=report.body,
+        created_at=report.created_at,
+        updated_at=report.updated_at,
+    )

@@ -1,0 +1,214 @@
+"""Scheduling JSON API: bookings and join links; assembles the package's route list."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from app import metrics
+from app.accounts.models import Role
+from app.accounts.web import require_staff
+from app.api import api_route, parse_json, parse_query
+from app.db import unit_of_work
+from app.resources import db, settings
+from app.scheduling import service
+from app.scheduling.routes_availability import routes as availability_routes
+from app.scheduling.routes_patient import routes as patient_routes
+from app.scheduling.routes_records import routes as record_routes
+from app.scheduling.schemas import (
+    AppointmentOut,
+    AppointmentsQuery,
+    BookingIn,
+    BookingOut,
+    LinkOut,
+    RescheduleIn,
+)
+from app.scheduling.web import path_id, private, respond_private
+from app.signaling.hub import hub
+
+STAFF = (Role.GP, Role.SPECIALIST)
+
+
+async def book(request: Request) -> Response:
+    who = await require_staff(request, Role.GP)
+    body = await parse_json(request, BookingIn)
+    async with unit_of_work(db(request)) as session:
+        booking = await service.book(session, settings=settings(request), who=who, details=body)
+    metrics.BOOKINGS.inc()
+    await hub(request).announce_id(booking.appointment.id)
+    return respond_private(booking, status=201)
+
+
+async def list_appointments(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    query = parse_query(request, AppointmentsQuery)
+    async with db(request)() as session:
+        found = await service.list_bookings(
+            session, settings=settings(request), who=who, query=query
+        )
+    return respond_private(found)
+
+
+async def get_appointment(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    async with db(request)() as session:
+        found = await service.booking_detail(session, who=who, appointment_id=appointment_id)
+    return respond_private(found)
+
+
+async def cancel(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    async with unit_of_work(db(request)) as session:
+        cancelled = await service.cancel(session, who=who, appointment_id=appointment_id)
+    # Open rooms close (4410) and the specialist's dashboard refreshes.
+    await hub(request).announce_id(appointment_id)
+    return respond_private(cancelled)
+
+
+async def reschedule(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    body = await parse_json(request, RescheduleIn)
+    async with unit_of_work(db(request)) as session:
+        moved = await service.reschedule(
+            session,
+            settings=settings(request),
+            who=who,
+            appointment_id=appointment_id,
+            starts_at=body.starts_at,
+        )
+    await hub(request).announce_id(appointment_id)
+    return respond_private(moved)
+
+
+async def reissue_link(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    async with unit_of_work(db(request)) as session:
+        link = await service.reissue_link(
+            session, settings=settings(request), who=who, appointment_id=appointment_id
+        )
+    return respond_private(link, status=201)
+
+
+async def revoke_link(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    async with unit_of_work(db(request)) as session:
+        await service.revoke_link(session, who=who, appointment_id=appointment_id)
+    return Response(status_code=204)
+
+
+async def calendar_file(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    async with db(request)() as session:
+        ics = await service.staff_calendar(
+            session, settings=settings(request), who=who, appointment_id=appointment_id
+        )
+    return private(
+        Response(
+            ics,
+            media_type="text/calendar; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="telekonsil-{appointment_id}.ics"',
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+    )
+
+
+TAGS = ["appointments"]
+ONE = "/api/v1/appointments/{id:int}"
+appointment_routes: list[Route] = [
+    api_route(
+        "/api/v1/appointments",
+        book,
+        method="POST",
+        summary="Book a free slot (GP); returns the patient's join link once",
+        tags=TAGS,
+        body=BookingIn,
+        response=BookingOut,
+        status=201,
+        errors=[401, 403, 404, 409],
+    ),
+    api_route(
+        "/api/v1/appointments",
+        list_appointments,
+        summary="Own bookings (GP) or own appointments (specialist)",
+        tags=TAGS,
+        response=AppointmentOut,
+        many=True,
+        errors=[401, 403, 422],
+        query=[
+            ("from", "First local day, YYYY-MM-DD", False),
+            ("to", "Last local day, inclusive", False),
+            ("status", "booked | completed | no_show | cancelled", False),
+            ("limit", "At most this many (1-500, default 100)", False),
+        ],
+    ),
+    api_route(
+        ONE,
+        get_appointment,
+        summary="One appointment (its GP or its specialist)",
+        tags=TAGS,
+        response=AppointmentOut,
+        errors=[401, 403, 404],
+    ),
+    api_route(
+        ONE + "/cancel",
+        cancel,
+        method="POST",
+        summary="Cancel (its GP or its specialist): revokes the join link",
+        tags=TAGS,
+        response=AppointmentOut,
+        errors=[401, 403, 404, 409],
+    ),
+    api_route(
+        ONE + "/reschedule",
+        reschedule,
+        method="POST",
+        summary="Move to another free slot (booking GP): new join link, old one revoked",
+        tags=TAGS,
+        body=RescheduleIn,
+        response=BookingOut,
+        errors=[401, 403, 404, 409],
+    ),
+    api_route(
+        ONE + "/link",
+        reissue_link,
+        method="POST",
+        summary="Issue a new join link (booking GP); earlier links stop working",
+        tags=TAGS,
+        response=LinkOut,
+        status=201,
+        errors=[401, 403, 404, 409],
+    ),
+    api_route(
+        ONE + "/link",
+        revoke_link,
+        method="DELETE",
+        summary="Revoke the join link and end the patient's session",
+        tags=TAGS,
+        status=204,
+        errors=[401, 403, 404],
+    ),
+    api_route(
+        ONE + "/calendar.ics",
+        calendar_file,
+        summary="iCalendar file for staff calendars (no health data)",
+        tags=TAGS,
+        content_type="text/calendar",
+        errors=[401, 403, 404],
+    ),
+]
+
+routes: list[BaseRoute] = [
+    *availability_routes,
+    *appointment_routes,
+    *record_routes,
+    *patient_routes,
+]

@@ -1,0 +1,183 @@
+"""Documents and the report of an appointment (JSON API plus file download)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from urllib.parse import quote
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.accounts.models import Role
+from app.accounts.web import CSRF_HEADER, require_staff
+from app.api import api_route, parse_json
+from app.db import unit_of_work
+from app.errors import InvalidInput, PayloadTooLarge
+from app.resources import db, settings
+from app.scheduling import records
+from app.scheduling.schemas import DocumentOut, ReportIn, ReportOut
+from app.scheduling.web import path_id, private, respond_private
+
+STAFF = (Role.GP, Role.SPECIALIST)
+# Room for the multipart boundaries, part headers and the file name around the file itself.
+MULTIPART_OVERHEAD = 16 * 1024
+
+
+async def upload_document(request: Request) -> Response:
+    who = await require_staff(request, Role.GP)
+    appointment_id = path_id(request)
+    limit = settings(request).max_upload_bytes
+    form = await _read_upload_form(request, limit)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput(fields=[{"field": "file", "message": "Datei fehlt."}])
+        data = await upload.read(limit + 1)
+    finally:
+        await form.close()
+    async with unit_of_work(db(request)) as session:
+        document = await records.add_document(
+            session,
+            who=who,
+            appointment_id=appointment_id,
+            filename=upload.filename,
+            declared_type=upload.content_type,
+            data=data,
+            max_bytes=limit,
+        )
+    return respond_private(document, status=201)
+
+
+async def _read_upload_form(request: Request, limit: int) -> FormData:
+    """The single file of a multipart body, refusing bodies beyond the limit while reading."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(max_bytes=limit)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInput("Bitte die Datei als multipart/form-data im Feld 'file' senden.")
+    if request.headers.get(CSRF_HEADER) is None:
+        form = await request.form()  # already parsed by the CSRF check (token as a form field)
+    else:
+        form = await _parse_limited(request, limit + MULTIPART_OVERHEAD)
+    return form
+
+
+async def _parse_limited(request: Request, limit: int) -> FormData:
+    async def stream() -> AsyncGenerator[bytes, None]:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(max_bytes=limit - MULTIPART_OVERHEAD)
+            yield chunk
+
+    parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=2)
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidInput(f"Ungültiger Upload: {exc.message}") from None
+
+
+async def list_documents(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    async with db(request)() as session:
+        found = await records.list_documents(session, who=who, appointment_id=appointment_id)
+    return respond_private(found)
+
+
+async def download_document(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id, document_id = path_id(request), path_id(request, "doc_id")
+    async with unit_of_work(db(request)) as session:
+        document = await records.get_document(
+            session, who=who, appointment_id=appointment_id, document_id=document_id
+        )
+    ascii_name = document.filename.encode("ascii", "replace").decode().replace("?", "_")
+    disposition = (
+        f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(document.filename)}"
+    )
+    return private(
+        Response(
+            document.data,
+            media_type=document.content_type,
+            headers={
+                "Content-Disposition": disposition,
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; sandbox",
+            },
+        )
+    )
+
+
+async def put_report(request: Request) -> Response:
+    who = await require_staff(request, Role.SPECIALIST)
+    appointment_id = path_id(request)
+    body = await parse_json(request, ReportIn)
+    async with unit_of_work(db(request)) as session:
+        report = await records.write_report(
+            session, who=who, appointment_id=appointment_id, body=body.body
+        )
+    return respond_private(report)
+
+
+async def get_report(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    async with db(request)() as session:
+        report = await records.read_report(session, who=who, appointment_id=appointment_id)
+    return respond_private(report)
+
+
+TAGS = ["records"]
+ONE = "/api/v1/appointments/{id:int}"
+routes: list[Route] = [
+    api_route(
+        ONE + "/documents",
+        list_documents,
+        summary="Documents of an appointment (metadata only)",
+        tags=TAGS,
+        response=DocumentOut,
+        many=True,
+        errors=[401, 403, 404],
+    ),
+    api_route(
+        ONE + "/documents",
+        upload_document,
+        method="POST",
+        summary="Upload a PDF, JPEG or PNG (booking GP; multipart/form-data, field 'file')",
+        tags=TAGS,
+        response=DocumentOut,
+        status=201,
+        errors=[401, 403, 404, 409, 413, 415, 422],
+    ),
+    api_route(
+        ONE + "/documents/{doc_id:int}",
+        download_document,
+        summary="Download a document (as an attachment)",
+        tags=TAGS,
+        content_type="application/octet-stream",
+        errors=[401, 403, 404],
+    ),
+    api_route(
+        ONE + "/report",
+        get_report,
+        summary="The specialist's report (booking GP and specialist)",
+        tags=TAGS,
+        response=ReportOut,
+        errors=[401, 403, 404],
+    ),
+    api_route(
+        ONE + "/report",
+        put_report,
+        method="PUT",
+        summary="Write or update the report (the appointment's specialist)",
+        tags=TAGS,
+        body=ReportIn,
+        response=ReportOut,
+        errors=[401, 403, 404, 409],
+    ),
+]

@@ -1,0 +1,272 @@
+"""Request and response bodies of the scheduling API (pydantic; no HTTP, no database)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from app.api import Out, Schema
+from app.scheduling.models import AppointmentStatus, Mode, RoomState, Urgency
+
+MAX_QUESTION = 4000
+MAX_REPORT = 20000
+MAX_RULES = 50
+MAX_AGE_YEARS = 130
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
+_PHONE = re.compile(r"^\+?[0-9 ()/.\-]{6,30}$")
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    """A field error whose message is shown as is (no "Value error, " prefix)."""
+    return PydanticCustomError("invalid", message)
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+class BookingIn(Schema):
+    """A GP's booking: which slot, who the patient is, and what the specialist should answer."""
+
+    specialist_id: int = Field(ge=1)
+    starts_at: AwareDatetime
+    patient_name: str = Field(min_length=2, max_length=200, pattern=_NO_CONTROL)
+    patient_birth_date: date
+    patient_contact: str = Field(min_length=3, max_length=254)
+    clinical_question: str = Field(min_length=5, max_length=MAX_QUESTION)
+    urgency: Urgency = Urgency.ROUTINE
+    mode: Mode = Mode.HOME
+
+    @field_validator("patient_birth_date")
+    @classmethod
+    def _plausible_birth_date(cls, value: date) -> date:
+        today = datetime.now(UTC).date()
+        if value > today:
+            raise _invalid("Das Geburtsdatum liegt in der Zukunft.")
+        if value.year < today.year - MAX_AGE_YEARS:
+            raise _invalid("Das Geburtsdatum ist nicht plausibel.")
+        return value
+
+    @field_validator("patient_contact")
+    @classmethod
+    def _email_or_phone(cls, value: str) -> str:
+        if "@" in value:
+            try:
+                return validate_email(value, check_deliverability=False).normalized
+            except EmailNotValidError:
+                raise _invalid("Die E-Mail-Adresse ist ungültig.") from None
+        if _PHONE.match(value) and sum(c.isdigit() for c in value) >= 6:
+            return value
+        raise _invalid("Bitte eine E-Mail-Adresse oder eine Telefonnummer angeben.")
+
+
+class RescheduleIn(Schema):
+    starts_at: AwareDatetime
+
+
+class RuleIn(Schema):
+    """Weekly consultation hours in local time (Europe/Berlin). Monday = 0."""
+
+    weekday: int = Field(ge=0, le=6)
+    start_time: time
+    end_time: time
+    slot_minutes: int = Field(default=30, ge=5, le=240)
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RuleIn:
+        if self.start_time.tzinfo is not None or self.end_time.tzinfo is not None:
+            raise _invalid("Zeiten ohne Zeitzone angeben (Ortszeit).")
+        if self.start_time >= self.end_time:
+            raise _invalid("Der Beginn muss vor dem Ende liegen.")
+        start = self.start_time.hour * 60 + self.start_time.minute
+        end = self.end_time.hour * 60 + self.end_time.minute
+        if end - start < self.slot_minutes:
+            raise _invalid("In diesen Zeitraum passt kein einziger Termin dieser Länge.")
+        if self.valid_from and self.valid_until and self.valid_from > self.valid_until:
+            raise _invalid("valid_from liegt nach valid_until.")
+        return self
+
+
+class RulesIn(Schema):
+    """The complete new set of weekly rules (replaces the old set)."""
+
+    rules: list[RuleIn] = Field(max_length=MAX_RULES)
+
+
+class ExceptionIn(Schema):
+    """An absence (available=false) or extra hours (available=true). Naive times are local."""
+
+    starts_at: datetime
+    ends_at: datetime
+    available: bool = False
+    slot_minutes: int = Field(default=30, ge=5, le=240)
+
+
+class ReportIn(Schema):
+    body: str = Field(min_length=1, max_length=MAX_REPORT)
+
+
+class RedeemIn(Schema):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class SlotsQuery(Schema):
+    model_config = ConfigDict(populate_by_name=True)
+
+    specialist: int | None = Field(default=None, ge=1)
+    specialty: str | None = Field(default=None, max_length=60)
+    first_day: date | None = Field(default=None, alias="from")
+    last_day: date | None = Field(default=None, alias="to")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SlotsQuery:
+        if (self.specialist is None) == (self.specialty is None):
+            raise _invalid("Genau eines von specialist oder specialty angeben.")
+        return self
+
+
+class SpecialistsQuery(Schema):
+    specialty: str | None = Field(default=None, max_length=60)
+
+
+class AppointmentsQuery(Schema):
+    model_config = ConfigDict(populate_by_name=True)
+
+    first_day: date | None = Field(default=None, alias="from")
+    last_day: date | None = Field(default=None, alias="to")
+    status: AppointmentStatus | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+class SpecialtyIn(Schema):
+    slug: str = Field(min_length=2, max_length=60, pattern=r"^[a-z][a-z0-9-]*$")
+    name_de: str = Field(min_length=1, max_length=120)
+    name_en: str = Field(min_length=1, max_length=120)
+
+
+class SpecialtyOut(Out):
+    id: int
+    slug: str
+    name_de: str
+    name_en: str
+
+
+class SpecialistOut(Out):
+    id: int
+    display_name: str
+    specialty_id: int
+    specialty: str
+
+
+class SlotOut(Out):
+    specialist_id: int
+    specialist_name: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+class RuleOut(Out):
+    id: int
+    weekday: int
+    start_time: time
+    end_time: time
+    slot_minutes: int
+    valid_from: date | None
+    valid_until: date | None
+
+
+class ExceptionOut(Out):
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    available: bool
+    slot_minutes: int
+    # Active bookings an absence overlaps: they are NOT cancelled automatically.
+    conflicting_appointment_ids: list[int] = Field(default_factory=list)
+
+
+class LinkStateOut(Out):
+    """The active join link, without its token (that is shown only once, at issue)."""
+
+    valid_from: datetime
+    valid_until: datetime
+    created_at: datetime
+    last_redeemed_at: datetime | None
+
+
+class AppointmentOut(Out):
+    id: int
+    specialist_id: int
+    specialist_name: str
+    specialty: str
+    gp_id: int
+    gp_name: str
+    practice_id: int | None
+    starts_at: datetime
+    ends_at: datetime
+    status: AppointmentStatus
+    room_state: RoomState
+    urgency: Urgency
+    mode: Mode
+    patient_name: str
+    patient_birth_date: date
+    patient_contact: str
+    clinical_question: str
+    created_at: datetime
+    cancelled_at: datetime | None
+    has_report: bool
+    link: LinkStateOut | None
+
+
+class LinkOut(Out):
+    """A freshly issued join link. ``join_url`` holds the token: it is never shown again."""
+
+    join_url: str
+    valid_from: datetime
+    valid_until: datetime
+    patient_ics: str
+
+
+class BookingOut(Out):
+    appointment: AppointmentOut
+    link: LinkOut
+
+
+class PatientAppointmentOut(Out):
+    """What the patient's browser may know: no health data, no other people's details."""
+
+    appointment_id: int
+    starts_at: datetime
+    ends_at: datetime
+    specialist_name: str
+    specialty: str
+    mode: Mode
+    room_state: RoomState
+    csrf_token: str
+
+
+class DocumentOut(Out):
+    id: int
+    appointment_id: int
+    filename: str
+    content_type: str
+    size: int
+    uploaded_by: int
+    created_at: datetime
+
+
+class ReportOut(Out):
+    appointment_id: int
+    author_id: int
+    author_name: str
+    body: str
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,356 @@
+"""Bookings: book, cancel, reschedule, list, read, and their join links (services).
+
+Every function works inside the caller's unit of work, so a booking, its join link and its audit
+row commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.models import Role, User
+from app.accounts.service import Principal
+from app.db import utcnow
+from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, SlotTaken
+from app.scheduling import calendar, links
+from app.scheduling import repository as repo
+from app.scheduling.availability import bookable_slot, require_role
+from app.scheduling.links import record
+from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Specialty
+from app.scheduling.schemas import (
+    AppointmentOut,
+    AppointmentsQuery,
+    BookingIn,
+    BookingOut,
+    LinkOut,
+)
+from app.scheduling.views import appointment_views
+from app.settings import Settings
+
+CANCELLABLE_ROOM_STATES = frozenset({RoomState.SCHEDULED, RoomState.WAITING})
+
+
+def is_gp_of(who: Principal, appointment: Appointment) -> bool:
+    return who.role is Role.GP and who.user_id == appointment.gp_id
+
+
+def is_specialist_of(who: Principal, appointment: Appointment) -> bool:
+    return who.role is Role.SPECIALIST and who.user_id == appointment.specialist_id
+
+
+async def visible_appointment(
+    session: AsyncSession, *, who: Principal, appointment_id: int, lock: bool = False
+) -> Appointment:
+    """The appointment, if ``who`` is its booking GP or its specialist.
+
+    Anyone else gets NotFound, exactly as for an id that does not exist: ids are not probeable.
+    """
+    if lock:
+        appointment = await repo.lock_appointment(session, appointment_id)
+    else:
+        appointment = await session.get(Appointment, appointment_id)
+    if appointment is None or not (
+        is_gp_of(who, appointment) or is_specialist_of(who, appointment)
+    ):
+        raise NotFound("Diesen Termin gibt es nicht.")
+    return appointment
+
+
+async def book(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    who: Principal,
+    details: BookingIn,
+    now: datetime | None = None,
+) -> BookingOut:
+    """Books a free slot for a GP's patient and issues the patient's join link.
+
+    Bookings of one specialist are serialised by locking the specialist's row before the
+    overlap check; the partial unique index on active slots settles anything that slips past.
+    """
+    now = now or utcnow()
+    gp_id = require_role(who, Role.GP)
+    gp = await session.get(User, gp_id)
+    assert gp is not None
+    specialist = await repo.lock_specialist(session, details.specialist_id)
+    if specialist is None:
+        raise NotFound("Diese Fachärztin bzw. diesen Facharzt gibt es nicht.")
+    slot = await bookable_slot(
+        session,
+        settings=settings,
+        specialist_id=details.specialist_id,
+        starts_at=details.starts_at,
+        now=now,
+    )
+    appointment = Appointment(
+        specialist_id=details.specialist_id,
+        gp_id=gp_id,
+        practice_id=gp.practice_id,
+        starts_at=slot.starts_at,
+        ends_at=slot.ends_at,
+        patient_name=details.patient_name,
+        patient_birth_date=details.patient_birth_date,
+        patient_contact=details.patient_contact,
+        clinical_question=details.clinical_question,
+        urgency=details.urgency,
+        mode=details.mode,
+        created_at=now,
+    )
+    session.add(appointment)
+    await _flush_or_slot_taken(session)
+    assert appointment.id is not None
+    record(
+        session,
+        who,
+        "appointment.booked",
+        appointment.id,
+        specialist_id=specialist.id,
+        urgency=appointment.urgency.value,
+        mode=appointment.mode.value,
+    )
+    issued = await links.issue(
+        session, settings=settings, appointment=appointment, who=who, now=now
+    )
+    return BookingOut(
+        appointment=(await appointment_views(session, [appointment]))[0],
+        link=await _link_out(
+            session, settings=settings, appointment=appointment, issued=issued, now=now
+        ),
+    )
+
+
+async def _flush_or_slot_taken(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if repo.is_slot_conflict(exc):
+            raise SlotTaken() from None
+        raise
+
+
+async def cancel(
+    session: AsyncSession,
+    *,
+    who: Principal,
+    appointment_id: int,
+    now: datetime | None = None,
+) -> AppointmentOut:
+    """Cancels a booking (its GP or its specialist): links revoked, room closed."""
+    now = now or utcnow()
+    appointment = await visible_appointment(
+        session, who=who, appointment_id=appointment_id, lock=True
+    )
+    if (
+        appointment.status != AppointmentStatus.BOOKED
+        or appointment.room_state not in CANCELLABLE_ROOM_STATES
+    ):
+        raise InvalidTransition("Dieser Termin kann nicht mehr abgesagt werden.")
+    appointment.status = AppointmentStatus.CANCELLED
+    appointment.room_state = RoomState.CANCELLED
+    appointment.cancelled_at = now
+    appointment.sequence += 1
+    revoked = await links.revoke(session, appointment=appointment, who=None, now=now)
+    record(
+        session,
+        who,
+        "appointment.cancelled",
+        appointment_id,
+        by=who.role.value if who.role else None,
+        links_revoked=revoked,
+    )
+    await session.flush()
+    return (await appointment_views(session, [appointment]))[0]
+
+
+async def reschedule(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    who: Principal,
+    appointment_id: int,
+    starts_at: datetime,
+    now: datetime | None = None,
+) -> BookingOut:
+    """Moves a booking to another free slot of the same specialist (the booking GP only).
+
+    The old join link stops working at once; a new one is issued and returned.
+    """
+    now = now or utcnow()
+    appointment = await visible_appointment(
+        session, who=who, appointment_id=appointment_id, lock=True
+    )
+    if not is_gp_of(who, appointment):
+        raise Forbidden("Nur die buchende Praxis kann den Termin verschieben.")
+    if (
+        appointment.status != AppointmentStatus.BOOKED
+        or appointment.room_state != RoomState.SCHEDULED
+    ):
+        raise InvalidTransition("Dieser Termin kann nicht mehr verschoben werden.")
+    if starts_at.astimezone(UTC) == appointment.starts_at:
+        raise Conflict("Der Termin liegt bereits zu dieser Zeit.")
+    await repo.lock_specialist(session, appointment.specialist_id)
+    slot = await bookable_slot(
+        session,
+        settings=settings,
+        specialist_id=appointment.specialist_id,
+        starts_at=starts_at,
+        now=now,
+        exclude_id=appointment.id,
+    )
+    old_start = appointment.starts_at
+    appointment.starts_at, appointment.ends_at = slot.starts_at, slot.ends_at
+    appointment.sequence += 1
+    await _flush_or_slot_taken(session)
+    record(
+        session,
+        who,
+        "appointment.rescheduled",
+        appointment_id,
+        old_starts_at=old_start.isoformat(),
+        new_starts_at=slot.starts_at.isoformat(),
+    )
+    issued = await links.issue(
+        session,
+        settings=settings,
+        appointment=appointment,
+        who=who,
+        now=now,
+        action="link.reissued",
+    )
+    return BookingOut(
+        appointment=(await appointment_views(session, [appointment]))[0],
+        link=await _link_out(
+            session, settings=settings, appointment=appointment, issued=issued, now=now
+        ),
+    )
+
+
+async def reissue_link(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    who: Principal,
+    appointment_id: int,
+    now: datetime | None = None,
+) -> LinkOut:
+    """A new join link for the patient (booking GP only); every earlier link stops working."""
+    now = now or utcnow()
+    appointment = await visible_appointment(
+        session, who=who, appointment_id=appointment_id, lock=True
+    )
+    if not is_gp_of(who, appointment):
+        raise Forbidden("Nur die buchende Praxis kann einen neuen Link erzeugen.")
+    _require_open(appointment)
+    issued = await links.issue(
+        session,
+        settings=settings,
+        appointment=appointment,
+        who=who,
+        now=now,
+        action="link.reissued",
+    )
+    return await _link_out(
+        session, settings=settings, appointment=appointment, issued=issued, now=now
+    )
+
+
+async def revoke_link(
+    session: AsyncSession, *, who: Principal, appointment_id: int, now: datetime | None = None
+) -> None:
+    """Revokes the patient's link and ends the patient's sessions (GP or specialist)."""
+    now = now or utcnow()
+    appointment = await visible_appointment(
+        session, who=who, appointment_id=appointment_id, lock=True
+    )
+    await links.revoke(session, appointment=appointment, who=who, now=now)
+
+
+def _require_open(appointment: Appointment) -> None:
+    if appointment.status != AppointmentStatus.BOOKED or appointment.room_state in (
+        RoomState.ENDED,
+        RoomState.NO_SHOW,
+        RoomState.CANCELLED,
+    ):
+        raise InvalidTransition("Für diesen Termin gibt es keinen Link mehr.")
+
+
+async def _link_out(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    appointment: Appointment,
+    issued: links.IssuedLink,
+    now: datetime,
+) -> LinkOut:
+    specialist = await session.get(User, appointment.specialist_id)
+    assert specialist is not None
+    specialty = await session.get(Specialty, specialist.specialty_id)
+    ics = calendar.patient_ics(
+        appointment,
+        specialty=specialty.name_de if specialty else "",
+        specialist_name=specialist.display_name,
+        join_url=issued.join_url,
+        base_url=settings.base_url,
+        now=now,
+    )
+    return LinkOut(
+        join_url=issued.join_url,
+        valid_from=issued.valid_from,
+        valid_until=issued.valid_until,
+        patient_ics=ics,
+    )
+
+
+async def list_bookings(
+    session: AsyncSession, *, settings: Settings, who: Principal, query: AppointmentsQuery
+) -> list[AppointmentOut]:
+    """A GP's own bookings or a specialist's own appointments, by start time."""
+    if who.role not in (Role.GP, Role.SPECIALIST) or who.user_id is None:
+        raise Forbidden()
+    start = _local_midnight(query.first_day, settings) if query.first_day else None
+    end = _local_midnight(query.last_day + timedelta(days=1), settings) if query.last_day else None
+    rows = await repo.appointments_for(
+        session,
+        gp_id=who.user_id if who.role is Role.GP else None,
+        specialist_id=who.user_id if who.role is Role.SPECIALIST else None,
+        start=start,
+        end=end,
+        status=query.status,
+        limit=query.limit,
+    )
+    return await appointment_views(session, rows)
+
+
+def _local_midnight(day: date, settings: Settings) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=settings.tz).astimezone(UTC)
+
+
+async def booking_detail(
+    session: AsyncSession, *, who: Principal, appointment_id: int
+) -> AppointmentOut:
+    appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
+    return (await appointment_views(session, [appointment]))[0]
+
+
+async def staff_calendar(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    who: Principal,
+    appointment_id: int,
+    now: datetime | None = None,
+) -> bytes:
+    """The .ics for the GP's or specialist's calendar: no health data."""
+    appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
+    specialist = await session.get(User, appointment.specialist_id)
+    specialty = await session.get(Specialty, specialist.specialty_id) if specialist else None
+    return calendar.staff_ics(
+        appointment,
+        specialty=specialty.name_de if specialty else "Telekonsil",
+        base_url=settings.base_url,
+        now=now or utcnow(),
+    )

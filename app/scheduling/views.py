@@ -1,0 +1,45 @@
+"""Appointments as staff see them: with names, specialty, link state and report flag."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.scheduling import repository as repo
+from app.scheduling.models import Appointment
+from app.scheduling.schemas import AppointmentOut, LinkStateOut
+
+
+async def appointment_views(
+    session: AsyncSession, appointments: Sequence[Appointment]
+) -> list[AppointmentOut]:
+    """Appointments with names, specialty, link state and report flag (batched queries)."""
+    ids = [a.id for a in appointments if a.id is not None]
+    users = await repo.users_by_id(
+        session, {a.specialist_id for a in appointments} | {a.gp_id for a in appointments}
+    )
+    specialties = await repo.specialties_by_id(
+        session, {u.specialty_id for u in users.values() if u.specialty_id is not None}
+    )
+    active = await repo.active_links(session, ids)
+    reported = await repo.appointments_with_report(session, ids)
+    views = []
+    for a in appointments:
+        assert a.id is not None
+        specialist, gp = users[a.specialist_id], users[a.gp_id]
+        specialty = specialties.get(specialist.specialty_id or 0)
+        link = active.get(a.id)
+        views.append(
+            AppointmentOut.model_validate(
+                {
+                    **a.model_dump(),
+                    "specialist_name": specialist.display_name,
+                    "specialty": specialty.name_de if specialty else "",
+                    "gp_name": gp.display_name,
+                    "has_report": a.id in reported,
+                    "link": LinkStateOut.model_validate(link) if link else None,
+                }
+            )
+        )
+    return views
