@@ -1,0 +1,170 @@
+"""Rooms JSON API: the specialist's queue, admit / end / no-show / transfer, ICE servers."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from app.accounts.models import Role, SessionKind
+from app.accounts.web import principal, require_staff
+from app.api import api_route, parse_json, respond
+from app.db import unit_of_work, utcnow
+from app.errors import NotAuthenticated, NotYourRoom
+from app.resources import db, settings
+from app.rooms import service as rooms
+from app.rooms.schemas import IceOut, QueueOut, RoomOut, TransferIn
+from app.rooms.state import Action
+from app.scheduling.models import Appointment
+from app.signaling.hub import hub
+from app.turn import ice_servers
+
+ROOM_ERRORS = [401, 403, 404, 409]
+
+
+async def queue(request: Request) -> Response:
+    who = await require_staff(request, Role.SPECIALIST)
+    assert who.user_id is not None
+    async with db(request)() as session:
+        snapshot = await rooms.queue(
+            session, specialist_id=who.user_id, tz=settings(request).tz, now=utcnow()
+        )
+    return respond(snapshot)
+
+
+def _room_out(appointment: Appointment) -> RoomOut:
+    assert appointment.id is not None
+    return RoomOut(
+        appointment_id=appointment.id,
+        room_state=appointment.room_state,
+        specialist_id=appointment.specialist_id,
+        waiting_since=appointment.waiting_since,
+        admitted_at=appointment.admitted_at,
+        ended_at=appointment.ended_at,
+    )
+
+
+async def _act(request: Request, action: Action) -> Response:
+    who = await require_staff(request, Role.SPECIALIST, Role.GP)
+    appointment_id = int(request.path_params["appointment_id"])
+    async with unit_of_work(db(request)) as session:
+        if action is Action.NO_SHOW:
+            appointment = await rooms.no_show(
+                session, appointment_id=appointment_id, who=who, now=utcnow()
+            )
+        else:
+            appointment = await rooms.act(
+                session, appointment_id=appointment_id, action=action, who=who, now=utcnow()
+            )
+    await hub(request).announce(appointment)
+    return respond(_room_out(appointment))
+
+
+async def admit(request: Request) -> Response:
+    return await _act(request, Action.ADMIT)
+
+
+async def end(request: Request) -> Response:
+    return await _act(request, Action.END)
+
+
+async def no_show(request: Request) -> Response:
+    return await _act(request, Action.NO_SHOW)
+
+
+async def transfer(request: Request) -> Response:
+    who = await require_staff(request, Role.SPECIALIST)
+    body = await parse_json(request, TransferIn)
+    async with unit_of_work(db(request)) as session:
+        appointment, previous = await rooms.transfer(
+            session,
+            appointment_id=int(request.path_params["appointment_id"]),
+            who=who,
+            to_specialist_id=body.specialist_id,
+        )
+    await hub(request).announce(appointment, previous_specialist=previous)
+    return respond(_room_out(appointment))
+
+
+async def ice(request: Request) -> Response:
+    """For participants only: staff cookie first, then the patient cookie (one browser may
+    hold both, e.g. a GP with the patient at the practice)."""
+    appointment_id = int(request.path_params["appointment_id"])
+    candidates = [
+        await principal(request, SessionKind.STAFF),
+        await principal(request, SessionKind.PATIENT),
+    ]
+    present = [who for who in candidates if who is not None]
+    if not present:
+        raise NotAuthenticated()
+    async with db(request)() as session:
+        appointment = await rooms.load(session, appointment_id)
+    for who in present:
+        try:
+            rooms.actor_for(appointment, who)
+        except NotYourRoom:
+            continue
+        cfg = settings(request)
+        servers = ice_servers(cfg, appointment_id)
+        return respond(IceOut(iceServers=servers, ttl=cfg.turn_ttl_seconds))
+    raise NotYourRoom()
+
+
+_ROOM = "/api/v1/rooms/{appointment_id:int}"
+
+routes: list[BaseRoute] = [
+    api_route(
+        "/api/v1/queue",
+        queue,
+        summary="The specialist's day in local time and who is waiting now",
+        tags=["rooms"],
+        response=QueueOut,
+        errors=[401, 403],
+    ),
+    api_route(
+        f"{_ROOM}/admit",
+        admit,
+        method="POST",
+        summary="Admit the waiting patient (specialist or booking GP)",
+        tags=["rooms"],
+        response=RoomOut,
+        errors=ROOM_ERRORS,
+    ),
+    api_route(
+        f"{_ROOM}/end",
+        end,
+        method="POST",
+        summary="End the consultation (specialist); everybody is disconnected with 4410",
+        tags=["rooms"],
+        response=RoomOut,
+        errors=ROOM_ERRORS,
+    ),
+    api_route(
+        f"{_ROOM}/no-show",
+        no_show,
+        method="POST",
+        summary="Mark that the patient did not come (specialist, once the slot has begun)",
+        tags=["rooms"],
+        response=RoomOut,
+        errors=[*ROOM_ERRORS, 422],
+    ),
+    api_route(
+        f"{_ROOM}/transfer",
+        transfer,
+        method="POST",
+        summary="Hand over to a specialist of the same specialty, before the call only",
+        tags=["rooms"],
+        body=TransferIn,
+        response=RoomOut,
+        errors=ROOM_ERRORS,
+    ),
+    api_route(
+        f"{_ROOM}/ice",
+        ice,
+        summary="ICE servers (STUN, TURN with time-limited credentials) for a participant",
+        tags=["rooms"],
+        response=IceOut,
+        auth="none",
+        errors=[401, 403, 404],
+    ),
+]

@@ -1,0 +1,223 @@
+"""Consultation rooms in the database: who may enter, state changes with audit rows, the queue.
+
+Every change goes through ``app.rooms.state.next_state``; callers own the unit of work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from app.accounts.models import Role, User
+from app.accounts.service import Principal
+from app.audit import service as audit
+from app.errors import InvalidInput, NotFound, NotYourRoom, SlotTaken
+from app.metrics import PATIENTS_WAITING, WAIT_SECONDS
+from app.rooms.schemas import QueueEntry, QueueOut
+from app.rooms.state import Action, Actor, next_state
+from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Urgency
+
+
+async def load(session: AsyncSession, appointment_id: int, *, lock: bool = False) -> Appointment:
+    """The appointment behind a room, or ``NotFound``."""
+    query = select(Appointment).where(col(Appointment.id) == appointment_id)
+    if lock:
+        query = query.with_for_update()
+    found = (await session.execute(query)).scalar_one_or_none()
+    if found is None:
+        raise NotFound("Diesen Termin gibt es nicht.")
+    return found
+
+
+def actor_for(appointment: Appointment, who: Principal) -> Actor:
+    """The role ``who`` plays in this room; ``NotYourRoom`` for everybody else (admins too)."""
+    if who.is_patient and who.appointment_id == appointment.id:
+        return Actor.PATIENT
+    if who.is_staff and who.user_id is not None:
+        if who.role is Role.SPECIALIST and who.user_id == appointment.specialist_id:
+            return Actor.SPECIALIST
+        if who.role is Role.GP and who.user_id == appointment.gp_id:
+            return Actor.GP
+    raise NotYourRoom()
+
+
+async def enter(session: AsyncSession, *, appointment_id: int, who: Principal) -> Actor:
+    """Checks that ``who`` may enter the room (any state); returns its role there."""
+    return actor_for(await load(session, appointment_id), who)
+
+
+async def act(
+    session: AsyncSession,
+    *,
+    appointment_id: int,
+    action: Action,
+    who: Principal | None,
+    now: datetime,
+) -> Appointment:
+    """Applies ``action`` for ``who`` (None: the server itself) and records it in the audit log."""
+    appointment = await load(session, appointment_id, lock=True)
+    actor = actor_for(appointment, who) if who is not None else Actor.SYSTEM
+    before = appointment.room_state
+    after = next_state(before, action, actor)
+    if after is before:
+        return appointment
+    _apply(appointment, before, after, now)
+    audit.record(
+        session,
+        action=f"room.{action.value}",
+        actor_kind=actor.value if actor is not Actor.SYSTEM else "system",
+        actor_id=who.user_id if who is not None else None,
+        appointment_id=appointment.id,
+        before=before.value,
+        after=after.value,
+    )
+    return appointment
+
+
+def _apply(appointment: Appointment, before: RoomState, after: RoomState, now: datetime) -> None:
+    appointment.room_state = after
+    if after is RoomState.WAITING:
+        appointment.waiting_since = now
+        PATIENTS_WAITING.inc()
+    elif before is RoomState.WAITING:
+        PATIENTS_WAITING.dec()
+    if after is RoomState.ADMITTED:
+        appointment.admitted_at = now
+        if appointment.waiting_since is not None:
+            WAIT_SECONDS.observe((now - appointment.waiting_since).total_seconds())
+    if after is RoomState.SCHEDULED:
+        appointment.waiting_since = None
+    status = {
+        RoomState.ENDED: AppointmentStatus.COMPLETED,
+        RoomState.NO_SHOW: AppointmentStatus.NO_SHOW,
+        RoomState.CANCELLED: AppointmentStatus.CANCELLED,
+    }.get(after)
+    if status is not None:
+        appointment.status = status
+        appointment.sequence += 1
+        if after is RoomState.CANCELLED:
+            appointment.cancelled_at = now
+        else:
+            appointment.ended_at = now
+
+
+async def no_show(
+    session: AsyncSession, *, appointment_id: int, who: Principal, now: datetime
+) -> Appointment:
+    """Marks a patient who never came. Only once the slot has begun."""
+    appointment = await load(session, appointment_id)
+    actor_for(appointment, who)
+    if now < appointment.starts_at:
+        raise InvalidInput("Vor Beginn des Termins kann niemand als nicht erschienen gelten.")
+    return await act(
+        session, appointment_id=appointment_id, action=Action.NO_SHOW, who=who, now=now
+    )
+
+
+async def transfer(
+    session: AsyncSession, *, appointment_id: int, who: Principal, to_specialist_id: int
+) -> tuple[Appointment, int]:
+    """Hands a consultation that has not started to a colleague of the same specialty.
+
+    Returns the appointment and the previous specialist's id. ``SlotTaken`` when the colleague
+    already has a consultation at that time.
+    """
+    appointment = await load(session, appointment_id, lock=True)
+    actor = actor_for(appointment, who)
+    next_state(appointment.room_state, Action.TRANSFER, actor)
+    source = await session.get(User, appointment.specialist_id)
+    target = await session.get(User, to_specialist_id)
+    if (
+        target is None
+        or source is None
+        or target.id == source.id
+        or target.role is not Role.SPECIALIST
+        or not target.is_active
+        or target.specialty_id != source.specialty_id
+    ):
+        raise InvalidInput(
+            "Übergabe nur an eine andere Fachärztin bzw. einen anderen Facharzt "
+            "desselben Fachgebiets."
+        )
+    previous = appointment.specialist_id
+    appointment.specialist_id = to_specialist_id
+    appointment.sequence += 1
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise SlotTaken(
+            "Die Kollegin bzw. der Kollege hat zu dieser Zeit schon einen Termin."
+        ) from None
+    audit.record(
+        session,
+        action="room.transfer",
+        actor_kind=actor.value,
+        actor_id=who.user_id,
+        appointment_id=appointment.id,
+        from_specialist=previous,
+        to_specialist=to_specialist_id,
+    )
+    return appointment, previous
+
+
+async def queue(
+    session: AsyncSession, *, specialist_id: int, tz: ZoneInfo, now: datetime
+) -> QueueOut:
+    """The specialist's local day and the patients waiting right now (any day)."""
+    day = now.astimezone(tz).date()
+    start = datetime.combine(day, time(0), tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tz)
+    rows = (
+        await session.execute(
+            select(Appointment, User.display_name)
+            .join(User, col(User.id) == col(Appointment.gp_id))
+            .where(
+                col(Appointment.specialist_id) == specialist_id,
+                col(Appointment.status) != AppointmentStatus.CANCELLED,
+                (
+                    (col(Appointment.starts_at) >= start) & (col(Appointment.starts_at) < end)
+                    | (col(Appointment.room_state) == RoomState.WAITING)
+                ),
+            )
+        )
+    ).all()
+    entries = [(a, _entry(a, gp_name, now)) for a, gp_name in rows]
+    urgent_first = {Urgency.URGENT: 0, Urgency.ROUTINE: 1}
+    waiting = sorted(
+        (pair for pair in entries if pair[0].room_state is RoomState.WAITING),
+        key=lambda p: (urgent_first[p[0].urgency], p[0].starts_at, p[0].waiting_since or now),
+    )
+    today = sorted(
+        (pair for pair in entries if start <= pair[0].starts_at < end),
+        key=lambda p: (p[0].starts_at, urgent_first[p[0].urgency], p[0].id or 0),
+    )
+    return QueueOut(
+        day=day,
+        generated_at=now,
+        waiting=[e for _, e in waiting],
+        today=[e for _, e in today],
+    )
+
+
+def _entry(appointment: Appointment, gp_name: str, now: datetime) -> QueueEntry:
+    waiting = appointment.room_state is RoomState.WAITING and appointment.waiting_since
+    assert appointment.id is not None
+    return QueueEntry(
+        appointment_id=appointment.id,
+        starts_at=appointment.starts_at,
+        ends_at=appointment.ends_at,
+        urgency=appointment.urgency,
+        mode=appointment.mode,
+        room_state=appointment.room_state,
+        patient_name=appointment.patient_name,
+        gp_name=gp_name,
+        waiting_since=appointment.waiting_since if waiting else None,
+        waiting_seconds=max(0, int((now - appointment.waiting_since).total_seconds()))
+        if waiting and appointment.waiting_since
+        else None,
+    )

@@ -1,0 +1,105 @@
+"""The consultation room's state machine: which action moves which state, and who may do it.
+
+Pure: no database, no clock. ``app.rooms.service`` applies the result to an appointment.
+
+    scheduled --arrive--> waiting --admit--> admitted --start_call--> in_call --end--> ended
+        ^                    |                  |                                  ^
+        +------depart--------+                  +--------------end-----------------+
+    scheduled --no_show--> no_show         scheduled | waiting --cancel--> cancelled
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.errors import Forbidden, InvalidTransition, RoomClosed
+from app.scheduling.models import RoomState
+
+S = RoomState
+
+
+class Actor(StrEnum):
+    """Who acts on a room, relative to its appointment."""
+
+    PATIENT = "patient"
+    SPECIALIST = "specialist"  # the appointment's specialist
+    GP = "gp"  # the appointment's booking GP
+    SYSTEM = "system"  # the server itself (signalling events)
+
+
+class Action(StrEnum):
+    ARRIVE = "arrive"  # the patient enters the waiting room (or comes back)
+    DEPART = "depart"  # the patient left and did not come back within the resume window
+    ADMIT = "admit"
+    START_CALL = "start_call"  # first SDP answer between patient and staff went through
+    END = "end"
+    NO_SHOW = "no_show"
+    CANCEL = "cancel"
+    TRANSFER = "transfer"  # to another specialist; the state itself does not change
+
+
+CLOSED = frozenset({S.ENDED, S.NO_SHOW, S.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Rule:
+    moves: dict[RoomState, RoomState]
+    actors: frozenset[Actor]
+
+
+def _same(*states: RoomState) -> dict[RoomState, RoomState]:
+    return {s: s for s in states}
+
+
+RULES: dict[Action, Rule] = {
+    Action.ARRIVE: Rule(
+        {S.SCHEDULED: S.WAITING} | _same(S.WAITING, S.ADMITTED, S.IN_CALL),
+        frozenset({Actor.PATIENT}),
+    ),
+    Action.DEPART: Rule(
+        {S.WAITING: S.SCHEDULED} | _same(S.SCHEDULED, S.ADMITTED, S.IN_CALL),
+        frozenset({Actor.PATIENT, Actor.SYSTEM}),
+    ),
+    Action.ADMIT: Rule({S.WAITING: S.ADMITTED}, frozenset({Actor.SPECIALIST, Actor.GP})),
+    Action.START_CALL: Rule(
+        {S.ADMITTED: S.IN_CALL, S.IN_CALL: S.IN_CALL}, frozenset({Actor.SYSTEM})
+    ),
+    Action.END: Rule(
+        {S.WAITING: S.ENDED, S.ADMITTED: S.ENDED, S.IN_CALL: S.ENDED},
+        frozenset({Actor.SPECIALIST}),
+    ),
+    Action.NO_SHOW: Rule({S.SCHEDULED: S.NO_SHOW}, frozenset({Actor.SPECIALIST})),
+    Action.CANCEL: Rule(
+        {S.SCHEDULED: S.CANCELLED, S.WAITING: S.CANCELLED},
+        frozenset({Actor.SPECIALIST, Actor.GP, Actor.SYSTEM}),
+    ),
+    Action.TRANSFER: Rule(_same(S.SCHEDULED, S.WAITING), frozenset({Actor.SPECIALIST})),
+}
+
+MESSAGES = {
+    Action.ADMIT: "Es wartet gerade niemand, der eingelassen werden könnte.",
+    Action.END: "Die Konsultation hat noch nicht begonnen.",
+    Action.NO_SHOW: "Nur ein Termin, zu dem niemand wartet, kann als nicht erschienen gelten.",
+    Action.TRANSFER: "Eine laufende Konsultation kann nicht mehr übergeben werden.",
+}
+
+
+def next_state(state: RoomState, action: Action, actor: Actor) -> RoomState:
+    """The state after ``actor`` does ``action`` in ``state``.
+
+    Raises ``Forbidden`` if the actor may never do it, ``RoomClosed`` once the room is closed,
+    ``InvalidTransition`` if the action does not fit the current state.
+    """
+    rule = RULES[action]
+    if actor not in rule.actors:
+        raise Forbidden(action=action.value)
+    if state in CLOSED:
+        raise RoomClosed(state=state.value)
+    if state not in rule.moves:
+        raise InvalidTransition(MESSAGES.get(action), state=state.value, action=action.value)
+    return rule.moves[state]
+
+
+def is_closed(state: RoomState) -> bool:
+    return state in CLOSED

@@ -1,0 +1,1 @@
+"""WebRTC signalling: typed protocol, pure session logic, broker, websocket endpoint."""

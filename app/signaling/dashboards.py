@@ -1,0 +1,107 @@
+"""Specialists' live queue dashboards: one broker subscription per specialist with one open.
+
+Whoever changes a specialist's day publishes ``changed`` on ``konsil:queue:<specialist id>``;
+every process with a dashboard of that specialist then sends its dashboards a fresh ``queue``.
+Snapshots are idempotent, so a lost or repeated event never leaves a dashboard wrong for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import utcnow
+from app.errors import WS_GOING_AWAY
+from app.logging import get_logger
+from app.rooms import service as rooms
+from app.settings import Settings
+from app.signaling import envelope as env
+from app.signaling import messages as m
+from app.signaling.broker import Broker
+from app.signaling.connection import Connection
+
+Publish = Callable[[str, str], Awaitable[None]]
+"""``publish(channel, event)``: the hub's sequenced publish."""
+
+log = get_logger("konsil.signaling")
+
+
+class Dashboards:
+    """This process's open dashboards per specialist, and their broker subscriptions."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        broker: Broker,
+        sessions: async_sessionmaker[AsyncSession],
+        publish: Publish,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.sessions = sessions
+        self.publish = publish
+        self.watchers: dict[int, set[Connection]] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    async def watch(self, conn: Connection, specialist_id: int) -> None:
+        """Sends ``conn`` the queue now and after every change until ``unwatch``."""
+        self.watchers.setdefault(specialist_id, set()).add(conn)
+        if specialist_id not in self._tasks:
+            ready = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            self._tasks[specialist_id] = loop.create_task(self._loop(specialist_id, ready))
+            await asyncio.wait_for(ready.wait(), 10)
+        conn.send(await self._snapshot(specialist_id))
+
+    async def unwatch(self, conn: Connection, specialist_id: int) -> None:
+        """The dashboard closed; the last one of a specialist ends the subscription."""
+        watchers = self.watchers.get(specialist_id, set())
+        watchers.discard(conn)
+        if watchers:
+            return
+        self.watchers.pop(specialist_id, None)
+        task = self._tasks.pop(specialist_id, None)
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    async def changed(self, specialist_id: int) -> None:
+        """Tells every process that this specialist's queue changed."""
+        await self.publish(env.queue_channel(specialist_id), "changed")
+
+    async def shutdown(self) -> None:
+        """Tells every dashboard 1001 and ends every subscription."""
+        for watchers in self.watchers.values():
+            for conn in watchers:
+                conn.close(WS_GOING_AWAY, "server shutting down")
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.watchers.clear()
+        self._tasks.clear()
+
+    async def _snapshot(self, specialist_id: int) -> m.Queue:
+        async with self.sessions() as session:
+            snapshot = await rooms.queue(
+                session, specialist_id=specialist_id, tz=self.settings.tz, now=utcnow()
+            )
+        return m.Queue(**snapshot.model_dump())
+
+    async def _loop(self, specialist_id: int, ready: asyncio.Event) -> None:
+        # Every event (and every gap) means: send a fresh snapshot. Snapshots are idempotent.
+        async with self.broker.subscribe(env.queue_channel(specialist_id)) as events:
+            ready.set()
+            async for _ in events:
+                try:
+                    snapshot = await self._snapshot(specialist_id)
+                except Exception:
+                    log.exception("signaling.queue_refresh_failed")
+                    continue
+                for conn in list(self.watchers.get(specialist_id, ())):
+                    conn.send(snapshot)

@@ -1,0 +1,248 @@
+"""The signalling websocket ``/ws``: only I/O. Rules live in the hub and in ``session.Room``.
+
+Origin, session cookie and room membership are checked before ``accept()``. A wrong Origin is
+refused at the HTTP level (403); any other refusal is accepted only to deliver its precise close
+code (see docs/protocol.md), and no message is read.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+from pydantic import Field, ValidationError
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app.accounts.models import Role, SessionKind
+from app.accounts.service import Principal
+from app.accounts.web import check_origin, principal
+from app.api import Schema, validate
+from app.errors import (
+    WS_FORBIDDEN,
+    WS_MESSAGE_TOO_BIG,
+    WS_NORMAL,
+    WS_POLICY_VIOLATION,
+    WS_RATE_LIMITED,
+    Forbidden,
+    KonsilError,
+    NotAuthenticated,
+    NotYourRoom,
+    RoomClosed,
+)
+from app.metrics import WS_CONNECTIONS, WS_ERRORS, WS_MESSAGES
+from app.resources import db, settings
+from app.rooms import service as rooms
+from app.rooms.state import Action, Actor, is_closed
+from app.signaling import messages as m
+from app.signaling.connection import Connection, TokenBucket
+from app.signaling.hub import Hub, Seat, hub
+from app.signaling.session import ProtocolError
+
+CLOSE_GRACE_SECONDS = 2.0
+
+
+class WsQuery(Schema):
+    as_: Literal["patient", "staff"] = Field(alias="as")
+    appointment: int | None = Field(default=None, gt=0, lt=2**31)
+
+
+@dataclass
+class Target:
+    """What an authorised connection is for: a room (with the caller's role) or a dashboard."""
+
+    who: Principal
+    appointment_id: int | None
+    actor: Actor | None
+
+    @property
+    def role(self) -> str:
+        return self.actor.value if self.actor else "dashboard"
+
+
+async def signaling(websocket: WebSocket) -> None:
+    try:
+        check_origin(websocket)
+    except Forbidden:
+        WS_ERRORS.labels(code="http_403").inc()
+        await websocket.close(WS_FORBIDDEN)  # before accept: the handshake gets HTTP 403
+        return
+    try:
+        target = await authorize(websocket)
+    except KonsilError as exc:
+        WS_ERRORS.labels(code=str(exc.ws_close)).inc()
+        await websocket.accept()
+        await websocket.close(exc.ws_close, exc.code)
+        return
+    await websocket.accept()
+    WS_CONNECTIONS.labels(role=target.role).inc()
+    try:
+        await serve(websocket, target)
+    finally:
+        WS_CONNECTIONS.labels(role=target.role).dec()
+
+
+async def authorize(websocket: WebSocket) -> Target:
+    """Who is connecting and to which room; raises the domain error that names the close code."""
+    query = validate(WsQuery, dict(websocket.query_params))
+    if query.as_ == "patient":
+        who = await principal(websocket, SessionKind.PATIENT)
+        if who is None:
+            raise NotAuthenticated()
+        if query.appointment is None or who.appointment_id != query.appointment:
+            raise NotYourRoom()
+    else:
+        who = await principal(websocket, SessionKind.STAFF)
+        if who is None:
+            raise NotAuthenticated()
+        if query.appointment is None:
+            if who.role is not Role.SPECIALIST:
+                raise Forbidden("Die Warteschlange gibt es nur für Fachärztinnen und Fachärzte.")
+            return Target(who=who, appointment_id=None, actor=None)
+    async with db(websocket)() as session:
+        appointment = await rooms.load(session, query.appointment)
+    actor = rooms.actor_for(appointment, who)
+    if is_closed(appointment.room_state):
+        raise RoomClosed()
+    return Target(who=who, appointment_id=query.appointment, actor=actor)
+
+
+@dataclass
+class Link:
+    """One connection's state while it is served."""
+
+    websocket: WebSocket
+    conn: Connection
+    target: Target
+    hub: Hub
+    seat: Seat | None = None
+    joining: bool = False
+    left: bool = False
+
+
+async def serve(websocket: WebSocket, target: Target) -> None:
+    cfg = settings(websocket)
+    link = Link(
+        websocket, Connection(limit=cfg.ws_send_queue, role=target.role), target, hub(websocket)
+    )
+    specialist = target.who.user_id if target.actor is None else None
+    try:
+        if specialist is not None:
+            await link.hub.watch_queue(link.conn, specialist)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_reader, link, tg.cancel_scope)
+            tg.start_soon(_writer, link, tg.cancel_scope)
+            tg.start_soon(_watchdog, link, tg.cancel_scope)
+            if target.actor is not None:
+                tg.start_soon(_join_deadline, link, cfg.ws_join_timeout_seconds)
+        if link.conn.close_code is not None:
+            with (
+                anyio.move_on_after(CLOSE_GRACE_SECONDS),
+                suppress(OSError, RuntimeError, WebSocketDisconnect),
+            ):
+                await websocket.close(link.conn.close_code, link.conn.close_reason)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if link.seat is not None:
+                await link.hub.disconnect(link.conn, link.seat, left=link.left)
+            if specialist is not None:
+                await link.hub.unwatch_queue(link.conn, specialist)
+
+
+async def _writer(link: Link, scope: anyio.CancelScope) -> None:
+    with suppress(OSError, RuntimeError, WebSocketDisconnect):
+        while (frame := await link.conn.next()) is not None:
+            await link.websocket.send_text(frame)
+    scope.cancel()
+
+
+async def _watchdog(link: Link, scope: anyio.CancelScope) -> None:
+    # A writer stuck on a full socket buffer must not delay the close for long.
+    await link.conn.closing.wait()
+    await anyio.sleep(CLOSE_GRACE_SECONDS)
+    scope.cancel()
+
+
+async def _join_deadline(link: Link, seconds: float) -> None:
+    # A room connection that never joins would hold a socket and its tasks until the client
+    # goes away; dashboards need no join and are exempt.
+    await anyio.sleep(seconds)
+    if link.seat is None and not link.joining:
+        link.conn.close(WS_POLICY_VIOLATION, "join timeout")
+
+
+async def _reader(link: Link, scope: anyio.CancelScope) -> None:
+    cfg = settings(link.websocket)
+    bucket = TokenBucket(rate=cfg.ws_rate_per_second, burst=cfg.ws_rate_burst, now=time.monotonic())
+    with suppress(OSError, RuntimeError, WebSocketDisconnect):
+        while link.conn.close_code is None:
+            frame = await link.websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            data = frame.get("text") or frame.get("bytes") or ""
+            size = len(data.encode()) if isinstance(data, str) else len(data)
+            if size > cfg.ws_max_frame_bytes:
+                link.conn.close(WS_MESSAGE_TOO_BIG, "frame too large")
+            elif not bucket.take(time.monotonic()):
+                link.conn.close(WS_RATE_LIMITED, "rate limited")
+            else:
+                await _handle(link, data)
+    if link.conn.close_code is None:
+        scope.cancel()  # the client went away: stop writing
+
+
+async def _handle(link: Link, data: str | bytes) -> None:
+    try:
+        message = m.CLIENT_MESSAGES.validate_json(data)
+    except ValidationError:
+        _error(link, "invalid_message", "Die Nachricht ist ungültig.", None)
+        return
+    WS_MESSAGES.labels(type=message.type).inc()
+    try:
+        await _dispatch(link, message)
+    except ProtocolError as exc:
+        _error(link, exc.code, exc.message, message.type)
+    except KonsilError as exc:
+        _error(link, exc.code, exc.message, message.type)
+
+
+async def _dispatch(link: Link, message: m.ClientMessage) -> None:
+    target = link.target
+    if isinstance(message, m.Leave):
+        link.left = True
+        link.conn.close(WS_NORMAL, "bye")
+    elif target.appointment_id is None or target.actor is None:
+        raise ProtocolError("not_in_room", "Diese Verbindung zeigt nur die Warteschlange.")
+    elif isinstance(message, m.Join):
+        if link.seat is not None:
+            raise ProtocolError("already_joined", "Sie sind bereits im Raum.")
+        link.joining = True  # the join deadline must not cut a join in progress
+        try:
+            link.seat = await link.hub.join(
+                link.conn,
+                appointment_id=target.appointment_id,
+                actor=target.actor,
+                who=target.who,
+                resume=message.resume,
+            )
+        finally:
+            link.joining = False
+    elif link.seat is None:
+        raise ProtocolError("join_first", "Bitte zuerst dem Raum beitreten.")
+    elif isinstance(message, m.Admit):
+        if target.actor is Actor.PATIENT:
+            raise Forbidden()
+        await link.hub.act(link.seat, Action.ADMIT, target.who)
+    else:
+        await link.hub.relay(link.seat, message)
+
+
+def _error(link: Link, code: str, text: str, ref: str | None) -> None:
+    WS_ERRORS.labels(code=code).inc()
+    link.conn.send(m.Error(code=code, message=text, ref=ref))
+
+
+routes: list[BaseRoute] = [WebSocketRoute("/ws", signaling)]

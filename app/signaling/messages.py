@@ -1,0 +1,258 @@
+"""The signalling protocol: every websocket message is one of these pydantic models.
+
+JSON text frames, one message per frame, discriminated on ``type``. Unknown types and unknown
+fields are rejected. ``docs/protocol.md`` documents each message with an example; keep the two in
+sync. Client messages never name their sender: the server takes it from the session.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+)
+
+from app.rooms.schemas import QueueOut
+from app.scheduling.models import RoomState
+
+# Server-assigned, opaque, random per connection; never a user id.
+ParticipantId = Annotated[str, Field(pattern=r"^p_[A-Za-z0-9_-]{8,40}$")]
+Sdp = Annotated[str, Field(min_length=1, max_length=60_000)]
+Role = Literal["patient", "specialist", "gp"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+class IceCandidate(Message):
+    """An ICE candidate exactly as the browser's ``RTCIceCandidate.toJSON()`` gives it."""
+
+    candidate: str = Field(max_length=1024)
+    sdp_mid: str | None = Field(default=None, alias="sdpMid", max_length=64)
+    sdp_m_line_index: int | None = Field(default=None, alias="sdpMLineIndex", ge=0, le=64)
+    username_fragment: str | None = Field(default=None, alias="usernameFragment", max_length=256)
+
+
+class IceServer(Message):
+    """One entry of ``RTCConfiguration.iceServers``; STUN entries carry no credentials."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # As in GET /api/v1/rooms/{id}/ice: absent keys, not nulls, which the browser's
+        # RTCIceServer would turn into the string "null".
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class Peer(Message):
+    """Another participant of the room, as this client may see it."""
+
+    id: ParticipantId
+    role: Role
+    name: str = Field(default="", description="Display name of staff; empty for the patient.")
+
+
+# --------------------------------------------------------------------------- client -> server
+
+
+class Join(Message):
+    """First message of every room connection. ``resume``: the resume id of a dropped
+    connection (from its ``joined`` message) to keep the participant id and ICE-restart."""
+
+    type: Literal["join"]
+    resume: str | None = Field(default=None, min_length=16, max_length=64)
+
+
+class Admit(Message):
+    """Staff only: let the waiting patient into the call."""
+
+    type: Literal["admit"]
+
+
+class Offer(Message):
+    """SDP offer for one peer (``to`` is a participant id from ``peer_joined``)."""
+
+    type: Literal["offer"]
+    to: ParticipantId
+    sdp: Sdp
+
+
+class Answer(Message):
+    """SDP answer for one peer."""
+
+    type: Literal["answer"]
+    to: ParticipantId
+    sdp: Sdp
+
+
+class Candidate(Message):
+    """A trickled ICE candidate for one peer; ``candidate: null`` means end of candidates."""
+
+    type: Literal["candidate"]
+    to: ParticipantId
+    candidate: IceCandidate | None
+
+
+class Chat(Message):
+    """A chat line for everybody in the call. Relayed, never stored, never logged."""
+
+    type: Literal["chat"]
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class Leave(Message):
+    """The participant leaves for good (no resume); the server closes with 1000."""
+
+    type: Literal["leave"]
+
+
+ClientMessage = Annotated[
+    Join | Admit | Offer | Answer | Candidate | Chat | Leave, Field(discriminator="type")
+]
+CLIENT_MESSAGES: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+# --------------------------------------------------------------------------- server -> client
+
+
+class Joined(Message):
+    """Reply to ``join``: who you are in this room and how to reach the media relays.
+
+    Keep ``resume_id`` private (memory or sessionStorage only); it is single-use and works for
+    ``resume_seconds`` after the connection drops. Every ``joined`` carries a fresh one.
+    """
+
+    type: Literal["joined"] = "joined"
+    participant_id: ParticipantId
+    role: Role
+    resumed: bool = False
+    resume_id: str
+    resume_seconds: int
+    room_state: RoomState
+    ice_servers: list[IceServer]
+    ice_ttl: int
+
+
+class RoomStateChanged(Message):
+    """Waiting-room status: the room's state, sent after ``joined`` and on every change.
+
+    The patient sees ``waiting`` until admitted; staff see ``waiting`` while the patient is in
+    the waiting room (``waiting_since`` set) and ``scheduled`` when nobody waits.
+    """
+
+    type: Literal["room_state"] = "room_state"
+    state: RoomState
+    waiting_since: datetime | None = None
+
+
+class PeerJoined(Message):
+    """A peer you may now call. ``offer: true``: you create the RTCPeerConnection offer."""
+
+    type: Literal["peer_joined"] = "peer_joined"
+    peer: Peer
+    offer: bool
+
+
+class PeerLeft(Message):
+    """A peer left (or did not come back within the resume window): close its connection."""
+
+    type: Literal["peer_left"] = "peer_left"
+    peer_id: ParticipantId
+
+
+class OfferFrom(Message):
+    """An SDP offer from a peer; answer it with ``answer`` to ``from``."""
+
+    type: Literal["offer"] = "offer"
+    sender: ParticipantId = Field(alias="from")
+    sdp: Sdp
+
+
+class AnswerFrom(Message):
+    """An SDP answer from a peer."""
+
+    type: Literal["answer"] = "answer"
+    sender: ParticipantId = Field(alias="from")
+    sdp: Sdp
+
+
+class CandidateFrom(Message):
+    """A trickled ICE candidate from a peer (``null``: end of candidates)."""
+
+    type: Literal["candidate"] = "candidate"
+    sender: ParticipantId = Field(alias="from")
+    candidate: IceCandidate | None
+
+
+class ChatFrom(Message):
+    """A chat line from a peer (never stored by the server)."""
+
+    type: Literal["chat"] = "chat"
+    sender: ParticipantId = Field(alias="from")
+    text: str
+    at: datetime
+
+
+class Renegotiate(Message):
+    """Restart ICE with ``peer``: sent to the offering side after a resume or a lost message."""
+
+    type: Literal["renegotiate"] = "renegotiate"
+    peer_id: ParticipantId
+    ice_restart: bool = True
+    reason: Literal["resumed", "gap"]
+
+
+class Queue(QueueOut):
+    """The specialist's live queue (dashboard connections): same body as GET /api/v1/queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["queue"] = "queue"
+
+
+class Error(Message):
+    """A refused message. The connection stays open unless a close frame follows."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    ref: str | None = Field(default=None, description="The ``type`` of the refused message.")
+
+
+ServerMessage = Annotated[
+    Joined
+    | RoomStateChanged
+    | PeerJoined
+    | PeerLeft
+    | OfferFrom
+    | AnswerFrom
+    | CandidateFrom
+    | ChatFrom
+    | Renegotiate
+    | Queue
+    | Error,
+    Field(discriminator="type"),
+]
+SERVER_MESSAGES: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+
+def encode(message: BaseModel) -> str:
+    """The JSON text frame for a server message (aliases such as ``from`` applied)."""
+    return message.model_dump_json(by_alias=True)

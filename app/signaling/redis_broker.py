@@ -1,0 +1,155 @@
+"""Redis pub/sub backend of the broker (``redis://``), for more than one server process.
+
+All of a process's subscriptions share ONE pub/sub connection and one reader task, which fans
+messages out to local queues: a process with thousands of open rooms holds one Redis
+connection for them, not one each (the connection pool would run dry at about 100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from app.logging import get_logger
+from app.signaling.broker import FanOut, drain
+
+CONFIRM_SECONDS = 5.0
+MAX_BATCH = 512
+log = get_logger("konsil.broker")
+
+
+class RedisBroker:
+    """Publishes through the connection pool; subscribes through one shared pub/sub connection."""
+
+    def __init__(self, url: str, queue_size: int = 1024) -> None:
+        self._redis: Redis = Redis.from_url(url, health_check_interval=30)
+        self._fanout = FanOut(queue_size)
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._commands = asyncio.Lock()  # SUBSCRIBE/UNSUBSCRIBE one at a time, in order
+        self._confirm: dict[str, asyncio.Future[None]] = {}
+        # Publishes wait here and leave in call order, many per round trip (one pipeline).
+        self._outbox: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._pending = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        for task in (self._reader, self._writer):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        self._fanout.clear()
+        await self._redis.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (OSError, RedisError):
+            return False
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        sent = asyncio.get_running_loop().create_future()
+        self._outbox.append((channel, message, sent))
+        self._pending.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        await sent
+
+    async def _write(self) -> None:
+        while True:
+            await self._pending.wait()
+            batch, self._outbox = self._outbox[:MAX_BATCH], self._outbox[MAX_BATCH:]
+            if not self._outbox:
+                self._pending.clear()
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for channel, message, _ in batch:
+                        pipe.publish(channel, message)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                for *_, sent in batch:
+                    if not sent.done():
+                        sent.set_exception(exc)
+            else:
+                for *_, sent in batch:
+                    if not sent.done():
+                        sent.set_result(None)
+
+    async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        await self._redis.set(key, value, ex=ttl_seconds)
+
+    async def take(self, key: str) -> bytes | None:
+        value = await self._redis.getdel(key)  # Redis >= 6.2: atomic read-and-delete
+        return value if isinstance(value, bytes) or value is None else str(value).encode()
+
+    async def refresh(self, key: str, ttl_seconds: int) -> bool:
+        # EXPIRE on a missing key does nothing and answers 0: a taken key stays taken.
+        return bool(await self._redis.expire(key, ttl_seconds))
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        queue, first = self._fanout.add(channel)
+        try:
+            if first:
+                await self._redis_subscribe(channel)
+            yield drain(queue)
+        finally:
+            if self._fanout.remove(channel, queue):
+                with suppress(RedisError, OSError):
+                    await self._redis_unsubscribe(channel)
+
+    async def _redis_subscribe(self, channel: str) -> None:
+        async with self._commands:
+            pubsub = self._pubsub or self._redis.pubsub()
+            self._pubsub = pubsub
+            confirmed = asyncio.get_running_loop().create_future()
+            self._confirm[channel] = confirmed
+            await pubsub.subscribe(channel)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
+        # A publish right after subscribe() must not be missed: wait for Redis to confirm.
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_SECONDS)
+        finally:
+            self._confirm.pop(channel, None)
+
+    async def _redis_unsubscribe(self, channel: str) -> None:
+        async with self._commands:
+            if self._pubsub is not None:
+                await self._pubsub.unsubscribe(channel)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                item = await pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                # redis-py reconnects and re-subscribes; what was published meanwhile is lost,
+                # which the sequence numbers above the broker detect.
+                log.warning("broker.redis_read_failed", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            if item is not None:
+                self._dispatch(item)
+
+    def _dispatch(self, item: dict[str, Any]) -> None:
+        kind, channel = item.get("type"), item.get("channel")
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        if kind == "message":
+            data = item["data"]
+            self._fanout.deliver(name, data if isinstance(data, bytes) else str(data).encode())
+        elif kind == "subscribe":
+            waiting = self._confirm.get(name)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)

@@ -1,0 +1,47 @@
+"""Resume records: which participant a private resume id gives back, kept in the broker's keys.
+
+A record is stored when a connection joins (so a client whose old connection the server still
+thinks alive can take its seat over) and shortened to the resume window when the connection
+ends. Taking it is atomic, so a resume id is used once. The key binds the id to the room and
+the session: an id used from another session finds nothing, and so cannot use up the owner's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from app.settings import Settings
+from app.signaling import envelope as env
+from app.signaling.session import Member
+from app.tokens import token_hash
+
+
+def seat_ttl(settings: Settings) -> int:
+    """How long a live seat's record is kept: no seat outlives its session, of either kind.
+    (A record survives a crashed process, so its clients can still resume elsewhere.)"""
+    minutes = max(settings.session_ttl_minutes, settings.patient_session_ttl_minutes)
+    return minutes * 60
+
+
+def session_key(session_id: str) -> str:
+    """The member's session fingerprint (never the session id itself)."""
+    return token_hash(session_id)[:32]
+
+
+def record_key(appointment_id: int, session: str, resume_id: str) -> str:
+    """The broker key of a resume id, for ``session`` (a ``session_key``) in this room."""
+    return env.resume_key(token_hash(f"{appointment_id}:{session}:{resume_id}"))
+
+
+def pack(appointment_id: int, member: Member) -> bytes:
+    return json.dumps({"appointment_id": appointment_id, "member": asdict(member)}).encode()
+
+
+def unpack(raw: bytes, appointment_id: int, session: str) -> Member | None:
+    """The member in a taken record, if it really is of this room and session."""
+    record = json.loads(raw)
+    member = Member(**record["member"])
+    if record.get("appointment_id") != appointment_id or member.session_key != session:
+        return None
+    return member

@@ -1,0 +1,255 @@
+"""Pure signalling logic for one room: events in, addressed messages out. No I/O, no clock.
+
+Every server process keeps a replica of each room it has participants in and applies the same
+events in the broker's order; each process then delivers only the outputs addressed to its own
+connections. A relay is checked at the sender's process (``check``) and applied everywhere
+(``relay``), so a message can only ever reach members of the room it was sent in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_ROOM_CLOSED
+from app.rooms.state import is_closed
+from app.scheduling.models import RoomState
+from app.signaling import messages as m
+
+Role = Literal["patient", "specialist", "gp"]
+RANK: dict[str, int] = {"specialist": 3, "gp": 2, "patient": 1}
+
+
+@dataclass(frozen=True)
+class Member:
+    """A participant. ``user_id``, ``session_key`` and ``conn`` never leave the server."""
+
+    id: str
+    role: Role
+    name: str
+    session_key: str
+    conn: str
+    user_id: int | None = None
+
+    def peer(self) -> m.Peer:
+        return m.Peer(id=self.id, role=self.role, name=self.name)
+
+
+@dataclass(frozen=True)
+class Send:
+    """Deliver ``message`` to participant ``to`` (on whichever process holds its connection)."""
+
+    to: str
+    message: BaseModel
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close connection ``conn`` with ``code`` after what was sent to it so far."""
+
+    conn: str
+    code: int
+    reason: str
+
+
+Out = Send | Close
+
+
+class ProtocolError(Exception):
+    """A refused client message; becomes an ``error`` message, the connection stays."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def offers(a: Member, b: Member) -> bool:
+    """Whether ``a`` makes the offer to ``b``: higher rank offers; ties by id."""
+    return (RANK[a.role], a.id) > (RANK[b.role], b.id)
+
+
+@dataclass
+class Room:
+    """The replica of one consultation room."""
+
+    appointment_id: int
+    state: RoomState
+    waiting_since: datetime | None = None
+    members: dict[str, Member] = field(default_factory=dict)
+    # Pairs that were told about each other (peer_joined) and may exchange signalling.
+    pairs: set[frozenset[str]] = field(default_factory=set)
+    # Members that resumed onto this replica before it knew them (and so their pairs).
+    resyncing: set[str] = field(default_factory=set)
+
+    def in_call(self, member: Member) -> bool:
+        if member.role != "patient":
+            return True
+        return self.state in (RoomState.ADMITTED, RoomState.IN_CALL)
+
+    def state_message(self) -> m.RoomStateChanged:
+        since = self.waiting_since if self.state is RoomState.WAITING else None
+        return m.RoomStateChanged(state=self.state, waiting_since=since)
+
+    # ---------------------------------------------------------------- events (every replica)
+
+    def add(self, member: Member, partners: Collection[str] = ()) -> list[Out]:
+        """A participant joined, or another process tells us it is there: ``partners`` are
+        the pairs it already has there, which were introduced and need no ``peer_joined``."""
+        if member.id in self.members:
+            return []
+        outs: list[Out] = []
+        for old in list(self.members.values()):
+            if old.session_key == member.session_key:
+                outs.append(Close(old.conn, WS_REPLACED, "replaced by a newer connection"))
+                outs += self.remove(old.id)
+        self.members[member.id] = member
+        return outs + self._pair_known(member, partners) + self._introduce()
+
+    def remove(self, participant_id: str) -> list[Out]:
+        """A participant left for good: its peers close their connections to it."""
+        if self.members.pop(participant_id, None) is None:
+            return []
+        self.resyncing.discard(participant_id)
+        outs: list[Out] = []
+        for pair in [p for p in self.pairs if participant_id in p]:
+            self.pairs.discard(pair)
+            (other,) = pair - {participant_id}
+            outs.append(Send(other, m.PeerLeft(peer_id=participant_id)))
+        return outs
+
+    def resumed(self, member: Member) -> list[Out]:
+        """The participant is back on connection ``member.conn``: the old connection (dead or
+        still open) is closed with 4409, and every pair restarts ICE.
+
+        A replica that did not know the participant (this process had nobody in the room) takes
+        it as it is; its pairs follow with the other processes' ``present``."""
+        known = self.members.get(member.id)
+        if known is None:
+            self.members[member.id] = member
+            self.resyncing.add(member.id)
+            return []
+        outs: list[Out] = []
+        if known.conn != member.conn:
+            outs.append(Close(known.conn, WS_REPLACED, "resumed on a newer connection"))
+        self.members[member.id] = replace(known, conn=member.conn)
+        return outs + self._renegotiate(member.id, "resumed")
+
+    def set_state(self, state: RoomState, waiting_since: datetime | None) -> list[Out]:
+        """The room's state changed (in the database): everybody hears of it."""
+        self.state, self.waiting_since = state, waiting_since
+        outs: list[Out] = [Send(pid, self.state_message()) for pid in self.members]
+        if is_closed(state):
+            outs += [Close(mb.conn, WS_ROOM_CLOSED, state.value) for mb in self.members.values()]
+            return outs
+        return outs + self._introduce()
+
+    def revoke(self, user_id: int) -> list[Out]:
+        """A staff member lost the right to be here (consultation transferred)."""
+        gone = [mb for mb in self.members.values() if mb.user_id == user_id]
+        outs: list[Out] = []
+        for member in gone:
+            outs.append(Close(member.conn, WS_FORBIDDEN, "transferred"))
+            outs += self.remove(member.id)
+        return outs
+
+    def gap(self) -> list[Out]:
+        """Signalling between processes was lost: every pair renegotiates."""
+        outs: list[Out] = []
+        for pair in self.pairs:
+            a, b = (self.members[pid] for pid in sorted(pair))
+            offerer, answerer = (a, b) if offers(a, b) else (b, a)
+            outs.append(Send(offerer.id, m.Renegotiate(peer_id=answerer.id, reason="gap")))
+        return outs
+
+    def relay(self, sender: str, message: m.ClientMessage, at: datetime) -> list[Out]:
+        """Delivers a checked relay message; anything outside the sender's pairs is dropped."""
+        if isinstance(message, m.Chat):
+            text = message.text
+            return [
+                Send(other, m.ChatFrom(sender=sender, text=text, at=at))
+                for other in self.partners(sender)
+            ]
+        if not isinstance(message, m.Offer | m.Answer | m.Candidate):
+            return []
+        if message.to not in self.partners(sender):
+            return []
+        out: BaseModel
+        if isinstance(message, m.Offer):
+            out = m.OfferFrom(sender=sender, sdp=message.sdp)
+        elif isinstance(message, m.Answer):
+            out = m.AnswerFrom(sender=sender, sdp=message.sdp)
+        else:
+            out = m.CandidateFrom(sender=sender, candidate=message.candidate)
+        return [Send(message.to, out)]
+
+    # ---------------------------------------------------------------- checks (sender's process)
+
+    def check(self, sender: str, message: m.ClientMessage) -> None:
+        """Refuses a relay the sender may not make, with a precise error code."""
+        member = self.members.get(sender)
+        if member is None:
+            raise ProtocolError("join_first", "Bitte zuerst dem Raum beitreten.")
+        if not self.in_call(member):
+            raise ProtocolError("not_in_call", "Sie sind noch im Wartezimmer.")
+        if isinstance(message, m.Offer | m.Answer | m.Candidate):
+            target = self.members.get(message.to)
+            if target is None:
+                raise ProtocolError("unknown_peer", "Diese Person ist nicht in Ihrem Raum.")
+            if message.to not in self.partners(sender):
+                raise ProtocolError("not_in_call", "Diese Person ist noch nicht im Gespräch.")
+
+    def starts_call(self, sender: str, message: m.ClientMessage) -> bool:
+        """An answer between the patient and a staff member while admitted starts the call."""
+        if not isinstance(message, m.Answer) or self.state is not RoomState.ADMITTED:
+            return False
+        roles = {self.members[sender].role, self.members[message.to].role}
+        return "patient" in roles and len(roles) == 2
+
+    # ---------------------------------------------------------------- helpers
+
+    def partners(self, participant_id: str) -> list[str]:
+        """The members ``participant_id`` was introduced to."""
+        return [next(iter(p - {participant_id})) for p in self.pairs if participant_id in p]
+
+    def _pair_known(self, member: Member, partners: Collection[str]) -> list[Out]:
+        outs: list[Out] = []
+        for other_id in partners:
+            pair = frozenset({member.id, other_id})
+            other = self.members.get(other_id)
+            if other is None or pair in self.pairs:
+                continue
+            self.pairs.add(pair)
+            # Only the replica holding a resumed offerer's new connection can deliver its
+            # renegotiate, and this one did not know the pair when the resume arrived.
+            if other_id in self.resyncing and offers(other, member):
+                outs.append(Send(other_id, m.Renegotiate(peer_id=member.id, reason="resumed")))
+        return outs
+
+    def _introduce(self) -> list[Out]:
+        outs: list[Out] = []
+        ready = [mb for mb in self.members.values() if self.in_call(mb)]
+        for i, a in enumerate(ready):
+            for b in ready[i + 1 :]:
+                pair = frozenset({a.id, b.id})
+                if pair in self.pairs:
+                    continue
+                self.pairs.add(pair)
+                outs.append(Send(a.id, m.PeerJoined(peer=b.peer(), offer=offers(a, b))))
+                outs.append(Send(b.id, m.PeerJoined(peer=a.peer(), offer=offers(b, a))))
+        return outs
+
+    def _renegotiate(self, participant_id: str, reason: Literal["resumed", "gap"]) -> list[Out]:
+        me = self.members[participant_id]
+        outs: list[Out] = []
+        for other_id in self.partners(participant_id):
+            other = self.members[other_id]
+            if offers(me, other):
+                outs.append(Send(me.id, m.Renegotiate(peer_id=other.id, reason=reason)))
+            else:
+                outs.append(Send(other.id, m.Renegotiate(peer_id=me.id, reason=reason)))
+        return outs

@@ -1,0 +1,189 @@
+"""Rooms API: the queue, admit / end / no-show / transfer with their rules, ICE servers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx2
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from app.audit.models import AuditEvent
+from app.db import utcnow
+from app.main import create_app
+from app.scheduling.models import Appointment, RoomState, Urgency
+from app.settings import Settings
+from tests.conftest import new_client
+from tests.factories import Demo, login, make_appointment, patient_token
+
+ORIGIN = {"Origin": "http://127.0.0.1:8000"}
+
+
+async def test_rooms_queue_orders_waiting_urgent_first_then_slot(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    now = utcnow().replace(microsecond=0)
+    later = await make_appointment(
+        sessions,
+        demo,
+        starts_at=now + timedelta(minutes=30),
+        room_state=RoomState.WAITING,
+        waiting_since=now - timedelta(minutes=5),
+    )
+    urgent = await make_appointment(
+        sessions,
+        demo,
+        starts_at=now + timedelta(minutes=60),
+        urgency=Urgency.URGENT,
+        room_state=RoomState.WAITING,
+        waiting_since=now,
+    )
+    early = await make_appointment(
+        sessions, demo, starts_at=now, room_state=RoomState.WAITING, waiting_since=now
+    )
+    idle = await make_appointment(sessions, demo, starts_at=now + timedelta(minutes=90))
+    await make_appointment(sessions, demo, specialist_id=demo.other_specialist.id)
+    await login(client, demo.specialist)
+    body = (await client.get("/api/v1/queue")).json()
+    assert [e["appointment_id"] for e in body["waiting"]] == [urgent.id, early.id, later.id]
+    assert idle.id in [e["appointment_id"] for e in body["today"]]
+    assert body["waiting"][2]["waiting_seconds"] >= 300
+
+
+async def test_rooms_queue_is_for_specialists(client: httpx2.AsyncClient, demo: Demo) -> None:
+    await login(client, demo.gp)
+    assert (await client.get("/api/v1/queue")).status_code == 403
+
+
+async def test_rooms_admit_by_gp_records_audit(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(
+        sessions, demo, room_state=RoomState.WAITING, waiting_since=utcnow()
+    )
+    await login(client, demo.gp)
+    response = await client.post(f"/api/v1/rooms/{appointment.id}/admit", headers=ORIGIN)
+    assert response.status_code == 200, response.text
+    assert response.json()["room_state"] == "admitted"
+    async with sessions() as session:
+        actions = (
+            (
+                await session.execute(
+                    select(AuditEvent.action).where(
+                        col(AuditEvent.appointment_id) == appointment.id
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert actions == ["room.admit"]
+
+
+async def test_rooms_other_gp_cannot_admit(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(
+        sessions, demo, room_state=RoomState.WAITING, waiting_since=utcnow()
+    )
+    await login(client, demo.other_gp)
+    response = await client.post(f"/api/v1/rooms/{appointment.id}/admit", headers=ORIGIN)
+    assert response.status_code == 403
+    async with sessions() as session:
+        stored = await session.get(Appointment, appointment.id)
+    assert stored is not None
+    assert stored.room_state is RoomState.WAITING
+
+
+async def test_rooms_admit_with_nobody_waiting_is_409(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    await login(client, demo.specialist)
+    response = await client.post(f"/api/v1/rooms/{appointment.id}/admit", headers=ORIGIN)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "invalid_transition"
+
+
+async def test_rooms_no_show_only_after_the_slot_began(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    future = await make_appointment(sessions, demo, starts_at=utcnow() + timedelta(hours=2))
+    past = await make_appointment(sessions, demo, starts_at=utcnow() - timedelta(minutes=10))
+    await login(client, demo.specialist)
+    early = await client.post(f"/api/v1/rooms/{future.id}/no-show", headers=ORIGIN)
+    assert early.status_code == 422
+    marked = await client.post(f"/api/v1/rooms/{past.id}/no-show", headers=ORIGIN)
+    assert marked.json()["room_state"] == "no_show"
+
+
+async def test_rooms_transfer_to_same_specialty_only(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    await login(client, demo.specialist)
+    url = f"/api/v1/rooms/{appointment.id}/transfer"
+    wrong = await client.post(url, json={"specialist_id": demo.dermatologist.id}, headers=ORIGIN)
+    assert wrong.status_code == 422
+    ok = await client.post(url, json={"specialist_id": demo.other_specialist.id}, headers=ORIGIN)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["specialist_id"] == demo.other_specialist.id
+
+
+async def test_rooms_transfer_refused_when_colleague_is_booked(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    start = utcnow().replace(microsecond=0) + timedelta(hours=1)
+    appointment = await make_appointment(sessions, demo, starts_at=start)
+    await make_appointment(sessions, demo, starts_at=start, specialist_id=demo.other_specialist.id)
+    await login(client, demo.specialist)
+    response = await client.post(
+        f"/api/v1/rooms/{appointment.id}/transfer",
+        json={"specialist_id": demo.other_specialist.id},
+        headers=ORIGIN,
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "slot_taken"
+
+
+async def test_rooms_transfer_refused_during_call(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo, room_state=RoomState.IN_CALL)
+    await login(client, demo.specialist)
+    response = await client.post(
+        f"/api/v1/rooms/{appointment.id}/transfer",
+        json={"specialist_id": demo.other_specialist.id},
+        headers=ORIGIN,
+    )
+    assert response.status_code == 409
+
+
+async def test_rooms_ice_gives_turn_rest_credentials_to_the_patient(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    cfg = make_settings(turn_urls=["turn:127.0.0.1:3478"], turn_secret="s3cret")
+    appointment = await make_appointment(sessions, demo)
+    other = await make_appointment(sessions, demo)
+    token = await patient_token(sessions, cfg, appointment)
+    turn_app = create_app(cfg)  # same database, TURN configured
+    async with turn_app.router.lifespan_context(turn_app), new_client(turn_app) as http:
+        http.cookies.set("konsil_patient", token)
+        body = (await http.get(f"/api/v1/rooms/{appointment.id}/ice")).json()
+        refused = await http.get(f"/api/v1/rooms/{other.id}/ice")
+    server = body["iceServers"][0]
+    assert server["username"].split(":")[1] == str(appointment.id)
+    digest = hmac.new(b"s3cret", server["username"].encode(), hashlib.sha1).digest()
+    assert server["credential"] == base64.b64encode(digest).decode()
+    assert body["ttl"] == cfg.turn_ttl_seconds
+    assert refused.status_code == 403
+
+
+async def test_rooms_ice_needs_a_session(client: httpx2.AsyncClient, demo: Demo) -> None:
+    assert (await client.get("/api/v1/rooms/1/ice")).status_code == 401

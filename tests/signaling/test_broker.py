@@ -1,0 +1,120 @@
+"""Both broker backends: fan-out, ordering, unsubscribe, keys; Redis with many rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import pytest
+
+from app.signaling.broker import Broker, MemoryBroker, create_broker
+from tests.services import REDIS_URL, require_redis
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+    if request.param == "redis":
+        require_redis()
+    instance = create_broker("memory://" if request.param == "memory" else REDIS_URL)
+    await instance.connect()
+    try:
+        yield instance
+    finally:
+        await instance.close()
+
+
+def channel() -> str:
+    return f"konsil:test:{uuid.uuid4().hex}"
+
+
+async def next_message(messages: AsyncIterator[bytes]) -> bytes:
+    return await asyncio.wait_for(anext(messages), 10)
+
+
+async def test_broker_delivers_in_order_to_every_subscriber(broker: Broker) -> None:
+    name = channel()
+    async with broker.subscribe(name) as first, broker.subscribe(name) as second:
+        for i in range(5):
+            await broker.publish(name, f"m{i}".encode())
+        assert [await next_message(first) for _ in range(5)] == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+        assert [await next_message(second) for _ in range(5)] == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+
+
+async def test_broker_concurrent_publishes_leave_in_call_order(broker: Broker) -> None:
+    name = channel()
+    expected = [f"m{i}".encode() for i in range(300)]
+    async with broker.subscribe(name) as messages:
+        await asyncio.gather(*(broker.publish(name, m) for m in expected))
+        assert [await next_message(messages) for _ in expected] == expected
+
+
+async def test_broker_keeps_channels_apart(broker: Broker) -> None:
+    a, b = channel(), channel()
+    async with broker.subscribe(a) as on_a, broker.subscribe(b) as on_b:
+        await broker.publish(b, b"for b")
+        await broker.publish(a, b"for a")
+        assert await next_message(on_a) == b"for a"
+        assert await next_message(on_b) == b"for b"
+
+
+async def test_broker_resubscribe_after_last_subscriber_left(broker: Broker) -> None:
+    name = channel()
+    async with broker.subscribe(name) as messages:
+        await broker.publish(name, b"one")
+        assert await next_message(messages) == b"one"
+    async with broker.subscribe(name) as messages:
+        await broker.publish(name, b"two")
+        assert await next_message(messages) == b"two"
+
+
+async def test_broker_take_returns_a_key_once(broker: Broker) -> None:
+    key = channel()
+    await broker.put(key, b"record", 30)
+    results = await asyncio.gather(*(broker.take(key) for _ in range(5)))
+    assert results.count(b"record") == 1
+    assert results.count(None) == 4
+
+
+async def test_broker_refresh_keeps_a_live_key(broker: Broker) -> None:
+    key = channel()
+    await broker.put(key, b"record", 30)
+    assert await broker.refresh(key, 60)
+    assert await broker.take(key) == b"record"
+
+
+async def test_broker_refresh_never_brings_back_a_taken_key(broker: Broker) -> None:
+    key = channel()
+    await broker.put(key, b"record", 30)
+    await broker.take(key)
+    assert not await broker.refresh(key, 60)
+    assert await broker.take(key) is None
+
+
+@pytest.mark.redis
+async def test_redis_broker_carries_many_rooms_on_one_connection() -> None:
+    """More rooms than redis-py's default pool has connections (100)."""
+    require_redis()
+    broker = create_broker(REDIS_URL)
+    await broker.connect()
+    names = [channel() for _ in range(250)]
+    try:
+        async with AsyncExitStack() as stack:
+            subscriptions = [await stack.enter_async_context(broker.subscribe(n)) for n in names]
+            for i, name in enumerate(names):
+                await broker.publish(name, str(i).encode())
+            received = [await next_message(s) for s in subscriptions]
+        assert received == [str(i).encode() for i in range(250)]
+    finally:
+        await broker.close()
+
+
+async def test_memory_broker_drops_for_a_full_subscriber_only() -> None:
+    broker = MemoryBroker(queue_size=2)
+    name = channel()
+    async with broker.subscribe(name) as slow, broker.subscribe(name) as fast:
+        for i in range(3):
+            await broker.publish(name, str(i).encode())
+            assert await next_message(fast) == str(i).encode()
+        assert [await next_message(slow) for _ in range(2)] == [b"0", b"1"]

@@ -1,0 +1,87 @@
+"""The typed protocol: discriminated on type, unknown fields rejected, aliases on the wire."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from app.scheduling.models import RoomState
+from app.signaling import messages as m
+
+
+def parse(data: object) -> m.ClientMessage:
+    return m.CLIENT_MESSAGES.validate_json(json.dumps(data))
+
+
+def test_messages_parse_each_client_type() -> None:
+    pid = "p_abcdefgh1234"
+    cases = [
+        ({"type": "join"}, m.Join),
+        ({"type": "join", "resume": "x" * 43}, m.Join),
+        ({"type": "admit"}, m.Admit),
+        ({"type": "offer", "to": pid, "sdp": "v=0"}, m.Offer),
+        ({"type": "answer", "to": pid, "sdp": "v=0"}, m.Answer),
+        ({"type": "candidate", "to": pid, "candidate": None}, m.Candidate),
+        ({"type": "chat", "text": "Hallo"}, m.Chat),
+        ({"type": "leave"}, m.Leave),
+    ]
+    for data, model in cases:
+        assert type(parse(data)) is model
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": "chat", "text": "hi", "from": "p_abcdefgh1234"},  # sender is never taken
+        {"type": "shout", "text": "hi"},
+        {"text": "hi"},
+        {"type": "offer", "to": "42", "sdp": "v=0"},  # participant ids are opaque p_ ids
+        {"type": "chat", "text": ""},
+        {"type": "chat", "text": "x" * 2001},
+        {"type": "candidate", "to": "p_abcdefgh1234", "candidate": {"candidate": "c", "x": 1}},
+    ],
+)
+def test_messages_reject_bad_client_messages(data: object) -> None:
+    with pytest.raises(ValidationError):
+        parse(data)
+
+
+def test_messages_candidate_uses_browser_field_names() -> None:
+    msg = parse(
+        {
+            "type": "candidate",
+            "to": "p_abcdefgh1234",
+            "candidate": {"candidate": "candidate:1", "sdpMid": "0", "sdpMLineIndex": 0},
+        }
+    )
+    assert isinstance(msg, m.Candidate)
+    assert msg.candidate is not None
+    out = json.loads(m.encode(m.CandidateFrom(sender="p_abcdefgh1234", candidate=msg.candidate)))
+    assert out["from"] == "p_abcdefgh1234"
+    assert out["candidate"]["sdpMLineIndex"] == 0
+
+
+def test_messages_server_messages_round_trip() -> None:
+    msg = m.ChatFrom(sender="p_abcdefgh1234", text="Hallo", at="2026-03-02T09:00:00Z")
+    again = m.SERVER_MESSAGES.validate_json(m.encode(msg))
+    assert again == msg
+
+
+def test_messages_ice_servers_omit_absent_credentials() -> None:
+    stun = m.IceServer(urls=["stun:stun.example.org:3478"])
+    turn = m.IceServer(urls=["turn:turn.example.org:3478"], username="1:42", credential="c2VjcmV0")
+    joined = m.Joined(
+        participant_id="p_abcdefgh1234",
+        role="gp",
+        resume_id="r" * 43,
+        resume_seconds=30,
+        room_state=RoomState.SCHEDULED,
+        ice_servers=[stun, turn],
+        ice_ttl=3600,
+    )
+    assert json.loads(m.encode(joined))["ice_servers"] == [
+        {"urls": ["stun:stun.example.org:3478"]},
+        {"urls": ["turn:turn.example.org:3478"], "username": "1:42", "credential": "c2VjcmV0"},
+    ]

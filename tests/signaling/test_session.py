@@ -1,0 +1,194 @@
+"""Pure room logic: introductions, who offers, relays stay inside pairs, resume, replacement."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_ROOM_CLOSED
+from app.scheduling.models import RoomState
+from app.signaling import messages as m
+from app.signaling.session import Close, Member, Out, ProtocolError, Room, Send
+
+AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SDP = "v=0\r\n"
+
+
+def member(
+    pid: str, role: m.Role, *, session: str | None = None, user: int | None = None
+) -> Member:
+    return Member(
+        id=pid, role=role, name="", session_key=session or pid, conn=f"c-{pid}", user_id=user
+    )
+
+
+PATIENT = member("p_patient000", "patient")
+SPECIALIST = member("p_special000", "specialist", user=10)
+GP = member("p_gpgpgpgp00", "gp", user=20)
+
+
+def sent(outs: list[Out], to: str) -> list[object]:
+    return [o.message for o in outs if isinstance(o, Send) and o.to == to]
+
+
+def admitted_room() -> Room:
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    room.add(SPECIALIST)
+    room.add(PATIENT)
+    room.set_state(RoomState.ADMITTED, None)
+    return room
+
+
+def test_session_waiting_patient_is_not_introduced() -> None:
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    outs = room.add(SPECIALIST) + room.add(PATIENT)
+    assert outs == []
+    assert room.pairs == set()
+
+
+def test_session_admit_introduces_and_specialist_offers() -> None:
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    room.add(SPECIALIST)
+    room.add(PATIENT)
+    outs = room.set_state(RoomState.ADMITTED, None)
+    to_specialist = sent(outs, SPECIALIST.id)
+    to_patient = sent(outs, PATIENT.id)
+    assert m.PeerJoined(peer=PATIENT.peer(), offer=True) in to_specialist
+    assert m.PeerJoined(peer=SPECIALIST.peer(), offer=False) in to_patient
+    assert m.RoomStateChanged(state=RoomState.ADMITTED) in to_patient
+
+
+def test_session_three_way_rank_decides_offers() -> None:
+    room = admitted_room()
+    outs = room.add(GP)
+    assert m.PeerJoined(peer=SPECIALIST.peer(), offer=False) in sent(outs, GP.id)
+    assert m.PeerJoined(peer=PATIENT.peer(), offer=True) in sent(outs, GP.id)
+    assert m.PeerJoined(peer=GP.peer(), offer=True) in sent(outs, SPECIALIST.id)
+
+
+def test_session_staff_talk_before_admission() -> None:
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    room.add(SPECIALIST)
+    outs = room.add(GP)
+    assert len(sent(outs, GP.id)) == 1
+
+
+def test_session_waiting_patient_cannot_relay() -> None:
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    room.add(SPECIALIST)
+    room.add(PATIENT)
+    with pytest.raises(ProtocolError) as err:
+        room.check(PATIENT.id, m.Chat(type="chat", text="hallo"))
+    assert err.value.code == "not_in_call"
+
+
+def test_session_staff_cannot_reach_waiting_patient() -> None:
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    room.add(SPECIALIST)
+    room.add(PATIENT)
+    offer = m.Offer(type="offer", to=PATIENT.id, sdp=SDP)
+    with pytest.raises(ProtocolError) as err:
+        room.check(SPECIALIST.id, offer)
+    assert err.value.code == "not_in_call"
+    assert room.relay(SPECIALIST.id, offer, AT) == []
+
+
+def test_session_unknown_peer_is_refused() -> None:
+    room = admitted_room()
+    with pytest.raises(ProtocolError) as err:
+        room.check(SPECIALIST.id, m.Offer(type="offer", to="p_elsewhere00", sdp=SDP))
+    assert err.value.code == "unknown_peer"
+
+
+def test_session_relay_names_the_real_sender() -> None:
+    room = admitted_room()
+    outs = room.relay(PATIENT.id, m.Answer(type="answer", to=SPECIALIST.id, sdp=SDP), AT)
+    assert outs == [Send(SPECIALIST.id, m.AnswerFrom(sender=PATIENT.id, sdp=SDP))]
+
+
+def test_session_relay_to_foreign_id_is_dropped() -> None:
+    room = admitted_room()
+    candidate = m.Candidate(type="candidate", to="p_otherroom0", candidate=None)
+    assert room.relay(SPECIALIST.id, candidate, AT) == []
+
+
+def test_session_chat_reaches_every_partner_but_not_the_sender() -> None:
+    room = admitted_room()
+    room.add(GP)
+    outs = room.relay(PATIENT.id, m.Chat(type="chat", text="Guten Tag"), AT)
+    assert {o.to for o in outs if isinstance(o, Send)} == {SPECIALIST.id, GP.id}
+
+
+def test_session_answer_from_patient_starts_the_call() -> None:
+    room = admitted_room()
+    answer = m.Answer(type="answer", to=SPECIALIST.id, sdp=SDP)
+    assert room.starts_call(PATIENT.id, answer)
+    room.add(GP)
+    assert not room.starts_call(GP.id, m.Answer(type="answer", to=SPECIALIST.id, sdp=SDP))
+
+
+def test_session_leave_tells_partners() -> None:
+    room = admitted_room()
+    outs = room.remove(PATIENT.id)
+    assert outs == [Send(SPECIALIST.id, m.PeerLeft(peer_id=PATIENT.id))]
+
+
+def test_session_resume_asks_offerer_to_restart_ice() -> None:
+    room = admitted_room()
+    outs = room.resumed(replace(PATIENT, conn="c-new"))
+    assert Close(PATIENT.conn, WS_REPLACED, "resumed on a newer connection") in outs
+    assert sent(outs, SPECIALIST.id) == [m.Renegotiate(peer_id=PATIENT.id, reason="resumed")]
+    assert room.members[PATIENT.id].conn == "c-new"
+
+
+def test_session_resume_onto_a_replica_without_the_member_takes_it_quietly() -> None:
+    room = Room(appointment_id=1, state=RoomState.ADMITTED)
+    back = replace(PATIENT, conn="c-new")
+    assert room.resumed(back) == []
+    assert room.members == {PATIENT.id: back}
+
+
+def test_session_present_with_partners_pairs_without_introducing() -> None:
+    room = Room(appointment_id=1, state=RoomState.ADMITTED)
+    room.resumed(replace(PATIENT, conn="c-new"))
+    outs = room.add(SPECIALIST, [PATIENT.id])
+    assert outs == []
+    assert room.partners(PATIENT.id) == [SPECIALIST.id]
+
+
+def test_session_present_asks_a_resumed_offerer_to_restart_ice() -> None:
+    room = Room(appointment_id=1, state=RoomState.ADMITTED)
+    room.resumed(replace(SPECIALIST, conn="c-new"))
+    outs = room.add(PATIENT, [SPECIALIST.id])
+    assert outs == [Send(SPECIALIST.id, m.Renegotiate(peer_id=PATIENT.id, reason="resumed"))]
+
+
+def test_session_second_connection_of_same_session_replaces_first() -> None:
+    room = admitted_room()
+    again = member("p_patient111", "patient", session=PATIENT.session_key)
+    outs = room.add(again)
+    assert Close(PATIENT.conn, WS_REPLACED, "replaced by a newer connection") in outs
+    assert m.PeerLeft(peer_id=PATIENT.id) in sent(outs, SPECIALIST.id)
+    assert m.PeerJoined(peer=again.peer(), offer=True) in sent(outs, SPECIALIST.id)
+
+
+def test_session_room_end_closes_everyone_with_4410() -> None:
+    room = admitted_room()
+    outs = room.set_state(RoomState.ENDED, None)
+    closes = {o.conn: o.code for o in outs if isinstance(o, Close)}
+    assert closes == {PATIENT.conn: WS_ROOM_CLOSED, SPECIALIST.conn: WS_ROOM_CLOSED}
+
+
+def test_session_revoke_closes_the_transferred_specialist() -> None:
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    room.add(SPECIALIST)
+    outs = room.revoke(10)
+    assert Close(SPECIALIST.conn, WS_FORBIDDEN, "transferred") in outs
+    assert SPECIALIST.id not in room.members
+
+
+def test_session_gap_renegotiates_every_pair_from_the_offerer() -> None:
+    room = admitted_room()
+    assert room.gap() == [Send(SPECIALIST.id, m.Renegotiate(peer_id=PATIENT.id, reason="gap"))]

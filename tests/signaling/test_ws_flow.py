@@ -1,0 +1,105 @@
+"""The waiting room and call flow over a real websocket: join, wait, admit, relay, leave."""
+
+from __future__ import annotations
+
+import httpx2
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import utcnow
+from app.errors import WS_ROOM_CLOSED
+from app.scheduling.models import Appointment, RoomState
+from app.settings import Settings
+from tests.factories import Demo, make_appointment, patient_token
+from tests.live import Live
+from tests.signaling.wsclient import staff_cookie, ws_connect
+
+
+async def test_ws_patient_waits_specialist_admits_and_signalling_flows(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    query = f"appointment={appointment.id}"
+    patient = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    staff = await staff_cookie(live, demo.specialist)
+    async with (
+        ws_connect(live, "as=staff", staff) as dashboard,
+        ws_connect(live, f"as=patient&{query}", patient) as p,
+        ws_connect(live, f"as=staff&{query}", staff) as s,
+    ):
+        first = await dashboard.expect("queue")
+        assert first["waiting"] == []
+        await p.send(type="join")
+        joined = await p.recv()
+        assert (joined["type"], joined["room_state"]) == ("joined", "waiting")
+        waiting = await dashboard.expect("queue")
+        assert [e["appointment_id"] for e in waiting["waiting"]] == [appointment.id]
+
+        await s.send(type="join")
+        s_joined = await s.expect("joined")
+        await s.send(type="admit")
+        peer = await s.expect("peer_joined")
+        assert (peer["offer"], peer["peer"]["id"]) == (True, joined["participant_id"])
+        p_peer = await p.expect("peer_joined")
+        assert (p_peer["offer"], p_peer["peer"]["id"]) == (False, s_joined["participant_id"])
+
+        await s.send(type="offer", to=peer["peer"]["id"], sdp="v=0\r\n")
+        offer = await p.expect("offer")
+        assert offer["from"] == s_joined["participant_id"]
+        await p.send(type="answer", to=offer["from"], sdp="v=0\r\n")
+        assert (await s.expect("answer"))["from"] == joined["participant_id"]
+        await p.send(type="chat", text="Guten Tag")
+        chat = await s.expect("chat")
+        assert (chat["text"], chat["from"]) == ("Guten Tag", joined["participant_id"])
+
+        await p.send(type="leave")
+        assert await p.closed_with() == 1000
+        assert (await s.expect("peer_left"))["peer_id"] == joined["participant_id"]
+    async with sessions() as session:
+        stored = await session.get(Appointment, appointment.id)
+    assert stored is not None
+    assert stored.room_state is RoomState.IN_CALL
+
+
+async def test_ws_end_closes_everyone_with_4410(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    query = f"appointment={appointment.id}"
+    patient = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    staff = await staff_cookie(live, demo.specialist)
+    async with ws_connect(live, f"as=patient&{query}", patient) as p:
+        await p.send(type="join")
+        await p.expect("joined")
+        async with ws_connect(live, f"as=staff&{query}", staff) as s:
+            await s.send(type="join")
+            await s.expect("joined")
+            await s.send(type="admit")
+            await s.expect("peer_joined")
+            async with httpx2.AsyncClient(base_url=live.url) as http:
+                login = await http.post(
+                    "/api/v1/auth/login",
+                    json={"email": demo.specialist.email, "password": "konsil-demo-2026"},
+                )
+                http.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+                http.headers["Origin"] = "http://127.0.0.1:8000"
+                ended = await http.post(f"/api/v1/rooms/{appointment.id}/end")
+                assert ended.status_code == 200, ended.text
+            assert await s.closed_with() == WS_ROOM_CLOSED
+        assert await p.closed_with() == WS_ROOM_CLOSED
+
+
+async def test_ws_joining_an_admitted_room_reports_no_waiting_since(
+    live: Live, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(
+        sessions, demo, room_state=RoomState.ADMITTED, waiting_since=utcnow()
+    )
+    staff = await staff_cookie(live, demo.gp)
+    async with ws_connect(live, f"as=staff&appointment={appointment.id}", staff) as gp:
+        await gp.send(type="join")
+        assert (await gp.recv())["room_state"] == "admitted"
+        assert await gp.recv() == {
+            "type": "room_state",
+            "state": "admitted",
+            "waiting_since": None,
+        }

@@ -1,0 +1,66 @@
+"""A small websocket client for the signalling protocol, against a live server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
+
+from app.accounts.models import User
+from app.seed import DEMO_PASSWORD
+from tests.live import Listening
+
+ORIGIN = "http://127.0.0.1:8000"
+TIMEOUT = 20.0
+
+
+async def staff_cookie(live: Listening, user: User) -> str:
+    async with httpx2.AsyncClient(base_url=live.url) as client:
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": user.email, "password": DEMO_PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        return f"konsil_staff={client.cookies['konsil_staff']}"
+
+
+@asynccontextmanager
+async def ws_connect(
+    live: Listening, query: str, cookie: str | None, origin: str = ORIGIN
+) -> AsyncIterator[Client]:
+    headers = {"Cookie": cookie} if cookie else {}
+    async with connect(
+        f"{live.ws}?{query}", origin=Origin(origin), additional_headers=headers, compression=None
+    ) as ws:
+        yield Client(ws)
+
+
+@dataclass
+class Client:
+    ws: ClientConnection
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def recv(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
+        return data
+
+    async def expect(self, kind: str) -> dict[str, Any]:
+        """The next message of type ``kind``, skipping room_state/queue noise."""
+        while True:
+            message = await self.recv()
+            if message["type"] == kind:
+                return message
+            assert message["type"] in ("room_state", "queue"), message
+
+    async def closed_with(self) -> int:
+        await asyncio.wait_for(self.ws.wait_closed(), TIMEOUT)
+        assert self.ws.close_code is not None
+        return self.ws.close_code
