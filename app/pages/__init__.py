@@ -1,0 +1,1 @@
+"""The browser pages (HTML from frontend/templates, assets from frontend/static)."""

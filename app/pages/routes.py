@@ -1,0 +1,158 @@
+"""HTML pages for patients, GPs and specialists, their static files and the JS catalog.
+
+Pages are thin shells: they render the layout, the labels and a few ``data-`` attributes; the
+page modules in ``frontend/static`` talk to the JSON API. Staff pages check the session and
+the role here, so a wrong role gets a clear page instead of a half-working one.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from app.accounts.models import Role, SessionKind
+from app.accounts.service import Principal
+from app.accounts.web import principal
+from app.pages import i18n
+from app.pages.errors import error_page
+from app.pages.static import file_exists, static_mount
+from app.pages.templating import render, static_version
+
+HOME_BY_ROLE = {Role.GP: "/gp", Role.SPECIALIST: "/specialist"}
+
+
+async def staff_page(request: Request, role: Role) -> Principal | Response:
+    """The logged-in staff member with ``role``, or the response to send instead."""
+    who = await principal(request, SessionKind.STAFF)
+    if who is None:
+        return login_redirect(request)
+    if who.role is not role:
+        return error_page(request, 403)
+    return who
+
+
+def login_redirect(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def page(request: Request, name: str, who: Principal, nav: str, **context: object) -> Response:
+    values = {"principal": who, "csrf_token": who.csrf_token, "nav": nav, **context}
+    return render(request, name, values)
+
+
+async def home(request: Request) -> Response:
+    who = await principal(request, SessionKind.STAFF)
+    if who is not None and who.role in HOME_BY_ROLE:
+        return RedirectResponse(HOME_BY_ROLE[who.role], status_code=303)
+    return render(request, "home.html", {"principal": who})
+
+
+async def login_page(request: Request) -> Response:
+    who = await principal(request, SessionKind.STAFF)
+    next_url = _safe_next(request.query_params.get("next"))
+    if who is not None and who.role in HOME_BY_ROLE:
+        return RedirectResponse(next_url or HOME_BY_ROLE[who.role], status_code=303)
+    return render(request, "login.html", {"next_url": next_url or ""})
+
+
+def _safe_next(value: str | None) -> str | None:
+    """Only local paths: ``next`` must never become an open redirect."""
+    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
+        return value
+    return None
+
+
+async def join_page(request: Request) -> Response:
+    # The connection check module ships separately; the page works without it.
+    return render(request, "join.html", {"nav": "join", "precheck": file_exists("precheck.js")})
+
+
+async def catalog(request: Request) -> Response:
+    lang = request.path_params["lang"]
+    if lang not in i18n.LANGUAGES:
+        return JSONResponse({"error": {"code": "not_found", "message": "Nicht gefunden."}}, 404)
+    versioned = request.query_params.get("v") == static_version()
+    return JSONResponse(
+        i18n.js_catalog(lang),
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable" if versioned else "no-cache"
+        },
+    )
+
+
+async def gp_search(request: Request) -> Response:
+    who = await staff_page(request, Role.GP)
+    return who if isinstance(who, Response) else page(request, "gp/search.html", who, "gp")
+
+
+async def gp_appointments(request: Request) -> Response:
+    who = await staff_page(request, Role.GP)
+    if isinstance(who, Response):
+        return who
+    return page(request, "gp/appointments.html", who, "gp-appointments")
+
+
+async def gp_appointment(request: Request) -> Response:
+    who = await staff_page(request, Role.GP)
+    if isinstance(who, Response):
+        return who
+    appointment_id = request.path_params["appointment_id"]
+    return page(
+        request, "gp/appointment.html", who, "gp-appointments", appointment_id=appointment_id
+    )
+
+
+async def specialist_queue(request: Request) -> Response:
+    who = await staff_page(request, Role.SPECIALIST)
+    if isinstance(who, Response):
+        return who
+    return page(request, "specialist/queue.html", who, "specialist")
+
+
+async def specialist_availability(request: Request) -> Response:
+    who = await staff_page(request, Role.SPECIALIST)
+    if isinstance(who, Response):
+        return who
+    return page(request, "specialist/availability.html", who, "specialist-availability")
+
+
+async def specialist_appointment(request: Request) -> Response:
+    who = await staff_page(request, Role.SPECIALIST)
+    if isinstance(who, Response):
+        return who
+    appointment_id = request.path_params["appointment_id"]
+    return page(
+        request, "specialist/appointment.html", who, "specialist", appointment_id=appointment_id
+    )
+
+
+async def staff_call(request: Request) -> Response:
+    """The call page for the appointment's specialist or booking GP (the API checks which)."""
+    who = await principal(request, SessionKind.STAFF)
+    if who is None:
+        return login_redirect(request)
+    if who.role not in HOME_BY_ROLE:
+        return error_page(request, 403)
+    nav = "specialist" if who.role is Role.SPECIALIST else "gp-appointments"
+    appointment_id = request.path_params["appointment_id"]
+    return page(request, "call.html", who, nav, appointment_id=appointment_id)
+
+
+routes: list[BaseRoute] = [
+    Route("/", home),
+    Route("/login", login_page),
+    Route("/join", join_page),
+    Route("/i18n/{lang}.json", catalog),
+    Route("/gp", gp_search),
+    Route("/gp/appointments", gp_appointments),
+    Route("/gp/appointments/{appointment_id:int}", gp_appointment),
+    Route("/specialist", specialist_queue),
+    Route("/specialist/availability", specialist_availability),
+    Route("/specialist/appointments/{appointment_id:int}", specialist_appointment),
+    Route("/call/{appointment_id:int}", staff_call),
+    static_mount(),
+]

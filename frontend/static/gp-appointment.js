@@ -1,0 +1,158 @@
+// GP: one booking: details, join the call, new patient link, reschedule, cancel, documents,
+// and the specialist's report.
+import { api, errorMessage } from "./api.js";
+import { $, h, showAlert, busy } from "./dom.js";
+import { t, formatDate, formatDateTime } from "./i18n.js";
+import { STATUS, ROOM, label } from "./labels.js";
+import { showSlots, weekStart } from "./slots.js";
+import { showLink } from "./linkbox.js";
+
+const root = $("#gp-appointment");
+const id = Number(root.dataset.appointment);
+const errorBox = $("[data-error]", root);
+const notice = $("[data-notice]", root);
+let appointment = null;
+let week = 0;
+
+async function load() {
+  try {
+    appointment = await api(`/api/v1/appointments/${id}`);
+  } catch (error) {
+    showAlert(errorBox, errorMessage(error));
+    return;
+  }
+  $("[data-content]", root).hidden = false;
+  renderDetails();
+  await Promise.all([loadReport(), loadDocuments()]);
+}
+
+function renderDetails() {
+  const a = appointment;
+  const rows = [
+    [t("Time"), formatDateTime(a.starts_at)],
+    [t("Specialist"), `${a.specialist_name} (${a.specialty})`],
+    [t("Status"), `${label(STATUS, a.status)} · ${label(ROOM, a.room_state)}`],
+    [t("Patient"), a.patient_name],
+    [t("Date of birth"), formatDate(`${a.patient_birth_date}T12:00:00Z`)],
+    [t("Contact"), a.patient_contact],
+    [t("Urgency"), a.urgency === "urgent" ? t("Urgent") : t("Routine")],
+    [t("Clinical question"), a.clinical_question],
+    [t("Patient link"), a.link ? t("valid {from} – {until}, last opened: {opened}", {
+      from: formatDateTime(a.link.valid_from), until: formatDateTime(a.link.valid_until),
+      opened: a.link.last_redeemed_at ? formatDateTime(a.link.last_redeemed_at) : t("never"),
+    }) : t("none")],
+  ];
+  $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
+  const active = a.status === "booked";
+  for (const sel of ["[data-join]", "[data-new-link]", "[data-reschedule]", "[data-cancel]"]) $(sel, root).hidden = !active;
+  $("[data-staff-ics]", root).href = `/api/v1/appointments/${id}/calendar.ics`;
+}
+
+async function loadReport() {
+  const box = $("[data-report]", root);
+  if (!appointment.has_report) {
+    box.replaceChildren(h("p", { class: "muted" }, t("No report yet.")));
+    return;
+  }
+  try {
+    const report = await api(`/api/v1/appointments/${id}/report`);
+    box.replaceChildren(
+      h("p", { class: "muted" }, t("{author}, {time}", { author: report.author_name, time: formatDateTime(report.updated_at) })),
+      h("div", { class: "report", dataset: { reportBody: "" } }, report.body));
+  } catch (error) {
+    box.replaceChildren(h("p", { class: "alert error" }, errorMessage(error)));
+  }
+}
+
+async function loadDocuments() {
+  const list = $("[data-documents]", root);
+  try {
+    const docs = await api(`/api/v1/appointments/${id}/documents`);
+    list.replaceChildren(...(docs.length ? docs.map((d) => h("li", {},
+      h("a", { href: `/api/v1/appointments/${id}/documents/${d.id}`, download: d.filename }, d.filename),
+      ` (${Math.ceil(d.size / 1024)} KB)`)) : [h("li", { class: "muted" }, t("No documents."))]));
+  } catch (error) {
+    list.replaceChildren(h("li", { class: "alert error" }, errorMessage(error)));
+  }
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const file = event.target.file.files[0];
+  if (!file) return;
+  const body = new FormData();
+  body.append("file", file);
+  await busy(event.target.querySelector("button"), async () => {
+    try {
+      await api(`/api/v1/appointments/${id}/documents`, { method: "POST", body });
+      event.target.reset();
+      showAlert(notice, t("Document uploaded."), "success");
+      await loadDocuments();
+    } catch (error) {
+      showAlert(errorBox, errorMessage(error));
+    }
+  });
+}
+
+async function cancel(event) {
+  if (!window.confirm(t("Cancel this booking? The patient's link stops working."))) return;
+  await busy(event.target, async () => {
+    try {
+      appointment = await api(`/api/v1/appointments/${id}/cancel`, { method: "POST" });
+      showAlert(notice, t("The booking was cancelled."), "success");
+      await load();
+    } catch (error) {
+      showAlert(errorBox, errorMessage(error));
+    }
+  });
+}
+
+async function newLink(event) {
+  await busy(event.target, async () => {
+    try {
+      const link = await api(`/api/v1/appointments/${id}/link`, { method: "POST" });
+      $("[data-link-area]", root).hidden = false;
+      showLink($("[data-link-box]", root), link, appointment);
+      showAlert(notice, t("A new link was issued; the old one no longer works."), "success");
+      await load();
+    } catch (error) {
+      showAlert(errorBox, errorMessage(error));
+    }
+  });
+}
+
+function openReschedule() {
+  $("[data-reschedule-box]", root).hidden = false;
+  loadSlots();
+  $("#reschedule-title").scrollIntoView();
+}
+
+function loadSlots() {
+  $("[data-week-prev]", root).disabled = week === 0;
+  showSlots($("[data-slots]", root), { specialist: appointment.specialist_id }, weekStart(week), reschedule);
+}
+
+async function reschedule(slot) {
+  const when = formatDateTime(slot.starts_at);
+  if (!window.confirm(t("Move the booking to {time}?", { time: when }))) return;
+  try {
+    const result = await api(`/api/v1/appointments/${id}/reschedule`, { method: "POST", body: { starts_at: slot.starts_at } });
+    $("[data-reschedule-box]", root).hidden = true;
+    appointment = result.appointment;
+    $("[data-link-area]", root).hidden = false;
+    showLink($("[data-link-box]", root), result.link, result.appointment);
+    showAlert(notice, t("The booking was moved to {time}. Please give the patient the new link; the old one no longer works.", { time: when }), "success");
+    await load();
+  } catch (error) {
+    showAlert(errorBox, errorMessage(error));
+    loadSlots();
+  }
+}
+
+$("[data-upload-form]", root).addEventListener("submit", upload);
+$("[data-cancel]", root).addEventListener("click", cancel);
+$("[data-new-link]", root).addEventListener("click", newLink);
+$("[data-reschedule]", root).addEventListener("click", openReschedule);
+$("[data-week-prev]", root).addEventListener("click", () => { week = Math.max(0, week - 1); loadSlots(); });
+$("[data-week-next]", root).addEventListener("click", () => { week += 1; loadSlots(); });
+load();

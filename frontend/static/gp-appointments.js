@@ -1,0 +1,38 @@
+// GP: own bookings, upcoming first; past and cancelled on request.
+import { api, errorMessage } from "./api.js";
+import { $, h, showAlert } from "./dom.js";
+import { t, formatDateTime } from "./i18n.js";
+import { STATUS, ROOM, label } from "./labels.js";
+
+const root = $("#gp-appointments");
+const list = $("[data-list]", root);
+const showPast = $("[data-show-past]", root);
+
+async function load() {
+  let items;
+  try {
+    items = await api("/api/v1/appointments?limit=200");
+  } catch (error) {
+    showAlert($("[data-error]", root), errorMessage(error));
+    return;
+  }
+  const now = Date.now();
+  const visible = items
+    .filter((a) => showPast.checked || (a.status === "booked" && new Date(a.ends_at).getTime() > now - 3600 * 1000))
+    .sort((a, b) => new Date(a.starts_at) - new Date(b.starts_at));
+  if (visible.length === 0) {
+    list.replaceChildren(h("li", { class: "muted" }, t("No bookings.")));
+    return;
+  }
+  list.replaceChildren(...visible.map((a) => h("li", { dataset: { appointment: a.id } },
+    h("p", {}, h("a", { href: `/gp/appointments/${a.id}` }, `${formatDateTime(a.starts_at)} – ${a.patient_name}`)),
+    h("p", { class: "row" },
+      h("span", {}, `${a.specialist_name} (${a.specialty})`),
+      h("span", { class: `badge ${a.status}` }, label(STATUS, a.status)),
+      a.status === "booked" ? h("span", { class: `badge ${a.room_state}` }, label(ROOM, a.room_state)) : null,
+      a.urgency === "urgent" ? h("span", { class: "badge urgent" }, t("Urgent")) : null,
+      a.has_report ? h("span", { class: "badge" }, t("Report available")) : null))));
+}
+
+showPast.addEventListener("change", load);
+load();

@@ -1,0 +1,333 @@
+// The patient's page, from the link to the call: redeem the link (token from the URL
+// fragment, removed at once), consent, camera/microphone check, connection check, waiting
+// room, call. A reload goes straight back to the waiting room or call (session cookie).
+import { api, setCsrfToken, ApiError, errorMessage } from "./api.js";
+import { $, showStep, showAlert } from "./dom.js";
+import { t, formatDate, formatTime } from "./i18n.js";
+import {
+  getMedia, listDevices, fillDeviceSelect, levelMeter, mediaFailure, failureMessage, stopStream, playVideo,
+} from "./media.js";
+import { Call } from "./call.js";
+
+const root = $("#join");
+const KEY = (name, id) => `konsil.${name}.${id}`;
+const prefs = JSON.parse(localStorage.getItem("konsil.devices") || "{}");
+let appointment = null;
+let pendingToken = null;
+
+// The token must not stay in the address bar, the history or a bookmark.
+const fragment = location.hash.slice(1);
+if (fragment) history.replaceState(null, "", location.pathname + location.search);
+
+start();
+
+async function start() {
+  showStep(root, "loading", { focus: false });
+  try {
+    if (fragment) {
+      pendingToken = fragment;
+      appointment = await api("/api/v1/patient/session", { method: "POST", body: { token: fragment } });
+    } else {
+      appointment = await api("/api/v1/patient/me");
+    }
+  } catch (error) {
+    return linkProblem(error);
+  }
+  pendingToken = null;
+  setCsrfToken(appointment.csrf_token);
+  if (sessionStorage.getItem(KEY("ready", appointment.appointment_id))) return resume();
+  return consent();
+}
+
+// ------------------------------------------------------------------ link problems
+function linkProblem(error) {
+  const title = $("[data-problem-title]", root);
+  const text = $("[data-problem-text]", root);
+  const when = $("[data-problem-when]", root);
+  const retry = $("[data-retry]", root);
+  when.hidden = true;
+  retry.hidden = true;
+  const code = error instanceof ApiError ? error.code : "offline";
+  if (code === "link_not_yet_valid") {
+    title.textContent = t("Your link is not open yet");
+    text.textContent = t("You can join 30 minutes before your appointment.");
+    const opens = error.detail.valid_from;
+    if (opens) {
+      when.hidden = false;
+      when.textContent = t("The link opens on {date} at {time}.", { date: formatDate(opens), time: formatTime(opens) });
+      const wait = new Date(opens).getTime() - Date.now();
+      if (pendingToken && wait < 3600 * 1000) setTimeout(() => retryWithToken(), Math.max(wait, 0) + 2000);
+    }
+    retry.hidden = !pendingToken;
+  } else if (code === "link_expired") {
+    title.textContent = error.detail.reason === "cancelled" ? t("This appointment was cancelled") : t("This link has expired");
+    text.textContent = error.detail.reason === "cancelled"
+      ? t("Please contact your GP practice for a new appointment.")
+      : t("The consultation is over or the link is no longer valid. Please contact your GP practice if you need a new appointment.");
+  } else if (code === "link_invalid") {
+    title.textContent = t("This link is not valid");
+    text.textContent = t("Please check that you opened the complete link from your invitation. It may also have been replaced by a newer link.");
+  } else if (code === "not_authenticated") {
+    title.textContent = t("Please open your invitation link");
+    text.textContent = t("Open the link from your invitation (email or text message) to join your video consultation.");
+  } else {
+    title.textContent = t("Something went wrong");
+    text.textContent = errorMessage(error);
+    retry.hidden = !(pendingToken || code === "offline" || code.startsWith("http_5"));
+  }
+  retry.onclick = () => (pendingToken ? retryWithToken() : location.reload());
+  showStep(root, "problem");
+}
+
+function retryWithToken() {
+  if (!pendingToken) return location.reload();
+  history.replaceState(null, "", `${location.pathname}${location.search}#${pendingToken}`);
+  return location.reload();
+}
+
+// ------------------------------------------------------------------ consent
+function summaryText() {
+  return t("Video consultation with {name} ({specialty}) on {date} at {time}.", {
+    name: appointment.specialist_name,
+    specialty: appointment.specialty,
+    date: formatDate(appointment.starts_at),
+    time: formatTime(appointment.starts_at),
+  });
+}
+
+function consent() {
+  $("[data-appointment-summary]", root).textContent = summaryText();
+  const form = $("[data-consent-form]", root);
+  const alertBox = $("[data-consent-error]", root);
+  form.onsubmit = (event) => {
+    event.preventDefault();
+    if (!form.consent.checked) {
+      showAlert(alertBox, t("Please confirm that you agree, so that the consultation can start."));
+      form.consent.setAttribute("aria-invalid", "true");
+      form.consent.focus();
+      return;
+    }
+    sessionStorage.setItem(KEY("consent", appointment.appointment_id), "1");
+    devices();
+  };
+  showStep(root, "consent");
+}
+
+// ------------------------------------------------------------------ devices
+let preview = null;
+let previewReady = Promise.resolve();
+let stopMeter = () => {};
+
+async function devices() {
+  showStep(root, "devices");
+  const cameraSelect = $("[data-camera-select]", root);
+  const micSelect = $("[data-mic-select]", root);
+  const reopen = (choice) => {
+    previewReady = openPreview(choice);
+    return previewReady;
+  };
+  cameraSelect.onchange = () => reopen({ videoId: cameraSelect.value, audioId: micSelect.value });
+  micSelect.onchange = () => reopen({ videoId: cameraSelect.value, audioId: micSelect.value });
+  $("[data-retry-media]", root).onclick = () => reopen(prefs);
+  $("[data-devices-ok]", root).onclick = () => devicesChosen(false);
+  $("[data-audio-only-choice]", root).onclick = () => devicesChosen(true);
+  await reopen(prefs);
+}
+
+async function openPreview(choice) {
+  const errorBox = $("[data-media-error]", root);
+  const video = $("[data-preview]", root);
+  const okButton = $("[data-devices-ok]", root);
+  stopMeter();
+  stopStream(preview);
+  preview = null;
+  showAlert(errorBox, "");
+  $("[data-retry-media]", root).hidden = true;
+  try {
+    preview = await getMedia({ videoId: choice.videoId || "", audioId: choice.audioId || "" });
+  } catch (error) {
+    const kind = mediaFailure(error);
+    if (kind === "missing") {
+      try {
+        preview = await getMedia({ audioId: choice.audioId || "", video: false });
+      } catch (audioError) {
+        return mediaProblem(mediaFailure(audioError));
+      }
+      showAlert(errorBox, failureMessage("missing"), "warning");
+    } else {
+      return mediaProblem(kind);
+    }
+  }
+  const hasVideo = preview.getVideoTracks().length > 0;
+  video.srcObject = hasVideo ? preview : null;
+  video.hidden = !hasVideo;
+  $("[data-preview-placeholder]", root).hidden = hasVideo;
+  okButton.hidden = !hasVideo;
+  if (hasVideo) playVideo(video);
+  stopMeter = levelMeter(preview, $("[data-meter]", root));
+  const found = await listDevices();
+  const current = (kind) => preview.getTracks().find((tr) => tr.kind === kind)?.getSettings().deviceId;
+  fillDeviceSelect($("[data-camera-select]", root), found.cameras, current("video"), t("Camera"));
+  fillDeviceSelect($("[data-mic-select]", root), found.microphones, current("audio"), t("Microphone"));
+  return undefined;
+}
+
+function mediaProblem(kind) {
+  const errorBox = $("[data-media-error]", root);
+  showAlert(errorBox, failureMessage(kind));
+  $("[data-retry-media]", root).hidden = false;
+  $("[data-devices-ok]", root).hidden = true;
+  $("[data-preview]", root).hidden = true;
+  // Without any microphone there is no consultation; audio-only needs the microphone too.
+  $("[data-audio-only-choice]", root).hidden = kind === "denied" || kind === "unsupported";
+  errorBox.focus?.();
+}
+
+async function devicesChosen(audioOnly) {
+  // A quick tap may come before the camera has started: wait for it, not for nothing.
+  await previewReady;
+  stopMeter();
+  const cameraSelect = $("[data-camera-select]", root);
+  const micSelect = $("[data-mic-select]", root);
+  Object.assign(prefs, { videoId: cameraSelect.value || "", audioId: micSelect.value || "", audioOnly });
+  localStorage.setItem("konsil.devices", JSON.stringify(prefs));
+  if (!preview) {
+    try {
+      preview = await getMedia({ audioId: prefs.audioId, video: false });
+    } catch (error) {
+      return mediaProblem(mediaFailure(error));
+    }
+  }
+  if (audioOnly) {
+    for (const track of preview.getVideoTracks()) {
+      track.stop();
+      preview.removeTrack(track);
+    }
+  }
+  sessionStorage.setItem(KEY("ready", appointment.appointment_id), audioOnly ? "audio" : "video");
+  return connectionCheck(preview);
+}
+
+// ------------------------------------------------------------------ connection check
+async function connectionCheck(stream) {
+  if (root.dataset.precheck !== "true") return waitingRoom(stream, null);
+  showStep(root, "check");
+  const status = $("[data-check-status]", root);
+  const meter = $("[data-check-meter]", root);
+  let skipped = false;
+  const skip = new Promise((resolve) => {
+    $("[data-check-skip]", root).onclick = () => {
+      skipped = true;
+      resolve(null);
+    };
+  });
+  let result = null;
+  try {
+    const { runConnectionCheck } = await import("./precheck.js");
+    const durationMs = 6000;
+    // The room's STUN/TURN servers, so the check takes the path the call will take.
+    const ice = await api(`/api/v1/rooms/${appointment.appointment_id}/ice`).catch(() => null);
+    const check = runConnectionCheck({
+      csrfToken: appointment.csrf_token,
+      stream,
+      iceServers: ice ? ice.iceServers : [],
+      durationMs,
+      onProgress: (p) => {
+        const done = p.phase === "done" ? 1 : (p.elapsedMs || 0) / durationMs;
+        meter.style.width = `${Math.round(Math.min(1, done) * 100)}%`;
+      },
+    });
+    result = await Promise.race([check, skip]);
+  } catch {
+    result = null; // The check is advice only; the consultation must not depend on it.
+  }
+  if (!skipped && result) status.textContent = t("Done.");
+  return waitingRoom(stream, skipped ? null : result, !skipped && !result);
+}
+
+function checkSummary(check) {
+  const figures = t("Connection check: {rtt} round trip, {loss} % packet loss, {rate} kbit/s.", {
+    rtt: check.rttMs === null ? "–" : `${Math.round(check.rttMs)} ms`,
+    loss: check.packetLossPct.toFixed(1),
+    rate: Math.round(check.bitrateKbps),
+  });
+  const advice =
+    check.recommendation === "video"
+      ? t("Video should work well.")
+      : t("We recommend audio only.");
+  return `${figures} ${advice}`;
+}
+
+// ------------------------------------------------------------------ waiting room and call
+function waitingRoom(stream, check, checkFailed = false) {
+  showStep(root, "waiting");
+  $("[data-waiting-summary]", root).textContent = summaryText();
+  const outcome = $("[data-check-result]", root);
+  outcome.hidden = !check && !checkFailed;
+  if (check) outcome.textContent = checkSummary(check);
+  else if (checkFailed) outcome.textContent = t("The connection check did not finish. The consultation may still work.");
+  const advice = $("[data-waiting-advice]", root);
+  const weak = check && check.recommendation === "audio";
+  advice.hidden = !weak;
+  if (weak) advice.textContent = t("Your connection is weak. If the picture stutters, choose \u201cAudio only\u201d during the call.");
+  const self = $("[data-waiting-preview]", root);
+  const hasVideo = stream.getVideoTracks().length > 0;
+  $("[data-waiting-stage]", root).hidden = !hasVideo;
+  if (hasVideo) {
+    self.srcObject = stream;
+    playVideo(self);
+  }
+  const call = new Call($("[data-call]", root), {
+    appointmentId: appointment.appointment_id,
+    as: "patient",
+    stream,
+    onRoomState: (state, since) => roomState(state, since),
+    onEnd: (reason) => ended(reason),
+  });
+  call.start();
+}
+
+async function resume() {
+  const audioOnly = sessionStorage.getItem(KEY("ready", appointment.appointment_id)) === "audio";
+  try {
+    const stream = await getMedia({ audioId: prefs.audioId, videoId: prefs.videoId, video: !audioOnly })
+      .catch((error) => (mediaFailure(error) === "missing" ? getMedia({ audioId: prefs.audioId, video: false }) : Promise.reject(error)));
+    return waitingRoom(stream, null);
+  } catch {
+    return devices();
+  }
+}
+
+const WAITING_TEXT = {
+  scheduled: () => t("Connecting to the waiting room…"),
+  waiting: () => t("You are in the waiting room. The doctor will let you in shortly."),
+};
+
+function roomState(state, since) {
+  const status = $("[data-waiting-status]", root);
+  if (state === "admitted" || state === "in_call") {
+    if ($("[data-step=call]", root).hidden) showStep(root, "call");
+    return;
+  }
+  if (WAITING_TEXT[state]) {
+    status.lastChild.textContent = WAITING_TEXT[state]();
+    if (since) status.title = t("Waiting since {time}", { time: formatTime(since) });
+  }
+}
+
+function ended(reason) {
+  const text = $("[data-ended-text]", root);
+  const rejoin = $("[data-rejoin]", root);
+  const messages = {
+    left: t("You have left the consultation. If this was a mistake, you can join again."),
+    closed: t("The doctor has ended the consultation. Thank you! You can close this page now."),
+    replaced: t("You opened the consultation in another window or tab. Please continue there."),
+    unauthenticated: t("Your access has ended. Please open the link from your invitation again."),
+    forbidden: t("This consultation room does not belong to your appointment."),
+  };
+  text.textContent = messages[reason] || errorMessage(new ApiError(0, "room_closed"));
+  rejoin.hidden = !(reason === "left" || reason === "replaced");
+  rejoin.onclick = () => location.reload();
+  if (reason === "closed") sessionStorage.removeItem(KEY("ready", appointment.appointment_id));
+  showStep(root, "ended");
+}

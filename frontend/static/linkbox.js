@@ -1,0 +1,39 @@
+// The patient's link after booking or re-issuing: copy, send by email, calendar files.
+import { $ } from "./dom.js";
+import { t, formatDateTime } from "./i18n.js";
+
+let patientIcsUrl = null;
+
+/** Fills the link box (frontend/templates/gp/_link.html) from a LinkOut and its appointment. */
+export function showLink(box, link, appointment) {
+  const input = $("[data-join-url]", box);
+  input.value = link.join_url;
+  $("[data-booked-summary]", box).textContent = t("{specialist} on {time}, patient {patient}.", {
+    specialist: appointment.specialist_name, time: formatDateTime(appointment.starts_at), patient: appointment.patient_name,
+  });
+  $("[data-link-validity]", box).textContent = t("The link is valid from {from} to {until}.", {
+    from: formatDateTime(link.valid_from), until: formatDateTime(link.valid_until),
+  });
+  const status = $("[data-copy-status]", box);
+  $("[data-copy]", box).onclick = async () => {
+    try {
+      await navigator.clipboard.writeText(link.join_url);
+    } catch {
+      input.select();
+      document.execCommand("copy");
+    }
+    status.textContent = t("Link copied.");
+  };
+  const subject = t("Your video consultation on {time}", { time: formatDateTime(appointment.starts_at) });
+  const body = t("Hello,\n\nyour video consultation with {specialist} is on {time}.\nOpen this link on your smartphone or computer up to 30 minutes before:\n{url}\n\nPlease keep the link to yourself.", {
+    specialist: appointment.specialist_name, time: formatDateTime(appointment.starts_at), url: link.join_url,
+  });
+  const to = appointment.patient_contact.includes("@") ? appointment.patient_contact : "";
+  $("[data-mail]", box).href = `mailto:${encodeURIComponent(to)}?subject=${encodeURIComponent(subject)}&body=${encodeURIComponent(body)}`;
+  if (patientIcsUrl) URL.revokeObjectURL(patientIcsUrl);
+  patientIcsUrl = URL.createObjectURL(new Blob([link.patient_ics], { type: "text/calendar;charset=utf-8" }));
+  const ics = $("[data-patient-ics]", box);
+  ics.href = patientIcsUrl;
+  ics.download = `konsil-${appointment.id}-patient.ics`;
+  $("[data-staff-ics]", box).href = `/api/v1/appointments/${appointment.id}/calendar.ics`;
+}

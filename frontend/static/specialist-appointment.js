@@ -1,0 +1,67 @@
+// Specialist: one consultation: the case, the documents, and the report the GP reads.
+import { api, errorMessage } from "./api.js";
+import { $, h, showAlert, busy } from "./dom.js";
+import { t, formatDate, formatDateTime } from "./i18n.js";
+import { STATUS, ROOM, label } from "./labels.js";
+
+// Room states in which the consultation has begun (app/scheduling/records.py CONSULTED_STATES).
+const BEGUN = new Set(["admitted", "in_call", "ended"]);
+
+const root = $("#specialist-appointment");
+const id = Number(root.dataset.appointment);
+const errorBox = $("[data-error]", root);
+
+async function load() {
+  let a;
+  try {
+    a = await api(`/api/v1/appointments/${id}`);
+  } catch (error) {
+    showAlert(errorBox, errorMessage(error));
+    return;
+  }
+  $("[data-content]", root).hidden = false;
+  const rows = [
+    [t("Time"), formatDateTime(a.starts_at)],
+    [t("Status"), `${label(STATUS, a.status)} · ${label(ROOM, a.room_state)}`],
+    [t("Patient"), a.patient_name],
+    [t("Date of birth"), formatDate(`${a.patient_birth_date}T12:00:00Z`)],
+    [t("Booked by"), a.gp_name],
+    [t("Urgency"), a.urgency === "urgent" ? t("Urgent") : t("Routine")],
+    [t("Clinical question"), a.clinical_question],
+  ];
+  $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
+  $("[data-join]", root).hidden = a.status !== "booked";
+  // Same rule as the API: from the start, or earlier once the patient was admitted.
+  const begun = BEGUN.has(a.room_state) || new Date(a.starts_at).getTime() <= Date.now();
+  if (!begun && a.status !== "cancelled") {
+    $("[data-report-saved]", root).textContent = t("The report can be saved once you have admitted the patient, or from {time}.", { time: formatDateTime(a.starts_at) });
+  }
+  if (a.has_report) {
+    const report = await api(`/api/v1/appointments/${id}/report`);
+    $("#report-body").value = report.body;
+    $("[data-report-saved]", root).textContent = t("Last saved {time}.", { time: formatDateTime(report.updated_at) });
+  }
+  const docs = await api(`/api/v1/appointments/${id}/documents`);
+  $("[data-documents]", root).replaceChildren(...(docs.length ? docs.map((d) => h("li", {},
+    h("a", { href: `/api/v1/appointments/${id}/documents/${d.id}`, download: d.filename }, d.filename))) : [h("li", { class: "muted" }, t("No documents."))]));
+}
+
+$("[data-report-form]", root).addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = event.target.body.value.trim();
+  if (!body) {
+    showAlert(errorBox, t("Please write the report first."));
+    return;
+  }
+  await busy(event.target.querySelector("button[type=submit]"), async () => {
+    try {
+      const report = await api(`/api/v1/appointments/${id}/report`, { method: "PUT", body: { body } });
+      showAlert(errorBox, "");
+      $("[data-report-saved]", root).textContent = t("Saved {time}. The GP can read it now.", { time: formatDateTime(report.updated_at) });
+    } catch (error) {
+      showAlert(errorBox, errorMessage(error));
+    }
+  });
+});
+
+load().catch((error) => showAlert(errorBox, errorMessage(error)));

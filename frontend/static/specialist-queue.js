@@ -1,0 +1,154 @@
+// Specialist: the live queue (websocket dashboard + GET /api/v1/queue): who waits since
+// when; admit, no-show, transfer, end; today's appointments.
+import { api, errorMessage } from "./api.js";
+import { $, h, showAlert, busy } from "./dom.js";
+import { t, formatTime, formatDate, minutesSince } from "./i18n.js";
+import { ROOM, label } from "./labels.js";
+import { Signaling } from "./signaling.js";
+
+const root = $("#queue");
+const errorBox = $("[data-error]", root);
+const status = $("[data-live-status]", root);
+let queue = null;
+let colleagues = null;
+
+function render() {
+  if (!queue) return;
+  const waiting = $("[data-waiting]", root);
+  $("[data-waiting-count]", root).textContent = String(queue.waiting.length);
+  $("[data-today-title]", root).textContent = t("Today, {date}", { date: formatDate(`${queue.day}T12:00:00Z`) });
+  waiting.replaceChildren(...(queue.waiting.length
+    ? queue.waiting.map(waitingEntry)
+    : [h("li", { class: "muted" }, t("Nobody is waiting."))]));
+  $("[data-today]", root).replaceChildren(...(queue.today.length
+    ? queue.today.map(todayEntry)
+    : [h("li", { class: "muted" }, t("No appointments today."))]));
+}
+
+function waitingEntry(e) {
+  const minutes = e.waiting_since ? minutesSince(e.waiting_since) : 0;
+  return h("li", { dataset: { appointment: e.appointment_id } },
+    h("p", {},
+      h("strong", {}, e.patient_name), " ",
+      e.urgency === "urgent" ? h("span", { class: "badge urgent" }, t("Urgent")) : null),
+    h("p", { class: "muted" }, t("Appointment {time} · booked by {gp} · waiting for {minutes} min (since {since})", {
+      time: formatTime(e.starts_at), gp: e.gp_name, minutes, since: e.waiting_since ? formatTime(e.waiting_since) : "–",
+    })),
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "primary", dataset: { action: "admit" }, onclick: (ev) => admit(ev, e) }, t("Admit")),
+      h("button", { type: "button", dataset: { action: "transfer" }, onclick: () => transfer(e) }, t("Transfer")),
+      h("a", { class: "button", href: `/specialist/appointments/${e.appointment_id}` }, t("Case"))));
+}
+
+function todayEntry(e) {
+  const live = e.room_state === "admitted" || e.room_state === "in_call";
+  const open = ["scheduled", "waiting"].includes(e.room_state);
+  const started = new Date(e.starts_at).getTime() <= Date.now();
+  return h("li", { dataset: { appointment: e.appointment_id } },
+    h("p", {}, h("strong", {}, `${formatTime(e.starts_at)} ${e.patient_name}`), " ",
+      h("span", { class: `badge ${e.room_state}` }, label(ROOM, e.room_state)),
+      e.urgency === "urgent" ? h("span", { class: "badge urgent" }, t("Urgent")) : null),
+    h("p", { class: "muted" }, t("booked by {gp}", { gp: e.gp_name })),
+    h("div", { class: "row" },
+      live ? h("a", { class: "button primary", href: `/call/${e.appointment_id}` }, t("Back to the call")) : null,
+      live ? h("button", { type: "button", dataset: { action: "end" }, onclick: (ev) => action(ev, e, "end") }, t("End")) : null,
+      open && started ? h("button", { type: "button", dataset: { action: "no-show" }, onclick: (ev) => action(ev, e, "no-show") }, t("No-show")) : null,
+      open && !started ? h("button", { type: "button", onclick: () => transfer(e) }, t("Transfer")) : null,
+      h("a", { class: "button", href: `/specialist/appointments/${e.appointment_id}` }, t("Case and report"))));
+}
+
+async function admit(event, entry) {
+  await busy(event.target, async () => {
+    try {
+      await api(`/api/v1/rooms/${entry.appointment_id}/admit`, { method: "POST" });
+      window.location.assign(`/call/${entry.appointment_id}`);
+    } catch (error) {
+      fail(error);
+    }
+  });
+}
+
+async function action(event, entry, name) {
+  if (name === "no-show" && !window.confirm(t("Mark {patient} as not attended?", { patient: entry.patient_name }))) return;
+  await busy(event.target, async () => {
+    try {
+      await api(`/api/v1/rooms/${entry.appointment_id}/${name}`, { method: "POST" });
+      await refresh();
+    } catch (error) {
+      fail(error);
+    }
+  });
+}
+
+async function loadColleagues() {
+  if (colleagues) return colleagues;
+  const me = await api("/api/v1/auth/me");
+  const specialties = await api("/api/v1/specialties");
+  const mine = specialties.find((s) => s.id === me.specialty_id);
+  const all = await api(`/api/v1/specialists?${new URLSearchParams({ specialty: mine ? mine.slug : "" })}`);
+  colleagues = all.filter((s) => s.id !== me.id);
+  return colleagues;
+}
+
+async function transfer(entry) {
+  const dialog = $("[data-transfer-dialog]", root);
+  const select = $("#transfer-to");
+  try {
+    const list = await loadColleagues();
+    if (!list.length) {
+      showAlert(errorBox, t("There is no colleague in your specialty to transfer to."));
+      return;
+    }
+    select.replaceChildren(...list.map((s) => h("option", { value: String(s.id) }, s.display_name)));
+  } catch (error) {
+    fail(error);
+    return;
+  }
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== "transfer") return;
+    try {
+      await api(`/api/v1/rooms/${entry.appointment_id}/transfer`, { method: "POST", body: { specialist_id: Number(select.value) } });
+      await refresh();
+    } catch (error) {
+      fail(error);
+    }
+  };
+  dialog.showModal();
+}
+
+function fail(error) {
+  showAlert(errorBox, errorMessage(error));
+  errorBox.focus();
+}
+
+async function refresh() {
+  try {
+    queue = await api("/api/v1/queue");
+    render();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+const live = new Signaling({
+  as: "staff",
+  onMessage: (message) => {
+    if (message.type !== "queue") return;
+    queue = message;
+    render();
+  },
+  onStatus: (s) => {
+    status.textContent = s === "open" ? t("Live: the list updates by itself.") : t("Connection lost, restoring…");
+    status.classList.toggle("lost", s !== "open");
+    if (s === "open") refresh();
+  },
+  onFatal: (reason) => {
+    status.textContent = reason === "unauthenticated" ? t("Your session has ended. Please log in again.") : t("Live updates are off. Please reload the page.");
+    status.classList.add("lost");
+  },
+});
+
+refresh();
+live.connect();
+// Waiting times tick on even without news from the server.
+setInterval(render, 30000);

@@ -1,0 +1,240 @@
+"""Page routes through the app: security headers, no inline code, languages, errors, static."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html.parser import HTMLParser
+
+import httpx2
+import pytest
+
+from app.pages import messages
+from app.pages.templating import static_version
+from tests.factories import Demo, login
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self' ws://127.0.0.1:8000; font-src 'self'; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+PUBLIC_PAGES = ["/", "/login", "/join", "/no-such-page"]
+GP_PAGES = ["/gp", "/gp/appointments", "/gp/appointments/1", "/call/1"]
+SPECIALIST_PAGES = [
+    "/specialist",
+    "/specialist/availability",
+    "/specialist/appointments/1",
+    "/call/1",
+]
+
+
+class InlineCodeFinder(HTMLParser):
+    """Collects everything a strict CSP would block: inline scripts, styles, handlers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[str] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "script":
+            self._in_script = True
+            if not names.get("src"):
+                self.problems.append("script without src")
+            else:
+                self.scripts.append(names["src"] or "")
+        if tag == "style":
+            self.problems.append("<style> element")
+        for name, value in attrs:
+            if name == "style" or name.startswith("on"):
+                self.problems.append(f"{tag}[{name}]")
+            if name in ("href", "src", "action") and (value or "").startswith("javascript:"):
+                self.problems.append(f"{tag}[{name}=javascript:]")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script and data.strip():
+            self.problems.append("inline script body")
+
+
+def inline_code(html: str) -> InlineCodeFinder:
+    finder = InlineCodeFinder()
+    finder.feed(html)
+    return finder
+
+
+async def test_pages_send_strict_security_headers(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/login")
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"] == CSP
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "camera=(self)" in response.headers["permissions-policy"]
+    assert "microphone=(self)" in response.headers["permissions-policy"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_api_responses_carry_the_security_headers_too(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/api/v1/auth/me")
+    assert response.status_code == 401
+    assert response.headers["content-security-policy"] == CSP
+
+
+@pytest.mark.parametrize("path", PUBLIC_PAGES)
+async def test_public_pages_have_no_inline_code(client: httpx2.AsyncClient, path: str) -> None:
+    response = await client.get(path, headers={"Accept": "text/html"})
+    found = inline_code(response.text)
+    assert found.problems == []
+    assert found.scripts, "every page loads its modules from /static"
+    assert all(src.startswith(f"/static/{static_version()}/") for src in found.scripts)
+
+
+async def test_staff_pages_have_no_inline_code(
+    client: httpx2.AsyncClient, client_factory: Callable[[], httpx2.AsyncClient], demo: Demo
+) -> None:
+    await login(client, demo.gp)
+    for path in GP_PAGES:
+        response = await client.get(path)
+        assert response.status_code == 200, path
+        assert inline_code(response.text).problems == [], path
+    async with client_factory() as specialist:
+        await login(specialist, demo.specialist)
+        for path in SPECIALIST_PAGES:
+            response = await specialist.get(path)
+            assert response.status_code == 200, path
+            assert inline_code(response.text).problems == [], path
+
+
+async def test_pages_are_german_by_default(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/login", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert '<html lang="de"' in response.text
+    assert "Anmelden" in response.text
+    assert "Passwort" in response.text
+
+
+async def test_lang_query_switches_to_english_and_remembers_it(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.get("/login?lang=en")
+    assert '<html lang="en"' in response.text
+    assert "Password" in response.text
+    assert "konsil_lang=en" in response.headers["set-cookie"]
+    again = await client.get("/login")
+    assert '<html lang="en"' in again.text
+
+
+async def test_unknown_language_falls_back_to_german(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/login?lang=xx")
+    assert '<html lang="de"' in response.text
+    assert "set-cookie" not in response.headers
+
+
+async def test_language_switch_links_keep_the_page(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/login?next=%2Fgp")
+    assert 'href="/login?next=%2Fgp&amp;lang=en"' in response.text
+
+
+async def test_login_page_has_labelled_fields(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/login")
+    assert '<label for="email">' in response.text
+    assert '<label for="password">' in response.text
+    assert 'autocomplete="current-password"' in response.text
+    assert "login.js" in response.text
+
+
+async def test_login_page_keeps_only_local_next_targets(client: httpx2.AsyncClient) -> None:
+    local = await client.get("/login?next=/gp/appointments")
+    foreign = await client.get("/login?next=//evil.example/x")
+    assert 'data-next="/gp/appointments"' in local.text
+    assert 'data-next=""' in foreign.text
+
+
+async def test_logged_in_staff_skip_the_login_page(client: httpx2.AsyncClient, demo: Demo) -> None:
+    await login(client, demo.specialist)
+    response = await client.get("/login")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/specialist"
+
+
+async def test_staff_pages_redirect_to_the_login(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/gp/appointments?x=1")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fgp%2Fappointments%3Fx%3D1"
+
+
+async def test_staff_pages_refuse_the_wrong_role_with_a_page(
+    client: httpx2.AsyncClient, demo: Demo
+) -> None:
+    await login(client, demo.gp)
+    response = await client.get("/specialist")
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Zugriff verweigert" in response.text
+
+
+async def test_unknown_page_is_an_html_404(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/nirgendwo", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Seite nicht gefunden" in response.text
+    assert response.headers["content-security-policy"] == CSP
+
+
+async def test_unknown_api_path_stays_json(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/api/v1/nirgendwo", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "http_404"
+
+
+async def test_versioned_static_files_are_immutable(client: httpx2.AsyncClient) -> None:
+    response = await client.get(f"/static/{static_version()}/call.js")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert "javascript" in response.headers["content-type"]
+
+
+async def test_unversioned_static_files_are_revalidated(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/static/app.css")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-cache"
+    etag = response.headers["etag"]
+    again = await client.get("/static/app.css", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+
+
+async def test_old_static_versions_are_served_but_not_cached_forever(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.get("/static/v-000000000000/app.css")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-cache"
+
+
+async def test_static_refuses_paths_outside_the_directory(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/static/..%2f..%2fapp%2fsettings.py")
+    assert response.status_code == 404
+
+
+async def test_script_catalog_is_json_per_language(client: httpx2.AsyncClient) -> None:
+    german = await client.get("/i18n/de.json")
+    english = await client.get("/i18n/en.json")
+    unknown = await client.get("/i18n/fr.json")
+    assert german.json()["Connecting…"] == "Verbindung wird aufgebaut…"
+    assert english.json() == {}
+    assert unknown.status_code == 404
+
+
+def test_every_message_has_a_german_translation() -> None:
+    assert list(messages.untranslated("de")) == []
+
+
+def test_message_extraction_finds_templates_scripts_and_python() -> None:
+    found = messages.extract()
+    assert any(path.endswith(".html") for uses in found.values() for path, _ in uses)
+    assert any(path.endswith(".js") for uses in found.values() for path, _ in uses)
+    assert "Page not found" in found
