@@ -1,0 +1,37 @@
+"""Prometheus metrics, served at /metrics. Labels never carry names, ids or health data."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+WS_CONNECTIONS = Gauge(
+    "konsil_ws_connections", "Open signalling websockets", ["role"], registry=REGISTRY
+)
+WS_MESSAGES = Counter(
+    "konsil_ws_messages_total", "Signalling messages received, by type", ["type"], registry=REGISTRY
+)
+WS_ERRORS = Counter(
+    "konsil_ws_errors_total",
+    "Signalling errors sent or close codes used",
+    ["code"],
+    registry=REGISTRY,
+)
+ROOMS_ACTIVE = Gauge(
+    "konsil_rooms_active", "Consultation rooms with at least one participant", registry=REGISTRY
+)
+PATIENTS_WAITING = Gauge(
+    "konsil_patients_waiting", "Patients in a waiting room right now", registry=REGISTRY
+)
+WAIT_SECONDS = Histogram(
+    "konsil_wait_seconds",
+    "Time from entering the waiting room to being admitted",
+    buckets=(30, 60, 120, 300, 600, 900, 1800, 3600),
+    registry=REGISTRY,
+)
+HTTP_ERRORS = Counter(
+    "konsil_http_errors_total", "HTTP error responses by status", ["status"], registry=REGISTRY
+)
+BOOKINGS = Counter("konsil_bookings_total", "Appointments booked", registry=REGISTRY)
+ECHO_CHECKS = Gauge("konsil_echo_checks_active", "Connection checks running", registry=REGISTRY)

@@ -1,0 +1,32 @@
+"""Imports every table so that ``SQLModel.metadata`` is complete (Alembic, tests)."""
+
+from sqlmodel import SQLModel
+
+from app.accounts.models import AuthSession, Practice, User
+from app.audit.models import AuditEvent
+from app.scheduling.models import (
+    Appointment,
+    AvailabilityException,
+    AvailabilityRule,
+    Document,
+    JoinToken,
+    Report,
+    Specialty,
+)
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "Appointment",
+    "AuditEvent",
+    "AuthSession",
+    "AvailabilityException",
+    "AvailabilityRule",
+    "Document",
+    "JoinToken",
+    "Practice",
+    "Report",
+    "Specialty",
+    "User",
+    "metadata",
+]

@@ -1,0 +1,44 @@
+"""The resources the lifespan owns, and typed accessors for routes and websocket endpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.signaling.broker import Broker
+
+
+@dataclass
+class Resources:
+    """Everything long-lived. Created and closed by the lifespan in ``app.main``."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    broker: Broker
+    # Extra long-lived services registered by packages (peer registries, hubs...).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def resources(conn: HTTPConnection) -> Resources:
+    res = conn.app.state.resources
+    assert isinstance(res, Resources), "lifespan has not run"
+    return res
+
+
+def settings(conn: HTTPConnection) -> Settings:
+    return resources(conn).settings
+
+
+def db(conn: HTTPConnection) -> async_sessionmaker[AsyncSession]:
+    return resources(conn).sessions
+
+
+def broker(conn: HTTPConnection) -> Broker:
+    return resources(conn).broker

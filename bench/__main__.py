@@ -1,0 +1,354 @@
+"""``python -m bench``: runs every scenario against Konsil and the baseline and prints the table.
+
+Servers are uvicorn subprocesses on 127.0.0.1 with the production flags (deploy/Dockerfile);
+the load generator is another process (bench/load.py). Everything stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.seed import seed
+
+ROOT = Path(__file__).resolve().parents[1]
+ORIGIN = "http://bench.local"
+REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
+PROD_FLAGS = ["--ws", "websockets-sansio", "--loop", "uvloop", "--ws-per-message-deflate", "false"]
+RELAY_ROOMS, SETUP_ROOMS = 100, 50
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(target: str, workdir: Path, env: dict[str, str], flags: list[str]) -> Iterator[Any]:
+    port = free_port()
+    app = "app.main:create_app" if target == "konsil" else "bench.baseline:create_app"
+    command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--no-access-log", "--ws-max-size", "65536", *flags]
+    log = (workdir / f"{target}-{port}.log").open("wb")
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{target} server did not start, see {log.name}")
+            time.sleep(0.1)
+        yield process, f"ws://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def konsil_env(db: Path, broker: str) -> dict[str, str]:
+    return {
+        "KONSIL_ENVIRONMENT": "development",
+        "KONSIL_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+        "KONSIL_BROKER_URL": broker,
+        "KONSIL_ALLOWED_ORIGINS": json.dumps([ORIGIN]),
+        # The load generator drives few connections hard; per-connection limits are raised so
+        # the benchmark measures the relay, not the rate limiter's refusals (its cost stays).
+        "KONSIL_WS_RATE_PER_SECOND": "100000",
+        "KONSIL_WS_RATE_BURST": "100000",
+        "KONSIL_WS_SEND_QUEUE": "4096",
+        "KONSIL_LOG_JSON": "true",
+        "KONSIL_LOG_LEVEL": "INFO",
+    }
+
+
+def load(scenario: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    path = workdir / f"scenario-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(scenario))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+class Bench:
+    def __init__(self, workdir: Path, quick: bool) -> None:
+        self.workdir = workdir
+        self.warmup, self.duration = (1, 2) if quick else (2, 6)
+        self.rates = [1000, 5000, 10000]
+        self.levels = [200, 500, 1000] if quick else [1000, 5000, 10000]
+        self.dbs = 0
+
+    def database(self) -> tuple[Path, Any]:
+        self.dbs += 1
+        db = self.workdir / f"konsil-{self.dbs}.db"
+        # Every idle connection is a patient who joined their own waiting room, so the memory
+        # figure includes the room, its subscription and the participant, not only the socket.
+        idle_rooms = max(self.levels)
+        return db, seed(f"sqlite+aiosqlite:///{db}", RELAY_ROOMS + SETUP_ROOMS + idle_rooms)
+
+    def scenario(
+        self, kind: str, target: str, urls: list[str], pids: list[int], seeded: Any, **extra: Any
+    ) -> dict[str, Any]:
+        rooms = seeded.rooms if seeded else [(900_000 + i, "") for i in range(250)]
+        return {
+            "kind": kind,
+            "target": target,
+            "urls": urls,
+            "pids": pids,
+            "origin": ORIGIN,
+            "staff_cookie": seeded.staff_cookie if seeded else "",
+            "rooms": rooms,
+            "rates": self.rates,
+            "levels": self.levels,
+            "warmup": self.warmup,
+            "duration": self.duration,
+            "relay_rooms": RELAY_ROOMS,
+            "setup_rooms": SETUP_ROOMS,
+            **extra,
+        }
+
+    def traffic(
+        self,
+        target: str,
+        instances: int,
+        flags: list[str] = PROD_FLAGS,
+        rates: list[int] | None = None,
+        deflate: bool = False,
+    ) -> dict[str, Any]:
+        """Relay latency/CPU at each rate, then call setups, on fresh servers."""
+        seeded, env = None, {}
+        if target == "konsil":
+            db, seeded = self.database()
+            env = konsil_env(db, REDIS_URL if instances > 1 else "memory://")
+        elif instances > 1:
+            env = {"BENCH_REDIS_URL": REDIS_URL}
+        with contextlib.ExitStack() as stack:
+            servers = [
+                stack.enter_context(server(target, self.workdir, env, flags))
+                for _ in range(instances)
+            ]
+            urls = [url for _, url in servers]
+            pids = [process.pid for process, _ in servers]
+            relay_sc = self.scenario("relay", target, urls, pids, seeded, deflate=deflate)
+            if rates:
+                relay_sc["rates"] = rates
+            result = load(relay_sc, self.workdir)
+            if rates is None:
+                setup_sc = self.scenario("setup", target, urls, pids, seeded)
+                setup_sc["rooms"] = setup_sc["rooms"][RELAY_ROOMS:]
+                setup_sc["setup_rooms"] = relay_sc["setup_rooms"]
+                result.update(load(setup_sc, self.workdir))
+        return result
+
+    def idle(self, target: str) -> dict[str, Any]:
+        seeded, env = None, {}
+        if target == "konsil":
+            db, seeded = self.database()
+            env = konsil_env(db, "memory://")
+        with server(target, self.workdir, env, PROD_FLAGS) as (process, url):
+            sc = self.scenario("idle", target, [url], [process.pid], seeded)
+            if seeded:
+                sc["rooms"] = seeded.rooms[RELAY_ROOMS + SETUP_ROOMS :]
+            return load(sc, self.workdir)
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "n/a"
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def row(name: str, konsil: float | None, base: float | None, digits: int = 1) -> str:
+    return f"| {name} | {fmt(konsil, digits)} | {fmt(base, digits)} | {ratio(konsil, base)} |"
+
+
+def traffic_rows(label: str, k: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    lines = []
+    for kr, br in zip(k["relay"], b["relay"], strict=True):
+        at = f"{label}, {kr['offered']:,} msg/s offered"
+        lines.append(row(f"{at}: achieved msg/s", kr["achieved"], br["achieved"], 0))
+        lines.append(
+            row(f"{at}: CPU µs per relayed msg", kr["cpu_us_per_msg"], br["cpu_us_per_msg"])
+        )
+        lines.append(row(f"{at}: p50 latency ms", kr["p50_ms"], br["p50_ms"], 2))
+        lines.append(row(f"{at}: p99 latency ms", kr["p99_ms"], br["p99_ms"], 2))
+        if kr["lost"] or br["lost"]:
+            lines.append(row(f"{at}: not delivered in window", kr["lost"], br["lost"], 0))
+    lines.append(
+        row(
+            f"{label}: call setups/s (offer+answer+10+10 candidates)",
+            k["setups_per_s"],
+            b["setups_per_s"],
+        )
+    )
+    lines.append(
+        row(f"{label}: CPU ms per call setup", k["cpu_ms_per_setup"], b["cpu_ms_per_setup"], 2)
+    )
+    return lines
+
+
+def idle_rows(k: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    lines = []
+    by_level = {x["connections"]: x for x in b["idle"]}
+    for kl in k["idle"]:
+        bl = by_level.get(kl["connections"], {})
+        name = f"memory per idle authenticated connection @ {kl['connections']:,}, KiB"
+        if "error" in kl or "error" in bl:
+            lines.append(f"| {name} | {kl.get('error', '')} | {bl.get('error', '')} | n/a |")
+            continue
+        lines.append(row(name, kl["bytes_per_conn"] / 1024, bl["bytes_per_conn"] / 1024))
+    return lines
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {mem:,} MiB RAM, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
+    parser.add_argument("--no-flags", action="store_true", help="skip the server-flag comparison")
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    started = time.monotonic()
+    keep = os.environ.get("BENCH_KEEP")  # a directory to keep server logs in
+    with tempfile.TemporaryDirectory(prefix="konsil-bench-") as scratch:
+        tmp = keep or scratch
+        bench = Bench(Path(tmp), args.quick)
+        step = lambda text: print(f"[{time.monotonic() - started:5.0f}s] {text}", flush=True)  # noqa: E731
+        step("single instance: Konsil (memory broker)")
+        k1 = bench.traffic("konsil", 1)
+        step("single instance: baseline")
+        b1 = bench.traffic("baseline", 1)
+        step("two instances through Redis: Konsil")
+        k2 = bench.traffic("konsil", 2)
+        step("two instances through Redis: baseline")
+        b2 = bench.traffic("baseline", 2)
+        step("idle connections: Konsil")
+        ki = bench.idle("konsil")
+        step("idle connections: baseline")
+        bi = bench.idle("baseline")
+        flags: list[tuple[str, dict[str, Any]]] = []
+        if not args.no_flags:
+            variants = {
+                "websockets-sansio + uvloop (default)": (PROD_FLAGS, False),
+                "websockets (legacy) + uvloop": (
+                    ["--ws", "websockets", "--loop", "uvloop", "--ws-per-message-deflate", "false"],
+                    False,
+                ),
+                "websockets-sansio + asyncio loop": (
+                    [
+                        "--ws",
+                        "websockets-sansio",
+                        "--loop",
+                        "asyncio",
+                        "--ws-per-message-deflate",
+                        "false",
+                    ],
+                    False,
+                ),
+                "websockets-sansio + uvloop + permessage-deflate": (
+                    [
+                        "--ws",
+                        "websockets-sansio",
+                        "--loop",
+                        "uvloop",
+                        "--ws-per-message-deflate",
+                        "true",
+                    ],
+                    True,
+                ),
+            }
+            for name, (variant, deflate) in variants.items():
+                step(f"server flags: {name}")
+                flags.append((name, bench.traffic("konsil", 1, variant, [2000], deflate)))
+    print_report(k1, b1, k2, b2, ki, bi, flags, time.monotonic() - started)
+
+
+def print_report(
+    k1: dict[str, Any],
+    b1: dict[str, Any],
+    k2: dict[str, Any],
+    b2: dict[str, Any],
+    ki: dict[str, Any],
+    bi: dict[str, Any],
+    flags: list[tuple[str, dict[str, Any]]],
+    seconds: float,
+) -> None:
+    print()
+    print(f"Machine: {machine()}")
+    print("Servers: uvicorn " + " ".join(PROD_FLAGS) + "; load generator in its own process.")
+    print()
+    print("| measurement | Konsil | baseline | Konsil/baseline |")
+    print("|---|---:|---:|---:|")
+    for line in [
+        *traffic_rows("1 instance", k1, b1),
+        *traffic_rows("2 instances via Redis", k2, b2),
+        *idle_rows(ki, bi),
+    ]:
+        print(line)
+    if flags:
+        print()
+        print("Server flags (Konsil, 1 instance, 2,000 msg/s offered):")
+        print()
+        print("| flags | CPU µs per relayed msg | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|")
+        for name, result in flags:
+            r = result["relay"][0]
+            print(
+                f"| {name} | {fmt(r['cpu_us_per_msg'])} | {fmt(r['p50_ms'], 2)} | "
+                f"{fmt(r['p99_ms'], 2)} |"
+            )
+    print()
+    print(f"Total time: {seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
