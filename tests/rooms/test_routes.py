@@ -6,7 +6,8 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,31 +22,35 @@ from tests.conftest import new_client
 from tests.factories import Demo, login, make_appointment, patient_token
 
 ORIGIN = {"Origin": "http://127.0.0.1:8000"}
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 async def test_rooms_queue_orders_waiting_urgent_first_then_slot(
     client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     now = utcnow().replace(microsecond=0)
+    # Slots anchored to the specialist's local noon, so all of them lie in "today" whatever
+    # the hour the suite runs at (a slot 90 minutes from now may fall on tomorrow).
+    noon = datetime.combine(now.astimezone(BERLIN).date(), time(12), BERLIN)
     later = await make_appointment(
         sessions,
         demo,
-        starts_at=now + timedelta(minutes=30),
+        starts_at=noon + timedelta(minutes=30),
         room_state=RoomState.WAITING,
         waiting_since=now - timedelta(minutes=5),
     )
     urgent = await make_appointment(
         sessions,
         demo,
-        starts_at=now + timedelta(minutes=60),
+        starts_at=noon + timedelta(minutes=60),
         urgency=Urgency.URGENT,
         room_state=RoomState.WAITING,
         waiting_since=now,
     )
     early = await make_appointment(
-        sessions, demo, starts_at=now, room_state=RoomState.WAITING, waiting_since=now
+        sessions, demo, starts_at=noon, room_state=RoomState.WAITING, waiting_since=now
     )
-    idle = await make_appointment(sessions, demo, starts_at=now + timedelta(minutes=90))
+    idle = await make_appointment(sessions, demo, starts_at=noon + timedelta(minutes=90))
     await make_appointment(sessions, demo, specialist_id=demo.other_specialist.id)
     await login(client, demo.specialist)
     body = (await client.get("/api/v1/queue")).json()
