@@ -94,14 +94,28 @@ def api_route(
 
 async def parse_json(request: Request, model: type[M]) -> M:
     """The request body as ``model``; a clear 4xx on anything else."""
-    body = await request.body()
-    if len(body) > MAX_JSON_BYTES:
-        raise PayloadTooLarge("Die Anfrage ist zu groß.")
+    body = await read_limited(request, MAX_JSON_BYTES)
     try:
         data = json.loads(body or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidInput("Der Inhalt ist kein gültiges JSON.") from None
     return validate(model, data)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` (by its declared
+    length, or while it streams in), so an oversized body is never held in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge("Die Anfrage ist zu groß.")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge("Die Anfrage ist zu groß.")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def validate(model: type[M], data: Any) -> M:

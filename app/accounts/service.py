@@ -79,9 +79,10 @@ async def login(
             select(User).where(func.lower(col(User.email)) == email.strip().lower())
         )
     ).scalar_one_or_none()
-    if user is None or not user.is_active or not verify_password(user.password_hash, password):
-        if user is None:
-            verify_password(None, password)
+    # The hash is checked first in every case, so a deactivated account answers as slowly as
+    # an active one and its existence does not show.
+    password_ok = verify_password(user.password_hash if user else None, password)
+    if user is None or not user.is_active or not password_ok:
         audit.record(
             session, action="login.failure", actor_kind="anonymous", subject=subject, ip=ip
         )

@@ -61,9 +61,17 @@ async def login_page(request: Request) -> Response:
 
 def _safe_next(value: str | None) -> str | None:
     """Only local paths: ``next`` must never become an open redirect."""
-    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value
-    return None
+    # Browsers drop tabs and newlines from URLs and read "\\" as "/", so "/\t/evil.example"
+    # would leave the site: refuse control characters and backslashes outright.
+    if (
+        not value
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+    ):
+        return None
+    return value
 
 
 async def join_page(request: Request) -> Response:

@@ -16,6 +16,7 @@ from app.rooms import service as rooms
 from app.rooms.schemas import IceOut, QueueOut, RoomOut, TransferIn
 from app.rooms.state import Action
 from app.scheduling.models import Appointment
+from app.scheduling.web import respond_private
 from app.signaling.hub import hub
 from app.turn import ice_servers
 
@@ -29,7 +30,7 @@ async def queue(request: Request) -> Response:
         snapshot = await rooms.queue(
             session, specialist_id=who.user_id, tz=settings(request).tz, now=utcnow()
         )
-    return respond(snapshot)
+    return respond_private(snapshot)  # patient names: never kept in a cache
 
 
 def _room_out(appointment: Appointment) -> RoomOut:

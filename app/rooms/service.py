@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from app.accounts.models import Role, User
 from app.accounts.service import Principal
 from app.audit import service as audit
-from app.errors import InvalidInput, NotFound, NotYourRoom, SlotTaken
+from app.errors import Conflict, InvalidInput, NotFound, NotYourRoom, SlotTaken
 from app.metrics import PATIENTS_WAITING, WAIT_SECONDS
 from app.rooms.schemas import QueueEntry, QueueOut
 from app.rooms.state import Action, Actor, next_state
@@ -129,6 +129,9 @@ async def transfer(
     appointment = await load(session, appointment_id, lock=True)
     actor = actor_for(appointment, who)
     next_state(appointment.room_state, Action.TRANSFER, actor)
+    if appointment.status != AppointmentStatus.BOOKED:
+        # A report already written makes the consultation this specialist's for good.
+        raise Conflict("Ein abgeschlossener Termin kann nicht mehr übergeben werden.")
     source = await session.get(User, appointment.specialist_id)
     target = await session.get(User, to_specialist_id)
     if (

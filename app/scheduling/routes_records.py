@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.accounts.models import Role
-from app.accounts.web import CSRF_HEADER, require_staff
+from app.accounts.web import require_staff
 from app.api import api_route, parse_json
 from app.db import unit_of_work
 from app.errors import InvalidInput, PayloadTooLarge
@@ -58,11 +58,7 @@ async def _read_upload_form(request: Request, limit: int) -> FormData:
         raise PayloadTooLarge(max_bytes=limit)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("Bitte die Datei als multipart/form-data im Feld 'file' senden.")
-    if request.headers.get(CSRF_HEADER) is None:
-        form = await request.form()  # already parsed by the CSRF check (token as a form field)
-    else:
-        form = await _parse_limited(request, limit + MULTIPART_OVERHEAD)
-    return form
+    return await _parse_limited(request, limit + MULTIPART_OVERHEAD)
 
 
 async def _parse_limited(request: Request, limit: int) -> FormData:

@@ -19,7 +19,7 @@ form.addEventListener("submit", async (event) => {
     try {
       const me = await api("/api/v1/auth/login", { method: "POST", body: { email, password } });
       const next = form.dataset.next;
-      window.location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : HOME[me.role] || "/");
+      window.location.assign(sameOriginPath(next) || HOME[me.role] || "/");
     } catch (error) {
       // One generic message for wrong email and wrong password (no account probing).
       showAlert(alertBox, errorMessage(error));
@@ -28,3 +28,10 @@ form.addEventListener("submit", async (event) => {
     }
   });
 });
+
+/** `next` as a path on this site, or null: resolved the way the browser would resolve it. */
+function sameOriginPath(next) {
+  if (!next || !next.startsWith("/")) return null;
+  const url = new URL(next, window.location.origin);
+  return url.origin === window.location.origin ? url.pathname + url.search + url.hash : null;
+}

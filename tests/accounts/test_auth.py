@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx2
 import pytest
@@ -72,6 +72,23 @@ async def test_login_rejects_malformed_body(client: httpx2.AsyncClient, demo: De
     assert extra.json()["error"]["detail"]["fields"][0]["field"] == "admin"
 
 
+async def test_login_refuses_an_oversized_body_while_it_streams(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length: only counting while reading can stop this body.
+        yield b'{"email": "' + b"a" * 200_000
+        yield b"b" * 200_000 + b'", "password": "x"}'
+
+    streamed = await client.post("/api/v1/auth/login", content=chunks())
+    assert streamed.status_code == 413
+    assert streamed.json()["error"]["code"] == "payload_too_large"
+    declared = await client.post("/api/v1/auth/login", content=b" " * 300_000)
+    assert declared.status_code == 413
+    async with sessions() as session:
+        assert (await session.execute(select(AuditEvent.id))).first() is None
+
+
 async def test_login_throttled_after_repeated_failures(
     client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -111,6 +128,17 @@ async def test_unsafe_request_without_csrf_token_is_refused(
     await login(client, demo.gp)
     del client.headers["X-CSRF-Token"]
     response = await client.post("/api/v1/auth/logout")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "csrf_failed"
+    assert (await client.get("/api/v1/auth/me")).status_code == 200
+
+
+async def test_csrf_token_in_a_form_field_is_not_accepted(
+    client: httpx2.AsyncClient, demo: Demo
+) -> None:
+    await login(client, demo.gp)
+    token = client.headers.pop("X-CSRF-Token")
+    response = await client.post("/api/v1/auth/logout", data={"csrf_token": token})
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "csrf_failed"
     assert (await client.get("/api/v1/auth/me")).status_code == 200

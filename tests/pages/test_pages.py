@@ -154,6 +154,23 @@ async def test_login_page_keeps_only_local_next_targets(client: httpx2.AsyncClie
     assert 'data-next=""' in foreign.text
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "%2F%09%2Fevil.example",
+        "%2F%5Cevil.example",
+        "%2F%0A%2Fevil.example",
+        "https://evil.example",
+    ],
+)
+async def test_login_page_refuses_next_targets_a_browser_would_read_as_foreign(
+    client: httpx2.AsyncClient, target: str
+) -> None:
+    response = await client.get(f"/login?next={target}")
+    assert response.status_code == 200
+    assert 'data-next=""' in response.text
+
+
 async def test_logged_in_staff_skip_the_login_page(client: httpx2.AsyncClient, demo: Demo) -> None:
     await login(client, demo.specialist)
     response = await client.get("/login")

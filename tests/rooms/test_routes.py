@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from app.audit.models import AuditEvent
 from app.db import utcnow
 from app.main import create_app
-from app.scheduling.models import Appointment, RoomState, Urgency
+from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Urgency
 from app.settings import Settings
 from tests.conftest import new_client
 from tests.factories import Demo, login, make_appointment, patient_token
@@ -166,6 +166,31 @@ async def test_rooms_transfer_refused_during_call(
         headers=ORIGIN,
     )
     assert response.status_code == 409
+
+
+async def test_rooms_transfer_refused_once_the_report_completed_it(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo, status=AppointmentStatus.COMPLETED)
+    await login(client, demo.specialist)
+    response = await client.post(
+        f"/api/v1/rooms/{appointment.id}/transfer",
+        json={"specialist_id": demo.other_specialist.id},
+        headers=ORIGIN,
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+    async with sessions() as session:
+        stored = await session.get(Appointment, appointment.id)
+    assert stored is not None
+    assert stored.specialist_id == demo.specialist.id
+
+
+async def test_rooms_queue_is_not_cached(client: httpx2.AsyncClient, demo: Demo) -> None:
+    await login(client, demo.specialist)
+    response = await client.get("/api/v1/queue")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
 
 
 async def test_rooms_ice_gives_turn_rest_credentials_to_the_patient(
