@@ -22,7 +22,9 @@ ROOMS_ACTIVE = Gauge(
     "konsil_rooms_active", "Consultation rooms with at least one participant", registry=REGISTRY
 )
 PATIENTS_WAITING = Gauge(
-    "konsil_patients_waiting", "Patients in a waiting room right now", registry=REGISTRY
+    "konsil_patients_waiting",
+    "Patients in a waiting room right now (from the database: the same on every instance)",
+    registry=REGISTRY,
 )
 WAIT_SECONDS = Histogram(
     "konsil_wait_seconds",

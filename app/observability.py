@@ -23,8 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import NotAuthenticated
 from app.logging import get_logger
-from app.metrics import HTTP_ERRORS, REGISTRY
-from app.resources import Resources, settings
+from app.metrics import HTTP_ERRORS, PATIENTS_WAITING, REGISTRY
+from app.resources import Resources, db, settings
+from app.rooms import service as rooms
 from app.tokens import same
 
 log = get_logger("konsil.http")
@@ -39,6 +40,10 @@ async def metrics(request: Request) -> Response:
         scheme, _, sent = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not same(sent.strip(), token.get_secret_value()):
             raise NotAuthenticated("Für /metrics ist ein Bearer-Token nötig.")
+    # Read from the database at each scrape: a patient may wait on one instance and be
+    # admitted or cancelled through another, so no process can count it by itself.
+    async with db(request)() as session:
+        PATIENTS_WAITING.set(await rooms.waiting_count(session))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from app.accounts.models import Role, User
 from app.accounts.service import Principal
 from app.audit import service as audit
 from app.errors import Conflict, InvalidInput, NotFound, NotYourRoom, SlotTaken
-from app.metrics import PATIENTS_WAITING, WAIT_SECONDS
+from app.metrics import WAIT_SECONDS
 from app.rooms.schemas import QueueEntry, QueueOut
 from app.rooms.state import Action, Actor, next_state
 from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Urgency
@@ -65,7 +65,7 @@ async def act(
     after = next_state(before, action, actor)
     if after is before:
         return appointment
-    _apply(appointment, before, after, now)
+    _apply(appointment, after, now)
     audit.record(
         session,
         action=f"room.{action.value}",
@@ -78,13 +78,10 @@ async def act(
     return appointment
 
 
-def _apply(appointment: Appointment, before: RoomState, after: RoomState, now: datetime) -> None:
+def _apply(appointment: Appointment, after: RoomState, now: datetime) -> None:
     appointment.room_state = after
     if after is RoomState.WAITING:
         appointment.waiting_since = now
-        PATIENTS_WAITING.inc()
-    elif before is RoomState.WAITING:
-        PATIENTS_WAITING.dec()
     if after is RoomState.ADMITTED:
         appointment.admitted_at = now
         if appointment.waiting_since is not None:
@@ -166,6 +163,14 @@ async def transfer(
         to_specialist=to_specialist_id,
     )
     return appointment, previous
+
+
+async def waiting_count(session: AsyncSession) -> int:
+    """Patients in a waiting room right now, across all specialists and server instances."""
+    count = await session.scalar(
+        select(func.count()).where(col(Appointment.room_state) == RoomState.WAITING)
+    )
+    return int(count or 0)
 
 
 async def queue(

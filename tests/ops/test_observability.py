@@ -9,13 +9,17 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from structlog.testing import capture_logs
 
+from app.db import utcnow
 from app.main import create_app
 from app.metrics import HTTP_ERRORS, REGISTRY
+from app.scheduling.models import RoomState
 from app.settings import Settings
 from tests.conftest import create_schema, new_client
+from tests.factories import Demo, login, make_appointment
 from tests.live import run_server
 
 
@@ -30,6 +34,24 @@ async def test_metrics_serves_prometheus_text(client: httpx2.AsyncClient) -> Non
     for name in ["konsil_ws_connections", "konsil_rooms_active", "konsil_patients_waiting"]:
         assert f"# TYPE {name} gauge" in response.text
     assert "# TYPE konsil_wait_seconds histogram" in response.text
+
+
+async def test_metrics_patients_waiting_follows_the_database(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await make_appointment(sessions, demo, room_state=RoomState.WAITING, waiting_since=utcnow())
+    await make_appointment(sessions, demo, room_state=RoomState.WAITING, waiting_since=utcnow())
+    await make_appointment(sessions, demo, room_state=RoomState.IN_CALL)
+    await client.get("/metrics")
+    assert REGISTRY.get_sample_value("konsil_patients_waiting") == 2
+    await login(client, demo.gp)
+    waiting = await make_appointment(
+        sessions, demo, room_state=RoomState.WAITING, waiting_since=utcnow()
+    )
+    cancelled = await client.post(f"/api/v1/appointments/{waiting.id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    await client.get("/metrics")
+    assert REGISTRY.get_sample_value("konsil_patients_waiting") == 2
 
 
 async def test_metrics_count_http_errors_by_status(client: httpx2.AsyncClient) -> None:
