@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "konsil-development-secret-change-me"  # noqa: S105 - refused outside dev
@@ -61,12 +61,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # One JSON line per HTTP request: method, route template, status, duration (no query/body).
     log_access: bool = True
-    seed_demo: bool = False
 
     # Bearer token required at /metrics when set (otherwise keep /metrics off the internet).
     metrics_token: SecretStr | None = None
     # After SIGTERM, /readyz answers 503 this long before the server stops accepting.
     shutdown_drain_seconds: float = Field(default=0, ge=0, le=300)
+
+    @field_validator("turn_secret", "metrics_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # "KONSIL_TURN_SECRET=" left empty in an env file means "not set", never "".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

@@ -3,8 +3,9 @@
 coturn is started with ``use-auth-secret`` and ``static-auth-secret=<KONSIL_TURN_SECRET>``. It
 accepts a username ``"<unix expiry>:<anything>"`` whose password is
 ``base64(HMAC-SHA1(secret, username))`` until the expiry has passed; no database is shared. We put
-the appointment id after the colon, so a leaked credential is scoped to one appointment (it shows
-up in coturn's log under that id) and dies after ``turn_ttl_seconds``.
+the appointment id after the colon, so each credential names its appointment in coturn's log.
+coturn checks only the HMAC and the expiry, so what bounds a leaked credential is its lifetime
+(``turn_ttl_seconds``); Konsil hands credentials only to the participants of an open room.
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ from app.accounts.models import Role, SessionKind
 from app.accounts.web import principal, require_staff
 from app.api import api_route, parse_json, respond
 from app.db import unit_of_work, utcnow
-from app.errors import NotAuthenticated, NotYourRoom
+from app.errors import NotAuthenticated, NotYourRoom, RoomClosed
 from app.resources import db, settings
 from app.rooms import service as rooms
 from app.rooms.schemas import IceOut, QueueOut, RoomOut, TransferIn
-from app.rooms.state import Action
+from app.rooms.state import Action, is_closed
 from app.scheduling.models import Appointment
 from app.scheduling.web import respond_private
 from app.signaling.hub import hub
@@ -105,6 +105,8 @@ async def ice(request: Request) -> Response:
             rooms.actor_for(appointment, who)
         except NotYourRoom:
             continue
+        if is_closed(appointment.room_state):
+            raise RoomClosed()  # no relay credentials for a consultation that is over
         cfg = settings(request)
         servers = ice_servers(cfg, appointment_id)
         return respond(IceOut(iceServers=servers, ttl=cfg.turn_ttl_seconds))

@@ -28,13 +28,22 @@ def test_compose_runs_two_apps_postgres_redis_coturn_and_a_tls_proxy() -> None:
     for app in ("app1", "app2"):
         env = services[app]["environment"]
         assert env["KONSIL_DATABASE_URL"].startswith("postgresql+asyncpg://")
-        assert env["KONSIL_BROKER_URL"] == "redis://redis:6379/0"
+        assert env["KONSIL_BROKER_URL"].startswith("redis://:${REDIS_PASSWORD")
+        assert env["KONSIL_BROKER_URL"].endswith("@redis:6379/0")
         assert services[app]["depends_on"]["migrate"]["condition"] == (
             "service_completed_successfully"
         )
         assert "ports" not in services[app], "apps are reachable only through the proxy"
     assert services["migrate"]["command"] == ["python", "-m", "app.cli", "migrate"]
     assert "443:443" in services["caddy"]["ports"]
+
+
+def test_compose_redis_requires_the_password_the_apps_use() -> None:
+    redis = compose()["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == "${REDIS_PASSWORD:?set REDIS_PASSWORD}"
+    assert "--protected-mode" not in command
+    assert "${REDIS_PASSWORD}" in redis["healthcheck"]["test"]
 
 
 def test_compose_grace_period_covers_drain_and_graceful_timeout() -> None:

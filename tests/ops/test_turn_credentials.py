@@ -8,6 +8,7 @@ import hmac
 from collections.abc import Callable
 
 import pytest
+from pydantic import ValidationError
 
 from app.settings import Settings
 from app.turn import ice_servers, turn_credentials
@@ -69,3 +70,9 @@ def test_ice_servers_with_turn_carry_appointment_credentials(
 
 def test_ice_servers_empty_in_development(make_settings: Callable[..., Settings]) -> None:
     assert ice_servers(make_settings(), 1) == []
+
+
+def test_settings_blank_secrets_count_as_unset(make_settings: Callable[..., Settings]) -> None:
+    assert make_settings(metrics_token="  ").metrics_token is None
+    with pytest.raises(ValidationError, match="KONSIL_TURN_SECRET is required"):
+        make_settings(turn_urls=["turn:turn.example.org:3478"], turn_secret="")

@@ -215,5 +215,15 @@ async def test_rooms_ice_gives_turn_rest_credentials_to_the_patient(
     assert refused.status_code == 403
 
 
+async def test_rooms_ice_refused_once_the_room_is_closed(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    ended = await make_appointment(sessions, demo, room_state=RoomState.ENDED)
+    await login(client, demo.specialist)
+    response = await client.get(f"/api/v1/rooms/{ended.id}/ice")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "room_closed"
+
+
 async def test_rooms_ice_needs_a_session(client: httpx2.AsyncClient, demo: Demo) -> None:
     assert (await client.get("/api/v1/rooms/1/ice")).status_code == 401
