@@ -81,6 +81,7 @@ async def reschedule(request: Request) -> Response:
             starts_at=body.starts_at,
         )
     await hub(request).announce_id(appointment_id)
+    await hub(request).revoke_patients(appointment_id)  # the old link and its sessions ended
     return respond_private(moved)
 
 
@@ -91,6 +92,7 @@ async def reissue_link(request: Request) -> Response:
         link = await service.reissue_link(
             session, settings=settings(request), who=who, appointment_id=appointment_id
         )
+    await hub(request).revoke_patients(appointment_id)
     return respond_private(link, status=201)
 
 
@@ -99,6 +101,7 @@ async def revoke_link(request: Request) -> Response:
     appointment_id = path_id(request)
     async with unit_of_work(db(request)) as session:
         await service.revoke_link(session, who=who, appointment_id=appointment_id)
+    await hub(request).revoke_patients(appointment_id)
     return Response(status_code=204)
 
 

@@ -163,6 +163,8 @@ class Hub:
             outs += room.relay(data["from"], message, datetime.fromisoformat(data["at"]))
         elif kind == "revoke":
             outs += room.revoke(int(data["user_id"]))
+        elif kind == "revoke_patients":
+            outs += room.revoke_patients()
         if kind in ("add", "resumed") and data["o"] != self.origin:
             # The joining process may have had nobody in this room: tell it who is here.
             self._spawn(self._present(local))
@@ -353,6 +355,11 @@ class Hub:
             await self.publish(channel, "revoke", user_id=previous_specialist)
             await self.queue_changed(previous_specialist)
         await self.queue_changed(appointment.specialist_id)
+
+    async def revoke_patients(self, appointment_id: int) -> None:
+        """Closes the patient's connections in this room on every process (after its link was
+        revoked or replaced and its sessions ended in the database)."""
+        await self.publish(env.room_channel(appointment_id), "revoke_patients")
 
     async def announce_id(self, appointment_id: int) -> None:
         """Like ``announce`` for a change committed elsewhere (a booking, cancellation, move)."""

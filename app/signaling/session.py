@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_ROOM_CLOSED
+from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.rooms.state import is_closed
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
@@ -154,6 +154,15 @@ class Room:
         outs: list[Out] = []
         for member in gone:
             outs.append(Close(member.conn, WS_FORBIDDEN, "transferred"))
+            outs += self.remove(member.id)
+        return outs
+
+    def revoke_patients(self) -> list[Out]:
+        """The patient's link was revoked or replaced (its sessions ended): out they go."""
+        gone = [mb for mb in self.members.values() if mb.role == "patient"]
+        outs: list[Out] = []
+        for member in gone:
+            outs.append(Close(member.conn, WS_UNAUTHENTICATED, "session ended"))
             outs += self.remove(member.id)
         return outs
 

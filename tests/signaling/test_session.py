@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_ROOM_CLOSED
+from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
 from app.signaling.session import Close, Member, Out, ProtocolError, Room, Send
@@ -187,6 +187,14 @@ def test_session_revoke_closes_the_transferred_specialist() -> None:
     outs = room.revoke(10)
     assert Close(SPECIALIST.conn, WS_FORBIDDEN, "transferred") in outs
     assert SPECIALIST.id not in room.members
+
+
+def test_session_revoke_patients_closes_only_the_patient() -> None:
+    room = admitted_room()
+    outs = room.revoke_patients()
+    assert Close(PATIENT.conn, WS_UNAUTHENTICATED, "session ended") in outs
+    assert Send(SPECIALIST.id, m.PeerLeft(peer_id=PATIENT.id)) in outs
+    assert set(room.members) == {SPECIALIST.id}
 
 
 def test_session_gap_renegotiates_every_pair_from_the_offerer() -> None:

@@ -6,7 +6,7 @@ import httpx2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
-from app.errors import WS_ROOM_CLOSED
+from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
 from tests.factories import Demo, make_appointment, patient_token
@@ -86,6 +86,30 @@ async def test_ws_end_closes_everyone_with_4410(
                 assert ended.status_code == 200, ended.text
             assert await s.closed_with() == WS_ROOM_CLOSED
         assert await p.closed_with() == WS_ROOM_CLOSED
+
+
+async def test_ws_revoking_the_link_closes_the_patients_connection(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    query = f"appointment={appointment.id}"
+    patient = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    async with ws_connect(live, f"as=patient&{query}", patient) as p:
+        await p.send(type="join")
+        await p.expect("joined")
+        async with httpx2.AsyncClient(base_url=live.url) as http:
+            login = await http.post(
+                "/api/v1/auth/login",
+                json={"email": demo.gp.email, "password": "konsil-demo-2026"},
+            )
+            http.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+            http.headers["Origin"] = "http://127.0.0.1:8000"
+            revoked = await http.delete(f"/api/v1/appointments/{appointment.id}/link")
+            assert revoked.status_code == 204, revoked.text
+        assert await p.closed_with() == WS_UNAUTHENTICATED
+    # Coming back with the old cookie is refused before anything is read.
+    async with ws_connect(live, f"as=patient&{query}", patient) as again:
+        assert await again.closed_with() == WS_UNAUTHENTICATED
 
 
 async def test_ws_joining_an_admitted_room_reports_no_waiting_since(
