@@ -39,6 +39,10 @@ from app.turn import ice_servers
 
 HUB = "signaling_hub"
 log = get_logger("konsil.signaling")
+# The resume record outlives the window a little: the expiry timer, not the store's TTL, must
+# be what ends the seat, or the record would vanish first and the departure never be announced.
+# (If the process holding the timer died, the record still ends by itself shortly after.)
+RESUME_RECORD_MARGIN_SECONDS = 5
 
 
 def hub(conn: HTTPConnection) -> Hub:
@@ -301,7 +305,9 @@ class Hub:
             # Whoever takes the record owns the participant: a resume that won keeps it.
             if await self.broker.take(key) is not None:
                 await self._gone(seat)
-        elif await self.broker.refresh(key, self.settings.ws_resume_seconds):
+        elif await self.broker.refresh(
+            key, self.settings.ws_resume_seconds + RESUME_RECORD_MARGIN_SECONDS
+        ):
             local.timers[seat.member.id] = asyncio.get_running_loop().create_task(
                 self._expire(seat, key)
             )
