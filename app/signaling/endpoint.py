@@ -129,6 +129,7 @@ async def serve(websocket: WebSocket, target: Target) -> None:
         websocket, Connection(limit=cfg.ws_send_queue, role=target.role), target, hub(websocket)
     )
     specialist = target.who.user_id if target.actor is None else None
+    link.hub.ended.track(link.conn, session_id=target.who.session_id, user_id=target.who.user_id)
     try:
         if specialist is not None:
             await link.hub.watch_queue(link.conn, specialist)
@@ -145,6 +146,7 @@ async def serve(websocket: WebSocket, target: Target) -> None:
             ):
                 await websocket.close(link.conn.close_code, link.conn.close_reason)
     finally:
+        link.hub.ended.untrack(link.conn)
         with anyio.CancelScope(shield=True):
             if link.seat is not None:
                 await link.hub.disconnect(link.conn, link.seat, left=link.left)

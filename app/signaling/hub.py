@@ -33,6 +33,7 @@ from app.signaling import messages as m
 from app.signaling import resume as records
 from app.signaling.connection import Connection
 from app.signaling.dashboards import Dashboards
+from app.signaling.ended import EndedSessions
 from app.signaling.session import Close, Member, Out, Room
 from app.tokens import new_token
 from app.turn import ice_servers
@@ -55,6 +56,7 @@ def hub(conn: HTTPConnection) -> Hub:
 async def lifespan(res: Resources) -> AsyncIterator[None]:
     """Registered in ``app.main.PACKAGE_LIFESPANS``: the hub lives as long as the app."""
     instance = Hub(res)
+    await instance.ended.start()
     res.extras[HUB] = instance
     try:
         yield
@@ -94,6 +96,7 @@ class Hub:
         self.dashboards = Dashboards(
             settings=self.settings, broker=self.broker, sessions=self.sessions, publish=self.publish
         )
+        self.ended = EndedSessions(broker=self.broker, origin=self.origin)
         self._room_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.seat_ttl = records.seat_ttl(self.settings)
@@ -421,6 +424,7 @@ class Hub:
             for conn in local.conns.values():
                 conn.close(WS_GOING_AWAY, "server shutting down")
         await self.dashboards.shutdown()
+        await self.ended.stop()
         tasks = [t for local in self.rooms.values() for t in local.timers.values()]
         tasks += [local.task for local in self.rooms.values() if local.task]
         tasks += self._tasks

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.accounts.models import User
 from app.db import utcnow
 from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.scheduling.models import Appointment, RoomState
@@ -110,6 +114,58 @@ async def test_ws_revoking_the_link_closes_the_patients_connection(
     # Coming back with the old cookie is refused before anything is read.
     async with ws_connect(live, f"as=patient&{query}", patient) as again:
         assert await again.closed_with() == WS_UNAUTHENTICATED
+
+
+@asynccontextmanager
+async def logged_in(live: Live, user: User) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(
+        base_url=live.url, headers={"Origin": "http://127.0.0.1:8000"}
+    ) as http:
+        response = await http.post(
+            "/api/v1/auth/login", json={"email": user.email, "password": "konsil-demo-2026"}
+        )
+        assert response.status_code == 200, response.text
+        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        yield http
+
+
+async def test_ws_logout_closes_the_sessions_open_websockets(
+    live: Live, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    other = await staff_cookie(live, demo.specialist)  # the same person on another device
+    async with logged_in(live, demo.specialist) as http:
+        cookie = f"konsil_staff={http.cookies['konsil_staff']}"
+        async with (
+            ws_connect(live, "as=staff", cookie) as dashboard,
+            ws_connect(live, f"as=staff&appointment={appointment.id}", cookie) as room,
+            ws_connect(live, "as=staff", other) as elsewhere,
+        ):
+            await dashboard.expect("queue")
+            await room.send(type="join")
+            await room.expect("joined")
+            await elsewhere.expect("queue")
+            assert (await http.post("/api/v1/auth/logout")).status_code == 204
+            assert await dashboard.closed_with() == WS_UNAUTHENTICATED
+            assert await room.closed_with() == WS_UNAUTHENTICATED
+            await elsewhere.send(type="leave")
+            assert await elsewhere.closed_with() == 1000  # other sessions stay open
+
+
+async def test_ws_deactivating_an_account_closes_its_websockets(
+    live: Live, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    cookie = await staff_cookie(live, demo.gp)
+    async with ws_connect(live, f"as=staff&appointment={appointment.id}", cookie) as gp:
+        await gp.send(type="join")
+        await gp.expect("joined")
+        async with logged_in(live, demo.admin) as admin:
+            response = await admin.patch(
+                f"/api/v1/admin/users/{demo.gp.id}", json={"is_active": False}
+            )
+            assert response.status_code == 200, response.text
+        assert await gp.closed_with() == WS_UNAUTHENTICATED
 
 
 async def test_ws_joining_an_admitted_room_reports_no_waiting_since(
