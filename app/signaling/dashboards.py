@@ -100,8 +100,9 @@ class Dashboards:
             async for _ in events:
                 try:
                     snapshot = await self._snapshot(specialist_id)
-                except Exception:
-                    log.exception("signaling.queue_refresh_failed")
+                except Exception as exc:
+                    # The type only: a validation error's text would carry patient names.
+                    log.warning("signaling.queue_refresh_failed", error=type(exc).__name__)
                     continue
                 for conn in list(self.watchers.get(specialist_id, ())):
                     conn.send(snapshot)
