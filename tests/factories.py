@@ -14,9 +14,10 @@ from sqlmodel import col, select
 from app.accounts.models import Practice, User
 from app.accounts.service import NewSession, open_patient_session
 from app.db import unit_of_work, utcnow
-from app.scheduling.models import Appointment, RoomState, Specialty, Urgency
+from app.scheduling.models import Appointment, JoinToken, RoomState, Specialty, Urgency
 from app.seed import DEMO_PASSWORD, seed_demo
 from app.settings import Settings
+from app.tokens import new_token, token_hash
 
 # Distinct default start times: one active booking per specialist and start time.
 _OFFSET = itertools.count()
@@ -150,3 +151,20 @@ async def patient_token(
 ) -> str:
     """The konsil_patient cookie value for the patient of ``appointment``."""
     return (await patient_session(sessions, settings, appointment)).token
+
+
+async def link_token(sessions: async_sessionmaker[AsyncSession], appointment: Appointment) -> str:
+    """A join link token of ``appointment``, valid now (its row written directly)."""
+    assert appointment.id is not None
+    token = new_token()
+    now = utcnow()
+    async with unit_of_work(sessions) as session:
+        session.add(
+            JoinToken(
+                appointment_id=appointment.id,
+                token_hash=token_hash(token),
+                valid_from=now - timedelta(minutes=5),
+                valid_until=now + timedelta(hours=1),
+            )
+        )
+    return token

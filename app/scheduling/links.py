@@ -172,6 +172,9 @@ async def _open(
 ) -> Redemption:
     assert appointment.id is not None
     link.last_redeemed_at = now
+    # One patient per consultation: the link opened on another device (or again) takes over,
+    # and the sessions opened with it before end (the route closes their websockets).
+    await repo.end_patient_sessions(session, appointment.id, now)
     new = accounts.open_patient_session(
         session, settings=settings, appointment_id=appointment.id, not_after=link.valid_until
     )

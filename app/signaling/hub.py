@@ -171,7 +171,7 @@ class Hub:
         elif kind == "revoke":
             outs += room.revoke(int(data["user_id"]))
         elif kind == "revoke_patients":
-            outs += room.revoke_patients()
+            outs += room.revoke_patients(keep=data.get("keep"))
         if kind in ("add", "resumed") and data["o"] != self.origin:
             # The joining process may have had nobody in this room: tell it who is here.
             self._spawn(self._present(local))
@@ -365,10 +365,14 @@ class Hub:
             await self.queue_changed(previous_specialist)
         await self.queue_changed(appointment.specialist_id)
 
-    async def revoke_patients(self, appointment_id: int) -> None:
+    async def revoke_patients(
+        self, appointment_id: int, *, keep_session_id: str | None = None
+    ) -> None:
         """Closes the patient's connections in this room on every process (after its link was
-        revoked or replaced and its sessions ended in the database)."""
-        await self.publish(env.room_channel(appointment_id), "revoke_patients")
+        revoked, replaced or opened anew, and the sessions ended in the database), but those of
+        ``keep_session_id``."""
+        keep = records.session_key(keep_session_id) if keep_session_id else None
+        await self.publish(env.room_channel(appointment_id), "revoke_patients", keep=keep)
 
     async def announce_id(self, appointment_id: int) -> None:
         """Like ``announce`` for a change committed elsewhere (a booking, cancellation, move)."""

@@ -157,9 +157,12 @@ class Room:
             outs += self.remove(member.id)
         return outs
 
-    def revoke_patients(self) -> list[Out]:
-        """The patient's link was revoked or replaced (its sessions ended): out they go."""
-        gone = [mb for mb in self.members.values() if mb.role == "patient"]
+    def revoke_patients(self, keep: str | None = None) -> list[Out]:
+        """The patient's sessions ended (link revoked, replaced or opened on another device):
+        their connections go, but those of session ``keep``."""
+        gone = [
+            mb for mb in self.members.values() if mb.role == "patient" and mb.session_key != keep
+        ]
         outs: list[Out] = []
         for member in gone:
             outs.append(Close(member.conn, WS_UNAUTHENTICATED, "session ended"))

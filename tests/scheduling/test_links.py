@@ -127,6 +127,9 @@ async def test_link_may_be_redeemed_again_while_valid(
     async with client_factory() as phone, client_factory() as laptop:
         assert (await redeem(phone, booking["link"]["join_url"])).status_code == 200
         assert (await redeem(laptop, booking["link"]["join_url"])).status_code == 200
+        # One patient per consultation: the device that opened the link last takes over.
+        assert (await laptop.get("/api/v1/patient/me")).status_code == 200
+        assert (await phone.get("/api/v1/patient/me")).status_code == 401
 
 
 async def test_link_expired_is_410(

@@ -13,7 +13,7 @@ from app.db import utcnow
 from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
-from tests.factories import Demo, make_appointment, patient_token
+from tests.factories import Demo, link_token, make_appointment, patient_token
 from tests.live import Live
 from tests.signaling.wsclient import staff_cookie, ws_connect
 
@@ -114,6 +114,28 @@ async def test_ws_revoking_the_link_closes_the_patients_connection(
     # Coming back with the old cookie is refused before anything is read.
     async with ws_connect(live, f"as=patient&{query}", patient) as again:
         assert await again.closed_with() == WS_UNAUTHENTICATED
+
+
+async def test_ws_link_opened_on_a_second_device_takes_the_patients_place(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    query = f"as=patient&appointment={appointment.id}"
+    phone = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    async with ws_connect(live, query, phone) as p:
+        await p.send(type="join")
+        await p.expect("joined")
+        async with httpx2.AsyncClient(
+            base_url=live.url, headers={"Origin": "http://127.0.0.1:8000"}
+        ) as laptop_http:
+            token = await link_token(sessions, appointment)
+            redeemed = await laptop_http.post("/api/v1/patient/session", json={"token": token})
+            assert redeemed.status_code == 200, redeemed.text
+            laptop = f"konsil_patient={laptop_http.cookies['konsil_patient']}"
+        assert await p.closed_with() == WS_UNAUTHENTICATED
+        async with ws_connect(live, query, laptop) as second:
+            await second.send(type="join")
+            assert (await second.expect("joined"))["resumed"] is False
 
 
 @asynccontextmanager
