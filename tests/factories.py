@@ -153,8 +153,15 @@ async def patient_token(
     return (await patient_session(sessions, settings, appointment)).token
 
 
-async def link_token(sessions: async_sessionmaker[AsyncSession], appointment: Appointment) -> str:
-    """A join link token of ``appointment``, valid now (its row written directly)."""
+async def link_token(
+    sessions: async_sessionmaker[AsyncSession],
+    appointment: Appointment,
+    *,
+    valid_from: datetime | None = None,
+    valid_until: datetime | None = None,
+) -> str:
+    """A join link token of ``appointment``, its row written directly (for windows the API
+    would not give); valid from five minutes ago for an hour unless given."""
     assert appointment.id is not None
     token = new_token()
     now = utcnow()
@@ -163,8 +170,8 @@ async def link_token(sessions: async_sessionmaker[AsyncSession], appointment: Ap
             JoinToken(
                 appointment_id=appointment.id,
                 token_hash=token_hash(token),
-                valid_from=now - timedelta(minutes=5),
-                valid_until=now + timedelta(hours=1),
+                valid_from=valid_from or now - timedelta(minutes=5),
+                valid_until=valid_until or now + timedelta(hours=1),
             )
         )
     return token

@@ -8,11 +8,8 @@ from playwright.async_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts.models import User
-from app.db import unit_of_work
-from app.scheduling.models import JoinToken
 from app.seed import DEMO_PASSWORD
-from app.tokens import new_token, token_hash
-from tests.factories import insert_appointment
+from tests.factories import insert_appointment, link_token
 
 VIDEO_PLAYING = """(selector) => {
   const videos = [...document.querySelectorAll(selector)];
@@ -63,14 +60,10 @@ async def appointment_with_link(
         clinical_question="Belastungsdyspnoe seit drei Wochen, bitte Einschätzung.",
     )
     assert appointment.id is not None
-    token = new_token()
-    async with unit_of_work(sessions) as session:
-        session.add(
-            JoinToken(
-                appointment_id=appointment.id,
-                token_hash=token_hash(token),
-                valid_from=valid_from or starts_at - timedelta(minutes=30),
-                valid_until=valid_until or starts_at + timedelta(minutes=60),
-            )
-        )
+    token = await link_token(
+        sessions,
+        appointment,
+        valid_from=valid_from or starts_at - timedelta(minutes=30),
+        valid_until=valid_until or starts_at + timedelta(minutes=60),
+    )
     return appointment.id, token

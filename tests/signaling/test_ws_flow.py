@@ -12,10 +12,24 @@ from app.accounts.models import User
 from app.db import utcnow
 from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.scheduling.models import Appointment, RoomState
+from app.seed import DEMO_PASSWORD
 from app.settings import Settings
 from tests.factories import Demo, link_token, make_appointment, patient_token
 from tests.live import Live
 from tests.signaling.wsclient import staff_cookie, ws_connect
+
+
+@asynccontextmanager
+async def logged_in(live: Live, user: User) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(
+        base_url=live.url, headers={"Origin": "http://127.0.0.1:8000"}
+    ) as http:
+        response = await http.post(
+            "/api/v1/auth/login", json={"email": user.email, "password": DEMO_PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        yield http
 
 
 async def test_ws_patient_waits_specialist_admits_and_signalling_flows(
@@ -79,13 +93,7 @@ async def test_ws_end_closes_everyone_with_4410(
             await s.expect("joined")
             await s.send(type="admit")
             await s.expect("peer_joined")
-            async with httpx2.AsyncClient(base_url=live.url) as http:
-                login = await http.post(
-                    "/api/v1/auth/login",
-                    json={"email": demo.specialist.email, "password": "konsil-demo-2026"},
-                )
-                http.headers["X-CSRF-Token"] = login.json()["csrf_token"]
-                http.headers["Origin"] = "http://127.0.0.1:8000"
+            async with logged_in(live, demo.specialist) as http:
                 ended = await http.post(f"/api/v1/rooms/{appointment.id}/end")
                 assert ended.status_code == 200, ended.text
             assert await s.closed_with() == WS_ROOM_CLOSED
@@ -101,13 +109,7 @@ async def test_ws_revoking_the_link_closes_the_patients_connection(
     async with ws_connect(live, f"as=patient&{query}", patient) as p:
         await p.send(type="join")
         await p.expect("joined")
-        async with httpx2.AsyncClient(base_url=live.url) as http:
-            login = await http.post(
-                "/api/v1/auth/login",
-                json={"email": demo.gp.email, "password": "konsil-demo-2026"},
-            )
-            http.headers["X-CSRF-Token"] = login.json()["csrf_token"]
-            http.headers["Origin"] = "http://127.0.0.1:8000"
+        async with logged_in(live, demo.gp) as http:
             revoked = await http.delete(f"/api/v1/appointments/{appointment.id}/link")
             assert revoked.status_code == 204, revoked.text
         assert await p.closed_with() == WS_UNAUTHENTICATED
@@ -136,19 +138,6 @@ async def test_ws_link_opened_on_a_second_device_takes_the_patients_place(
         async with ws_connect(live, query, laptop) as second:
             await second.send(type="join")
             assert (await second.expect("joined"))["resumed"] is False
-
-
-@asynccontextmanager
-async def logged_in(live: Live, user: User) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(
-        base_url=live.url, headers={"Origin": "http://127.0.0.1:8000"}
-    ) as http:
-        response = await http.post(
-            "/api/v1/auth/login", json={"email": user.email, "password": "konsil-demo-2026"}
-        )
-        assert response.status_code == 200, response.text
-        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
-        yield http
 
 
 async def test_ws_logout_closes_the_sessions_open_websockets(
