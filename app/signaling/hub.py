@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 
 from app.accounts.service import Principal
 from app.db import unit_of_work, utcnow
-from app.errors import WS_GOING_AWAY, WS_ROOM_CLOSED
+from app.errors import WS_GOING_AWAY, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.logging import get_logger
 from app.metrics import ROOMS_ACTIVE
 from app.resources import Resources, resources
@@ -304,7 +304,8 @@ class Hub:
             await self.broker.take(key)
         elif current.conn != conn.id:
             pass  # resumed on a newer connection, which has its own record
-        elif left or conn.close_code == WS_ROOM_CLOSED:
+        elif left or conn.close_code in (WS_ROOM_CLOSED, WS_UNAUTHENTICATED):
+            # (A connection whose session ended cannot resume: its seat goes now.)
             # Whoever takes the record owns the participant: a resume that won keeps it.
             if await self.broker.take(key) is not None:
                 await self._gone(seat)

@@ -164,19 +164,30 @@ async def test_ws_logout_closes_the_sessions_open_websockets(
 
 
 async def test_ws_deactivating_an_account_closes_its_websockets(
-    live: Live, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     appointment = await make_appointment(sessions, demo)
+    query = f"appointment={appointment.id}"
     cookie = await staff_cookie(live, demo.gp)
-    async with ws_connect(live, f"as=staff&appointment={appointment.id}", cookie) as gp:
+    patient = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    async with (
+        ws_connect(live, f"as=patient&{query}", patient) as p,
+        ws_connect(live, f"as=staff&{query}", cookie) as gp,
+    ):
+        await p.send(type="join")
+        await p.expect("joined")
         await gp.send(type="join")
-        await gp.expect("joined")
+        gp_joined = await gp.expect("joined")
+        await gp.send(type="admit")
+        await p.expect("peer_joined")
         async with logged_in(live, demo.admin) as admin:
             response = await admin.patch(
                 f"/api/v1/admin/users/{demo.gp.id}", json={"is_active": False}
             )
             assert response.status_code == 200, response.text
         assert await gp.closed_with() == WS_UNAUTHENTICATED
+        # At once, not after the resume window: an ended session cannot come back.
+        assert (await p.expect("peer_left"))["peer_id"] == gp_joined["participant_id"]
 
 
 async def test_ws_joining_an_admitted_room_reports_no_waiting_since(
