@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
 import structlog
 
@@ -24,6 +25,46 @@ def configure_logging(*, json: bool, level: str) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    redact_exception_texts()
+
+
+# Loggers that print tracebacks of unexpected errors: uvicorn's ("Exception in ASGI
+# application") and asyncio's ("Task exception was never retrieved").
+TRACEBACK_LOGGERS = ("uvicorn.error", "asyncio")
+
+
+class ExceptionTextFilter(logging.Filter):
+    """Keeps the traceback of a logged exception but drops the exception's text.
+
+    An error's message may carry what it failed on (a pydantic validation error quotes the
+    input: a patient's name, a clinical question); the frames and the type are what an
+    operator needs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redacted_traceback(record.exc_info[1])
+            record.exc_info = None
+        return True
+
+
+def redacted_traceback(exc: BaseException) -> str:
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"Traceback (most recent call last):\n{frames}{type(current).__qualname__}")
+        current = current.__cause__ or current.__context__
+    return "\n\nwhile handling:\n".join(reversed(parts))
+
+
+def redact_exception_texts() -> None:
+    for name in TRACEBACK_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ExceptionTextFilter) for f in logger.filters):
+            logger.addFilter(ExceptionTextFilter())
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
