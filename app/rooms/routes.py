@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -10,7 +13,7 @@ from app.accounts.models import Role, SessionKind
 from app.accounts.web import principal, require_staff
 from app.api import api_route, parse_json, respond
 from app.db import unit_of_work, utcnow
-from app.errors import NotAuthenticated, NotYourRoom, RoomClosed
+from app.errors import NotAuthenticated, NotFound, NotYourRoom, RoomClosed
 from app.resources import db, settings
 from app.rooms import service as rooms
 from app.rooms.schemas import IceOut, QueueOut, RoomOut, TransferIn
@@ -20,7 +23,7 @@ from app.scheduling.web import respond_private
 from app.signaling.hub import hub
 from app.turn import ice_servers
 
-ROOM_ERRORS = [401, 403, 404, 409]
+ROOM_ERRORS = [401, 403, 404, 409]  # 403: a participant the action is not for
 
 
 async def queue(request: Request) -> Response:
@@ -45,18 +48,29 @@ def _room_out(appointment: Appointment) -> RoomOut:
     )
 
 
+@contextmanager
+def _hidden_unless_yours() -> Iterator[None]:
+    """Someone else's room answers like one that does not exist, so ids cannot be probed
+    (as for appointments; the websocket keeps its documented 4403)."""
+    try:
+        yield
+    except NotYourRoom:
+        raise NotFound("Diesen Termin gibt es nicht.") from None
+
+
 async def _act(request: Request, action: Action) -> Response:
     who = await require_staff(request, Role.SPECIALIST, Role.GP)
     appointment_id = int(request.path_params["appointment_id"])
-    async with unit_of_work(db(request)) as session:
-        if action is Action.NO_SHOW:
-            appointment = await rooms.no_show(
-                session, appointment_id=appointment_id, who=who, now=utcnow()
-            )
-        else:
-            appointment = await rooms.act(
-                session, appointment_id=appointment_id, action=action, who=who, now=utcnow()
-            )
+    with _hidden_unless_yours():
+        async with unit_of_work(db(request)) as session:
+            if action is Action.NO_SHOW:
+                appointment = await rooms.no_show(
+                    session, appointment_id=appointment_id, who=who, now=utcnow()
+                )
+            else:
+                appointment = await rooms.act(
+                    session, appointment_id=appointment_id, action=action, who=who, now=utcnow()
+                )
     await hub(request).announce(appointment)
     return respond(_room_out(appointment))
 
@@ -76,13 +90,14 @@ async def no_show(request: Request) -> Response:
 async def transfer(request: Request) -> Response:
     who = await require_staff(request, Role.SPECIALIST)
     body = await parse_json(request, TransferIn)
-    async with unit_of_work(db(request)) as session:
-        appointment, previous = await rooms.transfer(
-            session,
-            appointment_id=int(request.path_params["appointment_id"]),
-            who=who,
-            to_specialist_id=body.specialist_id,
-        )
+    with _hidden_unless_yours():
+        async with unit_of_work(db(request)) as session:
+            appointment, previous = await rooms.transfer(
+                session,
+                appointment_id=int(request.path_params["appointment_id"]),
+                who=who,
+                to_specialist_id=body.specialist_id,
+            )
     await hub(request).announce(appointment, previous_specialist=previous)
     return respond(_room_out(appointment))
 
@@ -110,7 +125,7 @@ async def ice(request: Request) -> Response:
         cfg = settings(request)
         servers = ice_servers(cfg, appointment_id)
         return respond(IceOut(iceServers=servers, ttl=cfg.turn_ttl_seconds))
-    raise NotYourRoom()
+    raise NotFound("Diesen Termin gibt es nicht.")  # someone else's room: as if unknown
 
 
 _ROOM = "/api/v1/rooms/{appointment_id:int}"
@@ -168,6 +183,6 @@ routes: list[BaseRoute] = [
         tags=["rooms"],
         response=IceOut,
         auth="none",
-        errors=[401, 403, 404],
+        errors=[401, 404, 409],
     ),
 ]
