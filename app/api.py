@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -102,20 +102,34 @@ async def parse_json(request: Request, model: type[M]) -> M:
     return validate(model, data)
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit`` (by its declared
-    length, or while it streams in), so an oversized body is never held in memory."""
+def refuse_declared_oversize(request: Request, limit: int, error: Callable[[], Exception]) -> None:
+    """Raises ``error()`` at once when the declared Content-Length exceeds ``limit``."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge("Die Anfrage ist zu groß.")
-    chunks: list[bytes] = []
+        raise error()
+
+
+async def limited_chunks(
+    request: Request, limit: int, error: Callable[[], Exception]
+) -> AsyncGenerator[bytes, None]:
+    """The body as it streams in, raising ``error()`` as soon as it passes ``limit`` bytes,
+    whatever length was declared (or none), so an oversized body is never held in memory."""
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
         if received > limit:
-            raise PayloadTooLarge("Die Anfrage ist zu groß.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise error()
+        yield chunk
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit``."""
+
+    def too_large() -> Exception:
+        return PayloadTooLarge("Die Anfrage ist zu groß.")
+
+    refuse_declared_oversize(request, limit, too_large)
+    return b"".join([chunk async for chunk in limited_chunks(request, limit, too_large)])
 
 
 def validate(model: type[M], data: Any) -> M:

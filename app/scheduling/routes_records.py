@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from urllib.parse import quote
 
 from starlette.datastructures import FormData, UploadFile
@@ -13,7 +12,7 @@ from starlette.routing import Route
 
 from app.accounts.models import Role
 from app.accounts.web import require_staff
-from app.api import api_route, parse_json
+from app.api import api_route, limited_chunks, parse_json, refuse_declared_oversize
 from app.db import unit_of_work
 from app.errors import InvalidInput, PayloadTooLarge
 from app.resources import db, settings
@@ -53,24 +52,15 @@ async def upload_document(request: Request) -> Response:
 
 async def _read_upload_form(request: Request, limit: int) -> FormData:
     """The single file of a multipart body, refusing bodies beyond the limit while reading."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise PayloadTooLarge(max_bytes=limit)
+
+    def too_large() -> Exception:
+        return PayloadTooLarge(max_bytes=limit)
+
+    refuse_declared_oversize(request, limit + MULTIPART_OVERHEAD, too_large)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("Bitte die Datei als multipart/form-data im Feld 'file' senden.")
-    return await _parse_limited(request, limit + MULTIPART_OVERHEAD)
-
-
-async def _parse_limited(request: Request, limit: int) -> FormData:
-    async def stream() -> AsyncGenerator[bytes, None]:
-        received = 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise PayloadTooLarge(max_bytes=limit - MULTIPART_OVERHEAD)
-            yield chunk
-
-    parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=2)
+    chunks = limited_chunks(request, limit + MULTIPART_OVERHEAD, too_large)
+    parser = MultiPartParser(request.headers, chunks, max_files=1, max_fields=2)
     try:
         return await parser.parse()
     except MultiPartException as exc:

@@ -25,6 +25,17 @@ ORIGIN = {"Origin": "http://127.0.0.1:8000"}
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
+async def transfer_to_colleague(
+    client: httpx2.AsyncClient, demo: Demo, appointment: Appointment
+) -> httpx2.Response:
+    """The demo specialist hands ``appointment`` to the other cardiologist."""
+    return await client.post(
+        f"/api/v1/rooms/{appointment.id}/transfer",
+        json={"specialist_id": demo.other_specialist.id},
+        headers=ORIGIN,
+    )
+
+
 async def test_rooms_queue_orders_waiting_urgent_first_then_slot(
     client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -146,11 +157,7 @@ async def test_rooms_transfer_refused_when_colleague_is_booked(
     appointment = await make_appointment(sessions, demo, starts_at=start)
     await make_appointment(sessions, demo, starts_at=start, specialist_id=demo.other_specialist.id)
     await login(client, demo.specialist)
-    response = await client.post(
-        f"/api/v1/rooms/{appointment.id}/transfer",
-        json={"specialist_id": demo.other_specialist.id},
-        headers=ORIGIN,
-    )
+    response = await transfer_to_colleague(client, demo, appointment)
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "slot_taken"
 
@@ -160,11 +167,7 @@ async def test_rooms_transfer_refused_during_call(
 ) -> None:
     appointment = await make_appointment(sessions, demo, room_state=RoomState.IN_CALL)
     await login(client, demo.specialist)
-    response = await client.post(
-        f"/api/v1/rooms/{appointment.id}/transfer",
-        json={"specialist_id": demo.other_specialist.id},
-        headers=ORIGIN,
-    )
+    response = await transfer_to_colleague(client, demo, appointment)
     assert response.status_code == 409
 
 
@@ -173,11 +176,7 @@ async def test_rooms_transfer_refused_once_the_report_completed_it(
 ) -> None:
     appointment = await make_appointment(sessions, demo, status=AppointmentStatus.COMPLETED)
     await login(client, demo.specialist)
-    response = await client.post(
-        f"/api/v1/rooms/{appointment.id}/transfer",
-        json={"specialist_id": demo.other_specialist.id},
-        headers=ORIGIN,
-    )
+    response = await transfer_to_colleague(client, demo, appointment)
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "conflict"
     async with sessions() as session:

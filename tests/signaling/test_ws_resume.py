@@ -59,28 +59,17 @@ async def test_ws_resume_after_the_window_fails_and_the_peer_hears_peer_left(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     cfg = make_settings(ws_resume_seconds=1)
-    appointment = await make_appointment(sessions, demo)
-    query = f"appointment={appointment.id}"
-    patient = f"konsil_patient={await patient_token(sessions, cfg, appointment)}"
-    async with live_server(cfg) as live:
-        staff = await staff_cookie(live, demo.specialist)
-        async with ws_connect(live, f"as=staff&{query}", staff) as s:
-            await s.send(type="join")
-            await s.expect("joined")
-            async with ws_connect(live, f"as=patient&{query}", patient) as p:
-                await p.send(type="join")
-                first = await p.expect("joined")
-                await s.send(type="admit")
-                await s.expect("peer_joined")
-            # Dropped without "leave", and not back within the window: the seat is gone.
-            left = await s.expect("peer_left")
-            assert left["peer_id"] == first["participant_id"]
-            async with ws_connect(live, f"as=patient&{query}", patient) as late:
-                await late.send(type="join", resume=first["resume_id"])
-                assert (await late.expect("error"))["code"] == "resume_failed"
-                joined = await late.expect("joined")
-                assert joined["resumed"] is False
-                assert joined["participant_id"] != first["participant_id"]
+    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+        # Dropped without "leave", and not back within the window: the seat is gone.
+        await call.patient.ws.close()
+        left = await call.specialist.expect("peer_left")
+        assert left["peer_id"] == call.joined["participant_id"]
+        async with ws_connect(live, call.query, call.cookie) as late:
+            await late.send(type="join", resume=call.joined["resume_id"])
+            assert (await late.expect("error"))["code"] == "resume_failed"
+            joined = await late.expect("joined")
+            assert joined["resumed"] is False
+            assert joined["participant_id"] != call.joined["participant_id"]
 
 
 async def test_ws_resume_id_is_single_use_and_bound_to_the_session(
