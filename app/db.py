@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -64,15 +64,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+# Session.info keys: set by ``app.events.outbox.record`` when a unit of work wrote events, and
+# the callable that tells the event dispatcher after such a commit.
+OUTBOX_PENDING = "konsil.outbox_pending"
+EVENTS_COMMITTED = "konsil.events_committed"
+
+
+def session_factory(
+    engine: AsyncEngine, *, events_committed: Callable[[], None] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for ``engine``; ``events_committed`` is called after a unit of work that wrote
+    domain events has committed (the dispatcher's doorbell)."""
+    info = {EVENTS_COMMITTED: events_committed} if events_committed is not None else {}
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 @asynccontextmanager
 async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One transaction: commits once at the end, rolls back on any error."""
-    async with factory() as session, session.begin():
-        yield session
+    """One transaction: commits once at the end, rolls back on any error. If it recorded domain
+    events, the dispatcher hears of it after the commit (never before: a rollback loses them)."""
+    async with factory() as session:
+        async with session.begin():
+            yield session
+        if session.info.pop(OUTBOX_PENDING, False):
+            ring = session.info.get(EVENTS_COMMITTED)
+            if ring is not None:
+                ring()
 
 
 def enum_column(enum_cls: type[Any], *, nullable: bool = False, index: bool = False) -> Any:

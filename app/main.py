@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from app import api
 from app.accounts.routes import routes as account_routes
 from app.db import create_engine, session_factory
 from app.errors import EXCEPTION_HANDLERS
+from app.events.dispatcher import Dispatcher, Doorbell
 from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
 from app.observability import RequestMetricsMiddleware, drain_on_sigterm
@@ -33,7 +35,7 @@ from app.scheduling.routes import routes as scheduling_routes
 from app.settings import Settings
 from app.signaling.broker import create_broker
 from app.signaling.endpoint import routes as signaling_routes
-from app.signaling.hub import lifespan as signaling_lifespan
+from app.signaling.listener import lifespan as signaling_lifespan
 
 log = get_logger("konsil")
 
@@ -56,17 +58,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
         engine = create_engine(cfg.database_url)
         broker = create_broker(cfg.broker_url)
         await broker.connect()
+        doorbell = Doorbell()
+        sessions = session_factory(engine, events_committed=doorbell.ring)
         res = Resources(
-            settings=cfg, engine=engine, sessions=session_factory(engine), broker=broker
+            settings=cfg,
+            engine=engine,
+            sessions=sessions,
+            broker=broker,
+            events=Dispatcher(sessions, doorbell, sweep_seconds=cfg.outbox_sweep_seconds),
         )
         app.state.resources = res
         try:
-            async with AsyncExitStack() as stack:
+            async with anyio.create_task_group() as tasks, AsyncExitStack() as stack:
                 for package_lifespan in PACKAGE_LIFESPANS:
                     await stack.enter_async_context(package_lifespan(res))
+                # Started once every package has subscribed its listeners, stopped first.
+                dispatching = await tasks.start(res.events.run)
                 log.info("konsil.started", environment=cfg.environment)
                 yield
                 res.extras["draining"] = True
+                res.events.stop()
+                dispatching.cancel()
         finally:
             await broker.close()
             await engine.dispose()

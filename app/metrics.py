@@ -37,3 +37,21 @@ HTTP_ERRORS = Counter(
 )
 BOOKINGS = Counter("konsil_bookings_total", "Appointments booked", registry=REGISTRY)
 ECHO_CHECKS = Gauge("konsil_echo_checks_active", "Connection checks running", registry=REGISTRY)
+EVENTS_DELIVERED = Counter(
+    "konsil_events_delivered_total",
+    "Domain events handed to every listener, by type",
+    ["type"],
+    registry=REGISTRY,
+)
+EVENTS_FAILED = Counter(
+    "konsil_events_failed_total",
+    "Domain event deliveries that failed: retried later, or set aside for the operator",
+    ["type", "outcome"],
+    registry=REGISTRY,
+)
+BROKER_DROPPED = Counter(
+    "konsil_broker_messages_dropped_total",
+    "Messages between server processes that were malformed or unknown and were dropped",
+    ["channel"],
+    registry=REGISTRY,
+)

@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from app.accounts.models import AuthSession, Practice, User
 from app.audit.models import AuditEvent
+from app.events.outbox import OutboxEvent
 from app.scheduling.models import (
     Appointment,
     AvailabilityException,
@@ -24,6 +25,7 @@ __all__ = [
     "AvailabilityRule",
     "Document",
     "JoinToken",
+    "OutboxEvent",
     "Practice",
     "Report",
     "Specialty",

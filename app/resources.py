@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    from app.events.dispatcher import Dispatcher
     from app.signaling.broker import Broker
 
 
@@ -22,6 +23,8 @@ class Resources:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker
+    # Delivers committed domain events to the listeners that packages subscribe at start-up.
+    events: Dispatcher
     # Extra long-lived services registered by packages (peer registries, hubs...).
     extras: dict[str, Any] = field(default_factory=dict)
 

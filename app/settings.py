@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     ws_resume_seconds: int = Field(default=30, ge=1)
     ws_join_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # How often each process looks for domain events that nobody delivered (another process
+    # died between commit and delivery); events committed here are delivered at once anyway.
+    outbox_sweep_seconds: float = Field(default=2.0, gt=0, le=300)
+
     echo_max_concurrent: int = Field(default=4, ge=0)
     echo_max_seconds: int = Field(default=30, ge=5)
 

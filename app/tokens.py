@@ -18,3 +18,8 @@ def token_hash(token: str) -> str:
 
 def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+def session_key(session_id: str) -> str:
+    """A session's fingerprint for events and broker messages (never the session id itself)."""
+    return token_hash(session_id)[:32]

@@ -3,8 +3,10 @@ HTTP clients and small factories."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -87,8 +89,32 @@ async def create_schema(url: str) -> None:
 async def app(settings: Settings) -> AsyncIterator[Starlette]:
     await create_schema(settings.database_url)
     application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with lifespan_in_own_task(application):
         yield application
+
+
+@asynccontextmanager
+async def lifespan_in_own_task(application: Starlette) -> AsyncIterator[None]:
+    """Runs the app's lifespan in one task of its own, start to end, as a server does (a
+    fixture's setup and teardown may run in different tasks, which a task group forbids)."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def host() -> None:
+        async with application.router.lifespan_context(application):
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(host())
+    ready = asyncio.create_task(started.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if not started.is_set():
+        ready.cancel()
+        await task  # raises what the start-up raised
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from app.audit import service as audit
 from app.db import unit_of_work
 from app.errors import Conflict, KonsilError, NotAuthenticated
 from app.resources import db, settings
-from app.signaling.hub import hub
 
 
 class LoginIn(Schema):
@@ -97,7 +96,6 @@ async def logout(request: Request) -> Response:
     async with unit_of_work(db(request)) as session:
         await accounts.end_session(session, session_id=who.session_id)
         audit.record(session, action="logout", actor_kind="staff", actor_id=who.user_id)
-    await hub(request).ended.end(session_id=who.session_id)  # its open websockets too
     response = Response(status_code=204)
     clear_session_cookie(request, response, SessionKind.STAFF)
     return response
@@ -160,8 +158,6 @@ async def patch_user(request: Request) -> Response:
             actor_id=who.user_id,
             target=user_id,
         )
-    if not body.is_active:
-        await hub(request).ended.end(user_id=user_id)
     return respond(UserOut.model_validate(user))
 
 

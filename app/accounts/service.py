@@ -21,8 +21,10 @@ from app.errors import (
     NotFound,
     TooManyAttempts,
 )
+from app.events import outbox
+from app.events.types import AccountDeactivated, SessionEnded
 from app.settings import Settings
-from app.tokens import new_token, token_hash
+from app.tokens import new_token, session_key, token_hash
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,15 @@ async def resolve(session: AsyncSession, *, token: str, kind: SessionKind) -> Pr
 
 
 async def end_session(session: AsyncSession, *, session_id: str) -> None:
-    """Ends a session for good: the cookie is worthless afterwards, even if replayed."""
-    await session.execute(
+    """Ends a session for good: the cookie is worthless afterwards, even if replayed, and its
+    open websockets close."""
+    result = await session.execute(
         update(AuthSession)
         .where(col(AuthSession.id) == session_id, col(AuthSession.ended_at).is_(None))
         .values(ended_at=utcnow())
     )
+    if getattr(result, "rowcount", 0):
+        outbox.record(session, SessionEnded(session_key=session_key(session_id)))
 
 
 def _principal(row: AuthSession, user: User | None) -> Principal:
@@ -174,6 +179,7 @@ async def set_active(session: AsyncSession, *, user_id: int, active: bool) -> Us
         raise NotFound("Dieses Konto gibt es nicht.")
     user.is_active = active
     if not active:
+        outbox.record(session, AccountDeactivated(user_id=user_id))
         await session.execute(
             update(AuthSession)
             .where(col(AuthSession.user_id) == user_id, col(AuthSession.ended_at).is_(None))

@@ -20,7 +20,6 @@ from app.rooms.schemas import IceOut, QueueOut, RoomOut, TransferIn
 from app.rooms.state import Action, is_closed
 from app.scheduling.models import Appointment
 from app.scheduling.web import respond_private
-from app.signaling.hub import hub
 from app.turn import ice_servers
 
 ROOM_ERRORS = [401, 403, 404, 409]  # 403: a participant the action is not for
@@ -71,7 +70,6 @@ async def _act(request: Request, action: Action) -> Response:
                 appointment = await rooms.act(
                     session, appointment_id=appointment_id, action=action, who=who, now=utcnow()
                 )
-    await hub(request).announce(appointment)
     return respond(_room_out(appointment))
 
 
@@ -92,13 +90,12 @@ async def transfer(request: Request) -> Response:
     body = await parse_json(request, TransferIn)
     with _hidden_unless_yours():
         async with unit_of_work(db(request)) as session:
-            appointment, previous = await rooms.transfer(
+            appointment, _ = await rooms.transfer(
                 session,
                 appointment_id=int(request.path_params["appointment_id"]),
                 who=who,
                 to_specialist_id=body.specialist_id,
             )
-    await hub(request).announce(appointment, previous_specialist=previous)
     return respond(_room_out(appointment))
 
 

@@ -1,6 +1,7 @@
 """Consultation rooms in the database: who may enter, state changes with audit rows, the queue.
 
-Every change goes through ``app.rooms.state.next_state``; callers own the unit of work.
+Every change goes through ``app.rooms.state.next_state`` and is written by ``move``, which
+records ``RoomStateChanged``; callers own the unit of work.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from app.accounts.models import Role, User
 from app.accounts.service import Principal
 from app.audit import service as audit
 from app.errors import Conflict, InvalidInput, NotFound, NotYourRoom, SlotTaken
+from app.events import outbox
+from app.events.types import AppointmentTransferred, RoomStateChanged
 from app.metrics import WAIT_SECONDS
 from app.rooms.schemas import QueueEntry, QueueOut
 from app.rooms.state import Action, Actor, next_state
@@ -65,7 +68,7 @@ async def act(
     after = next_state(before, action, actor)
     if after is before:
         return appointment
-    _apply(appointment, after, now)
+    move(session, appointment, after, now)
     audit.record(
         session,
         action=f"room.{action.value}",
@@ -76,6 +79,24 @@ async def act(
         after=after.value,
     )
     return appointment
+
+
+def move(session: AsyncSession, appointment: Appointment, after: RoomState, now: datetime) -> None:
+    """Writes a transition ``next_state`` allowed: the room state, the appointment status that
+    follows from it, their timestamps, and the ``RoomStateChanged`` event."""
+    assert appointment.id is not None
+    before = appointment.room_state
+    _apply(appointment, after, now)
+    outbox.record(
+        session,
+        RoomStateChanged(
+            appointment_id=appointment.id,
+            specialist_id=appointment.specialist_id,
+            previous=before,
+            state=after,
+            waiting_since=appointment.waiting_since if after is RoomState.WAITING else None,
+        ),
+    )
 
 
 def _apply(appointment: Appointment, after: RoomState, now: datetime) -> None:
@@ -153,6 +174,14 @@ async def transfer(
         raise SlotTaken(
             "Die Kollegin bzw. der Kollege hat zu dieser Zeit schon einen Termin."
         ) from None
+    outbox.record(
+        session,
+        AppointmentTransferred(
+            appointment_id=appointment_id,
+            from_specialist_id=previous,
+            to_specialist_id=to_specialist_id,
+        ),
+    )
     audit.record(
         session,
         action="room.transfer",

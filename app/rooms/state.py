@@ -101,5 +101,9 @@ def next_state(state: RoomState, action: Action, actor: Actor) -> RoomState:
     return rule.moves[state]
 
 
+# The states a booking may still be cancelled in (the CANCEL rule's sources).
+CANCELLABLE = frozenset(RULES[Action.CANCEL].moves)
+
+
 def is_closed(state: RoomState) -> bool:
     return state in CLOSED

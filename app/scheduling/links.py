@@ -27,11 +27,13 @@ from app.errors import (
     NotFound,
     TooManyAttempts,
 )
+from app.events import outbox
+from app.events.types import LinkIssued, LinkRevoked, PatientSessionsEnded
 from app.scheduling import repository as repo
 from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, RoomState, Specialty
 from app.scheduling.schemas import PatientAppointmentOut
 from app.settings import Settings
-from app.tokens import new_token, token_hash
+from app.tokens import new_token, session_key, token_hash
 
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 # Tokens cannot be guessed (256 bits); this only stops a client hammering the endpoint.
@@ -89,7 +91,7 @@ async def issue(
     """Revokes every earlier link of the appointment (and their patient sessions), issues one."""
     assert appointment.id is not None
     if await repo.revoke_links(session, appointment.id, now):
-        await repo.end_patient_sessions(session, appointment.id, now)
+        await _end_patient_sessions(session, appointment.id, now)
     token = new_token()
     valid_from, valid_until = window(appointment, settings)
     session.add(
@@ -102,6 +104,7 @@ async def issue(
         )
     )
     record(session, who, action, appointment.id)
+    outbox.record(session, LinkIssued(appointment_id=appointment.id))
     return IssuedLink(
         token=token,
         join_url=f"{settings.base_url.rstrip('/')}/join#{token}",
@@ -116,7 +119,9 @@ async def revoke(
     """Revokes the appointment's links and ends the patient sessions opened with them."""
     assert appointment.id is not None
     count = await repo.revoke_links(session, appointment.id, now)
-    await repo.end_patient_sessions(session, appointment.id, now)
+    await _end_patient_sessions(session, appointment.id, now)
+    if count:
+        outbox.record(session, LinkRevoked(appointment_id=appointment.id))
     if who is not None:
         record(session, who, "link.revoked", appointment.id, revoked=count)
     return count
@@ -173,11 +178,14 @@ async def _open(
     assert appointment.id is not None
     link.last_redeemed_at = now
     # One patient per consultation: the link opened on another device (or again) takes over,
-    # and the sessions opened with it before end (the route closes their websockets).
-    await repo.end_patient_sessions(session, appointment.id, now)
+    # and the sessions opened with it before end (and their websockets close).
+    ended = await repo.end_patient_sessions(session, appointment.id, now)
     new = accounts.open_patient_session(
         session, settings=settings, appointment_id=appointment.id, not_after=link.valid_until
     )
+    if ended:
+        keep = session_key(new.principal.session_id)
+        outbox.record(session, PatientSessionsEnded(appointment_id=appointment.id, keep=keep))
     audit.record(
         session, action="link.redeemed", actor_kind="patient", appointment_id=appointment.id, ip=ip
     )
@@ -185,6 +193,12 @@ async def _open(
         session, appointment_id=appointment.id, csrf_token=new.principal.csrf_token
     )
     return Redemption(new_session=new, summary=summary)
+
+
+async def _end_patient_sessions(session: AsyncSession, appointment_id: int, now: datetime) -> None:
+    """Ends the appointment's patient sessions and records it, so their websockets close too."""
+    if await repo.end_patient_sessions(session, appointment_id, now):
+        outbox.record(session, PatientSessionsEnded(appointment_id=appointment_id))
 
 
 def _refusal(

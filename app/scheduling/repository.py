@@ -230,9 +230,10 @@ async def revoke_links(session: AsyncSession, appointment_id: int, now: datetime
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def end_patient_sessions(session: AsyncSession, appointment_id: int, now: datetime) -> None:
-    """A revoked link must not leave a patient session behind that outlives it."""
-    await session.execute(
+async def end_patient_sessions(session: AsyncSession, appointment_id: int, now: datetime) -> int:
+    """A revoked link must not leave a patient session behind that outlives it. Returns how
+    many sessions ended."""
+    result = await session.execute(
         update(AuthSession)
         .where(
             col(AuthSession.appointment_id) == appointment_id,
@@ -241,3 +242,4 @@ async def end_patient_sessions(session: AsyncSession, appointment_id: int, now: 
         )
         .values(ended_at=now)
     )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -25,7 +25,6 @@ from app.scheduling.schemas import (
     RescheduleIn,
 )
 from app.scheduling.web import path_id, private, respond_private
-from app.signaling.hub import hub
 
 STAFF = (Role.GP, Role.SPECIALIST)
 
@@ -36,7 +35,6 @@ async def book(request: Request) -> Response:
     async with unit_of_work(db(request)) as session:
         booking = await service.book(session, settings=settings(request), who=who, details=body)
     metrics.BOOKINGS.inc()
-    await hub(request).announce_id(booking.appointment.id)
     return respond_private(booking, status=201)
 
 
@@ -63,8 +61,6 @@ async def cancel(request: Request) -> Response:
     appointment_id = path_id(request)
     async with unit_of_work(db(request)) as session:
         cancelled = await service.cancel(session, who=who, appointment_id=appointment_id)
-    # Open rooms close (4410) and the specialist's dashboard refreshes.
-    await hub(request).announce_id(appointment_id)
     return respond_private(cancelled)
 
 
@@ -80,8 +76,6 @@ async def reschedule(request: Request) -> Response:
             appointment_id=appointment_id,
             starts_at=body.starts_at,
         )
-    await hub(request).announce_id(appointment_id)
-    await hub(request).revoke_patients(appointment_id)  # the old link and its sessions ended
     return respond_private(moved)
 
 
@@ -92,7 +86,6 @@ async def reissue_link(request: Request) -> Response:
         link = await service.reissue_link(
             session, settings=settings(request), who=who, appointment_id=appointment_id
         )
-    await hub(request).revoke_patients(appointment_id)
     return respond_private(link, status=201)
 
 
@@ -101,7 +94,6 @@ async def revoke_link(request: Request) -> Response:
     appointment_id = path_id(request)
     async with unit_of_work(db(request)) as session:
         await service.revoke_link(session, who=who, appointment_id=appointment_id)
-    await hub(request).revoke_patients(appointment_id)
     return Response(status_code=204)
 
 

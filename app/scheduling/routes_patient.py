@@ -24,7 +24,6 @@ from app.resources import db, settings
 from app.scheduling import links
 from app.scheduling.schemas import PatientAppointmentOut, RedeemIn
 from app.scheduling.web import respond_private
-from app.signaling.hub import hub
 
 
 async def redeem(request: Request) -> Response:
@@ -41,9 +40,6 @@ async def redeem(request: Request) -> Response:
             await accounts.end_session(session, session_id=previous.session_id)
     if isinstance(result, KonsilError):
         raise result
-    await hub(request).revoke_patients(
-        result.summary.appointment_id, keep_session_id=result.new_session.principal.session_id
-    )
     response = respond_private(result.summary)
     set_session_cookie(request, response, result.new_session)
     return response

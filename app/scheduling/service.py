@@ -15,6 +15,10 @@ from app.accounts.models import Role, User
 from app.accounts.service import Principal
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, SlotTaken
+from app.events import outbox
+from app.events.types import AppointmentBooked, AppointmentCancelled, AppointmentRescheduled
+from app.rooms import service as rooms
+from app.rooms.state import CANCELLABLE, Action, Actor, next_state
 from app.scheduling import calendar, links
 from app.scheduling import repository as repo
 from app.scheduling.availability import bookable_slot, require_role
@@ -29,8 +33,6 @@ from app.scheduling.schemas import (
 )
 from app.scheduling.views import appointment_views
 from app.settings import Settings
-
-CANCELLABLE_ROOM_STATES = frozenset({RoomState.SCHEDULED, RoomState.WAITING})
 
 
 def is_gp_of(who: Principal, appointment: Appointment) -> bool:
@@ -103,6 +105,12 @@ async def book(
     session.add(appointment)
     await _flush_or_slot_taken(session)
     assert appointment.id is not None
+    outbox.record(
+        session,
+        AppointmentBooked(
+            appointment_id=appointment.id, specialist_id=specialist.id or 0, gp_id=gp_id
+        ),
+    )
     record(
         session,
         who,
@@ -144,15 +152,18 @@ async def cancel(
     appointment = await visible_appointment(
         session, who=who, appointment_id=appointment_id, lock=True
     )
-    if (
-        appointment.status != AppointmentStatus.BOOKED
-        or appointment.room_state not in CANCELLABLE_ROOM_STATES
-    ):
+    if appointment.status != AppointmentStatus.BOOKED or appointment.room_state not in CANCELLABLE:
         raise InvalidTransition("Dieser Termin kann nicht mehr abgesagt werden.")
-    appointment.status = AppointmentStatus.CANCELLED
-    appointment.room_state = RoomState.CANCELLED
-    appointment.cancelled_at = now
-    appointment.sequence += 1
+    actor = Actor.GP if is_gp_of(who, appointment) else Actor.SPECIALIST
+    rooms.move(session, appointment, next_state(appointment.room_state, Action.CANCEL, actor), now)
+    outbox.record(
+        session,
+        AppointmentCancelled(
+            appointment_id=appointment_id,
+            specialist_id=appointment.specialist_id,
+            gp_id=appointment.gp_id,
+        ),
+    )
     revoked = await links.revoke(session, appointment=appointment, who=None, now=now)
     record(
         session,
@@ -205,6 +216,14 @@ async def reschedule(
     appointment.starts_at, appointment.ends_at = slot.starts_at, slot.ends_at
     appointment.sequence += 1
     await _flush_or_slot_taken(session)
+    outbox.record(
+        session,
+        AppointmentRescheduled(
+            appointment_id=appointment_id,
+            specialist_id=appointment.specialist_id,
+            gp_id=appointment.gp_id,
+        ),
+    )
     record(
         session,
         who,

@@ -1,14 +1,14 @@
 """Specialists' live queue dashboards: one broker subscription per specialist with one open.
 
-Whoever changes a specialist's day publishes ``changed`` on ``konsil:queue:<specialist id>``;
-every process with a dashboard of that specialist then sends its dashboards a fresh ``queue``.
+The signalling listener publishes ``changed`` on ``konsil:queue:<specialist id>`` for each domain
+event that touches a specialist's day; every process with a dashboard of that specialist then
+sends its dashboards a fresh ``queue``.
 Snapshots are idempotent, so a lost or repeated event never leaves a dashboard wrong for long.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,15 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import utcnow
 from app.errors import WS_GOING_AWAY
 from app.logging import get_logger
+from app.metrics import BROKER_DROPPED
 from app.rooms import service as rooms
 from app.settings import Settings
 from app.signaling import envelope as env
 from app.signaling import messages as m
+from app.signaling import wire
 from app.signaling.broker import Broker
 from app.signaling.connection import Connection
-
-Publish = Callable[[str, str], Awaitable[None]]
-"""``publish(channel, event)``: the hub's sequenced publish."""
 
 log = get_logger("konsil.signaling")
 
@@ -38,12 +37,10 @@ class Dashboards:
         settings: Settings,
         broker: Broker,
         sessions: async_sessionmaker[AsyncSession],
-        publish: Publish,
     ) -> None:
         self.settings = settings
         self.broker = broker
         self.sessions = sessions
-        self.publish = publish
         self.watchers: dict[int, set[Connection]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
 
@@ -70,10 +67,6 @@ class Dashboards:
             with suppress(asyncio.CancelledError):
                 await task
 
-    async def changed(self, specialist_id: int) -> None:
-        """Tells every process that this specialist's queue changed."""
-        await self.publish(env.queue_channel(specialist_id), "changed")
-
     async def shutdown(self) -> None:
         """Tells every dashboard 1001 and ends every subscription."""
         for watchers in self.watchers.values():
@@ -97,7 +90,10 @@ class Dashboards:
         # Every event (and every gap) means: send a fresh snapshot. Snapshots are idempotent.
         async with self.broker.subscribe(env.queue_channel(specialist_id)) as events:
             ready.set()
-            async for _ in events:
+            async for raw in events:
+                if wire.parse(wire.QUEUE, raw) is None:
+                    BROKER_DROPPED.labels(channel="queue").inc()
+                    continue
                 try:
                     snapshot = await self._snapshot(specialist_id)
                 except Exception as exc:

@@ -11,10 +11,11 @@ import asyncio
 from contextlib import suppress
 
 from app.errors import WS_UNAUTHENTICATED
-from app.signaling import envelope as env
+from app.metrics import BROKER_DROPPED
+from app.signaling import wire
 from app.signaling.broker import Broker
 from app.signaling.connection import Connection
-from app.signaling.resume import session_key
+from app.tokens import session_key
 
 CHANNEL = "konsil:sessions"
 REASON = "session ended"
@@ -47,26 +48,26 @@ class EndedSessions:
     def untrack(self, conn: Connection) -> None:
         self._conns.pop(conn, None)
 
-    async def end(self, *, session_id: str | None = None, user_id: int | None = None) -> None:
-        """Closes, on every process, the connections of this session or of this user."""
+    async def end(self, *, ev: str, session: str | None = None, user_id: int | None = None) -> None:
+        """Closes, on every process, the connections of session key ``session`` or of this
+        user (for domain event ``ev``)."""
         self._seq += 1
-        fields: dict[str, object] = {}
-        if session_id is not None:
-            fields["session"] = session_key(session_id)
-        if user_id is not None:
-            fields["user_id"] = user_id
-        await self.broker.publish(CHANNEL, env.pack(self.origin, self._seq, "end", **fields))
+        message = wire.SessionsEnd(
+            o=self.origin, s=self._seq, ev=ev, session=session, user_id=user_id
+        )
+        await self.broker.publish(CHANNEL, message.model_dump_json().encode())
 
     async def _listen(self, ready: asyncio.Event) -> None:
         async with self.broker.subscribe(CHANNEL) as events:
             ready.set()
             async for raw in events:
-                data = env.unpack(raw)
-                if data is None or data["e"] != "end":
+                message = wire.parse(wire.SESSIONS, raw)
+                if message is None:
+                    BROKER_DROPPED.labels(channel="sessions").inc()
                     continue
-                self._close(data.get("session"), data.get("user_id"))
+                self._close(message.session, message.user_id)
 
-    def _close(self, session: object, user_id: object) -> None:
+    def _close(self, session: str | None, user_id: int | None) -> None:
         for conn, (key, uid) in list(self._conns.items()):
             if (session is not None and key == session) or (user_id is not None and uid == user_id):
                 conn.close(WS_UNAUTHENTICATED, REASON)

@@ -1,14 +1,12 @@
-"""What server processes tell each other on broker channels: JSON envelopes with sequence numbers.
+"""Broker channel names and the sequence tracker for messages between server processes.
 
-``{"o": <origin process id>, "s": <sequence per origin and channel>, "e": <event>, ...}``.
-Redis pub/sub delivers at most once, so a receiver that sees a sequence number jump knows it
-missed something and makes the clients renegotiate.
+Every message carries its sender (``o``) and a sequence number per sender and channel (``s``);
+the messages themselves are typed in ``wire``. Redis pub/sub delivers at most once, so a
+receiver that sees a sequence number jump knows it missed something and makes the clients
+renegotiate.
 """
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 
 def room_channel(appointment_id: int) -> str:
@@ -21,23 +19,6 @@ def queue_channel(specialist_id: int) -> str:
 
 def resume_key(resume_hash: str) -> str:
     return f"konsil:resume:{resume_hash}"
-
-
-def pack(origin: str, seq: int, event: str, **fields: Any) -> bytes:
-    return json.dumps({"o": origin, "s": seq, "e": event, **fields}).encode()
-
-
-def unpack(raw: bytes) -> dict[str, Any] | None:
-    """The envelope, or None for anything malformed (never trusted blindly)."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("o"), str):
-        return None
-    if not isinstance(data.get("s"), int) or not isinstance(data.get("e"), str):
-        return None
-    return data
 
 
 class SequenceTracker:

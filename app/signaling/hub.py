@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Coroutine
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from app.accounts.service import Principal
 from app.db import unit_of_work, utcnow
 from app.errors import WS_GOING_AWAY, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.logging import get_logger
-from app.metrics import ROOMS_ACTIVE
+from app.metrics import BROKER_DROPPED, ROOMS_ACTIVE
 from app.resources import Resources, resources
 from app.rooms import service as rooms
 from app.rooms.state import Action, Actor
@@ -31,11 +31,12 @@ from app.scheduling.models import Appointment, RoomState
 from app.signaling import envelope as env
 from app.signaling import messages as m
 from app.signaling import resume as records
+from app.signaling import wire
 from app.signaling.connection import Connection
 from app.signaling.dashboards import Dashboards
 from app.signaling.ended import EndedSessions
 from app.signaling.session import Close, Member, Out, Room
-from app.tokens import new_token
+from app.tokens import new_token, session_key
 from app.turn import ice_servers
 
 HUB = "signaling_hub"
@@ -50,19 +51,6 @@ def hub(conn: HTTPConnection) -> Hub:
     found = resources(conn).extras[HUB]
     assert isinstance(found, Hub), "signalling hub not started"
     return found
-
-
-@asynccontextmanager
-async def lifespan(res: Resources) -> AsyncIterator[None]:
-    """Registered in ``app.main.PACKAGE_LIFESPANS``: the hub lives as long as the app."""
-    instance = Hub(res)
-    await instance.ended.start()
-    res.extras[HUB] = instance
-    try:
-        yield
-    finally:
-        await instance.shutdown()
-        res.extras.pop(HUB, None)
 
 
 @dataclass
@@ -94,7 +82,7 @@ class Hub:
         self.rooms: dict[int, LocalRoom] = {}
         self._seq: dict[str, int] = {}
         self.dashboards = Dashboards(
-            settings=self.settings, broker=self.broker, sessions=self.sessions, publish=self.publish
+            settings=self.settings, broker=self.broker, sessions=self.sessions
         )
         self.ended = EndedSessions(broker=self.broker, origin=self.origin)
         self._room_lock = asyncio.Lock()
@@ -103,13 +91,15 @@ class Hub:
 
     # ---------------------------------------------------------------- broker plumbing
 
-    async def publish(self, channel: str, event: str, **fields: Any) -> None:
+    async def publish(self, channel: str, message: wire.Wire) -> None:
+        """Stamps ``message`` with this process and its next sequence number, and sends it."""
         # No await between numbering and handing over: brokers send in call order, so the
         # sequence order and the publish order stay the same without a lock.
         seq = self._seq[channel] = self._seq.get(channel, 0) + 1
-        await self.broker.publish(channel, env.pack(self.origin, seq, event, **fields))
+        stamped = message.model_copy(update={"o": self.origin, "s": seq})
+        await self.broker.publish(channel, stamped.model_dump_json().encode())
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -139,40 +129,19 @@ class Hub:
         async with self.broker.subscribe(channel) as events:
             ready.set()
             async for raw in events:
-                data = env.unpack(raw)
-                if data is None:
+                message = wire.parse(wire.ROOM, raw)
+                if message is None:
+                    BROKER_DROPPED.labels(channel="room").inc()
                     continue
-                try:
-                    self._apply(local, channel, data)
-                except (KeyError, ValueError, TypeError):
-                    log.warning("signaling.bad_event", kind=str(data.get("e")))
+                self._apply(local, channel, message)
 
-    def _apply(self, local: LocalRoom, channel: str, data: dict[str, Any]) -> None:
-        room, kind = local.room, data["e"]
+    def _apply(self, local: LocalRoom, channel: str, message: wire.RoomMessage) -> None:
         outs: list[Out] = []
-        if self.tracker.see(channel, data["o"], data["s"]):
-            outs += room.gap()
+        if self.tracker.see(channel, message.o, message.s):
+            outs += local.room.gap()
             self._spawn(self._present(local))
-        if kind in ("add", "present"):
-            partners = [str(pid) for pid in data.get("partners", [])]
-            outs += room.add(Member(**data["member"]), partners)
-        elif kind == "leave":
-            outs += room.remove(data["pid"])
-        elif kind == "resumed":
-            outs += room.resumed(Member(**data["member"]))
-        elif kind == "state":
-            since = data.get("waiting_since")
-            outs += room.set_state(
-                RoomState(data["state"]), datetime.fromisoformat(since) if since else None
-            )
-        elif kind == "relay":
-            message = m.CLIENT_MESSAGES.validate_python(data["msg"])
-            outs += room.relay(data["from"], message, datetime.fromisoformat(data["at"]))
-        elif kind == "revoke":
-            outs += room.revoke(int(data["user_id"]))
-        elif kind == "revoke_patients":
-            outs += room.revoke_patients(keep=data.get("keep"))
-        if kind in ("add", "resumed") and data["o"] != self.origin:
+        outs += wire.apply(local.room, message)
+        if isinstance(message, wire.Add | wire.Resumed) and message.o != self.origin:
             # The joining process may have had nobody in this room: tell it who is here.
             self._spawn(self._present(local))
         self._deliver(local, outs)
@@ -195,7 +164,7 @@ class Hub:
         for member in list(local.room.members.values()):
             if member.conn in local.conns or member.id in local.timers:
                 partners = local.room.partners(member.id)
-                await self.publish(channel, "present", member=asdict(member), partners=partners)
+                await self.publish(channel, wire.Present(member=member, partners=partners))
 
     async def _release(self, appointment_id: int) -> None:
         local = self.rooms.get(appointment_id)
@@ -244,12 +213,15 @@ class Hub:
         )
         conn.send(joined)
         since = since if state is RoomState.WAITING else None  # as in Room.state_message
-        conn.send(m.RoomStateChanged(state=state, waiting_since=since))
+        told = m.RoomStateChanged(state=state, waiting_since=since)
+        conn.send(told)
+        # The event of this very change may reach the replica after the member: not twice.
+        local.room.heard[seat.member.id] = told
         channel = env.room_channel(appointment_id)
         if resumed:
-            await self.publish(channel, "resumed", member=asdict(seat.member))
+            await self.publish(channel, wire.Resumed(member=seat.member))
         else:
-            await self.publish(channel, "add", member=asdict(seat.member))
+            await self.publish(channel, wire.Add(member=seat.member))
         return seat
 
     def _new_seat(self, appointment_id: int, actor: Actor, who: Principal) -> Seat:
@@ -257,7 +229,7 @@ class Hub:
             id="p_" + secrets.token_urlsafe(12),
             role="patient" if actor is Actor.PATIENT else actor.value,  # type: ignore[arg-type]
             name="" if actor is Actor.PATIENT else who.display_name,
-            session_key=records.session_key(who.session_id),
+            session_key=session_key(who.session_id),
             conn="",
             user_id=who.user_id,
         )
@@ -281,7 +253,7 @@ class Hub:
         )
 
     async def _resume(self, local: LocalRoom, who: Principal, resume: str) -> Seat | None:
-        appointment_id, session = local.room.appointment_id, records.session_key(who.session_id)
+        appointment_id, session = local.room.appointment_id, session_key(who.session_id)
         raw = await self.broker.take(records.record_key(appointment_id, session, resume))
         member = records.unpack(raw, appointment_id, session) if raw is not None else None
         if member is None:
@@ -329,7 +301,7 @@ class Hub:
         await self._release(seat.appointment_id)
 
     async def _gone(self, seat: Seat) -> None:
-        await self.publish(env.room_channel(seat.appointment_id), "leave", pid=seat.member.id)
+        await self.publish(env.room_channel(seat.appointment_id), wire.Leave(pid=seat.member.id))
         if seat.member.role == "patient":
             with suppress(Exception):
                 await self._patient_action(seat.appointment_id, Action.DEPART, None)
@@ -337,78 +309,45 @@ class Hub:
     async def _patient_action(
         self, appointment_id: int, action: Action, who: Principal | None
     ) -> Appointment:
+        # The room's new state reaches every replica as a domain event (``listener``).
         async with unit_of_work(self.sessions) as session:
-            before = (await rooms.load(session, appointment_id)).room_state
-            appointment = await rooms.act(
+            return await rooms.act(
                 session, appointment_id=appointment_id, action=action, who=who, now=utcnow()
             )
-        if appointment.room_state is not before:
-            await self.announce(appointment)
-        return appointment
-
-    # ---------------------------------------------------------------- room changes
-
-    async def announce(
-        self, appointment: Appointment, *, previous_specialist: int | None = None
-    ) -> None:
-        """Tells every process about a room's new state (after a committed change)."""
-        assert appointment.id is not None
-        channel = env.room_channel(appointment.id)
-        since = appointment.waiting_since
-        await self.publish(
-            channel,
-            "state",
-            state=appointment.room_state.value,
-            waiting_since=since.isoformat() if since else None,
-        )
-        if previous_specialist is not None:
-            await self.publish(channel, "revoke", user_id=previous_specialist)
-            await self.queue_changed(previous_specialist)
-        await self.queue_changed(appointment.specialist_id)
-
-    async def revoke_patients(
-        self, appointment_id: int, *, keep_session_id: str | None = None
-    ) -> None:
-        """Closes the patient's connections in this room on every process (after its link was
-        revoked, replaced or opened anew, and the sessions ended in the database), but those of
-        ``keep_session_id``."""
-        keep = records.session_key(keep_session_id) if keep_session_id else None
-        await self.publish(env.room_channel(appointment_id), "revoke_patients", keep=keep)
-
-    async def announce_id(self, appointment_id: int) -> None:
-        """Like ``announce`` for a change committed elsewhere (a booking, cancellation, move)."""
-        async with self.sessions() as session:
-            appointment = await rooms.load(session, appointment_id)
-        await self.announce(appointment)
 
     async def act(self, seat: Seat, action: Action, who: Principal) -> None:
         async with unit_of_work(self.sessions) as session:
-            appointment = await rooms.act(
+            await rooms.act(
                 session, appointment_id=seat.appointment_id, action=action, who=who, now=utcnow()
             )
-        await self.announce(appointment)
+
+    # ---------------------------------------------------------------- effects of domain events
+
+    async def room_state(
+        self, appointment_id: int, state: RoomState, waiting_since: datetime | None, *, ev: str
+    ) -> None:
+        """Tells every process about a room's new state (a committed change)."""
+        message = wire.State(ev=ev, state=state, waiting_since=waiting_since)
+        await self.publish(env.room_channel(appointment_id), message)
+
+    async def revoke(self, appointment_id: int, user_id: int, *, ev: str) -> None:
+        """Closes a staff member's connections in this room on every process (transferred)."""
+        await self.publish(env.room_channel(appointment_id), wire.Revoke(ev=ev, user_id=user_id))
+
+    async def revoke_patients(self, appointment_id: int, *, keep: str | None, ev: str) -> None:
+        """Closes the patient's connections in this room on every process (its sessions ended
+        in the database), but those of session key ``keep``."""
+        message = wire.RevokePatients(ev=ev, keep=keep)
+        await self.publish(env.room_channel(appointment_id), message)
 
     async def relay(self, seat: Seat, message: m.ClientMessage) -> None:
         """Checks and forwards a relay message; an answer to the patient may start the call."""
         local = self.rooms[seat.appointment_id]
         local.room.check(seat.member.id, message)
-        await self.publish(
-            env.room_channel(seat.appointment_id),
-            "relay",
-            **{"from": seat.member.id},
-            msg=message.model_dump(mode="json", by_alias=True),
-            at=utcnow().isoformat(),
-        )
+        relayed = wire.Relay(sender=seat.member.id, msg=message, at=utcnow())
+        await self.publish(env.room_channel(seat.appointment_id), relayed)
         if local.room.starts_call(seat.member.id, message):
-            async with unit_of_work(self.sessions) as session:
-                appointment = await rooms.act(
-                    session,
-                    appointment_id=seat.appointment_id,
-                    action=Action.START_CALL,
-                    who=None,
-                    now=utcnow(),
-                )
-            await self.announce(appointment)
+            await self._patient_action(seat.appointment_id, Action.START_CALL, None)
 
     # ---------------------------------------------------------------- dashboards
 
@@ -418,8 +357,8 @@ class Hub:
     async def unwatch_queue(self, conn: Connection, specialist_id: int) -> None:
         await self.dashboards.unwatch(conn, specialist_id)
 
-    async def queue_changed(self, specialist_id: int) -> None:
-        await self.dashboards.changed(specialist_id)
+    async def queue_changed(self, specialist_id: int, *, ev: str | None = None) -> None:
+        await self.publish(env.queue_channel(specialist_id), wire.QueueChanged(ev=ev))
 
     # ---------------------------------------------------------------- shutdown
 

@@ -24,11 +24,6 @@ def seat_ttl(settings: Settings) -> int:
     return minutes * 60
 
 
-def session_key(session_id: str) -> str:
-    """The member's session fingerprint (never the session id itself)."""
-    return token_hash(session_id)[:32]
-
-
 def record_key(appointment_id: int, session: str, resume_id: str) -> str:
     """The broker key of a resume id, for ``session`` (a ``session_key``) in this room."""
     return env.resume_key(token_hash(f"{appointment_id}:{session}:{resume_id}"))

@@ -85,6 +85,9 @@ class Room:
     pairs: set[frozenset[str]] = field(default_factory=set)
     # Members that resumed onto this replica before it knew them (and so their pairs).
     resyncing: set[str] = field(default_factory=set)
+    # The last room state each member was told: a state heard already is not sent again (the
+    # joining process tells its joiner directly; a domain event may be delivered twice).
+    heard: dict[str, m.RoomStateChanged] = field(default_factory=dict)
 
     def in_call(self, member: Member) -> bool:
         if member.role != "patient":
@@ -115,6 +118,7 @@ class Room:
         if self.members.pop(participant_id, None) is None:
             return []
         self.resyncing.discard(participant_id)
+        self.heard.pop(participant_id, None)
         outs: list[Out] = []
         for pair in [p for p in self.pairs if participant_id in p]:
             self.pairs.discard(pair)
@@ -142,7 +146,12 @@ class Room:
     def set_state(self, state: RoomState, waiting_since: datetime | None) -> list[Out]:
         """The room's state changed (in the database): everybody hears of it."""
         self.state, self.waiting_since = state, waiting_since
-        outs: list[Out] = [Send(pid, self.state_message()) for pid in self.members]
+        message = self.state_message()
+        outs: list[Out] = []
+        for pid in self.members:
+            if self.heard.get(pid) != message:
+                self.heard[pid] = message
+                outs.append(Send(pid, message))
         if is_closed(state):
             outs += [Close(mb.conn, WS_ROOM_CLOSED, state.value) for mb in self.members.values()]
             return outs

@@ -163,6 +163,29 @@ async def test_ws_logout_closes_the_sessions_open_websockets(
             assert await elsewhere.closed_with() == 1000  # other sessions stay open
 
 
+async def test_ws_patient_logout_closes_the_patients_websocket(
+    live: Live, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    query = f"as=patient&appointment={appointment.id}"
+    async with httpx2.AsyncClient(
+        base_url=live.url, headers={"Origin": "http://127.0.0.1:8000"}
+    ) as patient_http:
+        redeemed = await patient_http.post(
+            "/api/v1/patient/session", json={"token": await link_token(sessions, appointment)}
+        )
+        assert redeemed.status_code == 200, redeemed.text
+        patient_http.headers["X-CSRF-Token"] = redeemed.json()["csrf_token"]
+        cookie = f"konsil_patient={patient_http.cookies['konsil_patient']}"
+        async with ws_connect(live, query, cookie) as p:
+            await p.send(type="join")
+            await p.expect("joined")
+            assert (await patient_http.post("/api/v1/patient/logout")).status_code == 204
+            assert await p.closed_with() == WS_UNAUTHENTICATED
+    async with ws_connect(live, query, cookie) as again:
+        assert await again.closed_with() == WS_UNAUTHENTICATED
+
+
 async def test_ws_deactivating_an_account_closes_its_websockets(
     live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -1,0 +1,125 @@
+"""The transactional outbox: events are rows written in the same transaction as the change.
+
+``record`` is what services call. The rest is the dispatcher's repository: claim a batch of due
+rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two processes never claim the same row;
+SQLite has one writer and renders no lock clause), find which aggregates must wait for an earlier
+row, and settle each row: deleted once delivered, rescheduled with back-off when a listener
+failed, set aside as failed after ``MAX_ATTEMPTS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import BigInteger, Column, Index, Integer, delete, func
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Field, SQLModel, col, select
+
+from app.db import OUTBOX_PENDING, utc_column, utcnow
+from app.events.types import DomainEvent
+
+MAX_ATTEMPTS = 12
+BACKOFF_CAP = timedelta(minutes=5)
+
+
+class OutboxEvent(SQLModel, table=True):
+    """One committed, not yet delivered domain event (delivered rows are deleted)."""
+
+    __tablename__ = "outbox_event"
+    __table_args__ = (
+        # The dispatcher's claim: due rows that have not failed, oldest first.
+        Index("ix_outbox_event_due", "failed_at", "available_at"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    event_id: str = Field(max_length=32, unique=True)
+    aggregate: str = Field(max_length=80, index=True)
+    type: str = Field(max_length=48)
+    payload: str  # the event as JSON: ids only, never health data
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    available_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    failed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+def record(session: AsyncSession, event: DomainEvent) -> None:
+    """Adds ``event`` to the caller's unit of work: it commits with the change or not at all."""
+    session.add(
+        OutboxEvent(
+            event_id=event.event_id,
+            aggregate=event.aggregate,
+            type=event.type,
+            payload=event.model_dump_json(),
+        )
+    )
+    session.info[OUTBOX_PENDING] = True
+
+
+async def claim(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[OutboxEvent]:
+    """Due rows, oldest first, locked for this transaction; rows another dispatcher holds are
+    skipped (PostgreSQL). The locks go with the transaction, also when its process dies."""
+    query = (
+        select(OutboxEvent)
+        .where(col(OutboxEvent.failed_at).is_(None), col(OutboxEvent.available_at) <= now)
+        .order_by(col(OutboxEvent.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def held_back(session: AsyncSession, rows: Sequence[OutboxEvent]) -> set[str]:
+    """The aggregates among ``rows`` that have an earlier pending row outside ``rows`` (held by
+    another dispatcher, or waiting for a retry): their rows must wait, to keep the order."""
+    first: dict[str, int] = {}
+    for row in rows:
+        assert row.id is not None
+        first.setdefault(row.aggregate, row.id)
+    if not first:
+        return set()
+    earliest = (
+        await session.execute(
+            select(col(OutboxEvent.aggregate), func.min(col(OutboxEvent.id)))
+            .where(
+                col(OutboxEvent.aggregate).in_(list(first)),
+                col(OutboxEvent.failed_at).is_(None),
+            )
+            .group_by(col(OutboxEvent.aggregate))
+        )
+    ).all()
+    return {
+        aggregate
+        for aggregate, lowest in earliest
+        if lowest is not None and lowest < first[aggregate]
+    }
+
+
+async def delivered(session: AsyncSession, ids: Iterable[int]) -> None:
+    """Delivered rows go: the outbox holds only what is still owed."""
+    done = list(ids)
+    if done:
+        await session.execute(delete(OutboxEvent).where(col(OutboxEvent.id).in_(done)))
+
+
+def retry_later(row: OutboxEvent, now: datetime) -> bool:
+    """A listener failed: back off exponentially; False once the row is set aside as failed."""
+    row.attempts += 1
+    if row.attempts >= MAX_ATTEMPTS:
+        row.failed_at = now
+        return False
+    row.available_at = now + min(timedelta(seconds=2**row.attempts), BACKOFF_CAP)
+    return True
+
+
+async def pending_count(session: AsyncSession) -> int:
+    """Rows still owed to the listeners (failed ones excluded)."""
+    count = await session.scalar(
+        select(func.count()).where(col(OutboxEvent.failed_at).is_(None)).select_from(OutboxEvent)
+    )
+    return int(count or 0)

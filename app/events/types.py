@@ -1,0 +1,151 @@
+"""The domain events: one frozen model per thing that happened, carrying ids, never health data.
+
+Each event names its aggregate (``appointment:<id>``, ``session:<key>``, ``user:<id>``):
+listeners get the events of one aggregate in the order they were committed. Every event has its
+own ``event_id`` so that a listener can tell a redelivery (the outbox delivers at least once).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from app.scheduling.models import RoomState
+
+
+def _event_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Event(BaseModel):
+    """Base of every domain event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(default_factory=_event_id, pattern=r"^[0-9a-f]{32}$")
+
+    @property
+    def aggregate(self) -> str:
+        raise NotImplementedError
+
+
+class AppointmentEvent(Event):
+    appointment_id: int
+
+    @property
+    def aggregate(self) -> str:
+        return f"appointment:{self.appointment_id}"
+
+
+class AppointmentBooked(AppointmentEvent):
+    """A GP booked a slot (its join link is issued in the same unit of work)."""
+
+    type: Literal["appointment.booked"] = "appointment.booked"
+    specialist_id: int
+    gp_id: int
+
+
+class AppointmentRescheduled(AppointmentEvent):
+    """The booking GP moved the appointment to another slot of the same specialist."""
+
+    type: Literal["appointment.rescheduled"] = "appointment.rescheduled"
+    specialist_id: int
+    gp_id: int
+
+
+class AppointmentCancelled(AppointmentEvent):
+    """The GP or the specialist cancelled (the room's ``cancelled`` state comes with it)."""
+
+    type: Literal["appointment.cancelled"] = "appointment.cancelled"
+    specialist_id: int
+    gp_id: int
+
+
+class AppointmentTransferred(AppointmentEvent):
+    """A consultation that had not begun went to a colleague of the same specialty."""
+
+    type: Literal["appointment.transferred"] = "appointment.transferred"
+    from_specialist_id: int
+    to_specialist_id: int
+
+
+class RoomStateChanged(AppointmentEvent):
+    """The consultation room moved to ``state`` (``app.rooms.state`` decided it)."""
+
+    type: Literal["room.state_changed"] = "room.state_changed"
+    specialist_id: int
+    previous: RoomState
+    state: RoomState
+    waiting_since: datetime | None = None
+
+
+class ReportCompleted(AppointmentEvent):
+    """The specialist's report completed the appointment."""
+
+    type: Literal["report.completed"] = "report.completed"
+    specialist_id: int
+    gp_id: int
+
+
+class LinkIssued(AppointmentEvent):
+    """A join link was issued (at booking, or anew: every earlier one is revoked)."""
+
+    type: Literal["link.issued"] = "link.issued"
+
+
+class LinkRevoked(AppointmentEvent):
+    """The appointment's join links were revoked without a new one."""
+
+    type: Literal["link.revoked"] = "link.revoked"
+
+
+class PatientSessionsEnded(AppointmentEvent):
+    """The patient sessions of this appointment ended, but the one ``keep`` names (its
+    ``session_key``): a link revoked or replaced, or the link opened on another device."""
+
+    type: Literal["patient.sessions_ended"] = "patient.sessions_ended"
+    keep: str | None = None
+
+
+class SessionEnded(Event):
+    """One session ended: a logout (staff or patient), or a browser that opened a new link.
+
+    ``session_key`` is the session's fingerprint (``app.tokens.session_key``), never its id."""
+
+    type: Literal["session.ended"] = "session.ended"
+    session_key: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+    @property
+    def aggregate(self) -> str:
+        return f"session:{self.session_key}"
+
+
+class AccountDeactivated(Event):
+    """An admin deactivated a staff account; all its sessions ended with it."""
+
+    type: Literal["account.deactivated"] = "account.deactivated"
+    user_id: int
+
+    @property
+    def aggregate(self) -> str:
+        return f"user:{self.user_id}"
+
+
+DomainEvent = Annotated[
+    AppointmentBooked
+    | AppointmentRescheduled
+    | AppointmentCancelled
+    | AppointmentTransferred
+    | RoomStateChanged
+    | ReportCompleted
+    | LinkIssued
+    | LinkRevoked
+    | PatientSessionsEnded
+    | SessionEnded
+    | AccountDeactivated,
+    Field(discriminator="type"),
+]
+EVENTS: TypeAdapter[DomainEvent] = TypeAdapter(DomainEvent)

@@ -1,0 +1,59 @@
+"""Signalling's listener on the domain events: what each committed change means for the open
+rooms, the specialists' dashboards and the websockets of sessions that ended.
+
+The routes and services never call signalling; they record events, and the dispatcher hands each
+one here after commit. Every effect is idempotent (a state already heard is not sent again, a
+closed connection stays closed, a dashboard snapshot replaces the last), as the outbox delivers
+at least once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from app.events import types as ev
+from app.resources import Resources
+from app.signaling.hub import HUB, Hub
+
+
+@asynccontextmanager
+async def lifespan(res: Resources) -> AsyncIterator[None]:
+    """Registered in ``app.main.PACKAGE_LIFESPANS``: the hub lives as long as the app, and
+    hears every domain event."""
+    instance = Hub(res)
+    await instance.ended.start()
+    res.extras[HUB] = instance
+
+    async def listener(event: ev.DomainEvent) -> None:
+        await on_event(instance, event)
+
+    res.events.subscribe("signaling", listener)
+    try:
+        yield
+    finally:
+        await instance.shutdown()
+        res.extras.pop(HUB, None)
+
+
+async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
+    match event:
+        case ev.RoomStateChanged():
+            await hub.room_state(
+                event.appointment_id, event.state, event.waiting_since, ev=event.event_id
+            )
+            await hub.queue_changed(event.specialist_id, ev=event.event_id)
+        case ev.AppointmentBooked() | ev.AppointmentRescheduled() | ev.AppointmentCancelled():
+            await hub.queue_changed(event.specialist_id, ev=event.event_id)
+        case ev.AppointmentTransferred():
+            await hub.revoke(event.appointment_id, event.from_specialist_id, ev=event.event_id)
+            await hub.queue_changed(event.from_specialist_id, ev=event.event_id)
+            await hub.queue_changed(event.to_specialist_id, ev=event.event_id)
+        case ev.PatientSessionsEnded():
+            await hub.revoke_patients(event.appointment_id, keep=event.keep, ev=event.event_id)
+        case ev.SessionEnded():
+            await hub.ended.end(ev=event.event_id, session=event.session_key)
+        case ev.AccountDeactivated():
+            await hub.ended.end(ev=event.event_id, user_id=event.user_id)
+        case ev.ReportCompleted() | ev.LinkIssued() | ev.LinkRevoked():
+            pass  # nothing open changes: rooms and dashboards show no report or link state

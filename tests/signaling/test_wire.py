@@ -1,0 +1,113 @@
+"""Messages between server processes: parsed strictly, applied purely to a room replica."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.errors import WS_FORBIDDEN, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
+from app.scheduling.models import RoomState
+from app.signaling import messages as m
+from app.signaling import wire
+from app.signaling.session import Close, Member, Room, Send
+
+EV = "0" * 32
+
+
+def member(
+    pid: str, role: str = "specialist", *, key: str = "", user_id: int | None = None
+) -> Member:
+    return Member(
+        id=pid,
+        role=role,  # type: ignore[arg-type]
+        name="",
+        session_key=key or f"s_{pid}",
+        conn=f"c_{pid}",
+        user_id=user_id,
+    )
+
+
+def admitted_room() -> Room:
+    room = Room(appointment_id=1, state=RoomState.ADMITTED)
+    wire.apply(room, wire.Add(member=member("p_specialist1", user_id=3)))
+    wire.apply(room, wire.Add(member=member("p_patient0001", "patient", key="pat")))
+    return room
+
+
+def test_wire_round_trip_keeps_the_type_and_the_relayed_client_message() -> None:
+    sent = wire.Relay(
+        o="o_1",
+        s=4,
+        sender="p_specialist1",
+        msg=m.Chat(type="chat", text="Guten Tag"),
+        at=datetime(2026, 12, 4, 12, tzinfo=UTC),
+    )
+    back = wire.parse(wire.ROOM, sent.model_dump_json().encode())
+    assert back == sent
+    assert b'"from":"p_specialist1"' in sent.model_dump_json().encode()
+
+
+def test_wire_parse_drops_malformed_and_unknown_messages() -> None:
+    for raw in (
+        b"not json",
+        b"[]",
+        b'{"o": "o_1", "s": 1, "e": "explode"}',
+        b'{"o": "o_1", "s": 1, "e": "leave"}',  # no pid
+        b'{"o": "o_1", "s": 1, "e": "leave", "pid": "p_x", "extra": 1}',
+        b'{"o": "o_1", "s": 1, "e": "state", "ev": "x", "state": "waiting"}',  # bad event id
+        b"\xff\xfe",
+    ):
+        assert wire.parse(wire.ROOM, raw) is None
+
+
+def test_wire_apply_add_introduces_members_in_call() -> None:
+    room = Room(appointment_id=1, state=RoomState.ADMITTED)
+    wire.apply(room, wire.Add(member=member("p_specialist1")))
+    outs = wire.apply(room, wire.Add(member=member("p_patient0001", "patient")))
+    assert {type(o.message).__name__ for o in outs if isinstance(o, Send)} == {"PeerJoined"}
+    assert len(outs) == 2
+
+
+def test_wire_apply_state_is_heard_once_even_if_delivered_twice() -> None:
+    room = admitted_room()
+    state = wire.State(ev=EV, state=RoomState.IN_CALL)
+    first = wire.apply(room, state)
+    assert [o.to for o in first if isinstance(o, Send)] == ["p_specialist1", "p_patient0001"]
+    assert wire.apply(room, state) == []
+
+
+def test_wire_apply_closed_state_closes_every_connection() -> None:
+    room = admitted_room()
+    outs = wire.apply(room, wire.State(ev=EV, state=RoomState.ENDED))
+    closes = [o for o in outs if isinstance(o, Close)]
+    assert {c.conn for c in closes} == {"c_p_specialist1", "c_p_patient0001"}
+    assert {c.code for c in closes} == {WS_ROOM_CLOSED}
+
+
+def test_wire_apply_revoke_closes_the_transferred_specialist_only() -> None:
+    room = admitted_room()
+    outs = wire.apply(room, wire.Revoke(ev=EV, user_id=3))
+    assert Close("c_p_specialist1", WS_FORBIDDEN, "transferred") in outs
+    assert set(room.members) == {"p_patient0001"}
+
+
+def test_wire_apply_revoke_patients_keeps_the_named_session() -> None:
+    room = admitted_room()
+    assert wire.apply(room, wire.RevokePatients(ev=EV, keep="pat")) == []
+    outs = wire.apply(room, wire.RevokePatients(ev=EV))
+    assert Close("c_p_patient0001", WS_UNAUTHENTICATED, "session ended") in outs
+    assert set(room.members) == {"p_specialist1"}
+
+
+def test_wire_apply_leave_tells_the_peers() -> None:
+    room = admitted_room()
+    outs = wire.apply(room, wire.Leave(pid="p_patient0001"))
+    assert outs == [Send("p_specialist1", m.PeerLeft(peer_id="p_patient0001"))]
+
+
+def test_wire_apply_relay_reaches_only_partners() -> None:
+    room = admitted_room()
+    at = datetime(2026, 12, 4, 12, tzinfo=UTC)
+    outs = wire.apply(
+        room, wire.Relay(sender="p_specialist1", msg=m.Chat(type="chat", text="Hallo"), at=at)
+    )
+    assert outs == [Send("p_patient0001", m.ChatFrom(sender="p_specialist1", text="Hallo", at=at))]
