@@ -69,16 +69,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         app.state.resources = res
         try:
-            async with anyio.create_task_group() as tasks, AsyncExitStack() as stack:
+            async with AsyncExitStack() as stack:
                 for package_lifespan in PACKAGE_LIFESPANS:
                     await stack.enter_async_context(package_lifespan(res))
-                # Started once every package has subscribed its listeners, stopped first.
-                dispatching = await tasks.start(res.events.run)
-                log.info("konsil.started", environment=cfg.environment)
-                yield
-                res.extras["draining"] = True
-                res.events.stop()
-                dispatching.cancel()
+                # Started once every package has subscribed its listeners; it ends (its round
+                # done) before the packages close.
+                async with anyio.create_task_group() as tasks:
+                    dispatching = await tasks.start(res.events.run)
+                    log.info("konsil.started", environment=cfg.environment)
+                    yield
+                    res.extras["draining"] = True
+                    res.events.stop()
+                    dispatching.cancel()
         finally:
             await broker.close()
             await engine.dispose()

@@ -1,11 +1,12 @@
 """Delivers committed domain events from the outbox to their listeners, at least once.
 
-A round claims due rows in one transaction, hands each event to every listener in commit order
-per aggregate, deletes the delivered rows and commits. If the process dies mid-round the
-transaction rolls back, its row locks go with it, and the rows are delivered again: by this
-process on its next start, or by another one at its next sweep. Listeners must therefore be
-idempotent by ``event_id``; within one process the dispatcher never hands a listener the same
-event twice (a retry after another listener failed skips the ones that had it).
+A round claims, in one transaction, the due rows that head their aggregate (``outbox.claim``),
+hands each event to every listener, deletes the delivered rows and commits; the next round
+finds the aggregates' next events. If the process dies mid-round the transaction rolls back,
+its row locks go with it, and the rows are delivered again: by this process on its next start,
+or by another one at its next sweep. Listeners must therefore tolerate an event twice (by its
+``event_id``); within one process the dispatcher remembers its recent deliveries, so a retry
+after one listener failed skips the listeners that had the event.
 
 The doorbell (``ring``) is called by ``app.db.unit_of_work`` after a commit that wrote events,
 so delivery follows within milliseconds; the periodic sweep picks up what other processes left.
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import unit_of_work, utcnow
 from app.events import outbox
-from app.events.types import EVENTS, DomainEvent
+from app.events.types import EVENT_TYPES, EVENTS, DomainEvent
 from app.logging import get_logger
 from app.metrics import EVENTS_DELIVERED, EVENTS_FAILED
 
@@ -36,8 +37,7 @@ Listener = Callable[[DomainEvent], Awaitable[None]]
 Outcome = Literal["delivered", "retry", "set_aside"]
 
 log = get_logger("konsil.events")
-HELD_PAUSE_SECONDS = 0.05
-HELD_RETRIES = 40
+STOP_GRACE_SECONDS = 15.0
 
 
 class Doorbell:
@@ -74,11 +74,10 @@ class Recent:
 
 @dataclass
 class Round:
-    """What one round did: rows delivered, and whether to go again at once."""
+    """What one round did: rows delivered, and whether a listener failed."""
 
     delivered: int = 0
-    full: bool = False  # a whole batch was claimed: more may be due
-    held: bool = False  # some rows waited for an earlier row of their aggregate
+    failed: bool = False
 
 
 @dataclass
@@ -93,7 +92,8 @@ class Dispatcher:
     listener_timeout: float = 10.0
     listeners: dict[str, Listener] = field(default_factory=dict)
     recent: Recent = field(default_factory=Recent)
-    _stopping: bool = False
+    _stopping: bool = field(default=False, init=False)
+    _round_scope: anyio.CancelScope | None = field(default=None, init=False)
 
     def subscribe(self, name: str, listener: Listener) -> None:
         """Adds a listener under a stable ``name`` (used in logs and for redelivery checks)."""
@@ -112,24 +112,21 @@ class Dispatcher:
             await self._loop()
 
     def stop(self) -> None:
-        """Ends ``run`` after the round in progress, and that round after its current event:
-        a round is never cancelled halfway (its database connection would be cut mid-query)."""
+        """Ends ``run`` after the round in progress, and that round after its current event: a
+        round is not cancelled halfway (its database connection would be cut mid-query) unless
+        it outlasts ``STOP_GRACE_SECONDS``. What it did not delete is delivered next time."""
         self._stopping = True
         self.doorbell.ring()
+        if self._round_scope is not None:
+            self._round_scope.deadline = anyio.current_time() + STOP_GRACE_SECONDS
 
     async def _loop(self) -> None:
-        held_rounds = 0
         while not self._stopping:
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True) as self._round_scope:
                 done = await self.deliver_due()
-            held_rounds = held_rounds + 1 if done.held else 0
-            if done.full and not done.held:
-                continue
-            if 0 < held_rounds <= HELD_RETRIES:
-                # Another process is delivering an earlier event of the same aggregate: look
-                # again soon. (Past that, the earlier one is waiting for a retry: sweep pace.)
-                await anyio.sleep(HELD_PAUSE_SECONDS)
-                continue
+            self._round_scope = None
+            if done.delivered and not done.failed:
+                continue  # the next events of the same aggregates are heads now
             await self.doorbell.wait(self.sweep_seconds)
 
     async def deliver_due(self) -> Round:
@@ -141,23 +138,22 @@ class Dispatcher:
             return Round()
 
     async def _round(self) -> Round:
-        now = utcnow()
+        done = Round()
         async with unit_of_work(self.sessions) as session:
-            rows = await outbox.claim(session, now=now, limit=self.batch)
-            held = await outbox.held_back(session, rows)
-            done = Round(full=len(rows) == self.batch, held=bool(held))
+            rows = await outbox.claim(session, now=utcnow(), limit=self.batch, types=EVENT_TYPES)
             delivered: list[int] = []
             for row in rows:
                 if self._stopping:
                     break  # the rest stays owed; delivered next time
-                if row.aggregate in held:
-                    continue
                 outcome = await self._deliver(row)
                 if outcome == "delivered":
                     assert row.id is not None
                     delivered.append(row.id)
                 elif outcome == "retry":
-                    held.add(row.aggregate)  # its later rows wait for it
+                    # A listener is failing (the broker is down?): no point in trying the
+                    # rest now, and the round's row locks should not be held for long.
+                    done.failed = True
+                    break
             await outbox.delivered(session, delivered)
         done.delivered = len(delivered)
         return done
@@ -165,12 +161,10 @@ class Dispatcher:
     async def _deliver(self, row: outbox.OutboxEvent) -> Outcome:
         try:
             event = EVENTS.validate_json(row.payload)
-        except ValidationError:
-            # Written by another release or by hand: never deliverable, kept for the operator.
-            row.failed_at = utcnow()
-            EVENTS_FAILED.labels(type=row.type, outcome="set_aside").inc()
-            log.error("events.unreadable", type=row.type, event_id=row.event_id)
-            return "set_aside"
+        except ValidationError as exc:
+            # A type this release knows, with fields it does not (a newer release wrote it):
+            # back off, so that a process of the newer release delivers it meanwhile.
+            return self._failed(row, "parse", exc)
         for name, listener in self.listeners.items():
             if (name, event.event_id) in self.recent:
                 continue

@@ -1,19 +1,20 @@
 """The transactional outbox: events are rows written in the same transaction as the change.
 
-``record`` is what services call. The rest is the dispatcher's repository: claim a batch of due
-rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two processes never claim the same row;
-SQLite has one writer and renders no lock clause), find which aggregates must wait for an earlier
-row, and settle each row: deleted once delivered, rescheduled with back-off when a listener
-failed, set aside as failed after ``MAX_ATTEMPTS``.
+``record`` is what services call. The rest is the dispatcher's repository: claim the due rows
+that head their aggregate (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two processes never
+claim the same row; SQLite, one process, renders no lock clause), and settle each row: deleted
+once delivered, rescheduled with back-off when a listener failed, set aside as failed after
+``MAX_ATTEMPTS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Column, Index, Integer, delete, func
+from sqlalchemy import BigInteger, Column, Index, Integer, delete, exists, func
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import Field, SQLModel, col, select
 
 from app.db import OUTBOX_PENDING, utc_column, utcnow
@@ -61,43 +62,35 @@ def record(session: AsyncSession, event: DomainEvent) -> None:
     session.info[OUTBOX_PENDING] = True
 
 
-async def claim(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[OutboxEvent]:
-    """Due rows, oldest first, locked for this transaction; rows another dispatcher holds are
-    skipped (PostgreSQL). The locks go with the transaction, also when its process dies."""
+async def claim(
+    session: AsyncSession, *, now: datetime, limit: int, types: Collection[str]
+) -> Sequence[OutboxEvent]:
+    """The due rows that head their aggregate (no earlier row of it is still owed), oldest
+    first, of the ``types`` this release knows, locked for this transaction.
+
+    Only heads: an aggregate's next event waits until the one before it is delivered, by
+    whichever process holds it, so two dispatchers never reorder an aggregate, and a row that
+    is backing off holds back its own aggregate but no other. On PostgreSQL rows another
+    dispatcher holds are skipped (``SKIP LOCKED``); their locks go with that transaction, also
+    when its process dies."""
+    earlier = aliased(OutboxEvent)
     query = (
         select(OutboxEvent)
-        .where(col(OutboxEvent.failed_at).is_(None), col(OutboxEvent.available_at) <= now)
+        .where(
+            col(OutboxEvent.failed_at).is_(None),
+            col(OutboxEvent.available_at) <= now,
+            col(OutboxEvent.type).in_(list(types)),
+            ~exists().where(
+                col(earlier.aggregate) == col(OutboxEvent.aggregate),
+                col(earlier.id) < col(OutboxEvent.id),
+                col(earlier.failed_at).is_(None),
+            ),
+        )
         .order_by(col(OutboxEvent.id))
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=OutboxEvent)
     )
     return (await session.execute(query)).scalars().all()
-
-
-async def held_back(session: AsyncSession, rows: Sequence[OutboxEvent]) -> set[str]:
-    """The aggregates among ``rows`` that have an earlier pending row outside ``rows`` (held by
-    another dispatcher, or waiting for a retry): their rows must wait, to keep the order."""
-    first: dict[str, int] = {}
-    for row in rows:
-        assert row.id is not None
-        first.setdefault(row.aggregate, row.id)
-    if not first:
-        return set()
-    earliest = (
-        await session.execute(
-            select(col(OutboxEvent.aggregate), func.min(col(OutboxEvent.id)))
-            .where(
-                col(OutboxEvent.aggregate).in_(list(first)),
-                col(OutboxEvent.failed_at).is_(None),
-            )
-            .group_by(col(OutboxEvent.aggregate))
-        )
-    ).all()
-    return {
-        aggregate
-        for aggregate, lowest in earliest
-        if lowest is not None and lowest < first[aggregate]
-    }
 
 
 async def delivered(session: AsyncSession, ids: Iterable[int]) -> None:

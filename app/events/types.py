@@ -7,6 +7,7 @@ own ``event_id`` so that a listener can tell a redelivery (the outbox delivers a
 
 from __future__ import annotations
 
+import typing
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
@@ -107,7 +108,7 @@ class PatientSessionsEnded(AppointmentEvent):
     ``session_key``): a link revoked or replaced, or the link opened on another device."""
 
     type: Literal["patient.sessions_ended"] = "patient.sessions_ended"
-    keep: str | None = None
+    keep: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
 
 class SessionEnded(Event):
@@ -149,3 +150,7 @@ DomainEvent = Annotated[
     Field(discriminator="type"),
 ]
 EVENTS: TypeAdapter[DomainEvent] = TypeAdapter(DomainEvent)
+# The types this release can deliver; rows of other types (a newer release) wait for it.
+EVENT_TYPES = frozenset(
+    model.model_fields["type"].default for model in typing.get_args(typing.get_args(DomainEvent)[0])
+)

@@ -16,6 +16,8 @@ from app.accounts.models import User
 from app.accounts.service import Principal
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.events import outbox
+from app.events.types import ReportCompleted
 from app.scheduling.links import record
 from app.scheduling.models import Appointment, AppointmentStatus, Document, Report, RoomState
 from app.scheduling.schemas import DocumentOut, ReportOut
@@ -175,6 +177,14 @@ async def write_report(
         report.body, report.author_id, report.updated_at = body, who.user_id, now
     if appointment.status == AppointmentStatus.BOOKED:
         appointment.status = AppointmentStatus.COMPLETED
+        outbox.record(
+            session,
+            ReportCompleted(
+                appointment_id=appointment_id,
+                specialist_id=appointment.specialist_id,
+                gp_id=appointment.gp_id,
+            ),
+        )
     await session.flush()
     record(session, who, "report.written", appointment_id, report_id=report.id)
     return await _report_out(session, report)

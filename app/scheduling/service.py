@@ -108,7 +108,7 @@ async def book(
     outbox.record(
         session,
         AppointmentBooked(
-            appointment_id=appointment.id, specialist_id=specialist.id or 0, gp_id=gp_id
+            appointment_id=appointment.id, specialist_id=details.specialist_id, gp_id=gp_id
         ),
     )
     record(

@@ -196,7 +196,7 @@ class Hub:
             seat = await self._resume(local, who, resume) if resume else None
             state, since = local.room.state, local.room.waiting_since
             if seat is None and actor is Actor.PATIENT:
-                appointment = await self._patient_action(appointment_id, Action.ARRIVE, who)
+                appointment = await self._room_action(appointment_id, Action.ARRIVE, who)
                 state, since = appointment.room_state, appointment.waiting_since
         except BaseException:
             await self._release(appointment_id)
@@ -304,9 +304,9 @@ class Hub:
         await self.publish(env.room_channel(seat.appointment_id), wire.Leave(pid=seat.member.id))
         if seat.member.role == "patient":
             with suppress(Exception):
-                await self._patient_action(seat.appointment_id, Action.DEPART, None)
+                await self._room_action(seat.appointment_id, Action.DEPART, None)
 
-    async def _patient_action(
+    async def _room_action(
         self, appointment_id: int, action: Action, who: Principal | None
     ) -> Appointment:
         # The room's new state reaches every replica as a domain event (``listener``).
@@ -316,10 +316,7 @@ class Hub:
             )
 
     async def act(self, seat: Seat, action: Action, who: Principal) -> None:
-        async with unit_of_work(self.sessions) as session:
-            await rooms.act(
-                session, appointment_id=seat.appointment_id, action=action, who=who, now=utcnow()
-            )
+        await self._room_action(seat.appointment_id, action, who)
 
     # ---------------------------------------------------------------- effects of domain events
 
@@ -347,7 +344,7 @@ class Hub:
         relayed = wire.Relay(sender=seat.member.id, msg=message, at=utcnow())
         await self.publish(env.room_channel(seat.appointment_id), relayed)
         if local.room.starts_call(seat.member.id, message):
-            await self._patient_action(seat.appointment_id, Action.START_CALL, None)
+            await self._room_action(seat.appointment_id, Action.START_CALL, None)
 
     # ---------------------------------------------------------------- dashboards
 
@@ -357,7 +354,7 @@ class Hub:
     async def unwatch_queue(self, conn: Connection, specialist_id: int) -> None:
         await self.dashboards.unwatch(conn, specialist_id)
 
-    async def queue_changed(self, specialist_id: int, *, ev: str | None = None) -> None:
+    async def queue_changed(self, specialist_id: int, *, ev: str) -> None:
         await self.publish(env.queue_channel(specialist_id), wire.QueueChanged(ev=ev))
 
     # ---------------------------------------------------------------- shutdown

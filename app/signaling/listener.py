@@ -43,7 +43,7 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
                 event.appointment_id, event.state, event.waiting_since, ev=event.event_id
             )
             await hub.queue_changed(event.specialist_id, ev=event.event_id)
-        case ev.AppointmentBooked() | ev.AppointmentRescheduled() | ev.AppointmentCancelled():
+        case ev.AppointmentBooked() | ev.AppointmentRescheduled():
             await hub.queue_changed(event.specialist_id, ev=event.event_id)
         case ev.AppointmentTransferred():
             await hub.revoke(event.appointment_id, event.from_specialist_id, ev=event.event_id)
@@ -55,5 +55,7 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
             await hub.ended.end(ev=event.event_id, session=event.session_key)
         case ev.AccountDeactivated():
             await hub.ended.end(ev=event.event_id, user_id=event.user_id)
-        case ev.ReportCompleted() | ev.LinkIssued() | ev.LinkRevoked():
-            pass  # nothing open changes: rooms and dashboards show no report or link state
+        case ev.AppointmentCancelled() | ev.ReportCompleted() | ev.LinkIssued() | ev.LinkRevoked():
+            # Nothing open changes beyond what the room's own events do (a cancellation's
+            # ``RoomStateChanged`` closes the room and refreshes the dashboard).
+            pass

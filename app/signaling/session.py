@@ -8,6 +8,7 @@ connections. A relay is checked at the sender's process (``check``) and applied 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,6 +23,7 @@ from app.signaling import messages as m
 
 Role = Literal["patient", "specialist", "gp"]
 RANK: dict[str, int] = {"specialist": 3, "gp": 2, "patient": 1}
+APPLIED_EVENTS_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,18 @@ class Room:
     # The last room state each member was told: a state heard already is not sent again (the
     # joining process tells its joiner directly; a domain event may be delivered twice).
     heard: dict[str, m.RoomStateChanged] = field(default_factory=dict)
+    # The ids of the last domain events applied: the outbox delivers at least once, and a
+    # redelivered older event must not undo a newer one.
+    applied: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def first_time(self, event_id: str) -> bool:
+        """Whether the domain event ``event_id`` is new to this replica (and remember it)."""
+        if event_id in self.applied:
+            return False
+        self.applied[event_id] = None
+        if len(self.applied) > APPLIED_EVENTS_KEPT:
+            self.applied.popitem(last=False)
+        return True
 
     def in_call(self, member: Member) -> bool:
         if member.role != "patient":

@@ -7,8 +7,8 @@ at most once, so a receiver that sees a sequence number jump knows it missed som
 malformed or unknown into ``None`` (the reader counts it and drops it); ``apply`` is the pure
 effect of a room message on a room replica, tested without sockets.
 
-Messages that come from a domain event carry its id (``ev``); their effects are idempotent, so
-an event delivered twice (the outbox delivers at least once) changes nothing the second time.
+Messages that come from a domain event carry its id (``ev``): a replica applies each event once,
+so an event delivered again (the outbox delivers at least once) cannot undo a later one.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class QueueChanged(Wire):
     """On ``konsil:queue:<specialist id>``: the specialist's day changed; refresh dashboards."""
 
     e: Literal["changed"] = "changed"
-    ev: EventId | None = None
+    ev: EventId
 
 
 class SessionsEnd(Wire):
@@ -144,7 +144,10 @@ SESSIONS: TypeAdapter[SessionsEnd] = TypeAdapter(SessionsEnd)
 
 
 def apply(room: Room, message: RoomMessage) -> list[Out]:
-    """What a room message does to a replica: the messages to send and connections to close."""
+    """What a room message does to a replica: the messages to send and connections to close.
+    A domain event's message that this replica applied before does nothing."""
+    if isinstance(message, State | Revoke | RevokePatients) and not room.first_time(message.ev):
+        return []
     match message:
         case Add() | Present():
             return room.add(message.member, message.partners)

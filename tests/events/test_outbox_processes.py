@@ -191,7 +191,7 @@ async def test_two_processes_on_postgresql_deliver_each_event_exactly_once(
         assert [r.status_code for r in answers] == [200] * count
 
         await until(lambda: len([m for m in heard if m["e"] == "state"]) >= count)
-        await until(lambda: len([m for m in heard if m["e"] == "changed"]) >= 2 * count)
+        await until(lambda: len([m for m in heard if m["e"] == "changed"]) >= count)
         await asyncio.sleep(1.0)  # a duplicate would arrive now
         await until(lambda: delivered(database))
     states = [m for m in heard if m["e"] == "state"]
@@ -200,7 +200,7 @@ async def test_two_processes_on_postgresql_deliver_each_event_exactly_once(
     rooms = sorted(int(m["channel"].rsplit(":", 1)[1]) for m in states)
     assert rooms == sorted(a.id for a in appointments if a.id is not None)
     assert len({m["ev"] for m in states}) == count
-    # The queue heard each state change and each cancellation once.
-    assert len(changed) == len({m["ev"] for m in changed}) == 2 * count
-    assert {m["ev"] for m in states} <= {m["ev"] for m in changed}
+    # The specialist's queue heard each state change once.
+    assert len(changed) == count
+    assert sorted(m["ev"] for m in changed) == sorted(m["ev"] for m in states)
     assert len({m["o"] for m in heard}) == 2  # both processes delivered

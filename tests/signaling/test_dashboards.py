@@ -1,4 +1,4 @@
-"""Queue dashboards: a snapshot on watch, a fresh one per change, 1001 at shutdown."""
+"""Queue dashboards: a snapshot on watch, a fresh one per domain event, 1001 at shutdown."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from app.db import unit_of_work
 from app.errors import WS_GOING_AWAY
+from app.events import outbox
+from app.events.types import AppointmentBooked
 from app.resources import Resources
 from app.signaling.connection import Connection
 from app.signaling.hub import HUB, Hub
@@ -39,8 +42,14 @@ async def test_dashboards_send_a_snapshot_on_watch_and_after_each_change(
     assert first is not None
     assert (first["type"], first["today"]) == ("queue", [])
 
-    appointment = await make_appointment(app.state.resources.sessions, demo)
-    await hub.queue_changed(demo.specialist.id)
+    sessions = app.state.resources.sessions
+    appointment = await make_appointment(sessions, demo)
+    assert appointment.id is not None
+    async with unit_of_work(sessions) as session:  # as booking does, through the outbox
+        booked = AppointmentBooked(
+            appointment_id=appointment.id, specialist_id=demo.specialist.id, gp_id=1
+        )
+        outbox.record(session, booked)
     second = await _frame(conn)
     assert second is not None
     assert [e["appointment_id"] for e in second["today"]] == [appointment.id]

@@ -67,12 +67,27 @@ def test_wire_apply_add_introduces_members_in_call() -> None:
     assert len(outs) == 2
 
 
-def test_wire_apply_state_is_heard_once_even_if_delivered_twice() -> None:
+def test_wire_apply_state_is_not_sent_again_to_members_who_heard_it() -> None:
     room = admitted_room()
-    state = wire.State(ev=EV, state=RoomState.IN_CALL)
-    first = wire.apply(room, state)
+    first = wire.apply(room, wire.State(ev=EV, state=RoomState.IN_CALL))
     assert [o.to for o in first if isinstance(o, Send)] == ["p_specialist1", "p_patient0001"]
-    assert wire.apply(room, state) == []
+    assert wire.apply(room, wire.State(ev="9" * 32, state=RoomState.IN_CALL)) == []
+
+
+def test_wire_apply_ignores_a_redelivered_event_after_a_newer_one() -> None:
+    room = admitted_room()
+    admitted_again = wire.State(ev="1" * 32, state=RoomState.ADMITTED)
+    in_call = wire.State(ev="2" * 32, state=RoomState.IN_CALL)
+    wire.apply(room, admitted_again)
+    wire.apply(room, in_call)
+    assert wire.apply(room, admitted_again) == []
+    assert room.state is RoomState.IN_CALL
+    revoke = wire.RevokePatients(ev="3" * 32, keep="pat")
+    wire.apply(room, revoke)
+    # The patient redeemed the link again (new session "pat2"); the old event comes back.
+    wire.apply(room, wire.Add(member=member("p_patient0002", "patient", key="pat2")))
+    assert wire.apply(room, revoke) == []
+    assert "p_patient0002" in room.members
 
 
 def test_wire_apply_closed_state_closes_every_connection() -> None:
@@ -93,7 +108,7 @@ def test_wire_apply_revoke_closes_the_transferred_specialist_only() -> None:
 def test_wire_apply_revoke_patients_keeps_the_named_session() -> None:
     room = admitted_room()
     assert wire.apply(room, wire.RevokePatients(ev=EV, keep="pat")) == []
-    outs = wire.apply(room, wire.RevokePatients(ev=EV))
+    outs = wire.apply(room, wire.RevokePatients(ev="9" * 32))
     assert Close("c_p_patient0001", WS_UNAUTHENTICATED, "session ended") in outs
     assert set(room.members) == {"p_specialist1"}
 
