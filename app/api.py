@@ -139,6 +139,14 @@ def validate(model: type[M], data: Any) -> M:
         raise InvalidInput(fields=validation_detail(exc)) from None
 
 
+def path_id(request: Request, name: str = "id") -> int:
+    """A positive integer path parameter (``{id:int}``), or 422."""
+    value = request.path_params[name]
+    if not isinstance(value, int) or value < 1:
+        raise InvalidInput(fields=[{"field": name, "message": "ungültige Id"}])
+    return value
+
+
 def parse_query(request: Request, model: type[M]) -> M:
     return validate(model, dict(request.query_params))
 

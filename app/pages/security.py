@@ -3,6 +3,10 @@
 Pure ASGI (no BaseHTTPMiddleware): it only adds headers to ``http.response.start`` and never
 buffers bodies, so websockets and streaming responses pass through untouched. Pages carry no
 inline script or style, so the policy needs neither nonces nor ``'unsafe-inline'``.
+
+``Cache-Control: no-store`` is the default: API answers and pages can carry health data, so no
+route has to remember it. Only responses that set their own (static assets, the translation
+catalogue) opt out.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def security_headers(settings: Settings) -> list[tuple[str, str]]:
         ("X-Content-Type-Options", "nosniff"),
         ("X-Frame-Options", "DENY"),
         ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Cache-Control", "no-store"),
         (
             "Permissions-Policy",
             "camera=(self), microphone=(self), display-capture=(), geolocation=(), "

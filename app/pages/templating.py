@@ -87,7 +87,6 @@ def render(
     }
     values.update(context or {})
     response = templates.TemplateResponse(request, name, values, status_code=status)
-    response.headers["Cache-Control"] = "no-store"
     if i18n.requested_language(request):
         response.set_cookie(
             i18n.COOKIE,

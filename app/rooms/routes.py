@@ -19,7 +19,6 @@ from app.rooms import service as rooms
 from app.rooms.schemas import IceOut, QueueOut, RoomOut, TransferIn
 from app.rooms.state import Action, is_closed
 from app.scheduling.models import Appointment
-from app.scheduling.web import respond_private
 from app.turn import ice_servers
 
 ROOM_ERRORS = [401, 403, 404, 409]  # 403: a participant the action is not for
@@ -32,7 +31,7 @@ async def queue(request: Request) -> Response:
         snapshot = await rooms.queue(
             session, specialist_id=who.user_id, tz=settings(request).tz, now=utcnow()
         )
-    return respond_private(snapshot)  # patient names: never kept in a cache
+    return respond(snapshot)
 
 
 def _room_out(appointment: Appointment) -> RoomOut:

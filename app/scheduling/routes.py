@@ -9,7 +9,7 @@ from starlette.routing import BaseRoute, Route
 from app import metrics
 from app.accounts.models import Role
 from app.accounts.web import require_staff
-from app.api import api_route, parse_json, parse_query
+from app.api import api_route, parse_json, parse_query, path_id, respond
 from app.db import unit_of_work
 from app.resources import db, settings
 from app.scheduling import service
@@ -24,7 +24,6 @@ from app.scheduling.schemas import (
     LinkOut,
     RescheduleIn,
 )
-from app.scheduling.web import path_id, private, respond_private
 
 STAFF = (Role.GP, Role.SPECIALIST)
 
@@ -35,7 +34,7 @@ async def book(request: Request) -> Response:
     async with unit_of_work(db(request)) as session:
         booking = await service.book(session, settings=settings(request), who=who, details=body)
     metrics.BOOKINGS.inc()
-    return respond_private(booking, status=201)
+    return respond(booking, status=201)
 
 
 async def list_appointments(request: Request) -> Response:
@@ -45,7 +44,7 @@ async def list_appointments(request: Request) -> Response:
         found = await service.list_bookings(
             session, settings=settings(request), who=who, query=query
         )
-    return respond_private(found)
+    return respond(found)
 
 
 async def get_appointment(request: Request) -> Response:
@@ -53,7 +52,7 @@ async def get_appointment(request: Request) -> Response:
     appointment_id = path_id(request)
     async with db(request)() as session:
         found = await service.booking_detail(session, who=who, appointment_id=appointment_id)
-    return respond_private(found)
+    return respond(found)
 
 
 async def cancel(request: Request) -> Response:
@@ -61,7 +60,7 @@ async def cancel(request: Request) -> Response:
     appointment_id = path_id(request)
     async with unit_of_work(db(request)) as session:
         cancelled = await service.cancel(session, who=who, appointment_id=appointment_id)
-    return respond_private(cancelled)
+    return respond(cancelled)
 
 
 async def reschedule(request: Request) -> Response:
@@ -76,7 +75,7 @@ async def reschedule(request: Request) -> Response:
             appointment_id=appointment_id,
             starts_at=body.starts_at,
         )
-    return respond_private(moved)
+    return respond(moved)
 
 
 async def reissue_link(request: Request) -> Response:
@@ -86,7 +85,7 @@ async def reissue_link(request: Request) -> Response:
         link = await service.reissue_link(
             session, settings=settings(request), who=who, appointment_id=appointment_id
         )
-    return respond_private(link, status=201)
+    return respond(link, status=201)
 
 
 async def revoke_link(request: Request) -> Response:
@@ -104,15 +103,10 @@ async def calendar_file(request: Request) -> Response:
         ics = await service.staff_calendar(
             session, settings=settings(request), who=who, appointment_id=appointment_id
         )
-    return private(
-        Response(
-            ics,
-            media_type="text/calendar; charset=utf-8",
-            headers={
-                "Content-Disposition": f'attachment; filename="telekonsil-{appointment_id}.ics"',
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
+    return Response(
+        ics,
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="telekonsil-{appointment_id}.ics"'},
     )
 
 

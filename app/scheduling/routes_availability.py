@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from app.accounts.models import Role
 from app.accounts.web import require_staff
-from app.api import api_route, parse_json, parse_query, respond
+from app.api import api_route, parse_json, parse_query, path_id, respond
 from app.db import unit_of_work
 from app.resources import db, settings
 from app.scheduling import availability
@@ -24,7 +24,6 @@ from app.scheduling.schemas import (
     SpecialtyIn,
     SpecialtyOut,
 )
-from app.scheduling.web import path_id
 
 
 async def list_specialties(request: Request) -> Response:

@@ -16,14 +16,13 @@ from app.accounts.web import (
     require_patient,
     set_session_cookie,
 )
-from app.api import api_route, parse_json
+from app.api import api_route, parse_json, respond
 from app.audit import service as audit
 from app.db import unit_of_work
 from app.errors import KonsilError
 from app.resources import db, settings
 from app.scheduling import links
 from app.scheduling.schemas import PatientAppointmentOut, RedeemIn
-from app.scheduling.web import respond_private
 
 
 async def redeem(request: Request) -> Response:
@@ -40,7 +39,7 @@ async def redeem(request: Request) -> Response:
             await accounts.end_session(session, session_id=previous.session_id)
     if isinstance(result, KonsilError):
         raise result
-    response = respond_private(result.summary)
+    response = respond(result.summary)
     set_session_cookie(request, response, result.new_session)
     return response
 
@@ -52,7 +51,7 @@ async def me(request: Request) -> Response:
         summary = await links.patient_summary(
             session, appointment_id=who.appointment_id, csrf_token=who.csrf_token
         )
-    return respond_private(summary)
+    return respond(summary)
 
 
 async def logout(request: Request) -> Response:

@@ -12,13 +12,19 @@ from starlette.routing import Route
 
 from app.accounts.models import Role
 from app.accounts.web import require_staff
-from app.api import api_route, limited_chunks, parse_json, refuse_declared_oversize
+from app.api import (
+    api_route,
+    limited_chunks,
+    parse_json,
+    path_id,
+    refuse_declared_oversize,
+    respond,
+)
 from app.db import unit_of_work
 from app.errors import InvalidInput, PayloadTooLarge
 from app.resources import db, settings
 from app.scheduling import records
 from app.scheduling.schemas import DocumentOut, ReportIn, ReportOut
-from app.scheduling.web import path_id, private, respond_private
 
 STAFF = (Role.GP, Role.SPECIALIST)
 # Room for the multipart boundaries, part headers and the file name around the file itself.
@@ -47,7 +53,7 @@ async def upload_document(request: Request) -> Response:
             data=data,
             max_bytes=limit,
         )
-    return respond_private(document, status=201)
+    return respond(document, status=201)
 
 
 async def _read_upload_form(request: Request, limit: int) -> FormData:
@@ -72,7 +78,7 @@ async def list_documents(request: Request) -> Response:
     appointment_id = path_id(request)
     async with db(request)() as session:
         found = await records.list_documents(session, who=who, appointment_id=appointment_id)
-    return respond_private(found)
+    return respond(found)
 
 
 async def download_document(request: Request) -> Response:
@@ -86,16 +92,14 @@ async def download_document(request: Request) -> Response:
     disposition = (
         f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(document.filename)}"
     )
-    return private(
-        Response(
-            document.data,
-            media_type=document.content_type,
-            headers={
-                "Content-Disposition": disposition,
-                "X-Content-Type-Options": "nosniff",
-                "Content-Security-Policy": "default-src 'none'; sandbox",
-            },
-        )
+    return Response(
+        document.data,
+        media_type=document.content_type,
+        headers={
+            "Content-Disposition": disposition,
+            # Stricter than the pages' policy: an uploaded file never runs as a page.
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
     )
 
 
@@ -107,7 +111,7 @@ async def put_report(request: Request) -> Response:
         report = await records.write_report(
             session, who=who, appointment_id=appointment_id, body=body.body
         )
-    return respond_private(report)
+    return respond(report)
 
 
 async def get_report(request: Request) -> Response:
@@ -115,7 +119,7 @@ async def get_report(request: Request) -> Response:
     appointment_id = path_id(request)
     async with db(request)() as session:
         report = await records.read_report(session, who=who, appointment_id=appointment_id)
-    return respond_private(report)
+    return respond(report)
 
 
 TAGS = ["records"]

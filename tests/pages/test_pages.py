@@ -85,6 +85,17 @@ async def test_api_responses_carry_the_security_headers_too(client: httpx2.Async
     assert response.headers["content-security-policy"] == CSP
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/v1/auth/me", "/api/v1/specialties", "/openapi.json", "/healthz", "/no/such"]
+)
+async def test_responses_are_not_stored_in_caches_by_default(
+    client: httpx2.AsyncClient, path: str
+) -> None:
+    # No route has to remember it: answers, errors and lists alike may carry health data.
+    response = await client.get(path)
+    assert response.headers["cache-control"] == "no-store"
+
+
 @pytest.mark.parametrize("path", PUBLIC_PAGES)
 async def test_public_pages_have_no_inline_code(client: httpx2.AsyncClient, path: str) -> None:
     response = await client.get(path, headers={"Accept": "text/html"})
