@@ -1,7 +1,9 @@
 """JSON API plumbing: parse bodies with pydantic, answer with pydantic, describe it in OpenAPI.
 
-``api_route`` builds a Starlette ``Route`` and records its request and response models, so the
-OpenAPI document at ``/openapi.json`` is generated from the same models that validate traffic.
+``api_route`` builds an ``ApiRoute``: a Starlette ``Route`` that carries its ``Operation`` (request
+and response models, status, errors). ``openapi_document`` walks the routes of the app that was
+built, so ``/openapi.json`` describes exactly what is served, from the same models that validate
+traffic.
 """
 
 from __future__ import annotations
@@ -53,7 +55,12 @@ class Operation:
     query: tuple[tuple[str, str, bool], ...] = field(default=())
 
 
-OPERATIONS: list[Operation] = []
+class ApiRoute(Route):
+    """A JSON API route and its OpenAPI description."""
+
+    def __init__(self, operation: Operation, endpoint: Endpoint) -> None:
+        super().__init__(operation.path, endpoint, methods=[operation.method.upper()])
+        self.operation = operation
 
 
 def api_route(
@@ -71,9 +78,9 @@ def api_route(
     errors: Sequence[int] = (),
     content_type: str = "application/json",
     query: Sequence[tuple[str, str, bool]] = (),
-) -> Route:
+) -> ApiRoute:
     """A route plus its OpenAPI description. ``query``: (name, description, required)."""
-    OPERATIONS.append(
+    return ApiRoute(
         Operation(
             path=path,
             method=method.lower(),
@@ -87,9 +94,9 @@ def api_route(
             errors=tuple(errors),
             content_type=content_type,
             query=tuple(query),
-        )
+        ),
+        endpoint,
     )
-    return Route(path, endpoint, methods=[method])
 
 
 async def parse_json(request: Request, model: type[M]) -> M:
@@ -162,22 +169,20 @@ def respond(data: BaseModel | Sequence[BaseModel] | None, status: int = 200) -> 
     )
 
 
-def openapi_document(
-    routes: Sequence[BaseRoute] | None = None, title: str = "Konsil"
-) -> dict[str, Any]:
-    """OpenAPI 3.1 from every ``api_route`` registered so far."""
-    models = {op.body for op in OPERATIONS if op.body} | {
-        op.response for op in OPERATIONS if op.response
-    }
+def openapi_document(routes: Sequence[BaseRoute], title: str = "Konsil") -> dict[str, Any]:
+    """OpenAPI 3.1 for the ``ApiRoute``s among ``routes`` (an app's ``routes``)."""
+    operations = [r.operation for r in routes if isinstance(r, ApiRoute)]
+    bodies = {op.body for op in operations if op.body}
+    models = bodies | {op.response for op in operations if op.response}
     ordered = sorted(models, key=lambda m: m.__name__)
     refs, schema = models_json_schema(
-        [(m, "validation" if _is_body(m) else "serialization") for m in ordered],
+        [(m, "validation" if m in bodies else "serialization") for m in ordered],
         ref_template="#/components/schemas/{model}",
     )
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
+    for op in operations:
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", op.path)
-        paths.setdefault(path, {})[op.method] = _operation(op, refs)
+        paths.setdefault(path, {})[op.method] = _operation(op, refs, bodies)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": "1", "description": _DESCRIPTION},
@@ -193,11 +198,7 @@ def openapi_document(
     }
 
 
-def _is_body(model: type[BaseModel]) -> bool:
-    return any(op.body is model for op in OPERATIONS)
-
-
-def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+def _operation(op: Operation, refs: dict[Any, Any], bodies: set[type[BaseModel]]) -> dict[str, Any]:
     result: dict[str, Any] = {"summary": op.summary, "tags": list(op.tags)}
     params = [_path_param(p) for p in _path_params(op.path)]
     params += [
@@ -214,7 +215,7 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         }
     success: dict[str, Any] = {"description": "OK"}
     if op.response is not None:
-        ref = refs[(op.response, "validation" if _is_body(op.response) else "serialization")]
+        ref = refs[(op.response, "validation" if op.response in bodies else "serialization")]
         success["content"] = {
             op.content_type: {"schema": {"type": "array", "items": ref} if op.many else ref}
         }

@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.info("konsil.stopped")
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(api.openapi_document())
+        return JSONResponse(api.openapi_document(request.app.routes))
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
