@@ -14,29 +14,24 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.errors import InvalidInput, PayloadTooLarge, validation_detail
+from app.errors import (
+    InvalidInput,
+    KonsilError,
+    PayloadTooLarge,
+    error_body,
+    validation_detail,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_JSON_BYTES = 256 * 1024
-
-
-class Schema(BaseModel):
-    """Base of request bodies: unknown fields are an error, strings are trimmed."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class Out(BaseModel):
-    """Base of response bodies."""
-
-    model_config = ConfigDict(from_attributes=True)
 
 
 @dataclass(frozen=True)
@@ -268,3 +263,48 @@ _DESCRIPTION = (
     "redeeming their join link at POST /api/v1/patient/session. Errors are JSON objects "
     '{"error": {"code", "message", "detail"}}.'
 )
+
+
+# ---------------------------------------------------------------- errors as JSON
+
+
+async def konsil_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KonsilError)
+    headers = {}
+    if "retry_after" in exc.detail:
+        headers["Retry-After"] = str(exc.detail["retry_after"])
+    return JSONResponse(
+        error_body(exc.code, exc.message, **exc.detail), status_code=exc.status, headers=headers
+    )
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    return JSONResponse(
+        error_body(InvalidInput.code, InvalidInput.default_message, fields=validation_detail(exc)),
+        status_code=422,
+    )
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        error_body("http_" + str(exc.status_code), str(exc.detail)),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the log (without request bodies); the user gets no stack trace.
+    return JSONResponse(
+        error_body("internal_error", "Ein interner Fehler ist aufgetreten."), status_code=500
+    )
+
+
+EXCEPTION_HANDLERS = {
+    KonsilError: konsil_error_handler,
+    ValidationError: validation_error_handler,
+    HTTPException: http_error_handler,
+    Exception: server_error_handler,
+}

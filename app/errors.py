@@ -1,7 +1,9 @@
 """Domain errors, and the one place that maps them to HTTP statuses and websocket close codes.
 
 Services raise these; they never raise HTTP exceptions. Every error a user can cause carries a
-stable machine-readable ``code`` and a human message (German first, English in ``message_en``).
+stable machine-readable ``code``, a human message (German), its HTTP ``status`` and the
+websocket close code (``ws_close``) it ends a connection with. No web framework here: the pure
+signalling core raises these too; ``app.api`` turns them into JSON responses.
 """
 
 from __future__ import annotations
@@ -9,9 +11,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 # Websocket close codes (4000-4999 are for applications, RFC 6455 section 7.4.2).
 WS_NORMAL = 1000
@@ -171,6 +170,38 @@ class Unavailable(KonsilError):
     default_message = "Der Dienst ist gerade ausgelastet. Bitte gleich noch einmal versuchen."
 
 
+class ProtocolError(KonsilError):
+    """A refused websocket message: the client gets an ``error`` message with this ``code``,
+    the connection stays open."""
+
+    code = "protocol_error"
+
+
+class NotInRoom(ProtocolError):
+    code = "not_in_room"
+    default_message = "Diese Verbindung zeigt nur die Warteschlange."
+
+
+class AlreadyJoined(ProtocolError):
+    code = "already_joined"
+    default_message = "Sie sind bereits im Raum."
+
+
+class JoinFirst(ProtocolError):
+    code = "join_first"
+    default_message = "Bitte zuerst dem Raum beitreten."
+
+
+class NotInCall(ProtocolError):
+    code = "not_in_call"
+    default_message = "Sie sind noch im Wartezimmer."
+
+
+class UnknownPeer(ProtocolError):
+    code = "unknown_peer"
+    default_message = "Diese Person ist nicht in Ihrem Raum."
+
+
 def error_body(code: str, message: str, **detail: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if detail:
@@ -184,45 +215,3 @@ def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
         {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
         for err in exc.errors(include_url=False, include_input=False)
     ]
-
-
-async def konsil_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, KonsilError)
-    headers = {}
-    if "retry_after" in exc.detail:
-        headers["Retry-After"] = str(exc.detail["retry_after"])
-    return JSONResponse(
-        error_body(exc.code, exc.message, **exc.detail), status_code=exc.status, headers=headers
-    )
-
-
-async def validation_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ValidationError)
-    return JSONResponse(
-        error_body(InvalidInput.code, InvalidInput.default_message, fields=validation_detail(exc)),
-        status_code=422,
-    )
-
-
-async def http_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return JSONResponse(
-        error_body("http_" + str(exc.status_code), str(exc.detail)),
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
-
-
-async def server_error_handler(request: Request, exc: Exception) -> Response:
-    # The traceback goes to the log (without request bodies); the user gets no stack trace.
-    return JSONResponse(
-        error_body("internal_error", "Ein interner Fehler ist aufgetreten."), status_code=500
-    )
-
-
-EXCEPTION_HANDLERS = {
-    KonsilError: konsil_error_handler,
-    ValidationError: validation_error_handler,
-    HTTPException: http_error_handler,
-    Exception: server_error_handler,
-}

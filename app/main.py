@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute, Route
 
 from app import api
 from app.accounts.routes import routes as account_routes
+from app.api import EXCEPTION_HANDLERS
 from app.db import create_engine, session_factory
-from app.errors import EXCEPTION_HANDLERS
 from app.events.dispatcher import Dispatcher, Doorbell
 from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger

@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api import Out, Schema, api_route, openapi_document
+from app.api import api_route, openapi_document
+from app.schemas import Out, Schema
 
 
 class PingIn(Schema):

@@ -17,11 +17,12 @@ from app.accounts.web import (
     require_staff,
     set_session_cookie,
 )
-from app.api import Out, Schema, api_route, parse_json, respond
+from app.api import api_route, parse_json, respond
 from app.audit import service as audit
 from app.db import unit_of_work
 from app.errors import Conflict, KonsilError, NotAuthenticated
 from app.resources import db, settings
+from app.schemas import Out, Schema
 
 
 class LoginIn(Schema):

@@ -59,7 +59,7 @@ def _html_or(json_handler: Handler) -> Handler:
 def exception_handlers(
     base: Mapping[type[Exception], Handler],
 ) -> dict[type[Exception], Handler]:
-    """``app.errors.EXCEPTION_HANDLERS`` with HTML pages for browsers on non-API paths.
+    """``app.api.EXCEPTION_HANDLERS`` with HTML pages for browsers on non-API paths.
 
     Validation errors stay JSON: only API endpoints parse request bodies.
     """

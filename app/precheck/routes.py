@@ -14,10 +14,11 @@ from starlette.routing import BaseRoute
 from app.accounts.models import SessionKind
 from app.accounts.service import Principal
 from app.accounts.web import check_csrf, principal
-from app.api import Out, Schema, api_route, parse_json, respond
+from app.api import api_route, parse_json, respond
 from app.errors import NotAuthenticated
 from app.precheck.echo import EchoRegistry, echo_registry
 from app.resources import Resources, resources
+from app.schemas import Out, Schema
 from app.turn import ice_servers
 
 REGISTRY_KEY = "echo_peers"

@@ -6,8 +6,8 @@ from datetime import date, datetime
 
 from pydantic import Field
 
-from app.api import Out, Schema
 from app.scheduling.models import Mode, RoomState, Urgency
+from app.schemas import Out, Schema
 
 
 class QueueEntry(Out):

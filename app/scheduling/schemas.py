@@ -9,8 +9,8 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from app.api import Out, Schema
 from app.scheduling.models import AppointmentStatus, Mode, RoomState, Urgency
+from app.schemas import Out, Schema
 
 MAX_QUESTION = 4000
 MAX_REPORT = 20000

@@ -20,16 +20,19 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app.accounts.models import Role, SessionKind
 from app.accounts.service import Principal
 from app.accounts.web import check_origin, principal
-from app.api import Schema, validate
+from app.api import validate
 from app.errors import (
     WS_FORBIDDEN,
     WS_MESSAGE_TOO_BIG,
     WS_NORMAL,
     WS_POLICY_VIOLATION,
     WS_RATE_LIMITED,
+    AlreadyJoined,
     Forbidden,
+    JoinFirst,
     KonsilError,
     NotAuthenticated,
+    NotInRoom,
     NotYourRoom,
     RoomClosed,
 )
@@ -37,10 +40,10 @@ from app.metrics import WS_CONNECTIONS, WS_ERRORS, WS_MESSAGES
 from app.resources import db, settings
 from app.rooms import service as rooms
 from app.rooms.state import Action, Actor, is_closed
+from app.schemas import Schema
 from app.signaling import messages as m
 from app.signaling.connection import Connection, TokenBucket
 from app.signaling.hub import Hub, Seat, hub
-from app.signaling.session import ProtocolError
 
 CLOSE_GRACE_SECONDS = 2.0
 
@@ -205,9 +208,7 @@ async def _handle(link: Link, data: str | bytes) -> None:
     WS_MESSAGES.labels(type=message.type).inc()
     try:
         await _dispatch(link, message)
-    except ProtocolError as exc:
-        _error(link, exc.code, exc.message, message.type)
-    except KonsilError as exc:
+    except KonsilError as exc:  # a refusal (ProtocolError and the domain's): the socket stays
         _error(link, exc.code, exc.message, message.type)
 
 
@@ -217,10 +218,10 @@ async def _dispatch(link: Link, message: m.ClientMessage) -> None:
         link.left = True
         link.conn.close(WS_NORMAL, "bye")
     elif target.appointment_id is None or target.actor is None:
-        raise ProtocolError("not_in_room", "Diese Verbindung zeigt nur die Warteschlange.")
+        raise NotInRoom()
     elif isinstance(message, m.Join):
         if link.seat is not None:
-            raise ProtocolError("already_joined", "Sie sind bereits im Raum.")
+            raise AlreadyJoined()
         link.joining = True  # the join deadline must not cut a join in progress
         try:
             link.seat = await link.hub.join(
@@ -233,7 +234,7 @@ async def _dispatch(link: Link, message: m.ClientMessage) -> None:
         finally:
             link.joining = False
     elif link.seat is None:
-        raise ProtocolError("join_first", "Bitte zuerst dem Raum beitreten.")
+        raise JoinFirst()
     elif isinstance(message, m.Admit):
         if target.actor is Actor.PATIENT:
             raise Forbidden()

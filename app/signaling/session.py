@@ -16,7 +16,15 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
+from app.errors import (
+    WS_FORBIDDEN,
+    WS_REPLACED,
+    WS_ROOM_CLOSED,
+    WS_UNAUTHENTICATED,
+    JoinFirst,
+    NotInCall,
+    UnknownPeer,
+)
 from app.rooms.state import is_closed
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
@@ -59,15 +67,6 @@ class Close:
 
 
 Out = Send | Close
-
-
-class ProtocolError(Exception):
-    """A refused client message; becomes an ``error`` message, the connection stays."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def offers(a: Member, b: Member) -> bool:
@@ -228,15 +227,15 @@ class Room:
         """Refuses a relay the sender may not make, with a precise error code."""
         member = self.members.get(sender)
         if member is None:
-            raise ProtocolError("join_first", "Bitte zuerst dem Raum beitreten.")
+            raise JoinFirst()
         if not self.in_call(member):
-            raise ProtocolError("not_in_call", "Sie sind noch im Wartezimmer.")
+            raise NotInCall()
         if isinstance(message, m.Offer | m.Answer | m.Candidate):
             target = self.members.get(message.to)
             if target is None:
-                raise ProtocolError("unknown_peer", "Diese Person ist nicht in Ihrem Raum.")
+                raise UnknownPeer()
             if message.to not in self.partners(sender):
-                raise ProtocolError("not_in_call", "Diese Person ist noch nicht im Gespräch.")
+                raise NotInCall("Diese Person ist noch nicht im Gespräch.")
 
     def starts_call(self, sender: str, message: m.ClientMessage) -> bool:
         """An answer between the patient and a staff member while admitted starts the call."""

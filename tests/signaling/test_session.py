@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
+from app.errors import (
+    WS_FORBIDDEN,
+    WS_REPLACED,
+    WS_ROOM_CLOSED,
+    WS_UNAUTHENTICATED,
+    ProtocolError,
+)
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
-from app.signaling.session import Close, Member, Out, ProtocolError, Room, Send
+from app.signaling.session import Close, Member, Out, Room, Send
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SDP = "v=0\r\n"
@@ -200,3 +209,16 @@ def test_session_revoke_patients_closes_only_the_patient() -> None:
 def test_session_gap_renegotiates_every_pair_from_the_offerer() -> None:
     room = admitted_room()
     assert room.gap() == [Send(SPECIALIST.id, m.Renegotiate(peer_id=PATIENT.id, reason="gap"))]
+
+
+def test_session_core_imports_no_web_framework() -> None:
+    # The pure cores (room replica, wire messages, state machine) run without Starlette.
+    code = (
+        "import sys, app.signaling.session, app.signaling.wire, app.rooms.state; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn'}))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert found.stdout.strip() == "[]"
