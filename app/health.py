@@ -24,8 +24,7 @@ async def readyz(request: Request) -> Response:
     except Exception:
         checks["database"] = "down"
     checks["broker"] = "ok" if await broker(request).ping() else "down"
-    draining = bool(resources(request).extras.get("draining"))
-    if draining:
+    if resources(request).draining:
         checks["server"] = "draining"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from app import api
 from app.accounts.routes import routes as account_routes
 from app.api import EXCEPTION_HANDLERS
+from app.broker import create_broker
 from app.db import create_engine, session_factory
 from app.events.dispatcher import Dispatcher, Doorbell
 from app.health import healthz, readyz
@@ -33,7 +34,6 @@ from app.resources import Resources
 from app.rooms.routes import routes as room_routes
 from app.scheduling.routes import routes as scheduling_routes
 from app.settings import Settings
-from app.signaling.broker import create_broker
 from app.signaling.endpoint import routes as signaling_routes
 from app.signaling.listener import lifespan as signaling_lifespan
 
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     dispatching = await tasks.start(res.events.run)
                     log.info("konsil.started", environment=cfg.environment)
                     yield
-                    res.extras["draining"] = True
+                    res.draining = True
                     res.events.stop()
                     dispatching.cancel()
         finally:

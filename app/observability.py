@@ -127,10 +127,10 @@ async def drain_on_sigterm(res: Resources) -> AsyncIterator[None]:
             signal.raise_signal(sig)
 
     def on_sigterm(sig: int, frame: FrameType | None) -> None:
-        if res.extras.get("draining"):
+        if res.draining:
             loop.call_soon_threadsafe(pass_on, sig)  # a second SIGTERM: stop now
             return
-        res.extras["draining"] = True
+        res.draining = True
         log.info("konsil.draining", seconds=delay)
         loop.call_soon_threadsafe(loop.call_later, delay, pass_on, sig)
 
@@ -138,6 +138,6 @@ async def drain_on_sigterm(res: Resources) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        res.extras["draining"] = True
+        res.draining = True
         if signal.getsignal(signal.SIGTERM) is on_sigterm:
             signal.signal(signal.SIGTERM, previous)

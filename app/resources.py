@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
@@ -11,8 +11,10 @@ from starlette.requests import HTTPConnection
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    from app.broker import Broker
     from app.events.dispatcher import Dispatcher
-    from app.signaling.broker import Broker
+    from app.precheck.echo import EchoRegistry
+    from app.signaling.hub import Hub
 
 
 @dataclass
@@ -25,8 +27,11 @@ class Resources:
     broker: Broker
     # Delivers committed domain events to the listeners that packages subscribe at start-up.
     events: Dispatcher
-    # Extra long-lived services registered by packages (peer registries, hubs...).
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Set by the package lifespans while they run (None before and after).
+    hub: Hub | None = None
+    echo: EchoRegistry | None = None
+    # True once the process is shutting down (SIGTERM): /readyz answers 503.
+    draining: bool = False
 
 
 def resources(conn: HTTPConnection) -> Resources:

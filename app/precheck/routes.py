@@ -21,7 +21,6 @@ from app.resources import Resources, resources
 from app.schemas import Out, Schema
 from app.turn import ice_servers
 
-REGISTRY_KEY = "echo_peers"
 MAX_SDP_CHARS = 32 * 1024
 
 
@@ -44,16 +43,16 @@ async def precheck_lifespan(res: Resources) -> AsyncIterator[None]:
         max_concurrent=res.settings.echo_max_concurrent,
         max_seconds=res.settings.echo_max_seconds,
     ) as registry:
-        res.extras[REGISTRY_KEY] = registry
+        res.echo = registry
         try:
             yield
         finally:
-            del res.extras[REGISTRY_KEY]
+            res.echo = None
 
 
 def echo_peers(request: Request) -> EchoRegistry:
-    registry = resources(request).extras[REGISTRY_KEY]
-    assert isinstance(registry, EchoRegistry), "precheck lifespan has not run"
+    registry = resources(request).echo
+    assert registry is not None, "precheck lifespan has not run"
     return registry
 
 

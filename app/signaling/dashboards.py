@@ -13,6 +13,7 @@ from contextlib import suppress
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.broker import Broker
 from app.db import utcnow
 from app.errors import WS_GOING_AWAY
 from app.logging import get_logger
@@ -22,7 +23,6 @@ from app.settings import Settings
 from app.signaling import envelope as env
 from app.signaling import messages as m
 from app.signaling import wire
-from app.signaling.broker import Broker
 from app.signaling.connection import Connection
 
 log = get_logger("konsil.signaling")

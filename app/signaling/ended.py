@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 
+from app.broker import Broker
 from app.errors import WS_UNAUTHENTICATED
 from app.metrics import BROKER_DROPPED
 from app.signaling import wire
-from app.signaling.broker import Broker
 from app.signaling.connection import Connection
 from app.tokens import session_key
 

@@ -39,7 +39,6 @@ from app.signaling.session import Close, Member, Out, Room
 from app.tokens import new_token, session_key
 from app.turn import ice_servers
 
-HUB = "signaling_hub"
 log = get_logger("konsil.signaling")
 # The resume record outlives the window a little: the expiry timer, not the store's TTL, must
 # be what ends the seat, or the record would vanish first and the departure never be announced.
@@ -48,8 +47,8 @@ RESUME_RECORD_MARGIN_SECONDS = 5
 
 
 def hub(conn: HTTPConnection) -> Hub:
-    found = resources(conn).extras[HUB]
-    assert isinstance(found, Hub), "signalling hub not started"
+    found = resources(conn).hub
+    assert found is not None, "signalling hub not started"
     return found
 
 

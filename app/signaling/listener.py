@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from app.events import types as ev
 from app.resources import Resources
-from app.signaling.hub import HUB, Hub
+from app.signaling.hub import Hub
 
 
 @asynccontextmanager
@@ -23,7 +23,7 @@ async def lifespan(res: Resources) -> AsyncIterator[None]:
     hears every domain event."""
     instance = Hub(res)
     await instance.ended.start()
-    res.extras[HUB] = instance
+    res.hub = instance
 
     async def listener(event: ev.DomainEvent) -> None:
         await on_event(instance, event)
@@ -33,7 +33,7 @@ async def lifespan(res: Resources) -> AsyncIterator[None]:
         yield
     finally:
         await instance.shutdown()
-        res.extras.pop(HUB, None)
+        res.hub = None
 
 
 async def on_event(hub: Hub, event: ev.DomainEvent) -> None:

@@ -26,7 +26,6 @@ from app.db import utcnow
 from app.main import create_app
 from app.metrics import REGISTRY
 from app.precheck.echo import EchoRegistry
-from app.precheck.routes import REGISTRY_KEY
 from app.settings import Settings
 from tests.conftest import create_schema, new_client
 from tests.factories import Demo, login, make_appointment, patient_session, seed
@@ -46,7 +45,7 @@ def loopback_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def echo_peers(app: Starlette) -> EchoRegistry:
-    registry = app.state.resources.extras[REGISTRY_KEY]
+    registry = app.state.resources.echo
     assert isinstance(registry, EchoRegistry)
     return registry
 

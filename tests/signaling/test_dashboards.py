@@ -14,7 +14,7 @@ from app.events import outbox
 from app.events.types import AppointmentBooked
 from app.resources import Resources
 from app.signaling.connection import Connection
-from app.signaling.hub import HUB, Hub
+from app.signaling.hub import Hub
 from tests.factories import Demo, make_appointment
 
 TIMEOUT = 10.0
@@ -22,7 +22,7 @@ TIMEOUT = 10.0
 
 def _hub(app: Starlette) -> Hub:
     res: Resources = app.state.resources
-    found = res.extras[HUB]
+    found = res.hub
     assert isinstance(found, Hub)
     return found
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.errors import WS_REPLACED
 from app.scheduling.models import Appointment
 from app.settings import Settings
-from app.signaling.hub import HUB, Hub
+from app.signaling.hub import Hub
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live, live_server
 from tests.services import REDIS_URL, require_redis
@@ -151,7 +151,7 @@ def random_id() -> int:
 
 async def connections_in_room(live: Live, appointment_id: int, count: int) -> None:
     """Waits until the server holds ``count`` connections in the room (old ones handled)."""
-    found = live.app.state.resources.extras[HUB]
+    found = live.app.state.resources.hub
     assert isinstance(found, Hub)
     # The hub has no event for it; a short poll, bounded by the caller's timeout.
     while True:

@@ -9,7 +9,8 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from app.signaling.broker import Broker, MemoryBroker, create_broker
+from app.broker import Broker, create_broker
+from app.broker.memory import MemoryBroker
 from tests.services import REDIS_URL, require_redis
 
 

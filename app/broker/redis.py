@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from app.broker._fanout import FanOut, drain
 from app.logging import get_logger
-from app.signaling.broker import FanOut, drain
 
 CONFIRM_SECONDS = 5.0
 MAX_BATCH = 512

@@ -1,0 +1,58 @@
+"""Fan-out of signalling messages between server processes, chosen by URL.
+
+``memory://`` keeps everything in this process (one server). ``redis://host:port/db`` uses Redis
+pub/sub so that several server processes can carry one call. Pub/sub delivers at most once;
+the protocol layer above carries sequence numbers so a gap is noticed.
+
+Backends live in their own modules (``memory``, ``redis``) and are imported by the factory.
+
+Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, atomic ``take``
+and ``refresh``): the signalling hub stores resume records there, so a client may resume on
+any process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+
+class Broker(Protocol):
+    async def connect(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool: ...
+    async def publish(self, channel: str, message: bytes) -> None:
+        """Sends ``message``. Messages leave in the order of the calls: implementations take
+        the message before their first ``await``, so callers need no lock to keep order."""
+        ...
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """``async with broker.subscribe(ch) as messages: async for m in messages``."""
+        ...
+
+    async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        """Stores ``value`` under ``key`` for ``ttl_seconds`` (overwrites)."""
+        ...
+
+    async def take(self, key: str) -> bytes | None:
+        """Atomically reads and deletes ``key``: only one caller ever gets a value."""
+        ...
+
+    async def refresh(self, key: str, ttl_seconds: int) -> bool:
+        """Sets a live ``key`` to expire in ``ttl_seconds``; False (and nothing stored) if it
+        is gone, e.g. taken meanwhile. Atomic: never brings a taken key back."""
+        ...
+
+
+def create_broker(url: str) -> Broker:
+    """The broker for ``url``: ``memory://`` or ``redis://...``."""
+    if url.startswith("memory://"):
+        from app.broker.memory import MemoryBroker
+
+        return MemoryBroker()
+    if url.startswith(("redis://", "rediss://")):
+        from app.broker.redis import RedisBroker
+
+        return RedisBroker(url)
+    raise ValueError(f"unsupported broker URL scheme: {url.split('://', 1)[0]!r}")
