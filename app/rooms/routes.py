@@ -89,7 +89,7 @@ async def transfer(request: Request) -> Response:
     body = await parse_json(request, TransferIn)
     with _hidden_unless_yours():
         async with unit_of_work(db(request)) as session:
-            appointment, _ = await rooms.transfer(
+            appointment = await rooms.transfer(
                 session,
                 appointment_id=int(request.path_params["appointment_id"]),
                 who=who,

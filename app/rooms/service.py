@@ -138,11 +138,11 @@ async def no_show(
 
 async def transfer(
     session: AsyncSession, *, appointment_id: int, who: Principal, to_specialist_id: int
-) -> tuple[Appointment, int]:
-    """Hands a consultation that has not started to a colleague of the same specialty.
+) -> Appointment:
+    """Hands a consultation that has not started to a colleague of the same specialty
+    (``AppointmentTransferred`` tells the previous one's connections and dashboard).
 
-    Returns the appointment and the previous specialist's id. ``SlotTaken`` when the colleague
-    already has a consultation at that time.
+    ``SlotTaken`` when the colleague already has a consultation at that time.
     """
     appointment = await load(session, appointment_id, lock=True)
     actor = actor_for(appointment, who)
@@ -191,7 +191,7 @@ async def transfer(
         from_specialist=previous,
         to_specialist=to_specialist_id,
     )
-    return appointment, previous
+    return appointment
 
 
 async def waiting_count(session: AsyncSession) -> int:

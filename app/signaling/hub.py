@@ -3,7 +3,11 @@
 One subscription per room with local participants (``konsil:room:<id>``); the specialists'
 dashboards (``konsil:queue:<id>``) live in ``dashboards.Dashboards``, which the hub owns. Every
 room event goes through the broker, also for local peers, so one process and many behave the
-same. Room rules live in ``session.Room``.
+same. Room rules live in ``session.Room``; the messages between processes in ``wire``.
+
+The hub writes to the database only for what a websocket causes (a patient arrives or leaves
+for good, an admit, the first answer that starts the call); those changes, like every other,
+reach the rooms as domain events through ``listener``.
 """
 
 from __future__ import annotations

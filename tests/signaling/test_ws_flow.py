@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts.models import User
 from app.db import utcnow
-from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED
+from app.errors import WS_FORBIDDEN, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.scheduling.models import Appointment, RoomState
 from app.seed import DEMO_PASSWORD
 from app.settings import Settings
@@ -184,6 +184,37 @@ async def test_ws_patient_logout_closes_the_patients_websocket(
             assert await p.closed_with() == WS_UNAUTHENTICATED
     async with ws_connect(live, query, cookie) as again:
         assert await again.closed_with() == WS_UNAUTHENTICATED
+
+
+async def test_ws_transfer_closes_the_previous_specialists_room_and_updates_both_queues(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    query = f"appointment={appointment.id}"
+    patient = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    colleague = await staff_cookie(live, demo.other_specialist)
+    async with logged_in(live, demo.specialist) as http:
+        cookie = f"konsil_staff={http.cookies['konsil_staff']}"
+        async with (
+            ws_connect(live, f"as=patient&{query}", patient) as p,
+            ws_connect(live, f"as=staff&{query}", cookie) as s,
+            ws_connect(live, "as=staff", colleague) as colleague_queue,
+        ):
+            await p.send(type="join")
+            await p.expect("joined")
+            await s.send(type="join")
+            await s.expect("joined")
+            assert (await colleague_queue.expect("queue"))["waiting"] == []
+            moved = await http.post(
+                f"/api/v1/rooms/{appointment.id}/transfer",
+                json={"specialist_id": demo.other_specialist.id},
+            )
+            assert moved.status_code == 200, moved.text
+            assert await s.closed_with() == WS_FORBIDDEN
+            waiting = await colleague_queue.expect("queue")
+            assert [e["appointment_id"] for e in waiting["waiting"]] == [appointment.id]
+            await p.send(type="leave")
+            assert await p.closed_with() == 1000  # the patient waits on, for the colleague
 
 
 async def test_ws_deactivating_an_account_closes_its_websockets(
