@@ -20,6 +20,7 @@ from app.pages import i18n
 from app.pages.errors import error_page
 from app.pages.static import file_exists, static_mount
 from app.pages.templating import render, static_version
+from app.rooms.state import BEGUN
 
 HOME_BY_ROLE = {Role.GP: "/gp", Role.SPECIALIST: "/specialist"}
 
@@ -134,7 +135,12 @@ async def specialist_appointment(request: Request) -> Response:
         return who
     appointment_id = request.path_params["appointment_id"]
     return page(
-        request, "specialist/appointment.html", who, "specialist", appointment_id=appointment_id
+        request,
+        "specialist/appointment.html",
+        who,
+        "specialist",
+        appointment_id=appointment_id,
+        begun_states=" ".join(sorted(BEGUN)),
     )
 
 

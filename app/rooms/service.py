@@ -1,7 +1,9 @@
 """Consultation rooms in the database: who may enter, state changes with audit rows, the queue.
 
-Every change goes through ``app.rooms.state.next_state`` and is written by ``move``, which
-records ``RoomStateChanged``; callers own the unit of work.
+The one writer of an appointment's lifecycle (``room_state`` and ``status``): every change goes
+through ``app.rooms.state.next_state`` and is written by ``move``, which records
+``RoomStateChanged``; a report completes the appointment through ``complete_by_report``.
+Callers own the unit of work.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from app.accounts.service import Principal
 from app.audit import service as audit
 from app.errors import Conflict, InvalidInput, NotFound, NotYourRoom, SlotTaken
 from app.events import outbox
-from app.events.types import AppointmentTransferred, RoomStateChanged
+from app.events.types import AppointmentTransferred, ReportCompleted, RoomStateChanged
 from app.metrics import WAIT_SECONDS
 from app.rooms.schemas import QueueEntry, QueueOut
-from app.rooms.state import Action, Actor, next_state
+from app.rooms.state import STATUS_AFTER, Action, Actor, next_state
 from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Urgency
 
 
@@ -109,11 +111,7 @@ def _apply(appointment: Appointment, after: RoomState, now: datetime) -> None:
             WAIT_SECONDS.observe((now - appointment.waiting_since).total_seconds())
     if after is RoomState.SCHEDULED:
         appointment.waiting_since = None
-    status = {
-        RoomState.ENDED: AppointmentStatus.COMPLETED,
-        RoomState.NO_SHOW: AppointmentStatus.NO_SHOW,
-        RoomState.CANCELLED: AppointmentStatus.CANCELLED,
-    }.get(after)
+    status = STATUS_AFTER.get(after)
     if status is not None:
         appointment.status = status
         appointment.sequence += 1
@@ -121,6 +119,23 @@ def _apply(appointment: Appointment, after: RoomState, now: datetime) -> None:
             appointment.cancelled_at = now
         else:
             appointment.ended_at = now
+
+
+def complete_by_report(session: AsyncSession, appointment: Appointment) -> None:
+    """The specialist's first report completes a booked appointment, whatever its room did
+    (a consultation may have gone on by phone)."""
+    assert appointment.id is not None
+    if appointment.status != AppointmentStatus.BOOKED:
+        return
+    appointment.status = AppointmentStatus.COMPLETED
+    outbox.record(
+        session,
+        ReportCompleted(
+            appointment_id=appointment.id,
+            specialist_id=appointment.specialist_id,
+            gp_id=appointment.gp_id,
+        ),
+    )
 
 
 async def no_show(

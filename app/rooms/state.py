@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.errors import Forbidden, InvalidTransition, RoomClosed
-from app.scheduling.models import RoomState
+from app.scheduling.models import AppointmentStatus, RoomState
 
 S = RoomState
 
@@ -40,6 +40,18 @@ class Action(StrEnum):
 
 
 CLOSED = frozenset({S.ENDED, S.NO_SHOW, S.CANCELLED})
+# States that show the consultation has begun, whatever the clock says: links open 30 min early,
+# so a specialist may admit a waiting patient before the slot. Admitting counts too: it is the
+# specialist's own act, and the call may then fail and continue by phone. (The specialist's
+# appointment page gets this set from the server.)
+BEGUN = frozenset({S.ADMITTED, S.IN_CALL, S.ENDED})
+# The appointment's status that a closing state decides; otherwise it stays as it is (booked,
+# or completed by a report).
+STATUS_AFTER = {
+    S.ENDED: AppointmentStatus.COMPLETED,
+    S.NO_SHOW: AppointmentStatus.NO_SHOW,
+    S.CANCELLED: AppointmentStatus.CANCELLED,
+}
 
 
 @dataclass(frozen=True)

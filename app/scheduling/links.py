@@ -29,8 +29,9 @@ from app.errors import (
 )
 from app.events import outbox
 from app.events.types import LinkIssued, LinkRevoked, PatientSessionsEnded
+from app.rooms.state import is_closed
 from app.scheduling import repository as repo
-from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, RoomState, Specialty
+from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, Specialty
 from app.scheduling.schemas import PatientAppointmentOut
 from app.settings import Settings
 from app.tokens import new_token, session_key, token_hash
@@ -38,7 +39,6 @@ from app.tokens import new_token, session_key, token_hash
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 # Tokens cannot be guessed (256 bits); this only stops a client hammering the endpoint.
 MAX_REJECTIONS_PER_IP = 20
-ENDED_STATES = frozenset({RoomState.ENDED, RoomState.NO_SHOW})
 ENDED_STATUSES = frozenset({AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW})
 
 
@@ -210,7 +210,7 @@ def _refusal(
         return LinkExpired("Dieser Termin wurde abgesagt.", reason="cancelled")
     if link.revoked_at is not None:
         return LinkInvalid()
-    if appointment.status in ENDED_STATUSES or appointment.room_state in ENDED_STATES:
+    if appointment.status in ENDED_STATUSES or is_closed(appointment.room_state):
         return LinkExpired("Diese Video-Sprechstunde ist bereits beendet.", reason="ended")
     if now < link.valid_from:
         local = link.valid_from.astimezone(settings.tz)

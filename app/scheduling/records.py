@@ -16,10 +16,10 @@ from app.accounts.models import User
 from app.accounts.service import Principal
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
-from app.events import outbox
-from app.events.types import ReportCompleted
+from app.rooms import service as rooms
+from app.rooms.state import BEGUN
 from app.scheduling.links import record
-from app.scheduling.models import Appointment, AppointmentStatus, Document, Report, RoomState
+from app.scheduling.models import Appointment, AppointmentStatus, Document, Report
 from app.scheduling.schemas import DocumentOut, ReportOut
 from app.scheduling.service import is_gp_of, is_specialist_of, visible_appointment
 
@@ -32,10 +32,6 @@ MAGIC = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
 }
 EXTENSIONS = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
-# Room states that show the consultation has begun, whatever the clock says: links open 30 min
-# early, so a specialist may admit a waiting patient before the slot. Admitting counts too: it
-# is the specialist's own act, and the call may then fail and continue by phone.
-CONSULTED_STATES = frozenset({RoomState.ADMITTED, RoomState.IN_CALL, RoomState.ENDED})
 
 
 @dataclass(frozen=True)
@@ -175,16 +171,7 @@ async def write_report(
         session.add(report)
     else:
         report.body, report.author_id, report.updated_at = body, who.user_id, now
-    if appointment.status == AppointmentStatus.BOOKED:
-        appointment.status = AppointmentStatus.COMPLETED
-        outbox.record(
-            session,
-            ReportCompleted(
-                appointment_id=appointment_id,
-                specialist_id=appointment.specialist_id,
-                gp_id=appointment.gp_id,
-            ),
-        )
+    rooms.complete_by_report(session, appointment)
     await session.flush()
     record(session, who, "report.written", appointment_id, report_id=report.id)
     return await _report_out(session, report)
@@ -192,7 +179,7 @@ async def write_report(
 
 def has_begun(appointment: Appointment, now: datetime) -> bool:
     """Whether the consultation may have taken place, so that a report makes sense."""
-    return now >= appointment.starts_at or appointment.room_state in CONSULTED_STATES
+    return now >= appointment.starts_at or appointment.room_state in BEGUN
 
 
 async def read_report(session: AsyncSession, *, who: Principal, appointment_id: int) -> ReportOut:

@@ -18,7 +18,7 @@ from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, SlotTak
 from app.events import outbox
 from app.events.types import AppointmentBooked, AppointmentCancelled, AppointmentRescheduled
 from app.rooms import service as rooms
-from app.rooms.state import CANCELLABLE, Action, Actor, next_state
+from app.rooms.state import CANCELLABLE, Action, Actor, is_closed, next_state
 from app.scheduling import calendar, links
 from app.scheduling import repository as repo
 from app.scheduling.availability import bookable_slot, require_role
@@ -289,11 +289,7 @@ async def revoke_link(
 
 
 def _require_open(appointment: Appointment) -> None:
-    if appointment.status != AppointmentStatus.BOOKED or appointment.room_state in (
-        RoomState.ENDED,
-        RoomState.NO_SHOW,
-        RoomState.CANCELLED,
-    ):
+    if appointment.status != AppointmentStatus.BOOKED or is_closed(appointment.room_state):
         raise InvalidTransition("Für diesen Termin gibt es keinen Link mehr.")
 
 

@@ -4,10 +4,9 @@ import { $, h, showAlert, busy } from "./dom.js";
 import { t, formatDate, formatDateTime } from "./i18n.js";
 import { STATUS, ROOM, label } from "./labels.js";
 
-// Room states in which the consultation has begun (app/scheduling/records.py CONSULTED_STATES).
-const BEGUN = new Set(["admitted", "in_call", "ended"]);
-
 const root = $("#specialist-appointment");
+// Room states in which the consultation has begun: from the server (app/rooms/state.py BEGUN).
+const BEGUN = new Set(root.dataset.begunStates.split(" "));
 const id = Number(root.dataset.appointment);
 const errorBox = $("[data-error]", root);
 
