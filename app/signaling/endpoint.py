@@ -43,7 +43,8 @@ from app.rooms.state import Action, Actor, is_closed
 from app.schemas import Schema
 from app.signaling import messages as m
 from app.signaling.connection import Connection, TokenBucket
-from app.signaling.hub import Hub, Seat, hub
+from app.signaling.hub import Hub, hub
+from app.signaling.seats import Seat
 
 CLOSE_GRACE_SECONDS = 2.0
 

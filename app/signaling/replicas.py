@@ -1,0 +1,153 @@
+"""This process's room replicas and their broker subscriptions.
+
+One subscription per room with local participants (``konsil:room:<id>``). Every room message
+goes through the broker, also for local peers, so one process and many behave the same: each
+replica applies the messages in broker order (``wire.apply`` on a ``session.Room``) and
+delivers the results to the connections this process holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Coroutine
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.broker import Broker
+from app.errors import WS_GOING_AWAY
+from app.metrics import BROKER_DROPPED, ROOMS_ACTIVE
+from app.rooms import service as rooms
+from app.scheduling.models import RoomState
+from app.signaling import envelope as env
+from app.signaling import wire
+from app.signaling.connection import Connection
+from app.signaling.session import Close, Out, Room
+
+
+@dataclass
+class LocalRoom:
+    """A room replica, the connections this process holds in it, and their expiry timers."""
+
+    room: Room
+    conns: dict[str, Connection] = field(default_factory=dict)
+    timers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+
+class Replicas:
+    """The replicas of the rooms this process has participants in."""
+
+    def __init__(self, *, broker: Broker, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.broker = broker
+        self.sessions = sessions
+        self.origin = "o_" + secrets.token_urlsafe(9)
+        self.tracker = env.SequenceTracker()
+        self.rooms: dict[int, LocalRoom] = {}
+        self._seq: dict[str, int] = {}
+        self._room_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def publish(self, channel: str, message: wire.Wire) -> None:
+        """Stamps ``message`` with this process and its next sequence number, and sends it."""
+        # No await between numbering and handing over: brokers send in call order, so the
+        # sequence order and the publish order stay the same without a lock.
+        seq = self._seq[channel] = self._seq.get(channel, 0) + 1
+        stamped = message.model_copy(update={"o": self.origin, "s": seq})
+        await self.broker.publish(channel, stamped.model_dump_json().encode())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def acquire(self, appointment_id: int) -> LocalRoom:
+        """The replica of this room, subscribed (made and subscribed first if need be)."""
+        async with self._room_lock:
+            local = self.rooms.get(appointment_id)
+            if local is not None:
+                return local
+            ready = asyncio.Event()
+            local = LocalRoom(room=Room(appointment_id=appointment_id, state=RoomState.SCHEDULED))
+            local.task = asyncio.get_running_loop().create_task(self._room_loop(local, ready))
+            await asyncio.wait_for(ready.wait(), 10)
+            # Read the state only once subscribed, so no change can slip in between.
+            async with self.sessions() as session:
+                appointment = await rooms.load(session, appointment_id)
+            local.room.state = appointment.room_state
+            local.room.waiting_since = appointment.waiting_since
+            self.rooms[appointment_id] = local
+            ROOMS_ACTIVE.inc()
+            return local
+
+    async def _room_loop(self, local: LocalRoom, ready: asyncio.Event) -> None:
+        channel = env.room_channel(local.room.appointment_id)
+        async with self.broker.subscribe(channel) as events:
+            ready.set()
+            async for raw in events:
+                message = wire.parse(wire.ROOM, raw)
+                if message is None:
+                    BROKER_DROPPED.labels(channel="room").inc()
+                    continue
+                self._apply(local, channel, message)
+
+    def _apply(self, local: LocalRoom, channel: str, message: wire.RoomMessage) -> None:
+        outs: list[Out] = []
+        if self.tracker.see(channel, message.o, message.s):
+            outs += local.room.gap()
+            self._spawn(self._present(local))
+        outs += wire.apply(local.room, message)
+        if isinstance(message, wire.Add | wire.Resumed) and message.o != self.origin:
+            # The joining process may have had nobody in this room: tell it who is here.
+            self._spawn(self._present(local))
+        self._deliver(local, outs)
+
+    def _deliver(self, local: LocalRoom, outs: list[Out]) -> None:
+        for out in outs:
+            if isinstance(out, Close):
+                conn = local.conns.get(out.conn)
+                if conn is not None:
+                    conn.close(out.code, out.reason)
+                continue
+            member = local.room.members.get(out.to)
+            conn = local.conns.get(member.conn) if member else None
+            if conn is not None:
+                conn.send(out.message)
+
+    async def _present(self, local: LocalRoom) -> None:
+        """Tells the other processes about our own participants (after a join or a gap)."""
+        channel = env.room_channel(local.room.appointment_id)
+        for member in list(local.room.members.values()):
+            if member.conn in local.conns or member.id in local.timers:
+                partners = local.room.partners(member.id)
+                await self.publish(channel, wire.Present(member=member, partners=partners))
+
+    async def release(self, appointment_id: int) -> None:
+        """Ends the replica once this process has no connection and no timer left in it."""
+        local = self.rooms.get(appointment_id)
+        if local is None or local.conns or local.timers:
+            return
+        del self.rooms[appointment_id]
+        ROOMS_ACTIVE.dec()
+        self.tracker.forget(env.room_channel(appointment_id))
+        if local.task is not None:
+            local.task.cancel()
+            with suppress(asyncio.CancelledError):
+                await local.task
+
+    async def shutdown(self) -> None:
+        """Tells every connection 1001 and ends every subscription and timer."""
+        for local in self.rooms.values():
+            for conn in local.conns.values():
+                conn.close(WS_GOING_AWAY, "server shutting down")
+        tasks = [t for local in self.rooms.values() for t in local.timers.values()]
+        tasks += [local.task for local in self.rooms.values() if local.task]
+        tasks += self._tasks
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        ROOMS_ACTIVE.dec(len(self.rooms))
+        self.rooms.clear()

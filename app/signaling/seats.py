@@ -1,0 +1,188 @@
+"""Seats in the rooms: joining, resuming a seat, and giving it up when a connection ends.
+
+A seat outlives its connection for the resume window: the resume record in the broker's keys
+(``resume``) says who may take it back, on any process; an expiry timer ends it otherwise.
+Whoever takes the record owns the participant, so a resume and an expiry never both win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass, replace
+
+from app.accounts.service import Principal
+from app.broker import Broker
+from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED
+from app.rooms.state import Action, Actor
+from app.scheduling.models import Appointment, RoomState
+from app.settings import Settings
+from app.signaling import envelope as env
+from app.signaling import messages as m
+from app.signaling import resume as records
+from app.signaling import wire
+from app.signaling.connection import Connection
+from app.signaling.replicas import LocalRoom, Replicas
+from app.signaling.session import Member
+from app.tokens import new_token, session_key
+from app.turn import ice_servers
+
+# The resume record outlives the window a little: the expiry timer, not the store's TTL, must
+# be what ends the seat, or the record would vanish first and the departure never be announced.
+# (If the process holding the timer died, the record still ends by itself shortly after.)
+RESUME_RECORD_MARGIN_SECONDS = 5
+
+RoomAction = Callable[[int, Action, Principal | None], Awaitable[Appointment]]
+"""``act(appointment_id, action, who)``: a room change in the database (``Hub.room_action``)."""
+
+
+@dataclass
+class Seat:
+    """A joined connection: who it is and the broker key of its current resume record."""
+
+    appointment_id: int
+    member: Member
+    resume_key: str
+
+
+class Seats:
+    """This process's seats; room changes they cause go through ``act``."""
+
+    def __init__(
+        self, *, settings: Settings, broker: Broker, replicas: Replicas, act: RoomAction
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.replicas = replicas
+        self.act = act
+        self.seat_ttl = records.seat_ttl(settings)
+
+    async def join(
+        self,
+        conn: Connection,
+        *,
+        appointment_id: int,
+        actor: Actor,
+        who: Principal,
+        resume: str | None,
+    ) -> Seat:
+        """Seats ``conn`` in the room: takes the old participant's seat over if ``resume`` is
+        valid, whether its old connection already ended or is still open (closed with 4409)."""
+        local = await self.replicas.acquire(appointment_id)
+        try:
+            seat = await self._resume(local, who, resume) if resume else None
+            state, since = local.room.state, local.room.waiting_since
+            if seat is None and actor is Actor.PATIENT:
+                appointment = await self.act(appointment_id, Action.ARRIVE, who)
+                state, since = appointment.room_state, appointment.waiting_since
+        except BaseException:
+            await self.replicas.release(appointment_id)
+            raise
+        local.conns[conn.id] = conn
+        if resume and seat is None:
+            conn.send(m.Error(code="resume_failed", message="Neu verbunden.", ref="join"))
+        resumed = seat is not None
+        seat = seat or self._new_seat(appointment_id, actor, who)
+        seat.member = replace(seat.member, conn=conn.id)
+        joined = self._joined(seat, resumed, state)
+        await self.broker.put(
+            seat.resume_key, records.pack(appointment_id, seat.member), self.seat_ttl
+        )
+        conn.send(joined)
+        since = since if state is RoomState.WAITING else None  # as in Room.state_message
+        told = m.RoomStateChanged(state=state, waiting_since=since)
+        conn.send(told)
+        # The event of this very change may reach the replica after the member: not twice.
+        local.room.heard[seat.member.id] = told
+        channel = env.room_channel(appointment_id)
+        if resumed:
+            await self.replicas.publish(channel, wire.Resumed(member=seat.member))
+        else:
+            await self.replicas.publish(channel, wire.Add(member=seat.member))
+        return seat
+
+    def _new_seat(self, appointment_id: int, actor: Actor, who: Principal) -> Seat:
+        member = Member(
+            id="p_" + secrets.token_urlsafe(12),
+            role="patient" if actor is Actor.PATIENT else actor.value,  # type: ignore[arg-type]
+            name="" if actor is Actor.PATIENT else who.display_name,
+            session_key=session_key(who.session_id),
+            conn="",
+            user_id=who.user_id,
+        )
+        return Seat(appointment_id, member, "")
+
+    def _joined(self, seat: Seat, resumed: bool, state: RoomState) -> m.Joined:
+        resume_id = new_token()
+        seat.resume_key = records.record_key(
+            seat.appointment_id, seat.member.session_key, resume_id
+        )
+        servers = ice_servers(self.settings, seat.appointment_id)
+        return m.Joined(
+            participant_id=seat.member.id,
+            role=seat.member.role,
+            resumed=resumed,
+            resume_id=resume_id,
+            resume_seconds=self.settings.ws_resume_seconds,
+            room_state=state,
+            ice_servers=[m.IceServer.model_validate(s) for s in servers],
+            ice_ttl=self.settings.turn_ttl_seconds,
+        )
+
+    async def _resume(self, local: LocalRoom, who: Principal, resume: str) -> Seat | None:
+        appointment_id, session = local.room.appointment_id, session_key(who.session_id)
+        raw = await self.broker.take(records.record_key(appointment_id, session, resume))
+        member = records.unpack(raw, appointment_id, session) if raw is not None else None
+        if member is None:
+            return None
+        timer = local.timers.pop(member.id, None)
+        if timer is not None:
+            timer.cancel()
+        return Seat(local.room.appointment_id, member, "")
+
+    async def disconnect(self, conn: Connection, seat: Seat, *, left: bool) -> None:
+        """The connection ended. ``left``: the client said ``leave`` (no resume)."""
+        local = self.replicas.rooms.get(seat.appointment_id)
+        if local is None:
+            return
+        local.conns.pop(conn.id, None)
+        current = local.room.members.get(seat.member.id)
+        key = seat.resume_key
+        if current is None:
+            # Replaced, transferred away or the room closed: the resume id goes with the seat.
+            await self.broker.take(key)
+        elif current.conn != conn.id:
+            pass  # resumed on a newer connection, which has its own record
+        elif left or conn.close_code in (WS_ROOM_CLOSED, WS_UNAUTHENTICATED):
+            # (A connection whose session ended cannot resume: its seat goes now.)
+            # Whoever takes the record owns the participant: a resume that won keeps it.
+            if await self.broker.take(key) is not None:
+                await self._gone(seat)
+        elif await self.broker.refresh(
+            key, self.settings.ws_resume_seconds + RESUME_RECORD_MARGIN_SECONDS
+        ):
+            local.timers[seat.member.id] = asyncio.get_running_loop().create_task(
+                self._expire(seat, key)
+            )
+        # Otherwise a resume has just taken the seat over; its "resumed" event is on its way.
+        await self.replicas.release(seat.appointment_id)
+
+    async def _expire(self, seat: Seat, key: str) -> None:
+        await asyncio.sleep(self.settings.ws_resume_seconds)
+        local = self.replicas.rooms.get(seat.appointment_id)
+        if local is not None:
+            local.timers.pop(seat.member.id, None)
+        # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
+        if await self.broker.take(key) is not None:
+            await self._gone(seat)
+        await self.replicas.release(seat.appointment_id)
+
+    async def _gone(self, seat: Seat) -> None:
+        await self.replicas.publish(
+            env.room_channel(seat.appointment_id), wire.Leave(pid=seat.member.id)
+        )
+        if seat.member.role == "patient":
+            with suppress(Exception):
+                await self.act(seat.appointment_id, Action.DEPART, None)
