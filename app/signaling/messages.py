@@ -26,6 +26,8 @@ from app.scheduling.models import RoomState
 ParticipantId = Annotated[str, Field(pattern=r"^p_[A-Za-z0-9_-]{8,40}$")]
 Sdp = Annotated[str, Field(min_length=1, max_length=60_000)]
 Role = Literal["patient", "specialist", "gp"]
+"""A participant's role in a room: ``app.rooms.state.Actor`` without the server itself."""
+PARTICIPANT_ROLES: dict[str, Role] = {"patient": "patient", "specialist": "specialist", "gp": "gp"}
 
 
 class Message(BaseModel):

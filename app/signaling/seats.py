@@ -106,7 +106,7 @@ class Seats:
     def _new_seat(self, appointment_id: int, actor: Actor, who: Principal) -> Seat:
         member = Member(
             id="p_" + secrets.token_urlsafe(12),
-            role="patient" if actor is Actor.PATIENT else actor.value,  # type: ignore[arg-type]
+            role=m.PARTICIPANT_ROLES[actor.value],  # KeyError for SYSTEM: it never takes a seat
             name="" if actor is Actor.PATIENT else who.display_name,
             session_key=session_key(who.session_id),
             conn="",

@@ -29,7 +29,6 @@ from app.rooms.state import is_closed
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
 
-Role = Literal["patient", "specialist", "gp"]
 RANK: dict[str, int] = {"specialist": 3, "gp": 2, "patient": 1}
 APPLIED_EVENTS_KEPT = 256
 
@@ -39,7 +38,7 @@ class Member:
     """A participant. ``user_id``, ``session_key`` and ``conn`` never leave the server."""
 
     id: str
-    role: Role
+    role: m.Role
     name: str
     session_key: str
     conn: str

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 from pydantic import ValidationError
 
+from app.rooms.state import Actor
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
 
@@ -85,3 +87,8 @@ def test_messages_ice_servers_omit_absent_credentials() -> None:
         {"urls": ["stun:stun.example.org:3478"]},
         {"urls": ["turn:turn.example.org:3478"], "username": "1:42", "credential": "c2VjcmV0"},
     ]
+
+
+def test_messages_participant_roles_are_the_room_actors_but_the_server() -> None:
+    assert set(m.PARTICIPANT_ROLES) == {a.value for a in Actor} - {Actor.SYSTEM.value}
+    assert set(m.PARTICIPANT_ROLES.values()) == set(typing.get_args(m.Role))
