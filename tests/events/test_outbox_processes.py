@@ -172,7 +172,9 @@ async def test_two_processes_on_postgresql_deliver_each_event_exactly_once(
     require_redis()
     count = 30
     appointments = [await make_appointment(database.sessions, database.demo) for _ in range(count)]
-    # Both sweep often, so each also claims what the other committed.
+    # Both sweep often, so each may also claim what the other committed. (Which process
+    # delivers which event is up to timing; that the lock keeps two dispatchers apart is shown
+    # deterministically in tests/events/test_dispatcher.py.)
     env = {"database_url": database.url, "broker_url": REDIS_URL, "outbox_sweep_seconds": "0.02"}
     async with (
         listening(REDIS_URL, "konsil:*") as heard,
@@ -203,4 +205,3 @@ async def test_two_processes_on_postgresql_deliver_each_event_exactly_once(
     # The specialist's queue heard each state change once.
     assert len(changed) == count
     assert sorted(m["ev"] for m in changed) == sorted(m["ev"] for m in states)
-    assert len({m["o"] for m in heard}) == 2  # both processes delivered
