@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Column, Index, Integer, delete, exists, func
+from sqlalchemy import BigInteger, Column, Index, Integer, delete, exists
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import Field, SQLModel, col, select
@@ -108,11 +108,3 @@ def retry_later(row: OutboxEvent, now: datetime) -> bool:
         return False
     row.available_at = now + min(timedelta(seconds=2**row.attempts), BACKOFF_CAP)
     return True
-
-
-async def pending_count(session: AsyncSession) -> int:
-    """Rows still owed to the listeners (failed ones excluded)."""
-    count = await session.scalar(
-        select(func.count()).where(col(OutboxEvent.failed_at).is_(None)).select_from(OutboxEvent)
-    )
-    return int(count or 0)

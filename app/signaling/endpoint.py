@@ -153,7 +153,7 @@ async def serve(websocket: WebSocket, target: Target) -> None:
         link.hub.ended.untrack(link.conn)
         with anyio.CancelScope(shield=True):
             if link.seat is not None:
-                await link.hub.disconnect(link.conn, link.seat, left=link.left)
+                await link.hub.seats.disconnect(link.conn, link.seat, left=link.left)
             if specialist is not None:
                 await link.hub.unwatch_queue(link.conn, specialist)
 
@@ -225,7 +225,7 @@ async def _dispatch(link: Link, message: m.ClientMessage) -> None:
             raise AlreadyJoined()
         link.joining = True  # the join deadline must not cut a join in progress
         try:
-            link.seat = await link.hub.join(
+            link.seat = await link.hub.seats.join(
                 link.conn,
                 appointment_id=target.appointment_id,
                 actor=target.actor,

@@ -17,7 +17,7 @@ from app.accounts.service import Principal
 from app.db import unit_of_work, utcnow
 from app.resources import Resources, resources
 from app.rooms import service as rooms
-from app.rooms.state import Action, Actor
+from app.rooms.state import Action
 from app.scheduling.models import Appointment, RoomState
 from app.signaling import envelope as env
 from app.signaling import messages as m
@@ -25,7 +25,7 @@ from app.signaling import wire
 from app.signaling.connection import Connection
 from app.signaling.dashboards import Dashboards
 from app.signaling.ended import EndedSessions
-from app.signaling.replicas import LocalRoom, Replicas
+from app.signaling.replicas import Replicas
 from app.signaling.seats import Seat, Seats
 
 
@@ -50,29 +50,8 @@ class Hub:
         )
         self.ended = EndedSessions(broker=res.broker, origin=self.replicas.origin)
 
-    @property
-    def rooms(self) -> dict[int, LocalRoom]:
-        return self.replicas.rooms
-
     # ---------------------------------------------------------------- the endpoint's calls
-
-    async def join(
-        self,
-        conn: Connection,
-        *,
-        appointment_id: int,
-        actor: Actor,
-        who: Principal,
-        resume: str | None,
-    ) -> Seat:
-        """Seats ``conn`` in the room (see ``Seats.join``)."""
-        return await self.seats.join(
-            conn, appointment_id=appointment_id, actor=actor, who=who, resume=resume
-        )
-
-    async def disconnect(self, conn: Connection, seat: Seat, *, left: bool) -> None:
-        """The connection ended. ``left``: the client said ``leave`` (no resume)."""
-        await self.seats.disconnect(conn, seat, left=left)
+    # (joining and leaving go to ``seats`` directly)
 
     async def act(self, seat: Seat, action: Action, who: Principal) -> None:
         await self.room_action(seat.appointment_id, action, who)

@@ -155,7 +155,7 @@ async def connections_in_room(live: Live, appointment_id: int, count: int) -> No
     assert isinstance(found, Hub)
     # The hub has no event for it; a short poll, bounded by the caller's timeout.
     while True:
-        if len(found.rooms[appointment_id].conns) == count:
+        if len(found.replicas.rooms[appointment_id].conns) == count:
             return
         await asyncio.sleep(0.01)
 
