@@ -30,12 +30,14 @@ from app.pages.routes import routes as page_routes
 from app.pages.security import SecurityHeadersMiddleware
 from app.precheck.routes import precheck_lifespan
 from app.precheck.routes import routes as precheck_routes
+from app.records.routes import routes as record_routes
 from app.resources import Resources
 from app.rooms.routes import routes as room_routes
 from app.scheduling.routes import routes as scheduling_routes
 from app.settings import Settings
 from app.signaling.endpoint import routes as signaling_routes
 from app.signaling.listener import lifespan as signaling_lifespan
+from app.tasks import Tasks
 
 log = get_logger("konsil")
 
@@ -60,27 +62,32 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await broker.connect()
         doorbell = Doorbell()
         sessions = session_factory(engine, events_committed=doorbell.ring)
-        res = Resources(
-            settings=cfg,
-            engine=engine,
-            sessions=sessions,
-            broker=broker,
-            events=Dispatcher(sessions, doorbell, sweep_seconds=cfg.outbox_sweep_seconds),
-        )
-        app.state.resources = res
         try:
-            async with AsyncExitStack() as stack:
-                for package_lifespan in PACKAGE_LIFESPANS:
-                    await stack.enter_async_context(package_lifespan(res))
-                # Started once every package has subscribed its listeners; it ends (its round
-                # done) before the packages close.
-                async with anyio.create_task_group() as tasks:
-                    dispatching = await tasks.start(res.events.run)
-                    log.info("konsil.started", environment=cfg.environment)
-                    yield
-                    res.draining = True
-                    res.events.stop()
-                    dispatching.cancel()
+            # Every background task of the process runs in this one group (``app.tasks``).
+            async with anyio.create_task_group() as group:
+                res = Resources(
+                    settings=cfg,
+                    engine=engine,
+                    sessions=sessions,
+                    broker=broker,
+                    tasks=Tasks(group),
+                    events=Dispatcher(sessions, doorbell, sweep_seconds=cfg.outbox_sweep_seconds),
+                )
+                app.state.resources = res
+                try:
+                    async with AsyncExitStack() as stack:
+                        for package_lifespan in PACKAGE_LIFESPANS:
+                            await stack.enter_async_context(package_lifespan(res))
+                        # Started once every package has subscribed its listeners; it ends
+                        # (its round done) before the packages close.
+                        dispatching = res.tasks.spawn("events.dispatcher", res.events.run)
+                        log.info("konsil.started", environment=cfg.environment)
+                        yield
+                        res.draining = True
+                        res.events.stop()
+                        await dispatching.stop()
+                finally:
+                    group.cancel_scope.cancel()  # whatever the packages left running
         finally:
             await broker.close()
             await engine.dispose()
@@ -97,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *precheck_routes,
         *account_routes,
         *scheduling_routes,
+        *record_routes,
         *room_routes,
         *signaling_routes,
         *page_routes,

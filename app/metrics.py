@@ -49,6 +49,13 @@ EVENTS_FAILED = Counter(
     ["type", "outcome"],
     registry=REGISTRY,
 )
+TASKS_FAILED = Counter(
+    "konsil_background_task_failures_total",
+    "Background tasks (room subscriptions, resume timers, dashboards, the dispatcher) that "
+    "ended with an error; the rest of the process goes on",
+    ["task"],
+    registry=REGISTRY,
+)
 BROKER_DROPPED = Counter(
     "konsil_broker_messages_dropped_total",
     "Messages between server processes that were malformed or unknown and were dropped",

@@ -5,13 +5,12 @@ from sqlmodel import SQLModel
 from app.accounts.models import AuthSession, Practice, User
 from app.audit.models import AuditEvent
 from app.events.outbox import OutboxEvent
+from app.records.models import Document, Report
 from app.scheduling.models import (
     Appointment,
     AvailabilityException,
     AvailabilityRule,
-    Document,
     JoinToken,
-    Report,
     Specialty,
 )
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from app.events.dispatcher import Dispatcher
     from app.precheck.echo import EchoRegistry
     from app.signaling.hub import Hub
+    from app.tasks import Tasks
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Resources:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker
+    # The background tasks, all in the lifespan's task group.
+    tasks: Tasks
     # Delivers committed domain events to the listeners that packages subscribe at start-up.
     events: Dispatcher
     # Set by the package lifespans while they run (None before and after).

@@ -4,6 +4,7 @@ models describe, on SQLite and on PostgreSQL alike."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
+from sqlmodel import col
 
-from app.db import create_engine
+from app.db import UTCDateTime, create_engine
 from app.models import metadata
+from app.scheduling.models import Appointment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,3 +72,55 @@ async def test_migrations_comparison_sees_a_missing_revision(sqlite_url: str) ->
     finally:
         await engine.dispose()
     assert diff != []
+
+
+async def test_reported_at_is_filled_from_the_reports_written_before_it(database_url: str) -> None:
+    # Before 0004, "has a report" was known only from the report table.
+    await asyncio.to_thread(upgrade, database_url, "0003")
+    written = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    stamp = bindparam("at", written, type_=UTCDateTime())
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'specialist', 'x', "
+                    "true, :at), (2, 'b@example.org', 'B', 'gp', 'x', true, :at)"
+                ).bindparams(stamp)
+            )
+            for appointment_id in (1, 2):
+                await connection.execute(
+                    text(
+                        "INSERT INTO appointment (id, specialist_id, gp_id, starts_at, ends_at, "
+                        "status, patient_name, patient_birth_date, patient_contact, "
+                        "clinical_question, urgency, mode, room_state, created_at) VALUES "
+                        "(:id, 1, 2, :slot, :slot, 'completed', 'P', :born, '', 'Q', 'routine', "
+                        "'home', 'ended', :at)"
+                    ).bindparams(
+                        stamp,
+                        bindparam("slot", written - timedelta(hours=appointment_id), UTCDateTime()),
+                        id=appointment_id,
+                        born=date(1950, 1, 1),
+                    )
+                )
+            await connection.execute(
+                text(
+                    "INSERT INTO report (appointment_id, author_id, body, created_at, updated_at) "
+                    "VALUES (1, 1, 'R', :at, :at)"
+                ).bindparams(stamp)
+            )
+    finally:
+        await engine.dispose()
+
+    await asyncio.to_thread(upgrade, database_url)
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            query = select(col(Appointment.id), col(Appointment.reported_at))
+            rows = await connection.execute(query.order_by(col(Appointment.id)))
+            reported = {row.id: row.reported_at for row in rows}
+    finally:
+        await engine.dispose()
+    assert reported == {1: written, 2: None}

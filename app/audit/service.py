@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +39,30 @@ def record(
     )
     session.add(event)
     return event
+
+
+class Actor(Protocol):
+    """Whoever did something: a request's principal (staff member or patient)."""
+
+    @property
+    def kind(self) -> StrEnum: ...
+
+    @property
+    def user_id(self) -> int | None: ...
+
+
+def record_for(
+    session: AsyncSession, who: Actor, action: str, appointment_id: int | None, **detail: Any
+) -> AuditEvent:
+    """An audit row for something ``who`` did (to an appointment, if given): ids and outcomes."""
+    return record(
+        session,
+        action=action,
+        actor_kind=who.kind.value,
+        actor_id=who.user_id,
+        appointment_id=appointment_id,
+        **detail,
+    )
 
 
 def subject_key(secret: str, login_name: str) -> str:

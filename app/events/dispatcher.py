@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import anyio
-from anyio.abc import TaskStatus
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -101,15 +100,11 @@ class Dispatcher:
             raise ValueError(f"listener {name!r} is already subscribed")
         self.listeners[name] = listener
 
-    async def run(
-        self, *, task_status: TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self) -> None:
         """Delivers what is due now (left over from before a restart), then on every ring and
-        every ``sweep_seconds``, until ``stop``. ``await task_group.start(run)`` returns its
-        cancel scope, which interrupts a wait but never a round."""
-        with anyio.CancelScope() as scope:
-            task_status.started(scope)
-            await self._loop()
+        every ``sweep_seconds``, until ``stop``. Cancelling it interrupts a wait, never a
+        round."""
+        await self._loop()
 
     def stop(self) -> None:
         """Ends ``run`` after the round in progress, and that round after its current event: a

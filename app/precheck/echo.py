@@ -9,12 +9,13 @@ and all of them at shutdown.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import anyio
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -28,6 +29,7 @@ from aiortc.contrib.media import MediaRelay
 from app.errors import InvalidInput, Unavailable
 from app.logging import get_logger
 from app.metrics import ECHO_CHECKS
+from app.tasks import Task, Tasks
 
 log = get_logger("konsil.precheck")
 CLOSING_STATES = frozenset({"failed", "closed", "disconnected"})
@@ -43,17 +45,17 @@ class EchoPeer:
     key: str
     pc: RTCPeerConnection
     relay: MediaRelay = field(default_factory=MediaRelay)
-    timeout: asyncio.TimerHandle | None = None
+    timeout: Task | None = None
 
 
 class EchoRegistry:
     """The running echo peers of this process."""
 
-    def __init__(self, *, max_concurrent: int, max_seconds: float) -> None:
+    def __init__(self, *, tasks: Tasks, max_concurrent: int, max_seconds: float) -> None:
+        self.tasks = tasks
         self.max_concurrent = max_concurrent
         self.max_seconds = max_seconds
         self._peers: dict[str, EchoPeer] = {}
-        self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -92,8 +94,7 @@ class EchoRegistry:
         pc = peer.pc
         self._peers[peer.key] = peer
         ECHO_CHECKS.set(len(self._peers))
-        loop = asyncio.get_running_loop()
-        peer.timeout = loop.call_later(self.max_seconds, self._close_soon, peer.key, pc)
+        peer.timeout = self.tasks.spawn("precheck.timeout", partial(self._time_out, peer))
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -110,10 +111,10 @@ class EchoRegistry:
             if pc.connectionState in CLOSING_STATES:
                 await self.close(peer.key, pc)
 
-    def _close_soon(self, key: str, pc: RTCPeerConnection) -> None:
-        task = asyncio.create_task(self.close(key, pc))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+    async def _time_out(self, peer: EchoPeer) -> None:
+        await anyio.sleep(self.max_seconds)
+        peer.timeout = None  # this task closes the peer; it must not cancel itself doing so
+        await self.close(peer.key, peer.pc)
 
     async def close(self, key: str, pc: RTCPeerConnection | None = None) -> None:
         """Closes the check of ``key`` (only if it is still ``pc``, when given)."""
@@ -131,8 +132,6 @@ class EchoRegistry:
     async def close_all(self) -> None:
         for key in list(self._peers):
             await self.close(key)
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 def check_media(sdp: str) -> None:
@@ -157,9 +156,11 @@ def configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
 
 
 @asynccontextmanager
-async def echo_registry(*, max_concurrent: int, max_seconds: float) -> AsyncIterator[EchoRegistry]:
+async def echo_registry(
+    *, tasks: Tasks, max_concurrent: int, max_seconds: float
+) -> AsyncIterator[EchoRegistry]:
     """A registry whose peers are all closed when the block exits."""
-    registry = EchoRegistry(max_concurrent=max_concurrent, max_seconds=max_seconds)
+    registry = EchoRegistry(tasks=tasks, max_concurrent=max_concurrent, max_seconds=max_seconds)
     try:
         yield registry
     finally:

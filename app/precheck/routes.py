@@ -40,6 +40,7 @@ class Answer(Out):
 async def precheck_lifespan(res: Resources) -> AsyncIterator[None]:
     """Owns the echo peers; every one of them is closed at shutdown."""
     async with echo_registry(
+        tasks=res.tasks,
         max_concurrent=res.settings.echo_max_concurrent,
         max_seconds=res.settings.echo_max_seconds,
     ) as registry:

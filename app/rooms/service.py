@@ -121,10 +121,13 @@ def _apply(appointment: Appointment, after: RoomState, now: datetime) -> None:
             appointment.ended_at = now
 
 
-def complete_by_report(session: AsyncSession, appointment: Appointment) -> None:
-    """The specialist's first report completes a booked appointment, whatever its room did
-    (a consultation may have gone on by phone)."""
+def complete_by_report(session: AsyncSession, appointment: Appointment, now: datetime) -> None:
+    """The specialist's report: the appointment is reported from its first one on, and a booked
+    appointment is completed by it, whatever its room did (a consultation may have gone on by
+    phone)."""
     assert appointment.id is not None
+    if appointment.reported_at is None:
+        appointment.reported_at = now
     if appointment.status != AppointmentStatus.BOOKED:
         return
     appointment.status = AppointmentStatus.COMPLETED

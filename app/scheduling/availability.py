@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Role, User
 from app.accounts.service import Principal
+from app.audit import service as audit
 from app.db import utcnow
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound, SlotTaken, SlotUnavailable
+from app.errors import Conflict, InvalidInput, NotFound, SlotTaken, SlotUnavailable
 from app.scheduling import repository as repo
 from app.scheduling import slots
-from app.scheduling.links import record
+from app.scheduling.access import require_role
 from app.scheduling.models import AvailabilityException, AvailabilityRule, Specialty
 from app.scheduling.schemas import (
     ExceptionIn,
@@ -31,13 +32,6 @@ from app.settings import Settings
 MAX_RANGE_DAYS = 62
 MAX_ABSENCE = timedelta(days=366)
 MAX_EXTRA_HOURS = timedelta(hours=16)
-
-
-def require_role(who: Principal, role: Role) -> int:
-    """The staff member's id, if they have ``role``."""
-    if who.role is not role or who.user_id is None:
-        raise Forbidden()
-    return who.user_id
 
 
 async def list_specialties(session: AsyncSession) -> list[SpecialtyOut]:
@@ -96,7 +90,7 @@ async def replace_rules(
     rows = [AvailabilityRule(specialist_id=specialist_id, **r.model_dump()) for r in rules]
     session.add_all(rows)
     await session.flush()
-    record(session, who, "availability.rules_replaced", None, rules=len(rows))
+    audit.record_for(session, who, "availability.rules_replaced", None, rules=len(rows))
     return [RuleOut.model_validate(r) for r in rows]
 
 
@@ -148,7 +142,7 @@ async def add_exception(
     )
     session.add(row)
     await session.flush()
-    record(session, who, "availability.exception_added", None, exception_id=row.id)
+    audit.record_for(session, who, "availability.exception_added", None, exception_id=row.id)
     return await _exception_out(session, row)
 
 
@@ -158,7 +152,9 @@ async def delete_exception(session: AsyncSession, *, who: Principal, exception_i
     if row is None or row.specialist_id != specialist_id:
         raise NotFound()
     await session.delete(row)
-    record(session, who, "availability.exception_deleted", None, exception_id=exception_id)
+    audit.record_for(
+        session, who, "availability.exception_deleted", None, exception_id=exception_id
+    )
 
 
 def _aware(value: datetime, settings: Settings) -> datetime:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,20 +57,6 @@ class Redemption:
     summary: PatientAppointmentOut
 
 
-def record(
-    session: AsyncSession, who: Principal, action: str, appointment_id: int | None, **detail: Any
-) -> None:
-    """An audit row for something ``who`` did to an appointment (ids and outcomes only)."""
-    audit.record(
-        session,
-        action=action,
-        actor_kind=who.kind.value,
-        actor_id=who.user_id,
-        appointment_id=appointment_id,
-        **detail,
-    )
-
-
 def window(appointment: Appointment, settings: Settings) -> tuple[datetime, datetime]:
     return (
         appointment.starts_at - timedelta(minutes=settings.link_early_minutes),
@@ -103,7 +88,7 @@ async def issue(
             created_at=now,
         )
     )
-    record(session, who, action, appointment.id)
+    audit.record_for(session, who, action, appointment.id)
     outbox.record(session, LinkIssued(appointment_id=appointment.id))
     return IssuedLink(
         token=token,
@@ -123,7 +108,7 @@ async def revoke(
     if count:
         outbox.record(session, LinkRevoked(appointment_id=appointment.id))
     if who is not None:
-        record(session, who, "link.revoked", appointment.id, revoked=count)
+        audit.record_for(session, who, "link.revoked", appointment.id, revoked=count)
     return count
 
 

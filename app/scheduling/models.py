@@ -1,11 +1,11 @@
-"""Tables for specialties, availability, appointments, join links, reports and documents."""
+"""Tables for specialties, availability, appointments and join links."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, LargeBinary, Text, text
+from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from app.db import enum_column, utc_column, utcnow
@@ -114,6 +114,8 @@ class Appointment(SQLModel, table=True):
     waiting_since: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     admitted_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     ended_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # When the specialist's first report was written (the report itself is in app.records).
+    reported_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     cancelled_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     # iCalendar SEQUENCE: bumped whenever the booking's time or status changes.
@@ -133,31 +135,3 @@ class JoinToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     revoked_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     last_redeemed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
-
-
-class Report(SQLModel, table=True):
-    """The specialist's written report on one consultation, read by the booking GP."""
-
-    __tablename__ = "report"
-
-    id: int | None = Field(default=None, primary_key=True)
-    appointment_id: int = Field(foreign_key="appointment.id", unique=True)
-    author_id: int = Field(foreign_key="staff_user.id")
-    body: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
-
-
-class Document(SQLModel, table=True):
-    """A document the GP attaches to a booking (findings, letters, images)."""
-
-    __tablename__ = "document"
-
-    id: int | None = Field(default=None, primary_key=True)
-    appointment_id: int = Field(foreign_key="appointment.id", index=True)
-    uploaded_by: int = Field(foreign_key="staff_user.id")
-    filename: str = Field(max_length=200)
-    content_type: str = Field(max_length=100)
-    size: int
-    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

@@ -18,7 +18,6 @@ from app.scheduling.models import (
     AvailabilityException,
     AvailabilityRule,
     JoinToken,
-    Report,
     Specialty,
 )
 
@@ -204,15 +203,6 @@ async def active_links(
         .order_by(col(JoinToken.id))
     )
     return {t.appointment_id: t for t in (await session.execute(query)).scalars()}
-
-
-async def appointments_with_report(
-    session: AsyncSession, appointment_ids: Sequence[int]
-) -> set[int]:
-    if not appointment_ids:
-        return set()
-    query = select(Report.appointment_id).where(col(Report.appointment_id).in_(appointment_ids))
-    return set((await session.execute(query)).scalars())
 
 
 async def link_by_hash(session: AsyncSession, digest: str) -> JoinToken | None:

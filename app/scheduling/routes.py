@@ -15,7 +15,6 @@ from app.resources import db, settings
 from app.scheduling import service
 from app.scheduling.routes_availability import routes as availability_routes
 from app.scheduling.routes_patient import routes as patient_routes
-from app.scheduling.routes_records import routes as record_routes
 from app.scheduling.schemas import (
     AppointmentOut,
     AppointmentsQuery,
@@ -198,6 +197,5 @@ appointment_routes: list[Route] = [
 routes: list[BaseRoute] = [
     *availability_routes,
     *appointment_routes,
-    *record_routes,
     *patient_routes,
 ]

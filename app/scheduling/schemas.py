@@ -13,7 +13,6 @@ from app.scheduling.models import AppointmentStatus, Mode, RoomState, Urgency
 from app.schemas import Out, Schema
 
 MAX_QUESTION = 4000
-MAX_REPORT = 20000
 MAX_RULES = 50
 MAX_AGE_YEARS = 130
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
@@ -105,10 +104,6 @@ class ExceptionIn(Schema):
     ends_at: datetime
     available: bool = False
     slot_minutes: int = Field(default=30, ge=5, le=240)
-
-
-class ReportIn(Schema):
-    body: str = Field(min_length=1, max_length=MAX_REPORT)
 
 
 class RedeemIn(Schema):
@@ -251,22 +246,3 @@ class PatientAppointmentOut(Out):
     mode: Mode
     room_state: RoomState
     csrf_token: str
-
-
-class DocumentOut(Out):
-    id: int
-    appointment_id: int
-    filename: str
-    content_type: str
-    size: int
-    uploaded_by: int
-    created_at: datetime
-
-
-class ReportOut(Out):
-    appointment_id: int
-    author_id: int
-    author_name: str
-    body: str
-    created_at: datetime
-    updated_at: datetime

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Role, User
 from app.accounts.service import Principal
+from app.audit import service as audit
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, SlotTaken
 from app.events import outbox
@@ -21,8 +22,8 @@ from app.rooms import service as rooms
 from app.rooms.state import CANCELLABLE, Action, Actor, is_closed, next_state
 from app.scheduling import calendar, links
 from app.scheduling import repository as repo
-from app.scheduling.availability import bookable_slot, require_role
-from app.scheduling.links import record
+from app.scheduling.access import is_gp_of, require_role, visible_appointment
+from app.scheduling.availability import bookable_slot
 from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Specialty
 from app.scheduling.schemas import (
     AppointmentOut,
@@ -33,32 +34,6 @@ from app.scheduling.schemas import (
 )
 from app.scheduling.views import appointment_views
 from app.settings import Settings
-
-
-def is_gp_of(who: Principal, appointment: Appointment) -> bool:
-    return who.role is Role.GP and who.user_id == appointment.gp_id
-
-
-def is_specialist_of(who: Principal, appointment: Appointment) -> bool:
-    return who.role is Role.SPECIALIST and who.user_id == appointment.specialist_id
-
-
-async def visible_appointment(
-    session: AsyncSession, *, who: Principal, appointment_id: int, lock: bool = False
-) -> Appointment:
-    """The appointment, if ``who`` is its booking GP or its specialist.
-
-    Anyone else gets NotFound, exactly as for an id that does not exist: ids are not probeable.
-    """
-    if lock:
-        appointment = await repo.lock_appointment(session, appointment_id)
-    else:
-        appointment = await session.get(Appointment, appointment_id)
-    if appointment is None or not (
-        is_gp_of(who, appointment) or is_specialist_of(who, appointment)
-    ):
-        raise NotFound("Diesen Termin gibt es nicht.")
-    return appointment
 
 
 async def book(
@@ -111,7 +86,7 @@ async def book(
             appointment_id=appointment.id, specialist_id=details.specialist_id, gp_id=gp_id
         ),
     )
-    record(
+    audit.record_for(
         session,
         who,
         "appointment.booked",
@@ -165,7 +140,7 @@ async def cancel(
         ),
     )
     revoked = await links.revoke(session, appointment=appointment, who=None, now=now)
-    record(
+    audit.record_for(
         session,
         who,
         "appointment.cancelled",
@@ -224,7 +199,7 @@ async def reschedule(
             gp_id=appointment.gp_id,
         ),
     )
-    record(
+    audit.record_for(
         session,
         who,
         "appointment.rescheduled",

@@ -23,7 +23,6 @@ async def appointment_views(
         session, {u.specialty_id for u in users.values() if u.specialty_id is not None}
     )
     active = await repo.active_links(session, ids)
-    reported = await repo.appointments_with_report(session, ids)
     views = []
     for a in appointments:
         assert a.id is not None
@@ -37,7 +36,7 @@ async def appointment_views(
                     "specialist_name": specialist.display_name,
                     "specialty": specialty.name_de if specialty else "",
                     "gp_name": gp.display_name,
-                    "has_report": a.id in reported,
+                    "has_report": a.reported_at is not None,
                     "link": LinkStateOut.model_validate(link) if link else None,
                 }
             )

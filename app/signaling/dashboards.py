@@ -8,9 +8,10 @@ Snapshots are idempotent, so a lost or repeated event never leaves a dashboard w
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import suppress
+from functools import partial
 
+import anyio
+from anyio.abc import TaskStatus
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.broker import Broker
@@ -24,6 +25,7 @@ from app.signaling import envelope as env
 from app.signaling import messages as m
 from app.signaling import wire
 from app.signaling.connection import Connection
+from app.tasks import Task, Tasks
 
 log = get_logger("konsil.signaling")
 
@@ -37,45 +39,46 @@ class Dashboards:
         settings: Settings,
         broker: Broker,
         sessions: async_sessionmaker[AsyncSession],
+        tasks: Tasks,
     ) -> None:
         self.settings = settings
         self.broker = broker
         self.sessions = sessions
+        self.tasks = tasks
         self.watchers: dict[int, set[Connection]] = {}
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._tasks: dict[int, Task] = {}
+        # Subscribing and unsubscribing take turns, so a specialist has one subscription.
+        self._lock = anyio.Lock()
 
     async def watch(self, conn: Connection, specialist_id: int) -> None:
         """Sends ``conn`` the queue now and after every change until ``unwatch``."""
-        self.watchers.setdefault(specialist_id, set()).add(conn)
-        if specialist_id not in self._tasks:
-            ready = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            self._tasks[specialist_id] = loop.create_task(self._loop(specialist_id, ready))
-            await asyncio.wait_for(ready.wait(), 10)
+        async with self._lock:
+            self.watchers.setdefault(specialist_id, set()).add(conn)
+            if specialist_id not in self._tasks:
+                self._tasks[specialist_id] = await self.tasks.start(
+                    "signaling.dashboard", partial(self._loop, specialist_id)
+                )
         conn.send(await self._snapshot(specialist_id))
 
     async def unwatch(self, conn: Connection, specialist_id: int) -> None:
         """The dashboard closed; the last one of a specialist ends the subscription."""
-        watchers = self.watchers.get(specialist_id, set())
-        watchers.discard(conn)
-        if watchers:
-            return
-        self.watchers.pop(specialist_id, None)
-        task = self._tasks.pop(specialist_id, None)
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        async with self._lock:
+            watchers = self.watchers.get(specialist_id, set())
+            watchers.discard(conn)
+            if watchers:
+                return
+            self.watchers.pop(specialist_id, None)
+            task = self._tasks.pop(specialist_id, None)
+            if task is not None:
+                await task.stop()
 
     async def shutdown(self) -> None:
         """Tells every dashboard 1001 and ends every subscription."""
         for watchers in self.watchers.values():
             for conn in watchers:
                 conn.close(WS_GOING_AWAY, "server shutting down")
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in self._tasks.values():
+            await task.stop()
         self.watchers.clear()
         self._tasks.clear()
 
@@ -86,10 +89,10 @@ class Dashboards:
             )
         return m.Queue(**snapshot.model_dump())
 
-    async def _loop(self, specialist_id: int, ready: asyncio.Event) -> None:
+    async def _loop(self, specialist_id: int, *, task_status: TaskStatus[None]) -> None:
         # Every event (and every gap) means: send a fresh snapshot. Snapshots are idempotent.
         async with self.broker.subscribe(env.queue_channel(specialist_id)) as events:
-            ready.set()
+            task_status.started()
             async for raw in events:
                 if wire.parse(wire.QUEUE, raw) is None:
                     BROKER_DROPPED.labels(channel="queue").inc()

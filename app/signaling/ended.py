@@ -7,14 +7,14 @@ outlive the session that opened it.
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import suppress
+from anyio.abc import TaskStatus
 
 from app.broker import Broker
 from app.errors import WS_UNAUTHENTICATED
 from app.metrics import BROKER_DROPPED
 from app.signaling import wire
 from app.signaling.connection import Connection
+from app.tasks import Task, Tasks
 from app.tokens import session_key
 
 CHANNEL = "konsil:sessions"
@@ -29,18 +29,14 @@ class EndedSessions:
         self.origin = origin
         self._conns: dict[Connection, tuple[str, int | None]] = {}
         self._seq = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task: Task | None = None
 
-    async def start(self) -> None:
-        ready = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._listen(ready))
-        await asyncio.wait_for(ready.wait(), 10)
+    async def start(self, tasks: Tasks) -> None:
+        self._task = await tasks.start("signaling.ended_sessions", self._listen)
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            await self._task.stop()
 
     def track(self, conn: Connection, *, session_id: str, user_id: int | None) -> None:
         self._conns[conn] = (session_key(session_id), user_id)
@@ -57,9 +53,9 @@ class EndedSessions:
         )
         await self.broker.publish(CHANNEL, message.model_dump_json().encode())
 
-    async def _listen(self, ready: asyncio.Event) -> None:
+    async def _listen(self, *, task_status: TaskStatus[None]) -> None:
         async with self.broker.subscribe(CHANNEL) as events:
-            ready.set()
+            task_status.started()
             async for raw in events:
                 message = wire.parse(wire.SESSIONS, raw)
                 if message is None:

@@ -41,12 +41,12 @@ class Hub:
     def __init__(self, res: Resources) -> None:
         self.settings = res.settings
         self.sessions = res.sessions
-        self.replicas = Replicas(broker=res.broker, sessions=res.sessions)
+        self.replicas = Replicas(broker=res.broker, sessions=res.sessions, tasks=res.tasks)
         self.seats = Seats(
             settings=res.settings, broker=res.broker, replicas=self.replicas, act=self.room_action
         )
         self.dashboards = Dashboards(
-            settings=res.settings, broker=res.broker, sessions=res.sessions
+            settings=res.settings, broker=res.broker, sessions=res.sessions, tasks=res.tasks
         )
         self.ended = EndedSessions(broker=res.broker, origin=self.replicas.origin)
 

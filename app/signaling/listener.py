@@ -22,7 +22,7 @@ async def lifespan(res: Resources) -> AsyncIterator[None]:
     """Registered in ``app.main.PACKAGE_LIFESPANS``: the hub lives as long as the app, and
     hears every domain event."""
     instance = Hub(res)
-    await instance.ended.start()
+    await instance.ended.start(res.tasks)
     res.hub = instance
 
     async def listener(event: ev.DomainEvent) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Coroutine
-from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
 
+from anyio.abc import TaskStatus
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.broker import Broker
@@ -26,6 +25,7 @@ from app.signaling import envelope as env
 from app.signaling import wire
 from app.signaling.connection import Connection
 from app.signaling.session import Close, Out, Room
+from app.tasks import Task, Tasks
 
 
 @dataclass
@@ -34,22 +34,24 @@ class LocalRoom:
 
     room: Room
     conns: dict[str, Connection] = field(default_factory=dict)
-    timers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    task: asyncio.Task[None] | None = None
+    timers: dict[str, Task] = field(default_factory=dict)
+    task: Task | None = None
 
 
 class Replicas:
     """The replicas of the rooms this process has participants in."""
 
-    def __init__(self, *, broker: Broker, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, *, broker: Broker, sessions: async_sessionmaker[AsyncSession], tasks: Tasks
+    ) -> None:
         self.broker = broker
         self.sessions = sessions
+        self.tasks = tasks
         self.origin = "o_" + secrets.token_urlsafe(9)
         self.tracker = env.SequenceTracker()
         self.rooms: dict[int, LocalRoom] = {}
         self._seq: dict[str, int] = {}
         self._room_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def publish(self, channel: str, message: wire.Wire) -> None:
         """Stamps ``message`` with this process and its next sequence number, and sends it."""
@@ -59,21 +61,14 @@ class Replicas:
         stamped = message.model_copy(update={"o": self.origin, "s": seq})
         await self.broker.publish(channel, stamped.model_dump_json().encode())
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def acquire(self, appointment_id: int) -> LocalRoom:
         """The replica of this room, subscribed (made and subscribed first if need be)."""
         async with self._room_lock:
             local = self.rooms.get(appointment_id)
             if local is not None:
                 return local
-            ready = asyncio.Event()
             local = LocalRoom(room=Room(appointment_id=appointment_id, state=RoomState.SCHEDULED))
-            local.task = asyncio.get_running_loop().create_task(self._room_loop(local, ready))
-            await asyncio.wait_for(ready.wait(), 10)
+            local.task = await self.tasks.start("signaling.room", partial(self._room_loop, local))
             # Read the state only once subscribed, so no change can slip in between.
             async with self.sessions() as session:
                 appointment = await rooms.load(session, appointment_id)
@@ -83,10 +78,10 @@ class Replicas:
             ROOMS_ACTIVE.inc()
             return local
 
-    async def _room_loop(self, local: LocalRoom, ready: asyncio.Event) -> None:
+    async def _room_loop(self, local: LocalRoom, *, task_status: TaskStatus[None]) -> None:
         channel = env.room_channel(local.room.appointment_id)
         async with self.broker.subscribe(channel) as events:
-            ready.set()
+            task_status.started()
             async for raw in events:
                 message = wire.parse(wire.ROOM, raw)
                 if message is None:
@@ -98,11 +93,11 @@ class Replicas:
         outs: list[Out] = []
         if self.tracker.see(channel, message.o, message.s):
             outs += local.room.gap()
-            self._spawn(self._present(local))
+            self._present_soon(local)
         outs += wire.apply(local.room, message)
         if isinstance(message, wire.Add | wire.Resumed) and message.o != self.origin:
             # The joining process may have had nobody in this room: tell it who is here.
-            self._spawn(self._present(local))
+            self._present_soon(local)
         self._deliver(local, outs)
 
     def _deliver(self, local: LocalRoom, outs: list[Out]) -> None:
@@ -116,6 +111,9 @@ class Replicas:
             conn = local.conns.get(member.conn) if member else None
             if conn is not None:
                 conn.send(out.message)
+
+    def _present_soon(self, local: LocalRoom) -> None:
+        self.tasks.spawn("signaling.present", partial(self._present, local))
 
     async def _present(self, local: LocalRoom) -> None:
         """Tells the other processes about our own participants (after a join or a gap)."""
@@ -134,9 +132,7 @@ class Replicas:
         ROOMS_ACTIVE.dec()
         self.tracker.forget(env.room_channel(appointment_id))
         if local.task is not None:
-            local.task.cancel()
-            with suppress(asyncio.CancelledError):
-                await local.task
+            await local.task.stop()
 
     async def shutdown(self) -> None:
         """Tells every connection 1001 and ends every subscription and timer."""
@@ -145,9 +141,7 @@ class Replicas:
                 conn.close(WS_GOING_AWAY, "server shutting down")
         tasks = [t for local in self.rooms.values() for t in local.timers.values()]
         tasks += [local.task for local in self.rooms.values() if local.task]
-        tasks += self._tasks
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            await task.stop()
         ROOMS_ACTIVE.dec(len(self.rooms))
         self.rooms.clear()

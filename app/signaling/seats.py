@@ -7,11 +7,13 @@ Whoever takes the record owns the participant, so a resume and an expiry never b
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from functools import partial
+
+import anyio
 
 from app.accounts.service import Principal
 from app.broker import Broker
@@ -163,16 +165,17 @@ class Seats:
         elif await self.broker.refresh(
             key, self.settings.ws_resume_seconds + RESUME_RECORD_MARGIN_SECONDS
         ):
-            local.timers[seat.member.id] = asyncio.get_running_loop().create_task(
-                self._expire(seat, key)
+            local.timers[seat.member.id] = self.replicas.tasks.spawn(
+                "signaling.resume_expiry", partial(self._expire, seat, key)
             )
         # Otherwise a resume has just taken the seat over; its "resumed" event is on its way.
         await self.replicas.release(seat.appointment_id)
 
     async def _expire(self, seat: Seat, key: str) -> None:
-        await asyncio.sleep(self.settings.ws_resume_seconds)
+        await anyio.sleep(self.settings.ws_resume_seconds)
         local = self.replicas.rooms.get(seat.appointment_id)
         if local is not None:
+            # No longer cancellable by a resume: whoever takes the record below wins.
             local.timers.pop(seat.member.id, None)
         # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
         if await self.broker.take(key) is not None:

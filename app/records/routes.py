@@ -22,9 +22,9 @@ from app.api import (
 )
 from app.db import unit_of_work
 from app.errors import InvalidInput, PayloadTooLarge
+from app.records import service as records
+from app.records.schemas import DocumentOut, ReportIn, ReportOut
 from app.resources import db, settings
-from app.scheduling import records
-from app.scheduling.schemas import DocumentOut, ReportIn, ReportOut
 
 STAFF = (Role.GP, Role.SPECIALIST)
 # Room for the multipart boundaries, part headers and the file name around the file itself.

@@ -13,7 +13,8 @@ from sqlmodel import col, select
 
 from app.audit.models import AuditEvent
 from app.db import unit_of_work
-from app.scheduling.models import Appointment, Document, RoomState
+from app.records.models import Document
+from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
 from tests.factories import Demo, login
 from tests.scheduling.helpers import ClientFactory, book

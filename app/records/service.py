@@ -14,14 +14,15 @@ from sqlmodel import col, select
 
 from app.accounts.models import User
 from app.accounts.service import Principal
+from app.audit import service as audit
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.records.models import Document, Report
+from app.records.schemas import DocumentOut, ReportOut
 from app.rooms import service as rooms
 from app.rooms.state import BEGUN
-from app.scheduling.links import record
-from app.scheduling.models import Appointment, AppointmentStatus, Document, Report
-from app.scheduling.schemas import DocumentOut, ReportOut
-from app.scheduling.service import is_gp_of, is_specialist_of, visible_appointment
+from app.scheduling.access import is_gp_of, is_specialist_of, visible_appointment
+from app.scheduling.models import Appointment, AppointmentStatus
 
 MAX_DOCUMENTS = 20
 # Declared type -> the file's first bytes. Both must agree: the name and the header are
@@ -98,7 +99,7 @@ async def add_document(
     )
     session.add(document)
     await session.flush()
-    record(session, who, "document.uploaded", appointment_id, document_id=document.id)
+    audit.record_for(session, who, "document.uploaded", appointment_id, document_id=document.id)
     return DocumentOut.model_validate(document)
 
 
@@ -128,7 +129,7 @@ async def get_document(
     document = await session.get(Document, document_id)
     if document is None or document.appointment_id != appointment_id:
         raise NotFound("Dieses Dokument gibt es nicht.")
-    record(session, who, "document.downloaded", appointment_id, document_id=document_id)
+    audit.record_for(session, who, "document.downloaded", appointment_id, document_id=document_id)
     return Download(document.filename, document.content_type, document.data)
 
 
@@ -171,9 +172,9 @@ async def write_report(
         session.add(report)
     else:
         report.body, report.author_id, report.updated_at = body, who.user_id, now
-    rooms.complete_by_report(session, appointment)
+    rooms.complete_by_report(session, appointment, now)
     await session.flush()
-    record(session, who, "report.written", appointment_id, report_id=report.id)
+    audit.record_for(session, who, "report.written", appointment_id, report_id=report.id)
     return await _report_out(session, report)
 
 
