@@ -4,6 +4,7 @@ waits for the ready signal and raises a failure before it to its caller; ``stop`
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.abc import TaskStatus
 
@@ -73,7 +74,7 @@ async def test_a_task_cancelled_before_it_runs_ends_at_its_first_wait() -> None:
     ran: list[bool] = []
 
     async def work() -> None:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         ran.append(True)
 
     async with anyio.create_task_group() as group:
