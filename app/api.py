@@ -24,14 +24,20 @@ from starlette.routing import BaseRoute, Route
 from app.errors import (
     InvalidInput,
     KonsilError,
+    NotFound,
     PayloadTooLarge,
     error_body,
     validation_detail,
 )
+from app.schemas import MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_JSON_BYTES = 256 * 1024
+# No request body of the API nests deeper than a few levels; the parser's recursion would
+# otherwise be the limit (a stack of 100,000 ``[`` is 2 bytes per level).
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 @dataclass(frozen=True)
@@ -97,11 +103,26 @@ def api_route(
 async def parse_json(request: Request, model: type[M]) -> M:
     """The request body as ``model``; a clear 4xx on anything else."""
     body = await read_limited(request, MAX_JSON_BYTES)
+    if nesting_exceeds(body, MAX_JSON_DEPTH):
+        raise InvalidInput("Der Inhalt ist zu tief verschachtelt.")
     try:
         data = json.loads(body or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidInput("Der Inhalt ist kein gültiges JSON.") from None
     return validate(model, data)
+
+
+def nesting_exceeds(body: bytes, limit: int) -> bool:
+    """Whether JSON text opens more than ``limit`` arrays or objects inside each other (brackets
+    inside strings do not count). Checked before parsing."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # the usual case, decided without a scan
+    depth = 0
+    for bracket in re.findall(rb"[\[\]{}]", _JSON_STRING.sub(b"", body)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        if depth > limit:
+            return True
+    return False
 
 
 def refuse_declared_oversize(request: Request, limit: int, error: Callable[[], Exception]) -> None:
@@ -142,10 +163,13 @@ def validate(model: type[M], data: Any) -> M:
 
 
 def path_id(request: Request, name: str = "id") -> int:
-    """A positive integer path parameter (``{id:int}``), or 422."""
+    """A positive integer path parameter (``{id:int}``): 422 below 1, 404 above the id column's
+    range (no row can have it)."""
     value = request.path_params[name]
     if not isinstance(value, int) or value < 1:
         raise InvalidInput(fields=[{"field": name, "message": "ungültige Id"}])
+    if value > MAX_ID:
+        raise NotFound()
     return value
 
 

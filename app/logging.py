@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from typing import TypeGuard
 
 import structlog
 
@@ -26,6 +27,7 @@ def configure_logging(*, json: bool, level: str) -> None:
         cache_logger_on_first_use=False,
     )
     redact_exception_texts()
+    drop_query_strings()
 
 
 # Loggers that print tracebacks of unexpected errors: uvicorn's ("Exception in ASGI
@@ -65,6 +67,32 @@ def redact_exception_texts() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, ExceptionTextFilter) for f in logger.filters):
             logger.addFilter(ExceptionTextFilter())
+
+
+# uvicorn's own request lines: the websocket handshake ("WebSocket /ws?as=patient&appointment=7"
+# [accepted]), logged even with --no-access-log, and the access log when it is switched on.
+REQUEST_LINE_LOGGERS = ("uvicorn.error", "uvicorn.access")
+
+
+class QueryStringFilter(logging.Filter):
+    """Cuts the query string off every path in a log line's arguments: a query names an
+    appointment or carries a token, the path alone says what was asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(_has_query(a) for a in record.args):
+            record.args = tuple(a.split("?", 1)[0] if _has_query(a) else a for a in record.args)
+        return True
+
+
+def _has_query(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and value.startswith("/") and "?" in value
+
+
+def drop_query_strings() -> None:
+    for name in REQUEST_LINE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QueryStringFilter) for f in logger.filters):
+            logger.addFilter(QueryStringFilter())
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

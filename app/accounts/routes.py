@@ -17,12 +17,12 @@ from app.accounts.web import (
     require_staff,
     set_session_cookie,
 )
-from app.api import api_route, parse_json, respond
+from app.api import api_route, parse_json, path_id, respond
 from app.audit import service as audit
 from app.db import unit_of_work
 from app.errors import Conflict, KonsilError, NotAuthenticated
 from app.resources import db, settings
-from app.schemas import Out, Schema
+from app.schemas import Id, Out, Schema
 
 
 class LoginIn(Schema):
@@ -45,8 +45,8 @@ class UserIn(Schema):
     password: str = Field(min_length=10, max_length=1024)
     display_name: str = Field(min_length=1, max_length=200)
     role: Role
-    practice_id: int | None = None
-    specialty_id: int | None = None
+    practice_id: Id | None = None
+    specialty_id: Id | None = None
 
 
 class UserOut(Out):
@@ -146,7 +146,7 @@ async def list_users(request: Request) -> Response:
 
 async def patch_user(request: Request) -> Response:
     who = await require_staff(request, Role.ADMIN)
-    user_id = int(request.path_params["id"])
+    user_id = path_id(request)
     body = await parse_json(request, UserPatch)
     if user_id == who.user_id and not body.is_active:
         raise Conflict("Sie können Ihr eigenes Konto nicht deaktivieren.")

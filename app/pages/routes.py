@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from app.accounts.models import Role, SessionKind
 from app.accounts.service import Principal
 from app.accounts.web import principal
+from app.api import path_id
 from app.pages import i18n
 from app.pages.errors import error_page
 from app.pages.static import file_exists, static_mount
@@ -109,7 +110,7 @@ async def gp_appointment(request: Request) -> Response:
     who = await staff_page(request, Role.GP)
     if isinstance(who, Response):
         return who
-    appointment_id = request.path_params["appointment_id"]
+    appointment_id = path_id(request, "appointment_id")
     return page(
         request, "gp/appointment.html", who, "gp-appointments", appointment_id=appointment_id
     )
@@ -133,7 +134,7 @@ async def specialist_appointment(request: Request) -> Response:
     who = await staff_page(request, Role.SPECIALIST)
     if isinstance(who, Response):
         return who
-    appointment_id = request.path_params["appointment_id"]
+    appointment_id = path_id(request, "appointment_id")
     return page(
         request,
         "specialist/appointment.html",
@@ -152,7 +153,7 @@ async def staff_call(request: Request) -> Response:
     if who.role not in HOME_BY_ROLE:
         return error_page(request, 403)
     nav = "specialist" if who.role is Role.SPECIALIST else "gp-appointments"
-    appointment_id = request.path_params["appointment_id"]
+    appointment_id = path_id(request, "appointment_id")
     return page(request, "call.html", who, nav, appointment_id=appointment_id)
 
 

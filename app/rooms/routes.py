@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute
 
 from app.accounts.models import Role, SessionKind
 from app.accounts.web import principal, require_staff
-from app.api import api_route, parse_json, respond
+from app.api import api_route, parse_json, path_id, respond
 from app.db import unit_of_work, utcnow
 from app.errors import NotAuthenticated, NotFound, NotYourRoom, RoomClosed
 from app.resources import db, settings
@@ -58,7 +58,7 @@ def _hidden_unless_yours() -> Iterator[None]:
 
 async def _act(request: Request, action: Action) -> Response:
     who = await require_staff(request, Role.SPECIALIST, Role.GP)
-    appointment_id = int(request.path_params["appointment_id"])
+    appointment_id = path_id(request, "appointment_id")
     with _hidden_unless_yours():
         async with unit_of_work(db(request)) as session:
             if action is Action.NO_SHOW:
@@ -91,7 +91,7 @@ async def transfer(request: Request) -> Response:
         async with unit_of_work(db(request)) as session:
             appointment = await rooms.transfer(
                 session,
-                appointment_id=int(request.path_params["appointment_id"]),
+                appointment_id=path_id(request, "appointment_id"),
                 who=who,
                 to_specialist_id=body.specialist_id,
             )
@@ -101,7 +101,7 @@ async def transfer(request: Request) -> Response:
 async def ice(request: Request) -> Response:
     """For participants only: staff cookie first, then the patient cookie (one browser may
     hold both, e.g. a GP with the patient at the practice)."""
-    appointment_id = int(request.path_params["appointment_id"])
+    appointment_id = path_id(request, "appointment_id")
     candidates = [
         await principal(request, SessionKind.STAFF),
         await principal(request, SessionKind.PATIENT),

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from pydantic import Field
 
 from app.scheduling.models import Mode, RoomState, Urgency
-from app.schemas import Out, Schema
+from app.schemas import Id, Out, Schema
 
 
 class QueueEntry(Out):
@@ -54,7 +54,7 @@ class RoomOut(Out):
 class TransferIn(Schema):
     """Hand a not-yet-started consultation to another specialist of the same specialty."""
 
-    specialist_id: int = Field(gt=0)
+    specialist_id: Id
 
 
 class IceOut(Out):

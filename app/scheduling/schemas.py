@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_va
 from pydantic_core import PydanticCustomError
 
 from app.scheduling.models import AppointmentStatus, Mode, RoomState, Urgency
-from app.schemas import Out, Schema
+from app.schemas import Id, Out, Schema
 
 MAX_QUESTION = 4000
 MAX_RULES = 50
@@ -30,7 +30,7 @@ def _invalid(message: str) -> PydanticCustomError:
 class BookingIn(Schema):
     """A GP's booking: which slot, who the patient is, and what the specialist should answer."""
 
-    specialist_id: int = Field(ge=1)
+    specialist_id: Id
     starts_at: AwareDatetime
     patient_name: str = Field(min_length=2, max_length=200, pattern=_NO_CONTROL)
     patient_birth_date: date
@@ -113,7 +113,7 @@ class RedeemIn(Schema):
 class SlotsQuery(Schema):
     model_config = ConfigDict(populate_by_name=True)
 
-    specialist: int | None = Field(default=None, ge=1)
+    specialist: Id | None = None
     specialty: str | None = Field(default=None, max_length=60)
     first_day: date | None = Field(default=None, alias="from")
     last_day: date | None = Field(default=None, alias="to")

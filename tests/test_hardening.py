@@ -1,0 +1,85 @@
+"""Input a stranger can send gets a clear 4xx and no traceback: ids beyond the id columns'
+range, JSON nested deeper than any request body of the API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from app.api import nesting_exceeds
+from app.settings import Settings
+from tests.factories import Demo, login
+
+HUGE_IDS = (2**31, 2**63, 10**30)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(database_url=database_url)
+
+
+def id_routes(app: Starlette) -> list[tuple[str, str]]:
+    """(method, path template) of every route with an integer path parameter."""
+    found = []
+    for route in app.routes:
+        if isinstance(route, Route) and ":int}" in route.path:
+            for method in sorted(route.methods or {"GET"}):
+                if method != "HEAD":
+                    found.append((method, route.path))
+    return found
+
+
+def fill(path: str, value: int) -> str:
+    return re.sub(r"\{[a-z_]+:int\}", str(value), path)
+
+
+async def test_no_id_beyond_the_columns_range_gets_a_server_error(
+    app: Starlette, client: httpx2.AsyncClient, demo: Demo, caplog: pytest.LogCaptureFixture
+) -> None:
+    routes = id_routes(app)
+    assert len(routes) >= 12  # appointments, rooms, documents, report, users, pages
+    for user in (demo.gp, demo.specialist, demo.admin):
+        client.cookies.clear()
+        await login(client, user)
+        for method, path in routes:
+            for value in HUGE_IDS:
+                response = await client.request(method, fill(path, value), json={})
+                assert response.status_code < 500, (user.role, method, path, value)
+    # Reading something that cannot exist is "not found", whoever asks.
+    await login(client, demo.gp)
+    for value in HUGE_IDS:
+        response = await client.get(f"/api/v1/appointments/{value}")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/login", "/api/v1/patient/session"])
+async def test_deeply_nested_json_is_refused_before_parsing(
+    client: httpx2.AsyncClient, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    response = await client.post(
+        path,
+        content=b"[" * 100_000,
+        headers={"Content-Type": "application/json", "Origin": "http://127.0.0.1:8000"},
+    )
+    # Like any malformed body (docs/api.md: 422 invalid_input).
+    assert response.status_code == 422
+    assert "verschachtelt" in response.json()["error"]["message"]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_nesting_counts_brackets_outside_strings_only() -> None:
+    assert not nesting_exceeds(b'{"a": [[1, 2], {"b": [3]}]}', 4)
+    assert nesting_exceeds(b'{"a": [[1, 2], {"b": [[3]]}]}', 4)
+    # Brackets in strings (with escaped quotes) are text, not nesting.
+    assert not nesting_exceeds(b'{"email": "[[[[[[\\"{{{{{{", "password": "]]]]"}', 2)
+    assert nesting_exceeds(b"[" * 40, 32)
+    assert not nesting_exceeds(b"[" * 32 + b"]" * 32, 32)
