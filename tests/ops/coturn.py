@@ -34,7 +34,7 @@ OVERRIDDEN = {
     "pidfile",
     "userdb",
 }
-LOOPBACK_DENIALS = {"127.0.0.0-127.255.255.255", "::1"}
+LOOPBACK_DENIALS = {"127.0.0.0-127.255.255.255"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ def loopback_config(*, port: int, secret: str, workdir: Path) -> str:
     lines += [
         "listening-ip=127.0.0.1",
         "relay-ip=127.0.0.1",
+        "relay-ip=::1",  # for IPv6 allocations (REQUESTED-ADDRESS-FAMILY), to probe IPv6 peers
         f"listening-port={port}",
         f"min-port={relay_low}",
         f"max-port={relay_low + 99}",
