@@ -41,7 +41,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
             user = await accounts.create_user(
                 session,
                 email=args.email,
-                password=password,
+                password_hash=accounts.new_password_hash(password),
                 display_name=args.name,
                 role=Role(args.role),
                 practice_id=args.practice_id,

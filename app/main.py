@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app import api
+from app.accounts.passwords import PasswordWorkers
 from app.accounts.routes import routes as account_routes
 from app.api import EXCEPTION_HANDLERS
 from app.broker import create_broker
@@ -31,6 +32,7 @@ from app.pages.security import SecurityHeadersMiddleware
 from app.precheck.routes import precheck_lifespan
 from app.precheck.routes import routes as precheck_routes
 from app.records.routes import routes as record_routes
+from app.records.service import lifespan as records_lifespan
 from app.resources import Resources
 from app.rooms.routes import routes as room_routes
 from app.scheduling.routes import routes as scheduling_routes
@@ -38,6 +40,7 @@ from app.settings import Settings
 from app.signaling.endpoint import routes as signaling_routes
 from app.signaling.listener import lifespan as signaling_lifespan
 from app.tasks import Tasks
+from app.throttle import Throttle
 
 log = get_logger("konsil")
 
@@ -45,6 +48,7 @@ log = get_logger("konsil")
 # the lifespan enters them in order after the core resources and exits them in reverse.
 PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]] = [
     drain_on_sigterm,
+    records_lifespan,
     precheck_lifespan,
     signaling_lifespan,
 ]
@@ -71,6 +75,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     sessions=sessions,
                     broker=broker,
                     tasks=Tasks(group),
+                    throttle=Throttle(broker, cfg.secret_key.get_secret_value()),
+                    passwords=PasswordWorkers(
+                        workers=cfg.password_workers, queue=cfg.password_queue
+                    ),
                     events=Dispatcher(sessions, doorbell, sweep_seconds=cfg.outbox_sweep_seconds),
                 )
                 app.state.resources = res

@@ -49,6 +49,22 @@ EVENTS_FAILED = Counter(
     ["type", "outcome"],
     registry=REGISTRY,
 )
+THROTTLED = Counter(
+    "konsil_throttled_total",
+    "Login and join-link attempts refused by a throttle before anything was checked",
+    ["policy"],
+    registry=REGISTRY,
+)
+PASSWORD_CHECKS = Counter(
+    "konsil_password_checks_total",
+    "Argon2 password verifications run (each one is ~0.1 s of CPU in a worker thread)",
+    registry=REGISTRY,
+)
+PASSWORD_OVERLOADED = Counter(
+    "konsil_password_overloaded_total",
+    "Logins answered 503 at once because the password workers and their queue were full",
+    registry=REGISTRY,
+)
 TASKS_FAILED = Counter(
     "konsil_background_task_failures_total",
     "Background tasks (room subscriptions, resume timers, dashboards, the dispatcher) that "

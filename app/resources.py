@@ -11,11 +11,13 @@ from starlette.requests import HTTPConnection
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    from app.accounts.passwords import PasswordWorkers
     from app.broker import Broker
     from app.events.dispatcher import Dispatcher
     from app.precheck.echo import EchoRegistry
     from app.signaling.hub import Hub
     from app.tasks import Tasks
+    from app.throttle import Throttle
 
 
 @dataclass
@@ -28,6 +30,10 @@ class Resources:
     broker: Broker
     # The background tasks, all in the lifespan's task group.
     tasks: Tasks
+    # Guessing throttles (logins, join links), shared through the broker.
+    throttle: Throttle
+    # Password hashing in bounded worker threads, off the event loop.
+    passwords: PasswordWorkers
     # Delivers committed domain events to the listeners that packages subscribe at start-up.
     events: Dispatcher
     # Set by the package lifespans while they run (None before and after).

@@ -43,11 +43,13 @@ async def seed_demo(session: AsyncSession) -> bool:
     practices = [Practice(name=name, town=town) for name, town in PRACTICES]
     session.add_all(practices)
     await session.flush()
+    # One hash for all: the demo accounts share their password anyway (and seeding stays fast).
+    password_hash = accounts.new_password_hash(DEMO_PASSWORD)
     for email, name, role, practice, specialty in ACCOUNTS:
         user = await accounts.create_user(
             session,
             email=email,
-            password=DEMO_PASSWORD,
+            password_hash=password_hash,
             display_name=name,
             role=role,
             practice_id=practices[practice].id if practice is not None else None,

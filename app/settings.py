@@ -35,8 +35,19 @@ class Settings(BaseSettings):
     link_early_minutes: int = Field(default=30, ge=0)
     link_grace_minutes: int = Field(default=30, ge=0)
 
-    login_max_failures: int = Field(default=5, ge=1)
-    login_window_minutes: int = Field(default=15, ge=1)
+    # Guessing throttles (app/throttle.py, docs/deploy.md "Login throttling"): attempts without
+    # delay per account on one browser or from one address, then per address and per account
+    # from unknown browsers; after them each attempt waits the first delay (1 s), then twice as
+    # long as the one before, up to the maximum.
+    login_free_attempts: int = Field(default=5, ge=1)
+    login_free_attempts_shared: int = Field(default=20, ge=1)
+    login_first_delay_seconds: float = Field(default=1.0, gt=0)
+    login_max_delay_seconds: int = Field(default=900, ge=1)
+    login_window_minutes: int = Field(default=60, ge=1)
+    # Password hashing: worker threads (about 0.1 s of CPU per check) and how many more logins
+    # may wait for one; beyond that a login gets 503 at once.
+    password_workers: int = Field(default=2, ge=1)
+    password_queue: int = Field(default=16, ge=0)
 
     booking_min_lead_minutes: int = Field(default=0, ge=0)
     booking_horizon_days: int = Field(default=90, ge=1)

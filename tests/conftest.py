@@ -66,6 +66,8 @@ def make_settings(sqlite_url: str) -> Callable[..., Settings]:
             "base_url": BASE_URL,
             "log_json": False,
             "log_level": "WARNING",
+            # A throttled client waits a minute, not a second: no test races the clock.
+            "login_first_delay_seconds": 60,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

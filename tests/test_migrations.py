@@ -31,6 +31,14 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(config, revision)
 
 
+def downgrade(database_url: str, revision: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "app" / "migrations"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logger"] = False
+    command.downgrade(config, revision)
+
+
 def differences(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, metadata))
@@ -124,3 +132,8 @@ async def test_reported_at_is_filled_from_the_reports_written_before_it(database
     finally:
         await engine.dispose()
     assert reported == {1: written, 2: None}
+
+    # Back to 0003 with reports pointing at the appointments (SQLite must not rebuild the
+    # table under its foreign keys), and up again.
+    await asyncio.to_thread(downgrade, database_url, "0003")
+    await asyncio.to_thread(upgrade, database_url)

@@ -7,6 +7,7 @@ from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.accounts import devices
 from app.accounts import service as accounts
 from app.accounts.models import Practice, Role, SessionKind, User
 from app.accounts.web import (
@@ -15,13 +16,14 @@ from app.accounts.web import (
     client_ip,
     principal,
     require_staff,
+    set_device_cookie,
     set_session_cookie,
 )
 from app.api import api_route, parse_json, path_id, respond
 from app.audit import service as audit
 from app.db import unit_of_work
-from app.errors import Conflict, KonsilError, NotAuthenticated
-from app.resources import db, settings
+from app.errors import Conflict, NotAuthenticated
+from app.resources import db, resources
 from app.schemas import Id, Out, Schema
 
 
@@ -77,18 +79,20 @@ class PracticeOut(Out):
 async def login(request: Request) -> Response:
     check_origin(request)
     body = await parse_json(request, LoginIn)
-    async with unit_of_work(db(request)) as session:
-        result = await accounts.login(
-            session,
-            settings=settings(request),
-            email=body.email,
-            password=body.password,
-            ip=client_ip(request),
-        )
-    if isinstance(result, KonsilError):
-        raise result
-    response = await _me_response(request, result.principal)
-    set_session_cookie(request, response, result)
+    res = resources(request)
+    result = await accounts.login(
+        res.sessions,
+        settings=res.settings,
+        throttle=res.throttle,
+        passwords=res.passwords,
+        email=body.email,
+        password=body.password,
+        ip=client_ip(request),
+        devices=request.cookies.get(devices.COOKIE),
+    )
+    response = await _me_response(request, result.new_session.principal)
+    set_session_cookie(request, response, result.new_session)
+    set_device_cookie(request, response, result.device_token)
     return response
 
 
@@ -129,8 +133,12 @@ async def _me_response(request: Request, who: accounts.Principal) -> JSONRespons
 async def create_user(request: Request) -> Response:
     who = await require_staff(request, Role.ADMIN)
     body = await parse_json(request, UserIn)
+    accounts.check_new_password(body.password)
+    password_hash = await resources(request).passwords.hash(body.password)
     async with unit_of_work(db(request)) as session:
-        user = await accounts.create_user(session, **body.model_dump())
+        user = await accounts.create_user(
+            session, password_hash=password_hash, **body.model_dump(exclude={"password"})
+        )
         audit.record(
             session, action="user.created", actor_kind="staff", actor_id=who.user_id, target=user.id
         )

@@ -6,24 +6,30 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from app.accounts import devices as devices_
 from app.accounts.models import AuthSession, Role, SessionKind, User
-from app.accounts.passwords import MIN_PASSWORD_LENGTH, hash_password, needs_rehash, verify_password
+from app.accounts.passwords import (
+    MIN_PASSWORD_LENGTH,
+    PasswordWorkers,
+    hash_password,
+    needs_rehash,
+)
 from app.audit import service as audit
-from app.db import utcnow
+from app.db import unit_of_work, utcnow
 from app.errors import (
     Conflict,
     InvalidCredentials,
     InvalidInput,
-    KonsilError,
     NotFound,
-    TooManyAttempts,
+    Unavailable,
 )
 from app.events import outbox
 from app.events.types import AccountDeactivated, SessionEnded
 from app.settings import Settings
+from app.throttle import Budget, OnSuccess, Policy, Throttle
 from app.tokens import new_token, session_key, token_hash
 
 
@@ -54,52 +60,111 @@ class NewSession:
     principal: Principal
 
 
+@dataclass(frozen=True)
+class Login:
+    new_session: NewSession
+    device_token: str  # for the browser's known-devices cookie (``app.accounts.devices``)
+
+
+def login_budgets(
+    settings: Settings, *, subject: str, ip: str | None, device: str | None
+) -> list[Budget]:
+    """What a login attempt is counted against (docs/deploy.md, "Login throttling").
+
+    From a browser that logged in to this account before: that browser's own budget only.
+    Otherwise: the account on this address, the address, and the account from everywhere.
+    """
+    own, shared = settings.login_free_attempts, settings.login_free_attempts_shared
+
+    def policy(name: str, free: int, on_success: OnSuccess) -> Policy:
+        return Policy(
+            name,
+            free,
+            window_seconds=settings.login_window_minutes * 60,
+            max_seconds=settings.login_max_delay_seconds,
+            on_success=on_success,
+            base_seconds=settings.login_first_delay_seconds,
+        )
+
+    if device is not None:
+        return [Budget(policy("login-device", own, OnSuccess.RESET), f"{subject}|{device}")]
+    address = ip or "unknown"
+    return [
+        Budget(policy("login-pair", own, OnSuccess.RESET), f"{subject}|{address}"),
+        Budget(policy("login-address", shared, OnSuccess.REFUND), address),
+        Budget(policy("login-account", shared, OnSuccess.REFUND), subject),
+    ]
+
+
 async def login(
-    session: AsyncSession, *, settings: Settings, email: str, password: str, ip: str | None
-) -> NewSession | KonsilError:
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    settings: Settings,
+    throttle: Throttle,
+    passwords: PasswordWorkers,
+    email: str,
+    password: str,
+    ip: str | None,
+    devices: str | None,
+) -> Login:
     """Checks the password and opens a staff session. Same answer for unknown and wrong.
 
-    A refusal is returned, not raised: the unit of work must still commit its audit row,
-    because the failed attempts recorded there are what throttling counts.
+    The throttles are reserved before anything is checked; no database connection is held
+    while the password is hashed (in a worker thread). ``devices`` is the browser's
+    known-devices cookie.
     """
     secret = settings.secret_key.get_secret_value()
     subject = audit.subject_key(secret, email)
-    since = audit.window_start(settings.login_window_minutes)
-    limit = settings.login_max_failures
-    by_subject = await audit.count_since(
-        session, action="login.failure", since=since, subject=subject
+    now = utcnow()
+    device = devices_.known(secret, subject, devices, now)
+    reservation = await throttle.reserve(
+        login_budgets(settings, subject=subject, ip=ip, device=device)
     )
-    by_ip = await audit.count_since(session, action="login.failure", since=since, ip=ip)
-    if by_subject >= limit or (ip is not None and by_ip >= limit * 4):
-        audit.record(
-            session, action="login.throttled", actor_kind="anonymous", subject=subject, ip=ip
-        )
-        return TooManyAttempts(retry_after=settings.login_window_minutes * 60)
-
-    user = (
-        await session.execute(
-            select(User).where(func.lower(col(User.email)) == email.strip().lower())
-        )
-    ).scalar_one_or_none()
-    # The hash is checked first in every case, so a deactivated account answers as slowly as
-    # an active one and its existence does not show.
-    password_ok = verify_password(user.password_hash if user else None, password)
+    try:
+        async with sessions() as session:
+            user = (
+                await session.execute(
+                    select(User).where(func.lower(col(User.email)) == email.strip().lower())
+                )
+            ).scalar_one_or_none()
+        # The hash is checked first in every case, so a deactivated account answers as slowly
+        # as an active one and its existence does not show.
+        password_ok = await passwords.verify(user.password_hash if user else None, password)
+    except Unavailable:
+        await reservation.release()  # nothing was checked
+        raise
     if user is None or not user.is_active or not password_ok:
-        audit.record(
-            session, action="login.failure", actor_kind="anonymous", subject=subject, ip=ip
+        async with unit_of_work(sessions) as session:
+            audit.record(
+                session, action="login.failure", actor_kind="anonymous", subject=subject, ip=ip
+            )
+        raise InvalidCredentials()
+    rehashed = await passwords.hash(password) if needs_rehash(user.password_hash) else None
+    async with unit_of_work(sessions) as session:
+        if rehashed is not None:
+            await session.execute(
+                update(User).where(col(User.id) == user.id).values(password_hash=rehashed)
+            )
+        new = _open_session(
+            session,
+            kind=SessionKind.STAFF,
+            ttl=timedelta(minutes=settings.session_ttl_minutes),
+            user=user,
         )
-        return InvalidCredentials()
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    assert user.id is not None
-    new = _open_session(
-        session,
-        kind=SessionKind.STAFF,
-        ttl=timedelta(minutes=settings.session_ttl_minutes),
-        user=user,
-    )
-    audit.record(session, action="login.success", actor_kind="staff", actor_id=user.id, ip=ip)
-    return new
+        audit.record(session, action="login.success", actor_kind="staff", actor_id=user.id, ip=ip)
+    await reservation.succeeded()
+    return Login(new, devices_.issue(secret, subject, now, nonce=device))
+
+
+def check_new_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"Das Passwort muss mindestens {MIN_PASSWORD_LENGTH} Zeichen haben.")
+
+
+def new_password_hash(password: str) -> str:
+    """Checks and hashes a new password on the calling thread (command line, seed data)."""
+    check_new_password(password)
+    return hash_password(password)
 
 
 def open_patient_session(
@@ -192,15 +257,15 @@ async def create_user(
     session: AsyncSession,
     *,
     email: str,
-    password: str,
+    password_hash: str,
     display_name: str,
     role: Role,
     practice_id: int | None = None,
     specialty_id: int | None = None,
 ) -> User:
-    """Creates a staff account. GPs belong to a practice, specialists to a specialty."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"Das Passwort muss mindestens {MIN_PASSWORD_LENGTH} Zeichen haben.")
+    """Creates a staff account (``password_hash`` from ``new_password_hash`` or
+    ``PasswordWorkers.hash``, after ``check_new_password``). GPs belong to a practice,
+    specialists to a specialty."""
     if role is Role.GP and practice_id is None:
         raise InvalidInput("Eine Hausärztin bzw. ein Hausarzt braucht eine Praxis.")
     if role is Role.SPECIALIST and specialty_id is None:
@@ -215,7 +280,7 @@ async def create_user(
         email=normalized,
         display_name=display_name,
         role=role,
-        password_hash=hash_password(password),
+        password_hash=password_hash,
         practice_id=practice_id,
         specialty_id=specialty_id,
     )

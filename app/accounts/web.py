@@ -8,9 +8,11 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from app.accounts import devices
 from app.accounts import service as accounts
 from app.accounts.models import Role, SessionKind
 from app.accounts.service import NewSession, Principal
+from app.db import utcnow
 from app.errors import CsrfFailed, Forbidden, NotAuthenticated
 from app.resources import db, settings
 from app.tokens import same
@@ -18,6 +20,7 @@ from app.tokens import same
 COOKIE = {SessionKind.STAFF: "konsil_staff", SessionKind.PATIENT: "konsil_patient"}
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOGIN_PATH = "/api/v1/auth/login"
 
 
 def client_ip(conn: HTTPConnection) -> str | None:
@@ -88,6 +91,20 @@ def set_session_cookie(request: HTTPConnection, response: Response, new: NewSess
         secure=cfg.cookie_secure,
         httponly=True,
         samesite="lax",
+    )
+
+
+def set_device_cookie(request: HTTPConnection, response: Response, token: str) -> None:
+    """Adds this login's token to the browser's known-devices cookie (``app.accounts.devices``),
+    sent back only to the login."""
+    response.set_cookie(
+        devices.COOKIE,
+        devices.remember(request.cookies.get(devices.COOKIE), token, utcnow()),
+        max_age=int(devices.LIFETIME.total_seconds()),
+        path=LOGIN_PATH,
+        secure=settings(request).cookie_secure,
+        httponly=True,
+        samesite="strict",
     )
 
 

@@ -8,7 +8,8 @@ Backends live in their own modules (``memory``, ``redis``) and are imported by t
 
 Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, atomic ``take``
 and ``refresh``): the signalling hub stores resume records there, so a client may resume on
-any process.
+any process. Atomic counters and holds (``count``, ``hold``, ``forget``) carry the throttles
+(``app.throttle``), so that two processes share one budget.
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ class Broker(Protocol):
     async def refresh(self, key: str, ttl_seconds: int) -> bool:
         """Sets a live ``key`` to expire in ``ttl_seconds``; False (and nothing stored) if it
         is gone, e.g. taken meanwhile. Atomic: never brings a taken key back."""
+        ...
+
+    async def count(self, key: str, delta: int, ttl_seconds: float) -> int:
+        """Atomically adds ``delta`` to the counter ``key`` and returns the result. A missing
+        key starts at 0 and lives ``ttl_seconds``; later changes do not extend its life."""
+        ...
+
+    async def hold(self, key: str, ttl_seconds: float) -> float:
+        """Atomically sets ``key`` for ``ttl_seconds`` unless it is set: 0.0 if this call set
+        it, else the seconds the existing hold still lasts."""
+        ...
+
+    async def forget(self, *keys: str) -> None:
+        """Deletes ``keys`` (counters, holds or values)."""
         ...
 
 

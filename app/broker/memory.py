@@ -31,8 +31,7 @@ class MemoryBroker:
 
     async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
         now = time.monotonic()
-        # Expired keys are dropped on write, so the dict stays as small as the live keys.
-        self._keys = {k: v for k, v in self._keys.items() if v[0] > now}
+        self._drop_expired(now)
         self._keys[key] = (now + ttl_seconds, value)
 
     async def take(self, key: str) -> bytes | None:
@@ -47,6 +46,33 @@ class MemoryBroker:
             return False
         self._keys[key] = (now + ttl_seconds, value)
         return True
+
+    async def count(self, key: str, delta: int, ttl_seconds: float) -> int:
+        now = time.monotonic()
+        expiry, value = self._keys.get(key, (0.0, b""))
+        if expiry <= now:
+            self._drop_expired(now)
+            expiry, value = now + ttl_seconds, b"0"
+        result = int(value) + delta
+        self._keys[key] = (expiry, str(result).encode())
+        return result
+
+    async def hold(self, key: str, ttl_seconds: float) -> float:
+        now = time.monotonic()
+        expiry, _ = self._keys.get(key, (0.0, b""))
+        if expiry > now:
+            return expiry - now
+        self._drop_expired(now)
+        self._keys[key] = (now + ttl_seconds, b"1")
+        return 0.0
+
+    async def forget(self, *keys: str) -> None:
+        for key in keys:
+            self._keys.pop(key, None)
+
+    def _drop_expired(self, now: float) -> None:
+        # Only when a key is created, so the dict stays as small as the live keys.
+        self._keys = {k: v for k, v in self._keys.items() if v[0] > now}
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import anyio
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
@@ -19,7 +20,20 @@ from redis.exceptions import RedisError
 from app.broker._fanout import FanOut, drain
 from app.logging import get_logger
 
+# Counter that lives from its creation (a window), not from its last change.
+_COUNT = """
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) and redis.call('PTTL', KEYS[1]) < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return n
+"""
+_HOLD = """
+if redis.call('SET', KEYS[1], 1, 'PX', ARGV[1], 'NX') then return 0 end
+return redis.call('PTTL', KEYS[1])
+"""
 CONFIRM_SECONDS = 5.0
+UNSUBSCRIBE_SECONDS = 5.0
 MAX_BATCH = 512
 log = get_logger("konsil.broker")
 
@@ -29,6 +43,8 @@ class RedisBroker:
 
     def __init__(self, url: str, queue_size: int = 1024) -> None:
         self._redis: Redis = Redis.from_url(url, health_check_interval=30)
+        self._count = self._redis.register_script(_COUNT)
+        self._hold = self._redis.register_script(_HOLD)
         self._fanout = FanOut(queue_size)
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -98,6 +114,17 @@ class RedisBroker:
         # EXPIRE on a missing key does nothing and answers 0: a taken key stays taken.
         return bool(await self._redis.expire(key, ttl_seconds))
 
+    async def count(self, key: str, delta: int, ttl_seconds: float) -> int:
+        return int(await self._count(keys=[key], args=[delta, _ms(ttl_seconds)]))
+
+    async def hold(self, key: str, ttl_seconds: float) -> float:
+        remaining = int(await self._hold(keys=[key], args=[_ms(ttl_seconds)]))
+        return max(remaining, 0) / 1000
+
+    async def forget(self, *keys: str) -> None:
+        if keys:
+            await self._redis.delete(*keys)
+
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
         queue, first = self._fanout.add(channel)
@@ -107,7 +134,14 @@ class RedisBroker:
             yield drain(queue)
         finally:
             if self._fanout.remove(channel, queue):
-                with suppress(RedisError, OSError):
+                # Shielded: a subscriber is usually left by cancelling its task, and a cancel
+                # scope would cancel this wait too (for the command lock), leaving Redis sending
+                # a channel nobody here reads.
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(UNSUBSCRIBE_SECONDS),
+                    suppress(RedisError, OSError),
+                ):
                     await self._redis_unsubscribe(channel)
 
     async def _redis_subscribe(self, channel: str) -> None:
@@ -153,3 +187,7 @@ class RedisBroker:
             waiting = self._confirm.get(name)
             if waiting is not None and not waiting.done():
                 waiting.set_result(None)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

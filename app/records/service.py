@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import func, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
@@ -15,15 +18,18 @@ from sqlmodel import col, select
 from app.accounts.models import User
 from app.accounts.service import Principal
 from app.audit import service as audit
-from app.db import utcnow
+from app.db import unit_of_work, utcnow
 from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.logging import get_logger
 from app.records.models import Document, Report
 from app.records.schemas import DocumentOut, ReportOut
+from app.resources import Resources
 from app.rooms import service as rooms
 from app.rooms.state import BEGUN
 from app.scheduling.access import is_gp_of, is_specialist_of, visible_appointment
 from app.scheduling.models import Appointment, AppointmentStatus
 
+log = get_logger("konsil.records")
 MAX_DOCUMENTS = 20
 # Declared type -> the file's first bytes. Both must agree: the name and the header are
 # chosen by the client, the bytes are what a viewer will actually parse.
@@ -206,3 +212,35 @@ async def _report_out(session: AsyncSession, report: Report) -> ReportOut:
         created_at=report.created_at,
         updated_at=report.updated_at,
     )
+
+
+async def mark_reported(session: AsyncSession) -> int:
+    """Sets ``reported_at`` where a report exists but the appointment does not say so: reports
+    written by a process of the release before 0004 during a rolling upgrade. Run at start-up;
+    cheap once there is nothing to do (the report table's appointment ids are unique)."""
+    result = await session.execute(
+        update(Appointment)
+        .where(col(Appointment.reported_at).is_(None))
+        .where(select(Report.id).where(Report.appointment_id == Appointment.id).exists())
+        .values(
+            reported_at=select(Report.created_at)
+            .where(Report.appointment_id == Appointment.id)
+            .scalar_subquery()
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@asynccontextmanager
+async def lifespan(res: Resources) -> AsyncIterator[None]:
+    """Registered in ``app.main.PACKAGE_LIFESPANS``."""
+    try:
+        async with unit_of_work(res.sessions) as session:
+            marked = await mark_reported(session)
+    except SQLAlchemyError as exc:
+        # The database is down or not migrated yet: start anyway; the next start marks them.
+        log.warning("records.mark_reported_failed", error=type(exc).__name__)
+    else:
+        if marked:
+            log.info("records.marked_reported", appointments=marked)
+    yield

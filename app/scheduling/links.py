@@ -11,20 +11,19 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import service as accounts
 from app.accounts.models import User
 from app.accounts.service import NewSession, Principal
 from app.audit import service as audit
-from app.db import utcnow
+from app.db import unit_of_work, utcnow
 from app.errors import (
     KonsilError,
     LinkExpired,
     LinkInvalid,
     LinkNotYetValid,
     NotFound,
-    TooManyAttempts,
 )
 from app.events import outbox
 from app.events.types import LinkIssued, LinkRevoked, PatientSessionsEnded
@@ -33,11 +32,10 @@ from app.scheduling import repository as repo
 from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, Specialty
 from app.scheduling.schemas import PatientAppointmentOut
 from app.settings import Settings
+from app.throttle import Budget, OnSuccess, Policy, Throttle
 from app.tokens import new_token, session_key, token_hash
 
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
-# Tokens cannot be guessed (256 bits); this only stops a client hammering the endpoint.
-MAX_REJECTIONS_PER_IP = 20
 ENDED_STATUSES = frozenset({AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW})
 
 
@@ -112,43 +110,63 @@ async def revoke(
     return count
 
 
+def link_budget(settings: Settings, ip: str | None) -> Budget:
+    """Tokens cannot be guessed (256 bits); this only stops a client hammering the endpoint:
+    ``login_free_attempts_shared`` failed redemptions per address, then back-off."""
+    policy = Policy(
+        "link-address",
+        settings.login_free_attempts_shared,
+        window_seconds=settings.login_window_minutes * 60,
+        max_seconds=settings.login_max_delay_seconds,
+        on_success=OnSuccess.REFUND,
+        base_seconds=settings.login_first_delay_seconds,
+    )
+    return Budget(policy, ip or "unknown")
+
+
 async def redeem(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     *,
     settings: Settings,
+    throttle: Throttle,
     token: str,
     ip: str | None,
+    replaces: str | None = None,
     now: datetime | None = None,
-) -> Redemption | KonsilError:
-    """Checks a link and opens a patient session for its appointment.
-
-    A refusal is returned, not raised, so that the unit of work still commits its audit row.
-    """
+) -> Redemption:
+    """Checks a link and opens a patient session for its appointment (ending the browser's
+    previous patient session ``replaces``). A refusal is audited, then raised."""
     now = now or utcnow()
-    since = audit.window_start(settings.login_window_minutes)
-    if ip is not None and (
-        await audit.count_since(session, action="link.rejected", since=since, ip=ip)
-        >= MAX_REJECTIONS_PER_IP
-    ):
-        audit.record(session, action="link.throttled", actor_kind="patient", ip=ip)
-        return TooManyAttempts(retry_after=settings.login_window_minutes * 60)
-    link = await repo.link_by_hash(session, token_hash(token)) if TOKEN_SHAPE.match(token) else None
-    appointment = await session.get(Appointment, link.appointment_id) if link else None
-    refusal = _refusal(link, appointment, settings=settings, now=now)
-    if refusal is not None or link is None or appointment is None:
-        refusal = refusal or LinkInvalid()
-        audit.record(
-            session,
-            action="link.rejected",
-            actor_kind="patient",
-            appointment_id=appointment.id if appointment else None,
-            ip=ip,
-            reason=refusal.code,
+    reservation = await throttle.reserve([link_budget(settings, ip)])
+    async with unit_of_work(sessions) as session:
+        link = (
+            await repo.link_by_hash(session, token_hash(token))
+            if TOKEN_SHAPE.match(token)
+            else None
         )
-        return refusal
-    return await _open(
-        session, settings=settings, link=link, appointment=appointment, ip=ip, now=now
-    )
+        appointment = await session.get(Appointment, link.appointment_id) if link else None
+        refusal = _refusal(link, appointment, settings=settings, now=now)
+        if refusal is not None or link is None or appointment is None:
+            refusal = refusal or LinkInvalid()
+            audit.record(
+                session,
+                action="link.rejected",
+                actor_kind="patient",
+                appointment_id=appointment.id if appointment else None,
+                ip=ip,
+                reason=refusal.code,
+            )
+        else:
+            redemption = await _open(
+                session, settings=settings, link=link, appointment=appointment, ip=ip, now=now
+            )
+            if replaces is not None:
+                # One browser, one patient session: opening a new link ends the old session.
+                await accounts.end_session(session, session_id=replaces)
+    if refusal is not None:
+        raise refusal  # its audit row is committed
+    await reservation.succeeded()
+    return redemption
 
 
 async def _open(

@@ -19,8 +19,7 @@ from app.accounts.web import (
 from app.api import api_route, parse_json, respond
 from app.audit import service as audit
 from app.db import unit_of_work
-from app.errors import KonsilError
-from app.resources import db, settings
+from app.resources import db, resources
 from app.scheduling import links
 from app.scheduling.schemas import PatientAppointmentOut, RedeemIn
 
@@ -30,15 +29,15 @@ async def redeem(request: Request) -> Response:
     check_origin(request)
     body = await parse_json(request, RedeemIn)
     previous = await principal(request, SessionKind.PATIENT)
-    async with unit_of_work(db(request)) as session:
-        result = await links.redeem(
-            session, settings=settings(request), token=body.token, ip=client_ip(request)
-        )
-        if previous is not None and not isinstance(result, KonsilError):
-            # One browser, one patient session: opening a new link ends the old session.
-            await accounts.end_session(session, session_id=previous.session_id)
-    if isinstance(result, KonsilError):
-        raise result
+    res = resources(request)
+    result = await links.redeem(
+        res.sessions,
+        settings=res.settings,
+        throttle=res.throttle,
+        token=body.token,
+        ip=client_ip(request),
+        replaces=previous.session_id if previous is not None else None,
+    )
     response = respond(result.summary)
     set_session_cookie(request, response, result.new_session)
     return response

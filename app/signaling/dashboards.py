@@ -47,12 +47,12 @@ class Dashboards:
         self.tasks = tasks
         self.watchers: dict[int, set[Connection]] = {}
         self._tasks: dict[int, Task] = {}
-        # Subscribing and unsubscribing take turns, so a specialist has one subscription.
-        self._lock = anyio.Lock()
+        # Per specialist, subscribing and unsubscribing take turns, so there is one subscription.
+        self._locks: dict[int, anyio.Lock] = {}
 
     async def watch(self, conn: Connection, specialist_id: int) -> None:
         """Sends ``conn`` the queue now and after every change until ``unwatch``."""
-        async with self._lock:
+        async with self._locks.setdefault(specialist_id, anyio.Lock()):
             self.watchers.setdefault(specialist_id, set()).add(conn)
             if specialist_id not in self._tasks:
                 self._tasks[specialist_id] = await self.tasks.start(
@@ -62,7 +62,7 @@ class Dashboards:
 
     async def unwatch(self, conn: Connection, specialist_id: int) -> None:
         """The dashboard closed; the last one of a specialist ends the subscription."""
-        async with self._lock:
+        async with self._locks.setdefault(specialist_id, anyio.Lock()):
             watchers = self.watchers.get(specialist_id, set())
             watchers.discard(conn)
             if watchers:
@@ -77,7 +77,8 @@ class Dashboards:
         for watchers in self.watchers.values():
             for conn in watchers:
                 conn.close(WS_GOING_AWAY, "server shutting down")
-        for task in self._tasks.values():
+        # A copy: while a stop is awaited, closed dashboards unwatch and change the dict.
+        for task in list(self._tasks.values()):
             await task.stop()
         self.watchers.clear()
         self._tasks.clear()

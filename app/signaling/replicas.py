@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from functools import partial
 
+import anyio
 from anyio.abc import TaskStatus
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -69,9 +70,14 @@ class Replicas:
                 return local
             local = LocalRoom(room=Room(appointment_id=appointment_id, state=RoomState.SCHEDULED))
             local.task = await self.tasks.start("signaling.room", partial(self._room_loop, local))
-            # Read the state only once subscribed, so no change can slip in between.
-            async with self.sessions() as session:
-                appointment = await rooms.load(session, appointment_id)
+            try:
+                # Read the state only once subscribed, so no change can slip in between.
+                async with self.sessions() as session:
+                    appointment = await rooms.load(session, appointment_id)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await local.task.stop()  # nobody will release a room that was never added
+                raise
             local.room.state = appointment.room_state
             local.room.waiting_since = appointment.waiting_since
             self.rooms[appointment_id] = local
@@ -130,9 +136,10 @@ class Replicas:
             return
         del self.rooms[appointment_id]
         ROOMS_ACTIVE.dec()
-        self.tracker.forget(env.room_channel(appointment_id))
         if local.task is not None:
             await local.task.stop()
+        # After the loop has ended: it may still have applied a message it had in hand.
+        self.tracker.forget(env.room_channel(appointment_id))
 
     async def shutdown(self) -> None:
         """Tells every connection 1001 and ends every subscription and timer."""

@@ -18,6 +18,7 @@ import anyio
 from app.accounts.service import Principal
 from app.broker import Broker
 from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED
+from app.logging import get_logger
 from app.rooms.state import Action, Actor
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
@@ -38,6 +39,9 @@ RESUME_RECORD_MARGIN_SECONDS = 5
 
 RoomAction = Callable[[int, Action, Principal | None], Awaitable[Appointment]]
 """``act(appointment_id, action, who)``: a room change in the database (``Hub.room_action``)."""
+
+
+log = get_logger("konsil.signaling")
 
 
 @dataclass
@@ -177,9 +181,12 @@ class Seats:
         if local is not None:
             # No longer cancellable by a resume: whoever takes the record below wins.
             local.timers.pop(seat.member.id, None)
-        # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
-        if await self.broker.take(key) is not None:
-            await self._gone(seat)
+        try:
+            # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
+            if await self.broker.take(key) is not None:
+                await self._gone(seat)
+        except Exception as exc:  # the broker or the database is down: the replica still goes
+            log.warning("signaling.expiry_failed", error=type(exc).__name__)
         await self.replicas.release(seat.appointment_id)
 
     async def _gone(self, seat: Seat) -> None:

@@ -24,7 +24,7 @@ export class ApiError extends Error {
 // Messages per API error code; the server's German text is the fallback.
 const MESSAGES = {
   invalid_credentials: () => t("Email address or password is incorrect."),
-  too_many_attempts: () => t("Too many attempts. Please wait a few minutes."),
+  too_many_attempts: (error) => waitMessage(error.detail.retry_after),
   not_authenticated: () => t("Your session has ended. Please log in again."),
   csrf_failed: () => t("The security check failed. Please reload the page."),
   forbidden: () => t("You are not allowed to do this."),
@@ -42,10 +42,17 @@ const MESSAGES = {
   invalid_input: () => t("Please check your entries."),
 };
 
+/** "Try again in …", from the seconds the server asks to wait. */
+function waitMessage(seconds) {
+  if (!Number.isFinite(seconds) || seconds <= 0) return t("Too many attempts. Please wait a few minutes.");
+  if (seconds < 90) return t("Too many attempts. Please try again in {seconds} seconds.", { seconds });
+  return t("Too many attempts. Please try again in {minutes} minutes.", { minutes: Math.ceil(seconds / 60) });
+}
+
 export function errorMessage(error) {
   if (error instanceof ApiError) {
     const known = MESSAGES[error.code];
-    return known ? known() : error.message || t("Something went wrong. Please try again.");
+    return known ? known(error) : error.message || t("Something went wrong. Please try again.");
   }
   return t("No connection to the server. Please check your internet connection.");
 }

@@ -93,7 +93,33 @@ async def test_broker_refresh_never_brings_back_a_taken_key(broker: Broker) -> N
     assert await broker.take(key) is None
 
 
-@pytest.mark.redis
+async def test_broker_counts_atomically_within_a_window(broker: Broker) -> None:
+    key = channel()
+    results = await asyncio.gather(*(broker.count(key, 1, 30) for _ in range(40)))
+    assert sorted(results) == list(range(1, 41))  # each caller saw its own number
+    assert await broker.count(key, -1, 30) == 39
+
+
+async def test_broker_counter_lives_from_its_creation(broker: Broker) -> None:
+    key = channel()
+    assert await broker.count(key, 1, 0.3) == 1
+    await asyncio.sleep(0.15)
+    assert await broker.count(key, 1, 30) == 2  # a later change does not extend the window
+    await asyncio.sleep(0.3)
+    assert await broker.count(key, 1, 30) == 1
+
+
+async def test_broker_hold_is_taken_once_until_it_expires(broker: Broker) -> None:
+    key = channel()
+    results = await asyncio.gather(*(broker.hold(key, 0.4) for _ in range(10)))
+    assert results.count(0.0) == 1
+    assert all(0 < r <= 0.4 for r in results if r)
+    await asyncio.sleep(0.5)
+    assert await broker.hold(key, 30) == 0.0
+    await broker.forget(key)
+    assert await broker.hold(key, 30) == 0.0
+
+
 async def test_redis_broker_carries_many_rooms_on_one_connection() -> None:
     """More rooms than redis-py's default pool has connections (100)."""
     require_redis()

@@ -13,10 +13,11 @@ from sqlmodel import col, select
 
 from app.audit.models import AuditEvent
 from app.db import unit_of_work
-from app.records.models import Document
+from app.records.models import Document, Report
+from app.records.service import mark_reported
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
-from tests.factories import Demo, login
+from tests.factories import Demo, login, make_appointment
 from tests.scheduling.helpers import ClientFactory, book
 
 LIMIT = 4096
@@ -285,3 +286,35 @@ async def test_report_refused_for_cancelled_appointment_after_start(
         refused = await specialist.put(path, json={"body": "abgesagt"})
     assert refused.status_code == 409
     assert (await client.get(path)).status_code == 404
+
+
+async def test_reports_written_by_the_previous_release_are_marked_at_start_up(
+    sessions: async_sessionmaker[AsyncSession], demo: Demo
+) -> None:
+    # During a rolling upgrade a process of the release before 0004 writes a report without
+    # setting appointment.reported_at; every process marks such reports when it starts.
+    written = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    reported = await make_appointment(sessions, demo)
+    untouched = await make_appointment(sessions, demo)
+    async with unit_of_work(sessions) as session:
+        assert reported.id is not None
+        assert demo.specialist.id is not None
+        session.add(
+            Report(
+                appointment_id=reported.id,
+                author_id=demo.specialist.id,
+                body="Befund",
+                created_at=written,
+                updated_at=written,
+            )
+        )
+    async with unit_of_work(sessions) as session:
+        assert await mark_reported(session) == 1
+    async with unit_of_work(sessions) as session:
+        assert await mark_reported(session) == 0  # nothing left to do
+        marks = {
+            a.id: a.reported_at
+            for a in (await session.execute(select(Appointment))).scalars()
+            if a.id in (reported.id, untouched.id)
+        }
+    assert marks == {reported.id: written, untouched.id: None}

@@ -57,7 +57,7 @@ async def world_factory(
                 await accounts.create_user(
                     session,
                     email=f"gp{i}@race.example",
-                    password=PASSWORD,
+                    password_hash=accounts.new_password_hash(PASSWORD),
                     display_name=f"GP {i}",
                     role=Role.GP,
                     practice_id=demo.practice.id,

@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from app.audit.models import AuditEvent
+from app.broker.memory import MemoryBroker
 from app.db import unit_of_work
 from app.errors import LinkExpired, LinkInvalid, LinkNotYetValid
 from app.scheduling import links
 from app.scheduling.models import Appointment, JoinToken
 from app.settings import Settings
+from app.throttle import Throttle
 from app.tokens import token_hash
 from tests.factories import Demo, login
 from tests.scheduling.helpers import ClientFactory, booking_body, free_slots, token_of
@@ -340,22 +342,26 @@ async def test_redeem_checks_window_boundaries(
         (valid_until, None),
         (valid_until + timedelta(seconds=1), LinkExpired),
     ]
+    throttle = Throttle(MemoryBroker(), "test-secret")
     for now, expected in cases:
-        async with unit_of_work(sessions) as session:
-            result = await links.redeem(session, settings=settings, token=token, ip=None, now=now)
+        redeeming = links.redeem(
+            sessions, settings=settings, throttle=throttle, token=token, ip=None, now=now
+        )
         if expected is None:
-            assert isinstance(result, links.Redemption)
+            assert isinstance(await redeeming, links.Redemption)
         else:
-            assert isinstance(result, expected)
-    async with unit_of_work(sessions) as session:
-        wrong = await links.redeem(session, settings=settings, token="U" * 43, ip=None, now=starts)
-    assert isinstance(wrong, LinkInvalid)
+            with pytest.raises(expected):
+                await redeeming
+    with pytest.raises(LinkInvalid):
+        await links.redeem(
+            sessions, settings=settings, throttle=throttle, token="U" * 43, ip=None, now=starts
+        )
 
 
 async def test_redeem_throttles_a_client_after_many_rejections(
-    client: httpx2.AsyncClient, demo: Demo
+    client: httpx2.AsyncClient, demo: Demo, settings: Settings
 ) -> None:
-    for _ in range(links.MAX_REJECTIONS_PER_IP):
+    for _ in range(settings.login_free_attempts_shared):
         response = await client.post("/api/v1/patient/session", json={"token": "B" * 43})
         assert response.status_code == 404
     throttled = await client.post("/api/v1/patient/session", json={"token": "B" * 43})

@@ -15,6 +15,15 @@ import sqlalchemy as sa
 import app.db
 from alembic import op
 
+# Also run by every process at start-up (app.records.service.mark_reported): reports that a
+# process of the previous release writes during a rolling upgrade are marked too.
+BACKFILL = (
+    "UPDATE appointment SET reported_at = "
+    "(SELECT report.created_at FROM report WHERE report.appointment_id = appointment.id) "
+    "WHERE reported_at IS NULL "
+    "AND EXISTS (SELECT 1 FROM report WHERE report.appointment_id = appointment.id)"
+)
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -24,13 +33,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("appointment", schema=None) as batch_op:
         batch_op.add_column(sa.Column("reported_at", app.db.UTCDateTime(), nullable=True))
-    op.execute(
-        "UPDATE appointment SET reported_at = "
-        "(SELECT report.created_at FROM report WHERE report.appointment_id = appointment.id) "
-        "WHERE reported_at IS NULL"
-    )
+    op.execute(BACKFILL)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("appointment", schema=None) as batch_op:
+    # SQLite's own DROP COLUMN: rebuilding the table would trip the foreign keys of the rows
+    # that point at appointments (reports, documents, links).
+    with op.batch_alter_table("appointment", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("reported_at")
