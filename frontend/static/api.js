@@ -45,6 +45,7 @@ const MESSAGES = {
 /** "Try again in …", from the seconds the server asks to wait. */
 function waitMessage(seconds) {
   if (!Number.isFinite(seconds) || seconds <= 0) return t("Too many attempts. Please wait a few minutes.");
+  if (seconds < 10) return t("Too many attempts. Please wait a moment, then try again.");
   if (seconds < 90) return t("Too many attempts. Please try again in {seconds} seconds.", { seconds });
   return t("Too many attempts. Please try again in {minutes} minutes.", { minutes: Math.ceil(seconds / 60) });
 }
