@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     ws_rate_burst: int = Field(default=200, ge=1)
     ws_resume_seconds: int = Field(default=30, ge=1)
     ws_join_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Open websockets one session may hold on one process (tabs: queue, call, a spare).
+    ws_max_per_session: int = Field(default=8, ge=1)
 
     # How often each process looks for domain events that nobody delivered (another process
     # died between commit and delivery); events committed here are delivered at once anyway.

@@ -28,6 +28,7 @@ class EndedSessions:
         self.broker = broker
         self.origin = origin
         self._conns: dict[Connection, tuple[str, int | None]] = {}
+        self._open: dict[str, int] = {}  # websockets per session key, from admit to leave
         self._seq = 0
         self._task: Task | None = None
 
@@ -37,6 +38,22 @@ class EndedSessions:
     async def stop(self) -> None:
         if self._task is not None:
             await self._task.stop()
+
+    def admit(self, session_id: str, limit: int) -> bool:
+        """Counts one more websocket of this session, unless it already holds ``limit``."""
+        key = session_key(session_id)
+        if self._open.get(key, 0) >= limit:
+            return False
+        self._open[key] = self._open.get(key, 0) + 1
+        return True
+
+    def leave(self, session_id: str) -> None:
+        key = session_key(session_id)
+        left = self._open.get(key, 0) - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            self._open.pop(key, None)
 
     def track(self, conn: Connection, *, session_id: str, user_id: int | None) -> None:
         self._conns[conn] = (session_key(session_id), user_id)

@@ -81,12 +81,23 @@ async def signaling(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.close(exc.ws_close, exc.code)
         return
-    await websocket.accept()
-    WS_CONNECTIONS.labels(role=target.role).inc()
+    ended = hub(websocket).ended
+    session_id = target.who.session_id
+    # Counted before the first await after the check, so parallel handshakes cannot slip past.
+    if not ended.admit(session_id, settings(websocket).ws_max_per_session):
+        WS_ERRORS.labels(code=str(WS_RATE_LIMITED)).inc()
+        await websocket.accept()
+        await websocket.close(WS_RATE_LIMITED, "too many connections")
+        return
     try:
-        await serve(websocket, target)
+        await websocket.accept()
+        WS_CONNECTIONS.labels(role=target.role).inc()
+        try:
+            await serve(websocket, target)
+        finally:
+            WS_CONNECTIONS.labels(role=target.role).dec()
     finally:
-        WS_CONNECTIONS.labels(role=target.role).dec()
+        ended.leave(session_id)
 
 
 async def authorize(websocket: WebSocket) -> Target:

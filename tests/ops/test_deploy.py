@@ -109,6 +109,15 @@ def test_caddy_proxies_both_apps_and_hides_metrics() -> None:
     assert not re.search(r"^\s*log\b", text, re.M), "the proxy must not write access logs"
 
 
+def test_caddy_cuts_slow_headers_but_not_websockets() -> None:
+    text = (DEPLOY / "caddy" / "Caddyfile").read_text()
+    timeouts = re.search(r"timeouts \{([^}]*)\}", text)
+    assert timeouts is not None
+    settings = dict(line.split() for line in timeouts.group(1).strip().splitlines())
+    assert settings["read_header"] == "10s"  # slowloris
+    assert "write" not in settings  # a websocket lives for a whole consultation
+
+
 def test_systemd_unit_is_hardened() -> None:
     unit = (DEPLOY / "systemd" / "konsil.service").read_text()
     for directive in [
