@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from app.accounts.models import AuthSession, Practice, User
 from app.audit.models import AuditEvent
 from app.events.outbox import OutboxEvent
+from app.idempotency import IdempotentResponse
 from app.records.models import Document, Report
 from app.scheduling.models import (
     Appointment,
@@ -23,6 +24,7 @@ __all__ = [
     "AvailabilityException",
     "AvailabilityRule",
     "Document",
+    "IdempotentResponse",
     "JoinToken",
     "OutboxEvent",
     "Practice",

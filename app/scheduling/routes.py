@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app import metrics
+from app import idempotency, metrics
 from app.accounts.models import Role
 from app.accounts.web import require_staff
 from app.api import api_route, parse_json, parse_query, path_id, respond
 from app.db import unit_of_work
+from app.errors import Conflict, KonsilError
 from app.resources import db, settings
 from app.scheduling import service
 from app.scheduling.routes_availability import routes as availability_routes
@@ -25,15 +27,55 @@ from app.scheduling.schemas import (
 )
 
 STAFF = (Role.GP, Role.SPECIALIST)
+REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 async def book(request: Request) -> Response:
+    """Books; with an ``Idempotency-Key`` a retry gets the first answer (``app.idempotency``)."""
     who = await require_staff(request, Role.GP)
     body = await parse_json(request, BookingIn)
-    async with unit_of_work(db(request)) as session:
-        booking = await service.book(session, settings=settings(request), who=who, details=body)
+    key = idempotency.request_key(request.headers.get(idempotency.HEADER))
+    cfg = settings(request)
+    secret = cfg.secret_key.get_secret_value()
+    once = (
+        {
+            "secret": secret,
+            "scope": f"booking:gp:{who.user_id}",
+            "key": key,
+            "request_hash": idempotency.fingerprint(body.model_dump_json()),
+        }
+        if key is not None
+        else None
+    )
+
+    async def replayed() -> Response | None:
+        if once is None:
+            return None
+        async with db(request)() as session:
+            found = await idempotency.replay(session, **once)
+        if found is None:
+            return None
+        return JSONResponse(found.body, status_code=found.status, headers=REPLAYED)
+
+    if (earlier := await replayed()) is not None:
+        return earlier
+    try:
+        async with unit_of_work(db(request)) as session:
+            booking = await service.book(session, settings=cfg, who=who, details=body)
+            answer = booking.model_dump(mode="json")
+            if once is not None:
+                await idempotency.remember(session, status=201, body=answer, **once)
+    except KonsilError:
+        # The same key in a request running at the same time: it booked the slot first.
+        if (earlier := await replayed()) is not None:
+            return earlier
+        raise
+    except IntegrityError:  # its answer was stored first (the key is unique per GP)
+        if (earlier := await replayed()) is not None:
+            return earlier
+        raise Conflict("Diese Buchung wird gerade schon bearbeitet.") from None
     metrics.BOOKINGS.inc()
-    return respond(booking, status=201)
+    return JSONResponse(answer, status_code=201)
 
 
 async def list_appointments(request: Request) -> Response:

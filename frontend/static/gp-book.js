@@ -107,7 +107,11 @@ async function book(event) {
   }
   await busy(f.querySelector("button[type=submit]"), async () => {
     try {
-      const result = await api("/api/v1/appointments", { method: "POST", body: bookingBody(f) });
+      const body = bookingBody(f);
+      const result = await api("/api/v1/appointments", {
+        method: "POST", body, headers: { "Idempotency-Key": idempotencyKey(body) },
+      });
+      pending = null;
       f.reset();
       showLink($("[data-link-box]", root), result.link, result.appointment);
       $("[data-detail-link]", root).href = `/gp/appointments/${result.appointment.id}`;
@@ -120,6 +124,20 @@ async function book(event) {
       }
     }
   });
+}
+
+// One key per booking the GP means to make: sending the same form again after a lost answer
+// (a dead spot, a server restart) gets the first answer, the same booking and link, instead
+// of "slot taken" for the slot just booked. A changed form is a new booking with a new key.
+let pending = null; // { body: JSON text, key }
+
+function idempotencyKey(body) {
+  const text = JSON.stringify(body);
+  if (!pending || pending.body !== text) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    pending = { body: text, key: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
+  }
+  return pending.key;
 }
 
 const FIELD_LABELS = {
