@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await broker.connect()
         doorbell = Doorbell()
         sessions = session_factory(engine, events_committed=doorbell.ring)
+        passwords = PasswordWorkers(workers=cfg.password_workers, queue=cfg.password_queue)
         try:
             # Every background task of the process runs in this one group (``app.tasks``).
             async with anyio.create_task_group() as group:
@@ -76,9 +77,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     broker=broker,
                     tasks=Tasks(group),
                     throttle=Throttle(broker, cfg.secret_key.get_secret_value()),
-                    passwords=PasswordWorkers(
-                        workers=cfg.password_workers, queue=cfg.password_queue
-                    ),
+                    passwords=passwords,
                     events=Dispatcher(sessions, doorbell, sweep_seconds=cfg.outbox_sweep_seconds),
                 )
                 app.state.resources = res
@@ -97,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 finally:
                     group.cancel_scope.cancel()  # whatever the packages left running
         finally:
+            passwords.close()
             await broker.close()
             await engine.dispose()
             log.info("konsil.stopped")

@@ -1,25 +1,29 @@
 """Staff password hashing with Argon2id (argon2-cffi's RFC 9106 low-memory profile).
 
 Hashing costs about 0.1 s of CPU and 64 MiB, on purpose. It never runs on the event loop:
-``PasswordWorkers`` runs it in worker threads (argon2-cffi releases the GIL), at most
-``workers`` at a time, with at most ``queue`` more waiting; beyond that a login is answered
-503 at once instead of piling up. A flood of logins therefore costs a bounded share of the
-CPU, and the loop goes on serving rooms and pages.
+``PasswordWorkers`` runs it in worker threads of low CPU priority (argon2-cffi releases the
+GIL), at most ``workers`` at a time, with at most ``queue`` more waiting; beyond that a login
+is answered 503 at once instead of piling up. A flood of logins therefore takes the CPU the
+loop leaves, and the loop goes on serving rooms and pages (bench/login_flood.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.errors import Unavailable
 from app.metrics import PASSWORD_CHECKS, PASSWORD_OVERLOADED
 
+T = TypeVar("T")
 _hasher = PasswordHasher()
 
 # Verified against when the account does not exist, so both paths cost the same time.
@@ -45,26 +49,30 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 class PasswordWorkers:
-    """Runs hashing and verification in at most ``workers`` threads, ``queue`` more waiting."""
+    """Runs hashing and verification in at most ``workers`` threads, ``queue`` more waiting.
+
+    The threads run at the lowest CPU priority (Linux ``nice`` 19, per thread; the threads
+    libargon2 starts for its lanes inherit it): under a flood of logins the CPU goes to the
+    event loop first (rooms, pages, the queue) and to password checks with what is left.
+    """
 
     def __init__(self, *, workers: int, queue: int) -> None:
-        self._limiter = anyio.CapacityLimiter(workers)
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="konsil-password", initializer=_lowest_priority
+        )
         self._bound = workers + queue
         self._admitted = 0
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """Whether ``password`` matches (always a full check, also for no account)."""
-        with self._admit():
-            return await anyio.to_thread.run_sync(
-                verify_password, password_hash, password, limiter=self._limiter
-            )
+        return await self._run(verify_password, password_hash, password)
 
     async def hash(self, password: str) -> str:
-        with self._admit():
-            return await anyio.to_thread.run_sync(hash_password, password, limiter=self._limiter)
+        return await self._run(hash_password, password)
 
-    @contextmanager
-    def _admit(self) -> Iterator[None]:
+    def refuse_if_busy(self) -> None:
+        """503 at once when no check could start now: called before anything else of a login
+        (throttle, database), so that an overloaded server answers a flood at the least cost."""
         if self._admitted >= self._bound:
             PASSWORD_OVERLOADED.inc()
             raise Unavailable(
@@ -72,8 +80,23 @@ class PasswordWorkers:
                 "einmal.",
                 retry_after=2,
             )
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        self.refuse_if_busy()
+        loop = asyncio.get_running_loop()
         self._admitted += 1
-        try:
-            yield
-        finally:
-            self._admitted -= 1
+        future = self._executor.submit(fn, *args)
+        # Counted until the thread is done, even if the request that asked is gone.
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._done))
+        return await asyncio.wrap_future(future)
+
+    def _done(self) -> None:
+        self._admitted -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _lowest_priority() -> None:
+    with suppress(OSError, AttributeError):  # not Linux: the threads keep normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)

@@ -113,6 +113,7 @@ async def login(
     while the password is hashed (in a worker thread). ``devices`` is the browser's
     known-devices cookie.
     """
+    passwords.refuse_if_busy()
     secret = settings.secret_key.get_secret_value()
     subject = audit.subject_key(secret, email)
     now = utcnow()

@@ -5,6 +5,8 @@ with a bound."""
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -243,11 +245,12 @@ async def test_no_database_connection_is_held_while_the_password_is_checked(
 async def test_password_work_beyond_the_bound_is_refused_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    entered, release = anyio.Event(), anyio.Event()
+    loop = asyncio.get_running_loop()
+    entered, release = asyncio.Event(), threading.Event()
 
     def slow_verify(password_hash: str | None, password: str) -> bool:
-        anyio.from_thread.run_sync(entered.set)
-        anyio.from_thread.run(release.wait)
+        loop.call_soon_threadsafe(entered.set)
+        release.wait(30)
         return False
 
     monkeypatch.setattr("app.accounts.passwords.verify_password", slow_verify)
@@ -276,13 +279,14 @@ async def test_a_login_over_the_bound_gets_503_and_keeps_its_attempt(
     settings = make_settings(password_workers=1, password_queue=0, login_free_attempts=1)
     await create_schema(settings.database_url)
     application = create_app(settings)
-    entered, release = anyio.Event(), anyio.Event()
+    loop = asyncio.get_running_loop()
+    entered, release = asyncio.Event(), threading.Event()
     real_verify = passwords.verify_password
 
     def held_verify(password_hash: str | None, password: str) -> bool:
         if not release.is_set():  # the first check holds the only worker until released
-            anyio.from_thread.run_sync(entered.set)
-            anyio.from_thread.run(release.wait)
+            loop.call_soon_threadsafe(entered.set)
+            release.wait(30)
         return real_verify(password_hash, password)
 
     async with lifespan_in_own_task(application):
@@ -312,3 +316,14 @@ async def test_a_login_over_the_bound_gets_503_and_keeps_its_attempt(
                 LOGIN, json={"email": demo.other_gp.email, "password": DEMO_PASSWORD}
             )
             assert retry.status_code == 200
+
+
+async def test_password_threads_run_at_the_lowest_cpu_priority() -> None:
+    workers = PasswordWorkers(workers=1, queue=0)
+    try:
+        niceness = await workers._run(
+            lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        )
+    finally:
+        workers.close()
+    assert niceness == 19
