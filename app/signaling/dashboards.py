@@ -18,7 +18,6 @@ from app.broker import Broker
 from app.db import utcnow
 from app.errors import WS_GOING_AWAY
 from app.logging import get_logger
-from app.metrics import BROKER_DROPPED
 from app.rooms import service as rooms
 from app.settings import Settings
 from app.signaling import envelope as env
@@ -94,10 +93,7 @@ class Dashboards:
         # Every event (and every gap) means: send a fresh snapshot. Snapshots are idempotent.
         async with self.broker.subscribe(env.queue_channel(specialist_id)) as events:
             task_status.started()
-            async for raw in events:
-                if wire.parse(wire.QUEUE, raw) is None:
-                    BROKER_DROPPED.labels(channel="queue").inc()
-                    continue
+            async for _ in env.received(events, wire.QUEUE, "queue"):
                 try:
                     snapshot = await self._snapshot(specialist_id)
                 except Exception as exc:

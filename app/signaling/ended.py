@@ -11,9 +11,9 @@ from anyio.abc import TaskStatus
 
 from app.broker import Broker
 from app.errors import WS_UNAUTHENTICATED
-from app.metrics import BROKER_DROPPED
 from app.signaling import wire
 from app.signaling.connection import Connection
+from app.signaling.envelope import received
 from app.tasks import Task, Tasks
 from app.tokens import session_key
 
@@ -73,11 +73,7 @@ class EndedSessions:
     async def _listen(self, *, task_status: TaskStatus[None]) -> None:
         async with self.broker.subscribe(CHANNEL) as events:
             task_status.started()
-            async for raw in events:
-                message = wire.parse(wire.SESSIONS, raw)
-                if message is None:
-                    BROKER_DROPPED.labels(channel="sessions").inc()
-                    continue
+            async for message in received(events, wire.SESSIONS, "sessions"):
                 self._close(message.session, message.user_id)
 
     def _close(self, session: str | None, user_id: int | None) -> None:

@@ -8,6 +8,16 @@ renegotiate.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+from pydantic import TypeAdapter
+
+from app.metrics import BROKER_DROPPED
+from app.signaling import wire
+
+T = TypeVar("T")
+
 
 def room_channel(appointment_id: int) -> str:
     return f"konsil:room:{appointment_id}"
@@ -19,6 +29,19 @@ def queue_channel(specialist_id: int) -> str:
 
 def resume_key(resume_hash: str) -> str:
     return f"konsil:resume:{resume_hash}"
+
+
+async def received(
+    raw_messages: AsyncIterator[bytes], adapter: TypeAdapter[T], label: str
+) -> AsyncIterator[T]:
+    """The messages of a subscription as ``adapter`` types them; a malformed or unknown one is
+    counted in ``konsil_broker_messages_dropped_total{channel=label}`` and skipped."""
+    async for raw in raw_messages:
+        message = wire.parse(adapter, raw)
+        if message is None:
+            BROKER_DROPPED.labels(channel=label).inc()
+            continue
+        yield message
 
 
 class SequenceTracker:

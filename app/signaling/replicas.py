@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.broker import Broker
 from app.errors import WS_GOING_AWAY
-from app.metrics import BROKER_DROPPED, ROOMS_ACTIVE
+from app.metrics import ROOMS_ACTIVE
 from app.rooms import service as rooms
 from app.scheduling.models import RoomState
 from app.signaling import envelope as env
@@ -88,11 +88,7 @@ class Replicas:
         channel = env.room_channel(local.room.appointment_id)
         async with self.broker.subscribe(channel) as events:
             task_status.started()
-            async for raw in events:
-                message = wire.parse(wire.ROOM, raw)
-                if message is None:
-                    BROKER_DROPPED.labels(channel="room").inc()
-                    continue
+            async for message in env.received(events, wire.ROOM, "room"):
                 self._apply(local, channel, message)
 
     def _apply(self, local: LocalRoom, channel: str, message: wire.RoomMessage) -> None:
