@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from app.errors import WS_FORBIDDEN, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
+from app.metrics import REGISTRY
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
 from app.signaling import wire
+from app.signaling.envelope import received
 from app.signaling.session import Close, Member, Room, Send
 
 EV = "0" * 32
@@ -126,3 +129,24 @@ def test_wire_apply_relay_reaches_only_partners() -> None:
         room, wire.Relay(sender="p_specialist1", msg=m.Chat(type="chat", text="Hallo"), at=at)
     )
     assert outs == [Send("p_patient0001", m.ChatFrom(sender="p_specialist1", text="Hallo", at=at))]
+
+
+async def test_a_subscription_yields_valid_messages_and_counts_the_rest() -> None:
+    def dropped() -> float:
+        value = REGISTRY.get_sample_value(
+            "konsil_broker_messages_dropped_total", {"channel": "queue"}
+        )
+        return value or 0.0
+
+    async def raw() -> AsyncIterator[bytes]:
+        for item in (
+            b"not json",
+            wire.QueueChanged(o="x", s=1, ev="a" * 32).model_dump_json().encode(),
+            b'{"e":"?"}',
+        ):
+            yield item
+
+    before = dropped()
+    got = [message async for message in received(raw(), wire.QUEUE, "queue")]
+    assert len(got) == 1
+    assert dropped() - before == 2
