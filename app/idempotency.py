@@ -74,10 +74,6 @@ def fingerprint(canonical: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def _fernet(secret: str) -> Fernet:
     derived = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"konsil idempotent responses"
@@ -94,7 +90,7 @@ async def replay(
         await session.execute(
             select(IdempotentResponse).where(
                 col(IdempotentResponse.scope) == scope,
-                col(IdempotentResponse.key_hash) == _hash(key),
+                col(IdempotentResponse.key_hash) == fingerprint(key),
                 col(IdempotentResponse.created_at) > utcnow() - KEEP,
             )
         )
@@ -131,7 +127,7 @@ async def remember(
     session.add(
         IdempotentResponse(
             scope=scope,
-            key_hash=_hash(key),
+            key_hash=fingerprint(key),
             request_hash=request_hash,
             status=status,
             body=_fernet(secret).encrypt(json.dumps(body).encode()).decode(),

@@ -23,20 +23,20 @@ from app.scheduling.models import Appointment
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def alembic_config(database_url: str) -> Config:
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "app" / "migrations"))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logger"] = False  # leave the test run's logging alone
-    command.upgrade(config, revision)
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "app" / "migrations"))
-    config.attributes["database_url"] = database_url
-    config.attributes["configure_logger"] = False
-    command.downgrade(config, revision)
+    command.downgrade(alembic_config(database_url), revision)
 
 
 def differences(connection: Connection) -> list[Any]:

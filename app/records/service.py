@@ -217,11 +217,11 @@ async def _report_out(session: AsyncSession, report: Report) -> ReportOut:
 async def mark_reported(session: AsyncSession) -> int:
     """Sets ``reported_at`` where a report exists but the appointment does not say so: reports
     written by a process of the release before 0004 during a rolling upgrade. Run at start-up;
-    cheap once there is nothing to do (the report table's appointment ids are unique)."""
+    it looks up only the appointments that have a report (by primary key)."""
     result = await session.execute(
         update(Appointment)
+        .where(col(Appointment.id).in_(select(Report.appointment_id)))
         .where(col(Appointment.reported_at).is_(None))
-        .where(select(Report.id).where(Report.appointment_id == Appointment.id).exists())
         .values(
             reported_at=select(Report.created_at)
             .where(Report.appointment_id == Appointment.id)
