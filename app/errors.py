@@ -61,6 +61,37 @@ class InvalidCredentials(KonsilError):
     default_message = "E-Mail-Adresse oder Passwort ist falsch."
 
 
+class InvalidCode(KonsilError):
+    status = 401
+    code = "invalid_code"
+    ws_close = WS_UNAUTHENTICATED
+    default_message = "Der Code ist falsch oder schon benutzt. Bitte versuchen Sie es erneut."
+
+
+class SecondFactorRequired(KonsilError):
+    """The password was right; the session waits for the second factor."""
+
+    status = 403
+    code = "second_factor_required"
+    ws_close = WS_UNAUTHENTICATED
+    default_message = "Bitte bestätigen Sie die Anmeldung mit Ihrem zweiten Faktor."
+
+
+class EnrolmentRequired(KonsilError):
+    """The account must set up a second factor before anything else."""
+
+    status = 403
+    code = "second_factor_enrolment_required"
+    ws_close = WS_UNAUTHENTICATED
+    default_message = "Bitte richten Sie zuerst die Zwei-Faktor-Anmeldung ein."
+
+
+class ReauthRequired(KonsilError):
+    status = 403
+    code = "reauth_required"
+    default_message = "Bitte bestätigen Sie diese Aktion mit Ihrem Passwort oder zweiten Faktor."
+
+
 class TooManyAttempts(KonsilError):
     status = 429
     code = "too_many_attempts"

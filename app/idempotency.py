@@ -15,7 +15,6 @@ with a different request is refused (422), as the IETF draft on the header asks.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -24,14 +23,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Column, Text, UniqueConstraint, delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, col, select
 
 from app.db import utc_column, utcnow
 from app.errors import InvalidInput
+from app.tokens import fernet
 
 HEADER = "idempotency-key"
 KEEP = timedelta(hours=24)
@@ -75,10 +73,7 @@ def fingerprint(canonical: str) -> str:
 
 
 def _fernet(secret: str) -> Fernet:
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"konsil idempotent responses"
-    ).derive(secret.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))
+    return fernet(secret, b"konsil idempotent responses")
 
 
 async def replay(

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from app import api
 from app.accounts.passwords import PasswordWorkers
 from app.accounts.routes import routes as account_routes
+from app.accounts.routes_factors import routes as factor_routes
 from app.api import EXCEPTION_HANDLERS
 from app.broker import create_broker
 from app.db import create_engine, session_factory
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *ops_routes,
         *precheck_routes,
         *account_routes,
+        *factor_routes,
         *scheduling_routes,
         *record_routes,
         *room_routes,

@@ -2,7 +2,7 @@
 
 from sqlmodel import SQLModel
 
-from app.accounts.models import AuthSession, Practice, User
+from app.accounts.models import AuthSession, Practice, RecoveryCode, SecondFactor, User
 from app.audit.models import AuditEvent
 from app.events.outbox import OutboxEvent
 from app.idempotency import IdempotentResponse
@@ -28,7 +28,9 @@ __all__ = [
     "JoinToken",
     "OutboxEvent",
     "Practice",
+    "RecoveryCode",
     "Report",
+    "SecondFactor",
     "Specialty",
     "User",
     "metadata",

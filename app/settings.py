@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     patient_session_ttl_minutes: int = Field(default=6 * 60, ge=5)
     cookie_secure: bool = False
 
+    # Staff sign-in (docs/deploy.md, "Sessions" and "Two-factor authentication"). A staff
+    # session ends after this long without a request, page or websocket message.
+    session_idle_minutes: int = Field(default=30, ge=1)
+    # Roles that must have a second factor (TOTP or passkey). Unset: every staff role, except
+    # in development. An empty list makes it optional for everyone.
+    second_factor_roles: list[Literal["admin", "gp", "specialist"]] | None = None
+    # Changing one's second factors and the admin's account actions need the password or a
+    # second factor shown this recently in the same session.
+    reauth_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    # WebAuthn relying party id: a registrable domain of the base URL's host (default: that
+    # host). Passkeys are bound to it; changing it invalidates every registered passkey.
+    webauthn_rp_id: str | None = None
+
     link_early_minutes: int = Field(default=30, ge=0)
     link_grace_minutes: int = Field(default=30, ge=0)
 
@@ -105,6 +118,17 @@ class Settings(BaseSettings):
             raise ValueError("KONSIL_TURN_SECRET is required when KONSIL_TURN_URLS is set")
         ZoneInfo(self.timezone)  # raises on an unknown zone
         return self
+
+    def second_factor_required(self, role: str) -> bool:
+        """Whether staff of ``role`` must sign in with a second factor."""
+        if self.second_factor_roles is None:
+            return self.environment != "development"
+        return role in self.second_factor_roles
+
+    @property
+    def rp_id(self) -> str:
+        """The WebAuthn relying party id."""
+        return self.webauthn_rp_id or _origin_of(self.base_url).split("://", 1)[1].split(":")[0]
 
     @property
     def tz(self) -> ZoneInfo:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 def new_token() -> str:
@@ -23,3 +28,17 @@ def same(a: str, b: str) -> bool:
 def session_key(session_id: str) -> str:
     """A session's fingerprint for events and broker messages (never the session id itself)."""
     return token_hash(session_id)[:32]
+
+
+def keyed_hash(secret: str, purpose: str, value: str) -> str:
+    """HMAC-SHA256 of ``value`` under a key for ``purpose`` (recovery codes, subjects)."""
+    key = hashlib.sha256(f"{purpose}\0{secret}".encode()).digest()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def fernet(secret: str, purpose: bytes) -> Fernet:
+    """Symmetric encryption with a key derived from ``KONSIL_SECRET_KEY`` for one purpose."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
+        secret.encode()
+    )
+    return Fernet(base64.urlsafe_b64encode(derived))

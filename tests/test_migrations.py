@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
 from sqlmodel import col
 
+from app.accounts.models import AuthSession, SessionStage
 from app.db import UTCDateTime, create_engine
 from app.models import metadata
 from app.scheduling.models import Appointment
@@ -136,4 +137,54 @@ async def test_reported_at_is_filled_from_the_reports_written_before_it(database
     # Back to 0003 with reports pointing at the appointments (SQLite must not rebuild the
     # table under its foreign keys), and up again.
     await asyncio.to_thread(downgrade, database_url, "0003")
+    await asyncio.to_thread(upgrade, database_url)
+
+
+async def test_sessions_of_the_previous_release_survive_0006(database_url: str) -> None:
+    # Open sessions at upgrade time stay valid: fully signed in, last seen at the upgrade.
+    await asyncio.to_thread(upgrade, database_url, "0005")
+    opened = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    stamp = bindparam("at", opened, type_=UTCDateTime())
+    later = bindparam("until", opened + timedelta(hours=12), type_=UTCDateTime())
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'gp', 'x', true, :at)"
+                ).bindparams(stamp)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO auth_session (id, kind, user_id, csrf_token, created_at, "
+                    "expires_at) VALUES ('s1', 'staff', 1, 'c', :at, :until)"
+                ).bindparams(stamp, later)
+            )
+    finally:
+        await engine.dispose()
+
+    await asyncio.to_thread(upgrade, database_url)
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(
+                        col(AuthSession.stage),
+                        col(AuthSession.last_seen_at),
+                        col(AuthSession.verified_at),
+                        col(AuthSession.user_agent),
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    assert row.stage == SessionStage.FULL
+    assert row.user_agent == ""
+    assert row.last_seen_at > opened
+    assert row.verified_at > opened
+
+    await asyncio.to_thread(downgrade, database_url, "0005")
     await asyncio.to_thread(upgrade, database_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy import BigInteger, Column, Text
 from sqlmodel import Field, SQLModel
 
 from app.db import enum_column, utc_column, utcnow
@@ -19,6 +20,24 @@ class Role(StrEnum):
 class SessionKind(StrEnum):
     STAFF = "staff"
     PATIENT = "patient"
+
+
+class SessionStage(StrEnum):
+    """How far a staff session is signed in (docs/deploy.md, "Two-factor authentication").
+
+    A password alone opens a session at ``SECOND_FACTOR`` (only the code check may be called)
+    or, for an account that must but has no second factor yet, at ``ENROL`` (only setting one
+    up may be called). ``FULL`` may do what the role allows.
+    """
+
+    FULL = "full"
+    SECOND_FACTOR = "second_factor"
+    ENROL = "enrol"
+
+
+class FactorKind(StrEnum):
+    TOTP = "totp"
+    WEBAUTHN = "webauthn"
 
 
 class Practice(SQLModel, table=True):
@@ -60,3 +79,46 @@ class AuthSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     expires_at: datetime = Field(sa_column=utc_column(index=True))
     ended_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # Idle timeout: the last request, page or websocket message (written at most once a minute).
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    stage: SessionStage = Field(default=SessionStage.FULL, sa_column=enum_column(SessionStage))
+    # The last time the password or a second factor was shown in this session (re-auth).
+    verified_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    # For the staff member's own list of sessions: browser and address at login.
+    user_agent: str = Field(default="", max_length=200)
+    ip: str = Field(default="", max_length=64)
+    # A WebAuthn challenge handed out to this session and not yet answered.
+    challenge: str | None = Field(default=None, max_length=128)
+
+
+class SecondFactor(SQLModel, table=True):
+    """A staff member's second factor: a TOTP app or a WebAuthn authenticator (passkey)."""
+
+    __tablename__ = "second_factor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="staff_user.id", index=True)
+    kind: FactorKind = Field(sa_column=enum_column(FactorKind))
+    label: str = Field(max_length=100)
+    # TOTP: the shared secret, encrypted with a key derived from KONSIL_SECRET_KEY.
+    secret: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # TOTP: the last time step accepted, so one code is never accepted twice.
+    last_step: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # WebAuthn: credential id (base64url, unique), public key (COSE, base64url), counter.
+    credential_id: str | None = Field(default=None, max_length=1400, unique=True)
+    public_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sign_count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    confirmed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    last_used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class RecoveryCode(SQLModel, table=True):
+    """A one-time code for when the second factor is lost; only its keyed hash is stored."""
+
+    __tablename__ = "recovery_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="staff_user.id", index=True)
+    code_hash: str = Field(max_length=64)
+    used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

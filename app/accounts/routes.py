@@ -7,14 +7,16 @@ from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.accounts import devices
+from app.accounts import factors
 from app.accounts import service as accounts
-from app.accounts.models import Practice, Role, SessionKind, User
+from app.accounts.models import FactorKind, Practice, Role, SessionKind, SessionStage, User
 from app.accounts.web import (
     check_origin,
     clear_session_cookie,
     client_ip,
+    device_cookie_name,
     principal,
+    require_recent_auth,
     require_staff,
     set_device_cookie,
     set_session_cookie,
@@ -40,6 +42,12 @@ class MeOut(Out):
     practice_id: int | None
     specialty_id: int | None
     csrf_token: str
+    # "full"; after the password only: "second_factor" (send a code) or "enrol" (set one up).
+    stage: SessionStage
+    # The idle timeout in minutes: the page warns before it ends the session.
+    idle_minutes: int
+    # At stage "second_factor": which kinds the account has (the page offers those).
+    second_factors: list[FactorKind]
 
 
 class UserIn(Schema):
@@ -88,9 +96,10 @@ async def login(request: Request) -> Response:
         email=body.email,
         password=body.password,
         ip=client_ip(request),
-        devices=request.cookies.get(devices.COOKIE),
+        devices=request.cookies.get(device_cookie_name(res.settings)),
+        user_agent=request.headers.get("user-agent", ""),
     )
-    response = await _me_response(request, result.new_session.principal)
+    response = JSONResponse(await me_out(request, result.new_session.principal))
     set_session_cookie(request, response, result.new_session)
     set_device_cookie(request, response, result.device_token)
     return response
@@ -107,15 +116,21 @@ async def logout(request: Request) -> Response:
 
 
 async def me(request: Request) -> Response:
-    who = await principal(request, SessionKind.STAFF)
+    who = await principal(request, SessionKind.STAFF, signing_in=True)
     if who is None:
         raise NotAuthenticated()
-    return await _me_response(request, who)
+    return JSONResponse(await me_out(request, who))
 
 
-async def _me_response(request: Request, who: accounts.Principal) -> JSONResponse:
+async def me_out(request: Request, who: accounts.Principal) -> dict[str, object]:
+    """The one shape of "who am I" (login, /auth/me, finishing the second factor)."""
     async with db(request)() as session:
         user = await session.get(User, who.user_id)
+        kinds = (
+            sorted({f.kind for f in await factors.confirmed(session, who.user_id)})
+            if who.stage is SessionStage.SECOND_FACTOR and who.user_id is not None
+            else []
+        )
     assert user is not None
     assert user.id is not None
     out = MeOut(
@@ -126,12 +141,16 @@ async def _me_response(request: Request, who: accounts.Principal) -> JSONRespons
         practice_id=user.practice_id,
         specialty_id=user.specialty_id,
         csrf_token=who.csrf_token,
+        stage=who.stage,
+        second_factors=kinds,
+        idle_minutes=resources(request).settings.session_idle_minutes,
     )
-    return JSONResponse(out.model_dump(mode="json"))
+    return out.model_dump(mode="json")
 
 
 async def create_user(request: Request) -> Response:
     who = await require_staff(request, Role.ADMIN)
+    require_recent_auth(request, who)
     body = await parse_json(request, UserIn)
     accounts.check_new_password(body.password)
     password_hash = await resources(request).passwords.hash(body.password)
@@ -154,6 +173,7 @@ async def list_users(request: Request) -> Response:
 
 async def patch_user(request: Request) -> Response:
     who = await require_staff(request, Role.ADMIN)
+    require_recent_auth(request, who)
     user_id = path_id(request)
     body = await parse_json(request, UserPatch)
     if user_id == who.user_id and not body.is_active:

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from app.accounts import devices as devices_
-from app.accounts.models import AuthSession, Role, SessionKind, User
+from app.accounts import factors
+from app.accounts.models import AuthSession, Role, SessionKind, SessionStage, User
 from app.accounts.passwords import (
     MIN_PASSWORD_LENGTH,
     PasswordWorkers,
@@ -44,6 +45,9 @@ class Principal:
     role: Role | None = None
     display_name: str = ""
     appointment_id: int | None = None
+    stage: SessionStage = SessionStage.FULL
+    # When the password or a second factor was last shown in this session (re-auth).
+    verified_at: datetime | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -106,12 +110,14 @@ async def login(
     password: str,
     ip: str | None,
     devices: str | None,
+    user_agent: str = "",
 ) -> Login:
     """Checks the password and opens a staff session. Same answer for unknown and wrong.
 
     The throttles are reserved before anything is checked; no database connection is held
     while the password is hashed (in a worker thread). ``devices`` is the browser's
-    known-devices cookie.
+    known-devices cookie. An account with a second factor (or one its role requires) gets a
+    session that can only complete the sign-in (``SessionStage``).
     """
     passwords.refuse_if_busy()
     secret = settings.secret_key.get_secret_value()
@@ -146,13 +152,23 @@ async def login(
             await session.execute(
                 update(User).where(col(User.id) == user.id).values(password_hash=rehashed)
             )
-        new = _open_session(
-            session,
-            kind=SessionKind.STAFF,
-            ttl=timedelta(minutes=settings.session_ttl_minutes),
-            user=user,
+        assert user.id is not None
+        if await factors.has_factor(session, user.id):
+            stage = SessionStage.SECOND_FACTOR
+        elif settings.second_factor_required(user.role.value):
+            stage = SessionStage.ENROL
+        else:
+            stage = SessionStage.FULL
+        new = open_staff_session(
+            session, settings=settings, user=user, stage=stage, ip=ip, user_agent=user_agent
         )
-        audit.record(session, action="login.success", actor_kind="staff", actor_id=user.id, ip=ip)
+        audit.record(
+            session,
+            action="login.success" if stage is SessionStage.FULL else "login.password",
+            actor_kind="staff",
+            actor_id=user.id,
+            ip=ip,
+        )
     await reservation.succeeded()
     return Login(new, devices_.issue(secret, subject, now, nonce=device))
 
@@ -166,6 +182,57 @@ def new_password_hash(password: str) -> str:
     """Checks and hashes a new password on the calling thread (command line, seed data)."""
     check_new_password(password)
     return hash_password(password)
+
+
+# A session waiting for its second factor or for enrolment lives this long at most.
+PARTIAL_SESSION_TTL = {SessionStage.SECOND_FACTOR: timedelta(minutes=10)}
+ENROL_SESSION_TTL = timedelta(minutes=30)
+
+
+def open_staff_session(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    user: User,
+    stage: SessionStage = SessionStage.FULL,
+    ip: str | None = None,
+    user_agent: str = "",
+) -> NewSession:
+    """A staff session for ``user`` at ``stage`` (the caller has checked who it is)."""
+    ttl = timedelta(minutes=settings.session_ttl_minutes)
+    if stage is SessionStage.SECOND_FACTOR:
+        ttl = min(ttl, PARTIAL_SESSION_TTL[stage])
+    elif stage is SessionStage.ENROL:
+        ttl = min(ttl, ENROL_SESSION_TTL)
+    return _open_session(
+        session,
+        kind=SessionKind.STAFF,
+        ttl=ttl,
+        user=user,
+        stage=stage,
+        ip=ip or "",
+        user_agent=user_agent[:200],
+    )
+
+
+async def promote(session: AsyncSession, *, settings: Settings, who: Principal) -> NewSession:
+    """Replaces a session whose second factor was just shown (or set up) by a fully signed-in
+    one with a new token, so a token seen before the second factor is worth nothing after."""
+    row = await session.get(AuthSession, who.session_id)
+    user = await session.get(User, who.user_id) if who.user_id is not None else None
+    if row is None or user is None:
+        raise Unavailable("Die Anmeldung ist abgelaufen. Bitte melden Sie sich neu an.")
+    await end_session(session, session_id=who.session_id)
+    return open_staff_session(
+        session, settings=settings, user=user, ip=row.ip, user_agent=row.user_agent
+    )
+
+
+async def mark_verified(session: AsyncSession, *, session_id: str) -> None:
+    """Records that the password or a second factor was just shown again (re-auth)."""
+    await session.execute(
+        update(AuthSession).where(col(AuthSession.id) == session_id).values(verified_at=utcnow())
+    )
 
 
 def open_patient_session(
@@ -187,31 +254,122 @@ def _open_session(
     ttl: timedelta,
     user: User | None = None,
     appointment_id: int | None = None,
+    stage: SessionStage = SessionStage.FULL,
+    ip: str = "",
+    user_agent: str = "",
 ) -> NewSession:
     token = new_token()
+    now = utcnow()
     row = AuthSession(
         id=token_hash(token),
         kind=kind,
         user_id=user.id if user else None,
         appointment_id=appointment_id,
         csrf_token=new_token(),
-        expires_at=utcnow() + ttl,
+        created_at=now,
+        expires_at=now + ttl,
+        last_seen_at=now,
+        verified_at=now,
+        stage=stage,
+        ip=ip,
+        user_agent=user_agent,
     )
     session.add(row)
     return NewSession(token=token, principal=_principal(row, user))
 
 
-async def resolve(session: AsyncSession, *, token: str, kind: SessionKind) -> Principal | None:
-    """The principal behind a session cookie, or None if unknown, ended or expired."""
+# The idle clock is written at most this often per session (not on every request).
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+async def resolve(
+    session: AsyncSession, *, token: str, kind: SessionKind, idle: timedelta | None = None
+) -> Principal | None:
+    """The principal behind a session cookie, or None if unknown, ended, expired or (staff,
+    with ``idle``) unused for longer than ``idle``. Counts this request as activity."""
     row = await session.get(AuthSession, token_hash(token))
-    if row is None or row.kind != kind or row.ended_at is not None or row.expires_at <= utcnow():
+    now = utcnow()
+    if row is None or row.kind != kind or row.ended_at is not None or row.expires_at <= now:
+        return None
+    if idle is not None and kind is SessionKind.STAFF and row.last_seen_at + idle <= now:
         return None
     user = None
     if row.user_id is not None:
         user = await session.get(User, row.user_id)
         if user is None or not user.is_active:
             return None
-    return _principal(row, user)
+    found = _principal(row, user)
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        await touch(session, session_id=row.id, now=now)
+        await session.commit()
+    return found
+
+
+async def touch(session: AsyncSession, *, session_id: str, now: datetime) -> None:
+    """Counts as activity for the idle timeout (a request, a page, a websocket message)."""
+    await session.execute(
+        update(AuthSession)
+        .where(col(AuthSession.id) == session_id, col(AuthSession.last_seen_at) < now)
+        .values(last_seen_at=now)
+    )
+
+
+@dataclass(frozen=True)
+class OpenSession:
+    """One of a staff member's own sessions, as listed to them."""
+
+    key: str
+    created_at: datetime
+    last_seen_at: datetime
+    user_agent: str
+    ip: str
+    current: bool
+
+
+async def own_sessions(
+    session: AsyncSession, *, who: Principal, idle: timedelta
+) -> list[OpenSession]:
+    """The staff member's sessions that are still open, newest activity first."""
+    now = utcnow()
+    rows = await session.execute(
+        select(AuthSession)
+        .where(
+            col(AuthSession.user_id) == who.user_id,
+            col(AuthSession.kind) == SessionKind.STAFF,
+            col(AuthSession.stage) == SessionStage.FULL,
+            col(AuthSession.ended_at).is_(None),
+            col(AuthSession.expires_at) > now,
+            col(AuthSession.last_seen_at) > now - idle,
+        )
+        .order_by(col(AuthSession.last_seen_at).desc())
+    )
+    return [
+        OpenSession(
+            key=session_key(row.id),
+            created_at=row.created_at,
+            last_seen_at=row.last_seen_at,
+            user_agent=row.user_agent,
+            ip=row.ip,
+            current=row.id == who.session_id,
+        )
+        for row in rows.scalars().all()
+    ]
+
+
+async def end_own_session(session: AsyncSession, *, who: Principal, key: str) -> None:
+    """Ends one of the staff member's own sessions, named by its key (``own_sessions``)."""
+    rows = await session.execute(
+        select(AuthSession.id).where(
+            col(AuthSession.user_id) == who.user_id,
+            col(AuthSession.kind) == SessionKind.STAFF,
+            col(AuthSession.ended_at).is_(None),
+        )
+    )
+    for (session_id,) in rows.all():
+        if session_key(session_id) == key:
+            await end_session(session, session_id=session_id)
+            return
+    raise NotFound("Diese Sitzung gibt es nicht oder sie ist schon beendet.")
 
 
 async def end_session(session: AsyncSession, *, session_id: str) -> None:
@@ -235,6 +393,8 @@ def _principal(row: AuthSession, user: User | None) -> Principal:
         role=user.role if user else None,
         display_name=user.display_name if user else "",
         appointment_id=row.appointment_id,
+        stage=row.stage,
+        verified_at=row.verified_at,
     )
 
 
@@ -245,13 +405,18 @@ async def set_active(session: AsyncSession, *, user_id: int, active: bool) -> Us
         raise NotFound("Dieses Konto gibt es nicht.")
     user.is_active = active
     if not active:
-        outbox.record(session, AccountDeactivated(user_id=user_id))
-        await session.execute(
-            update(AuthSession)
-            .where(col(AuthSession.user_id) == user_id, col(AuthSession.ended_at).is_(None))
-            .values(ended_at=utcnow())
-        )
+        await end_sessions_of(session, user_id=user_id)
     return user
+
+
+async def end_sessions_of(session: AsyncSession, *, user_id: int) -> None:
+    """Ends every session of a staff account at once, and closes its websockets."""
+    outbox.record(session, AccountDeactivated(user_id=user_id))
+    await session.execute(
+        update(AuthSession)
+        .where(col(AuthSession.user_id) == user_id, col(AuthSession.ended_at).is_(None))
+        .values(ended_at=utcnow())
+    )
 
 
 async def create_user(

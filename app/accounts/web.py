@@ -5,16 +5,26 @@ Routes and the websocket endpoint call these; services never see a request.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from app.accounts import devices
 from app.accounts import service as accounts
-from app.accounts.models import Role, SessionKind
+from app.accounts.models import Role, SessionKind, SessionStage
 from app.accounts.service import NewSession, Principal
 from app.db import utcnow
-from app.errors import CsrfFailed, Forbidden, NotAuthenticated
+from app.errors import (
+    CsrfFailed,
+    EnrolmentRequired,
+    Forbidden,
+    NotAuthenticated,
+    ReauthRequired,
+    SecondFactorRequired,
+)
 from app.resources import db, settings
+from app.settings import Settings
 from app.tokens import same
 
 COOKIE = {SessionKind.STAFF: "konsil_staff", SessionKind.PATIENT: "konsil_patient"}
@@ -23,35 +33,80 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOGIN_PATH = "/api/v1/auth/login"
 
 
+def cookie_name(cfg: Settings, kind: SessionKind) -> str:
+    """The session cookie's name: with the ``__Host-`` prefix over HTTPS, so the browser only
+    takes it from this host, with Secure and Path=/ and no Domain (no subdomain can set it)."""
+    return f"__Host-{COOKIE[kind]}" if cfg.cookie_secure else COOKIE[kind]
+
+
+def device_cookie_name(cfg: Settings) -> str:
+    # Path-bound to the login, so ``__Host-`` is not possible; ``__Secure-`` still is.
+    return f"__Secure-{devices.COOKIE}" if cfg.cookie_secure else devices.COOKIE
+
+
 def client_ip(conn: HTTPConnection) -> str | None:
     # Behind the reverse proxy uvicorn's --proxy-headers fills in the real client address.
     return conn.client.host if conn.client else None
 
 
-async def principal(conn: HTTPConnection, kind: SessionKind) -> Principal | None:
-    """The principal of this connection's session cookie of ``kind``, if any (cached)."""
+async def principal(
+    conn: HTTPConnection, kind: SessionKind, *, signing_in: bool = False
+) -> Principal | None:
+    """The principal of this connection's session cookie of ``kind``, if any (cached).
+
+    Staff sessions that have not finished signing in (second factor, enrolment) count only
+    with ``signing_in``.
+    """
     cache_key = f"principal_{kind.value}"
-    if cache_key in conn.scope.setdefault("state", {}):
-        cached: Principal | None = conn.scope["state"][cache_key]
-        return cached
-    token = conn.cookies.get(COOKIE[kind])
-    found = None
-    if token:
-        async with db(conn)() as session:
-            found = await accounts.resolve(session, token=token, kind=kind)
-    conn.scope["state"][cache_key] = found
-    return found
+    state = conn.scope.setdefault("state", {})
+    if cache_key not in state:
+        token = conn.cookies.get(cookie_name(settings(conn), kind))
+        found = None
+        if token:
+            idle = timedelta(minutes=settings(conn).session_idle_minutes)
+            async with db(conn)() as session:
+                found = await accounts.resolve(session, token=token, kind=kind, idle=idle)
+        state[cache_key] = found
+    who: Principal | None = state[cache_key]
+    if who is not None and who.stage is not SessionStage.FULL and not signing_in:
+        return None
+    return who
 
 
 async def require_staff(request: Request, *roles: Role) -> Principal:
-    """The logged-in staff member, with CSRF and Origin checked on state-changing requests."""
-    who = await principal(request, SessionKind.STAFF)
+    """The signed-in staff member, with CSRF and Origin checked on state-changing requests."""
+    who = await principal(request, SessionKind.STAFF, signing_in=True)
     if who is None:
         raise NotAuthenticated()
+    if who.stage is SessionStage.SECOND_FACTOR:
+        raise SecondFactorRequired()
+    if who.stage is SessionStage.ENROL:
+        raise EnrolmentRequired()
     if roles and who.role not in roles:
         raise Forbidden()
     await check_csrf(request, who)
     return who
+
+
+async def require_signing_in(request: Request, *stages: SessionStage) -> Principal:
+    """A staff session at one of ``stages`` (CSRF checked): the second-factor and enrolment
+    endpoints, which a session that has only shown its password may call."""
+    who = await principal(request, SessionKind.STAFF, signing_in=True)
+    if who is None:
+        raise NotAuthenticated()
+    if who.stage not in stages:
+        raise Forbidden("Dieser Schritt der Anmeldung ist schon erledigt.")
+    await check_csrf(request, who)
+    return who
+
+
+def require_recent_auth(request: Request, who: Principal) -> None:
+    """Sensitive actions need the password or a second factor shown recently (re-auth)."""
+    window = timedelta(minutes=settings(request).reauth_minutes)
+    if who.stage is SessionStage.FULL and (
+        who.verified_at is None or who.verified_at + window <= utcnow()
+    ):
+        raise ReauthRequired()
 
 
 async def require_patient(request: Request) -> Principal:
@@ -84,7 +139,7 @@ def set_session_cookie(request: HTTPConnection, response: Response, new: NewSess
     cfg = settings(request)
     ttl = cfg.session_ttl_minutes if new.principal.is_staff else cfg.patient_session_ttl_minutes
     response.set_cookie(
-        COOKIE[new.principal.kind],
+        cookie_name(cfg, new.principal.kind),
         new.token,
         max_age=ttl * 60,
         path="/",
@@ -97,9 +152,10 @@ def set_session_cookie(request: HTTPConnection, response: Response, new: NewSess
 def set_device_cookie(request: HTTPConnection, response: Response, token: str) -> None:
     """Adds this login's token to the browser's known-devices cookie (``app.accounts.devices``),
     sent back only to the login."""
+    name = device_cookie_name(settings(request))
     response.set_cookie(
-        devices.COOKIE,
-        devices.remember(request.cookies.get(devices.COOKIE), token, utcnow()),
+        name,
+        devices.remember(request.cookies.get(name), token, utcnow()),
         max_age=int(devices.LIFETIME.total_seconds()),
         path=LOGIN_PATH,
         secure=settings(request).cookie_secure,
@@ -110,7 +166,7 @@ def set_device_cookie(request: HTTPConnection, response: Response, token: str) -
 
 def clear_session_cookie(request: HTTPConnection, response: Response, kind: SessionKind) -> None:
     response.delete_cookie(
-        COOKIE[kind],
+        cookie_name(settings(request), kind),
         path="/",
         secure=settings(request).cookie_secure,
         httponly=True,

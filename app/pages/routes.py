@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.accounts.models import Role, SessionKind
+from app.accounts.models import Role, SessionKind, SessionStage
 from app.accounts.service import Principal
 from app.accounts.web import principal
 from app.api import path_id
@@ -74,6 +74,15 @@ def _safe_next(value: str | None) -> str | None:
     ):
         return None
     return value
+
+
+async def account_page(request: Request) -> Response:
+    """Second factors and sessions; right after the password also the compulsory set-up."""
+    who = await principal(request, SessionKind.STAFF, signing_in=True)
+    if who is None or who.stage is SessionStage.SECOND_FACTOR:
+        return login_redirect(request)
+    next_url = _safe_next(request.query_params.get("next")) or ""
+    return page(request, "account.html", who, "account", next_url=next_url)
 
 
 async def join_page(request: Request) -> Response:
@@ -160,6 +169,7 @@ async def staff_call(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/", home),
     Route("/login", login_page),
+    Route("/account", account_page),
     Route("/join", join_page),
     Route("/i18n/{lang}.json", catalog),
     Route("/gp", gp_search),

@@ -81,6 +81,7 @@ def render(
         "lang": lang,
         "languages": i18n.LANGUAGES,
         "timezone": cfg.timezone,
+        "idle_minutes": cfg.session_idle_minutes,
         "principal": None,
         "csrf_token": "",
         "nav": "",

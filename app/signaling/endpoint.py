@@ -14,13 +14,16 @@ from typing import Literal
 
 import anyio
 from pydantic import Field, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from app.accounts import service as accounts
 from app.accounts.models import Role, SessionKind
 from app.accounts.service import Principal
 from app.accounts.web import check_origin, principal
 from app.api import validate
+from app.db import unit_of_work, utcnow
 from app.errors import (
     WS_FORBIDDEN,
     WS_MESSAGE_TOO_BIG,
@@ -47,6 +50,7 @@ from app.signaling.hub import Hub, hub
 from app.signaling.seats import Seat
 
 CLOSE_GRACE_SECONDS = 2.0
+ACTIVITY_EVERY_SECONDS = 60.0
 
 
 class WsQuery(Schema):
@@ -136,6 +140,7 @@ class Link:
     seat: Seat | None = None
     joining: bool = False
     left: bool = False
+    active_at: float = 0.0  # monotonic time of the last activity written to the session
 
 
 async def serve(websocket: WebSocket, target: Target) -> None:
@@ -154,6 +159,8 @@ async def serve(websocket: WebSocket, target: Target) -> None:
             tg.start_soon(_watchdog, link, tg.cancel_scope)
             if target.actor is not None:
                 tg.start_soon(_join_deadline, link, cfg.ws_join_timeout_seconds)
+                if target.who.is_staff:
+                    tg.start_soon(_in_call, link)
         if link.conn.close_code is not None:
             with (
                 anyio.move_on_after(CLOSE_GRACE_SECONDS),
@@ -191,6 +198,27 @@ async def _join_deadline(link: Link, seconds: float) -> None:
         link.conn.close(WS_POLICY_VIOLATION, "join timeout")
 
 
+async def _in_call(link: Link) -> None:
+    # Being in a consultation is activity for the staff session's idle timeout, even when
+    # nobody clicks for half an hour.
+    while True:
+        await anyio.sleep(ACTIVITY_EVERY_SECONDS)
+        if link.seat is not None:
+            await _activity(link)
+
+
+async def _activity(link: Link) -> None:
+    """Counts as activity of a staff session (idle timeout), written at most once a minute."""
+    now = time.monotonic()
+    if not link.target.who.is_staff or now - link.active_at < ACTIVITY_EVERY_SECONDS:
+        return
+    link.active_at = now
+    # Signalling must not fail with the database: a missed write only shortens the idle time.
+    with suppress(SQLAlchemyError, OSError):
+        async with unit_of_work(db(link.websocket)) as session:
+            await accounts.touch(session, session_id=link.target.who.session_id, now=utcnow())
+
+
 async def _reader(link: Link, scope: anyio.CancelScope) -> None:
     cfg = settings(link.websocket)
     bucket = TokenBucket(rate=cfg.ws_rate_per_second, burst=cfg.ws_rate_burst, now=time.monotonic())
@@ -219,6 +247,7 @@ async def _handle(link: Link, data: str | bytes) -> None:
         return
     WS_MESSAGES.labels(type=message.type).inc()
     try:
+        await _activity(link)
         await _dispatch(link, message)
     except KonsilError as exc:  # a refusal (ProtocolError and the domain's): the socket stays
         _error(link, exc.code, exc.message, message.type)

@@ -24,6 +24,10 @@ export class ApiError extends Error {
 // Messages per API error code; the server's German text is the fallback.
 const MESSAGES = {
   invalid_credentials: () => t("Email address or password is incorrect."),
+  invalid_code: () => t("The code is wrong or was already used. Please try again."),
+  second_factor_required: () => t("Please confirm your sign-in with your second factor."),
+  second_factor_enrolment_required: () => t("Please set up two-factor sign-in first."),
+  reauth_required: () => t("Please confirm it's you."),
   too_many_attempts: (error) => waitMessage(error.detail.retry_after),
   not_authenticated: () => t("Your session has ended. Please log in again."),
   csrf_failed: () => t("The security check failed. Please reload the page."),
@@ -80,6 +84,8 @@ export async function api(path, { method = "GET", body, headers = {}, raw = fals
     }
     throw new ApiError(response.status, error.code || `http_${response.status}`, error.message, error.detail);
   }
+  // Every answered request counts as activity for the idle timeout (idle.js).
+  window.dispatchEvent(new Event("konsil:activity"));
   if (raw) return response;
   if (response.status === 204) return null;
   const type = response.headers.get("content-type") || "";

@@ -88,6 +88,8 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveServer]:
         base_url=url,
         log_json=False,
         log_level="WARNING",
+        # Two-factor sign-in in the browser: tests/browser/test_second_factor.py.
+        second_factor_roles=[],
     )
     await create_schema(settings.database_url)
     async with live_server(settings, port=port) as server:
