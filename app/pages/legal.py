@@ -125,8 +125,6 @@ def _endpoint(page: str) -> Callable[[Request], Awaitable[Response]]:
         text = text_for(cfg, page, lang)
         context: dict[str, object] = {
             "nav": "legal",
-            "page": page,
-            "pages": PAGES,
             "title": PAGES[page],
             "text": text,
             "op": operator(cfg),
