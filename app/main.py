@@ -28,6 +28,7 @@ from app.logging import configure_logging, get_logger
 from app.observability import RequestMetricsMiddleware, drain_on_sigterm
 from app.observability import routes as ops_routes
 from app.pages.errors import exception_handlers as page_exception_handlers
+from app.pages.legal import lifespan as legal_lifespan
 from app.pages.routes import routes as page_routes
 from app.pages.security import SecurityHeadersMiddleware
 from app.precheck.routes import precheck_lifespan
@@ -49,6 +50,7 @@ log = get_logger("konsil")
 # the lifespan enters them in order after the core resources and exits them in reverse.
 PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]] = [
     drain_on_sigterm,
+    legal_lifespan,
     records_lifespan,
     precheck_lifespan,
     signaling_lifespan,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -97,7 +98,29 @@ class Settings(BaseSettings):
     # After SIGTERM, /readyz answers 503 this long before the server stops accepting.
     shutdown_drain_seconds: float = Field(default=0, ge=0, le=300)
 
-    @field_validator("turn_secret", "metrics_token", mode="before")
+    # The operator of this installation (the hospital), for the public pages /imprint, /terms and
+    # /privacy (app/pages/legal.py, docs/deploy.md "Legal pages"). Konsil never invents them: a
+    # page marks what is missing, and in production start-up logs legal.operator_incomplete.
+    operator_name: str = ""
+    operator_address: str = ""
+    # Who may represent the operator (imprint), e.g. "Geschäftsführerin Dr. Anna Beispiel".
+    operator_representative: str = ""
+    operator_email: str = ""
+    operator_phone: str = ""
+    # Where the servers run (Anlage 31b: in the EU), e.g. "Rechenzentrum des Klinikums, Cottbus".
+    operator_hosting: str = ""
+    # The data protection officer: name and how to reach them.
+    operator_dpo: str = ""
+    # Optional: register entry, VAT id, supervisory authority, data protection authority.
+    operator_register: str = ""
+    operator_vat_id: str = ""
+    operator_supervisory_authority: str = ""
+    operator_dpa: str = ""
+    # Optional directory with the operator's own texts as HTML fragments named
+    # <page>.<lang>.html (terms, privacy, imprint; de, en); each replaces the shipped text.
+    legal_dir: Path | None = None
+
+    @field_validator("turn_secret", "metrics_token", "legal_dir", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # "KONSIL_TURN_SECRET=" left empty in an env file means "not set", never "".
@@ -116,6 +139,8 @@ class Settings(BaseSettings):
                 raise ValueError("KONSIL_COOKIE_SECURE must be true in production (HTTPS)")
         if self.turn_urls and self.turn_secret is None:
             raise ValueError("KONSIL_TURN_SECRET is required when KONSIL_TURN_URLS is set")
+        if self.legal_dir is not None and not self.legal_dir.is_dir():
+            raise ValueError(f"KONSIL_LEGAL_DIR is not a directory: {self.legal_dir}")
         ZoneInfo(self.timezone)  # raises on an unknown zone
         return self
 

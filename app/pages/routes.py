@@ -19,6 +19,7 @@ from app.accounts.web import principal
 from app.api import path_id
 from app.pages import i18n
 from app.pages.errors import error_page
+from app.pages.legal import routes as legal_routes
 from app.pages.static import file_exists, static_mount
 from app.pages.templating import render, static_version
 from app.rooms.state import BEGUN
@@ -179,5 +180,6 @@ routes: list[BaseRoute] = [
     Route("/specialist/availability", specialist_availability),
     Route("/specialist/appointments/{appointment_id:int}", specialist_appointment),
     Route("/call/{appointment_id:int}", staff_call),
+    *legal_routes,
     static_mount(),
 ]
