@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_SECRET = "konsil-development-secret-change-me"  # noqa: S105 - refused outside dev
 
 Environment = Literal["development", "test", "production"]
+OidcRole = Literal["admin", "gp", "specialist"]  # app.accounts.models.Role
 
 
 class Settings(BaseSettings):
@@ -84,7 +85,39 @@ class Settings(BaseSettings):
     # After SIGTERM, /readyz answers 503 this long before the server stops accepting.
     shutdown_drain_seconds: float = Field(default=0, ge=0, le=300)
 
-    @field_validator("turn_secret", "metrics_token", mode="before")
+    # Single sign-on for hospital staff with the hospital's OpenID provider (app/accounts/oidc.py,
+    # docs/deploy.md "Single sign-on (OIDC)"). No issuer: no SSO, and no button on the login page.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    # Unset: a public client (PKCE only, no client authentication at the token endpoint).
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    # Claims, by name or dotted path into nested claims (Keycloak: "realm_access.roles").
+    oidc_role_claim: str = "roles"
+    # JSON: the role claim's values that mean a Konsil role, e.g. {"konsil-gp": "gp"}.
+    oidc_role_map: dict[str, OidcRole] = Field(default_factory=dict)
+    oidc_practice_claim: str = "konsil_practice"  # a Konsil practice id
+    oidc_specialty_claim: str = "konsil_specialty"  # a specialty slug, e.g. "kardiologie"
+    # off: only accounts an admin created (bound on their first SSO login by verified e-mail);
+    # create: unknown people with a mapped role get an account on their first login.
+    oidc_provisioning: Literal["off", "create"] = "off"
+    # The login button's text; unset: "Mit Klinik-Konto anmelden" (English page: in English).
+    oidc_button_label: str | None = None
+    # The provider's multi-factor login required: the id_token's acr must be one of these, and
+    # its amr must name at least one of these methods (each only when set).
+    oidc_required_acr: list[str] = Field(default_factory=list)
+    oidc_required_amr: list[str] = Field(default_factory=list)
+    oidc_clock_leeway_seconds: int = Field(default=60, ge=0, le=600)
+
+    @field_validator(
+        "turn_secret",
+        "metrics_token",
+        "oidc_issuer",
+        "oidc_client_id",
+        "oidc_client_secret",
+        "oidc_button_label",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # "KONSIL_TURN_SECRET=" left empty in an env file means "not set", never "".
@@ -104,7 +137,28 @@ class Settings(BaseSettings):
         if self.turn_urls and self.turn_secret is None:
             raise ValueError("KONSIL_TURN_SECRET is required when KONSIL_TURN_URLS is set")
         ZoneInfo(self.timezone)  # raises on an unknown zone
+        self._check_oidc()
         return self
+
+    def _check_oidc(self) -> None:
+        if self.oidc_issuer is None:
+            if self.oidc_client_id is not None:
+                raise ValueError("KONSIL_OIDC_CLIENT_ID is set but KONSIL_OIDC_ISSUER is not")
+            return
+        if self.oidc_client_id is None:
+            raise ValueError("KONSIL_OIDC_CLIENT_ID is required when KONSIL_OIDC_ISSUER is set")
+        if not self.oidc_role_map:
+            raise ValueError("KONSIL_OIDC_ROLE_MAP is required when KONSIL_OIDC_ISSUER is set")
+        if not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ValueError("KONSIL_OIDC_ISSUER must be an http(s) URL")
+        if self.environment == "production" and not self.oidc_issuer.startswith("https://"):
+            raise ValueError("KONSIL_OIDC_ISSUER must be an https:// URL in production")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("KONSIL_OIDC_SCOPES must contain openid")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None
 
     @property
     def tz(self) -> ZoneInfo:

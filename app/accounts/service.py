@@ -44,6 +44,8 @@ class Principal:
     role: Role | None = None
     display_name: str = ""
     appointment_id: int | None = None
+    # The OpenID provider that vouched for this staff session (single sign-on), else None.
+    oidc_issuer: str | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -140,18 +142,14 @@ async def login(
                 session, action="login.failure", actor_kind="anonymous", subject=subject, ip=ip
             )
         raise InvalidCredentials()
+    assert user.password_hash is not None  # verified against it
     rehashed = await passwords.hash(password) if needs_rehash(user.password_hash) else None
     async with unit_of_work(sessions) as session:
         if rehashed is not None:
             await session.execute(
                 update(User).where(col(User.id) == user.id).values(password_hash=rehashed)
             )
-        new = _open_session(
-            session,
-            kind=SessionKind.STAFF,
-            ttl=timedelta(minutes=settings.session_ttl_minutes),
-            user=user,
-        )
+        new = open_staff_session(session, settings=settings, user=user)
         audit.record(session, action="login.success", actor_kind="staff", actor_id=user.id, ip=ip)
     await reservation.succeeded()
     return Login(new, devices_.issue(secret, subject, now, nonce=device))
@@ -166,6 +164,21 @@ def new_password_hash(password: str) -> str:
     """Checks and hashes a new password on the calling thread (command line, seed data)."""
     check_new_password(password)
     return hash_password(password)
+
+
+def open_staff_session(
+    session: AsyncSession, *, settings: Settings, user: User, oidc_issuer: str | None = None
+) -> NewSession:
+    """A staff session for ``user``, after a password login or a single sign-on
+    (``oidc_issuer``: the provider that vouched for the user; logging out ends its session
+    there too)."""
+    return _open_session(
+        session,
+        kind=SessionKind.STAFF,
+        ttl=timedelta(minutes=settings.session_ttl_minutes),
+        user=user,
+        oidc_issuer=oidc_issuer,
+    )
 
 
 def open_patient_session(
@@ -187,6 +200,7 @@ def _open_session(
     ttl: timedelta,
     user: User | None = None,
     appointment_id: int | None = None,
+    oidc_issuer: str | None = None,
 ) -> NewSession:
     token = new_token()
     row = AuthSession(
@@ -196,6 +210,7 @@ def _open_session(
         appointment_id=appointment_id,
         csrf_token=new_token(),
         expires_at=utcnow() + ttl,
+        oidc_issuer=oidc_issuer,
     )
     session.add(row)
     return NewSession(token=token, principal=_principal(row, user))
@@ -235,6 +250,7 @@ def _principal(row: AuthSession, user: User | None) -> Principal:
         role=user.role if user else None,
         display_name=user.display_name if user else "",
         appointment_id=row.appointment_id,
+        oidc_issuer=row.oidc_issuer,
     )
 
 
@@ -258,15 +274,15 @@ async def create_user(
     session: AsyncSession,
     *,
     email: str,
-    password_hash: str,
+    password_hash: str | None,
     display_name: str,
     role: Role,
     practice_id: int | None = None,
     specialty_id: int | None = None,
 ) -> User:
     """Creates a staff account (``password_hash`` from ``new_password_hash`` or
-    ``PasswordWorkers.hash``, after ``check_new_password``). GPs belong to a practice,
-    specialists to a specialty."""
+    ``PasswordWorkers.hash``, after ``check_new_password``; None for an account that logs in
+    only by single sign-on). GPs belong to a practice, specialists to a specialty."""
     if role is Role.GP and practice_id is None:
         raise InvalidInput("Eine Hausärztin bzw. ein Hausarzt braucht eine Praxis.")
     if role is Role.SPECIALIST and specialty_id is None:

@@ -17,13 +17,12 @@ from app.accounts.models import Role, SessionKind
 from app.accounts.service import Principal
 from app.accounts.web import principal
 from app.api import path_id
-from app.pages import i18n
+from app.pages import i18n, sso
 from app.pages.errors import error_page
+from app.pages.navigation import HOME_BY_ROLE, safe_next
 from app.pages.static import file_exists, static_mount
 from app.pages.templating import render, static_version
 from app.rooms.state import BEGUN
-
-HOME_BY_ROLE = {Role.GP: "/gp", Role.SPECIALIST: "/specialist"}
 
 
 async def staff_page(request: Request, role: Role) -> Principal | Response:
@@ -55,25 +54,14 @@ async def home(request: Request) -> Response:
 
 async def login_page(request: Request) -> Response:
     who = await principal(request, SessionKind.STAFF)
-    next_url = _safe_next(request.query_params.get("next"))
+    next_url = safe_next(request.query_params.get("next"))
     if who is not None and who.role in HOME_BY_ROLE:
         return RedirectResponse(next_url or HOME_BY_ROLE[who.role], status_code=303)
-    return render(request, "login.html", {"next_url": next_url or ""})
-
-
-def _safe_next(value: str | None) -> str | None:
-    """Only local paths: ``next`` must never become an open redirect."""
-    # Browsers drop tabs and newlines from URLs and read "\\" as "/", so "/\t/evil.example"
-    # would leave the site: refuse control characters and backslashes outright.
-    if (
-        not value
-        or not value.startswith("/")
-        or value.startswith("//")
-        or "\\" in value
-        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
-    ):
-        return None
-    return value
+    return render(
+        request,
+        "login.html",
+        {"next_url": next_url or "", "sso": sso.login_button(request, next_url)},
+    )
 
 
 async def join_page(request: Request) -> Response:
@@ -160,6 +148,7 @@ async def staff_call(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/", home),
     Route("/login", login_page),
+    *sso.routes,
     Route("/join", join_page),
     Route("/i18n/{lang}.json", catalog),
     Route("/gp", gp_search),
