@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -193,7 +194,11 @@ async def sign_in(
     elif decision.action is Action.CREATE:
         user = await _create(session, person, specialties)
     assert user is not None
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # The same person's first login in two tabs at once: one of them binds or creates.
+        raise SsoRefused("identity_conflict") from exc
     return open_staff_session(session, settings=settings, user=user, oidc_issuer=person.issuer), (
         decision.action
     )
