@@ -105,3 +105,24 @@ async def test_sso_full_browser_flow_to_the_gp_page_and_out_again(
     await page.goto("/gp")
     assert page.url.startswith(f"{sso_browsing.server.url}/login")
     assert sso_browsing.csp_violations() == []
+
+
+async def test_sso_refusal_is_a_clear_page_with_the_way_back(
+    sso_browsing: Browsing, screenshot: Callable[[Page, str], Any]
+) -> None:
+    page = await sso_browsing.new_page(NARROW)
+    await page.goto("/login")
+    await page.get_by_role("link", name="Mit Klinik-Konto anmelden").click()
+    await page.get_by_label("Benutzername").fill("pflege")  # no role for Konsil
+    await page.get_by_label("Passwort").fill(PASSWORD)
+    await page.get_by_role("button", name="Anmelden").click()
+    await expect(
+        page.get_by_role("heading", name="Kein Zugang mit diesem Klinik-Konto")
+    ).to_be_visible()
+    await expect(page.get_by_text("Ihr Klinik-Konto hat keine Rolle in Konsil.")).to_be_visible()
+    await screenshot(page, "login-sso-refused-390")
+    await page.get_by_role("link", name="Zur Anmeldung").click()
+    await expect(page.get_by_role("heading", name="Anmelden")).to_be_visible()
+    # (Chromium logs the page's own 403 status; nothing else may go wrong.)
+    assert sso_browsing.csp_violations() == []
+    assert [e for e in sso_browsing.console_errors if "403" not in e] == []
