@@ -27,7 +27,7 @@ const signingJwk = { ...(await exportJWK(privateKey)), kid: 'test-key-1', alg: '
 
 function page(title, body) {
   return `<!doctype html><html lang="de"><head><meta charset="utf-8"><title>${escape(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"></head>
 <body><main><h1>${escape(title)}</h1>${body}</main></body></html>`;
 }
 
