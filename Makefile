@@ -34,7 +34,11 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev
+# The test OpenID provider of the single sign-on tests (tests/oidc, from the npm registry).
+tests/oidc/node_modules/.package-lock.json: tests/oidc/package-lock.json
+	npm ci --prefix tests/oidc --no-audit --no-fund --ignore-scripts
+
+pytest: $(VENV)/.installed-dev tests/oidc/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 test: lint typecheck pytest

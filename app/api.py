@@ -54,6 +54,8 @@ class Operation:
     errors: tuple[int, ...]
     content_type: str = "application/json"
     query: tuple[tuple[str, str, bool], ...] = field(default=())
+    # A second success status answered without a body (e.g. logout: 204, or 200 with a URL).
+    empty_status: int | None = None
 
 
 class ApiRoute(Route):
@@ -79,6 +81,7 @@ def api_route(
     errors: Sequence[int] = (),
     content_type: str = "application/json",
     query: Sequence[tuple[str, str, bool]] = (),
+    empty_status: int | None = None,
 ) -> ApiRoute:
     """A route plus its OpenAPI description. ``query``: (name, description, required)."""
     return ApiRoute(
@@ -95,6 +98,7 @@ def api_route(
             errors=tuple(errors),
             content_type=content_type,
             query=tuple(query),
+            empty_status=empty_status,
         ),
         endpoint,
     )
@@ -241,6 +245,8 @@ def _operation(op: Operation, refs: dict[Any, Any], bodies: set[type[BaseModel]]
     elif op.content_type != "application/json":
         success["content"] = {op.content_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): success}
+    if op.empty_status is not None:
+        responses[str(op.empty_status)] = {"description": "No content"}
     for code in sorted({*op.errors, 422} if op.body else set(op.errors)):
         responses[str(code)] = {
             "description": "Error",

@@ -201,6 +201,36 @@ class Unavailable(KonsilError):
     default_message = "Der Dienst ist gerade ausgelastet. Bitte gleich noch einmal versuchen."
 
 
+class SsoFailed(KonsilError):
+    """A single sign-on that could not be completed: a bad, foreign or replayed callback, an
+    error answer of the provider, a code or id_token that does not hold. ``reason`` is a short
+    code for the audit log and the page (never personal data)."""
+
+    status = 400
+    code = "sso_failed"
+    default_message = "Die Anmeldung mit dem Klinik-Konto ist fehlgeschlagen."
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.reason = reason
+
+
+class SsoRefused(SsoFailed):
+    """A verified person that Konsil does not let in (no account, deactivated, unmapped role)."""
+
+    status = 403
+    code = "sso_refused"
+    default_message = "Mit diesem Klinik-Konto ist keine Anmeldung bei Konsil möglich."
+
+
+class SsoUnavailable(SsoFailed):
+    """The OpenID provider cannot be reached or answers nonsense (discovery, keys, tokens)."""
+
+    status = 503
+    code = "sso_unavailable"
+    default_message = "Der Anmeldedienst der Klinik ist gerade nicht erreichbar."
+
+
 class ProtocolError(KonsilError):
     """A refused websocket message: the client gets an ``error`` message with this ``code``,
     the connection stays open."""

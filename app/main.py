@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app import api
+from app.accounts.oidc_client import lifespan as oidc_lifespan
 from app.accounts.passwords import PasswordWorkers
 from app.accounts.routes import routes as account_routes
 from app.accounts.routes_factors import routes as factor_routes
@@ -51,6 +52,7 @@ log = get_logger("konsil")
 PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]] = [
     drain_on_sigterm,
     legal_lifespan,
+    oidc_lifespan,
     records_lifespan,
     precheck_lifespan,
     signaling_lifespan,

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    from app.accounts.oidc_client import OidcClient
     from app.accounts.passwords import PasswordWorkers
     from app.broker import Broker
     from app.events.dispatcher import Dispatcher
@@ -39,6 +40,8 @@ class Resources:
     # Set by the package lifespans while they run (None before and after).
     hub: Hub | None = None
     echo: EchoRegistry | None = None
+    # The OpenID provider's client when single sign-on is configured.
+    oidc: OidcClient | None = None
     # True once the process is shutting down (SIGTERM): /readyz answers 503.
     draining: bool = False
 

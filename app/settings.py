@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_SECRET = "konsil-development-secret-change-me"  # noqa: S105 - refused outside dev
 
 Environment = Literal["development", "test", "production"]
+OidcRole = Literal["admin", "gp", "specialist"]  # app.accounts.models.Role
 
 
 class Settings(BaseSettings):
@@ -120,7 +121,40 @@ class Settings(BaseSettings):
     # <page>.<lang>.html (terms, privacy, imprint; de, en); each replaces the shipped text.
     legal_dir: Path | None = None
 
-    @field_validator("turn_secret", "metrics_token", "legal_dir", mode="before")
+    # Single sign-on for hospital staff with the hospital's OpenID provider (app/accounts/oidc.py,
+    # docs/deploy.md "Single sign-on (OIDC)"). No issuer: no SSO, and no button on the login page.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    # Unset: a public client (PKCE only, no client authentication at the token endpoint).
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    # Claims, by name or dotted path into nested claims (Keycloak: "realm_access.roles").
+    oidc_role_claim: str = "roles"
+    # JSON: the role claim's values that mean a Konsil role, e.g. {"konsil-gp": "gp"}.
+    oidc_role_map: dict[str, OidcRole] = Field(default_factory=dict)
+    oidc_practice_claim: str = "konsil_practice"  # a Konsil practice id
+    oidc_specialty_claim: str = "konsil_specialty"  # a specialty slug, e.g. "kardiologie"
+    # off: only accounts an admin created (bound on their first SSO login by verified e-mail);
+    # create: unknown people with a mapped role get an account on their first login.
+    oidc_provisioning: Literal["off", "create"] = "off"
+    # The login button's text; unset: "Mit Klinik-Konto anmelden" (English page: in English).
+    oidc_button_label: str | None = None
+    # The provider's multi-factor login required: the id_token's acr must be one of these, and
+    # its amr must name at least one of these methods (each only when set).
+    oidc_required_acr: list[str] = Field(default_factory=list)
+    oidc_required_amr: list[str] = Field(default_factory=list)
+    oidc_clock_leeway_seconds: int = Field(default=60, ge=0, le=600)
+
+    @field_validator(
+        "turn_secret",
+        "metrics_token",
+        "oidc_issuer",
+        "oidc_client_id",
+        "oidc_client_secret",
+        "oidc_button_label",
+        "legal_dir",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # "KONSIL_TURN_SECRET=" left empty in an env file means "not set", never "".
@@ -142,6 +176,7 @@ class Settings(BaseSettings):
         if self.legal_dir is not None and not self.legal_dir.is_dir():
             raise ValueError(f"KONSIL_LEGAL_DIR is not a directory: {self.legal_dir}")
         ZoneInfo(self.timezone)  # raises on an unknown zone
+        self._check_oidc()
         return self
 
     def second_factor_required(self, role: str) -> bool:
@@ -154,6 +189,26 @@ class Settings(BaseSettings):
     def rp_id(self) -> str:
         """The WebAuthn relying party id."""
         return self.webauthn_rp_id or _origin_of(self.base_url).split("://", 1)[1].split(":")[0]
+
+    def _check_oidc(self) -> None:
+        if self.oidc_issuer is None:
+            if self.oidc_client_id is not None:
+                raise ValueError("KONSIL_OIDC_CLIENT_ID is set but KONSIL_OIDC_ISSUER is not")
+            return
+        if self.oidc_client_id is None:
+            raise ValueError("KONSIL_OIDC_CLIENT_ID is required when KONSIL_OIDC_ISSUER is set")
+        if not self.oidc_role_map:
+            raise ValueError("KONSIL_OIDC_ROLE_MAP is required when KONSIL_OIDC_ISSUER is set")
+        if not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ValueError("KONSIL_OIDC_ISSUER must be an http(s) URL")
+        if self.environment == "production" and not self.oidc_issuer.startswith("https://"):
+            raise ValueError("KONSIL_OIDC_ISSUER must be an https:// URL in production")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("KONSIL_OIDC_SCOPES must contain openid")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None
 
     @property
     def tz(self) -> ZoneInfo:

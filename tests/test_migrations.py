@@ -8,12 +8,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from app.accounts.models import AuthSession, SessionStage
@@ -187,4 +189,67 @@ async def test_sessions_of_the_previous_release_survive_0006(database_url: str) 
     assert row.verified_at > opened
 
     await asyncio.to_thread(downgrade, database_url, "0005")
+    await asyncio.to_thread(upgrade, database_url)
+
+
+async def test_oidc_identity_migration_keeps_accounts_and_sessions(database_url: str) -> None:
+    # 0007 rebuilds staff_user on SQLite while sessions point at it.
+    await asyncio.to_thread(upgrade, database_url, "0005")
+    at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'gp', 'hash', "
+                    "true, :at)"
+                ).bindparams(at)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO auth_session (id, kind, user_id, csrf_token, created_at, "
+                    "expires_at) VALUES ('s1', 'staff', 1, 'c', :at, :at)"
+                ).bindparams(at)
+            )
+    finally:
+        await engine.dispose()
+
+    await asyncio.to_thread(upgrade, database_url)
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            user = (await connection.execute(text("SELECT * FROM staff_user"))).mappings().one()
+            assert (user["password_hash"], user["oidc_issuer"], user["oidc_subject"]) == (
+                "hash",
+                None,
+                None,
+            )
+            session = (await connection.execute(text("SELECT * FROM auth_session"))).mappings()
+            assert [(s["id"], s["user_id"], s["oidc_issuer"]) for s in session] == [("s1", 1, None)]
+            # An account without a password, bound to a provider's subject: once only.
+            insert_sso_user = text(
+                "INSERT INTO staff_user (id, email, display_name, role, is_active, created_at, "
+                "oidc_issuer, oidc_subject) VALUES (:id, :email, 'B', 'gp', true, :at, "
+                "'https://idp', 'sub-1')"
+            ).bindparams(at)
+            await connection.execute(insert_sso_user, {"id": 2, "email": "b@example.org"})
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as connection:
+                await connection.execute(insert_sso_user, {"id": 3, "email": "c@example.org"})
+    finally:
+        await engine.dispose()
+
+    # Down again: the SSO-only account gets a hash that no password matches, and up again.
+    await asyncio.to_thread(downgrade, database_url, "0005")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            hashes = await connection.execute(
+                text("SELECT id, password_hash FROM staff_user ORDER BY id")
+            )
+            assert [tuple(row) for row in hashes] == [(1, "hash"), (2, "!")]
+    finally:
+        await engine.dispose()
     await asyncio.to_thread(upgrade, database_url)

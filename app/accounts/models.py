@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Text
+from sqlalchemy import BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.db import enum_column, utc_column, utcnow
@@ -54,16 +54,24 @@ class User(SQLModel, table=True):
     """A staff member: admin, GP or hospital specialist."""
 
     __tablename__ = "staff_user"
+    __table_args__ = (
+        UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_staff_user_oidc_identity"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True, index=True)
     display_name: str = Field(max_length=200)
     role: Role = Field(sa_column=enum_column(Role))
-    password_hash: str = Field(max_length=200)
+    # None: an SSO-only account; a password login is refused as if the password were wrong.
+    password_hash: str | None = Field(default=None, max_length=200)
     practice_id: int | None = Field(default=None, foreign_key="practice.id")
     specialty_id: int | None = Field(default=None, foreign_key="specialty.id", index=True)
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    # The single sign-on identity bound to this account (app/accounts/oidc.py): the provider's
+    # issuer and its subject, never the e-mail address alone.
+    oidc_issuer: str | None = Field(default=None, max_length=500)
+    oidc_subject: str | None = Field(default=None, max_length=255)
 
 
 class AuthSession(SQLModel, table=True):
@@ -89,6 +97,9 @@ class AuthSession(SQLModel, table=True):
     ip: str = Field(default="", max_length=64)
     # A WebAuthn challenge handed out to this session and not yet answered.
     challenge: str | None = Field(default=None, max_length=128)
+    # The OpenID provider that authenticated this session (single sign-on), else None; logging
+    # out of such a session also ends the session at the provider.
+    oidc_issuer: str | None = Field(default=None, max_length=500)
 
 
 class SecondFactor(SQLModel, table=True):

@@ -17,6 +17,7 @@ from app.accounts.web import (
     device_cookie_name,
     principal,
     require_recent_auth,
+    require_signing_in,
     require_staff,
     set_device_cookie,
     set_session_cookie,
@@ -105,12 +106,30 @@ async def login(request: Request) -> Response:
     return response
 
 
+class LogoutOut(Out):
+    # Where the browser goes next to end the session at the hospital's OpenID provider too.
+    logout_url: str
+
+
 async def logout(request: Request) -> Response:
-    who = await require_staff(request)
+    """Ends the session. A single sign-on session also ends at the provider (RP-initiated
+    logout): the answer is then 200 with the provider's logout URL instead of 204. Works at
+    every stage of the sign-in (someone may give up at the second factor)."""
+    who = await require_signing_in(request, *SessionStage)
     async with unit_of_work(db(request)) as session:
         await accounts.end_session(session, session_id=who.session_id)
         audit.record(session, action="logout", actor_kind="staff", actor_id=who.user_id)
-    response = Response(status_code=204)
+    res = resources(request)
+    logout_url = None
+    if res.oidc is not None and who.oidc_issuer is not None:
+        logout_url = await res.oidc.end_session_url(
+            post_logout_redirect_uri=res.settings.base_url.rstrip("/") + "/login"
+        )
+    response: Response = (
+        Response(status_code=204)
+        if logout_url is None
+        else respond(LogoutOut(logout_url=logout_url))
+    )
     clear_session_cookie(request, response, SessionKind.STAFF)
     return response
 
@@ -225,9 +244,11 @@ routes = [
         "/api/v1/auth/logout",
         logout,
         method="POST",
-        summary="Log out and end the session",
+        summary="Log out and end the session (after single sign-on: 200 with the provider's "
+        "logout URL, else 204)",
         tags=["auth"],
-        status=204,
+        response=LogoutOut,
+        empty_status=204,
         errors=[401, 403],
     ),
     api_route(

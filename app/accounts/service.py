@@ -48,6 +48,8 @@ class Principal:
     stage: SessionStage = SessionStage.FULL
     # When the password or a second factor was last shown in this session (re-auth).
     verified_at: datetime | None = None
+    # The OpenID provider that vouched for this staff session (single sign-on), else None.
+    oidc_issuer: str | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -146,19 +148,14 @@ async def login(
                 session, action="login.failure", actor_kind="anonymous", subject=subject, ip=ip
             )
         raise InvalidCredentials()
+    assert user.password_hash is not None  # verified against it
     rehashed = await passwords.hash(password) if needs_rehash(user.password_hash) else None
     async with unit_of_work(sessions) as session:
         if rehashed is not None:
             await session.execute(
                 update(User).where(col(User.id) == user.id).values(password_hash=rehashed)
             )
-        assert user.id is not None
-        if await factors.has_factor(session, user.id):
-            stage = SessionStage.SECOND_FACTOR
-        elif settings.second_factor_required(user.role.value):
-            stage = SessionStage.ENROL
-        else:
-            stage = SessionStage.FULL
+        stage = await first_stage(session, settings=settings, user=user)
         new = open_staff_session(
             session, settings=settings, user=user, stage=stage, ip=ip, user_agent=user_agent
         )
@@ -197,8 +194,11 @@ def open_staff_session(
     stage: SessionStage = SessionStage.FULL,
     ip: str | None = None,
     user_agent: str = "",
+    oidc_issuer: str | None = None,
 ) -> NewSession:
-    """A staff session for ``user`` at ``stage`` (the caller has checked who it is)."""
+    """A staff session for ``user`` at ``stage`` (the caller has checked who it is), after a
+    password or a single sign-on (``oidc_issuer``: the provider that vouched for the user;
+    logging out ends its session there too)."""
     ttl = timedelta(minutes=settings.session_ttl_minutes)
     if stage is SessionStage.SECOND_FACTOR:
         ttl = min(ttl, PARTIAL_SESSION_TTL[stage])
@@ -212,7 +212,19 @@ def open_staff_session(
         stage=stage,
         ip=ip or "",
         user_agent=user_agent[:200],
+        oidc_issuer=oidc_issuer,
     )
+
+
+async def first_stage(session: AsyncSession, *, settings: Settings, user: User) -> SessionStage:
+    """Where a session starts after the password (or a provider that did not vouch for a second
+    factor): the second factor if the account has one, its set-up if the role requires one."""
+    assert user.id is not None
+    if await factors.has_factor(session, user.id):
+        return SessionStage.SECOND_FACTOR
+    if settings.second_factor_required(user.role.value):
+        return SessionStage.ENROL
+    return SessionStage.FULL
 
 
 async def promote(session: AsyncSession, *, settings: Settings, who: Principal) -> NewSession:
@@ -224,7 +236,12 @@ async def promote(session: AsyncSession, *, settings: Settings, who: Principal) 
         raise Unavailable("Die Anmeldung ist abgelaufen. Bitte melden Sie sich neu an.")
     await end_session(session, session_id=who.session_id)
     return open_staff_session(
-        session, settings=settings, user=user, ip=row.ip, user_agent=row.user_agent
+        session,
+        settings=settings,
+        user=user,
+        ip=row.ip,
+        user_agent=row.user_agent,
+        oidc_issuer=row.oidc_issuer,
     )
 
 
@@ -257,6 +274,7 @@ def _open_session(
     stage: SessionStage = SessionStage.FULL,
     ip: str = "",
     user_agent: str = "",
+    oidc_issuer: str | None = None,
 ) -> NewSession:
     token = new_token()
     now = utcnow()
@@ -273,6 +291,7 @@ def _open_session(
         stage=stage,
         ip=ip,
         user_agent=user_agent,
+        oidc_issuer=oidc_issuer,
     )
     session.add(row)
     return NewSession(token=token, principal=_principal(row, user))
@@ -395,6 +414,7 @@ def _principal(row: AuthSession, user: User | None) -> Principal:
         appointment_id=row.appointment_id,
         stage=row.stage,
         verified_at=row.verified_at,
+        oidc_issuer=row.oidc_issuer,
     )
 
 
@@ -423,15 +443,15 @@ async def create_user(
     session: AsyncSession,
     *,
     email: str,
-    password_hash: str,
+    password_hash: str | None,
     display_name: str,
     role: Role,
     practice_id: int | None = None,
     specialty_id: int | None = None,
 ) -> User:
     """Creates a staff account (``password_hash`` from ``new_password_hash`` or
-    ``PasswordWorkers.hash``, after ``check_new_password``). GPs belong to a practice,
-    specialists to a specialty."""
+    ``PasswordWorkers.hash``, after ``check_new_password``; None for an account that logs in
+    only by single sign-on). GPs belong to a practice, specialists to a specialty."""
     if role is Role.GP and practice_id is None:
         raise InvalidInput("Eine Hausärztin bzw. ein Hausarzt braucht eine Praxis.")
     if role is Role.SPECIALIST and specialty_id is None:

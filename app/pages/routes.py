@@ -17,14 +17,13 @@ from app.accounts.models import Role, SessionKind, SessionStage
 from app.accounts.service import Principal
 from app.accounts.web import principal
 from app.api import path_id
-from app.pages import i18n
+from app.pages import i18n, sso
 from app.pages.errors import error_page
 from app.pages.legal import routes as legal_routes
+from app.pages.navigation import HOME_BY_ROLE, safe_next
 from app.pages.static import file_exists, static_mount
 from app.pages.templating import render, static_version
 from app.rooms.state import BEGUN
-
-HOME_BY_ROLE = {Role.GP: "/gp", Role.SPECIALIST: "/specialist"}
 
 
 async def staff_page(request: Request, role: Role) -> Principal | Response:
@@ -55,26 +54,25 @@ async def home(request: Request) -> Response:
 
 
 async def login_page(request: Request) -> Response:
-    who = await principal(request, SessionKind.STAFF)
-    next_url = _safe_next(request.query_params.get("next"))
-    if who is not None and who.role in HOME_BY_ROLE:
+    who = await principal(request, SessionKind.STAFF, signing_in=True)
+    next_url = safe_next(request.query_params.get("next"))
+    if who is not None and who.stage is SessionStage.ENROL:
+        return RedirectResponse(f"/account?next={quote(next_url or '/', safe='')}", 303)
+    if who is not None and who.stage is SessionStage.FULL and who.role in HOME_BY_ROLE:
         return RedirectResponse(next_url or HOME_BY_ROLE[who.role], status_code=303)
-    return render(request, "login.html", {"next_url": next_url or ""})
-
-
-def _safe_next(value: str | None) -> str | None:
-    """Only local paths: ``next`` must never become an open redirect."""
-    # Browsers drop tabs and newlines from URLs and read "\\" as "/", so "/\t/evil.example"
-    # would leave the site: refuse control characters and backslashes outright.
-    if (
-        not value
-        or not value.startswith("/")
-        or value.startswith("//")
-        or "\\" in value
-        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
-    ):
-        return None
-    return value
+    # Signed in with the password or the hospital's provider, waiting for the second factor:
+    # the page opens at that step.
+    waiting = who is not None and who.stage is SessionStage.SECOND_FACTOR
+    return render(
+        request,
+        "login.html",
+        {
+            "next_url": next_url or "",
+            "sso": sso.login_button(request, next_url),
+            "second_factor": waiting,
+            "csrf_token": who.csrf_token if who is not None and waiting else "",
+        },
+    )
 
 
 async def account_page(request: Request) -> Response:
@@ -82,7 +80,7 @@ async def account_page(request: Request) -> Response:
     who = await principal(request, SessionKind.STAFF, signing_in=True)
     if who is None or who.stage is SessionStage.SECOND_FACTOR:
         return login_redirect(request)
-    next_url = _safe_next(request.query_params.get("next")) or ""
+    next_url = safe_next(request.query_params.get("next")) or ""
     return page(request, "account.html", who, "account", next_url=next_url)
 
 
@@ -171,6 +169,7 @@ routes: list[BaseRoute] = [
     Route("/", home),
     Route("/login", login_page),
     Route("/account", account_page),
+    *sso.routes,
     Route("/join", join_page),
     Route("/i18n/{lang}.json", catalog),
     Route("/gp", gp_search),

@@ -11,6 +11,11 @@ const codeAlert = document.getElementById("code-error");
 const passkeyButton = document.getElementById("use-passkey");
 const HOME = { gp: "/gp", specialist: "/specialist" };
 
+if (root.dataset.stage === "second_factor") {
+  // Back from the hospital's provider (or a reload): the password step is done.
+  api("/api/v1/auth/me").then(signedIn, () => showStep(root, "password", { focus: false }));
+}
+
 if (new URLSearchParams(window.location.search).get("reason") === "idle") {
   showAlert(alertBox, t("You were signed out because nothing happened for a while. Please sign in again."), "info");
 }

@@ -273,3 +273,11 @@ async def test_a_session_waiting_for_its_code_expires_after_ten_minutes(
                 )
             ).scalar_one()
         assert partial.expires_at - partial.created_at == timedelta(minutes=10)
+
+
+async def test_logging_out_works_before_the_second_factor(
+    client: httpx2.AsyncClient, client_factory: Callable[[], httpx2.AsyncClient], demo: Demo
+) -> None:
+    await login(client, demo.gp)  # at the set-up step
+    assert (await client.post("/api/v1/auth/logout")).status_code == 204
+    assert (await client.get("/api/v1/auth/me")).status_code == 401

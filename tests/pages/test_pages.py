@@ -266,3 +266,13 @@ def test_message_extraction_finds_templates_scripts_and_python() -> None:
     assert any(path.endswith(".html") for uses in found.values() for path, _ in uses)
     assert any(path.endswith(".js") for uses in found.values() for path, _ in uses)
     assert "Page not found" in found
+
+
+async def test_login_page_has_no_sso_button_without_a_provider(
+    client: httpx2.AsyncClient,
+) -> None:
+    page = await client.get("/login")
+    assert "/auth/oidc/login" not in page.text
+    assert "Klinik-Konto" not in page.text
+    assert (await client.get("/auth/oidc/login")).status_code == 404
+    assert (await client.get("/auth/oidc/callback?code=x&state=y")).status_code == 404
