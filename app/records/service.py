@@ -190,8 +190,11 @@ def has_begun(appointment: Appointment, now: datetime) -> bool:
 
 
 async def read_report(session: AsyncSession, *, who: Principal, appointment_id: int) -> ReportOut:
-    await visible_appointment(session, who=who, appointment_id=appointment_id)
+    appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
     report = await _report_of(session, appointment_id)
+    if report is None and appointment.reported_at is not None:
+        # Written once, deleted by retention (app.retention) after KONSIL_RETENTION_RECORDS_DAYS.
+        raise NotFound("Der Bericht wurde nach Ablauf der Aufbewahrungsfrist gelöscht.")
     if report is None:
         raise NotFound("Es gibt noch keinen Bericht.")
     return await _report_out(session, report)
