@@ -128,6 +128,7 @@ async def test_pages_and_lists_stay_whole_after_retention(
     assert gone.appointment_id not in ids
     assert one.status_code == 404
     assert report.status_code == 404
+    assert report.json()["error"]["code"] == "records_deleted"
     assert "Aufbewahrungsfrist" in report.json()["error"]["message"]
     assert documents.status_code == 200
     assert documents.json() == []
