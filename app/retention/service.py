@@ -84,23 +84,18 @@ async def run(
 
 async def _secure_delete(session: AsyncSession) -> None:
     # SQLite keeps deleted content in free pages of the file until they are reused: have it
-    # overwritten. (PostgreSQL: see docs/deploy.md "Retention" on VACUUM and backups.)
+    # overwritten (the setting stays on this pooled connection, which costs a little I/O on
+    # later deletes and nothing else). PostgreSQL: docs/deploy.md "Retention" on VACUUM.
     if session.get_bind().dialect.name == "sqlite":
         await session.execute(text("PRAGMA secure_delete = ON"))
 
 
 async def _claim(
-    session: AsyncSession, key: Any, *where: ColumnElement[bool], batch: int, order: Any = None
+    session: AsyncSession, key: Any, *where: ColumnElement[bool], batch: int
 ) -> list[Any]:
     """Up to ``batch`` keys of due rows, locked for this transaction; rows another process
     holds are skipped (it is deleting them)."""
-    query = (
-        select(key)
-        .where(*where)
-        .order_by(order if order is not None else key)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    )
+    query = select(key).where(*where).order_by(key).limit(batch).with_for_update(skip_locked=True)
     return list((await session.execute(query)).scalars())
 
 
