@@ -1,4 +1,4 @@
-"""Operator commands: ``python -m app.cli migrate | seed-demo | create-user``."""
+"""Operator commands: ``python -m app.cli migrate | seed-demo | create-user | retention-run``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from app.accounts import service as accounts
 from app.accounts.models import Role
 from app.db import create_engine, session_factory, unit_of_work
 from app.errors import KonsilError
+from app.retention import service as retention
 from app.seed import seed_demo
 from app.settings import Settings
 
@@ -53,6 +54,14 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
         await engine.dispose()
 
 
+async def _retention_run(settings: Settings) -> retention.Counts:
+    engine = create_engine(settings.database_url)
+    try:
+        return await retention.run(session_factory(engine), settings)
+    finally:
+        await engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--practice-id", type=int)
     create.add_argument("--specialty-id", type=int)
+    sub.add_parser(
+        "retention-run",
+        help="delete what the retention periods say is due now, print how many rows of each kind",
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "migrate":
@@ -76,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         created = asyncio.run(_seed(settings))
         print("demo data created" if created else "database already has accounts; nothing seeded")
+    elif args.command == "retention-run":
+        for kind, number in asyncio.run(_retention_run(settings)).items():
+            print(f"{kind}: {number}")
     else:
         password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline()
         try:

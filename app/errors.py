@@ -124,6 +124,13 @@ class NotFound(KonsilError):
     default_message = "Nicht gefunden."
 
 
+class RecordsDeleted(NotFound):
+    """A report that was written, then deleted by retention (``app.retention``)."""
+
+    code = "records_deleted"
+    default_message = "Der Bericht wurde nach Ablauf der Aufbewahrungsfrist gelöscht."
+
+
 class LinkInvalid(KonsilError):
     status = 404
     code = "link_invalid"

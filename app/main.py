@@ -37,6 +37,7 @@ from app.precheck.routes import routes as precheck_routes
 from app.records.routes import routes as record_routes
 from app.records.service import lifespan as records_lifespan
 from app.resources import Resources
+from app.retention.job import lifespan as retention_lifespan
 from app.rooms.routes import routes as room_routes
 from app.scheduling.routes import routes as scheduling_routes
 from app.settings import Settings
@@ -56,6 +57,7 @@ PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]
     records_lifespan,
     precheck_lifespan,
     signaling_lifespan,
+    retention_lifespan,
 ]
 
 

@@ -78,3 +78,21 @@ BROKER_DROPPED = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+RETENTION_DELETED = Counter(
+    "konsil_retention_deleted_total",
+    "Rows deleted by the retention job, by kind (appointments, documents, reports, links, "
+    "sessions, events, idempotent_responses, audit_events)",
+    ["kind"],
+    registry=REGISTRY,
+)
+RETENTION_AUDIT_REDUCED = Counter(
+    "konsil_retention_audit_reduced_total",
+    "Audit rows the retention job reduced to ids after the metadata period",
+    registry=REGISTRY,
+)
+RETENTION_RUNS = Counter(
+    "konsil_retention_runs_total",
+    "Retention job rounds: done, skipped (another process held this period) or failed",
+    ["outcome"],
+    registry=REGISTRY,
+)

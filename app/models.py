@@ -3,7 +3,7 @@
 from sqlmodel import SQLModel
 
 from app.accounts.models import AuthSession, Practice, RecoveryCode, SecondFactor, User
-from app.audit.models import AuditEvent
+from app.audit.models import AuditEvent, AuditPermit
 from app.events.outbox import OutboxEvent
 from app.idempotency import IdempotentResponse
 from app.records.models import Document, Report
@@ -20,6 +20,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "Appointment",
     "AuditEvent",
+    "AuditPermit",
     "AuthSession",
     "AvailabilityException",
     "AvailabilityRule",

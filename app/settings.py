@@ -86,6 +86,18 @@ class Settings(BaseSettings):
     # died between commit and delivery); events committed here are delivered at once anyway.
     outbox_sweep_seconds: float = Field(default=2.0, gt=0, le=300)
 
+    # Retention (app/retention, docs/deploy.md "Retention"): an appointment and everything about
+    # it (patient details, links, sessions, documents, report) is deleted this many days after
+    # its consultation; KBV Anlage 31b allows metadata at most 3 months, so more than 92 is
+    # refused. Documents and the report go earlier: this many days after the report is written
+    # (or the appointment is cancelled), at the latest with the appointment. The audit log
+    # keeps ids only after the metadata period and is deleted after its own. The job runs on
+    # each process at this interval (one at a time across processes, through the broker).
+    retention_metadata_days: int = Field(default=90, ge=1)
+    retention_records_days: int = Field(default=30, ge=1)
+    retention_audit_days: int = Field(default=365, ge=1)
+    retention_interval_minutes: float = Field(default=60, gt=0, le=24 * 60)
+
     echo_max_concurrent: int = Field(default=4, ge=0)
     echo_max_seconds: int = Field(default=30, ge=5)
 
@@ -175,6 +187,7 @@ class Settings(BaseSettings):
             raise ValueError("KONSIL_TURN_SECRET is required when KONSIL_TURN_URLS is set")
         if self.legal_dir is not None and not self.legal_dir.is_dir():
             raise ValueError(f"KONSIL_LEGAL_DIR is not a directory: {self.legal_dir}")
+        _check_retention(self)
         ZoneInfo(self.timezone)  # raises on an unknown zone
         self._check_oidc()
         return self
@@ -220,6 +233,19 @@ class Settings(BaseSettings):
         if self.allowed_origins:
             return frozenset(o.rstrip("/") for o in self.allowed_origins)
         return frozenset({_origin_of(self.base_url)})
+
+
+# KBV Anlage 31b: metadata is deleted after three months at the latest (92 days: the longest
+# three calendar months).
+MAX_METADATA_DAYS = 92
+
+
+def _check_retention(settings: Settings) -> None:
+    if settings.retention_metadata_days > MAX_METADATA_DAYS:
+        raise ValueError(
+            f"KONSIL_RETENTION_METADATA_DAYS must be at most {MAX_METADATA_DAYS}: KBV Anlage 31b "
+            "requires metadata to be deleted after three months at the latest"
+        )
 
 
 def _origin_of(url: str) -> str:

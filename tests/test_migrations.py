@@ -15,13 +15,15 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col
 
 from app.accounts.models import AuthSession, SessionStage
-from app.db import UTCDateTime, create_engine
+from app.db import UTCDateTime, create_engine, session_factory
 from app.models import metadata
+from app.retention import service as retention
 from app.scheduling.models import Appointment
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -250,6 +252,57 @@ async def test_oidc_identity_migration_keeps_accounts_and_sessions(database_url:
                 text("SELECT id, password_hash FROM staff_user ORDER BY id")
             )
             assert [tuple(row) for row in hashes] == [(1, "hash"), (2, "!")]
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(upgrade, database_url)
+
+
+async def test_migrated_audit_log_lets_only_retention_change_it(database_url: str) -> None:
+    # 0008 replaced the append-only triggers of 0001: open to the retention job, closed to
+    # every other change; its downgrade closes them again.
+    await asyncio.to_thread(upgrade, database_url, "0005")
+    old = datetime.now(UTC) - timedelta(days=500)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO audit_event (at, action, actor_kind, ip, detail) VALUES "
+                    "(:at, 'login.failure', 'anonymous', '192.0.2.1', '{}')"
+                ).bindparams(bindparam("at", old, UTCDateTime()))
+            )
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(upgrade, database_url)
+
+    engine = create_engine(database_url)
+    try:
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with engine.begin() as connection:
+                await connection.execute(text("DELETE FROM audit_event"))
+        sessions = session_factory(engine)
+        settings = Settings(environment="test", database_url=database_url)
+        counts = await retention.run(sessions, settings)
+        async with engine.connect() as connection:
+            left = (await connection.execute(text("SELECT count(*) FROM audit_event"))).scalar()
+    finally:
+        await engine.dispose()
+    assert counts["audit_events"] == 1
+    assert left == 0
+
+    await asyncio.to_thread(downgrade, database_url, "0005")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO audit_event (at, action, actor_kind, detail) VALUES "
+                    "(:at, 'logout', 'staff', '{}')"
+                ).bindparams(bindparam("at", old, UTCDateTime()))
+            )
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with engine.begin() as connection:
+                await connection.execute(text("UPDATE audit_event SET ip = NULL"))
     finally:
         await engine.dispose()
     await asyncio.to_thread(upgrade, database_url)

@@ -19,7 +19,14 @@ from app.accounts.models import User
 from app.accounts.service import Principal
 from app.audit import service as audit
 from app.db import unit_of_work, utcnow
-from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RecordsDeleted,
+    UnsupportedMediaType,
+)
 from app.logging import get_logger
 from app.records.models import Document, Report
 from app.records.schemas import DocumentOut, ReportOut
@@ -190,8 +197,11 @@ def has_begun(appointment: Appointment, now: datetime) -> bool:
 
 
 async def read_report(session: AsyncSession, *, who: Principal, appointment_id: int) -> ReportOut:
-    await visible_appointment(session, who=who, appointment_id=appointment_id)
+    appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
     report = await _report_of(session, appointment_id)
+    if report is None and appointment.reported_at is not None:
+        # Written once, deleted by retention (app.retention) after KONSIL_RETENTION_RECORDS_DAYS.
+        raise RecordsDeleted()
     if report is None:
         raise NotFound("Es gibt noch keinen Bericht.")
     return await _report_out(session, report)

@@ -34,6 +34,7 @@ const MESSAGES = {
   forbidden: () => t("You are not allowed to do this."),
   not_your_room: () => t("This consultation room does not belong to your appointment."),
   not_found: () => t("Not found."),
+  records_deleted: () => t("The report was deleted after the retention period."),
   link_invalid: () => t("This link is invalid or has been revoked."),
   link_expired: () => t("This link has expired."),
   slot_taken: () => t("This slot has just been booked by someone else. Please choose another."),

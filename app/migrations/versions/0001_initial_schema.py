@@ -11,8 +11,21 @@ import sqlalchemy as sa
 import sqlmodel
 
 import app.db
-from app.audit.models import APPEND_ONLY_POSTGRESQL, APPEND_ONLY_SQLITE
 from alembic import op
+
+# The append-only triggers as this revision created them (0008 lets the retention job through).
+APPEND_ONLY_SQLITE = [
+    "CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event "
+    "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END",
+    "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event "
+    "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END",
+]
+APPEND_ONLY_POSTGRESQL = [
+    "CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit_event is append-only'; END; $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER audit_event_no_change BEFORE UPDATE OR DELETE ON audit_event "
+    "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()",
+]
 
 
 revision: str = '0001'
