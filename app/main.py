@@ -20,6 +20,7 @@ from app.accounts.oidc_client import lifespan as oidc_lifespan
 from app.accounts.passwords import PasswordWorkers
 from app.accounts.routes import routes as account_routes
 from app.accounts.routes_factors import routes as factor_routes
+from app.accounts.shedding import LoginShedding
 from app.api import EXCEPTION_HANDLERS
 from app.broker import create_broker
 from app.db import create_engine, session_factory
@@ -130,7 +131,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers=page_exception_handlers(EXCEPTION_HANDLERS),
-        middleware=[Middleware(SecurityHeadersMiddleware, settings=cfg)],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware, settings=cfg),
+            Middleware(LoginShedding),
+        ],
     )
     # Outermost, so errors answered by inner middleware are counted too.
     app.add_middleware(RequestMetricsMiddleware, access_log=cfg.log_access)

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     login_first_delay_seconds: float = Field(default=1.0, gt=0)
     login_max_delay_seconds: int = Field(default=900, ge=1)
     login_window_minutes: int = Field(default=60, ge=1)
+    # A refused login or link attempt (429, 503) is answered after up to this many seconds of
+    # the wait it asks for: honest clients lose nothing, a flood is slowed to the server's pace.
+    login_refusal_pace_seconds: float = Field(default=1.0, ge=0, le=10)
     # Password hashing: worker threads (about 0.1 s of CPU per check) and how many more logins
     # may wait for one; beyond that a login gets 503 at once.
     password_workers: int = Field(default=2, ge=1)

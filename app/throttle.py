@@ -22,12 +22,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from collections.abc import Sequence
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
+import anyio
+
 from app.broker import Broker
-from app.errors import TooManyAttempts
+from app.errors import TooManyAttempts, Unavailable
 from app.metrics import THROTTLED
 
 
@@ -90,6 +94,26 @@ class Throttle:
 
 
 HOLD = ":hold"
+
+
+@asynccontextmanager
+async def paced_refusals(pace_seconds: float) -> AsyncIterator[None]:
+    """Answers a refusal raised inside (429, or 503 from a saturated password pool) only after
+    part of the wait it asks for, at most ``pace_seconds``, and shortens its ``Retry-After`` by
+    as much. A client that honours ``Retry-After`` waits just as long as before; a flood that
+    ignores it is slowed to one attempt per ``pace_seconds`` per connection, and each refusal
+    costs a sleeping coroutine instead of the CPU of another request (docs/deploy.md, "Login
+    throttling")."""
+    try:
+        yield
+    except (TooManyAttempts, Unavailable) as refusal:
+        retry = float(refusal.detail.get("retry_after") or 0)
+        # Half to all of the pace, at random: refusals of a burst do not come back as a burst.
+        delay = min(pace_seconds, retry) * random.uniform(0.5, 1.0)  # noqa: S311 - not a secret
+        if delay > 0:
+            await anyio.sleep(delay)
+            refusal.detail["retry_after"] = max(1, math.ceil(retry - delay))
+        raise
 
 
 @dataclass

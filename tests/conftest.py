@@ -68,6 +68,8 @@ def make_settings(sqlite_url: str) -> Callable[..., Settings]:
             "log_level": "WARNING",
             # A throttled client waits a minute, not a second: no test races the clock.
             "login_first_delay_seconds": 60,
+            # Refusals at once (their pacing: tests/accounts/test_throttle.py).
+            "login_refusal_pace_seconds": 0,
             # Two-factor sign-in has its own tests (tests/accounts/test_second_factor.py).
             "second_factor_roles": [],
         }

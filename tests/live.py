@@ -127,6 +127,7 @@ def start_server(workdir: Path, *args: str, **env: str) -> ServerProcess:
         **os.environ,
         "KONSIL_ENVIRONMENT": "test",
         "KONSIL_SECOND_FACTOR_ROLES": "[]",
+        "KONSIL_LOGIN_REFUSAL_PACE_SECONDS": "0",
         "KONSIL_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'konsil.db'}",
         "KONSIL_BASE_URL": f"http://127.0.0.1:{port}",
         **{f"KONSIL_{k.upper()}": v for k, v in env.items()},

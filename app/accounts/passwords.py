@@ -70,16 +70,17 @@ class PasswordWorkers:
     async def hash(self, password: str) -> str:
         return await self._run(hash_password, password)
 
+    @property
+    def saturated(self) -> bool:
+        """No check could start now (every worker busy, the queue full)."""
+        return self._admitted >= self._bound
+
     def refuse_if_busy(self) -> None:
-        """503 at once when no check could start now: called before anything else of a login
-        (throttle, database), so that an overloaded server answers a flood at the least cost."""
-        if self._admitted >= self._bound:
-            PASSWORD_OVERLOADED.inc()
-            raise Unavailable(
-                "Die Anmeldung ist gerade stark ausgelastet. Bitte versuchen Sie es gleich noch "
-                "einmal.",
-                retry_after=2,
-            )
+        """503 when no check could start now: called before anything else of a login
+        (throttle, database), so that an overloaded server answers a flood at the least cost
+        (``app.accounts.shedding`` answers most of them before the request is even read)."""
+        if self.saturated:
+            raise overloaded()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         self.refuse_if_busy()
@@ -95,6 +96,15 @@ class PasswordWorkers:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def overloaded() -> Unavailable:
+    """The refusal of a login while the password workers are saturated (counted)."""
+    PASSWORD_OVERLOADED.inc()
+    return Unavailable(
+        "Die Anmeldung ist gerade stark ausgelastet. Bitte versuchen Sie es gleich noch einmal.",
+        retry_after=2,
+    )
 
 
 def _lowest_priority() -> None:

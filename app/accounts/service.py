@@ -30,7 +30,7 @@ from app.errors import (
 from app.events import outbox
 from app.events.types import AccountDeactivated, SessionEnded
 from app.settings import Settings
-from app.throttle import Budget, OnSuccess, Policy, Throttle
+from app.throttle import Budget, OnSuccess, Policy, Throttle, paced_refusals
 from app.tokens import new_token, session_key, token_hash
 
 
@@ -121,14 +121,15 @@ async def login(
     known-devices cookie. An account with a second factor (or one its role requires) gets a
     session that can only complete the sign-in (``SessionStage``).
     """
-    passwords.refuse_if_busy()
     secret = settings.secret_key.get_secret_value()
     subject = audit.subject_key(secret, email)
     now = utcnow()
     device = devices_.known(secret, subject, devices, now)
-    reservation = await throttle.reserve(
-        login_budgets(settings, subject=subject, ip=ip, device=device)
-    )
+    async with paced_refusals(settings.login_refusal_pace_seconds):
+        passwords.refuse_if_busy()
+        reservation = await throttle.reserve(
+            login_budgets(settings, subject=subject, ip=ip, device=device)
+        )
     try:
         async with sessions() as session:
             user = (

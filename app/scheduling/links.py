@@ -32,7 +32,7 @@ from app.scheduling import repository as repo
 from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, Specialty
 from app.scheduling.schemas import PatientAppointmentOut
 from app.settings import Settings
-from app.throttle import Budget, OnSuccess, Policy, Throttle
+from app.throttle import Budget, OnSuccess, Policy, Throttle, paced_refusals
 from app.tokens import new_token, session_key, token_hash
 
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
@@ -137,7 +137,8 @@ async def redeem(
     """Checks a link and opens a patient session for its appointment (ending the browser's
     previous patient session ``replaces``). A refusal is audited, then raised."""
     now = now or utcnow()
-    reservation = await throttle.reserve([link_budget(settings, ip)])
+    async with paced_refusals(settings.login_refusal_pace_seconds):
+        reservation = await throttle.reserve([link_budget(settings, ip)])
     async with unit_of_work(sessions) as session:
         link = (
             await repo.link_by_hash(session, token_hash(token))

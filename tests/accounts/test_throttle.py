@@ -25,7 +25,7 @@ from app.main import create_app
 from app.metrics import REGISTRY
 from app.seed import DEMO_PASSWORD
 from app.settings import Settings
-from app.throttle import Budget, OnSuccess, Policy, Throttle
+from app.throttle import Budget, OnSuccess, Policy, Throttle, paced_refusals
 from tests.conftest import BASE_URL, create_schema, lifespan_in_own_task
 from tests.factories import Demo, seed
 from tests.services import REDIS_URL, require_redis
@@ -307,10 +307,16 @@ async def test_a_login_over_the_bound_gets_503_and_keeps_its_attempt(
                     busy = await second.post(
                         LOGIN, json={"email": demo.other_gp.email, "password": DEMO_PASSWORD}
                     )
+                    # Refused before the body is read: not even a malformed one gets a 422.
+                    unread = await second.post(
+                        LOGIN, content=b"[" * 100_000, headers={"Content-Type": "text/plain"}
+                    )
                 finally:
                     release.set()  # (a failing assertion must not leave the worker waiting)
-                assert busy.status_code == 503
+                assert busy.status_code == unread.status_code == 503
                 assert busy.headers["retry-after"] == "2"
+                assert busy.json()["error"]["code"] == "unavailable"
+                assert "content-security-policy" in busy.headers
             # Nothing was checked for the refused login: with one free attempt it still has it.
             retry = await second.post(
                 LOGIN, json={"email": demo.other_gp.email, "password": DEMO_PASSWORD}
@@ -327,3 +333,26 @@ async def test_password_threads_run_at_the_lowest_cpu_priority() -> None:
     finally:
         workers.close()
     assert niceness == 19
+
+
+async def test_refusals_are_paced_and_shorten_their_retry_after() -> None:
+    clock = anyio.current_time
+    started = clock()
+    with pytest.raises(TooManyAttempts) as refused:
+        async with paced_refusals(0.3):
+            raise TooManyAttempts(retry_after=60)
+    assert 0.14 <= clock() - started < 2
+    assert refused.value.detail["retry_after"] == 60  # ceil(59.7..59.85): as long as before
+
+    started = clock()
+    with pytest.raises(Unavailable) as busy:
+        async with paced_refusals(5):
+            raise Unavailable(retry_after=2)
+    assert 0.9 <= clock() - started < 4  # never longer than it asks the client to wait
+    assert busy.value.detail["retry_after"] == 1
+
+    started = clock()
+    with pytest.raises(TooManyAttempts):
+        async with paced_refusals(0):
+            raise TooManyAttempts(retry_after=60)
+    assert clock() - started < 0.2

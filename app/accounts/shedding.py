@@ -1,0 +1,40 @@
+"""Load shedding for the login: while the password workers are saturated, a login is refused
+before its body is read, routed or parsed.
+
+Under a flood of bogus logins almost every request is such a refusal, so its cost decides how
+much of the event loop is left for everybody else (issue 9, docs/performance.md "Login flood").
+The refusal is the same ``503`` with ``Retry-After`` the route would give, paced like every
+refusal (``app.throttle.paced_refusals``).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.accounts.passwords import overloaded
+from app.accounts.web import LOGIN_PATH
+from app.api import konsil_error_handler
+from app.errors import Unavailable
+from app.resources import Resources
+from app.throttle import paced_refusals
+
+
+class LoginShedding:
+    """Inside the security headers (the refusal carries them), outside routing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == LOGIN_PATH:
+            res: Resources | None = getattr(scope["app"].state, "resources", None)
+            if res is not None and res.passwords.saturated:
+                try:
+                    async with paced_refusals(res.settings.login_refusal_pace_seconds):
+                        raise overloaded()
+                except Unavailable as refusal:
+                    response = await konsil_error_handler(Request(scope), refusal)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
