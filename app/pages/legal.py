@@ -36,9 +36,6 @@ PAGES: dict[str, str] = {
     "privacy": N_("Privacy notice"),
     "imprint": N_("Imprint"),
 }
-# Anlage 31b: metadata deleted three months after the consultation at the latest. The retention
-# job (KONSIL_RETENTION_*) deletes it; the shipped text promises this upper bound.
-METADATA_DAYS_MAX = 90
 # When the shipped texts last changed in substance (shown as "Stand" / "Last updated").
 TEXT_VERSION = "2026-12-05"
 
@@ -135,7 +132,8 @@ def _endpoint(page: str) -> Callable[[Request], Awaitable[Response]]:
             "patient_session_hours": hours(cfg.patient_session_ttl_minutes, lang),
             "staff_session_hours": hours(cfg.session_ttl_minutes, lang),
             "device_days": devices.LIFETIME.days,
-            "metadata_days": METADATA_DAYS_MAX,
+            "metadata_days": cfg.retention_metadata_days,
+            "records_days": min(cfg.retention_records_days, cfg.retention_metadata_days),
             "version": TEXT_VERSION,
         }
         return render(request, "legal.html", context)
