@@ -1,4 +1,5 @@
-"""Operator commands: ``python -m app.cli migrate | seed-demo | create-user | retention-run``."""
+"""Operator commands: ``python -m app.cli migrate | seed-demo | create-user | reset-second-factor |
+retention-run``."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import sys
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import func
+from sqlmodel import col, select
 
+from app.accounts import factors
 from app.accounts import service as accounts
-from app.accounts.models import Role
+from app.accounts.models import Role, User
+from app.audit import service as audit
 from app.db import create_engine, session_factory, unit_of_work
-from app.errors import KonsilError
+from app.errors import KonsilError, NotFound
 from app.retention import service as retention
 from app.seed import seed_demo
 from app.settings import Settings
@@ -54,6 +59,28 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
         await engine.dispose()
 
 
+async def _reset_second_factor(settings: Settings, email: str) -> int:
+    """Removes an account's second factors and ends its sessions: for the one admin who lost
+    their phone and recovery codes, when no other admin can do it on the page."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with unit_of_work(session_factory(engine)) as session:
+            found = await session.execute(
+                select(User.id).where(func.lower(col(User.email)) == email.strip().lower())
+            )
+            user_id = found.scalar_one_or_none()
+            if user_id is None:
+                raise NotFound("Dieses Konto gibt es nicht.")
+            await factors.reset(session, user_id=user_id)
+            await accounts.end_sessions_of(session, user_id=user_id)
+            audit.record(
+                session, action="second_factor.reset", actor_kind="operator", target=user_id
+            )
+            return int(user_id)
+    finally:
+        await engine.dispose()
+
+
 async def _retention_run(settings: Settings) -> retention.Counts:
     engine = create_engine(settings.database_url)
     try:
@@ -75,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--practice-id", type=int)
     create.add_argument("--specialty-id", type=int)
+    reset = sub.add_parser(
+        "reset-second-factor",
+        help="remove a staff account's second factors and end its sessions (lost phone)",
+    )
+    reset.add_argument("--email", required=True)
     sub.add_parser(
         "retention-run",
         help="delete what the retention periods say is due now, print how many rows of each kind",
@@ -89,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         created = asyncio.run(_seed(settings))
         print("demo data created" if created else "database already has accounts; nothing seeded")
+    elif args.command == "reset-second-factor":
+        try:
+            user_id = asyncio.run(_reset_second_factor(settings, args.email))
+        except KonsilError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        print(f"second factors of user {user_id} removed; it sets up a new one at its next login")
     elif args.command == "retention-run":
         for kind, number in asyncio.run(_retention_run(settings)).items():
             print(f"{kind}: {number}")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import anyio.to_thread
 import httpx2
 import pyotp
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from app import cli
 from app.accounts import factors
 from app.accounts.models import AuthSession, RecoveryCode, SecondFactor
 from app.audit.models import AuditEvent
@@ -281,3 +283,28 @@ async def test_logging_out_works_before_the_second_factor(
     await login(client, demo.gp)  # at the set-up step
     assert (await client.post("/api/v1/auth/logout")).status_code == 204
     assert (await client.get("/api/v1/auth/me")).status_code == 401
+
+
+async def test_the_operator_resets_the_last_admins_factor_from_the_shell(
+    client: httpx2.AsyncClient,
+    demo: Demo,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await login(client, demo.admin)
+    await enrol(client)
+    monkeypatch.setenv("KONSIL_DATABASE_URL", settings.database_url)
+
+    code = await anyio.to_thread.run_sync(
+        cli.main, ["reset-second-factor", "--email", "ADMIN@konsil.example"]
+    )
+    unknown = await anyio.to_thread.run_sync(
+        cli.main, ["reset-second-factor", "--email", "x@example.org"]
+    )
+
+    assert (code, unknown) == (0, 2)
+    assert "removed" in capsys.readouterr().out
+    assert (await client.get("/api/v1/auth/me")).status_code == 401  # its sessions ended
+    await login(client, demo.admin)
+    assert (await client.get("/api/v1/auth/me")).json()["stage"] == "enrol"
