@@ -19,8 +19,10 @@ from app import api
 from app.accounts.oidc_client import lifespan as oidc_lifespan
 from app.accounts.passwords import PasswordWorkers
 from app.accounts.routes import routes as account_routes
+from app.accounts.routes_admin import routes as admin_routes
 from app.accounts.routes_factors import routes as factor_routes
 from app.api import EXCEPTION_HANDLERS
+from app.audit.routes import routes as audit_routes
 from app.broker import create_broker
 from app.db import create_engine, session_factory
 from app.events.dispatcher import Dispatcher, Doorbell
@@ -119,6 +121,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *precheck_routes,
         *account_routes,
         *factor_routes,
+        *admin_routes,
+        *audit_routes,
         *scheduling_routes,
         *record_routes,
         *room_routes,
