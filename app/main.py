@@ -30,6 +30,7 @@ from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
 from app.observability import RequestMetricsMiddleware, drain_on_sigterm
 from app.observability import routes as ops_routes
+from app.pages.admin import routes as admin_page_routes
 from app.pages.errors import exception_handlers as page_exception_handlers
 from app.pages.legal import lifespan as legal_lifespan
 from app.pages.routes import routes as page_routes
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *record_routes,
         *room_routes,
         *signaling_routes,
+        *admin_page_routes,
         *page_routes,
     ]
     app = Starlette(
