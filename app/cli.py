@@ -13,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from app.accounts import factors
+from app.accounts import admin, factors
 from app.accounts import service as accounts
 from app.accounts.models import Role, User
 from app.audit import service as audit
@@ -44,12 +44,16 @@ async def _create_user(settings: Settings, args: argparse.Namespace, password: s
     engine = create_engine(settings.database_url)
     try:
         async with unit_of_work(session_factory(engine)) as session:
+            role = Role(args.role)
+            await admin.check_assignment(
+                session, role=role, practice_id=args.practice_id, specialty_id=args.specialty_id
+            )
             user = await accounts.create_user(
                 session,
                 email=args.email,
                 password_hash=accounts.new_password_hash(password),
                 display_name=args.name,
-                role=Role(args.role),
+                role=role,
                 practice_id=args.practice_id,
                 specialty_id=args.specialty_id,
             )

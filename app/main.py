@@ -19,9 +19,11 @@ from app import api
 from app.accounts.oidc_client import lifespan as oidc_lifespan
 from app.accounts.passwords import PasswordWorkers
 from app.accounts.routes import routes as account_routes
+from app.accounts.routes_admin import routes as admin_routes
 from app.accounts.routes_factors import routes as factor_routes
 from app.accounts.shedding import LoginShedding
 from app.api import EXCEPTION_HANDLERS
+from app.audit.routes import routes as audit_routes
 from app.broker import create_broker
 from app.db import create_engine, session_factory
 from app.events.dispatcher import Dispatcher, Doorbell
@@ -29,6 +31,7 @@ from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
 from app.observability import RequestMetricsMiddleware, drain_on_sigterm
 from app.observability import routes as ops_routes
+from app.pages.admin import routes as admin_page_routes
 from app.pages.errors import exception_handlers as page_exception_handlers
 from app.pages.legal import lifespan as legal_lifespan
 from app.pages.routes import routes as page_routes
@@ -120,10 +123,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *precheck_routes,
         *account_routes,
         *factor_routes,
+        *admin_routes,
+        *audit_routes,
         *scheduling_routes,
         *record_routes,
         *room_routes,
         *signaling_routes,
+        *admin_page_routes,
         *page_routes,
     ]
     app = Starlette(

@@ -48,6 +48,8 @@ class Practice(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200)
     town: str = Field(max_length=120)
+    # E.164 (``+4935631234``), normalised by ``app.accounts.phones``; None if not known.
+    phone: str | None = Field(default=None, max_length=20)
 
 
 class User(SQLModel, table=True):

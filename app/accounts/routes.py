@@ -1,33 +1,31 @@
-"""Login, logout, who-am-I, and the admin's account management (JSON API)."""
+"""Login, logout and who-am-I (JSON API). The admin's account management is in
+``app.accounts.routes_admin``."""
 
 from __future__ import annotations
 
-from pydantic import EmailStr, Field
-from sqlmodel import col, select
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.accounts import factors
 from app.accounts import service as accounts
-from app.accounts.models import FactorKind, Practice, Role, SessionKind, SessionStage, User
+from app.accounts.models import FactorKind, Role, SessionKind, SessionStage, User
 from app.accounts.web import (
     check_origin,
     clear_session_cookie,
     client_ip,
     device_cookie_name,
     principal,
-    require_recent_auth,
     require_signing_in,
-    require_staff,
     set_device_cookie,
     set_session_cookie,
 )
-from app.api import api_route, parse_json, path_id, respond
+from app.api import api_route, parse_json, respond
 from app.audit import service as audit
 from app.db import unit_of_work
-from app.errors import Conflict, NotAuthenticated
+from app.errors import NotAuthenticated
 from app.resources import db, resources
-from app.schemas import Id, Out, Schema
+from app.schemas import Out, Schema
 
 
 class LoginIn(Schema):
@@ -49,40 +47,6 @@ class MeOut(Out):
     idle_minutes: int
     # At stage "second_factor": which kinds the account has (the page offers those).
     second_factors: list[FactorKind]
-
-
-class UserIn(Schema):
-    email: EmailStr
-    password: str = Field(min_length=10, max_length=1024)
-    display_name: str = Field(min_length=1, max_length=200)
-    role: Role
-    practice_id: Id | None = None
-    specialty_id: Id | None = None
-
-
-class UserOut(Out):
-    id: int
-    email: str
-    display_name: str
-    role: Role
-    practice_id: int | None
-    specialty_id: int | None
-    is_active: bool
-
-
-class UserPatch(Schema):
-    is_active: bool
-
-
-class PracticeIn(Schema):
-    name: str = Field(min_length=1, max_length=200)
-    town: str = Field(min_length=1, max_length=120)
-
-
-class PracticeOut(Out):
-    id: int
-    name: str
-    town: str
 
 
 async def login(request: Request) -> Response:
@@ -167,67 +131,6 @@ async def me_out(request: Request, who: accounts.Principal) -> dict[str, object]
     return out.model_dump(mode="json")
 
 
-async def create_user(request: Request) -> Response:
-    who = await require_staff(request, Role.ADMIN)
-    require_recent_auth(request, who)
-    body = await parse_json(request, UserIn)
-    accounts.check_new_password(body.password)
-    password_hash = await resources(request).passwords.hash(body.password)
-    async with unit_of_work(db(request)) as session:
-        user = await accounts.create_user(
-            session, password_hash=password_hash, **body.model_dump(exclude={"password"})
-        )
-        audit.record(
-            session, action="user.created", actor_kind="staff", actor_id=who.user_id, target=user.id
-        )
-    return respond(UserOut.model_validate(user), status=201)
-
-
-async def list_users(request: Request) -> Response:
-    await require_staff(request, Role.ADMIN)
-    async with db(request)() as session:
-        users = (await session.execute(select(User).order_by(col(User.id)))).scalars().all()
-    return respond([UserOut.model_validate(u) for u in users])
-
-
-async def patch_user(request: Request) -> Response:
-    who = await require_staff(request, Role.ADMIN)
-    require_recent_auth(request, who)
-    user_id = path_id(request)
-    body = await parse_json(request, UserPatch)
-    if user_id == who.user_id and not body.is_active:
-        raise Conflict("Sie können Ihr eigenes Konto nicht deaktivieren.")
-    async with unit_of_work(db(request)) as session:
-        user = await accounts.set_active(session, user_id=user_id, active=body.is_active)
-        audit.record(
-            session,
-            action="user.activated" if body.is_active else "user.deactivated",
-            actor_kind="staff",
-            actor_id=who.user_id,
-            target=user_id,
-        )
-    return respond(UserOut.model_validate(user))
-
-
-async def create_practice(request: Request) -> Response:
-    await require_staff(request, Role.ADMIN)
-    body = await parse_json(request, PracticeIn)
-    async with unit_of_work(db(request)) as session:
-        practice = Practice(name=body.name, town=body.town)
-        session.add(practice)
-        await session.flush()
-    return respond(PracticeOut.model_validate(practice), status=201)
-
-
-async def list_practices(request: Request) -> Response:
-    await require_staff(request)
-    async with db(request)() as session:
-        rows = (
-            (await session.execute(select(Practice).order_by(col(Practice.name)))).scalars().all()
-        )
-    return respond([PracticeOut.model_validate(p) for p in rows])
-
-
 routes = [
     api_route(
         "/api/v1/auth/login",
@@ -257,56 +160,6 @@ routes = [
         summary="The logged-in staff member and the CSRF token",
         tags=["auth"],
         response=MeOut,
-        errors=[401],
-    ),
-    api_route(
-        "/api/v1/admin/users",
-        create_user,
-        method="POST",
-        summary="Create a staff account",
-        tags=["admin"],
-        body=UserIn,
-        response=UserOut,
-        status=201,
-        errors=[401, 403, 409],
-    ),
-    api_route(
-        "/api/v1/admin/users",
-        list_users,
-        summary="List staff accounts",
-        tags=["admin"],
-        response=UserOut,
-        many=True,
-        errors=[401, 403],
-    ),
-    api_route(
-        "/api/v1/admin/users/{id:int}",
-        patch_user,
-        method="PATCH",
-        summary="Activate or deactivate a staff account (ends its sessions)",
-        tags=["admin"],
-        body=UserPatch,
-        response=UserOut,
-        errors=[401, 403, 404, 409],
-    ),
-    api_route(
-        "/api/v1/practices",
-        create_practice,
-        method="POST",
-        summary="Create a practice",
-        tags=["admin"],
-        body=PracticeIn,
-        response=PracticeOut,
-        status=201,
-        errors=[401, 403],
-    ),
-    api_route(
-        "/api/v1/practices",
-        list_practices,
-        summary="List practices",
-        tags=["admin"],
-        response=PracticeOut,
-        many=True,
         errors=[401],
     ),
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.accounts.models import Role
 
-HOME_BY_ROLE = {Role.GP: "/gp", Role.SPECIALIST: "/specialist"}
+HOME_BY_ROLE = {Role.GP: "/gp", Role.SPECIALIST: "/specialist", Role.ADMIN: "/admin"}
 
 
 def safe_next(value: str | None) -> str | None:

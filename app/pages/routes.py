@@ -158,7 +158,7 @@ async def staff_call(request: Request) -> Response:
     who = await principal(request, SessionKind.STAFF)
     if who is None:
         return login_redirect(request)
-    if who.role not in HOME_BY_ROLE:
+    if who.role not in (Role.GP, Role.SPECIALIST):
         return error_page(request, 403)
     nav = "specialist" if who.role is Role.SPECIALIST else "gp-appointments"
     appointment_id = path_id(request, "appointment_id")

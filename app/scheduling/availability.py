@@ -26,6 +26,7 @@ from app.scheduling.schemas import (
     SpecialistOut,
     SpecialtyIn,
     SpecialtyOut,
+    SpecialtyPatch,
 )
 from app.settings import Settings
 
@@ -38,13 +39,32 @@ async def list_specialties(session: AsyncSession) -> list[SpecialtyOut]:
     return [SpecialtyOut.model_validate(s) for s in await repo.specialties(session)]
 
 
-async def create_specialty(session: AsyncSession, *, data: SpecialtyIn) -> SpecialtyOut:
+async def create_specialty(
+    session: AsyncSession, *, who: Principal, data: SpecialtyIn
+) -> SpecialtyOut:
     """Adds a specialty (admin). Slugs are unique."""
     if await repo.specialty_by_key(session, data.slug) is not None:
         raise Conflict("Dieses Fachgebiet gibt es schon.")
     specialty = Specialty(slug=data.slug, name_de=data.name_de, name_en=data.name_en)
     session.add(specialty)
     await session.flush()
+    audit.record_for(session, who, "specialty.created", None, specialty_id=specialty.id)
+    return SpecialtyOut.model_validate(specialty)
+
+
+async def rename_specialty(
+    session: AsyncSession, *, who: Principal, specialty_id: int, data: SpecialtyPatch
+) -> SpecialtyOut:
+    """Renames a specialty (admin). The slug stays: links and bookmarks use it."""
+    specialty = await session.get(Specialty, specialty_id)
+    if specialty is None:
+        raise NotFound("Dieses Fachgebiet gibt es nicht.")
+    if data.name_de is not None:
+        specialty.name_de = data.name_de
+    if data.name_en is not None:
+        specialty.name_en = data.name_en
+    await session.flush()
+    audit.record_for(session, who, "specialty.renamed", None, specialty_id=specialty_id)
     return SpecialtyOut.model_validate(specialty)
 
 

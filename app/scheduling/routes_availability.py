@@ -23,6 +23,7 @@ from app.scheduling.schemas import (
     SpecialistsQuery,
     SpecialtyIn,
     SpecialtyOut,
+    SpecialtyPatch,
 )
 
 
@@ -33,11 +34,22 @@ async def list_specialties(request: Request) -> Response:
 
 
 async def create_specialty(request: Request) -> Response:
-    await require_staff(request, Role.ADMIN)
+    who = await require_staff(request, Role.ADMIN)
     body = await parse_json(request, SpecialtyIn)
     async with unit_of_work(db(request)) as session:
-        created = await availability.create_specialty(session, data=body)
+        created = await availability.create_specialty(session, who=who, data=body)
     return respond(created, status=201)
+
+
+async def rename_specialty(request: Request) -> Response:
+    who = await require_staff(request, Role.ADMIN)
+    specialty_id = path_id(request)
+    body = await parse_json(request, SpecialtyPatch)
+    async with unit_of_work(db(request)) as session:
+        renamed = await availability.rename_specialty(
+            session, who=who, specialty_id=specialty_id, data=body
+        )
+    return respond(renamed)
 
 
 async def list_specialists(request: Request) -> Response:
@@ -112,6 +124,16 @@ routes: list[Route] = [
         response=SpecialtyOut,
         status=201,
         errors=[401, 403, 409],
+    ),
+    api_route(
+        "/api/v1/specialties/{id:int}",
+        rename_specialty,
+        method="PATCH",
+        summary="Rename a specialty (admin; the slug stays)",
+        tags=["admin"],
+        body=SpecialtyPatch,
+        response=SpecialtyOut,
+        errors=[401, 403, 404],
     ),
     api_route(
         "/api/v1/specialties",

@@ -147,6 +147,19 @@ class SpecialtyIn(Schema):
     name_en: str = Field(min_length=1, max_length=120)
 
 
+class SpecialtyPatch(Schema):
+    """A new name in German, English or both (the slug stays)."""
+
+    name_de: str | None = Field(default=None, min_length=1, max_length=120)
+    name_en: str | None = Field(default=None, min_length=1, max_length=120)
+
+    @model_validator(mode="after")
+    def _some_name(self) -> SpecialtyPatch:
+        if self.name_de is None and self.name_en is None:
+            raise _invalid("Bitte geben Sie einen neuen Namen an.")
+        return self
+
+
 class SpecialtyOut(Out):
     id: int
     slug: str

@@ -9,7 +9,7 @@ const codeForm = document.getElementById("code-form");
 const alertBox = document.getElementById("login-error");
 const codeAlert = document.getElementById("code-error");
 const passkeyButton = document.getElementById("use-passkey");
-const HOME = { gp: "/gp", specialist: "/specialist" };
+const HOME = { gp: "/gp", specialist: "/specialist", admin: "/admin" };
 
 if (root.dataset.stage === "second_factor") {
   // Back from the hospital's provider (or a reload): the password step is done.

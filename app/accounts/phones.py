@@ -1,0 +1,38 @@
+"""Phone numbers of practices: parsed with Google's libphonenumber (``phonenumbers``), stored
+in E.164 (``+493563123456``), so every number has one spelling whatever was typed."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from app.errors import InvalidInput
+
+DEFAULT_REGION = "DE"
+MAX_INPUT_LENGTH = 40
+
+
+def normalise(
+    value: str | None, *, region: str = DEFAULT_REGION, field: str = "phone"
+) -> str | None:
+    """``value`` in E.164; None for an empty value. A national number (``03563 12 34 56``) is
+    read as one of ``region``. Raises ``InvalidInput`` for anything that is not a valid number."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if len(text) > MAX_INPUT_LENGTH:
+        raise _invalid(field)
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise _invalid(field) from None
+    if not phonenumbers.is_valid_number(number):
+        raise _invalid(field)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _invalid(field: str) -> InvalidInput:
+    message = (
+        "Die Telefonnummer ist ungültig. Bitte mit Vorwahl angeben, "
+        "z. B. 03563 123456 oder +49 3563 123456."
+    )
+    return InvalidInput(message, fields=[{"field": field, "message": message}])
