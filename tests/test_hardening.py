@@ -1,6 +1,6 @@
 """Input a stranger can send gets a clear 4xx and no traceback: ids beyond the id columns'
 range, JSON nested deeper than any request body of the API, references to rows that do not
-exist, malformed passkeys, and numbers for dates; on SQLite and
+exist, malformed passkeys, numbers for dates, methods a path does not serve; on SQLite and
 PostgreSQL. (The classes of bugs found by tests/test_openapi_schemathesis.py.)"""
 
 from __future__ import annotations
@@ -144,3 +144,18 @@ async def test_a_day_is_only_taken_as_yyyy_mm_dd(
     assert response.status_code == 422
     assert response.json()["error"]["detail"]["fields"][0]["field"] == "from"
     assert (await client.get("/api/v1/appointments", params={"from": "2026-01-01"})).is_success
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "PUT", "DELETE"])
+async def test_a_method_a_path_does_not_serve_gets_405_naming_all_it_serves(
+    client: httpx2.AsyncClient, demo: Demo, method: str
+) -> None:
+    # GET and POST of /api/v1/specialties are declared apart; Allow names both.
+    await login(client, demo.admin)
+    response = await client.request(method, "/api/v1/specialties")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    assert response.json()["error"]["code"] == "http_405"
+    head = await client.head("/api/v1/specialties")
+    assert head.status_code == 200
+    assert head.content == b""
