@@ -1,9 +1,9 @@
 """JSON API plumbing: parse bodies with pydantic, answer with pydantic, describe it in OpenAPI.
 
 ``api_route`` builds an ``ApiRoute``: a Starlette ``Route`` that carries its ``Operation`` (request
-and response models, status, errors). ``openapi_document`` walks the routes of the app that was
-built, so ``/openapi.json`` describes exactly what is served, from the same models that validate
-traffic.
+and response models, status, errors). ``app.openapi.openapi_document`` walks the routes of the app
+that was built, so ``/openapi.json`` describes exactly what is served, from the same models that
+validate traffic.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,6 +39,21 @@ MAX_JSON_DEPTH = 32
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
+# Who may call an operation: "staff" (staff session cookie), "patient" (patient session
+# cookie), "participant" (either: the calls of a consultation), "none" (anybody).
+AUTH_KINDS = ("staff", "patient", "participant", "none")
+UNSAFE_METHODS = frozenset({"post", "put", "patch", "delete"})
+
+
+@dataclass(frozen=True)
+class Header:
+    """A request header an operation reads: name, description, JSON schema of its value."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Operation:
     path: str
@@ -52,10 +66,16 @@ class Operation:
     status: int
     auth: str
     errors: tuple[int, ...]
-    content_type: str = "application/json"
-    query: tuple[tuple[str, str, bool], ...] = field(default=())
+    # The success body's media types; more than one where a file is answered as it was stored.
+    content_type: tuple[str, ...] = ("application/json",)
+    # Query parameters: the model ``parse_query`` validates them with, or (name, description,
+    # required) triples of plain strings.
+    query: type[BaseModel] | tuple[tuple[str, str, bool], ...] = field(default=())
     # A second success status answered without a body (e.g. logout: 204, or 200 with a URL).
     empty_status: int | None = None
+    headers: tuple[Header, ...] = field(default=())
+    # A multipart/form-data upload: (field name, accepted media types) of its single file.
+    upload: tuple[str, tuple[str, ...]] | None = None
 
 
 class ApiRoute(Route):
@@ -64,6 +84,41 @@ class ApiRoute(Route):
     def __init__(self, operation: Operation, endpoint: Endpoint) -> None:
         super().__init__(operation.path, endpoint, methods=[operation.method.upper()])
         self.operation = operation
+        self.operations = (operation,)
+        self.endpoints = {operation.method.upper(): endpoint}
+
+
+class ApiResource(Route):
+    """The ``ApiRoute``s of one path as one route, so that a method the path does not serve gets
+    405 with every method it does serve in ``Allow`` (Starlette answers from the first route
+    whose path matches, which would name that route's methods only)."""
+
+    def __init__(self, routes: Sequence[ApiRoute]) -> None:
+        endpoints = {m: e for r in routes for m, e in r.endpoints.items()}
+
+        async def dispatch(request: Request) -> Response:
+            return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+
+        super().__init__(routes[0].path, dispatch, methods=list(endpoints))
+        self.operations = tuple(op for r in routes for op in r.operations)
+        self.endpoints = endpoints
+
+
+def by_path(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """``routes`` with the ``ApiRoute``s of each path joined into one ``ApiResource`` (at the
+    place of the path's first route); other routes unchanged."""
+    groups: dict[str, list[ApiRoute]] = {}
+    for route in routes:
+        if isinstance(route, ApiRoute):
+            groups.setdefault(route.path, []).append(route)
+    result: list[BaseRoute] = []
+    for route in routes:
+        if not isinstance(route, ApiRoute):
+            result.append(route)
+        elif groups[route.path][0] is route:
+            group = groups[route.path]
+            result.append(route if len(group) == 1 else ApiResource(group))
+    return result
 
 
 def api_route(
@@ -79,11 +134,18 @@ def api_route(
     status: int = 200,
     auth: str = "staff",
     errors: Sequence[int] = (),
-    content_type: str = "application/json",
-    query: Sequence[tuple[str, str, bool]] = (),
+    content_type: str | Sequence[str] = "application/json",
+    query: type[BaseModel] | Sequence[tuple[str, str, bool]] = (),
     empty_status: int | None = None,
+    headers: Sequence[Header] = (),
+    upload: tuple[str, Sequence[str]] | None = None,
 ) -> ApiRoute:
-    """A route plus its OpenAPI description. ``query``: (name, description, required)."""
+    """A route plus its OpenAPI description. ``query``: the model the query is parsed with, or
+    (name, description, required) of plain string parameters. ``auth``: one of ``AUTH_KINDS``.
+    Errors every operation of its kind can answer (401/403 with a session, 404/422 with an id
+    in the path, 413/422 with a body) are described without being listed."""
+    if auth not in AUTH_KINDS:
+        raise ValueError(f"unknown auth {auth!r}")
     return ApiRoute(
         Operation(
             path=path,
@@ -96,9 +158,11 @@ def api_route(
             status=status,
             auth=auth,
             errors=tuple(errors),
-            content_type=content_type,
-            query=tuple(query),
+            content_type=(content_type,) if isinstance(content_type, str) else tuple(content_type),
+            query=query if isinstance(query, type) else tuple(query),
             empty_status=empty_status,
+            headers=tuple(headers),
+            upload=(upload[0], tuple(upload[1])) if upload else None,
         ),
         endpoint,
     )
@@ -190,109 +254,6 @@ def respond(data: BaseModel | Sequence[BaseModel] | None, status: int = 200) -> 
     return JSONResponse(
         adapter.dump_python([d.model_dump(mode="json") for d in data]), status_code=status
     )
-
-
-def openapi_document(routes: Sequence[BaseRoute], title: str = "Konsil") -> dict[str, Any]:
-    """OpenAPI 3.1 for the ``ApiRoute``s among ``routes`` (an app's ``routes``)."""
-    operations = [r.operation for r in routes if isinstance(r, ApiRoute)]
-    bodies = {op.body for op in operations if op.body}
-    models = bodies | {op.response for op in operations if op.response}
-    ordered = sorted(models, key=lambda m: m.__name__)
-    refs, schema = models_json_schema(
-        [(m, "validation" if m in bodies else "serialization") for m in ordered],
-        ref_template="#/components/schemas/{model}",
-    )
-    paths: dict[str, dict[str, Any]] = {}
-    for op in operations:
-        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", op.path)
-        paths.setdefault(path, {})[op.method] = _operation(op, refs, bodies)
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": title, "version": "1", "description": _DESCRIPTION},
-        "paths": paths,
-        "components": {
-            "schemas": {**schema.get("$defs", {}), "Error": _ERROR_SCHEMA},
-            "securitySchemes": {
-                "staffSession": {"type": "apiKey", "in": "cookie", "name": "konsil_staff"},
-                "patientSession": {"type": "apiKey", "in": "cookie", "name": "konsil_patient"},
-                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
-            },
-        },
-    }
-
-
-def _operation(op: Operation, refs: dict[Any, Any], bodies: set[type[BaseModel]]) -> dict[str, Any]:
-    result: dict[str, Any] = {"summary": op.summary, "tags": list(op.tags)}
-    params = [_path_param(p) for p in _path_params(op.path)]
-    params += [
-        {"name": n, "in": "query", "required": req, "description": d, "schema": {"type": "string"}}
-        for n, d, req in op.query
-    ]
-    if params:
-        result["parameters"] = params
-    if op.body is not None:
-        mode = "validation"
-        result["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": refs[(op.body, mode)]}},
-        }
-    success: dict[str, Any] = {"description": "OK"}
-    if op.response is not None:
-        ref = refs[(op.response, "validation" if op.response in bodies else "serialization")]
-        success["content"] = {
-            op.content_type: {"schema": {"type": "array", "items": ref} if op.many else ref}
-        }
-    elif op.content_type != "application/json":
-        success["content"] = {op.content_type: {"schema": {"type": "string"}}}
-    responses: dict[str, Any] = {str(op.status): success}
-    if op.empty_status is not None:
-        responses[str(op.empty_status)] = {"description": "No content"}
-    for code in sorted({*op.errors, 422} if op.body else set(op.errors)):
-        responses[str(code)] = {
-            "description": "Error",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-    result["responses"] = responses
-    if op.auth == "staff":
-        result["security"] = [{"staffSession": [], "csrf": []}]
-    elif op.auth == "patient":
-        result["security"] = [{"patientSession": [], "csrf": []}]
-    return result
-
-
-def _path_params(path: str) -> list[str]:
-    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
-
-
-def _path_param(spec: str) -> dict[str, Any]:
-    name, _, kind = spec.partition(":")
-    schema = {"type": "integer"} if kind == "int" else {"type": "string"}
-    return {"name": name, "in": "path", "required": True, "schema": schema}
-
-
-_ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string", "examples": ["slot_taken"]},
-                "message": {"type": "string"},
-                "detail": {"type": "object"},
-            },
-        }
-    },
-}
-
-_DESCRIPTION = (
-    "Konsil's JSON API. Staff authenticate with the session cookie set by "
-    "POST /api/v1/auth/login and send the session's CSRF token (from GET /api/v1/auth/me) in "
-    "the X-CSRF-Token header on every state-changing request. Patients authenticate by "
-    "redeeming their join link at POST /api/v1/patient/session. Errors are JSON objects "
-    '{"error": {"code", "message", "detail"}}.'
-)
 
 
 # ---------------------------------------------------------------- errors as JSON

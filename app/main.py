@@ -31,6 +31,7 @@ from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
 from app.observability import RequestMetricsMiddleware, drain_on_sigterm
 from app.observability import routes as ops_routes
+from app.openapi import openapi_document
 from app.pages.admin import routes as admin_page_routes
 from app.pages.errors import exception_handlers as page_exception_handlers
 from app.pages.legal import lifespan as legal_lifespan
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.info("konsil.stopped")
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(api.openapi_document(request.app.routes))
+        return JSONResponse(openapi_document(request.app.routes))
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
@@ -134,7 +135,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     app = Starlette(
         debug=False,
-        routes=routes,
+        routes=api.by_path(routes),
         lifespan=lifespan,
         exception_handlers=page_exception_handlers(EXCEPTION_HANDLERS),
         middleware=[

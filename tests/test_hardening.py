@@ -1,5 +1,7 @@
 """Input a stranger can send gets a clear 4xx and no traceback: ids beyond the id columns'
-range, JSON nested deeper than any request body of the API, on SQLite and PostgreSQL."""
+range, JSON nested deeper than any request body of the API, references to rows that do not
+exist, malformed passkeys, numbers for dates, methods a path does not serve; on SQLite and
+PostgreSQL. (The classes of bugs found by tests/test_openapi_schemathesis.py.)"""
 
 from __future__ import annotations
 
@@ -83,3 +85,77 @@ def test_nesting_counts_brackets_outside_strings_only() -> None:
     assert not nesting_exceeds(b'{"email": "[[[[[[\\"{{{{{{", "password": "]]]]"}', 2)
     assert nesting_exceeds(b"[" * 40, 32)
     assert not nesting_exceeds(b"[" * 32 + b"]" * 32, 32)
+
+
+def no_traceback(caplog: pytest.LogCaptureFixture) -> bool:
+    return not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize(
+    ("field", "extra"),
+    [("practice_id", {"role": "gp"}), ("specialty_id", {"role": "specialist"})],
+)
+async def test_an_account_for_a_practice_or_specialty_that_does_not_exist_is_refused(
+    client: httpx2.AsyncClient,
+    demo: Demo,
+    field: str,
+    extra: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await login(client, demo.admin)
+    response = await client.post(
+        "/api/v1/admin/users",
+        json={
+            "email": "neu@praxis.example",
+            "password": "ein-langes-passwort",
+            "display_name": "Neu",
+            field: 2**31 - 1,
+            **extra,
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["detail"]["fields"][0]["field"] == field
+    assert no_traceback(caplog)
+
+
+async def test_a_malformed_passkey_is_refused(
+    client: httpx2.AsyncClient, demo: Demo, caplog: pytest.LogCaptureFixture
+) -> None:
+    await login(client, demo.gp)
+    for credential in ({}, {"id": "x"}, {"id": "eA", "rawId": "eA", "response": {}}):
+        # A challenge for the credential to answer (each one is used once).
+        options = await client.post("/api/v1/account/second-factors/webauthn-options")
+        assert options.status_code == 200
+        response = await client.post(
+            "/api/v1/account/second-factors/webauthn", json={"credential": credential}
+        )
+        assert response.status_code == 422, credential
+        assert response.json()["error"]["message"] == "Der Passkey konnte nicht geprüft werden."
+    assert no_traceback(caplog)
+
+
+@pytest.mark.parametrize("day", ["0", "20260101", "1767225600", "2026-1-1"])
+async def test_a_day_is_only_taken_as_yyyy_mm_dd(
+    client: httpx2.AsyncClient, demo: Demo, day: str
+) -> None:
+    # pydantic alone reads a number as a Unix time: "0" would be 1970-01-01.
+    await login(client, demo.gp)
+    response = await client.get("/api/v1/appointments", params={"from": day})
+    assert response.status_code == 422
+    assert response.json()["error"]["detail"]["fields"][0]["field"] == "from"
+    assert (await client.get("/api/v1/appointments", params={"from": "2026-01-01"})).is_success
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "PUT", "DELETE"])
+async def test_a_method_a_path_does_not_serve_gets_405_naming_all_it_serves(
+    client: httpx2.AsyncClient, demo: Demo, method: str
+) -> None:
+    # GET and POST of /api/v1/specialties are declared apart; Allow names both.
+    await login(client, demo.admin)
+    response = await client.request(method, "/api/v1/specialties")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    assert response.json()["error"]["code"] == "http_405"
+    head = await client.head("/api/v1/specialties")
+    assert head.status_code == 200
+    assert head.content == b""

@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -327,7 +327,8 @@ async def add_passkey(
             expected_rp_id=settings.rp_id,
             expected_origin=_origins(settings),
         )
-    except (InvalidRegistrationResponse, ValueError, KeyError, TypeError) as error:
+    # WebAuthnException: every refusal of the library, a malformed credential included.
+    except (WebAuthnException, ValueError, KeyError, TypeError) as error:
         raise InvalidInput("Der Passkey konnte nicht geprüft werden.") from error
     credential_id = bytes_to_base64url(verified.credential_id)
     taken = await session.execute(
@@ -390,7 +391,7 @@ async def check_passkey(
             credential_public_key=base64url_to_bytes(factor.public_key),
             credential_current_sign_count=factor.sign_count,
         )
-    except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError):
+    except (WebAuthnException, ValueError, KeyError, TypeError):
         return False
     factor.sign_count, factor.last_used_at = verified.new_sign_count, now
     return True

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from app.accounts import factors
 from app.accounts import service as accounts
 from app.accounts.models import AuthSession, FactorKind, Role, SessionKind, SessionStage, User
-from app.accounts.routes import me_out
+from app.accounts.routes import MeOut, me_out
 from app.accounts.service import Principal
 from app.accounts.web import (
     clear_session_cookie,
@@ -424,6 +424,7 @@ routes = [
         summary="Finish signing in with a code, a recovery code or a passkey",
         tags=["auth"],
         body=CodeIn,
+        response=MeOut,
         errors=[401, 403, 422, 429],
     ),
     api_route(

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from app.accounts import devices as devices_
 from app.accounts import factors
-from app.accounts.models import AuthSession, Role, SessionKind, SessionStage, User
+from app.accounts.models import AuthSession, Practice, Role, SessionKind, SessionStage, User
 from app.accounts.passwords import (
     MIN_PASSWORD_LENGTH,
     PasswordWorkers,
@@ -29,6 +29,7 @@ from app.errors import (
 )
 from app.events import outbox
 from app.events.types import AccountDeactivated, SessionEnded
+from app.scheduling.models import Specialty
 from app.settings import Settings
 from app.throttle import Budget, OnSuccess, Policy, Throttle, paced_refusals
 from app.tokens import new_token, session_key, token_hash
@@ -463,6 +464,15 @@ async def create_user(
     )
     if existing.first() is not None:
         raise Conflict("Diese E-Mail-Adresse ist schon vergeben.")
+    # Checked here, not left to the foreign keys: their violation would be a server error.
+    if practice_id is not None and await session.get(Practice, practice_id) is None:
+        raise InvalidInput(
+            fields=[{"field": "practice_id", "message": "Diese Praxis gibt es nicht."}]
+        )
+    if specialty_id is not None and await session.get(Specialty, specialty_id) is None:
+        raise InvalidInput(
+            fields=[{"field": "specialty_id", "message": "Dieses Fachgebiet gibt es nicht."}]
+        )
     user = User(
         email=normalized,
         display_name=display_name,

@@ -88,7 +88,7 @@ routes: list[BaseRoute] = [
         tags=["precheck"],
         body=SessionDescription,
         response=Answer,
-        auth="patient",
+        auth="participant",
         errors=[401, 403, 413, 503],
     )
 ]

@@ -143,13 +143,14 @@ routes: list[Route] = [
         response=DocumentOut,
         status=201,
         errors=[401, 403, 404, 409, 413, 415, 422],
+        upload=("file", list(records.MAGIC)),
     ),
     api_route(
         ONE + "/documents/{doc_id:int}",
         download_document,
         summary="Download a document (as an attachment)",
         tags=TAGS,
-        content_type="application/octet-stream",
+        content_type=list(records.MAGIC),
         errors=[401, 403, 404],
     ),
     api_route(

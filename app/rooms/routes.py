@@ -178,7 +178,7 @@ routes: list[BaseRoute] = [
         summary="ICE servers (STUN, TURN with time-limited credentials) for a participant",
         tags=["rooms"],
         response=IceOut,
-        auth="none",
+        auth="participant",
         errors=[401, 404, 409],
     ),
 ]

@@ -10,7 +10,7 @@ from starlette.routing import BaseRoute, Route
 from app import idempotency, metrics
 from app.accounts.models import Role
 from app.accounts.web import require_staff
-from app.api import api_route, parse_json, parse_query, path_id, respond
+from app.api import Header, api_route, parse_json, parse_query, path_id, respond
 from app.db import unit_of_work
 from app.errors import Conflict, KonsilError
 from app.resources import db, settings
@@ -28,6 +28,13 @@ from app.scheduling.schemas import (
 
 STAFF = (Role.GP, Role.SPECIALIST)
 REPLAYED = {"Idempotent-Replayed": "true"}
+IDEMPOTENCY_KEY = Header(
+    "Idempotency-Key",
+    "Makes the booking retry-safe: for 24 hours a repeat with the same key and body gets the "
+    "first answer (the same booking and join link, with Idempotent-Replayed: true); the same "
+    "key with another body gets 422.",
+    {"type": "string", "minLength": 8, "maxLength": 255, "pattern": idempotency.KEY_SHAPE.pattern},
+)
 
 
 async def book(request: Request) -> Response:
@@ -164,6 +171,7 @@ appointment_routes: list[Route] = [
         response=BookingOut,
         status=201,
         errors=[401, 403, 404, 409],
+        headers=[IDEMPOTENCY_KEY],
     ),
     api_route(
         "/api/v1/appointments",
@@ -173,12 +181,7 @@ appointment_routes: list[Route] = [
         response=AppointmentOut,
         many=True,
         errors=[401, 403, 422],
-        query=[
-            ("from", "First local day, YYYY-MM-DD", False),
-            ("to", "Last local day, inclusive", False),
-            ("status", "booked | completed | no_show | cancelled", False),
-            ("limit", "At most this many (1-500, default 100)", False),
-        ],
+        query=AppointmentsQuery,
     ),
     api_route(
         ONE,

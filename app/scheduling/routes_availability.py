@@ -152,7 +152,7 @@ routes: list[Route] = [
         response=SpecialistOut,
         many=True,
         errors=[401, 404, 422],
-        query=[("specialty", "Specialty id or slug", False)],
+        query=SpecialistsQuery,
     ),
     api_route(
         "/api/v1/slots",
@@ -162,12 +162,7 @@ routes: list[Route] = [
         response=SlotOut,
         many=True,
         errors=[401, 404, 422],
-        query=[
-            ("specialist", "Specialist id (or give specialty)", False),
-            ("specialty", "Specialty id or slug (or give specialist)", False),
-            ("from", "First local day, YYYY-MM-DD (default: today)", False),
-            ("to", "Last local day, inclusive (default: from + 13 days; at most 62 days)", False),
-        ],
+        query=SlotsQuery,
     ),
     api_route(
         "/api/v1/availability/rules",

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_va
 from pydantic_core import PydanticCustomError
 
 from app.scheduling.models import AppointmentStatus, Mode, RoomState, Urgency
-from app.schemas import Id, Out, Schema
+from app.schemas import Day, Id, Out, Schema
 
 MAX_QUESTION = 4000
 MAX_RULES = 50
@@ -33,7 +33,7 @@ class BookingIn(Schema):
     specialist_id: Id
     starts_at: AwareDatetime
     patient_name: str = Field(min_length=2, max_length=200, pattern=_NO_CONTROL)
-    patient_birth_date: date
+    patient_birth_date: Day
     patient_contact: str = Field(min_length=3, max_length=254)
     clinical_question: str = Field(min_length=5, max_length=MAX_QUESTION)
     urgency: Urgency = Urgency.ROUTINE
@@ -73,8 +73,8 @@ class RuleIn(Schema):
     start_time: time
     end_time: time
     slot_minutes: int = Field(default=30, ge=5, le=240)
-    valid_from: date | None = None
-    valid_until: date | None = None
+    valid_from: Day | None = None
+    valid_until: Day | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleIn:
@@ -113,10 +113,18 @@ class RedeemIn(Schema):
 class SlotsQuery(Schema):
     model_config = ConfigDict(populate_by_name=True)
 
-    specialist: Id | None = None
-    specialty: str | None = Field(default=None, max_length=60)
-    first_day: date | None = Field(default=None, alias="from")
-    last_day: date | None = Field(default=None, alias="to")
+    specialist: Id | None = Field(default=None, description="Specialist id (or give specialty)")
+    specialty: str | None = Field(
+        default=None, max_length=60, description="Specialty id or slug (or give specialist)"
+    )
+    first_day: Day | None = Field(
+        default=None, alias="from", description="First local day (default: today)"
+    )
+    last_day: Day | None = Field(
+        default=None,
+        alias="to",
+        description="Last local day, inclusive (default: from + 13 days; at most 62 days)",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> SlotsQuery:
@@ -126,16 +134,16 @@ class SlotsQuery(Schema):
 
 
 class SpecialistsQuery(Schema):
-    specialty: str | None = Field(default=None, max_length=60)
+    specialty: str | None = Field(default=None, max_length=60, description="Specialty id or slug")
 
 
 class AppointmentsQuery(Schema):
     model_config = ConfigDict(populate_by_name=True)
 
-    first_day: date | None = Field(default=None, alias="from")
-    last_day: date | None = Field(default=None, alias="to")
+    first_day: Day | None = Field(default=None, alias="from", description="First local day")
+    last_day: Day | None = Field(default=None, alias="to", description="Last local day, inclusive")
     status: AppointmentStatus | None = None
-    limit: int = Field(default=100, ge=1, le=500)
+    limit: int = Field(default=100, ge=1, le=500, description="At most this many")
 
 
 # --- responses ----------------------------------------------------------------------------
