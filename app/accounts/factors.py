@@ -64,8 +64,8 @@ def qr_data_uri(uri: str) -> str:
 def totp_step(secret: str, code: str, now: datetime) -> int | None:
     """The time step whose code ``code`` is (now, or one step either side), else None."""
     digits = "".join(code.split())
-    if len(digits) != 6 or not digits.isascii() or not digits.isdigit():
-        return None
+    if not secret or len(digits) != 6 or not digits.isascii() or not digits.isdigit():
+        return None  # (no secret: it could not be decrypted after a change of the secret key)
     totp = pyotp.TOTP(secret)
     current = totp.timecode(now)
     for step in range(current - TOTP_DRIFT_STEPS, current + TOTP_DRIFT_STEPS + 1):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,7 +24,7 @@ from app.accounts.web import (
 )
 from app.api import api_route, parse_json, respond
 from app.audit import service as audit
-from app.db import unit_of_work
+from app.db import unit_of_work, utcnow
 from app.errors import NotAuthenticated
 from app.resources import db, resources
 from app.schemas import Out, Schema
@@ -98,6 +100,21 @@ async def logout(request: Request) -> Response:
     return response
 
 
+class SessionStatusOut(Out):
+    idle_seconds_left: int
+
+
+async def session_status(request: Request) -> Response:
+    """How long the session has before its idle end; asking does not count as activity (pages
+    in other tabs and calls keep the session alive, and a page asks before it warns)."""
+    who = await principal(request, SessionKind.STAFF, signing_in=True, activity=False)
+    if who is None or who.last_seen_at is None:
+        raise NotAuthenticated()
+    idle = timedelta(minutes=resources(request).settings.session_idle_minutes)
+    left = (who.last_seen_at + idle - utcnow()).total_seconds()
+    return respond(SessionStatusOut(idle_seconds_left=max(0, int(left))))
+
+
 async def me(request: Request) -> Response:
     who = await principal(request, SessionKind.STAFF, signing_in=True)
     if who is None:
@@ -153,6 +170,14 @@ routes = [
         response=LogoutOut,
         empty_status=204,
         errors=[401, 403],
+    ),
+    api_route(
+        "/api/v1/auth/session",
+        session_status,
+        summary="Seconds before the idle end (asking does not count as activity)",
+        tags=["auth"],
+        response=SessionStatusOut,
+        errors=[401],
     ),
     api_route(
         "/api/v1/auth/me",

@@ -49,6 +49,8 @@ class Principal:
     stage: SessionStage = SessionStage.FULL
     # When the password or a second factor was last shown in this session (re-auth).
     verified_at: datetime | None = None
+    # The session's last activity when this request came (idle timeout).
+    last_seen_at: datetime | None = None
     # The OpenID provider that vouched for this staff session (single sign-on), else None.
     oidc_issuer: str | None = None
 
@@ -304,7 +306,12 @@ TOUCH_EVERY = timedelta(seconds=60)
 
 
 async def resolve(
-    session: AsyncSession, *, token: str, kind: SessionKind, idle: timedelta | None = None
+    session: AsyncSession,
+    *,
+    token: str,
+    kind: SessionKind,
+    idle: timedelta | None = None,
+    touch_it: bool = True,
 ) -> Principal | None:
     """The principal behind a session cookie, or None if unknown, ended, expired or (staff,
     with ``idle``) unused for longer than ``idle``. Counts this request as activity."""
@@ -320,7 +327,7 @@ async def resolve(
         if user is None or not user.is_active:
             return None
     found = _principal(row, user)
-    if now - row.last_seen_at >= TOUCH_EVERY:
+    if touch_it and now - row.last_seen_at >= TOUCH_EVERY:
         await touch(session, session_id=row.id, now=now)
         await session.commit()
     return found
@@ -416,6 +423,7 @@ def _principal(row: AuthSession, user: User | None) -> Principal:
         appointment_id=row.appointment_id,
         stage=row.stage,
         verified_at=row.verified_at,
+        last_seen_at=row.last_seen_at,
         oidc_issuer=row.oidc_issuer,
     )
 

@@ -50,12 +50,13 @@ def client_ip(conn: HTTPConnection) -> str | None:
 
 
 async def principal(
-    conn: HTTPConnection, kind: SessionKind, *, signing_in: bool = False
+    conn: HTTPConnection, kind: SessionKind, *, signing_in: bool = False, activity: bool = True
 ) -> Principal | None:
     """The principal of this connection's session cookie of ``kind``, if any (cached).
 
     Staff sessions that have not finished signing in (second factor, enrolment) count only
-    with ``signing_in``.
+    with ``signing_in``. Without ``activity`` the request does not count for the idle timeout
+    (the first call of a request decides).
     """
     cache_key = f"principal_{kind.value}"
     state = conn.scope.setdefault("state", {})
@@ -65,7 +66,9 @@ async def principal(
         if token:
             idle = timedelta(minutes=settings(conn).session_idle_minutes)
             async with db(conn)() as session:
-                found = await accounts.resolve(session, token=token, kind=kind, idle=idle)
+                found = await accounts.resolve(
+                    session, token=token, kind=kind, idle=idle, touch_it=activity
+                )
         state[cache_key] = found
     who: Principal | None = state[cache_key]
     if who is not None and who.stage is not SessionStage.FULL and not signing_in:

@@ -1,8 +1,9 @@
 // Staff pages: the session ends after a while without activity (KONSIL_SESSION_IDLE_MINUTES).
-// The user's own typing and clicking count (a report written for half an hour keeps the
-// session), being in a call counts, and two minutes before the end the page warns and offers
-// to stay signed in.
-import { api } from "./api.js";
+// The server keeps the clock: requests, websocket messages and being in a call count, in any
+// tab. This page counts the user's own typing and clicking too (a report written for half an
+// hour keeps the session), asks the server how much time is left before it warns (asking does
+// not count as activity), and two minutes before the end offers to stay signed in.
+import { api, ApiError } from "./api.js";
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -11,10 +12,10 @@ const WARN_MS = 2 * 60 * 1000;
 const PING_MS = 60 * 1000;
 
 if (minutes > 0) {
-  let lastServer = Date.now();
+  let lastServer = Date.now(); // this page's last request (the server may know of later ones)
   let lastInput = 0;
+  let asking = false;
   let warning = null;
-  let leaving = false;
 
   window.addEventListener("konsil:activity", () => {
     lastServer = Date.now();
@@ -47,23 +48,34 @@ if (minutes > 0) {
     }
   }
 
+  async function askServer() {
+    asking = true;
+    try {
+      // A direct fetch: it must not count as this page's activity.
+      const response = await fetch("/api/v1/auth/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (response.status === 401) {
+        const next = window.location.pathname + window.location.search;
+        window.location.assign(`/login?reason=idle&next=${encodeURIComponent(next)}`);
+        return;
+      }
+      if (!response.ok) return;
+      const left = (await response.json()).idle_seconds_left * 1000;
+      lastServer = Date.now() - (minutes * 60000 - left);
+      if (left <= WARN_MS) showWarning(left);
+      else hideWarning();
+    } catch (error) {
+      if (!(error instanceof ApiError)) return; // offline: ask again at the next tick
+    } finally {
+      asking = false;
+    }
+  }
+
   setInterval(() => {
     const now = Date.now();
-    const inCall = document.body.dataset.inCall === "true";
-    if ((inCall || lastInput > lastServer) && now - lastServer >= PING_MS) {
+    if (lastInput > lastServer && now - lastServer >= PING_MS) {
       ping();
       return;
     }
-    const left = lastServer + minutes * 60000 - now;
-    if (left <= 0 && !leaving) {
-      leaving = true;
-      // End the session here too (the server ends it on its own clock anyway).
-      const next = window.location.pathname + window.location.search;
-      api("/api/v1/auth/logout", { method: "POST" })
-        .catch(() => {})
-        .finally(() => window.location.assign(`/login?reason=idle&next=${encodeURIComponent(next)}`));
-    } else if (left <= WARN_MS) {
-      showWarning(left);
-    }
+    if (!asking && lastServer + minutes * 60000 - now <= WARN_MS) askServer();
   }, 5000);
 }

@@ -58,6 +58,8 @@ def test_totp_codes_are_accepted_one_step_either_side_only() -> None:
     assert factors.totp_step(secret, after2, now) is None
     assert factors.totp_step(secret, "12345", now) is None
     assert factors.totp_step(secret, "１２３４５６", now) is None  # full-width digits
+    # A secret that could not be decrypted (KONSIL_SECRET_KEY changed) matches nothing.
+    assert factors.totp_step("", totp.at(now), now) is None
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ from typing import Any
 import pyotp
 import pytest
 from playwright.async_api import Page, expect
+from sqlalchemy import update
 
-from app.db import utcnow
+from app.accounts.models import AuthSession
+from app.db import unit_of_work, utcnow
 from app.seed import DEMO_PASSWORD
 from app.settings import Settings
 from tests.browser.conftest import PHONE, Browsing, LiveServer
@@ -124,6 +126,13 @@ async def test_set_up_an_app_and_a_passkey_then_sign_in_with_each(
     ]
 
 
+async def idle_on_the_server(live: LiveServer, minutes: float) -> None:
+    async with unit_of_work(live.sessions) as session:
+        await session.execute(
+            update(AuthSession).values(last_seen_at=utcnow() - timedelta(minutes=minutes))
+        )
+
+
 async def test_the_page_warns_before_the_idle_timeout_and_then_signs_out(
     browsing: Browsing, screenshot: Callable[[Page, str], Any]
 ) -> None:
@@ -132,14 +141,23 @@ async def test_the_page_warns_before_the_idle_timeout_and_then_signs_out(
     await page.clock.install()
     await password_step(page, specialist.email)
     await page.wait_for_url(re.compile(r"/account\?next="))
-    # The page's own requests count as activity: let them finish before the clock moves.
+    # The page's own requests count as activity: let them finish before the clocks move.
     await page.wait_for_load_state("networkidle")
+
+    # Activity elsewhere (another tab, a call) keeps the session: the page asks before warning.
+    await page.clock.fast_forward("28:05")
+    await page.wait_for_timeout(500)
+    await expect(page.get_by_role("alertdialog")).to_have_count(0)
+
+    await idle_on_the_server(browsing.server, 28.2)
     await page.clock.fast_forward("28:05")
     warning = page.get_by_role("alertdialog")
     await expect(warning).to_contain_text("abgemeldet")
     await screenshot(page, "idle-warning")
     await warning.get_by_role("button", name="Angemeldet bleiben").click()
     await expect(warning).to_be_hidden()
-    await page.clock.fast_forward("30:10")
+
+    await idle_on_the_server(browsing.server, 31)
+    await page.clock.fast_forward("29:00")
     await page.wait_for_url(re.compile(r"/login\?reason=idle"))
     await expect(page.get_by_role("alert")).to_contain_text("abgemeldet")
