@@ -27,6 +27,8 @@ from app.db import create_engine, session_factory
 from app.events.dispatcher import Dispatcher, Doorbell
 from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
+from app.notify.listener import lifespan as notify_lifespan
+from app.notify.routes import routes as notify_routes
 from app.observability import RequestMetricsMiddleware, drain_on_sigterm
 from app.observability import routes as ops_routes
 from app.pages.errors import exception_handlers as page_exception_handlers
@@ -59,6 +61,7 @@ PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]
     precheck_lifespan,
     signaling_lifespan,
     retention_lifespan,
+    notify_lifespan,
 ]
 
 
@@ -122,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *factor_routes,
         *scheduling_routes,
         *record_routes,
+        *notify_routes,
         *room_routes,
         *signaling_routes,
         *page_routes,

@@ -96,3 +96,10 @@ RETENTION_RUNS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+MESSAGES_SENT = Counter(
+    "konsil_messages_total",
+    "Outgoing messages (e-mail) by kind and outcome of an attempt: sent, queued (to be retried), "
+    "failed, superseded",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
