@@ -4,6 +4,7 @@ for sending."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from sqlmodel import col, select
 
 from app.db import create_engine, session_factory, unit_of_work, utcnow
 from app.notify import queue, smtp
-from app.notify.models import Channel, Kind, OutgoingMessage, Recipient
+from app.notify.models import LINK_KINDS, Channel, Kind, OutgoingMessage, Recipient
 from app.notify.policy import Planned
 from app.notify.sender import Sender
 from app.scheduling import links
@@ -25,6 +26,7 @@ from app.tokens import new_token, token_hash
 from tests.conftest import create_schema
 from tests.factories import Demo, make_appointment, seed
 
+_SLOTS = itertools.count()
 MAIL_FROM = "Telekonsil Klinikum <telekonsil@klinikum.example>"
 
 
@@ -49,11 +51,16 @@ class Db:
 
 
 @pytest.fixture
-def mail_settings(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
-    """Settings with e-mail to ``url`` (a test SMTP server)."""
+def mail_settings(
+    make_settings: Callable[..., Settings], database_url: str
+) -> Callable[..., Settings]:
+    """Settings with e-mail (each sender test gets its server's URL), on SQLite and on
+    PostgreSQL."""
 
     def make(url: str = "smtp://127.0.0.1:25?starttls=false", **overrides: object) -> Settings:
-        return make_settings(smtp_url=url, mail_from=MAIL_FROM, **overrides)
+        return make_settings(
+            smtp_url=url, mail_from=MAIL_FROM, database_url=database_url, **overrides
+        )
 
     return make
 
@@ -84,7 +91,7 @@ async def booked(
     db: Db, *, contact: str = "erika@example.org", language: str = "de", **details: Any
 ) -> tuple[Appointment, str]:
     """An appointment tomorrow whose patient gets e-mail, and its live link's token (sealed)."""
-    start = utcnow().replace(microsecond=0) + timedelta(days=1)
+    start = utcnow().replace(microsecond=0) + timedelta(days=1, minutes=next(_SLOTS))
     appointment = await make_appointment(
         db.sessions,
         db.demo,
@@ -134,7 +141,7 @@ async def enqueue(
 ) -> OutgoingMessage:
     """A message job as the listener adds it (a link message carries the live link)."""
     assert appointment.id is not None
-    link = await link_id(db, appointment) if kind in (Kind.INVITATION, Kind.NEW_LINK) else None
+    link = await link_id(db, appointment) if kind in LINK_KINDS else None
     planned = Planned(kind, recipient, Channel.EMAIL, language, link)
     key = key or f"{new_token()[:32]}:email:{recipient.value}"
     async with unit_of_work(db.sessions) as session:

@@ -43,6 +43,8 @@ class Inbox:
     replies first (one per attempt), then accepts."""
 
     refuse: list[str] = field(default_factory=list)
+    # Seconds the server takes to accept a message (so that senders overlap).
+    delay: float = 0.0
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
     logins: int = 0
@@ -59,6 +61,7 @@ class Inbox:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
+        await asyncio.sleep(self.delay)
         parsed = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         with self._changed:
