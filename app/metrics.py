@@ -81,7 +81,7 @@ BROKER_DROPPED = Counter(
 RETENTION_DELETED = Counter(
     "konsil_retention_deleted_total",
     "Rows deleted by the retention job, by kind (appointments, documents, reports, links, "
-    "sessions, events, idempotent_responses, audit_events)",
+    "sessions, messages, events, idempotent_responses, audit_events)",
     ["kind"],
     registry=REGISTRY,
 )
