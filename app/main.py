@@ -29,6 +29,8 @@ from app.db import create_engine, session_factory
 from app.events.dispatcher import Dispatcher, Doorbell
 from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
+from app.notify.listener import lifespan as notify_lifespan
+from app.notify.routes import routes as notify_routes
 from app.observability import RequestMetricsMiddleware, drain_on_sigterm
 from app.observability import routes as ops_routes
 from app.openapi import openapi_document
@@ -63,6 +65,7 @@ PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]
     precheck_lifespan,
     signaling_lifespan,
     retention_lifespan,
+    notify_lifespan,
 ]
 
 
@@ -128,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *audit_routes,
         *scheduling_routes,
         *record_routes,
+        *notify_routes,
         *room_routes,
         *signaling_routes,
         *admin_page_routes,

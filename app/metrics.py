@@ -81,7 +81,7 @@ BROKER_DROPPED = Counter(
 RETENTION_DELETED = Counter(
     "konsil_retention_deleted_total",
     "Rows deleted by the retention job, by kind (appointments, documents, reports, links, "
-    "sessions, events, idempotent_responses, audit_events)",
+    "sessions, messages, events, idempotent_responses, audit_events)",
     ["kind"],
     registry=REGISTRY,
 )
@@ -94,5 +94,12 @@ RETENTION_RUNS = Counter(
     "konsil_retention_runs_total",
     "Retention job rounds: done, skipped (another process held this period) or failed",
     ["outcome"],
+    registry=REGISTRY,
+)
+MESSAGES_SENT = Counter(
+    "konsil_messages_total",
+    "Outgoing messages (e-mail) by kind and outcome of an attempt: sent, queued (to be retried), "
+    "failed, superseded",
+    ["kind", "outcome"],
     registry=REGISTRY,
 )

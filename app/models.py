@@ -6,6 +6,7 @@ from app.accounts.models import AuthSession, Practice, RecoveryCode, SecondFacto
 from app.audit.models import AuditEvent, AuditPermit
 from app.events.outbox import OutboxEvent
 from app.idempotency import IdempotentResponse
+from app.notify.models import OutgoingMessage
 from app.records.models import Document, Report
 from app.scheduling.models import (
     Appointment,
@@ -28,6 +29,7 @@ __all__ = [
     "IdempotentResponse",
     "JoinToken",
     "OutboxEvent",
+    "OutgoingMessage",
     "Practice",
     "RecoveryCode",
     "Report",

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from app.accounts.passwords import PasswordWorkers
     from app.broker import Broker
     from app.events.dispatcher import Dispatcher
+    from app.notify.sender import Sender
     from app.precheck.echo import EchoRegistry
     from app.signaling.hub import Hub
     from app.tasks import Tasks
@@ -42,6 +43,8 @@ class Resources:
     echo: EchoRegistry | None = None
     # The OpenID provider's client when single sign-on is configured.
     oidc: OidcClient | None = None
+    # The e-mail sender when SMTP is configured (app/notify).
+    notify: Sender | None = None
     # True once the process is shutting down (SIGTERM): /readyz answers 503.
     draining: bool = False
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -160,6 +163,27 @@ class Settings(BaseSettings):
     oidc_required_amr: list[str] = Field(default_factory=list)
     oidc_clock_leeway_seconds: int = Field(default=60, ge=0, le=600)
 
+    # E-mail to patients and GPs (app/notify, docs/deploy.md "E-mail"). No SMTP URL: nothing is
+    # sent, and the pages say so. smtp://user:password@host:587 sends with STARTTLS (required;
+    # "?starttls=false" only for a relay on the same host), smtps://user:password@host:465 with
+    # implicit TLS; user and password percent-encoded. KONSIL_MAIL_FROM is the sender, e.g.
+    # "Telekonsil Klinikum <telekonsil@klinikum.example>", required with the URL.
+    smtp_url: SecretStr | None = None
+    mail_from: str | None = None
+    # A CA bundle (PEM) that signed the SMTP server's certificate (an internal CA); unset: the
+    # system's CAs.
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=30, gt=0, le=300)
+    # Temporary failures (a 4xx answer, no connection) are retried after 1, 2, 4, … minutes (at
+    # most an hour apart) until this many attempts in all; then the message counts as failed.
+    mail_max_attempts: int = Field(default=8, ge=1, le=30)
+    mail_retry_first_seconds: float = Field(default=60, gt=0, le=3600)
+    # A message a process claimed and did not settle (it died mid-send) is sent by another
+    # process after this long; longer than any one send can take (the timeout, twice).
+    mail_lease_seconds: float = Field(default=300, ge=60, le=3600)
+    # How often each process looks for messages due (a new one is sent at once anyway).
+    mail_poll_seconds: float = Field(default=10, gt=0, le=300)
+
     @field_validator(
         "turn_secret",
         "metrics_token",
@@ -168,6 +192,9 @@ class Settings(BaseSettings):
         "oidc_client_secret",
         "oidc_button_label",
         "legal_dir",
+        "smtp_url",
+        "mail_from",
+        "smtp_ca_file",
         mode="before",
     )
     @classmethod
@@ -191,6 +218,7 @@ class Settings(BaseSettings):
         if self.legal_dir is not None and not self.legal_dir.is_dir():
             raise ValueError(f"KONSIL_LEGAL_DIR is not a directory: {self.legal_dir}")
         _check_retention(self)
+        _check_mail(self)
         ZoneInfo(self.timezone)  # raises on an unknown zone
         self._check_oidc()
         return self
@@ -223,6 +251,11 @@ class Settings(BaseSettings):
             raise ValueError("KONSIL_OIDC_SCOPES must contain openid")
 
     @property
+    def mail_configured(self) -> bool:
+        """Whether e-mail is sent (an SMTP server and a sender are set)."""
+        return self.smtp_url is not None
+
+    @property
     def oidc_enabled(self) -> bool:
         return self.oidc_issuer is not None
 
@@ -249,6 +282,26 @@ def _check_retention(settings: Settings) -> None:
             f"KONSIL_RETENTION_METADATA_DAYS must be at most {MAX_METADATA_DAYS}: KBV Anlage 31b "
             "requires metadata to be deleted after three months at the latest"
         )
+
+
+def _check_mail(settings: Settings) -> None:
+    if settings.smtp_url is None:
+        if settings.mail_from is not None:
+            raise ValueError("KONSIL_MAIL_FROM is set but KONSIL_SMTP_URL is not")
+        return
+    url = urlsplit(settings.smtp_url.get_secret_value())
+    if url.scheme not in ("smtp", "smtps") or not url.hostname:
+        raise ValueError("KONSIL_SMTP_URL must look like smtp://user:password@host:587")
+    url.port  # noqa: B018 - raises on a port that is not a number or out of range
+    if settings.mail_from is None:
+        raise ValueError("KONSIL_MAIL_FROM is required when KONSIL_SMTP_URL is set")
+    _name, address = parseaddr(settings.mail_from)
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        raise ValueError("KONSIL_MAIL_FROM must be an e-mail address") from None
+    if settings.smtp_ca_file is not None and not settings.smtp_ca_file.is_file():
+        raise ValueError(f"KONSIL_SMTP_CA_FILE is not a file: {settings.smtp_ca_file}")
 
 
 def _origin_of(url: str) -> str:

@@ -306,3 +306,23 @@ async def test_migrated_audit_log_lets_only_retention_change_it(database_url: st
     finally:
         await engine.dispose()
     await asyncio.to_thread(upgrade, database_url)
+
+
+async def test_outgoing_message_migration_goes_down_and_up_again(database_url: str) -> None:
+    await asyncio.to_thread(upgrade, database_url)
+    await asyncio.to_thread(downgrade, database_url, "0008")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: sync.dialect.get_table_names(sync))
+    finally:
+        await engine.dispose()
+    assert "outgoing_message" not in tables
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert diff == []

@@ -91,10 +91,24 @@ class ReportCompleted(AppointmentEvent):
     gp_id: int
 
 
+LinkReason = Literal["booked", "rescheduled", "reissued"]
+
+
 class LinkIssued(AppointmentEvent):
-    """A join link was issued (at booking, or anew: every earlier one is revoked)."""
+    """A join link was issued (at booking, or anew: every earlier one is revoked), and why."""
 
     type: Literal["link.issued"] = "link.issued"
+    link_id: int | None = None
+    reason: LinkReason = "booked"
+
+
+class ReportReady(AppointmentEvent):
+    """The specialist wrote the appointment's first report (``ReportCompleted`` comes only
+    when the report completed a booked appointment; this one comes with every first report)."""
+
+    type: Literal["report.ready"] = "report.ready"
+    specialist_id: int
+    gp_id: int
 
 
 class LinkRevoked(AppointmentEvent):
@@ -142,6 +156,7 @@ DomainEvent = Annotated[
     | AppointmentTransferred
     | RoomStateChanged
     | ReportCompleted
+    | ReportReady
     | LinkIssued
     | LinkRevoked
     | PatientSessionsEnded

@@ -23,6 +23,7 @@ from app.pages.legal import routes as legal_routes
 from app.pages.navigation import HOME_BY_ROLE, safe_next
 from app.pages.static import file_exists, static_mount
 from app.pages.templating import render, static_version
+from app.resources import settings
 from app.rooms.state import BEGUN
 
 
@@ -104,7 +105,10 @@ async def catalog(request: Request) -> Response:
 
 async def gp_search(request: Request) -> Response:
     who = await staff_page(request, Role.GP)
-    return who if isinstance(who, Response) else page(request, "gp/search.html", who, "gp")
+    if isinstance(who, Response):
+        return who
+    mail = settings(request).mail_configured
+    return page(request, "gp/search.html", who, "gp", mail_configured=mail)
 
 
 async def gp_appointments(request: Request) -> Response:

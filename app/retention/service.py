@@ -25,6 +25,7 @@ from app.db import unit_of_work, utcnow
 from app.events.outbox import OutboxEvent
 from app.idempotency import IdempotentResponse
 from app.metrics import RETENTION_AUDIT_REDUCED, RETENTION_DELETED
+from app.notify.models import OutgoingMessage
 from app.records.models import Document, Report
 from app.retention import policy
 from app.scheduling.models import Appointment, JoinToken
@@ -35,6 +36,7 @@ BATCH = 200
 # The tables that reference an appointment, each under the name its deletions are counted by.
 # A new table with a foreign key to ``appointment`` must be added here (a test checks).
 CHILDREN: tuple[tuple[str, Any], ...] = (
+    ("messages", OutgoingMessage),
     ("documents", Document),
     ("reports", Report),
     ("links", JoinToken),
@@ -46,6 +48,7 @@ KINDS = (
     "reports",
     "links",
     "sessions",
+    "messages",
     "events",
     "idempotent_responses",
     "audit_events",

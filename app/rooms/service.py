@@ -20,7 +20,12 @@ from app.accounts.service import Principal
 from app.audit import service as audit
 from app.errors import Conflict, InvalidInput, NotFound, NotYourRoom, SlotTaken
 from app.events import outbox
-from app.events.types import AppointmentTransferred, ReportCompleted, RoomStateChanged
+from app.events.types import (
+    AppointmentTransferred,
+    ReportCompleted,
+    ReportReady,
+    RoomStateChanged,
+)
 from app.metrics import WAIT_SECONDS
 from app.rooms.schemas import QueueEntry, QueueOut
 from app.rooms.state import STATUS_AFTER, Action, Actor, next_state
@@ -128,6 +133,14 @@ def complete_by_report(session: AsyncSession, appointment: Appointment, now: dat
     assert appointment.id is not None
     if appointment.reported_at is None:
         appointment.reported_at = now
+        outbox.record(
+            session,
+            ReportReady(
+                appointment_id=appointment.id,
+                specialist_id=appointment.specialist_id,
+                gp_id=appointment.gp_id,
+            ),
+        )
     if appointment.status != AppointmentStatus.BOOKED:
         return
     appointment.status = AppointmentStatus.COMPLETED

@@ -1,8 +1,10 @@
 """Patient join links: issue, revoke and redeem.
 
 A link is ``{base_url}/join#<token>``: 256 random bits in the URL fragment, which browsers never
-send to a server. Only the token's SHA-256 is stored. A link is valid from ``starts_at -
-link_early_minutes`` until ``ends_at + link_grace_minutes``; issuing a new one revokes the old.
+send to a server. Only the token's SHA-256 is stored, and, while Konsil is to e-mail the link
+to the patient itself, the token sealed with a key from ``KONSIL_SECRET_KEY``. A link is valid
+from ``starts_at - link_early_minutes`` until ``ends_at + link_grace_minutes``; issuing a new
+one revokes the old.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import service as accounts
@@ -26,17 +29,18 @@ from app.errors import (
     NotFound,
 )
 from app.events import outbox
-from app.events.types import LinkIssued, LinkRevoked, PatientSessionsEnded
+from app.events.types import LinkIssued, LinkReason, LinkRevoked, PatientSessionsEnded
 from app.rooms.state import is_closed
 from app.scheduling import repository as repo
 from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, Specialty
 from app.scheduling.schemas import PatientAppointmentOut
 from app.settings import Settings
 from app.throttle import Budget, OnSuccess, Policy, Throttle, paced_refusals
-from app.tokens import new_token, session_key, token_hash
+from app.tokens import fernet, new_token, session_key, token_hash
 
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 ENDED_STATUSES = frozenset({AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW})
+_SEAL_KEY = b"konsil.join-link.sealed"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,25 @@ def window(appointment: Appointment, settings: Settings) -> tuple[datetime, date
     )
 
 
+def seal(settings: Settings, token: str) -> str:
+    """The token encrypted for Konsil's own later use (sending it by e-mail, again on resend)."""
+    return (
+        fernet(settings.secret_key.get_secret_value(), _SEAL_KEY).encrypt(token.encode()).decode()
+    )
+
+
+def unseal(settings: Settings, sealed: str) -> str | None:
+    """The token, or None if it was sealed under another KONSIL_SECRET_KEY."""
+    try:
+        return fernet(settings.secret_key.get_secret_value(), _SEAL_KEY).decrypt(sealed).decode()
+    except InvalidToken:
+        return None
+
+
+def join_url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url.rstrip('/')}/join#{token}"
+
+
 async def issue(
     session: AsyncSession,
     *,
@@ -70,27 +93,34 @@ async def issue(
     who: Principal,
     now: datetime,
     action: str = "link.issued",
+    reason: LinkReason = "booked",
 ) -> IssuedLink:
-    """Revokes every earlier link of the appointment (and their patient sessions), issues one."""
+    """Revokes every earlier link of the appointment (and their patient sessions), issues one.
+
+    When Konsil is to send the link itself (the GP chose e-mail), the token is kept sealed
+    with the link; otherwise only its hash is stored."""
     assert appointment.id is not None
     if await repo.revoke_links(session, appointment.id, now):
         await _end_patient_sessions(session, appointment.id, now)
     token = new_token()
     valid_from, valid_until = window(appointment, settings)
-    session.add(
-        JoinToken(
-            appointment_id=appointment.id,
-            token_hash=token_hash(token),
-            valid_from=valid_from,
-            valid_until=valid_until,
-            created_at=now,
-        )
+    link = JoinToken(
+        appointment_id=appointment.id,
+        token_hash=token_hash(token),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        created_at=now,
+        sealed=seal(settings, token) if appointment.reached_by("email") else None,
     )
+    session.add(link)
+    await session.flush()
     audit.record_for(session, who, action, appointment.id)
-    outbox.record(session, LinkIssued(appointment_id=appointment.id))
+    outbox.record(
+        session, LinkIssued(appointment_id=appointment.id, link_id=link.id, reason=reason)
+    )
     return IssuedLink(
         token=token,
-        join_url=f"{settings.base_url.rstrip('/')}/join#{token}",
+        join_url=join_url(settings, token),
         valid_from=valid_from,
         valid_until=valid_until,
     )

@@ -120,6 +120,18 @@ class Appointment(SQLModel, table=True):
     cancelled_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     # iCalendar SEQUENCE: bumped whenever the booking's time or status changes.
     sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # How the GP asked Konsil to reach the patient ("email", comma-separated; "" for none: the
+    # GP hands the link over), and in which language (app/notify).
+    patient_channels: str = Field(
+        default="", max_length=40, sa_column_kwargs={"server_default": ""}
+    )
+    patient_language: str = Field(
+        default="de", max_length=2, sa_column_kwargs={"server_default": "de"}
+    )
+
+    def reached_by(self, channel: str) -> bool:
+        """Whether the GP asked for messages to the patient through ``channel``."""
+        return channel in self.patient_channels.split(",")
 
 
 class JoinToken(SQLModel, table=True):
@@ -135,3 +147,6 @@ class JoinToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     revoked_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     last_redeemed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # The token encrypted with a key from KONSIL_SECRET_KEY (``links.seal``), only while Konsil
+    # is to send the link to the patient itself (app/notify); cleared when the link is revoked.
+    sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -214,7 +214,7 @@ async def revoke_links(session: AsyncSession, appointment_id: int, now: datetime
     result = await session.execute(
         update(JoinToken)
         .where(col(JoinToken.appointment_id) == appointment_id, col(JoinToken.revoked_at).is_(None))
-        .values(revoked_at=now)
+        .values(revoked_at=now, sealed=None)
         .execution_options(synchronize_session="fetch")
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time
+from typing import Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from app.scheduling.models import AppointmentStatus, Mode, RoomState, Urgency
@@ -38,6 +46,11 @@ class BookingIn(Schema):
     clinical_question: str = Field(min_length=5, max_length=MAX_QUESTION)
     urgency: Urgency = Urgency.ROUTINE
     mode: Mode = Mode.HOME
+    # How Konsil itself should reach the patient (app/notify): ["email"] sends the invitation,
+    # a new link and a cancellation to the e-mail address in ``patient_contact``. Empty: the
+    # GP hands the link over.
+    invite_by: list[Literal["email"]] = Field(default_factory=list, max_length=1)
+    patient_language: Literal["de", "en"] = "de"
 
     @field_validator("patient_birth_date")
     @classmethod
@@ -60,6 +73,14 @@ class BookingIn(Schema):
         if _PHONE.match(value) and sum(c.isdigit() for c in value) >= 6:
             return value
         raise _invalid("Bitte eine E-Mail-Adresse oder eine Telefonnummer angeben.")
+
+    @field_validator("invite_by")
+    @classmethod
+    def _reachable(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        contact = info.data.get("patient_contact")
+        if "email" in value and isinstance(contact, str) and "@" not in contact:
+            raise _invalid("Für den Versand per E-Mail bitte eine E-Mail-Adresse angeben.")
+        return sorted(set(value))
 
 
 class RescheduleIn(Schema):
@@ -235,6 +256,8 @@ class AppointmentOut(Out):
     patient_name: str
     patient_birth_date: date
     patient_contact: str
+    invite_by: list[str]
+    patient_language: str
     clinical_question: str
     created_at: datetime
     cancelled_at: datetime | None

@@ -15,7 +15,14 @@ from app.accounts.models import Role, User
 from app.accounts.service import Principal
 from app.audit import service as audit
 from app.db import utcnow
-from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, SlotTaken
+from app.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    SlotTaken,
+)
 from app.events import outbox
 from app.events.types import AppointmentBooked, AppointmentCancelled, AppointmentRescheduled
 from app.rooms import service as rooms
@@ -51,6 +58,9 @@ async def book(
     """
     now = now or utcnow()
     gp_id = require_role(who, Role.GP)
+    if details.invite_by and not settings.mail_configured:
+        message = "Der E-Mail-Versand ist auf diesem Server nicht eingerichtet."
+        raise InvalidInput(fields=[{"field": "invite_by", "message": message}])
     gp = await session.get(User, gp_id)
     assert gp is not None
     specialist = await repo.lock_specialist(session, details.specialist_id)
@@ -75,6 +85,8 @@ async def book(
         clinical_question=details.clinical_question,
         urgency=details.urgency,
         mode=details.mode,
+        patient_channels=",".join(details.invite_by),
+        patient_language=details.patient_language,
         created_at=now,
     )
     session.add(appointment)
@@ -214,6 +226,7 @@ async def reschedule(
         who=who,
         now=now,
         action="link.reissued",
+        reason="rescheduled",
     )
     return BookingOut(
         appointment=(await appointment_views(session, [appointment]))[0],
@@ -246,6 +259,7 @@ async def reissue_link(
         who=who,
         now=now,
         action="link.reissued",
+        reason="reissued",
     )
     return await _link_out(
         session, settings=settings, appointment=appointment, issued=issued, now=now

@@ -37,6 +37,7 @@ async def appointment_views(
                     "specialty": specialty.name_de if specialty else "",
                     "gp_name": gp.display_name,
                     "has_report": a.reported_at is not None,
+                    "invite_by": [c for c in a.patient_channels.split(",") if c],
                     "link": LinkStateOut.model_validate(link) if link else None,
                 }
             )

@@ -55,7 +55,13 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
             await hub.ended.end(ev=event.event_id, session=event.session_key)
         case ev.AccountDeactivated():
             await hub.ended.end(ev=event.event_id, user_id=event.user_id)
-        case ev.AppointmentCancelled() | ev.ReportCompleted() | ev.LinkIssued() | ev.LinkRevoked():
+        case (
+            ev.AppointmentCancelled()
+            | ev.ReportCompleted()
+            | ev.ReportReady()
+            | ev.LinkIssued()
+            | ev.LinkRevoked()
+        ):
             # Nothing open changes beyond what the room's own events do (a cancellation's
             # ``RoomStateChanged`` closes the room and refreshes the dashboard).
             pass

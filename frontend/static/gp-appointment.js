@@ -23,7 +23,89 @@ async function load() {
   }
   $("[data-content]", root).hidden = false;
   renderDetails();
-  await Promise.all([loadReport(), loadDocuments()]);
+  await Promise.all([loadReport(), loadDocuments(), loadMessages()]);
+}
+
+const MESSAGE_KIND = {
+  invitation: () => t("Invitation with the link"),
+  rescheduled: () => t("New time and new link"),
+  new_link: () => t("New link"),
+  cancelled: () => t("Cancellation"),
+  report_ready: () => t("Report ready (to you)"),
+};
+const MESSAGE_ERROR = {
+  recipient_refused: () => t("the address was refused"),
+  sender_refused: () => t("the mail server refused our sender"),
+  refused: () => t("the mail server refused the message"),
+  auth_failed: () => t("the mail server refused our login"),
+  tls: () => t("no secure connection to the mail server"),
+  timeout: () => t("the mail server did not answer"),
+  connection: () => t("the mail server could not be reached"),
+  no_address: () => t("no email address"),
+  link_unavailable: () => t("the link can no longer be sent; issue a new one"),
+  link_replaced: () => t("a newer link replaced it"),
+  link_expired: () => t("the link had expired"),
+  cancelled: () => t("the booking was cancelled"),
+};
+
+function messageState(m) {
+  const why = m.error ? (MESSAGE_ERROR[m.error] || (() => m.error))() : "";
+  const code = m.smtp_code ? ` (${m.smtp_code})` : "";
+  switch (m.status) {
+    case "sent": return t("sent {time}", { time: formatDateTime(m.sent_at) });
+    case "failed": return t("failed {time}: {reason}", { time: formatDateTime(m.failed_at), reason: why + code });
+    case "superseded": return t("not sent: {reason}", { reason: why });
+    case "queued": return m.attempts
+      ? t("not yet sent ({reason}); next attempt {time}", { reason: why + code, time: formatDateTime(m.next_attempt_at) })
+      : t("waiting to be sent");
+    default: return t("being sent");
+  }
+}
+
+async function loadMessages() {
+  const card = $("[data-messages-card]", root);
+  const list = $("[data-messages]", root);
+  const note = $("[data-messages-note]", root);
+  let found;
+  try {
+    found = await api(`/api/v1/appointments/${id}/messages`);
+  } catch (error) {
+    card.hidden = false;
+    list.replaceChildren(h("li", { class: "alert error" }, errorMessage(error)));
+    return;
+  }
+  card.hidden = false;
+  note.textContent = !found.email_configured
+    ? t("Sending email is not set up on this server: Konsil sends no messages. Give the patient the link yourself.")
+    : found.patient_email
+      ? t("Messages to the patient go to {address}.", { address: found.patient_email })
+      : t("The patient gets no email from Konsil (not chosen at booking).");
+  list.replaceChildren(...(found.messages.length ? found.messages.map(messageItem) : [h("li", { class: "muted" }, t("No messages yet."))]));
+}
+
+function messageItem(m) {
+  const to = m.recipient === "gp" ? t("to you") : t("to the patient");
+  const item = h("li", { dataset: { message: String(m.id), status: m.status } },
+    h("strong", {}, (MESSAGE_KIND[m.kind] || (() => m.kind))()), ` ${to}, ${t("email")}: `,
+    h("span", {}, messageState(m)));
+  if (m.status === "failed" || m.status === "sent") {
+    const again = h("button", { type: "button" }, t("Send again"));
+    again.addEventListener("click", (event) => resend(event, m));
+    item.append(" ", again);
+  }
+  return item;
+}
+
+async function resend(event, m) {
+  await busy(event.target, async () => {
+    try {
+      await api(`/api/v1/appointments/${id}/messages/${m.id}/resend`, { method: "POST" });
+      showAlert(notice, t("The message is being sent again."), "success");
+      await loadMessages();
+    } catch (error) {
+      showAlert(errorBox, errorMessage(error));
+    }
+  });
 }
 
 function renderDetails() {

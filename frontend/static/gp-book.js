@@ -81,6 +81,8 @@ function bookingBody(f) {
     clinical_question: f.clinical_question.value.trim(),
     urgency: f.urgency.value,
     mode: f.mode.value,
+    invite_by: f.invite_by && f.invite_by.checked ? ["email"] : [],
+    patient_language: f.patient_language ? f.patient_language.value : "de",
   };
 }
 
@@ -114,6 +116,9 @@ async function book(event) {
       pending = null;
       f.reset();
       showLink($("[data-link-box]", root), result.link, result.appointment);
+      const mailed = $("[data-mailed]", root);
+      mailed.hidden = !result.appointment.invite_by.includes("email");
+      mailed.textContent = t("Konsil is sending the invitation to {address}. The booking shows whether it arrived.", { address: result.appointment.patient_contact });
       $("[data-detail-link]", root).href = `/gp/appointments/${result.appointment.id}`;
       showStep(root, "done");
     } catch (error) {
@@ -145,6 +150,7 @@ const FIELD_LABELS = {
   patient_birth_date: () => t("Date of birth"),
   patient_contact: () => t("Patient's email or mobile number"),
   clinical_question: () => t("Clinical question"),
+  invite_by: () => t("Send the link to the patient"),
 };
 
 function fieldErrors(error) {

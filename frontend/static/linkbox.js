@@ -29,7 +29,8 @@ export function showLink(box, link, appointment) {
     specialist: appointment.specialist_name, time: formatDateTime(appointment.starts_at), url: link.join_url,
   });
   const to = appointment.patient_contact.includes("@") ? appointment.patient_contact : "";
-  $("[data-mail]", box).href = `mailto:${encodeURIComponent(to)}?subject=${encodeURIComponent(subject)}&body=${encodeURIComponent(body)}`;
+  // RFC 6068: the address as it is ("@" not percent-encoded, which some mail programs keep).
+  $("[data-mail]", box).href = `mailto:${encodeURIComponent(to).replace(/%40/g, "@")}?subject=${encodeURIComponent(subject)}&body=${encodeURIComponent(body)}`;
   if (patientIcsUrl) URL.revokeObjectURL(patientIcsUrl);
   patientIcsUrl = URL.createObjectURL(new Blob([link.patient_ics], { type: "text/calendar;charset=utf-8" }));
   const ics = $("[data-patient-ics]", box);

@@ -1,0 +1,112 @@
+"""Turns a claimed job into a message to send, reading the appointment as it is now: the
+address, the current link, the practice. A link message whose link was replaced, or whose
+appointment was cancelled, is not sent (``Skip``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from email.message import EmailMessage
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.models import Practice, User
+from app.notify import policy, smtp
+from app.notify.models import LINK_KINDS, Kind, OutgoingMessage, Recipient, Status
+from app.notify.render import MailContext, render
+from app.scheduling import links
+from app.scheduling.models import Appointment, AppointmentStatus, JoinToken
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class Ready:
+    email: EmailMessage
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Not sent: ``superseded`` (nothing to tell any more) or ``failed`` (cannot be sent)."""
+
+    status: Status
+    error: str
+
+
+async def compose(
+    session: AsyncSession, *, settings: Settings, message: OutgoingMessage, now: datetime
+) -> Ready | Skip:
+    appointment = await session.get(Appointment, message.appointment_id)
+    if appointment is None:
+        return Skip(Status.SUPERSEDED, "appointment_deleted")
+    address = await _address(session, message, appointment)
+    if address is None:
+        return Skip(Status.FAILED, "no_address")
+    practice = await _practice(session, appointment)
+    context = MailContext(
+        kind=message.kind,
+        starts_at=appointment.starts_at.astimezone(settings.tz),
+        practice_name=practice.name if practice else None,
+        practice_phone=practice.phone if practice else None,
+    )
+    if message.kind in LINK_KINDS:
+        linked = await _with_link(session, settings, message, appointment, context, now)
+        if isinstance(linked, Skip):
+            return linked
+        context = linked
+    if message.kind is Kind.REPORT_READY:
+        context = replace(
+            context,
+            booking_id=appointment.id,
+            booking_url=f"{settings.base_url.rstrip('/')}/gp/appointments/{appointment.id}",
+        )
+    mail = render(context, message.language)
+    assert settings.mail_from is not None
+    assert message.id is not None
+    email = smtp.build(
+        mail,
+        sender=settings.mail_from,
+        to=address,
+        message_id=smtp.message_id(message.id, message.created_at, settings.mail_from),
+        date=now,
+    )
+    return Ready(email)
+
+
+async def _address(
+    session: AsyncSession, message: OutgoingMessage, appointment: Appointment
+) -> str | None:
+    if message.recipient is Recipient.PATIENT:
+        return policy.patient_email(appointment)
+    gp = await session.get(User, appointment.gp_id)
+    return gp.email if gp is not None and gp.is_active else None
+
+
+async def _practice(session: AsyncSession, appointment: Appointment) -> Practice | None:
+    if appointment.practice_id is None:
+        return None
+    return await session.get(Practice, appointment.practice_id)
+
+
+async def _with_link(
+    session: AsyncSession,
+    settings: Settings,
+    message: OutgoingMessage,
+    appointment: Appointment,
+    context: MailContext,
+    now: datetime,
+) -> MailContext | Skip:
+    if appointment.status is AppointmentStatus.CANCELLED:
+        return Skip(Status.SUPERSEDED, "cancelled")
+    link = await session.get(JoinToken, message.join_token_id) if message.join_token_id else None
+    if link is None or link.revoked_at is not None:
+        return Skip(Status.SUPERSEDED, "link_replaced")
+    if link.valid_until <= now:
+        return Skip(Status.SUPERSEDED, "link_expired")
+    token = links.unseal(settings, link.sealed) if link.sealed else None
+    if token is None:
+        return Skip(Status.FAILED, "link_unavailable")
+    return replace(
+        context,
+        join_url=links.join_url(settings, token),
+        opens_at=link.valid_from.astimezone(settings.tz),
+    )

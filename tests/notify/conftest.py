@@ -1,0 +1,164 @@
+"""Fixtures for the e-mail tests: a database without the app (so no sender of the app's
+lifespan competes with the test's own), a movable clock, and appointments with a link kept
+for sending."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from app.db import create_engine, session_factory, unit_of_work, utcnow
+from app.notify import queue, smtp
+from app.notify.models import LINK_KINDS, Channel, Kind, OutgoingMessage, Recipient
+from app.notify.policy import Planned
+from app.notify.sender import Sender
+from app.scheduling import links
+from app.scheduling.models import Appointment, JoinToken
+from app.settings import Settings
+from app.tokens import new_token, token_hash
+from tests.conftest import create_schema
+from tests.factories import Demo, make_appointment, seed
+
+_SLOTS = itertools.count()
+MAIL_FROM = "Telekonsil Klinikum <telekonsil@klinikum.example>"
+
+
+class Clock:
+    """The sender's clock: starts at the real time, moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Db:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    demo: Demo
+
+
+@pytest.fixture
+def mail_settings(
+    make_settings: Callable[..., Settings], database_url: str
+) -> Callable[..., Settings]:
+    """Settings with e-mail (each sender test gets its server's URL), on SQLite and on
+    PostgreSQL."""
+
+    def make(url: str = "smtp://127.0.0.1:25?starttls=false", **overrides: object) -> Settings:
+        return make_settings(
+            smtp_url=url, mail_from=MAIL_FROM, database_url=database_url, **overrides
+        )
+
+    return make
+
+
+@pytest.fixture
+async def db(mail_settings: Callable[..., Settings]) -> AsyncIterator[Db]:
+    settings = mail_settings()
+    await create_schema(settings.database_url)
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    yield Db(settings, sessions, await seed(sessions))
+    await engine.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def sender_for(db: Db, url: str, clock: Clock, **overrides: object) -> Sender:
+    """A sender (not started) that sends to ``url`` on ``clock``."""
+    settings = db.settings.model_copy(update={"smtp_url": None, **overrides})
+    config = smtp.parse_url(url, timeout=10, ca_file=settings.smtp_ca_file)
+    return Sender(db.sessions, settings, smtp.SmtpTransport(config), clock=clock)
+
+
+async def booked(
+    db: Db, *, contact: str = "erika@example.org", language: str = "de", **details: Any
+) -> tuple[Appointment, str]:
+    """An appointment tomorrow whose patient gets e-mail, and its live link's token (sealed)."""
+    start = utcnow().replace(microsecond=0) + timedelta(days=1, minutes=next(_SLOTS))
+    appointment = await make_appointment(
+        db.sessions,
+        db.demo,
+        starts_at=start,
+        patient_contact=contact,
+        patient_channels="email",
+        patient_language=language,
+        **details,
+    )
+    token = await sealed_link(db, appointment)
+    return appointment, token
+
+
+async def sealed_link(db: Db, appointment: Appointment) -> str:
+    assert appointment.id is not None
+    token = new_token()
+    async with unit_of_work(db.sessions) as session:
+        session.add(
+            JoinToken(
+                appointment_id=appointment.id,
+                token_hash=token_hash(token),
+                valid_from=appointment.starts_at - timedelta(minutes=30),
+                valid_until=appointment.ends_at + timedelta(minutes=30),
+                sealed=links.seal(db.settings, token),
+            )
+        )
+    return token
+
+
+async def link_id(db: Db, appointment: Appointment) -> int:
+    async with db.sessions() as session:
+        query = select(JoinToken).where(col(JoinToken.appointment_id) == appointment.id)
+        rows = (await session.execute(query.order_by(col(JoinToken.id)))).scalars().all()
+    assert rows[-1].id is not None
+    return rows[-1].id
+
+
+async def enqueue(
+    db: Db,
+    clock: Clock,
+    appointment: Appointment,
+    kind: Kind = Kind.INVITATION,
+    *,
+    recipient: Recipient = Recipient.PATIENT,
+    language: str = "de",
+    key: str | None = None,
+) -> OutgoingMessage:
+    """A message job as the listener adds it (a link message carries the live link)."""
+    assert appointment.id is not None
+    link = await link_id(db, appointment) if kind in LINK_KINDS else None
+    planned = Planned(kind, recipient, Channel.EMAIL, language, link)
+    key = key or f"{new_token()[:32]}:email:{recipient.value}"
+    async with unit_of_work(db.sessions) as session:
+        assert await queue.enqueue(
+            session, key=key, appointment_id=appointment.id, planned=planned, now=clock.now
+        )
+    return await message_by_key(db, key)
+
+
+async def message_by_key(db: Db, key: str) -> OutgoingMessage:
+    async with db.sessions() as session:
+        query = select(OutgoingMessage).where(col(OutgoingMessage.idempotency_key) == key)
+        return (await session.execute(query)).scalar_one()
+
+
+async def message(db: Db, message_id: int | None) -> OutgoingMessage:
+    async with db.sessions() as session:
+        found = await session.get(OutgoingMessage, message_id)
+    assert found is not None
+    return found

@@ -1,0 +1,62 @@
+"""No health data leaves in any message: every template, in every language, rendered for a
+booking whose clinical question, report, patient name and specialty carry a canary, and sent
+through a real SMTP server; the canary is in no header and no body."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlmodel import col
+
+from app.db import unit_of_work
+from app.notify.models import Kind, Recipient, Status
+from app.notify.render import LANGUAGES, TEMPLATES, template_names
+from app.records.models import Report
+from app.scheduling.models import Specialty
+from tests.notify.conftest import Clock, Db, booked, enqueue, sender_for
+from tests.notify.smtpd import smtp_server
+
+CANARY = "KANARIENVOGEL-7f3a"
+
+
+async def test_no_template_carries_the_question_the_report_or_the_specialty(
+    db: Db, clock: Clock
+) -> None:
+    appointment, _ = await booked(
+        db,
+        patient_name=f"Erika {CANARY}",
+        clinical_question=f"Verdacht auf {CANARY}: bitte Echo",
+    )
+    async with unit_of_work(db.sessions) as session:
+        assert appointment.id is not None
+        session.add(
+            Report(
+                appointment_id=appointment.id,
+                author_id=db.demo.specialist.id or 0,
+                body=f"Befund: {CANARY}",
+            )
+        )
+        await session.execute(
+            update(Specialty)
+            .where(col(Specialty.id) == db.demo.cardiology.id)
+            .values(name_de=CANARY, name_en=CANARY)
+        )
+    used: set[str] = set()
+    for kind in Kind:
+        for language in LANGUAGES:
+            recipient = Recipient.GP if kind is Kind.REPORT_READY else Recipient.PATIENT
+            await enqueue(db, clock, appointment, kind, recipient=recipient, language=language)
+            used.update(template_names(kind, language))
+    with smtp_server() as server:
+        statuses = await sender_for(db, server.url(), clock).send_all()
+        received = server.inbox.received
+    assert statuses == [Status.SENT] * len(Kind) * len(LANGUAGES)
+    assert len(received) == len(statuses)
+    for mail in received:
+        raw = mail.message.as_string()
+        decoded = [part.get_content() for part in mail.message.iter_parts()]
+        headers = " ".join(str(value) for value in mail.message.values())
+        for text in (raw, *decoded, headers):
+            assert CANARY not in text
+        assert "Echo" not in " ".join(decoded)
+    shipped = {p.name for p in TEMPLATES.iterdir() if not p.name.startswith("_")}
+    assert used == shipped  # every template was rendered

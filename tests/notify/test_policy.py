@@ -1,0 +1,130 @@
+"""The pure parts: which messages an event calls for, back-off, SMTP errors, the SMTP URL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from app.events import types as ev
+from app.notify import policy, smtp
+from app.notify.models import Channel, Kind, Recipient, Status
+from app.scheduling.models import Appointment
+
+NOW = datetime(2026, 3, 12, 11, 0, tzinfo=UTC)
+
+
+def appointment(channels: str = "email", contact: str = "erika@example.org") -> Appointment:
+    return Appointment(
+        id=7,
+        specialist_id=2,
+        gp_id=3,
+        starts_at=NOW,
+        ends_at=NOW + timedelta(minutes=30),
+        patient_name="Erika Mustermann",
+        patient_birth_date=date(1950, 1, 1),
+        patient_contact=contact,
+        clinical_question="x",
+        patient_channels=channels,
+        patient_language="en",
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [("booked", Kind.INVITATION), ("rescheduled", Kind.RESCHEDULED), ("reissued", Kind.NEW_LINK)],
+)
+def test_plan_a_link_goes_to_the_patient_in_their_language(
+    reason: ev.LinkReason, kind: Kind
+) -> None:
+    event = ev.LinkIssued(appointment_id=7, link_id=11, reason=reason)
+    assert policy.plan(event, appointment()) == [
+        policy.Planned(kind, Recipient.PATIENT, Channel.EMAIL, "en", 11)
+    ]
+
+
+def test_plan_nothing_to_the_patient_without_the_email_choice_or_address() -> None:
+    link = ev.LinkIssued(appointment_id=7, link_id=11)
+    cancelled = ev.AppointmentCancelled(appointment_id=7, specialist_id=2, gp_id=3)
+    for unreachable in (appointment(channels=""), appointment(contact="+49 30 123456")):
+        assert policy.plan(link, unreachable) == []
+        assert policy.plan(cancelled, unreachable) == []
+
+
+def test_plan_the_gp_hears_of_a_report_and_nothing_else_plans_mail() -> None:
+    ready = ev.ReportReady(appointment_id=7, specialist_id=2, gp_id=3)
+    assert policy.plan(ready, appointment(channels="")) == [
+        policy.Planned(Kind.REPORT_READY, Recipient.GP, Channel.EMAIL, "de")
+    ]
+    booked = ev.AppointmentBooked(appointment_id=7, specialist_id=2, gp_id=3)
+    completed = ev.ReportCompleted(appointment_id=7, specialist_id=2, gp_id=3)
+    assert policy.plan(booked, appointment()) == []
+    assert policy.plan(completed, appointment()) == []
+
+
+def test_idempotency_key_is_event_channel_and_recipient() -> None:
+    planned = policy.Planned(Kind.CANCELLED, Recipient.PATIENT, Channel.EMAIL, "de")
+    assert policy.idempotency_key("ab" * 16, planned) == f"{'ab' * 16}:email:patient"
+
+
+def test_backoff_doubles_up_to_an_hour() -> None:
+    waits = [policy.backoff(n, 60).total_seconds() for n in range(1, 9)]
+    assert waits == [60, 120, 240, 480, 960, 1920, 3600, 3600]
+
+
+def test_after_failure_retries_temporary_until_the_last_attempt() -> None:
+    temporary = policy.Failure(permanent=False, error="connection")
+    retry = policy.after_failure(temporary, attempts=2, max_attempts=3, first_seconds=60, now=NOW)
+    assert retry == policy.Next(Status.QUEUED, NOW + timedelta(minutes=2))
+    last = policy.after_failure(temporary, attempts=3, max_attempts=3, first_seconds=60, now=NOW)
+    assert last.status is Status.FAILED
+    permanent = policy.Failure(permanent=True, error="recipient_refused", smtp_code=550)
+    assert policy.after_failure(
+        permanent, attempts=1, max_attempts=8, first_seconds=60, now=NOW
+    ) == policy.Next(Status.FAILED, NOW)
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (
+            aiosmtplib.SMTPRecipientsRefused(
+                [aiosmtplib.SMTPRecipientRefused(550, "no such user", "a@b.example")]
+            ),
+            policy.Failure(True, "recipient_refused", 550),
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused(
+                [aiosmtplib.SMTPRecipientRefused(452, "mailbox full", "a@b.example")]
+            ),
+            policy.Failure(False, "recipient_refused", 452),
+        ),
+        (aiosmtplib.SMTPDataError(554, "spam"), policy.Failure(True, "refused", 554)),
+        (aiosmtplib.SMTPDataError(421, "later"), policy.Failure(False, "refused", 421)),
+        (aiosmtplib.SMTPSenderRefused(553, "no", "x"), policy.Failure(True, "sender_refused", 553)),
+        (aiosmtplib.SMTPAuthenticationError(535, "bad"), policy.Failure(False, "auth_failed", 535)),
+        (aiosmtplib.SMTPServerDisconnected("gone"), policy.Failure(False, "connection")),
+        (aiosmtplib.SMTPConnectError("refused"), policy.Failure(False, "connection")),
+        (aiosmtplib.SMTPReadTimeoutError("slow"), policy.Failure(False, "timeout")),
+        (ConnectionResetError(), policy.Failure(False, "connection")),
+        (ValueError("odd"), policy.Failure(False, "error")),
+    ],
+)
+def test_classify_smtp_errors(exc: Exception, expected: policy.Failure) -> None:
+    assert smtp.classify(exc) == expected
+
+
+def test_parse_url_starttls_implicit_tls_and_encoded_login() -> None:
+    submission = smtp.parse_url("smtp://mailer%40klinik:p%3Ass%2Fw@mail.klinik.example")
+    assert (submission.host, submission.port) == ("mail.klinik.example", 587)
+    assert (submission.username, submission.password) == ("mailer@klinik", "p:ss/w")
+    assert (submission.starttls, submission.implicit_tls) == (True, False)
+    implicit = smtp.parse_url("smtps://u:p@mail.klinik.example", ca_file=Path("/ca.pem"))
+    assert (implicit.port, implicit.implicit_tls, implicit.starttls) == (465, True, False)
+    assert implicit.ca_file == Path("/ca.pem")
+    relay = smtp.parse_url("smtp://localhost:25?starttls=false")
+    assert (relay.port, relay.starttls, relay.username) == (25, False, None)
+    with pytest.raises(ValueError, match="smtp://"):
+        smtp.parse_url("http://mail.klinik.example")
