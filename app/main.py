@@ -31,6 +31,7 @@ from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
 from app.notify.listener import lifespan as notify_lifespan
 from app.notify.routes import routes as notify_routes
+from app.notify.routes_printed import routes as printed_routes
 from app.observability import RequestMetricsMiddleware, drain_on_sigterm
 from app.observability import routes as ops_routes
 from app.openapi import openapi_document
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *scheduling_routes,
         *record_routes,
         *notify_routes,
+        *printed_routes,
         *room_routes,
         *signaling_routes,
         *admin_page_routes,

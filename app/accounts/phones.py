@@ -36,3 +36,19 @@ def _invalid(field: str) -> InvalidInput:
         "z. B. 03563 123456 oder +49 3563 123456."
     )
     return InvalidInput(message, fields=[{"field": field, "message": message}])
+
+
+def display(e164: str, *, region: str = DEFAULT_REGION) -> str:
+    """A stored number as people read it: national within ``region`` (``03563 123456``),
+    international otherwise (``+48 22 123 45 67``)."""
+    try:
+        number = phonenumbers.parse(e164, region)
+    except phonenumbers.NumberParseException:
+        return e164
+    same = phonenumbers.region_code_for_number(number) == region
+    style = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if same
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return phonenumbers.format_number(number, style)

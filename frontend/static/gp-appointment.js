@@ -6,6 +6,7 @@ import { t, formatDate, formatDateTime } from "./i18n.js";
 import { STATUS, ROOM, label } from "./labels.js";
 import { showSlots, weekStart } from "./slots.js";
 import { showLink } from "./linkbox.js";
+import { mountDocuments } from "./documents.js";
 
 const root = $("#gp-appointment");
 const id = Number(root.dataset.appointment);
@@ -23,7 +24,7 @@ async function load() {
   }
   $("[data-content]", root).hidden = false;
   renderDetails();
-  await Promise.all([loadReport(), loadDocuments(), loadMessages()]);
+  await Promise.all([loadReport(), mountDocuments($("[data-documents-box]", root), id), loadMessages()]);
 }
 
 const MESSAGE_KIND = {
@@ -146,36 +147,6 @@ async function loadReport() {
   }
 }
 
-async function loadDocuments() {
-  const list = $("[data-documents]", root);
-  try {
-    const docs = await api(`/api/v1/appointments/${id}/documents`);
-    list.replaceChildren(...(docs.length ? docs.map((d) => h("li", {},
-      h("a", { href: `/api/v1/appointments/${id}/documents/${d.id}`, download: d.filename }, d.filename),
-      ` (${Math.ceil(d.size / 1024)} KB)`)) : [h("li", { class: "muted" }, t("No documents."))]));
-  } catch (error) {
-    list.replaceChildren(h("li", { class: "alert error" }, errorMessage(error)));
-  }
-}
-
-async function upload(event) {
-  event.preventDefault();
-  const file = event.target.file.files[0];
-  if (!file) return;
-  const body = new FormData();
-  body.append("file", file);
-  await busy(event.target.querySelector("button"), async () => {
-    try {
-      await api(`/api/v1/appointments/${id}/documents`, { method: "POST", body });
-      event.target.reset();
-      showAlert(notice, t("Document uploaded."), "success");
-      await loadDocuments();
-    } catch (error) {
-      showAlert(errorBox, errorMessage(error));
-    }
-  });
-}
-
 async function cancel(event) {
   if (!window.confirm(t("Cancel this booking? The patient's link stops working."))) return;
   await busy(event.target, async () => {
@@ -231,7 +202,6 @@ async function reschedule(slot) {
   }
 }
 
-$("[data-upload-form]", root).addEventListener("submit", upload);
 $("[data-cancel]", root).addEventListener("click", cancel);
 $("[data-new-link]", root).addEventListener("click", newLink);
 $("[data-reschedule]", root).addEventListener("click", openReschedule);

@@ -4,6 +4,7 @@ import { $, h, showStep, showAlert, busy } from "./dom.js";
 import { t, lang, formatDateTime } from "./i18n.js";
 import { showSlots, weekStart, weekTitle } from "./slots.js";
 import { showLink } from "./linkbox.js";
+import { mountDocuments } from "./documents.js";
 
 const root = $("#gp-book");
 const form = $("[data-search-form]", root);
@@ -120,6 +121,7 @@ async function book(event) {
       mailed.hidden = !result.appointment.invite_by.includes("email");
       mailed.textContent = t("Konsil is sending the invitation to {address}. The booking shows whether it arrived.", { address: result.appointment.patient_contact });
       $("[data-detail-link]", root).href = `/gp/appointments/${result.appointment.id}`;
+      mountDocuments($("[data-documents-box]", root), result.appointment.id);
       showStep(root, "done");
     } catch (error) {
       showAlert(errorBox, fieldErrors(error) || errorMessage(error));

@@ -1,8 +1,10 @@
 // The patient's link after booking or re-issuing: copy, send by email, calendar files.
-import { $ } from "./dom.js";
+import { api, errorMessage } from "./api.js";
+import { $, busy } from "./dom.js";
 import { t, formatDateTime } from "./i18n.js";
 
 let patientIcsUrl = null;
+let invitationUrl = null;
 
 /** Fills the link box (frontend/templates/gp/_link.html) from a LinkOut and its appointment. */
 export function showLink(box, link, appointment) {
@@ -37,4 +39,32 @@ export function showLink(box, link, appointment) {
   ics.href = patientIcsUrl;
   ics.download = `konsil-${appointment.id}-patient.ics`;
   $("[data-staff-ics]", box).href = `/api/v1/appointments/${appointment.id}/calendar.ics`;
+  const printStatus = $("[data-print-status]", box);
+  printStatus.textContent = "";
+  const print = $("[data-print]", box);
+  print.onclick = () => busy(print, async () => {
+    // A tab opened now (during the click) is not taken for a pop-up; it shows the PDF once
+    // the server has made it.
+    const tab = window.open("", "_blank");
+    try {
+      const response = await api(`/api/v1/appointments/${appointment.id}/invitation.pdf`, {
+        method: "POST", body: { join_url: link.join_url }, raw: true,
+      });
+      if (invitationUrl) URL.revokeObjectURL(invitationUrl);
+      invitationUrl = URL.createObjectURL(await response.blob());
+      if (tab) {
+        tab.location.href = invitationUrl;
+        printStatus.textContent = t("The invitation opens in a new tab; print it there.");
+      } else {
+        const a = document.createElement("a");
+        a.href = invitationUrl;
+        a.download = `einladung-${appointment.id}.pdf`;
+        a.click();
+        printStatus.textContent = t("The invitation was downloaded.");
+      }
+    } catch (error) {
+      if (tab) tab.close();
+      printStatus.textContent = errorMessage(error);
+    }
+  });
 }
