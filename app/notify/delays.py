@@ -42,12 +42,16 @@ class DelayNotice(SQLModel, table=True):
 
 
 async def on_event(
-    sessions: async_sessionmaker[AsyncSession], settings: Settings, event: ev.DomainEvent
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    event: ev.DomainEvent,
+    *,
+    now: datetime | None = None,
 ) -> int:
     """Adds the late-notice messages ``event`` calls for; returns how many were new."""
     if not isinstance(event, ev.DelayChanged):
         return 0
-    now, tz = utcnow(), settings.tz
+    now, tz = now or utcnow(), settings.tz
     day = local_day(now, tz)
     added = 0
     async with unit_of_work(sessions) as session:

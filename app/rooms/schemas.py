@@ -113,7 +113,7 @@ class DelayIn(Schema):
             note = handler(value)
         except ValidationError:
             raise PydanticCustomError(
-                "invalid", f"Der Hinweis darf höchstens {MAX_NOTE} Zeichen lang sein."
+                "invalid", f"Der Hinweis muss ein Text mit höchstens {MAX_NOTE} Zeichen sein."
             ) from None
         if note is not None and any(c in _CONTROL for c in note):
             raise PydanticCustomError("invalid", "Der Hinweis muss eine einzelne Zeile sein.")
