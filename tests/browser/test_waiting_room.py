@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from app.db import utcnow
-from app.scheduling.models import Appointment
+from app.scheduling.models import Appointment, RoomState
 from tests.browser.conftest import Browsing, LiveServer
 from tests.browser.helpers import appointment_with_link, log_in, wait_for_video
 from tests.factories import make_appointment, patient_token
@@ -270,3 +270,29 @@ async def test_knock_sounds_once_for_a_burst_and_never_during_a_consultation(
         )
         assert "Erika" not in str(notes), "no patient name on a desktop notification"
     assert browsing.csp_violations() == []
+
+
+async def test_knock_stays_silent_while_a_consultation_runs_on_another_device(
+    browsing: Browsing,
+) -> None:
+    server = browsing.server
+    # The server says a consultation of this specialist is going on (say, on a tablet).
+    await make_appointment(
+        server.sessions,
+        server.demo,
+        starts_at=slot_today(server) + timedelta(seconds=7),
+        room_state=RoomState.IN_CALL,
+    )
+    queue = await browsing.new_page()
+    await queue.add_init_script(KNOCK_PROBE)
+    await log_in(queue, server.demo.specialist)
+    await queue.goto("/specialist")
+    await expect(queue.locator("[data-live-status]")).to_contain_text("Live")
+    await expect(queue.locator("[data-knock-status]")).to_contain_text("Kein Ton")
+    async with arrivals(server) as arrive:
+        await arrive()
+        await expect(queue.locator("[data-waiting-count]")).to_have_text("1")
+        await queue.wait_for_timeout(1000)
+    assert await queue.title() == "(1) Warteliste · Konsil"
+    assert await queue.evaluate("window.__plays") == 0
+    assert await queue.evaluate("window.__notifications") == []
