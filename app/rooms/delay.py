@@ -13,6 +13,8 @@ from collections.abc import Collection
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -52,16 +54,35 @@ async def set_delay(
     event: the patients are not told twice)."""
     assert who.user_id is not None
     today = waiting.local_day(now, tz)
-    row = await session.get(SpecialistDelay, who.user_id, with_for_update=True)
-    if row is not None and (row.day, row.minutes, row.note) == (today, minutes, note):
+    row = await _locked_row(session, who.user_id, today, now)
+    if (row.day, row.minutes, row.note) == (today, minutes, note):
         return DelayOut.model_validate(row)
-    if row is None:
-        row = SpecialistDelay(specialist_id=who.user_id, day=today)
-        session.add(row)
     row.day, row.minutes, row.note, row.updated_at = today, minutes, note, now
     _changed(session, who, minutes=minutes or 0, note=int(note is not None))
     await session.flush()
     return DelayOut.model_validate(row)
+
+
+async def _locked_row(
+    session: AsyncSession, specialist_id: int, today: date, now: datetime
+) -> SpecialistDelay:
+    """The specialist's row, locked; made (empty) if there is none. Two first notices at once
+    (two tabs) meet at the primary key: the one that loses takes the winner's row."""
+    row = await session.get(SpecialistDelay, specialist_id, with_for_update=True)
+    if row is not None:
+        return row
+    try:
+        async with session.begin_nested():
+            row = SpecialistDelay(specialist_id=specialist_id, day=today, updated_at=now)
+            session.add(row)
+            await session.flush()
+        return row
+    except IntegrityError:
+        found = await session.get(
+            SpecialistDelay, specialist_id, with_for_update=True, populate_existing=True
+        )
+        assert found is not None
+        return found
 
 
 async def clear_delay(
@@ -69,12 +90,15 @@ async def clear_delay(
 ) -> None:
     """The specialist is on time again: the notice goes (nothing happens if there was none)."""
     assert who.user_id is not None
-    row = await session.get(SpecialistDelay, who.user_id, with_for_update=True)
-    if row is None:
-        return
-    was_current = row.day == waiting.local_day(now, tz)
-    await session.delete(row)
-    if was_current:
+    # One statement: of two withdrawals at once, one deletes the row and the other nothing.
+    deleted = await session.execute(
+        delete(SpecialistDelay)
+        .where(col(SpecialistDelay.specialist_id) == who.user_id)
+        .returning(col(SpecialistDelay.day))
+        .execution_options(synchronize_session=False)
+    )
+    day = deleted.scalar_one_or_none()
+    if day == waiting.local_day(now, tz):
         _changed(session, who, minutes=0, note=0)
 
 
