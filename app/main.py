@@ -29,6 +29,7 @@ from app.db import create_engine, session_factory
 from app.events.dispatcher import Dispatcher, Doorbell
 from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
+from app.notify.delays import lifespan as delay_notice_lifespan
 from app.notify.listener import lifespan as notify_lifespan
 from app.notify.routes import routes as notify_routes
 from app.notify.routes_printed import routes as printed_routes
@@ -67,6 +68,7 @@ PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]
     signaling_lifespan,
     retention_lifespan,
     notify_lifespan,
+    delay_notice_lifespan,  # after notify_lifespan: it rings that one's sender
 ]
 
 

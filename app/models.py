@@ -6,8 +6,10 @@ from app.accounts.models import AuthSession, Practice, RecoveryCode, SecondFacto
 from app.audit.models import AuditEvent, AuditPermit
 from app.events.outbox import OutboxEvent
 from app.idempotency import IdempotentResponse
+from app.notify.delays import DelayNotice
 from app.notify.models import OutgoingMessage
 from app.records.models import Document, Report
+from app.rooms.models import SpecialistDelay
 from app.scheduling.models import (
     Appointment,
     AvailabilityException,
@@ -25,6 +27,7 @@ __all__ = [
     "AuthSession",
     "AvailabilityException",
     "AvailabilityRule",
+    "DelayNotice",
     "Document",
     "IdempotentResponse",
     "JoinToken",
@@ -34,6 +37,7 @@ __all__ = [
     "RecoveryCode",
     "Report",
     "SecondFactor",
+    "SpecialistDelay",
     "Specialty",
     "User",
     "metadata",

@@ -326,3 +326,73 @@ async def test_outgoing_message_migration_goes_down_and_up_again(database_url: s
     finally:
         await engine.dispose()
     assert diff == []
+
+
+async def test_late_notice_migration_keeps_bookings_and_goes_down_and_up(
+    database_url: str,
+) -> None:
+    # 0011 adds two tables beside the bookings of 0010, which must stay as they are.
+    await asyncio.to_thread(upgrade, database_url, "0010")
+    at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'specialist', 'x', "
+                    "true, :at), (2, 'b@example.org', 'B', 'gp', 'x', true, :at)"
+                ).bindparams(at)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO appointment (id, specialist_id, gp_id, starts_at, ends_at, "
+                    "status, patient_name, patient_birth_date, patient_contact, "
+                    "clinical_question, urgency, mode, room_state, created_at, "
+                    "patient_channels) VALUES (1, 1, 2, :at, :at, 'booked', 'P', :born, "
+                    "'p@example.org', 'Q', 'routine', 'home', 'scheduled', :at, 'email')"
+                ).bindparams(at, born=date(1950, 1, 1))
+            )
+    finally:
+        await engine.dispose()
+
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO specialist_delay (specialist_id, day, minutes, note, "
+                    "updated_at) VALUES (1, :day, 15, 'Notfall', :at)"
+                ).bindparams(at, day=date(2026, 3, 2))
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO delay_notice (appointment_id, minutes, count, updated_at) "
+                    "VALUES (1, 15, 1, :at)"
+                ).bindparams(at)
+            )
+            channels = await connection.execute(text("SELECT patient_channels FROM appointment"))
+            assert channels.scalar_one() == "email"
+    finally:
+        await engine.dispose()
+
+    await asyncio.to_thread(downgrade, database_url, "0010")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: sync.dialect.get_table_names(sync))
+            count = (await connection.execute(text("SELECT count(*) FROM appointment"))).scalar()
+    finally:
+        await engine.dispose()
+    assert "specialist_delay" not in tables
+    assert "delay_notice" not in tables
+    assert count == 1
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert diff == []

@@ -1,6 +1,7 @@
 """The domain events: one frozen model per thing that happened, carrying ids, never health data.
 
-Each event names its aggregate (``appointment:<id>``, ``session:<key>``, ``user:<id>``):
+Each event names its aggregate (``appointment:<id>``, ``session:<key>``, ``user:<id>``,
+``delay:<specialist id>``):
 listeners get the events of one aggregate in the order they were committed. Every event has its
 own ``event_id`` so that a listener can tell a redelivery (the outbox delivers at least once).
 """
@@ -149,6 +150,18 @@ class AccountDeactivated(Event):
         return f"user:{self.user_id}"
 
 
+class DelayChanged(Event):
+    """A specialist set, changed or cleared the day's late notice (``app.rooms.delay`` holds
+    it; listeners read it there: the note is free text and stays out of the outbox)."""
+
+    type: Literal["delay.changed"] = "delay.changed"
+    specialist_id: int
+
+    @property
+    def aggregate(self) -> str:
+        return f"delay:{self.specialist_id}"
+
+
 DomainEvent = Annotated[
     AppointmentBooked
     | AppointmentRescheduled
@@ -161,7 +174,8 @@ DomainEvent = Annotated[
     | LinkRevoked
     | PatientSessionsEnded
     | SessionEnded
-    | AccountDeactivated,
+    | AccountDeactivated
+    | DelayChanged,
     Field(discriminator="type"),
 ]
 EVENTS: TypeAdapter[DomainEvent] = TypeAdapter(DomainEvent)

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Practice, User
-from app.notify import policy, smtp
+from app.notify import delays, policy, smtp
 from app.notify.models import LINK_KINDS, Kind, OutgoingMessage, Recipient, Status
 from app.notify.render import MailContext, render
 from app.scheduling import links
@@ -53,6 +53,13 @@ async def compose(
         if isinstance(linked, Skip):
             return linked
         context = linked
+    if message.kind is Kind.DELAY:
+        late = await delays.context(
+            session, settings=settings, appointment=appointment, base=context, now=now
+        )
+        if isinstance(late, delays.Stale):
+            return Skip(Status.SUPERSEDED, late.error)
+        context = late
     if message.kind is Kind.REPORT_READY:
         context = replace(
             context,

@@ -28,6 +28,7 @@ class Kind(StrEnum):
     NEW_LINK = "new_link"  # a new link (the GP re-issued it)
     CANCELLED = "cancelled"  # the appointment was cancelled
     REPORT_READY = "report_ready"  # to the GP: a report is there, log in to read it
+    DELAY = "delay"  # the specialist is running late (app/notify/delays.py)
 
 
 LINK_KINDS = frozenset({Kind.INVITATION, Kind.RESCHEDULED, Kind.NEW_LINK})

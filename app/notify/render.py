@@ -20,6 +20,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 LANGUAGES = ("de", "en")
 _WHEN = {"de": "EEEE, d. MMMM y 'um' HH:mm 'Uhr'", "en": "EEEE, d MMMM y 'at' HH:mm"}
 _SHORT = {"de": "dd.MM.y, HH:mm 'Uhr'", "en": "d MMM y, HH:mm"}
+_TIME = "HH:mm"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class MailContext:
     # The GP's message: where to read the report, and the booking's number.
     booking_url: str | None = None
     booking_id: int | None = None
+    # A late notice: about how many minutes late, and when the consultation may now begin.
+    delay_minutes: int | None = None
+    expected_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -81,4 +85,5 @@ def _environment(language: str) -> Environment:
     )
     env.filters["when"] = lambda value: format_datetime(value, _WHEN[language], locale=language)
     env.filters["short"] = lambda value: format_datetime(value, _SHORT[language], locale=language)
+    env.filters["time"] = lambda value: format_datetime(value, _TIME, locale=language)
     return env

@@ -24,7 +24,7 @@ from app.pages.navigation import HOME_BY_ROLE, safe_next
 from app.pages.static import file_exists, static_mount
 from app.pages.templating import render, static_version
 from app.resources import settings
-from app.rooms.state import BEGUN
+from app.rooms.state import BEGUN, IN_CONSULTATION
 
 
 async def staff_page(request: Request, role: Role) -> Principal | Response:
@@ -132,7 +132,13 @@ async def specialist_queue(request: Request) -> Response:
     who = await staff_page(request, Role.SPECIALIST)
     if isinstance(who, Response):
         return who
-    return page(request, "specialist/queue.html", who, "specialist")
+    return page(
+        request,
+        "specialist/queue.html",
+        who,
+        "specialist",
+        busy_states=" ".join(sorted(IN_CONSULTATION)),
+    )
 
 
 async def specialist_availability(request: Request) -> Response:

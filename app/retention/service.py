@@ -25,6 +25,7 @@ from app.db import unit_of_work, utcnow
 from app.events.outbox import OutboxEvent
 from app.idempotency import IdempotentResponse
 from app.metrics import RETENTION_AUDIT_REDUCED, RETENTION_DELETED
+from app.notify.delays import DelayNotice
 from app.notify.models import OutgoingMessage
 from app.records.models import Document, Report
 from app.retention import policy
@@ -37,6 +38,7 @@ BATCH = 200
 # A new table with a foreign key to ``appointment`` must be added here (a test checks).
 CHILDREN: tuple[tuple[str, Any], ...] = (
     ("messages", OutgoingMessage),
+    ("delay_notices", DelayNotice),
     ("documents", Document),
     ("reports", Report),
     ("links", JoinToken),
@@ -49,6 +51,7 @@ KINDS = (
     "links",
     "sessions",
     "messages",
+    "delay_notices",
     "events",
     "idempotent_responses",
     "audit_events",

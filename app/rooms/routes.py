@@ -1,4 +1,5 @@
-"""Rooms JSON API: the specialist's queue, admit / end / no-show / transfer, ICE servers."""
+"""Rooms JSON API: the specialist's queue and late notice, admit / end / no-show / transfer,
+ICE servers."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from app.api import api_route, parse_json, path_id, respond
 from app.db import unit_of_work, utcnow
 from app.errors import NotAuthenticated, NotFound, NotYourRoom, RoomClosed
 from app.resources import db, settings
+from app.rooms import delay
 from app.rooms import service as rooms
-from app.rooms.schemas import IceOut, QueueOut, RoomOut, TransferIn
+from app.rooms.schemas import DelayIn, DelayOut, IceOut, QueueOut, RoomOut, TransferIn
 from app.rooms.state import Action, is_closed
 from app.scheduling.models import Appointment
 from app.turn import ice_servers
@@ -32,6 +34,28 @@ async def queue(request: Request) -> Response:
             session, specialist_id=who.user_id, tz=settings(request).tz, now=utcnow()
         )
     return respond(snapshot)
+
+
+async def set_delay(request: Request) -> Response:
+    who = await require_staff(request, Role.SPECIALIST)
+    body = await parse_json(request, DelayIn)
+    async with unit_of_work(db(request)) as session:
+        notice = await delay.set_delay(
+            session,
+            who=who,
+            minutes=body.minutes,
+            note=body.note,
+            now=utcnow(),
+            tz=settings(request).tz,
+        )
+    return respond(notice)
+
+
+async def clear_delay(request: Request) -> Response:
+    who = await require_staff(request, Role.SPECIALIST)
+    async with unit_of_work(db(request)) as session:
+        await delay.clear_delay(session, who=who, now=utcnow(), tz=settings(request).tz)
+    return Response(status_code=204)
 
 
 def _room_out(appointment: Appointment) -> RoomOut:
@@ -133,6 +157,26 @@ routes: list[BaseRoute] = [
         summary="The specialist's day in local time and who is waiting now",
         tags=["rooms"],
         response=QueueOut,
+        errors=[401, 403],
+    ),
+    api_route(
+        "/api/v1/queue/delay",
+        set_delay,
+        method="PUT",
+        summary="Tell today's waiting patients that you are running late (about N minutes, "
+        "a short note, or both)",
+        tags=["rooms"],
+        body=DelayIn,
+        response=DelayOut,
+        errors=[401, 403, 422],
+    ),
+    api_route(
+        "/api/v1/queue/delay",
+        clear_delay,
+        method="DELETE",
+        summary="Withdraw today's late notice (on time again)",
+        tags=["rooms"],
+        status=204,
         errors=[401, 403],
     ),
     api_route(

@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from pydantic import Field
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from app.rooms.models import MAX_NOTE
+from app.rooms.waiting import MAX_DELAY_MINUTES
 from app.scheduling.models import Mode, RoomState, Urgency
 from app.schemas import Id, Out, Schema
+
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F))
+
+
+class DelayOut(Out):
+    """The specialist's late notice for today."""
+
+    day: date
+    minutes: int | None = Field(description="About this many minutes late (null: not said).")
+    note: str | None = Field(description="A short note shown to the waiting patients.")
+    updated_at: datetime
 
 
 class QueueEntry(Out):
@@ -38,6 +59,9 @@ class QueueOut(Out):
     generated_at: datetime
     waiting: list[QueueEntry]
     today: list[QueueEntry]
+    delay: DelayOut | None = Field(
+        default=None, description="The late notice the specialist gave for today, if any."
+    )
 
 
 class RoomOut(Out):
@@ -62,3 +86,63 @@ class IceOut(Out):
 
     iceServers: list[dict[str, object]]
     ttl: int
+
+
+class DelayIn(Schema):
+    """The specialist's late notice for today: about ``minutes`` late, a short ``note`` for the
+    waiting patients, or both. It replaces the previous one."""
+
+    minutes: int | None = Field(default=None, ge=1, le=MAX_DELAY_MINUTES)
+    note: str | None = Field(default=None, max_length=MAX_NOTE)
+
+    @field_validator("minutes", mode="wrap")
+    @classmethod
+    def _minutes(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError(
+                "invalid",
+                f"Bitte eine Verspätung zwischen 1 und {MAX_DELAY_MINUTES} Minuten angeben.",
+            ) from None
+
+    @field_validator("note", mode="wrap")
+    @classmethod
+    def _note(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            note = handler(value)
+        except ValidationError:
+            raise PydanticCustomError(
+                "invalid", f"Der Hinweis muss ein Text mit höchstens {MAX_NOTE} Zeichen sein."
+            ) from None
+        if note is not None and any(c in _CONTROL for c in note):
+            raise PydanticCustomError("invalid", "Der Hinweis muss eine einzelne Zeile sein.")
+        return note or None
+
+    @model_validator(mode="after")
+    def _something(self) -> DelayIn:
+        if self.minutes is None and self.note is None:
+            raise PydanticCustomError(
+                "invalid", "Bitte eine Verspätung in Minuten oder einen kurzen Hinweis angeben."
+            )
+        return self
+
+
+class PatientDelay(Out):
+    """A late notice as a waiting patient sees it: with the specialist's name as the patient's
+    page shows it anyway."""
+
+    minutes: int | None
+    note: str | None
+    specialist_name: str
+    updated_at: datetime
+
+
+class WaitingView(Out):
+    """What the waiting room tells one patient: where they stand and any late notice."""
+
+    appointment_id: int
+    specialist_id: int
+    room_state: RoomState
+    ahead: int | None = Field(description="Waiting patients before this one (0: next).")
+    delay: PatientDelay | None

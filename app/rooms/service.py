@@ -27,9 +27,10 @@ from app.events.types import (
     RoomStateChanged,
 )
 from app.metrics import WAIT_SECONDS
+from app.rooms import delay, waiting
 from app.rooms.schemas import QueueEntry, QueueOut
 from app.rooms.state import STATUS_AFTER, Action, Actor, next_state
-from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Urgency
+from app.scheduling.models import Appointment, AppointmentStatus, RoomState
 
 
 async def load(session: AsyncSession, appointment_id: int, *, lock: bool = False) -> Appointment:
@@ -236,7 +237,8 @@ async def waiting_count(session: AsyncSession) -> int:
 async def queue(
     session: AsyncSession, *, specialist_id: int, tz: ZoneInfo, now: datetime
 ) -> QueueOut:
-    """The specialist's local day and the patients waiting right now (any day)."""
+    """The specialist's local day, the patients waiting right now (any day) and the late
+    notice for the day."""
     day = now.astimezone(tz).date()
     start = datetime.combine(day, time(0), tz)
     end = datetime.combine(day + timedelta(days=1), time(0), tz)
@@ -255,20 +257,28 @@ async def queue(
         )
     ).all()
     entries = [(a, _entry(a, gp_name, now)) for a, gp_name in rows]
-    urgent_first = {Urgency.URGENT: 0, Urgency.ROUTINE: 1}
-    waiting = sorted(
+    in_line = sorted(
         (pair for pair in entries if pair[0].room_state is RoomState.WAITING),
-        key=lambda p: (urgent_first[p[0].urgency], p[0].starts_at, p[0].waiting_since or now),
+        key=lambda p: waiting.order_key(_waiter(p[0]), now),
     )
     today = sorted(
         (pair for pair in entries if start <= pair[0].starts_at < end),
-        key=lambda p: (p[0].starts_at, urgent_first[p[0].urgency], p[0].id or 0),
+        key=lambda p: (p[0].starts_at, waiting.URGENT_FIRST[p[0].urgency], p[0].id or 0),
     )
+    notice = await delay.current(session, specialist_id=specialist_id, today=day)
     return QueueOut(
         day=day,
         generated_at=now,
-        waiting=[e for _, e in waiting],
+        waiting=[e for _, e in in_line],
         today=[e for _, e in today],
+        delay=delay.out(notice),
+    )
+
+
+def _waiter(appointment: Appointment) -> waiting.Waiter:
+    assert appointment.id is not None
+    return waiting.Waiter(
+        appointment.id, appointment.urgency, appointment.starts_at, appointment.waiting_since
     )
 
 

@@ -45,6 +45,9 @@ CLOSED = frozenset({S.ENDED, S.NO_SHOW, S.CANCELLED})
 # specialist's own act, and the call may then fail and continue by phone. (The specialist's
 # appointment page gets this set from the server.)
 BEGUN = frozenset({S.ADMITTED, S.IN_CALL, S.ENDED})
+# A consultation is going on: the specialist is not to be disturbed by knocks of other
+# patients (Anlage 31b; the queue page gets this set from the server).
+IN_CONSULTATION = frozenset({S.ADMITTED, S.IN_CALL})
 # The appointment's status that a closing state decides; otherwise it stays as it is (booked,
 # or completed by a report).
 STATUS_AFTER = {

@@ -1,7 +1,8 @@
 """The signalling hub of one process: what the websocket endpoint and the domain events talk to.
 
 It puts together the room replicas (``replicas``), the seats and their resume (``seats``), the
-specialists' dashboards (``dashboards``) and the closing of ended sessions (``ended``), and does
+specialists' dashboards (``dashboards``), the patients' place in line and the late notice
+(``waiting``) and the closing of ended sessions (``ended``), and does
 the database side of what a websocket causes (a patient arrives or leaves for good, an admit,
 the first answer that starts the call). Those changes, like every other, reach the rooms as
 domain events through ``listener``, which calls the effects at the end of this class.
@@ -27,6 +28,7 @@ from app.signaling.dashboards import Dashboards
 from app.signaling.ended import EndedSessions
 from app.signaling.replicas import Replicas
 from app.signaling.seats import Seat, Seats
+from app.signaling.waiting import WaitingRooms
 
 
 def hub(conn: HTTPConnection) -> Hub:
@@ -42,8 +44,15 @@ class Hub:
         self.settings = res.settings
         self.sessions = res.sessions
         self.replicas = Replicas(broker=res.broker, sessions=res.sessions, tasks=res.tasks)
+        self.waiting = WaitingRooms(
+            settings=res.settings, broker=res.broker, sessions=res.sessions, tasks=res.tasks
+        )
         self.seats = Seats(
-            settings=res.settings, broker=res.broker, replicas=self.replicas, act=self.room_action
+            settings=res.settings,
+            broker=res.broker,
+            replicas=self.replicas,
+            act=self.room_action,
+            waiting=self.waiting,
         )
         self.dashboards = Dashboards(
             settings=res.settings, broker=res.broker, sessions=res.sessions, tasks=res.tasks
@@ -112,4 +121,5 @@ class Hub:
         """Tells every client 1001 and ends every subscription and timer."""
         await self.replicas.shutdown()
         await self.dashboards.shutdown()
+        await self.waiting.shutdown()
         await self.ended.stop()

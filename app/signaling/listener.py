@@ -43,7 +43,8 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
                 event.appointment_id, event.state, event.waiting_since, ev=event.event_id
             )
             await hub.queue_changed(event.specialist_id, ev=event.event_id)
-        case ev.AppointmentBooked() | ev.AppointmentRescheduled():
+        case ev.AppointmentBooked() | ev.AppointmentRescheduled() | ev.DelayChanged():
+            # Dashboards and waiting patients read the specialist's day (and notice) again.
             await hub.queue_changed(event.specialist_id, ev=event.event_id)
         case ev.AppointmentTransferred():
             await hub.revoke(event.appointment_id, event.from_specialist_id, ev=event.event_id)

@@ -229,6 +229,26 @@ class Queue(QueueOut):
     type: Literal["queue"] = "queue"
 
 
+class Position(Message):
+    """Patients in the waiting room: how many waiting patients the specialist will see before
+    you (0: you are next). Sent after ``join`` and whenever it changes."""
+
+    type: Literal["position"] = "position"
+    ahead: int = Field(ge=0)
+
+
+class Delay(Message):
+    """Patients: the specialist's late notice for the day, after ``join`` if there is one and
+    whenever it changes. ``minutes`` (about so many minutes late) and ``note`` (a short text
+    by the specialist) may each be null; both null: the notice was withdrawn."""
+
+    type: Literal["delay"] = "delay"
+    minutes: int | None = None
+    note: str | None = None
+    specialist_name: str = ""
+    updated_at: datetime | None = None
+
+
 class Error(Message):
     """A refused message. The connection stays open unless a close frame follows."""
 
@@ -249,6 +269,8 @@ ServerMessage = Annotated[
     | ChatFrom
     | Renegotiate
     | Queue
+    | Position
+    | Delay
     | Error,
     Field(discriminator="type"),
 ]

@@ -29,6 +29,7 @@ from app.signaling import wire
 from app.signaling.connection import Connection
 from app.signaling.replicas import LocalRoom, Replicas
 from app.signaling.session import Member
+from app.signaling.waiting import WaitingRooms
 from app.tokens import new_token, session_key
 from app.turn import ice_servers
 
@@ -57,12 +58,19 @@ class Seats:
     """This process's seats; room changes they cause go through ``act``."""
 
     def __init__(
-        self, *, settings: Settings, broker: Broker, replicas: Replicas, act: RoomAction
+        self,
+        *,
+        settings: Settings,
+        broker: Broker,
+        replicas: Replicas,
+        act: RoomAction,
+        waiting: WaitingRooms,
     ) -> None:
         self.settings = settings
         self.broker = broker
         self.replicas = replicas
         self.act = act
+        self.waiting = waiting
         self.seat_ttl = records.seat_ttl(settings)
 
     async def join(
@@ -107,6 +115,9 @@ class Seats:
             await self.replicas.publish(channel, wire.Resumed(member=seat.member))
         else:
             await self.replicas.publish(channel, wire.Add(member=seat.member))
+        if actor is Actor.PATIENT:
+            # After ``joined`` and ``room_state``: the place in line and any late notice.
+            await self.waiting.watch(conn, appointment_id)
         return seat
 
     def _new_seat(self, appointment_id: int, actor: Actor, who: Principal) -> Seat:
@@ -150,6 +161,7 @@ class Seats:
 
     async def disconnect(self, conn: Connection, seat: Seat, *, left: bool) -> None:
         """The connection ended. ``left``: the client said ``leave`` (no resume)."""
+        await self.waiting.unwatch(conn)
         local = self.replicas.rooms.get(seat.appointment_id)
         if local is None:
             return

@@ -27,15 +27,16 @@ export const FATAL_MESSAGES = {
 /**
  * A participant's call. `root` holds the call markup (frontend/templates/_call.html).
  * Events to the page: onRoomState(state, waitingSince), onJoined(msg), onEnd(reason),
- * onPeers(count). `hangup()` leaves; staff pages end the consultation through the API.
+ * onPeers(count), onWaiting(msg) (the patient's `position` and `delay`). `hangup()` leaves;
+ * staff pages end the consultation through the API.
  */
 export class Call {
-  constructor(root, { appointmentId, as, stream, audioOnly = false, onRoomState, onJoined, onEnd, onPeers, onHangup }) {
+  constructor(root, { appointmentId, as, stream, audioOnly = false, onRoomState, onJoined, onEnd, onPeers, onHangup, onWaiting }) {
     this.root = root;
     this.appointmentId = appointmentId;
     this.stream = stream;
     this.audioOnly = audioOnly || stream.getVideoTracks().length === 0;
-    this.hooks = { onRoomState, onJoined, onEnd, onPeers, onHangup };
+    this.hooks = { onRoomState, onJoined, onEnd, onPeers, onHangup, onWaiting };
     this.peers = new Map();
     this.iceServers = [];
     this.iceFetchedAt = 0;
@@ -100,6 +101,9 @@ export class Call {
         return this.chatLine(this.peerName(message.from), message.text, message.at);
       case "renegotiate":
         return this.restartIce(message.peer_id);
+      case "position":
+      case "delay":
+        return this.hooks.onWaiting?.(message);
       case "error":
         if (message.code === "resume_failed") this.closeAllPeers();
         return undefined;

@@ -33,6 +33,7 @@ const MESSAGE_KIND = {
   new_link: () => t("New link"),
   cancelled: () => t("Cancellation"),
   report_ready: () => t("Report ready (to you)"),
+  delay: () => t("Late notice from the specialist"),
 };
 const MESSAGE_ERROR = {
   recipient_refused: () => t("the address was refused"),
@@ -47,6 +48,8 @@ const MESSAGE_ERROR = {
   link_replaced: () => t("a newer link replaced it"),
   link_expired: () => t("the link had expired"),
   cancelled: () => t("the booking was cancelled"),
+  patient_arrived: () => t("the patient was already in the waiting room"),
+  delay_withdrawn: () => t("the specialist withdrew the late notice"),
 };
 
 function messageState(m) {

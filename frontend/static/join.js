@@ -8,6 +8,7 @@ import {
   getMedia, listDevices, fillDeviceSelect, levelMeter, mediaFailure, failureMessage, stopStream, playVideo,
 } from "./media.js";
 import { Call } from "./call.js";
+import { WaitingRoom } from "./waiting-room.js";
 
 const root = $("#join");
 const KEY = (name, id) => `konsil.${name}.${id}`;
@@ -277,12 +278,18 @@ function waitingRoom(stream, check, checkFailed = false) {
     self.srcObject = stream;
     playVideo(self);
   }
+  const room = new WaitingRoom($("[data-step=waiting]", root), { startsAt: appointment.starts_at });
+  room.start();
   const call = new Call($("[data-call]", root), {
     appointmentId: appointment.appointment_id,
     as: "patient",
     stream,
-    onRoomState: (state, since) => roomState(state, since),
-    onEnd: (reason) => ended(reason),
+    onRoomState: (state, since) => roomState(state, since, room),
+    onWaiting: (message) => (message.type === "position" ? room.position(message.ahead) : room.delay(message)),
+    onEnd: (reason) => {
+      room.stop();
+      ended(reason);
+    },
   });
   call.start();
 }
@@ -300,12 +307,13 @@ async function resume() {
 
 const WAITING_TEXT = {
   scheduled: () => t("Connecting to the waiting room…"),
-  waiting: () => t("You are in the waiting room. The doctor will let you in shortly."),
+  waiting: () => t("You are in the waiting room. The doctor will let you in when it is your turn."),
 };
 
-function roomState(state, since) {
+function roomState(state, since, room) {
   const status = $("[data-waiting-status]", root);
   if (state === "admitted" || state === "in_call") {
+    room.stop();
     if ($("[data-step=call]", root).hidden) showStep(root, "call");
     return;
   }

@@ -1,19 +1,149 @@
 // Specialist: the live queue (websocket dashboard + GET /api/v1/queue): who waits since
-// when; admit, no-show, transfer, end; today's appointments.
-import { api, errorMessage } from "./api.js";
+// when; admit, no-show, transfer, end; today's appointments; the late notice for the
+// waiting patients; the knock when someone enters the waiting room.
+import { api, errorMessage, ApiError } from "./api.js";
 import { $, h, showAlert, busy } from "./dom.js";
 import { t, formatTime, formatDate, minutesSince } from "./i18n.js";
 import { ROOM, label } from "./labels.js";
 import { Signaling } from "./signaling.js";
+import { Knocker, arrivals, inConsultation, listenForCallPages, titleWithCount } from "./knock.js";
 
 const root = $("#queue");
 const errorBox = $("[data-error]", root);
 const status = $("[data-live-status]", root);
+const busyStates = new Set((root.dataset.busyStates || "").split(" ").filter(Boolean));
+const baseTitle = document.title;
 let queue = null;
 let colleagues = null;
 
+// ------------------------------------------------------------------ knock alert
+const sound = $("[data-knock-sound]", root);
+const soundToggle = $("[data-knock-toggle]", root);
+const notifyAllow = $("[data-notify-allow]", root);
+const knockStatus = $("[data-knock-status]", root);
+const knocker = new Knocker();
+let known = null; // the waiting appointment ids of the last snapshot (null: none yet)
+let lastCallPageAt = null;
+let soundOn = localStorage.getItem("konsil.knock") !== "off";
+
+function knockState() {
+  soundToggle.setAttribute("aria-pressed", String(soundOn));
+  soundToggle.textContent = soundOn ? t("Knock sound: on") : t("Knock sound: off");
+  const quiet = inConsultation(queue, busyStates, lastCallPageAt, Date.now());
+  root.dataset.inConsultation = String(quiet);
+  knockStatus.textContent = quiet
+    ? t("No sound while you are in a consultation.")
+    : soundOn ? t("A short sound plays when a patient enters the waiting room.") : "";
+  notifyAllow.hidden = !("Notification" in window) || Notification.permission !== "default";
+}
+
+function knock(newcomers) {
+  if (!newcomers.length || inConsultation(queue, busyStates, lastCallPageAt, Date.now())) return;
+  if (!knocker.take(Date.now())) return;
+  root.dataset.knocks = String(Number(root.dataset.knocks || 0) + 1);
+  if (soundOn) {
+    sound.currentTime = 0;
+    // Refused before the first click on the page (autoplay rules): the title still counts.
+    sound.play().catch(() => {});
+  }
+  if ("Notification" in window && Notification.permission === "granted" && document.visibilityState !== "visible") {
+    // No patient name: a notification may show on a screen others can see.
+    new Notification(t("Konsil: a patient is waiting"), {
+      body: t("Waiting now: {count}", { count: queue.waiting.length }),
+      tag: "konsil-knock",
+      icon: document.querySelector("link[rel=icon]")?.href,
+    });
+  }
+}
+
+function snapshot(next) {
+  queue = next;
+  const newcomers = arrivals(known, queue.waiting);
+  known = new Set(queue.waiting.map((e) => e.appointment_id));
+  document.title = titleWithCount(baseTitle, queue.waiting.length);
+  knock(newcomers);
+  knockState();
+  render();
+}
+
+soundToggle.addEventListener("click", () => {
+  soundOn = !soundOn;
+  localStorage.setItem("konsil.knock", soundOn ? "on" : "off");
+  knockState();
+});
+notifyAllow.addEventListener("click", async () => {
+  // Asked only on this click, never by itself.
+  await Notification.requestPermission();
+  knockState();
+});
+listenForCallPages((at) => {
+  lastCallPageAt = at;
+  knockState();
+});
+
+// ------------------------------------------------------------------ late notice
+const delayCurrent = $("[data-delay-current]", root);
+const delayClear = $("[data-delay-clear]", root);
+const delayForm = $("[data-delay-form]", root);
+
+function renderDelay() {
+  const notice = queue?.delay;
+  delayClear.hidden = !notice;
+  if (!notice) {
+    delayCurrent.textContent = t("You have not given a late notice today.");
+    return;
+  }
+  const parts = [];
+  if (notice.minutes) parts.push(t("Waiting patients read: about {minutes} minutes late.", { minutes: notice.minutes }));
+  if (notice.note) parts.push(t("Your note: \u201c{note}\u201d", { note: notice.note }));
+  delayCurrent.textContent = parts.join(" ");
+}
+
+async function sendDelay(button, body) {
+  await busy(button, async () => {
+    try {
+      const notice = await api("/api/v1/queue/delay", { method: "PUT", body });
+      // At once, so that a second click adds to this one (the snapshot follows).
+      queue = { ...queue, delay: notice };
+      renderDelay();
+      showAlert(errorBox, "");
+    } catch (error) {
+      // What was wrong with the input (the server's words), not only that something was.
+      const fields = (error instanceof ApiError && error.detail.fields) || [];
+      showAlert(errorBox, [errorMessage(error), ...fields.map((f) => f.message)].join(" "));
+      errorBox.focus();
+    }
+  });
+}
+
+for (const button of root.querySelectorAll("[data-delay-add]")) {
+  button.addEventListener("click", () => {
+    const now = queue?.delay?.minutes || 0;
+    const minutes = Math.min(180, now + Number(button.dataset.delayAdd));
+    sendDelay(button, { minutes, note: queue?.delay?.note ?? null });
+  });
+}
+delayClear.addEventListener("click", async () => {
+  await busy(delayClear, async () => {
+    try {
+      await api("/api/v1/queue/delay", { method: "DELETE" });
+      queue = { ...queue, delay: null };
+      renderDelay();
+    } catch (error) {
+      fail(error);
+    }
+  });
+});
+delayForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const note = delayForm.note.value.trim();
+  sendDelay(delayForm.querySelector("button"), { minutes: queue?.delay?.minutes ?? null, note: note || null })
+    .then(() => { if (queue?.delay?.note === (note || null)) delayForm.note.value = ""; });
+});
+
 function render() {
   if (!queue) return;
+  renderDelay();
   const waiting = $("[data-waiting]", root);
   $("[data-waiting-count]", root).textContent = String(queue.waiting.length);
   $("[data-today-title]", root).textContent = t("Today, {date}", { date: formatDate(`${queue.day}T12:00:00Z`) });
@@ -123,8 +253,7 @@ function fail(error) {
 
 async function refresh() {
   try {
-    queue = await api("/api/v1/queue");
-    render();
+    snapshot(await api("/api/v1/queue"));
   } catch (error) {
     fail(error);
   }
@@ -134,8 +263,7 @@ const live = new Signaling({
   as: "staff",
   onMessage: (message) => {
     if (message.type !== "queue") return;
-    queue = message;
-    render();
+    snapshot(message);
   },
   onStatus: (s) => {
     status.textContent = s === "open" ? t("Live: the list updates by itself.") : t("Connection lost, restoring…");
@@ -148,7 +276,11 @@ const live = new Signaling({
   },
 });
 
+knockState();
 refresh();
 live.connect();
-// Waiting times tick on even without news from the server.
-setInterval(render, 30000);
+// Waiting times tick on even without news from the server; a closed call page goes quiet.
+setInterval(() => {
+  knockState();
+  render();
+}, 30000);

@@ -4,6 +4,8 @@ import { $, h, showAlert } from "./dom.js";
 import { t, formatDate, formatDateTime, formatTime } from "./i18n.js";
 import { getMediaWithFallback, mediaFailure, failureMessage } from "./media.js";
 import { Call } from "./call.js";
+import { Signaling } from "./signaling.js";
+import { announceCallPage } from "./knock.js";
 
 const root = $("#staff-call");
 const appointmentId = Number(root.dataset.appointment);
@@ -51,6 +53,27 @@ async function main() {
   call.start();
 }
 
+// The specialist sees how many others wait, quietly: no sound, no title, no announcement.
+// The queue page in another tab hears that a call page is open and keeps its knock silent.
+function quietCount() {
+  const count = $("[data-waiting-count]", root);
+  if (!count) return;
+  announceCallPage();
+  const live = new Signaling({
+    as: "staff",
+    onMessage: (message) => {
+      if (message.type !== "queue") return;
+      const others = message.waiting.filter((e) => e.appointment_id !== appointmentId).length;
+      count.hidden = others === 0;
+      count.dataset.count = String(others);
+      count.textContent = others === 1
+        ? t("1 other patient is waiting.")
+        : t("{count} other patients are waiting.", { count: others });
+    },
+  });
+  live.connect();
+}
+
 async function endConsultation() {
   try {
     await api(`/api/v1/rooms/${appointmentId}/end`, { method: "POST" });
@@ -90,4 +113,5 @@ function ended(reason) {
   $("[data-ended-title]", root).focus();
 }
 
+quietCount();
 main();

@@ -30,6 +30,7 @@ def test_event_ids_are_unique_per_event() -> None:
         (ev.PatientSessionsEnded(appointment_id=5), "appointment:5"),
         (ev.SessionEnded(session_key="a" * 32), "session:" + "a" * 32),
         (ev.AccountDeactivated(user_id=9), "user:9"),
+        (ev.DelayChanged(specialist_id=4), "delay:4"),
     ],
 )
 def test_event_names_its_aggregate(event: ev.Event, aggregate: str) -> None:

@@ -88,10 +88,16 @@ def sender_for(db: Db, url: str, clock: Clock, **overrides: object) -> Sender:
 
 
 async def booked(
-    db: Db, *, contact: str = "erika@example.org", language: str = "de", **details: Any
+    db: Db,
+    *,
+    contact: str = "erika@example.org",
+    language: str = "de",
+    start: datetime | None = None,
+    **details: Any,
 ) -> tuple[Appointment, str]:
-    """An appointment tomorrow whose patient gets e-mail, and its live link's token (sealed)."""
-    start = utcnow().replace(microsecond=0) + timedelta(days=1, minutes=next(_SLOTS))
+    """An appointment (tomorrow unless ``start`` says when) whose patient gets e-mail, and its
+    live link's token (sealed)."""
+    start = start or utcnow().replace(microsecond=0) + timedelta(days=1, minutes=next(_SLOTS))
     appointment = await make_appointment(
         db.sessions,
         db.demo,

@@ -4,6 +4,8 @@ through a real SMTP server; the canary is in no header and no body."""
 
 from __future__ import annotations
 
+from datetime import datetime, time
+
 from sqlalchemy import update
 from sqlmodel import col
 
@@ -11,11 +13,30 @@ from app.db import unit_of_work
 from app.notify.models import Kind, Recipient, Status
 from app.notify.render import LANGUAGES, TEMPLATES, template_names
 from app.records.models import Report
-from app.scheduling.models import Specialty
+from app.rooms.models import SpecialistDelay
+from app.scheduling.models import Appointment, Specialty
 from tests.notify.conftest import Clock, Db, booked, enqueue, sender_for
 from tests.notify.smtpd import smtp_server
 
 CANARY = "KANARIENVOGEL-7f3a"
+
+
+async def late_today(db: Db, clock: Clock, *, note: str) -> Appointment:
+    """A booking with the canaries at local noon today, and its specialist 20 minutes late."""
+    tz = db.settings.tz
+    day = clock.now.astimezone(tz).date()
+    noon = datetime.combine(day, time(12), tz)
+    appointment, _ = await booked(
+        db,
+        start=noon,
+        patient_name=f"Erika {CANARY}",
+        clinical_question=f"Verdacht auf {CANARY}: bitte Echo",
+    )
+    async with unit_of_work(db.sessions) as session:
+        session.add(
+            SpecialistDelay(specialist_id=appointment.specialist_id, day=day, minutes=20, note=note)
+        )
+    return appointment
 
 
 async def test_no_template_carries_the_question_the_report_or_the_specialty(
@@ -40,11 +61,15 @@ async def test_no_template_carries_the_question_the_report_or_the_specialty(
             .where(col(Specialty.id) == db.demo.cardiology.id)
             .values(name_de=CANARY, name_en=CANARY)
         )
+    # A late notice concerns the day's appointments only: one at local noon today, whose
+    # specialist gave a note that must not leave either.
+    today = await late_today(db, clock, note=f"Notfall {CANARY}")
     used: set[str] = set()
     for kind in Kind:
         for language in LANGUAGES:
             recipient = Recipient.GP if kind is Kind.REPORT_READY else Recipient.PATIENT
-            await enqueue(db, clock, appointment, kind, recipient=recipient, language=language)
+            booking = today if kind is Kind.DELAY else appointment
+            await enqueue(db, clock, booking, kind, recipient=recipient, language=language)
             used.update(template_names(kind, language))
     with smtp_server() as server:
         statuses = await sender_for(db, server.url(), clock).send_all()

@@ -19,6 +19,8 @@ from tests.live import Listening
 
 ORIGIN = "http://127.0.0.1:8000"
 TIMEOUT = 20.0
+# Status messages that may come between the ones a test waits for.
+NOISE = ("room_state", "queue", "position", "delay")
 
 
 async def staff_cookie(live: Listening, user: User) -> str:
@@ -53,12 +55,12 @@ class Client:
         return data
 
     async def expect(self, kind: str) -> dict[str, Any]:
-        """The next message of type ``kind``, skipping room_state/queue noise."""
+        """The next message of type ``kind``, skipping room_state/queue/position/delay noise."""
         while True:
             message = await self.recv()
             if message["type"] == kind:
                 return message
-            assert message["type"] in ("room_state", "queue"), message
+            assert message["type"] in NOISE, message
 
     async def closed_with(self) -> int:
         await asyncio.wait_for(self.ws.wait_closed(), TIMEOUT)

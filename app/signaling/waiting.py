@@ -1,0 +1,186 @@
+"""Patients in waiting rooms: their place in the specialist's line and the late notice, live.
+
+Every patient seat is watched here under the appointment's specialist. Like the dashboards,
+each process subscribes once per specialist to ``konsil:queue:<specialist id>`` (the signalling
+listener publishes ``changed`` there for every domain event that touches the specialist's day,
+a late notice included) and on each message reads the views of its own patients again
+(``app.rooms.delay.patient_views``). A patient is sent ``position`` and ``delay`` only when
+they differ from what that connection was last sent, so a repeated event says nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from functools import partial
+
+import anyio
+from anyio.abc import TaskStatus
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.broker import Broker
+from app.db import utcnow
+from app.logging import get_logger
+from app.rooms import delay
+from app.rooms.schemas import WaitingView
+from app.scheduling.models import RoomState
+from app.settings import Settings
+from app.signaling import envelope as env
+from app.signaling import messages as m
+from app.signaling import wire
+from app.signaling.connection import Connection
+from app.tasks import Task, Tasks
+
+log = get_logger("konsil.signaling")
+
+# The states in which the patient's page shows the waiting room.
+IN_WAITING_ROOM = frozenset({RoomState.SCHEDULED, RoomState.WAITING})
+
+
+@dataclass
+class Watcher:
+    """One patient connection and what it was last told."""
+
+    conn: Connection
+    appointment_id: int
+    specialist_id: int
+    position: m.Position | None = None
+    delay: m.Delay | None = None
+
+
+def news(watcher: Watcher, view: WaitingView) -> list[m.Position | m.Delay]:
+    """What ``watcher`` must be told now that its appointment looks like ``view`` (and
+    remember it): nothing it heard already, nothing once the patient left the waiting room."""
+    if view.room_state not in IN_WAITING_ROOM:
+        return []
+    out: list[m.Position | m.Delay] = []
+    if view.ahead is not None:
+        position = m.Position(ahead=view.ahead)
+        if position != watcher.position:
+            watcher.position = position
+            out.append(position)
+    if view.delay is not None:
+        notice = m.Delay(**view.delay.model_dump())
+        if notice != watcher.delay:
+            watcher.delay = notice
+            out.append(notice)
+    elif watcher.delay is not None:
+        watcher.delay = None
+        out.append(m.Delay())  # withdrawn
+    return out
+
+
+class WaitingRooms:
+    """This process's patient connections per specialist, and their broker subscriptions."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        broker: Broker,
+        sessions: async_sessionmaker[AsyncSession],
+        tasks: Tasks,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.sessions = sessions
+        self.tasks = tasks
+        self.watchers: dict[int, dict[str, Watcher]] = {}
+        self._by_conn: dict[str, Watcher] = {}
+        self._tasks: dict[int, Task] = {}
+        # Per specialist, subscribing and unsubscribing take turns, so there is one subscription.
+        self._locks: dict[int, anyio.Lock] = {}
+
+    async def watch(self, conn: Connection, appointment_id: int) -> None:
+        """Tells the patient on ``conn`` their place and the notice now and on every change,
+        until ``unwatch``. Never raises: the waiting room works without it."""
+        try:
+            views = await self._views([appointment_id])
+            if appointment_id not in views:
+                return
+            watcher = Watcher(conn, appointment_id, views[appointment_id].specialist_id)
+            await self._add(watcher)
+            # Read again once subscribed, so that no change slips in between.
+            await self._refresh_watchers([watcher])
+        except Exception as exc:
+            log.warning("signaling.waiting_watch_failed", error=type(exc).__name__)
+
+    async def unwatch(self, conn: Connection) -> None:
+        """The connection ended; the last one of a specialist ends the subscription."""
+        watcher = self._by_conn.pop(conn.id, None)
+        if watcher is not None:
+            await self._remove(watcher)
+
+    async def refresh(self, specialist_id: int) -> None:
+        """The specialist's day changed: tells each of their patients here what is new."""
+        await self._refresh_watchers(list(self.watchers.get(specialist_id, {}).values()))
+
+    async def shutdown(self) -> None:
+        """Ends every subscription (the rooms close the connections themselves)."""
+        for task in list(self._tasks.values()):
+            await task.stop()
+        self._tasks.clear()
+        self.watchers.clear()
+        self._by_conn.clear()
+
+    async def _refresh_watchers(self, watchers: list[Watcher]) -> None:
+        if not watchers:
+            return
+        views = await self._views({w.appointment_id for w in watchers})
+        for watcher in watchers:
+            view = views.get(watcher.appointment_id)
+            if view is None:
+                continue
+            if view.specialist_id != watcher.specialist_id:
+                # Transferred to a colleague: follow them (in a task of its own, as this may
+                # run in the old specialist's subscription, which the move may end).
+                self.tasks.spawn("signaling.waiting_move", partial(self._move, watcher, view))
+                continue
+            for message in news(watcher, view):
+                watcher.conn.send(message)
+
+    async def _move(self, watcher: Watcher, view: WaitingView) -> None:
+        if self._by_conn.get(watcher.conn.id) is not watcher:
+            return  # gone meanwhile
+        await self._remove(watcher)
+        watcher.specialist_id = view.specialist_id
+        self._by_conn[watcher.conn.id] = watcher
+        await self._add(watcher)
+        await self._refresh_watchers([watcher])
+
+    async def _views(self, appointment_ids: Collection[int]) -> dict[int, WaitingView]:
+        async with self.sessions() as session:
+            return await delay.patient_views(
+                session, appointment_ids=appointment_ids, now=utcnow(), tz=self.settings.tz
+            )
+
+    async def _add(self, watcher: Watcher) -> None:
+        specialist_id = watcher.specialist_id
+        async with self._locks.setdefault(specialist_id, anyio.Lock()):
+            self.watchers.setdefault(specialist_id, {})[watcher.conn.id] = watcher
+            self._by_conn[watcher.conn.id] = watcher
+            if specialist_id not in self._tasks:
+                self._tasks[specialist_id] = await self.tasks.start(
+                    "signaling.waiting", partial(self._loop, specialist_id)
+                )
+
+    async def _remove(self, watcher: Watcher) -> None:
+        specialist_id = watcher.specialist_id
+        async with self._locks.setdefault(specialist_id, anyio.Lock()):
+            watchers = self.watchers.get(specialist_id, {})
+            watchers.pop(watcher.conn.id, None)
+            if watchers:
+                return
+            self.watchers.pop(specialist_id, None)
+            task = self._tasks.pop(specialist_id, None)
+            if task is not None:
+                await task.stop()
+
+    async def _loop(self, specialist_id: int, *, task_status: TaskStatus[None]) -> None:
+        async with self.broker.subscribe(env.queue_channel(specialist_id)) as events:
+            task_status.started()
+            async for _ in env.received(events, wire.QUEUE, "queue"):
+                try:
+                    await self.refresh(specialist_id)
+                except Exception as exc:
+                    log.warning("signaling.waiting_refresh_failed", error=type(exc).__name__)

@@ -1,0 +1,119 @@
+// The patient's waiting room beyond "please wait": the appointment time, a countdown to it,
+// the place in the specialist's line and the specialist's late notice (the websocket's
+// `position` and `delay`, docs/protocol.md). Screen readers hear the countdown only now and
+// then (the visible one ticks every second in a role=timer, which is not announced).
+import { $ } from "./dom.js";
+import { t, formatDate, formatTime } from "./i18n.js";
+
+// Minutes before the appointment at which the remaining time is announced.
+const ANNOUNCE_AT = new Set([30, 20, 15, 10, 5, 3, 2, 1]);
+
+/** Whole seconds until `startsAt` (0 or less once it has come). */
+export function secondsUntil(startsAt, now = Date.now()) {
+  return Math.ceil((new Date(startsAt).getTime() - now) / 1000);
+}
+
+/** "4:05" under an hour, "1:04:05" above. */
+export function clock(seconds) {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
+/** What a screen reader hears when `minutes` (rounded up) remain, or "" for no announcement. */
+export function announcement(previous, minutes) {
+  if (previous === null || previous === minutes || !ANNOUNCE_AT.has(minutes)) return "";
+  return minutes === 1
+    ? t("Your appointment begins in 1 minute.")
+    : t("Your appointment begins in {minutes} minutes.", { minutes });
+}
+
+export function positionText(ahead) {
+  if (ahead === 0) return t("You are next.");
+  if (ahead === 1) return t("1 person is ahead of you.");
+  return t("{count} people are ahead of you.", { count: ahead });
+}
+
+export class WaitingRoom {
+  constructor(root, { startsAt, now = () => Date.now() }) {
+    this.startsAt = startsAt;
+    this.now = now;
+    this.lastMinutes = null;
+    this.arrived = false;
+    this.timer = null;
+    this.el = {
+      time: $("[data-appointment-time]", root),
+      countdown: $("[data-countdown]", root),
+      live: $("[data-countdown-live]", root),
+      position: $("[data-position]", root),
+      delay: $("[data-delay]", root),
+      delayText: $("[data-delay-text]", root),
+      delayNote: $("[data-delay-note]", root),
+      delayExpected: $("[data-delay-expected]", root),
+    };
+  }
+
+  start() {
+    const today = formatDate(new Date(this.now())) === formatDate(this.startsAt);
+    this.el.time.textContent = today
+      ? t("today at {time}", { time: formatTime(this.startsAt) })
+      : t("{date} at {time}", { date: formatDate(this.startsAt), time: formatTime(this.startsAt) });
+    this.tick();
+    clearInterval(this.timer);
+    this.timer = setInterval(() => this.tick(), 1000);
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  tick() {
+    const left = secondsUntil(this.startsAt, this.now());
+    const { countdown, live } = this.el;
+    if (left > 0) {
+      countdown.textContent = t("Starts in {time}", { time: clock(left) });
+      countdown.dataset.state = "before";
+      const minutes = Math.ceil(left / 60);
+      const said = announcement(this.lastMinutes, minutes);
+      if (said) live.textContent = said;
+      this.lastMinutes = minutes;
+      return;
+    }
+    const text = t("Your appointment time has come. The doctor will let you in.");
+    if (countdown.textContent !== text) countdown.textContent = text;
+    countdown.dataset.state = "due";
+    // Announced once, if the time came while the patient was here (otherwise it is on screen).
+    if (!this.arrived && this.lastMinutes !== null) live.textContent = text;
+    this.arrived = true;
+  }
+
+  /** The websocket's `position`: how many waiting patients come first. */
+  position(ahead) {
+    const el = this.el.position;
+    el.hidden = false;
+    el.textContent = positionText(ahead);
+    el.dataset.ahead = String(ahead);
+  }
+
+  /** The websocket's `delay`; minutes and note both null: withdrawn. */
+  delay(message) {
+    const { delay, delayText, delayNote, delayExpected } = this.el;
+    const withdrawn = message.minutes === null && message.note === null;
+    delay.hidden = withdrawn;
+    if (withdrawn) return;
+    const name = message.specialist_name || t("The doctor");
+    delayText.textContent = message.minutes
+      ? t("{name} is running about {minutes} minutes late.", { name, minutes: message.minutes })
+      : t("A message from {name}:", { name });
+    delayNote.hidden = !message.note;
+    delayNote.textContent = message.note || "";
+    delayExpected.hidden = !message.minutes;
+    if (message.minutes) {
+      const expected = new Date(new Date(this.startsAt).getTime() + message.minutes * 60000);
+      delayExpected.textContent = t("Your consultation will probably begin at about {time}.", { time: formatTime(expected) });
+    }
+  }
+}
