@@ -126,13 +126,19 @@ async def drain_on_sigterm(res: Resources) -> AsyncIterator[None]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.raise_signal(sig)
 
+    def start_draining(sig: int) -> None:
+        log.info("konsil.draining", seconds=delay)
+        loop.call_later(delay, pass_on, sig)
+
     def on_sigterm(sig: int, frame: FrameType | None) -> None:
+        # Runs between any two bytecodes of the main thread, possibly inside a log call that
+        # holds the log file's lock: it only sets a flag and hands the rest to the event loop
+        # (logging here could wait for that lock forever).
         if res.draining:
             loop.call_soon_threadsafe(pass_on, sig)  # a second SIGTERM: stop now
             return
         res.draining = True
-        log.info("konsil.draining", seconds=delay)
-        loop.call_soon_threadsafe(loop.call_later, delay, pass_on, sig)
+        loop.call_soon_threadsafe(start_draining, sig)
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import httpx2
 import pytest
@@ -16,6 +19,8 @@ from structlog.testing import capture_logs
 from app.db import utcnow
 from app.main import create_app
 from app.metrics import HTTP_ERRORS, REGISTRY
+from app.observability import drain_on_sigterm
+from app.resources import Resources
 from app.scheduling.models import RoomState
 from app.settings import Settings
 from tests.conftest import create_schema, new_client
@@ -141,3 +146,17 @@ def test_second_sigterm_stops_without_waiting(tmp_path: Path) -> None:
         server.terminate()
         assert server.process.wait(timeout=15) == -signal.SIGTERM
     assert "konsil.stopped" in server.log.read_text()
+
+
+async def test_the_sigterm_handler_leaves_logging_to_the_event_loop() -> None:
+    # The handler runs between two bytecodes of the main thread, possibly inside a log call
+    # holding the log file's lock; a log call in the handler itself then waited for that lock
+    # forever (the server hung at SIGTERM). It must only set the flag and hand over.
+    res = SimpleNamespace(settings=SimpleNamespace(shutdown_drain_seconds=3600), draining=False)
+    async with drain_on_sigterm(cast(Resources, res)):
+        with capture_logs() as logs:
+            signal.raise_signal(signal.SIGTERM)  # the handler has run when this returns
+            assert res.draining is True
+            assert logs == []
+            await asyncio.sleep(0)  # the loop runs what the handler handed over
+            assert [entry["event"] for entry in logs] == ["konsil.draining"]
