@@ -14,6 +14,7 @@ from app.notify.models import Channel, Kind, Recipient, Status
 from app.scheduling.models import Appointment
 
 NOW = datetime(2026, 3, 12, 11, 0, tzinfo=UTC)
+EMAIL = frozenset({Channel.EMAIL})
 
 
 def appointment(channels: str = "email", contact: str = "erika@example.org") -> Appointment:
@@ -40,7 +41,7 @@ def test_plan_a_link_goes_to_the_patient_in_their_language(
     reason: ev.LinkReason, kind: Kind
 ) -> None:
     event = ev.LinkIssued(appointment_id=7, link_id=11, reason=reason)
-    assert policy.plan(event, appointment()) == [
+    assert policy.plan(event, appointment(), channels=EMAIL, now=NOW) == [
         policy.Planned(kind, Recipient.PATIENT, Channel.EMAIL, "en", 11)
     ]
 
@@ -49,19 +50,19 @@ def test_plan_nothing_to_the_patient_without_the_email_choice_or_address() -> No
     link = ev.LinkIssued(appointment_id=7, link_id=11)
     cancelled = ev.AppointmentCancelled(appointment_id=7, specialist_id=2, gp_id=3)
     for unreachable in (appointment(channels=""), appointment(contact="+49 30 123456")):
-        assert policy.plan(link, unreachable) == []
-        assert policy.plan(cancelled, unreachable) == []
+        assert policy.plan(link, unreachable, channels=EMAIL, now=NOW) == []
+        assert policy.plan(cancelled, unreachable, channels=EMAIL, now=NOW) == []
 
 
 def test_plan_the_gp_hears_of_a_report_and_nothing_else_plans_mail() -> None:
     ready = ev.ReportReady(appointment_id=7, specialist_id=2, gp_id=3)
-    assert policy.plan(ready, appointment(channels="")) == [
+    assert policy.plan(ready, appointment(channels=""), channels=EMAIL, now=NOW) == [
         policy.Planned(Kind.REPORT_READY, Recipient.GP, Channel.EMAIL, "de")
     ]
     booked = ev.AppointmentBooked(appointment_id=7, specialist_id=2, gp_id=3)
     completed = ev.ReportCompleted(appointment_id=7, specialist_id=2, gp_id=3)
-    assert policy.plan(booked, appointment()) == []
-    assert policy.plan(completed, appointment()) == []
+    assert policy.plan(booked, appointment(), channels=EMAIL, now=NOW) == []
+    assert policy.plan(completed, appointment(), channels=EMAIL, now=NOW) == []
 
 
 def test_idempotency_key_is_event_channel_and_recipient() -> None:
