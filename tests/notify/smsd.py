@@ -106,12 +106,15 @@ class Gateway:
             return "body"
         return None
 
-    def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
-        """The first ``count`` accepted SMS, once they are there."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.accepted) >= count, timeout):
-                raise TimeoutError(f"{len(self.accepted)} of {count} SMS arrived")
-            return list(self.accepted[:count])
+    async def wait_for(self, count: int, seconds: float = 20.0) -> list[Received]:
+        """The accepted SMS once there are ``count`` (or fails after ``seconds``)."""
+
+        def wait() -> bool:
+            with self._changed:
+                return self._changed.wait_for(lambda: len(self.accepted) >= count, seconds)
+
+        assert await asyncio.to_thread(wait), f"{len(self.accepted)} of {count} SMS arrived"
+        return list(self.accepted)
 
 
 @dataclass

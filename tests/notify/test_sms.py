@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from app.db import utcnow
 from app.notify import gateways
@@ -27,7 +28,7 @@ SMS = Channel.SMS
 
 
 async def test_sms_webhook_carries_the_link_and_the_practice_signed_to_the_e164_number(
-    db: Db, clock: Clock
+    db: Db, clock: Clock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     appointment, token = await booked(db, channels="sms")
     job = await enqueue(db, clock, appointment, channel=SMS)
@@ -46,6 +47,10 @@ async def test_sms_webhook_carries_the_link_and_the_practice_signed_to_the_e164_
     assert text.startswith("Ihr Video-Termin ")
     sent = await message(db, job.id)
     assert (sent.status, sent.attempts, sent.sent_at) == (Status.SENT, 1, clock.now)
+    logged = capsys.readouterr()
+    assert "notify.settled" in logged.out  # the log says what happened, by ids and codes
+    for secret in (MOBILE, token, text):
+        assert secret not in logged.out + logged.err
 
 
 async def test_sms_5xx_is_retried_after_its_back_off_with_the_same_id(db: Db, clock: Clock) -> None:
