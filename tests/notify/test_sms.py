@@ -4,13 +4,17 @@ failures on 4xx, HTTPS with the operator's CA. The clock is moved, never waited 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import httpx2
 import pytest
+import structlog
 
 from app.db import utcnow
+from app.logging import configure_logging
 from app.notify import gateways
 from app.notify.models import Channel, Kind, Status
 from tests.notify.conftest import MOBILE, Clock, Db, booked, enqueue, message, sms_sender_for
@@ -27,12 +31,23 @@ from tests.notify.smtpd import self_signed
 SMS = Channel.SMS
 
 
+@contextmanager
+def info_logs() -> Iterator[None]:
+    """Konsil's log configuration at INFO, into the test's captured stderr, for a block."""
+    saved = structlog.get_config()
+    configure_logging(json=True, level="INFO")
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
 async def test_sms_webhook_carries_the_link_and_the_practice_signed_to_the_e164_number(
     db: Db, clock: Clock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     appointment, token = await booked(db, channels="sms")
     job = await enqueue(db, clock, appointment, channel=SMS)
-    with sms_gateway() as gateway:
+    with sms_gateway() as gateway, info_logs():
         assert await sms_sender_for(db, gateway.url(), clock).send_next() is Status.SENT
         [received] = gateway.gateway.accepted
     assert gateway.gateway.refusals == []  # signature and timestamp checked by the gateway
@@ -48,9 +63,10 @@ async def test_sms_webhook_carries_the_link_and_the_practice_signed_to_the_e164_
     sent = await message(db, job.id)
     assert (sent.status, sent.attempts, sent.sent_at) == (Status.SENT, 1, clock.now)
     logged = capsys.readouterr()
-    assert "notify.settled" in logged.out  # the log says what happened, by ids and codes
+    lines = logged.out + logged.err
+    assert '"event": "notify.settled"' in lines  # the log says what happened, by ids and codes
     for secret in (MOBILE, token, text):
-        assert secret not in logged.out + logged.err
+        assert secret not in lines
 
 
 async def test_sms_5xx_is_retried_after_its_back_off_with_the_same_id(db: Db, clock: Clock) -> None:
