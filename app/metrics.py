@@ -98,8 +98,8 @@ RETENTION_RUNS = Counter(
 )
 MESSAGES_SENT = Counter(
     "konsil_messages_total",
-    "Outgoing messages (e-mail) by kind and outcome of an attempt: sent, queued (to be retried), "
-    "failed, superseded",
-    ["kind", "outcome"],
+    "Outgoing messages (e-mail, SMS) by kind, channel and outcome of an attempt: sent, queued "
+    "(to be retried), failed, superseded",
+    ["kind", "channel", "outcome"],
     registry=REGISTRY,
 )

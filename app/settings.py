@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
@@ -21,7 +22,11 @@ OidcRole = Literal["admin", "gp", "specialist"]  # app.accounts.models.Role
 class Settings(BaseSettings):
     """Everything an operator can set. Defaults run on a bare machine."""
 
-    model_config = SettingsConfigDict(env_prefix="KONSIL_", frozen=True, extra="ignore")
+    # A refused setting is named with the reason, never echoed: the values around it hold
+    # passwords and keys (KONSIL_SMTP_URL, KONSIL_SMS_SECRET, KONSIL_SECRET_KEY).
+    model_config = SettingsConfigDict(
+        env_prefix="KONSIL_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Environment = "development"
     database_url: str = "sqlite+aiosqlite:///./var/konsil.db"
@@ -182,7 +187,23 @@ class Settings(BaseSettings):
     # process after this long; longer than any one send can take (the timeout, twice).
     mail_lease_seconds: float = Field(default=300, ge=60, le=3600)
     # How often each process looks for messages due (a new one is sent at once anyway).
+    # Attempts, back-off, lease and poll apply to SMS as well.
     mail_poll_seconds: float = Field(default=10, gt=0, le=300)
+
+    # SMS to patients (app/notify, docs/deploy.md "SMS"). No SMS URL: nothing is sent by SMS,
+    # and the pages say so. The scheme names the gateway: webhook+https://host/path (Konsil's
+    # JSON, signed with HMAC-SHA256) or sipgate+https://api.sipgate.com/v2/sessions/sms?sms_id=s0.
+    # KONSIL_SMS_SECRET is the webhook's signing key (at least 32 characters) or sipgate's
+    # "<token id>:<token>".
+    sms_url: SecretStr | None = None
+    sms_secret: SecretStr | None = None
+    # A CA bundle (PEM) that signed the gateway's certificate; unset: the system's CAs.
+    sms_ca_file: Path | None = None
+    sms_timeout_seconds: float = Field(default=15, gt=0, le=120)
+    # Reminders to the patient before each appointment, through the channels its invitation
+    # used: JSON, each "<n>d", "<n>h", "<n>m" or a number of minutes, e.g. ["24h", "15m"];
+    # [] for none. Kept as minutes, longest first.
+    reminders: list[int] = Field(default_factory=lambda: [24 * 60, 15])
 
     @field_validator(
         "turn_secret",
@@ -195,6 +216,9 @@ class Settings(BaseSettings):
         "smtp_url",
         "mail_from",
         "smtp_ca_file",
+        "sms_url",
+        "sms_secret",
+        "sms_ca_file",
         mode="before",
     )
     @classmethod
@@ -203,6 +227,13 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("reminders", mode="before")
+    @classmethod
+    def _reminder_minutes(cls, value: object) -> object:
+        if not isinstance(value, list | tuple):
+            return value
+        return sorted({_minutes(item) for item in value}, reverse=True)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
@@ -219,6 +250,7 @@ class Settings(BaseSettings):
             raise ValueError(f"KONSIL_LEGAL_DIR is not a directory: {self.legal_dir}")
         _check_retention(self)
         _check_mail(self)
+        _check_sms(self)
         ZoneInfo(self.timezone)  # raises on an unknown zone
         self._check_oidc()
         return self
@@ -254,6 +286,11 @@ class Settings(BaseSettings):
     def mail_configured(self) -> bool:
         """Whether e-mail is sent (an SMTP server and a sender are set)."""
         return self.smtp_url is not None
+
+    @property
+    def sms_configured(self) -> bool:
+        """Whether SMS are sent (a gateway and its secret are set)."""
+        return self.sms_url is not None
 
     @property
     def oidc_enabled(self) -> bool:
@@ -302,6 +339,36 @@ def _check_mail(settings: Settings) -> None:
         raise ValueError("KONSIL_MAIL_FROM must be an e-mail address") from None
     if settings.smtp_ca_file is not None and not settings.smtp_ca_file.is_file():
         raise ValueError(f"KONSIL_SMTP_CA_FILE is not a file: {settings.smtp_ca_file}")
+
+
+def _check_sms(settings: Settings) -> None:
+    # Imported here: the gateways module is pure and imports nothing of Konsil's.
+    from app.notify.gateways import parse
+
+    if settings.sms_url is None:
+        if settings.sms_secret is not None:
+            raise ValueError("KONSIL_SMS_SECRET is set but KONSIL_SMS_URL is not")
+        return
+    secret = settings.sms_secret.get_secret_value() if settings.sms_secret else None
+    parse(settings.sms_url.get_secret_value(), secret)
+    if settings.sms_ca_file is not None and not settings.sms_ca_file.is_file():
+        raise ValueError(f"KONSIL_SMS_CA_FILE is not a file: {settings.sms_ca_file}")
+
+
+MAX_REMINDER_MINUTES = 14 * 24 * 60
+_UNITS = {"d": 24 * 60, "h": 60, "m": 1, "min": 1}
+_REMINDER = re.compile(r"([0-9]{1,6})(d|h|min|m)?")
+
+
+def _minutes(item: object) -> int:
+    """A reminder's minutes from ``15``, ``"15m"``, ``"24h"`` or ``"2d"``."""
+    found = None if isinstance(item, bool) else _REMINDER.fullmatch(str(item).strip().lower())
+    if found is None:
+        raise ValueError(f'KONSIL_REMINDERS: "{item}" is not like "24h", "15m", "2d" or 15')
+    minutes = int(found[1]) * _UNITS[found[2] or "m"]
+    if not 1 <= minutes <= MAX_REMINDER_MINUTES:
+        raise ValueError("KONSIL_REMINDERS: each between 1 minute and 14 days before")
+    return minutes
 
 
 def _origin_of(url: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import httpx2
 import pytest
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -159,3 +160,17 @@ async def test_a_method_a_path_does_not_serve_gets_405_naming_all_it_serves(
     head = await client.head("/api/v1/specialties")
     assert head.status_code == 200
     assert head.content == b""
+
+
+def test_a_refused_setting_does_not_echo_the_secrets_beside_it() -> None:
+    # Printed to the console at start-up: it must name the problem, not the passwords.
+    with pytest.raises(ValidationError) as refused:
+        Settings(
+            smtp_url="smtp://konsil:Mail-Passw0rt@mail.example:99999",
+            sms_url="webhook+https://sms.example/send",
+            sms_secret="Gateway-Secret-" + "x" * 24,
+        )
+    text = str(refused.value)
+    assert "Port out of range" in text
+    assert "Mail-Passw0rt" not in text
+    assert "Gateway-Secret" not in text

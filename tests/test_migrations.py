@@ -328,11 +328,98 @@ async def test_outgoing_message_migration_goes_down_and_up_again(database_url: s
     assert diff == []
 
 
+async def test_sms_migration_keeps_bookings_and_messages_and_goes_down_and_up(
+    database_url: str,
+) -> None:
+    # A booking with an e-mail job, as 0010 left them.
+    await asyncio.to_thread(upgrade, database_url, "0010")
+    at = datetime(2026, 12, 8, 10, 0, tzinfo=UTC)
+    stamp = bindparam("at", at, type_=UTCDateTime())
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'specialist', 'x', "
+                    "true, :at), (2, 'b@example.org', 'B', 'gp', 'x', true, :at)"
+                ).bindparams(stamp)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO appointment (id, specialist_id, gp_id, starts_at, ends_at, "
+                    "status, patient_name, patient_birth_date, patient_contact, "
+                    "clinical_question, urgency, mode, room_state, created_at, "
+                    "patient_channels) VALUES (1, 1, 2, :at, :at, 'booked', 'P', :born, "
+                    "'p@example.org', 'Q', 'routine', 'home', 'scheduled', :at, 'email')"
+                ).bindparams(stamp, born=date(1950, 1, 1))
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO outgoing_message (appointment_id, idempotency_key, kind, "
+                    "channel, recipient, language, status, attempts, available_at, created_at) "
+                    "VALUES (1, 'e1:email:patient', 'invitation', 'email', 'patient', 'de', "
+                    "'sent', 1, :at, :at)"
+                ).bindparams(stamp)
+            )
+    finally:
+        await engine.dispose()
+
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            booking = (
+                await connection.execute(text("SELECT patient_phone FROM appointment"))
+            ).one()
+            assert booking.patient_phone is None
+            mail = (
+                await connection.execute(
+                    text("SELECT reminder_minutes, http_status, status FROM outgoing_message")
+                )
+            ).one()
+            assert tuple(mail) == (None, None, "sent")
+            # What this release adds: an SMS reminder to a mobile number.
+            await connection.execute(
+                text("UPDATE appointment SET patient_phone = '+4915123456789'")
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO outgoing_message (appointment_id, idempotency_key, kind, "
+                    "channel, recipient, language, status, attempts, available_at, created_at, "
+                    "reminder_minutes, http_status) VALUES (1, 'reminder:1:15:sms', "
+                    "'reminder', 'sms', 'patient', 'de', 'failed', 1, :at, :at, 15, 400)"
+                ).bindparams(stamp)
+            )
+    finally:
+        await engine.dispose()
+
+    # Down: the previous release cannot read SMS or reminder rows, so they go; the e-mail stays.
+    await asyncio.to_thread(downgrade, database_url, "0010")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            keys = (
+                await connection.execute(text("SELECT idempotency_key FROM outgoing_message"))
+            ).scalars()
+            assert list(keys) == ["e1:email:patient"]
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert diff == []
+
+
 async def test_late_notice_migration_keeps_bookings_and_goes_down_and_up(
     database_url: str,
 ) -> None:
-    # 0011 adds two tables beside the bookings of 0010, which must stay as they are.
-    await asyncio.to_thread(upgrade, database_url, "0010")
+    # 0012 adds two tables beside the bookings of 0011, which must stay as they are.
+    await asyncio.to_thread(upgrade, database_url, "0011")
     at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
     engine = create_engine(database_url)
     try:
@@ -377,7 +464,7 @@ async def test_late_notice_migration_keeps_bookings_and_goes_down_and_up(
     finally:
         await engine.dispose()
 
-    await asyncio.to_thread(downgrade, database_url, "0010")
+    await asyncio.to_thread(downgrade, database_url, "0011")
     engine = create_engine(database_url)
     try:
         async with engine.connect() as connection:

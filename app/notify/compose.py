@@ -1,6 +1,7 @@
 """Turns a claimed job into a message to send, reading the appointment as it is now: the
-address, the current link, the practice. A link message whose link was replaced, or whose
-appointment was cancelled, is not sent (``Skip``)."""
+address or number, the current link, the practice. A link message whose link was replaced, or
+whose appointment was cancelled, is not sent (``Skip``), nor a reminder that would come too
+late or after the patient is already in the waiting room."""
 
 from __future__ import annotations
 
@@ -11,17 +12,25 @@ from email.message import EmailMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Practice, User
-from app.notify import delays, policy, smtp
-from app.notify.models import LINK_KINDS, Kind, OutgoingMessage, Recipient, Status
-from app.notify.render import MailContext, render
+from app.notify import delays, policy, sms, smtp
+from app.notify.gateways import Sms
+from app.notify.models import LINK_KINDS, Channel, Kind, OutgoingMessage, Recipient, Status
+from app.notify.render import MailContext, render, render_sms
 from app.scheduling import links
-from app.scheduling.models import Appointment, AppointmentStatus, JoinToken
+from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, RoomState
 from app.settings import Settings
+
+_IN_THE_ROOM = frozenset({RoomState.WAITING, RoomState.ADMITTED, RoomState.IN_CALL})
 
 
 @dataclass(frozen=True)
-class Ready:
+class ReadyMail:
     email: EmailMessage
+
+
+@dataclass(frozen=True)
+class ReadySms:
+    sms: Sms
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ class Skip:
 
 async def compose(
     session: AsyncSession, *, settings: Settings, message: OutgoingMessage, now: datetime
-) -> Ready | Skip:
+) -> ReadyMail | ReadySms | Skip:
     appointment = await session.get(Appointment, message.appointment_id)
     if appointment is None:
         return Skip(Status.SUPERSEDED, "appointment_deleted")
@@ -47,6 +56,7 @@ async def compose(
         starts_at=appointment.starts_at.astimezone(settings.tz),
         practice_name=practice.name if practice else None,
         practice_phone=practice.phone if practice else None,
+        reminder_minutes=message.reminder_minutes,
     )
     if message.kind in LINK_KINDS:
         linked = await _with_link(session, settings, message, appointment, context, now)
@@ -60,32 +70,58 @@ async def compose(
         if isinstance(late, delays.Stale):
             return Skip(Status.SUPERSEDED, late.error)
         context = late
+    if message.kind is Kind.REMINDER and (skipped := _late(settings, message, appointment, now)):
+        return skipped
     if message.kind is Kind.REPORT_READY:
         context = replace(
             context,
             booking_id=appointment.id,
             booking_url=f"{settings.base_url.rstrip('/')}/gp/appointments/{appointment.id}",
         )
-    mail = render(context, message.language)
-    assert settings.mail_from is not None
     assert message.id is not None
+    if message.channel is Channel.SMS:
+        text = render_sms(context, message.language)
+        return ReadySms(
+            Sms(to=address, text=text, id=sms.message_id(message.id, message.created_at))
+        )
+    assert settings.mail_from is not None
     email = smtp.build(
-        mail,
+        render(context, message.language),
         sender=settings.mail_from,
         to=address,
         message_id=smtp.message_id(message.id, message.created_at, settings.mail_from),
         date=now,
     )
-    return Ready(email)
+    return ReadyMail(email)
 
 
 async def _address(
     session: AsyncSession, message: OutgoingMessage, appointment: Appointment
 ) -> str | None:
     if message.recipient is Recipient.PATIENT:
-        return policy.patient_email(appointment)
+        return policy.patient_address(appointment, message.channel)
     gp = await session.get(User, appointment.gp_id)
     return gp.email if gp is not None and gp.is_active else None
+
+
+def _late(
+    settings: Settings, message: OutgoingMessage, appointment: Appointment, now: datetime
+) -> Skip | None:
+    """A reminder is left out once the patient is in the room, once the consultation is over,
+    and when it would come too late (a resent one only after the start)."""
+    if appointment.room_state in _IN_THE_ROOM:
+        return Skip(Status.SUPERSEDED, "already_joined")
+    if appointment.room_state is not RoomState.SCHEDULED:
+        return Skip(Status.SUPERSEDED, "too_late")
+    later = settings.reminders if message.resend_of is None else []
+    if policy.reminder_too_late(
+        starts_at=appointment.starts_at,
+        minutes=message.reminder_minutes or 0,
+        reminders=later,
+        now=now,
+    ):
+        return Skip(Status.SUPERSEDED, "too_late")
+    return None
 
 
 async def _practice(session: AsyncSession, appointment: Appointment) -> Practice | None:

@@ -1,5 +1,5 @@
-"""Late notices by e-mail: the listener on ``DelayChanged``, its ledger, and what the message
-says at send time.
+"""Late notices by e-mail and SMS: the listener on ``DelayChanged``, its ledger, and what the
+message says at send time.
 
 The listener writes one job per patient the notice concerns (``delay_policy``), keyed by the
 event, the appointment, channel and recipient, so a redelivered event adds nothing; the ledger
@@ -21,6 +21,7 @@ from sqlmodel import Field, SQLModel, col, select
 from app.db import unit_of_work, utc_column, utcnow
 from app.events import types as ev
 from app.notify import delay_policy, policy, queue
+from app.notify.listener import available_channels
 from app.notify.models import Channel, Kind, OutgoingMessage, Recipient, Status
 from app.notify.render import MailContext
 from app.resources import Resources
@@ -61,9 +62,9 @@ async def on_event(
         for appointment in await _candidates(session, event.specialist_id, now):
             if not delay_policy.expecting(appointment, day=day, now=now, tz=tz):
                 continue
-            if policy.patient_email(appointment) is None:
-                continue
-            added += await _tell(session, event, appointment, notice.minutes, now)
+            channels = policy.patient_channels(appointment, available_channels(settings))
+            if channels:
+                added += await _tell(session, event, appointment, notice.minutes, channels, now)
     return added
 
 
@@ -85,26 +86,31 @@ async def _tell(
     event: ev.DelayChanged,
     appointment: Appointment,
     minutes: int,
+    channels: list[Channel],
     now: datetime,
 ) -> int:
+    """One message per channel the patient is reached by; the ledger counts one telling."""
     assert appointment.id is not None
     ledger = await session.get(DelayNotice, appointment.id, with_for_update=True)
     told = delay_policy.Told(ledger.minutes, ledger.count) if ledger is not None else None
     if not delay_policy.due(minutes, told) or await _on_its_way(session, appointment.id):
         return 0
-    planned = policy.Planned(
-        Kind.DELAY, Recipient.PATIENT, Channel.EMAIL, appointment.patient_language
-    )
-    key = f"{event.event_id}:{appointment.id}:{planned.channel.value}:{planned.recipient.value}"
-    if not await queue.enqueue(
-        session, key=key, appointment_id=appointment.id, planned=planned, now=now
-    ):
+    added = 0
+    for channel in channels:
+        planned = policy.Planned(
+            Kind.DELAY, Recipient.PATIENT, channel, appointment.patient_language
+        )
+        key = f"{event.event_id}:{appointment.id}:{channel.value}:{planned.recipient.value}"
+        added += await queue.enqueue(  # a bool: 1 when it was new
+            session, key=key, appointment_id=appointment.id, planned=planned, now=now
+        )
+    if not added:
         return 0
     if ledger is None:
         session.add(DelayNotice(appointment_id=appointment.id, minutes=minutes, count=1))
     else:
         ledger.minutes, ledger.count, ledger.updated_at = minutes, ledger.count + 1, now
-    return 1
+    return added
 
 
 async def _on_its_way(session: AsyncSession, appointment_id: int) -> bool:

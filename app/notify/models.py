@@ -12,7 +12,10 @@ from app.db import enum_column, utc_column, utcnow
 
 
 class Channel(StrEnum):
+    """How a message travels. (A printed invitation is handed over by the GP: no channel.)"""
+
     EMAIL = "email"
+    SMS = "sms"
 
 
 class Recipient(StrEnum):
@@ -29,17 +32,20 @@ class Kind(StrEnum):
     CANCELLED = "cancelled"  # the appointment was cancelled
     REPORT_READY = "report_ready"  # to the GP: a report is there, log in to read it
     DELAY = "delay"  # the specialist is running late (app/notify/delays.py)
+    REMINDER = "reminder"  # the time and the link, ``reminder_minutes`` before the start
 
 
-LINK_KINDS = frozenset({Kind.INVITATION, Kind.RESCHEDULED, Kind.NEW_LINK})
+# Messages that carry the patient's join link (the row names it: ``join_token_id``).
+LINK_KINDS = frozenset({Kind.INVITATION, Kind.RESCHEDULED, Kind.NEW_LINK, Kind.REMINDER})
 
 
 class Status(StrEnum):
     QUEUED = "queued"  # due at ``available_at`` (a retry waits there)
     SENDING = "sending"  # claimed by a sender until ``lease_until``
-    SENT = "sent"  # the SMTP server accepted it
+    SENT = "sent"  # the SMTP server or the SMS gateway accepted it
     FAILED = "failed"  # refused for good, or out of attempts: shown to the GP
-    SUPERSEDED = "superseded"  # not sent: its link was replaced or the appointment cancelled
+    # Not sent: its link was replaced, the appointment cancelled, or a reminder came too late.
+    SUPERSEDED = "superseded"
 
 
 class OutgoingMessage(SQLModel, table=True):
@@ -59,7 +65,8 @@ class OutgoingMessage(SQLModel, table=True):
         ),
     )
     appointment_id: int = Field(foreign_key="appointment.id", index=True)
-    # "<event id>:<channel>:<recipient>" (or "resend:<random>"): one event never sends twice.
+    # "<event id>:<channel>:<recipient>", "reminder:<link id>:<minutes>:<channel>" (or
+    # "resend:<random>"): one event, or one reminder of one link, never sends twice.
     idempotency_key: str = Field(max_length=80, unique=True)
     kind: Kind = Field(sa_column=enum_column(Kind))
     channel: Channel = Field(sa_column=enum_column(Channel))
@@ -69,6 +76,8 @@ class OutgoingMessage(SQLModel, table=True):
     join_token_id: int | None = None
     # The message this one repeats (the GP pressed "send again").
     resend_of: int | None = None
+    # A reminder: how many minutes before the start it is due (``available_at`` at first).
+    reminder_minutes: int | None = None
     status: Status = Field(default=Status.QUEUED, sa_column=enum_column(Status))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     available_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
@@ -79,6 +88,8 @@ class OutgoingMessage(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     failed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     # Why the last attempt did not go through: a code ("recipient_refused", "connection", …)
-    # and the SMTP reply code, never the server's text (it may quote the address).
+    # and the SMTP reply code or the SMS gateway's HTTP status, never the server's text (it
+    # may quote the address or the number).
     error: str | None = Field(default=None, max_length=40)
     smtp_code: int | None = None
+    http_status: int | None = None

@@ -1,11 +1,14 @@
 """What each domain event sends, and what a failed attempt means: pure, no I/O.
 
-``plan`` decides the messages an event calls for from the event and its appointment;
-``after_failure`` decides between another attempt (exponential back-off) and giving up.
+``plan`` decides the messages an event calls for from the event and its appointment, through
+the channels the GP chose that this server can send; a new link brings its reminders, each due
+at its time before the start; ``after_failure`` decides between another attempt (exponential
+back-off) and giving up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,10 +35,17 @@ class Planned:
     channel: Channel
     language: str
     join_token_id: int | None = None
+    # When it is due, if not at once (a reminder), and a reminder's minutes before the start.
+    available_at: datetime | None = None
+    reminder_minutes: int | None = None
 
 
 def idempotency_key(event_id: str, planned: Planned) -> str:
-    """One message per event, channel and recipient, however often the event is delivered."""
+    """One message per event, channel and recipient, however often the event is delivered; one
+    reminder per link, time before the start and channel, however often it is planned."""
+    if planned.reminder_minutes is not None:
+        link, minutes = planned.join_token_id, planned.reminder_minutes
+        return f"reminder:{link}:{minutes}:{planned.channel.value}"
     return f"{event_id}:{planned.channel.value}:{planned.recipient.value}"
 
 
@@ -45,20 +55,83 @@ def patient_email(appointment: Appointment) -> str | None:
     return contact if appointment.reached_by(Channel.EMAIL) and "@" in contact else None
 
 
-def plan(event: ev.DomainEvent, appointment: Appointment) -> list[Planned]:
-    """The messages ``event`` calls for (none for most events)."""
-    to_patient = patient_email(appointment) is not None
+def patient_phone(appointment: Appointment) -> str | None:
+    """The patient's mobile number (E.164), if the GP asked Konsil to send SMS."""
+    return appointment.patient_phone if appointment.reached_by(Channel.SMS) else None
+
+
+def patient_address(appointment: Appointment, channel: Channel) -> str | None:
+    return patient_email(appointment) if channel is Channel.EMAIL else patient_phone(appointment)
+
+
+def patient_channels(appointment: Appointment, available: Collection[Channel]) -> list[Channel]:
+    """The channels the GP chose for this patient that the server can send through."""
+    return [c for c in Channel if c in available and patient_address(appointment, c)]
+
+
+def plan(
+    event: ev.DomainEvent,
+    appointment: Appointment,
+    *,
+    channels: Collection[Channel],
+    now: datetime,
+    reminders: Sequence[int] = (),
+) -> list[Planned]:
+    """The messages ``event`` calls for (none for most events), through ``channels`` (those
+    this server can send); a link brings the ``reminders`` (minutes before the start) whose
+    time is still ahead at ``now``."""
+    to_patient = patient_channels(appointment, channels)
     language = appointment.patient_language
     match event:
-        case ev.LinkIssued() if to_patient:
+        case ev.LinkIssued():
             kind = LINK_KIND[event.reason]
-            return [Planned(kind, Recipient.PATIENT, Channel.EMAIL, language, event.link_id)]
-        case ev.AppointmentCancelled() if to_patient:
-            return [Planned(Kind.CANCELLED, Recipient.PATIENT, Channel.EMAIL, language)]
-        case ev.ReportReady():
+            link = event.link_id
+            messages = [Planned(kind, Recipient.PATIENT, c, language, link) for c in to_patient]
+            return messages + _reminders(appointment, link, to_patient, reminders, now)
+        case ev.AppointmentCancelled():
+            return [Planned(Kind.CANCELLED, Recipient.PATIENT, c, language) for c in to_patient]
+        case ev.ReportReady() if Channel.EMAIL in channels:
             return [Planned(Kind.REPORT_READY, Recipient.GP, Channel.EMAIL, STAFF_LANGUAGE)]
         case _:
             return []
+
+
+def _reminders(
+    appointment: Appointment,
+    link_id: int | None,
+    channels: list[Channel],
+    reminders: Sequence[int],
+    now: datetime,
+) -> list[Planned]:
+    planned = []
+    for minutes in reminders:
+        due = appointment.starts_at - timedelta(minutes=minutes)
+        if link_id is None or due <= now:
+            continue  # booked (or re-planned) too late for this one: it is not sent at all
+        planned += [
+            Planned(
+                Kind.REMINDER,
+                Recipient.PATIENT,
+                channel,
+                appointment.patient_language,
+                link_id,
+                available_at=due,
+                reminder_minutes=minutes,
+            )
+            for channel in channels
+        ]
+    return planned
+
+
+def reminder_too_late(
+    *, starts_at: datetime, minutes: int, reminders: Sequence[int], now: datetime
+) -> bool:
+    """Whether a reminder sent only now (the server was down, attempts failed) would come too
+    late: the appointment has begun, or a shorter reminder is due too (the patient gets that
+    one instead of two at once)."""
+    if now >= starts_at:
+        return True
+    return any(m < minutes and now >= starts_at - timedelta(minutes=m) for m in reminders)
 
 
 def backoff(attempts: int, first_seconds: float) -> timedelta:
@@ -74,6 +147,7 @@ class Failure:
     permanent: bool
     error: str
     smtp_code: int | None = None
+    http_status: int | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from app.notify.models import OutgoingMessage, Status
+from app.notify.models import Kind, OutgoingMessage, Status
 from app.notify.policy import Planned
 
 
@@ -37,9 +37,10 @@ async def enqueue(
         "recipient": planned.recipient,
         "language": planned.language,
         "join_token_id": planned.join_token_id,
+        "reminder_minutes": planned.reminder_minutes,
         "status": Status.QUEUED,
         "attempts": 0,
-        "available_at": now,
+        "available_at": planned.available_at or now,
         "created_at": now,
     }
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
@@ -104,6 +105,32 @@ async def settle(session: AsyncSession, message: OutgoingMessage, **values: Any)
     return bool(getattr(result, "rowcount", 0))
 
 
+async def supersede_reminders(
+    session: AsyncSession, *, appointment_id: int, keep_link: int | None, error: str
+) -> int:
+    """Marks the appointment's reminders not yet sent as superseded, but those of the link
+    ``keep_link`` (the live one); returns how many. A reminder being sent right now is left to
+    its sender (which found its link live a moment ago)."""
+    statement = update(OutgoingMessage).where(
+        col(OutgoingMessage.appointment_id) == appointment_id,
+        col(OutgoingMessage.kind) == Kind.REMINDER,
+        col(OutgoingMessage.status) == Status.QUEUED,
+    )
+    if keep_link is not None:
+        statement = statement.where(
+            or_(
+                col(OutgoingMessage.join_token_id).is_(None),
+                col(OutgoingMessage.join_token_id) != keep_link,
+            )
+        )
+    result = await session.execute(
+        statement.values(status=Status.SUPERSEDED, error=error).execution_options(
+            synchronize_session=False
+        )
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
 async def for_appointment(session: AsyncSession, appointment_id: int) -> Sequence[OutgoingMessage]:
     query = (
         select(OutgoingMessage)
@@ -114,11 +141,15 @@ async def for_appointment(session: AsyncSession, appointment_id: int) -> Sequenc
 
 
 async def pending_like(session: AsyncSession, message: OutgoingMessage) -> bool:
-    """Whether a message of the same kind to the same recipient is still on its way."""
+    """Whether a message of the same kind (and reminder time) to the same recipient through the
+    same channel is still on its way."""
     query = select(col(OutgoingMessage.id)).where(
         col(OutgoingMessage.appointment_id) == message.appointment_id,
         col(OutgoingMessage.kind) == message.kind,
         col(OutgoingMessage.recipient) == message.recipient,
+        col(OutgoingMessage.channel) == message.channel,
         col(OutgoingMessage.status).in_([Status.QUEUED, Status.SENDING]),
     )
+    if message.reminder_minutes is not None:
+        query = query.where(col(OutgoingMessage.reminder_minutes) == message.reminder_minutes)
     return (await session.execute(query.limit(1))).first() is not None

@@ -1,7 +1,10 @@
-"""Renders a message from its typed context with Jinja2: plain text and HTML, German or English.
+"""Renders a message from its typed context with Jinja2: an e-mail's plain text and HTML, or an
+SMS's text, German or English.
 
 ``MailContext`` is all a template can see, and it has no field for health data (no patient
 name, specialty, clinical question or report): a template cannot leak what it is never given.
+SMS templates (``templates/sms``) are written in GSM-7 and short enough for one SMS with a
+base URL of about 30 characters and a practice's name of about 20 (``tests/notify``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from babel.dates import format_datetime
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
+from app.notify import gsm
 from app.notify.models import LINK_KINDS, Kind
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -21,6 +25,8 @@ LANGUAGES = ("de", "en")
 _WHEN = {"de": "EEEE, d. MMMM y 'um' HH:mm 'Uhr'", "en": "EEEE, d MMMM y 'at' HH:mm"}
 _SHORT = {"de": "dd.MM.y, HH:mm 'Uhr'", "en": "d MMM y, HH:mm"}
 _TIME = "HH:mm"
+_SMS_WHEN = {"de": "EEE dd.MM., HH:mm 'Uhr'", "en": "EEE d MMM, HH:mm"}
+_CLOCK = {"de": "HH:mm 'Uhr'", "en": "HH:mm"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class MailContext:
     # A late notice: about how many minutes late, and when the consultation may now begin.
     delay_minutes: int | None = None
     expected_at: datetime | None = None
+    # A reminder: due this many minutes before the start.
+    reminder_minutes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,20 @@ class Mail:
     html: str
 
 
+# Kinds that have an SMS template (the GP's "report ready" goes by e-mail only).
+SMS_KINDS = frozenset(Kind) - {Kind.REPORT_READY}
+
+
+def _base(kind: Kind) -> str:
+    return "link" if kind in LINK_KINDS - {Kind.REMINDER} else kind.value
+
+
 def template_names(kind: Kind, language: str) -> tuple[str, str]:
-    base = "link" if kind in LINK_KINDS else kind.value
-    return f"{base}.{language}.txt", f"{base}.{language}.html"
+    return f"{_base(kind)}.{language}.txt", f"{_base(kind)}.{language}.html"
+
+
+def sms_template_name(kind: Kind, language: str) -> str:
+    return f"sms/{_base(kind)}.{language}.txt"
 
 
 def render(context: MailContext, language: str) -> Mail:
@@ -67,6 +86,16 @@ def render(context: MailContext, language: str) -> Mail:
         text=_block(text, "body", values).strip() + "\n",
         html=env.get_template(html_name).render(values),
     )
+
+
+def render_sms(context: MailContext, language: str) -> str:
+    """The SMS text of ``context.kind`` in ``language`` (German if unknown): the template's
+    lines without indentation or blank lines, in GSM-7 where the values allow it."""
+    language = language if language in LANGUAGES else "de"
+    template = _environment(language).get_template(sms_template_name(context.kind, language))
+    rendered = template.render({"m": context, "lang": language})
+    lines = (line.strip() for line in rendered.splitlines())
+    return gsm.plain("\n".join(line for line in lines if line))
 
 
 def _block(template: Template, name: str, values: dict[str, object]) -> str:
@@ -86,4 +115,8 @@ def _environment(language: str) -> Environment:
     env.filters["when"] = lambda value: format_datetime(value, _WHEN[language], locale=language)
     env.filters["short"] = lambda value: format_datetime(value, _SHORT[language], locale=language)
     env.filters["time"] = lambda value: format_datetime(value, _TIME, locale=language)
+    env.filters["sms_when"] = lambda value: format_datetime(
+        value, _SMS_WHEN[language], locale=language
+    )
+    env.filters["clock"] = lambda value: format_datetime(value, _CLOCK[language], locale=language)
     return env

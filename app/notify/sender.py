@@ -1,8 +1,9 @@
 """The sender: a task in every process's lifespan that sends the due messages one by one.
 
 Each message is claimed (and committed) before it is sent and settled after, in transactions of
-their own; nothing is held open while the SMTP server answers. The clock is injected, so tests
-move time instead of sleeping.
+their own; nothing is held open while the SMTP server or the SMS gateway answers. Each channel
+has its transport (None: not set up on this server). The clock is injected, so tests move time
+instead of sleeping.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from app.db import unit_of_work, utcnow
 from app.events.dispatcher import Doorbell
 from app.logging import get_logger
 from app.metrics import MESSAGES_SENT
-from app.notify import policy, queue, smtp
-from app.notify.compose import Skip, compose
-from app.notify.models import OutgoingMessage, Status
+from app.notify import policy, queue, sms, smtp
+from app.notify.compose import ReadyMail, ReadySms, Skip, compose
+from app.notify.models import Channel, OutgoingMessage, Status
+from app.notify.sms import Transport as SmsTransport
 from app.settings import Settings
 
 log = get_logger("konsil.notify")
@@ -31,9 +33,10 @@ STOP_GRACE_SECONDS = 15.0
 class Sender:
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
-    transport: smtp.Transport
+    mail: smtp.Transport | None
     clock: Callable[[], datetime] = utcnow
     doorbell: Doorbell = field(default_factory=Doorbell)
+    sms: SmsTransport | None = None
     _stopping: bool = field(default=False, init=False)
     _scope: anyio.CancelScope | None = field(default=None, init=False)
 
@@ -77,15 +80,26 @@ class Sender:
             message = await queue.claim(session, now=now, lease=lease)
         if message is None:
             return None
+        if (self.mail if message.channel is Channel.EMAIL else self.sms) is None:
+            return await self._settle(message, Status.FAILED, error="not_configured")
         async with self.sessions() as session:
             built = await compose(session, settings=self.settings, message=message, now=now)
         if isinstance(built, Skip):
             return await self._settle(message, built.status, error=built.error)
         try:
-            await self.transport.send(built.email)
+            await self._hand_over(built)
         except Exception as exc:
-            return await self._failed(message, smtp.classify(exc))
+            failure = smtp.classify(exc) if isinstance(built, ReadyMail) else sms.classify(exc)
+            return await self._failed(message, failure)
         return await self._settle(message, Status.SENT, sent_at=self.clock(), error=None)
+
+    async def _hand_over(self, built: ReadyMail | ReadySms) -> None:
+        if isinstance(built, ReadyMail):
+            assert self.mail is not None  # checked before composing
+            await self.mail.send(built.email)
+        else:
+            assert self.sms is not None
+            await self.sms.send(built.sms)
 
     async def _failed(self, message: OutgoingMessage, failure: policy.Failure) -> Status:
         decided = policy.after_failure(
@@ -101,6 +115,7 @@ class Sender:
             available_at=decided.available_at,
             error=failure.error,
             smtp_code=failure.smtp_code,
+            http_status=failure.http_status,
         )
 
     async def _settle(self, message: OutgoingMessage, status: Status, **values: object) -> Status:
@@ -108,12 +123,15 @@ class Sender:
             values["failed_at"] = self.clock()
         async with unit_of_work(self.sessions) as session:
             held = await queue.settle(session, message, status=status, **values)
-        MESSAGES_SENT.labels(kind=message.kind.value, outcome=status.value).inc()
-        # Ids and codes only: no address, no server text.
+        MESSAGES_SENT.labels(
+            kind=message.kind.value, channel=message.channel.value, outcome=status.value
+        ).inc()
+        # Ids and codes only: no address, no number, no text, no server text.
         log.info(
             "notify.settled",
             message_id=message.id,
             kind=message.kind.value,
+            channel=message.channel.value,
             status=status.value,
             attempts=message.attempts,
             error=values.get("error"),

@@ -12,7 +12,7 @@ from app.accounts.service import Principal
 from app.audit import service as audit
 from app.errors import Conflict, Forbidden, NotFound
 from app.notify import policy, queue
-from app.notify.models import LINK_KINDS, OutgoingMessage, Recipient, Status
+from app.notify.models import LINK_KINDS, Channel, OutgoingMessage, Recipient, Status
 from app.notify.schemas import MessageOut, MessagesOut
 from app.scheduling.access import is_gp_of, visible_appointment
 from app.scheduling.models import Appointment, AppointmentStatus, JoinToken
@@ -33,7 +33,9 @@ async def messages(
     rows = await queue.for_appointment(session, appointment_id)
     return MessagesOut(
         email_configured=settings.mail_configured,
+        sms_configured=settings.sms_configured,
         patient_email=policy.patient_email(appointment),
+        patient_phone=policy.patient_phone(appointment),
         messages=[_out(row) for row in rows],
     )
 
@@ -61,15 +63,22 @@ async def resend(
     original = await session.get(OutgoingMessage, message_id)
     if original is None or original.appointment_id != appointment_id:
         raise NotFound("Diese Nachricht gibt es nicht.")
-    if not settings.mail_configured:
-        raise Conflict("Der E-Mail-Versand ist auf diesem Server nicht eingerichtet.")
+    _require_channel(settings, original.channel)
     if await queue.pending_like(session, original):
         raise Conflict("Diese Nachricht ist bereits unterwegs.")
-    if original.recipient is Recipient.PATIENT and policy.patient_email(appointment) is None:
-        raise Conflict("Für diese Patientin bzw. diesen Patienten ist keine E-Mail-Adresse da.")
+    if (
+        original.recipient is Recipient.PATIENT
+        and policy.patient_address(appointment, original.channel) is None
+    ):
+        raise Conflict(_NO_ADDRESS[original.channel])
     link_id = await _current_link(session, appointment) if original.kind in LINK_KINDS else None
     planned = policy.Planned(
-        original.kind, original.recipient, original.channel, original.language, link_id
+        original.kind,
+        original.recipient,
+        original.channel,
+        original.language,
+        link_id,
+        reminder_minutes=original.reminder_minutes,
     )
     key = f"resend:{uuid.uuid4().hex}"
     await queue.enqueue(session, key=key, appointment_id=appointment_id, planned=planned, now=now)
@@ -83,6 +92,22 @@ async def resend(
         session, who, "message.resent", appointment_id, message_id=message.id, of=original.id
     )
     return _out(message)
+
+
+_NOT_SET_UP = {
+    Channel.EMAIL: "Der E-Mail-Versand ist auf diesem Server nicht eingerichtet.",
+    Channel.SMS: "Der SMS-Versand ist auf diesem Server nicht eingerichtet.",
+}
+_NO_ADDRESS = {
+    Channel.EMAIL: "Für diese Patientin bzw. diesen Patienten ist keine E-Mail-Adresse da.",
+    Channel.SMS: "Für diese Patientin bzw. diesen Patienten ist keine Mobilnummer da.",
+}
+
+
+def _require_channel(settings: Settings, channel: Channel) -> None:
+    configured = settings.mail_configured if channel is Channel.EMAIL else settings.sms_configured
+    if not configured:
+        raise Conflict(_NOT_SET_UP[channel])
 
 
 async def _current_link(session: AsyncSession, appointment: Appointment) -> int:

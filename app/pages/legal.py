@@ -133,6 +133,8 @@ def _endpoint(page: str) -> Callable[[Request], Awaitable[Response]]:
             "staff_session_hours": hours(cfg.session_ttl_minutes, lang),
             "device_days": devices.LIFETIME.days,
             "metadata_days": cfg.retention_metadata_days,
+            "mail_configured": cfg.mail_configured,
+            "sms_configured": cfg.sms_configured,
             "records_days": min(cfg.retention_records_days, cfg.retention_metadata_days),
             "version": TEXT_VERSION,
         }

@@ -107,8 +107,16 @@ async def gp_search(request: Request) -> Response:
     who = await staff_page(request, Role.GP)
     if isinstance(who, Response):
         return who
-    mail = settings(request).mail_configured
-    return page(request, "gp/search.html", who, "gp", mail_configured=mail)
+    config = settings(request)
+    return page(
+        request,
+        "gp/search.html",
+        who,
+        "gp",
+        mail_configured=config.mail_configured,
+        sms_configured=config.sms_configured,
+        reminders=[f"{m // 60} h" if m % 60 == 0 else f"{m} min" for m in config.reminders],
+    )
 
 
 async def gp_appointments(request: Request) -> Response:

@@ -1,7 +1,7 @@
 """Patient join links: issue, revoke and redeem.
 
 A link is ``{base_url}/join#<token>``: 256 random bits in the URL fragment, which browsers never
-send to a server. Only the token's SHA-256 is stored, and, while Konsil is to e-mail the link
+send to a server. Only the token's SHA-256 is stored, and, while Konsil is to send the link
 to the patient itself, the token sealed with a key from ``KONSIL_SECRET_KEY``. A link is valid
 from ``starts_at - link_early_minutes`` until ``ends_at + link_grace_minutes``; issuing a new
 one revokes the old.
@@ -97,8 +97,8 @@ async def issue(
 ) -> IssuedLink:
     """Revokes every earlier link of the appointment (and their patient sessions), issues one.
 
-    When Konsil is to send the link itself (the GP chose e-mail), the token is kept sealed
-    with the link; otherwise only its hash is stored."""
+    When Konsil is to send the link itself (the GP chose e-mail or SMS: the invitation, the
+    reminders), the token is kept sealed with the link; otherwise only its hash is stored."""
     assert appointment.id is not None
     if await repo.revoke_links(session, appointment.id, now):
         await _end_patient_sessions(session, appointment.id, now)
@@ -110,7 +110,7 @@ async def issue(
         valid_from=valid_from,
         valid_until=valid_until,
         created_at=now,
-        sealed=seal(settings, token) if appointment.reached_by("email") else None,
+        sealed=seal(settings, token) if appointment.patient_channels else None,
     )
     session.add(link)
     await session.flush()

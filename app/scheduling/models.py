@@ -107,6 +107,8 @@ class Appointment(SQLModel, table=True):
     patient_name: str = Field(max_length=200)
     patient_birth_date: date
     patient_contact: str = Field(max_length=254)
+    # The patient's mobile number for SMS (E.164, ``app.scheduling.phones``); None if not given.
+    patient_phone: str | None = Field(default=None, max_length=16)
     clinical_question: str = Field(sa_column=Column(Text, nullable=False))
     urgency: Urgency = Field(default=Urgency.ROUTINE, sa_column=enum_column(Urgency))
     mode: Mode = Field(default=Mode.HOME, sa_column=enum_column(Mode))
@@ -120,8 +122,8 @@ class Appointment(SQLModel, table=True):
     cancelled_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     # iCalendar SEQUENCE: bumped whenever the booking's time or status changes.
     sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    # How the GP asked Konsil to reach the patient ("email", comma-separated; "" for none: the
-    # GP hands the link over), and in which language (app/notify).
+    # How the GP asked Konsil to reach the patient ("email", "sms", comma-separated; "" for
+    # none: the GP hands the link over), and in which language (app/notify).
     patient_channels: str = Field(
         default="", max_length=40, sa_column_kwargs={"server_default": ""}
     )

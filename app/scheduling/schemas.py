@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app.scheduling import phones
 from app.scheduling.models import AppointmentStatus, Mode, RoomState, Urgency
 from app.schemas import Day, Id, Out, Schema
 
@@ -25,6 +26,10 @@ MAX_RULES = 50
 MAX_AGE_YEARS = 130
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
 _PHONE = re.compile(r"^\+?[0-9 ()/.\-]{6,30}$")
+
+
+# The ways Konsil itself can send the patient the link (app/notify.models.Channel).
+InviteChannel = Literal["email", "sms"]
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -46,11 +51,14 @@ class BookingIn(Schema):
     clinical_question: str = Field(min_length=5, max_length=MAX_QUESTION)
     urgency: Urgency = Urgency.ROUTINE
     mode: Mode = Mode.HOME
-    # How Konsil itself should reach the patient (app/notify): ["email"] sends the invitation,
-    # a new link and a cancellation to the e-mail address in ``patient_contact``. Empty: the
-    # GP hands the link over.
-    invite_by: list[Literal["email"]] = Field(default_factory=list, max_length=1)
+    # How Konsil itself should reach the patient (app/notify): "email" sends the invitation,
+    # a new link, a cancellation and the reminders to the e-mail address in
+    # ``patient_contact``, "sms" the same by SMS to ``patient_phone``. Empty: the GP hands the
+    # link over. (A printed invitation, for patients with neither, is the GP's to hand over.)
+    invite_by: list[InviteChannel] = Field(default_factory=list, max_length=2)
     patient_language: Literal["de", "en"] = "de"
+    # The patient's mobile number for SMS, normalised to E.164; required with "sms".
+    patient_phone: str | None = Field(default=None, max_length=40, validate_default=True)
 
     @field_validator("patient_birth_date")
     @classmethod
@@ -81,6 +89,18 @@ class BookingIn(Schema):
         if "email" in value and isinstance(contact, str) and "@" not in contact:
             raise _invalid("Für den Versand per E-Mail bitte eine E-Mail-Adresse angeben.")
         return sorted(set(value))
+
+    @field_validator("patient_phone")
+    @classmethod
+    def _mobile(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            if "sms" in info.data.get("invite_by", []):
+                raise _invalid("Für den Versand per SMS bitte eine Mobilnummer angeben.")
+            return None
+        try:
+            return phones.mobile_e164(value)
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
 
 
 class RescheduleIn(Schema):
@@ -256,6 +276,7 @@ class AppointmentOut(Out):
     patient_name: str
     patient_birth_date: date
     patient_contact: str
+    patient_phone: str | None
     invite_by: list[str]
     patient_language: str
     clinical_question: str

@@ -58,9 +58,7 @@ async def book(
     """
     now = now or utcnow()
     gp_id = require_role(who, Role.GP)
-    if details.invite_by and not settings.mail_configured:
-        message = "Der E-Mail-Versand ist auf diesem Server nicht eingerichtet."
-        raise InvalidInput(fields=[{"field": "invite_by", "message": message}])
+    _require_sending(settings, details)
     gp = await session.get(User, gp_id)
     assert gp is not None
     specialist = await repo.lock_specialist(session, details.specialist_id)
@@ -82,6 +80,7 @@ async def book(
         patient_name=details.patient_name,
         patient_birth_date=details.patient_birth_date,
         patient_contact=details.patient_contact,
+        patient_phone=details.patient_phone,
         clinical_question=details.clinical_question,
         urgency=details.urgency,
         mode=details.mode,
@@ -116,6 +115,17 @@ async def book(
             session, settings=settings, appointment=appointment, issued=issued, now=now
         ),
     )
+
+
+def _require_sending(settings: Settings, details: BookingIn) -> None:
+    """The channels the GP chose must be set up on this server."""
+    for channel, configured, name in (
+        ("email", settings.mail_configured, "E-Mail"),
+        ("sms", settings.sms_configured, "SMS"),
+    ):
+        if channel in details.invite_by and not configured:
+            message = f"Der {name}-Versand ist auf diesem Server nicht eingerichtet."
+            raise InvalidInput(fields=[{"field": "invite_by", "message": message}])
 
 
 async def _flush_or_slot_taken(session: AsyncSession) -> None:

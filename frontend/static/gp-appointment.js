@@ -35,6 +35,10 @@ const MESSAGE_KIND = {
   report_ready: () => t("Report ready (to you)"),
   delay: () => t("Late notice from the specialist"),
 };
+const CHANNEL = {
+  email: () => t("email"),
+  sms: () => t("SMS"),
+};
 const MESSAGE_ERROR = {
   recipient_refused: () => t("the address was refused"),
   sender_refused: () => t("the mail server refused our sender"),
@@ -43,7 +47,12 @@ const MESSAGE_ERROR = {
   tls: () => t("no secure connection to the mail server"),
   timeout: () => t("the mail server did not answer"),
   connection: () => t("the mail server could not be reached"),
-  no_address: () => t("no email address"),
+  no_address: () => t("no email address or mobile number"),
+  not_configured: () => t("not set up on this server"),
+  sms_refused: () => t("the SMS gateway refused it"),
+  sms_gateway_error: () => t("the SMS gateway had an error"),
+  already_joined: () => t("the patient was already in the waiting room"),
+  too_late: () => t("its time had passed"),
   link_unavailable: () => t("the link can no longer be sent; issue a new one"),
   link_replaced: () => t("a newer link replaced it"),
   link_expired: () => t("the link had expired"),
@@ -54,14 +63,17 @@ const MESSAGE_ERROR = {
 
 function messageState(m) {
   const why = m.error ? (MESSAGE_ERROR[m.error] || (() => m.error))() : "";
-  const code = m.smtp_code ? ` (${m.smtp_code})` : "";
+  const reply = m.smtp_code || m.http_status;
+  const code = reply ? ` (${reply})` : "";
   switch (m.status) {
     case "sent": return t("sent {time}", { time: formatDateTime(m.sent_at) });
     case "failed": return t("failed {time}: {reason}", { time: formatDateTime(m.failed_at), reason: why + code });
     case "superseded": return t("not sent: {reason}", { reason: why });
     case "queued": return m.attempts
       ? t("not yet sent ({reason}); next attempt {time}", { reason: why + code, time: formatDateTime(m.next_attempt_at) })
-      : t("waiting to be sent");
+      : m.kind === "reminder"
+        ? t("planned for {time}", { time: formatDateTime(m.next_attempt_at) })
+        : t("waiting to be sent");
     default: return t("being sent");
   }
 }
@@ -79,18 +91,36 @@ async function loadMessages() {
     return;
   }
   card.hidden = false;
-  note.textContent = !found.email_configured
-    ? t("Sending email is not set up on this server: Konsil sends no messages. Give the patient the link yourself.")
-    : found.patient_email
-      ? t("Messages to the patient go to {address}.", { address: found.patient_email })
-      : t("The patient gets no email from Konsil (not chosen at booking).");
+  note.textContent = messagesNote(found);
   list.replaceChildren(...(found.messages.length ? found.messages.map(messageItem) : [h("li", { class: "muted" }, t("No messages yet."))]));
+}
+
+// Where messages to the patient go, and what this server cannot send.
+function messagesNote(found) {
+  if (!found.email_configured && !found.sms_configured) {
+    return t("Sending email and SMS is not set up on this server: Konsil sends no messages. Give the patient the link yourself.");
+  }
+  const notes = [];
+  if (found.patient_email) notes.push(t("Messages to the patient go to {address}.", { address: found.patient_email }));
+  if (found.patient_phone) notes.push(t("SMS to the patient go to {number}.", { number: found.patient_phone }));
+  if (!notes.length) notes.push(t("The patient gets no messages from Konsil (not chosen at booking)."));
+  if (!found.email_configured) notes.push(t("Sending email is not set up on this server."));
+  if (!found.sms_configured) notes.push(t("Sending SMS is not set up on this server."));
+  return notes.join(" ");
+}
+
+function messageKind(m) {
+  if (m.kind !== "reminder") return (MESSAGE_KIND[m.kind] || (() => m.kind))();
+  const minutes = m.reminder_minutes || 0;
+  const before = minutes % 60 === 0 ? `${minutes / 60} h` : `${minutes} min`;
+  return t("Reminder {time} before", { time: before });
 }
 
 function messageItem(m) {
   const to = m.recipient === "gp" ? t("to you") : t("to the patient");
-  const item = h("li", { dataset: { message: String(m.id), status: m.status } },
-    h("strong", {}, (MESSAGE_KIND[m.kind] || (() => m.kind))()), ` ${to}, ${t("email")}: `,
+  const channel = (CHANNEL[m.channel] || (() => m.channel))();
+  const item = h("li", { dataset: { message: String(m.id), status: m.status, channel: m.channel } },
+    h("strong", {}, messageKind(m)), ` ${to}, ${channel}: `,
     h("span", {}, messageState(m)));
   if (m.status === "failed" || m.status === "sent") {
     const again = h("button", { type: "button" }, t("Send again"));
@@ -121,6 +151,7 @@ function renderDetails() {
     [t("Patient"), a.patient_name],
     [t("Date of birth"), formatDate(`${a.patient_birth_date}T12:00:00Z`)],
     [t("Contact"), a.patient_contact],
+    ...(a.patient_phone ? [[t("Mobile number (SMS)"), a.patient_phone]] : []),
     [t("Urgency"), a.urgency === "urgent" ? t("Urgent") : t("Routine")],
     [t("Clinical question"), a.clinical_question],
     [t("Patient link"), a.link ? t("valid {from} – {until}, last opened: {opened}", {

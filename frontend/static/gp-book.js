@@ -32,7 +32,28 @@ async function init() {
   $("[data-week-next]", root).addEventListener("click", () => { week += 1; loadSlots(); });
   $("[data-back]", root).addEventListener("click", () => { showStep(root, "search"); loadSlots(); });
   $("[data-booking-form]", root).addEventListener("submit", book);
+  const smsChoice = $("[data-sms-choice]", root);
+  if (smsChoice) smsChoice.addEventListener("change", showPhoneField);
   await loadSpecialists();
+}
+
+// The mobile number is asked for only with the SMS choice; a phone number typed as the
+// patient's contact is taken over.
+function showPhoneField() {
+  const f = $("[data-booking-form]", root);
+  const box = $("[data-sms-phone]", root);
+  const on = $("[data-sms-choice]", root).checked;
+  box.hidden = !on;
+  f.patient_phone.required = on;
+  const contact = f.patient_contact.value.trim();
+  if (on && !f.patient_phone.value.trim() && contact && !contact.includes("@")) {
+    f.patient_phone.value = contact;
+  }
+  if (on) f.patient_phone.focus();
+}
+
+function invitedBy(f) {
+  return Array.from(f.querySelectorAll("input[name=invite_by]:checked"), (box) => box.value);
 }
 
 // Answers may arrive out of order when the user changes the selection quickly.
@@ -82,14 +103,17 @@ function bookingBody(f) {
     clinical_question: f.clinical_question.value.trim(),
     urgency: f.urgency.value,
     mode: f.mode.value,
-    invite_by: f.invite_by && f.invite_by.checked ? ["email"] : [],
+    invite_by: invitedBy(f),
     patient_language: f.patient_language ? f.patient_language.value : "de",
+    patient_phone: invitedBy(f).includes("sms") ? f.patient_phone.value.trim() || null : null,
   };
 }
 
 function invalidFields(f) {
   const missing = [];
-  for (const name of ["patient_name", "patient_birth_date", "patient_contact", "clinical_question"]) {
+  const names = ["patient_name", "patient_birth_date", "patient_contact", "clinical_question"];
+  if (invitedBy(f).includes("sms")) names.push("patient_phone");
+  for (const name of names) {
     const field = f[name];
     const bad = !field.value.trim() || !field.checkValidity();
     field.setAttribute("aria-invalid", String(bad));
@@ -116,10 +140,9 @@ async function book(event) {
       });
       pending = null;
       f.reset();
+      if ($("[data-sms-choice]", root)) showPhoneField();
       showLink($("[data-link-box]", root), result.link, result.appointment);
-      const mailed = $("[data-mailed]", root);
-      mailed.hidden = !result.appointment.invite_by.includes("email");
-      mailed.textContent = t("Konsil is sending the invitation to {address}. The booking shows whether it arrived.", { address: result.appointment.patient_contact });
+      showSending(result.appointment);
       $("[data-detail-link]", root).href = `/gp/appointments/${result.appointment.id}`;
       mountDocuments($("[data-documents-box]", root), result.appointment.id);
       showStep(root, "done");
@@ -131,6 +154,19 @@ async function book(event) {
       }
     }
   });
+}
+
+function showSending(appointment) {
+  const notes = [];
+  if (appointment.invite_by.includes("email")) {
+    notes.push(t("Konsil is sending the invitation to {address}.", { address: appointment.patient_contact }));
+  }
+  if (appointment.invite_by.includes("sms")) {
+    notes.push(t("Konsil is sending the invitation by SMS to {number}.", { number: appointment.patient_phone }));
+  }
+  const sending = $("[data-mailed]", root);
+  sending.hidden = !notes.length;
+  sending.textContent = notes.length ? `${notes.join(" ")} ${t("The booking shows whether it arrived.")}` : "";
 }
 
 // One key per booking the GP means to make: sending the same form again after a lost answer
@@ -153,6 +189,7 @@ const FIELD_LABELS = {
   patient_contact: () => t("Patient's email or mobile number"),
   clinical_question: () => t("Clinical question"),
   invite_by: () => t("Send the link to the patient"),
+  patient_phone: () => t("Patient's mobile number"),
 };
 
 function fieldErrors(error) {

@@ -1,4 +1,4 @@
-"""Fixtures for the e-mail tests: a database without the app (so no sender of the app's
+"""Fixtures for the e-mail and SMS tests: a database without the app (so no sender of the app's
 lifespan competes with the test's own), a movable clock, and appointments with a link kept
 for sending."""
 
@@ -11,11 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from app.db import create_engine, session_factory, unit_of_work, utcnow
-from app.notify import queue, smtp
+from app.notify import gateways, queue, sms, smtp
 from app.notify.models import LINK_KINDS, Channel, Kind, OutgoingMessage, Recipient
 from app.notify.policy import Planned
 from app.notify.sender import Sender
@@ -25,9 +26,11 @@ from app.settings import Settings
 from app.tokens import new_token, token_hash
 from tests.conftest import create_schema
 from tests.factories import Demo, make_appointment, seed
+from tests.notify.smsd import SECRET
 
 _SLOTS = itertools.count()
 MAIL_FROM = "Telekonsil Klinikum <telekonsil@klinikum.example>"
+MOBILE = "+4915123456789"
 
 
 class Clock:
@@ -87,23 +90,52 @@ def sender_for(db: Db, url: str, clock: Clock, **overrides: object) -> Sender:
     return Sender(db.sessions, settings, smtp.SmtpTransport(config), clock=clock)
 
 
+def sms_sender_for(
+    db: Db,
+    url: str,
+    clock: Clock,
+    *,
+    secret: str = "",
+    mail_url: str | None = None,
+    **overrides: object,
+) -> Sender:
+    """A sender (not started) that sends SMS to the gateway at ``url`` (and e-mail to
+    ``mail_url``, if given) on ``clock``."""
+    secret = secret or SECRET
+    settings = db.settings.model_copy(
+        update={"sms_url": SecretStr(url), "sms_secret": SecretStr(secret), **overrides}
+    )
+    transport = sms.HttpTransport(
+        gateways.parse(url, secret),
+        timeout=settings.sms_timeout_seconds,
+        ca_file=settings.sms_ca_file,
+    )
+    mail = None
+    if mail_url is not None:
+        mail = smtp.SmtpTransport(smtp.parse_url(mail_url, timeout=10))
+    return Sender(db.sessions, settings, mail, clock=clock, sms=transport)
+
+
 async def booked(
     db: Db,
     *,
     contact: str = "erika@example.org",
     language: str = "de",
-    start: datetime | None = None,
+    channels: str = "email",
+    phone: str | None = MOBILE,
+    starts_at: datetime | None = None,
     **details: Any,
 ) -> tuple[Appointment, str]:
-    """An appointment (tomorrow unless ``start`` says when) whose patient gets e-mail, and its
-    live link's token (sealed)."""
-    start = start or utcnow().replace(microsecond=0) + timedelta(days=1, minutes=next(_SLOTS))
+    """An appointment tomorrow (unless ``starts_at``) whose patient gets e-mail (or what
+    ``channels`` says), and its live link's token (sealed)."""
+    start = starts_at or utcnow().replace(microsecond=0) + timedelta(days=1, minutes=next(_SLOTS))
     appointment = await make_appointment(
         db.sessions,
         db.demo,
         starts_at=start,
         patient_contact=contact,
-        patient_channels="email",
+        patient_phone=phone,
+        patient_channels=channels,
         patient_language=language,
         **details,
     )
@@ -144,12 +176,14 @@ async def enqueue(
     recipient: Recipient = Recipient.PATIENT,
     language: str = "de",
     key: str | None = None,
+    channel: Channel = Channel.EMAIL,
+    reminder_minutes: int | None = None,
 ) -> OutgoingMessage:
     """A message job as the listener adds it (a link message carries the live link)."""
     assert appointment.id is not None
     link = await link_id(db, appointment) if kind in LINK_KINDS else None
-    planned = Planned(kind, recipient, Channel.EMAIL, language, link)
-    key = key or f"{new_token()[:32]}:email:{recipient.value}"
+    planned = Planned(kind, recipient, channel, language, link, reminder_minutes=reminder_minutes)
+    key = key or f"{new_token()[:32]}:{channel.value}:{recipient.value}"
     async with unit_of_work(db.sessions) as session:
         assert await queue.enqueue(
             session, key=key, appointment_id=appointment.id, planned=planned, now=clock.now

@@ -41,7 +41,8 @@ def smtp(inbox: Inbox) -> Iterator[Server]:
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], smtp: Server) -> Settings:
-    return make_settings(smtp_url=smtp.url(), mail_from=MAIL_FROM)
+    # The reminders have their own tests (tests/notify/test_reminders.py).
+    return make_settings(smtp_url=smtp.url(), mail_from=MAIL_FROM, reminders=[])
 
 
 @pytest.fixture
@@ -179,15 +180,18 @@ async def test_the_gp_is_told_a_report_is_ready_once(
 
 
 async def test_an_event_delivered_twice_adds_one_message(
-    gp: httpx2.AsyncClient, sessions: async_sessionmaker[AsyncSession], demo: Demo
+    gp: httpx2.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    demo: Demo,
+    settings: Settings,
 ) -> None:
     booking = await book(gp, demo.specialist, **EMAIL)
     appointment_id = booking["appointment"]["id"]
     event = ev.AppointmentCancelled(
         appointment_id=appointment_id, specialist_id=demo.specialist.id or 0, gp_id=demo.gp.id or 0
     )
-    assert await on_event(sessions, event) == 1
-    assert await on_event(sessions, event) == 0
+    assert await on_event(sessions, event, settings=settings) == 1
+    assert await on_event(sessions, event, settings=settings) == 0
     async with sessions() as session:
         rows = (
             (

@@ -1,6 +1,7 @@
-"""No health data leaves in any message: every template, in every language, rendered for a
-booking whose clinical question, report, patient name and specialty carry a canary, and sent
-through a real SMTP server; the canary is in no header and no body."""
+"""No health data leaves in any message: every template, e-mail and SMS, in every language,
+rendered for a booking whose clinical question, report, patient name and specialty carry a
+canary, and sent through a real SMTP server and a real SMS gateway; the canary is in no header
+and no body."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from app.db import unit_of_work
-from app.notify.models import Kind, Recipient, Status
-from app.notify.render import LANGUAGES, TEMPLATES, template_names
+from app.notify.models import Channel, Kind, Recipient, Status
+from app.notify.render import LANGUAGES, SMS_KINDS, TEMPLATES, sms_template_name, template_names
 from app.records.models import Report
 from app.rooms.models import SpecialistDelay
 from app.scheduling.models import Appointment, Specialty
-from tests.notify.conftest import Clock, Db, booked, enqueue, sender_for
+from tests.notify.conftest import Clock, Db, booked, enqueue, sender_for, sms_sender_for
+from tests.notify.smsd import sms_gateway
 from tests.notify.smtpd import smtp_server
 
 CANARY = "KANARIENVOGEL-7f3a"
@@ -28,7 +30,8 @@ async def late_today(db: Db, clock: Clock, *, note: str) -> Appointment:
     noon = datetime.combine(day, time(12), tz)
     appointment, _ = await booked(
         db,
-        start=noon,
+        channels="email,sms",
+        starts_at=noon,
         patient_name=f"Erika {CANARY}",
         clinical_question=f"Verdacht auf {CANARY}: bitte Echo",
     )
@@ -39,11 +42,12 @@ async def late_today(db: Db, clock: Clock, *, note: str) -> Appointment:
     return appointment
 
 
-async def test_no_template_carries_the_question_the_report_or_the_specialty(
-    db: Db, clock: Clock
-) -> None:
+async def canary_booking(db: Db) -> Appointment:
+    """A booking to be reached by e-mail and SMS whose question, report, patient name and
+    specialty carry the canary."""
     appointment, _ = await booked(
         db,
+        channels="email,sms",
         patient_name=f"Erika {CANARY}",
         clinical_question=f"Verdacht auf {CANARY}: bitte Echo",
     )
@@ -61,6 +65,13 @@ async def test_no_template_carries_the_question_the_report_or_the_specialty(
             .where(col(Specialty.id) == db.demo.cardiology.id)
             .values(name_de=CANARY, name_en=CANARY)
         )
+    return appointment
+
+
+async def test_no_template_carries_the_question_the_report_or_the_specialty(
+    db: Db, clock: Clock
+) -> None:
+    appointment = await canary_booking(db)
     # A late notice concerns the day's appointments only: one at local noon today, whose
     # specialist gave a note that must not leave either.
     today = await late_today(db, clock, note=f"Notfall {CANARY}")
@@ -83,5 +94,39 @@ async def test_no_template_carries_the_question_the_report_or_the_specialty(
         for text in (raw, *decoded, headers):
             assert CANARY not in text
         assert "Echo" not in " ".join(decoded)
-    shipped = {p.name for p in TEMPLATES.iterdir() if not p.name.startswith("_")}
-    assert used == shipped  # every template was rendered
+    shipped = {p.name for p in TEMPLATES.glob("*.*") if not p.name.startswith("_")}
+    assert used == shipped  # every e-mail template was rendered
+
+
+async def test_no_sms_template_carries_the_question_the_report_or_the_specialty(
+    db: Db, clock: Clock
+) -> None:
+    appointment = await canary_booking(db)
+    today = await late_today(db, clock, note=f"Notfall {CANARY}")
+    used: set[str] = set()
+    for kind in sorted(SMS_KINDS):
+        for language in LANGUAGES:
+            minutes = 15 if kind is Kind.REMINDER else None
+            await enqueue(
+                db,
+                clock,
+                today if kind is Kind.DELAY else appointment,
+                kind,
+                language=language,
+                channel=Channel.SMS,
+                reminder_minutes=minutes,
+            )
+            used.add(sms_template_name(kind, language))
+    with sms_gateway() as gateway:
+        statuses = await sms_sender_for(db, gateway.url(), clock).send_all()
+        received = gateway.gateway.accepted
+    assert statuses == [Status.SENT] * len(SMS_KINDS) * len(LANGUAGES)
+    assert len(received) == len(statuses)
+    for sms in received:
+        text = str(sms.json["text"])
+        assert text  # something was rendered
+        assert CANARY not in sms.body.decode()
+        assert CANARY not in " ".join(sms.headers.values())
+        assert "Echo" not in text
+    shipped = {f"sms/{p.name}" for p in (TEMPLATES / "sms").iterdir() if p.name[0] != "_"}
+    assert used == shipped  # every SMS template was rendered

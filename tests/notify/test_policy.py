@@ -1,4 +1,5 @@
-"""The pure parts: which messages an event calls for, back-off, SMTP errors, the SMTP URL."""
+"""The pure parts: which messages an event calls for (with reminders), when a reminder is too
+late, back-off, SMTP errors, the SMTP URL."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from app.notify.models import Channel, Kind, Recipient, Status
 from app.scheduling.models import Appointment
 
 NOW = datetime(2026, 3, 12, 11, 0, tzinfo=UTC)
+EMAIL = frozenset({Channel.EMAIL})
+DAY, QUARTER = timedelta(hours=24), timedelta(minutes=15)
 
 
 def appointment(channels: str = "email", contact: str = "erika@example.org") -> Appointment:
@@ -40,7 +43,7 @@ def test_plan_a_link_goes_to_the_patient_in_their_language(
     reason: ev.LinkReason, kind: Kind
 ) -> None:
     event = ev.LinkIssued(appointment_id=7, link_id=11, reason=reason)
-    assert policy.plan(event, appointment()) == [
+    assert policy.plan(event, appointment(), channels=EMAIL, now=NOW) == [
         policy.Planned(kind, Recipient.PATIENT, Channel.EMAIL, "en", 11)
     ]
 
@@ -49,19 +52,19 @@ def test_plan_nothing_to_the_patient_without_the_email_choice_or_address() -> No
     link = ev.LinkIssued(appointment_id=7, link_id=11)
     cancelled = ev.AppointmentCancelled(appointment_id=7, specialist_id=2, gp_id=3)
     for unreachable in (appointment(channels=""), appointment(contact="+49 30 123456")):
-        assert policy.plan(link, unreachable) == []
-        assert policy.plan(cancelled, unreachable) == []
+        assert policy.plan(link, unreachable, channels=EMAIL, now=NOW) == []
+        assert policy.plan(cancelled, unreachable, channels=EMAIL, now=NOW) == []
 
 
 def test_plan_the_gp_hears_of_a_report_and_nothing_else_plans_mail() -> None:
     ready = ev.ReportReady(appointment_id=7, specialist_id=2, gp_id=3)
-    assert policy.plan(ready, appointment(channels="")) == [
+    assert policy.plan(ready, appointment(channels=""), channels=EMAIL, now=NOW) == [
         policy.Planned(Kind.REPORT_READY, Recipient.GP, Channel.EMAIL, "de")
     ]
     booked = ev.AppointmentBooked(appointment_id=7, specialist_id=2, gp_id=3)
     completed = ev.ReportCompleted(appointment_id=7, specialist_id=2, gp_id=3)
-    assert policy.plan(booked, appointment()) == []
-    assert policy.plan(completed, appointment()) == []
+    assert policy.plan(booked, appointment(), channels=EMAIL, now=NOW) == []
+    assert policy.plan(completed, appointment(), channels=EMAIL, now=NOW) == []
 
 
 def test_idempotency_key_is_event_channel_and_recipient() -> None:
@@ -128,3 +131,89 @@ def test_parse_url_starttls_implicit_tls_and_encoded_login() -> None:
     assert (relay.port, relay.starttls, relay.username) == (25, False, None)
     with pytest.raises(ValueError, match="smtp://"):
         smtp.parse_url("http://mail.klinik.example")
+
+
+def appointment_at(start: datetime, channels: str = "email,sms") -> Appointment:
+    return Appointment(
+        id=7,
+        specialist_id=2,
+        gp_id=3,
+        starts_at=start,
+        ends_at=start + timedelta(minutes=30),
+        patient_name="Erika Mustermann",
+        patient_birth_date=date(1950, 1, 1),
+        patient_contact="erika@example.org",
+        patient_phone="+4915123456789",
+        clinical_question="x",
+        patient_channels=channels,
+        patient_language="de",
+    )
+
+
+def test_plan_a_link_with_its_reminders_and_their_keys() -> None:
+    event = ev.LinkIssued(appointment_id=7, link_id=11, reason="booked")
+    start = NOW + 2 * DAY
+    planned = policy.plan(
+        event,
+        appointment_at(start),
+        channels={Channel.EMAIL, Channel.SMS},
+        reminders=[1440, 15],
+        now=NOW,
+    )
+    patient = Recipient.PATIENT
+    assert planned == [
+        policy.Planned(Kind.INVITATION, patient, Channel.EMAIL, "de", 11),
+        policy.Planned(Kind.INVITATION, patient, Channel.SMS, "de", 11),
+        *(
+            policy.Planned(
+                Kind.REMINDER,
+                patient,
+                channel,
+                "de",
+                11,
+                available_at=start - timedelta(minutes=minutes),
+                reminder_minutes=minutes,
+            )
+            for minutes in (1440, 15)
+            for channel in (Channel.EMAIL, Channel.SMS)
+        ),
+    ]
+    keys = [policy.idempotency_key(event.event_id, p) for p in planned]
+    assert keys[2:] == [
+        "reminder:11:1440:email",
+        "reminder:11:1440:sms",
+        "reminder:11:15:email",
+        "reminder:11:15:sms",
+    ]
+    assert keys[1] == f"{event.event_id}:sms:patient"
+
+
+def test_plan_no_sms_without_a_number_and_none_to_a_server_without_sms() -> None:
+    event = ev.LinkIssued(appointment_id=7, link_id=11)
+    no_number = appointment_at(NOW + 2 * DAY)
+    no_number.patient_phone = None
+
+    def plan(appointment: Appointment, channels: set[Channel]) -> list[policy.Planned]:
+        return policy.plan(event, appointment, channels=channels, reminders=[15], now=NOW)
+
+    assert {p.channel for p in plan(no_number, {Channel.EMAIL, Channel.SMS})} == {Channel.EMAIL}
+    assert {p.channel for p in plan(appointment_at(NOW + 2 * DAY), {Channel.EMAIL})} == {
+        Channel.EMAIL
+    }
+    assert plan(appointment_at(NOW + 2 * DAY, channels=""), {Channel.EMAIL, Channel.SMS}) == []
+
+
+def test_reminder_too_late_once_begun_or_when_a_shorter_one_is_due() -> None:
+    start = NOW + DAY
+
+    def late(minutes: int, now: datetime, reminders: list[int]) -> bool:
+        return policy.reminder_too_late(
+            starts_at=start, minutes=minutes, reminders=reminders, now=now
+        )
+
+    assert not late(1440, start - DAY, [1440, 15])
+    assert not late(1440, start - timedelta(minutes=16), [1440, 15])
+    assert late(1440, start - QUARTER, [1440, 15])
+    assert not late(15, start - timedelta(minutes=1), [1440, 15])
+    assert late(15, start, [1440, 15])
+    assert not late(1440, start - QUARTER, [])  # a resent one: only the start counts

@@ -33,7 +33,7 @@ async def test_two_senders_never_send_one_message_twice(db: Db, clock: Clock) ->
             first = sender_for(db, server.url(), clock)
             second = sender_for(db, server.url(), clock)
             second = Sender(
-                session_factory(other_engine), second.settings, second.transport, clock=clock
+                session_factory(other_engine), second.settings, second.mail, clock=clock
             )
             done = await asyncio.gather(first.send_all(), second.send_all())
             received = server.inbox.received

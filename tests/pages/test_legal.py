@@ -271,3 +271,28 @@ def test_hours_are_written_the_local_way() -> None:
     assert hours(360, "de") == "6"
     assert hours(90, "de") == "1,5"
     assert hours(90, "en") == "1.5"
+
+
+async def test_privacy_notice_names_the_message_services_only_when_messages_are_sent(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with serving(make_settings()) as client:
+        plain = (await client.get("/privacy")).text
+    assert "gibt keine Daten an Dritte weiter." in plain
+    assert "Einladungen und Erinnerungen" not in plain
+
+    messaging = make_settings(
+        sms_url="webhook+https://sms.example/send",
+        sms_secret="s" * 40,
+        smtp_url="smtp://127.0.0.1:25?starttls=false",
+        mail_from="Konsil <konsil@example.org>",
+    )
+    async with serving(messaging) as client:
+        german = (await client.get("/privacy")).text
+        english = (await client.get("/privacy?lang=en")).text
+    assert "außer an\n  die Dienstleister, die Nachrichten an Sie zustellen" in german
+    assert "per E-Mail und/oder SMS" in german
+    assert "SMS-Dienstleister, der dafür Ihre Handynummer" in german
+    assert "Art. 28 DSGVO" in german
+    assert "by e-mail and/or SMS" in english
+    assert "mobile number and the text of the message" in english

@@ -1,8 +1,8 @@
 """specialist_delay: the specialist's late notice for the day (app/rooms); delay_notice: what
 each patient was last told of it by message (app/notify/delays.py)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-15 10:00:00
 """
 
@@ -14,8 +14,8 @@ import sqlmodel
 import app.db
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
