@@ -329,7 +329,14 @@ def _check_mail(settings: Settings) -> None:
     url = urlsplit(settings.smtp_url.get_secret_value())
     if url.scheme not in ("smtp", "smtps") or not url.hostname:
         raise ValueError("KONSIL_SMTP_URL must look like smtp://user:password@host:587")
-    url.port  # noqa: B018 - raises on a port that is not a number or out of range
+    try:
+        url.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        # Not urllib's message: it quotes what it took for the port (a password with a "/").
+        raise ValueError(
+            "KONSIL_SMTP_URL: the port must be a number from 1 to 65535 "
+            "(percent-encode /, ? and # in the user name and password)"
+        ) from None
     if settings.mail_from is None:
         raise ValueError("KONSIL_MAIL_FROM is required when KONSIL_SMTP_URL is set")
     _name, address = parseaddr(settings.mail_from)

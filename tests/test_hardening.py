@@ -171,6 +171,20 @@ def test_a_refused_setting_does_not_echo_the_secrets_beside_it() -> None:
             sms_secret="Gateway-Secret-" + "x" * 24,
         )
     text = str(refused.value)
-    assert "Port out of range" in text
+    assert "the port must be a number" in text
     assert "Mail-Passw0rt" not in text
     assert "Gateway-Secret" not in text
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"smtp_url": "smtp://konsil:Geheim/xyz@mail.example:587", "mail_from": "k@example.org"},
+        {"sms_url": "webhook+https://hook:Geheim/xyz@sms.example/send", "sms_secret": "s" * 40},
+    ],
+)
+def test_a_password_with_a_slash_is_not_quoted_as_the_port(setting: dict[str, str]) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(**setting)  # type: ignore[arg-type]
+    assert "percent-encode" in str(refused.value)
+    assert "Geheim" not in str(refused.value)

@@ -459,6 +459,15 @@ async def test_late_notice_migration_keeps_bookings_and_goes_down_and_up(
                     "VALUES (1, 15, 1, :at)"
                 ).bindparams(at)
             )
+            await connection.execute(
+                text(
+                    "INSERT INTO outgoing_message (appointment_id, idempotency_key, kind, "
+                    "channel, recipient, language, status, attempts, available_at, created_at) "
+                    "VALUES (1, 'd1:1:email:patient', 'delay', 'email', 'patient', 'de', "
+                    "'queued', 0, :at, :at), (1, 'e1:email:patient', 'invitation', 'email', "
+                    "'patient', 'de', 'sent', 1, :at, :at)"
+                ).bindparams(at)
+            )
             channels = await connection.execute(text("SELECT patient_channels FROM appointment"))
             assert channels.scalar_one() == "email"
     finally:
@@ -470,11 +479,15 @@ async def test_late_notice_migration_keeps_bookings_and_goes_down_and_up(
         async with engine.connect() as connection:
             tables = await connection.run_sync(lambda sync: sync.dialect.get_table_names(sync))
             count = (await connection.execute(text("SELECT count(*) FROM appointment"))).scalar()
+            kinds = list(
+                (await connection.execute(text("SELECT kind FROM outgoing_message"))).scalars()
+            )
     finally:
         await engine.dispose()
     assert "specialist_delay" not in tables
     assert "delay_notice" not in tables
     assert count == 1
+    assert kinds == ["invitation"]
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
     try:

@@ -1,4 +1,5 @@
-"""Which patients hear of a late notice by e-mail, and how often: pure, no I/O, no clock.
+"""Which patients hear of a late notice by e-mail or SMS, and how often: pure, no I/O, no
+clock.
 
 A patient in the waiting room sees the notice there, live; a message goes only to those not
 there yet, and only when it matters to them: the appointment is booked, on the notice's day,

@@ -156,7 +156,7 @@ async def context(
 @asynccontextmanager
 async def lifespan(res: Resources) -> AsyncIterator[None]:
     """Registered in ``app.main.PACKAGE_LIFESPANS`` after the notify package's own: it listens
-    only when that one started a sender (e-mail is configured), and rings that sender."""
+    only when that one started a sender (e-mail or SMS is configured), and rings that sender."""
     sender = res.notify
     if sender is None:
         yield

@@ -118,7 +118,14 @@ def parse(url: str, secret: str | None) -> Webhook | Sipgate:
             "KONSIL_SMS_URL must look like webhook+https://host/path or "
             "sipgate+https://api.sipgate.com/v2/sessions/sms?sms_id=s0"
         )
-    parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        # Not urllib's message: it quotes what it took for the port (a password with a "/").
+        raise ValueError(
+            "KONSIL_SMS_URL: the port must be a number from 1 to 65535 "
+            "(percent-encode /, ? and # in the user name and password)"
+        ) from None
     if scheme == "http" and not _loopback(parts.hostname):
         raise ValueError("KONSIL_SMS_URL: plain http only to a loopback address; use https")
     if not secret:

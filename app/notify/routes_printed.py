@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
+import anyio
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -47,13 +48,16 @@ class InvitationIn(Schema):
 
 def _token(settings: Settings, join_url: str) -> str:
     """The token of a Konsil join link, or a 422 for anything else."""
+    message = "Das ist kein Link für Patientinnen und Patienten aus dieser Buchung."
     base, _, token = join_url.partition("#")
     expected = urlsplit(links.join_url(settings, "x").partition("#")[0])
-    given = urlsplit(base)
+    try:
+        given = urlsplit(base)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        raise InvalidInput(message, fields=[{"field": "join_url", "message": message}]) from None
     if (given.netloc, given.path) != (expected.netloc, expected.path) or not (
         links.TOKEN_SHAPE.match(token)
     ):
-        message = "Das ist kein Link für Patientinnen und Patienten aus dieser Buchung."
         raise InvalidInput(message, fields=[{"field": "join_url", "message": message}])
     return token
 
@@ -66,7 +70,8 @@ async def printed_invitation(
     appointment_id: int,
     body: InvitationIn,
     now: datetime,
-) -> bytes:
+) -> tuple[PrintedInvitation, str]:
+    """What the booking's invitation says, and in which language."""
     appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
     if not is_gp_of(who, appointment):
         raise Forbidden("Die Einladung druckt nur die buchende Praxis.")
@@ -94,7 +99,7 @@ async def printed_invitation(
         practice_name=practice.name if practice else None,
         practice_phone=display(practice.phone) if practice and practice.phone else None,
     )
-    return invitation_pdf(invitation, body.language or appointment.patient_language)
+    return invitation, body.language or appointment.patient_language
 
 
 async def invitation(request: Request) -> Response:
@@ -102,7 +107,7 @@ async def invitation(request: Request) -> Response:
     appointment_id = path_id(request)
     body = await parse_json(request, InvitationIn)
     async with unit_of_work(db(request)) as session:
-        pdf = await printed_invitation(
+        invitation, language = await printed_invitation(
             session,
             settings=settings(request),
             who=who,
@@ -110,6 +115,8 @@ async def invitation(request: Request) -> Response:
             body=body,
             now=utcnow(),
         )
+    # About 0.15 s of layout: not on the event loop, which serves every call of the process.
+    pdf = await anyio.to_thread.run_sync(invitation_pdf, invitation, language)
     return Response(
         pdf,
         media_type="application/pdf",

@@ -257,17 +257,11 @@ async def test_knock_sounds_once_for_a_burst_and_never_during_a_consultation(
         assert await queue.evaluate("window.__plays") == 1
         assert await queue.locator("#queue").get_attribute("data-knocks") == "1"
         notes = await queue.evaluate("window.__notifications")
-        assert (
-            notes
-            == [
-                {
-                    "title": "Konsil: Jemand wartet",
-                    "body": "Jetzt im Wartezimmer: 4",
-                    "tag": "konsil-knock",
-                }
-            ]
-            or notes[0]["title"] == "Konsil: Jemand wartet"
-        )
+        # One notification for the burst (how many were counted depends on the snapshot).
+        assert len(notes) == 1, notes
+        assert notes[0]["title"] == "Konsil: Jemand wartet"
+        assert notes[0]["tag"] == "konsil-knock"
+        assert notes[0]["body"].startswith("Jetzt im Wartezimmer: ")
         assert "Erika" not in str(notes), "no patient name on a desktop notification"
     assert browsing.csp_violations() == []
 

@@ -52,7 +52,7 @@ def test_parse_sipgate_takes_the_extension_from_the_url_and_the_token_from_the_s
         ("twilio+https://api.example/x", SECRET, "must look like"),
         ("webhook+ftp://sms.example/x", SECRET, "must look like"),
         ("webhook+https:///x", SECRET, "must look like"),
-        ("webhook+https://sms.example:99999/x", SECRET, "out of range"),
+        ("webhook+https://sms.example:99999/x", SECRET, "the port must be a number"),
         ("webhook+https://sms.example/x", None, "KONSIL_SMS_SECRET is required"),
         ("webhook+https://sms.example/x", "short", "at least 32"),
         ("sipgate+https://api.sipgate.com/v2/sessions/sms", "no-colon", "<token id>:<token>"),

@@ -154,7 +154,12 @@ async def test_a_replaced_or_foreign_link_prints_nothing(
     assert other.status_code == 422
     assert "kein Link" in other.json()["error"]["message"]
 
-    for wrong in ("https://elsewhere.example/join#" + "a" * 43, "kein Link", old_url + "x" * 200):
+    for wrong in (
+        "https://elsewhere.example/join#" + "a" * 43,
+        "kein Link",
+        old_url + "x" * 200,
+        "https://[x/join#" + "a" * 43,
+    ):
         refused = await printed(client, appointment_id, wrong)
         assert refused.status_code == 422, wrong
 

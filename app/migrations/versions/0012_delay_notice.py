@@ -43,5 +43,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The previous release knows neither the message kind nor the event: rows of them would
+    # break its message list, its sender and its dispatcher.
+    op.execute("DELETE FROM outgoing_message WHERE kind = 'delay'")
+    op.execute("DELETE FROM outbox_event WHERE type = 'delay.changed'")
     op.drop_table("delay_notice")
     op.drop_table("specialist_delay")
