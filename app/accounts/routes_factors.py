@@ -16,7 +16,7 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.accounts import factors
+from app.accounts import factors, oidc
 from app.accounts import service as accounts
 from app.accounts.models import FactorKind, Role, SessionKind, SessionStage, User
 from app.accounts.routes import MeOut, me_out
@@ -32,7 +32,7 @@ from app.accounts.web import (
 from app.api import api_route, parse_json, path_id, respond
 from app.audit import service as audit
 from app.db import unit_of_work, utcnow
-from app.errors import InvalidCode, InvalidInput, NotFound
+from app.errors import InvalidCode, InvalidInput, NotFound, ReauthAtProvider
 from app.resources import db, resources
 from app.schemas import Out, Schema
 from app.throttle import Budget
@@ -196,7 +196,8 @@ async def webauthn_sign_in_options(request: Request) -> Response:
 
 
 async def reauth(request: Request) -> Response:
-    """Shows the second factor (or, for an account without one, the password) again."""
+    """Shows the second factor (or, for an account without one, the password) again. An
+    account with neither (single sign-on only) is sent to the provider (409)."""
     who = await require_staff(request)
     body = await parse_json(request, ReauthIn)
     assert who.user_id is not None
@@ -207,6 +208,8 @@ async def reauth(request: Request) -> Response:
     assert user is not None
     if has_factor:
         await check_second_factor(request, who, body)
+    elif user.password_hash is None:
+        raise ReauthAtProvider(url=oidc.REAUTH_PATH)
     else:
         if body.password is None:
             raise InvalidInput("Bitte geben Sie Ihr Passwort ein.")
@@ -425,7 +428,7 @@ routes = [
         tags=["auth"],
         body=ReauthIn,
         status=204,
-        errors=[401, 403, 422, 429],
+        errors=[401, 403, 409, 422, 429],
     ),
     api_route(
         "/api/v1/auth/sessions",

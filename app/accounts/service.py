@@ -274,6 +274,18 @@ async def promote(session: AsyncSession, *, settings: Settings, who: Principal) 
     )
 
 
+async def confirms_at_provider(session: AsyncSession, *, user_id: int) -> bool:
+    """Whether the account confirms sensitive actions by signing in at the OpenID provider
+    again: it has neither a password nor a second factor (single sign-on only)."""
+    user = await session.get(User, user_id)
+    return (
+        user is not None
+        and user.password_hash is None
+        and user.oidc_subject is not None
+        and not await factors.has_factor(session, user_id)
+    )
+
+
 async def mark_verified(session: AsyncSession, *, session_id: str) -> None:
     """Records that the password or a second factor was just shown again (re-auth)."""
     await session.execute(
