@@ -44,8 +44,7 @@ from app.errors import (
 from app.metrics import WS_CONNECTIONS, WS_ERRORS, WS_MESSAGES
 from app.resources import db, settings
 from app.rooms import service as rooms
-from app.rooms.state import Action, Actor, is_closed
-from app.scheduling.models import RoomState
+from app.rooms.state import IN_CONSULTATION, Action, Actor, is_closed
 from app.schemas import Schema
 from app.signaling import messages as m
 from app.signaling.connection import Connection, TokenBucket
@@ -55,8 +54,6 @@ from app.signaling.seats import Seat
 
 CLOSE_GRACE_SECONDS = 2.0
 ACTIVITY_EVERY_SECONDS = 60.0
-# Room states in which the staff member is in a consultation (activity without clicks).
-CONSULTING = frozenset({RoomState.ADMITTED, RoomState.IN_CALL})
 
 
 class WsQuery(Schema):
@@ -218,7 +215,7 @@ def _in_consultation(link: Link) -> bool:
     if link.seat is None:
         return False
     local = link.hub.replicas.rooms.get(link.seat.appointment_id)
-    return local is not None and local.room.state in CONSULTING
+    return local is not None and local.room.state in IN_CONSULTATION
 
 
 async def _activity(link: Link) -> bool:
