@@ -92,6 +92,15 @@ class ReauthRequired(KonsilError):
     default_message = "Bitte bestätigen Sie diese Aktion mit Ihrem Passwort oder zweiten Faktor."
 
 
+class ReauthAtProvider(KonsilError):
+    """An account with neither a password nor a second factor (single sign-on only) confirms
+    a sensitive action by signing in at the hospital's provider again (``detail.url``)."""
+
+    status = 409
+    code = "reauth_at_provider"
+    default_message = "Bitte bestätigen Sie diese Aktion mit Ihrem Klinik-Konto."
+
+
 class TooManyAttempts(KonsilError):
     status = 429
     code = "too_many_attempts"

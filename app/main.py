@@ -22,6 +22,7 @@ from app.accounts.routes import routes as account_routes
 from app.accounts.routes_admin import routes as admin_routes
 from app.accounts.routes_factors import routes as factor_routes
 from app.accounts.shedding import LoginShedding
+from app.accounts.sweep import lifespan as idle_sweep_lifespan
 from app.api import EXCEPTION_HANDLERS
 from app.audit.routes import routes as audit_routes
 from app.broker import create_broker
@@ -66,6 +67,7 @@ PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]
     records_lifespan,
     precheck_lifespan,
     signaling_lifespan,
+    idle_sweep_lifespan,
     retention_lifespan,
     notify_lifespan,
     delay_notice_lifespan,  # after notify_lifespan: it rings that one's sender

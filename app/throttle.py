@@ -92,6 +92,15 @@ class Throttle:
             raise
         return reservation
 
+    async def give_back(self, budgets: Sequence[Budget]) -> None:
+        """Gives back one attempt that an earlier request took from each budget: for a try
+        that spans two requests (a single sign-on started, then completed) and turned out
+        well. Never below zero, should the window have started afresh meanwhile."""
+        for budget in budgets:
+            key, window = self._key(budget), budget.policy.window_seconds
+            if await self.broker.count(key, -1, window) < 0:
+                await self.broker.count(key, 1, window)
+
 
 HOLD = ":hold"
 

@@ -30,7 +30,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from app.accounts.models import FactorKind, RecoveryCode, SecondFactor, User
+from app.accounts.models import AuthSession, FactorKind, RecoveryCode, SecondFactor, User
 from app.errors import Conflict, InvalidCode, InvalidInput, NotFound
 from app.settings import Settings
 from app.tokens import fernet, keyed_hash, same
@@ -297,6 +297,33 @@ def authentication_options(settings: Settings, factors: list[SecondFactor]) -> t
         user_verification=UserVerificationRequirement.PREFERRED,
     )
     return webauthn.options_to_json(options), bytes_to_base64url(options.challenge)
+
+
+async def set_challenge(session: AsyncSession, session_id: str, challenge: str) -> None:
+    """Keeps the WebAuthn challenge just handed to this session (one at a time)."""
+    await session.execute(
+        update(AuthSession).where(col(AuthSession.id) == session_id).values(challenge=challenge)
+    )
+
+
+async def take_challenge(session: AsyncSession, session_id: str) -> str | None:
+    """The WebAuthn challenge handed to this session, taken so that it is answered once: the
+    one conditional UPDATE clears exactly the value read, so of two requests with the same
+    challenge only one gets it (the other waits for the first one's row lock, then finds it
+    gone). None if there is none (never handed out, or taken already)."""
+    challenge = (
+        await session.execute(
+            select(AuthSession.challenge).where(col(AuthSession.id) == session_id)
+        )
+    ).scalar_one_or_none()
+    if challenge is None:
+        return None
+    taken = await session.execute(
+        update(AuthSession)
+        .where(col(AuthSession.id) == session_id, col(AuthSession.challenge) == challenge)
+        .values(challenge=None)
+    )
+    return challenge if getattr(taken, "rowcount", 0) else None
 
 
 def _descriptors(factors: list[SecondFactor]) -> list[PublicKeyCredentialDescriptor]:

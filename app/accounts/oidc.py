@@ -31,6 +31,9 @@ from app.errors import SsoRefused
 from app.settings import Settings
 
 MAX_NAME = 200
+# Where an account that signs in only through the provider confirms a sensitive action: a new
+# sign-in at the provider (``app.pages.sso``).
+REAUTH_PATH = "/auth/oidc/reauth"
 
 
 @dataclass(frozen=True)

@@ -77,13 +77,24 @@ class OidcClient:
         return self._metadata
 
     async def authorization_url(
-        self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str
+        self,
+        *,
+        redirect_uri: str,
+        state: str,
+        nonce: str,
+        code_verifier: str,
+        fresh_login: bool = False,
     ) -> str:
-        """Where to send the browser: the authorization request (code flow, PKCE S256)."""
+        """Where to send the browser: the authorization request (code flow, PKCE S256). With
+        ``fresh_login`` (re-authentication) the provider must ask the person again, whatever
+        session it has (``prompt=login``, ``max_age=0``; the id_token then carries
+        ``auth_time``)."""
         metadata = await self.metadata()
         extra: dict[str, str] = {"nonce": nonce}
         if self.settings.oidc_required_acr:
             extra["acr_values"] = " ".join(self.settings.oidc_required_acr)
+        if fresh_login:
+            extra["prompt"], extra["max_age"] = "login", "0"
         url, _ = self.http.create_authorization_url(
             metadata["authorization_endpoint"],
             state=state,

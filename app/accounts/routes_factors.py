@@ -13,18 +13,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import update
-from sqlmodel import col
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.accounts import factors
+from app.accounts import factors, oidc
 from app.accounts import service as accounts
-from app.accounts.models import AuthSession, FactorKind, Role, SessionKind, SessionStage, User
+from app.accounts.models import FactorKind, Role, SessionKind, SessionStage, User
 from app.accounts.routes import MeOut, me_out
 from app.accounts.service import Principal
 from app.accounts.web import (
     clear_session_cookie,
+    client_ip,
     require_recent_auth,
     require_signing_in,
     require_staff,
@@ -33,10 +32,10 @@ from app.accounts.web import (
 from app.api import api_route, parse_json, path_id, respond
 from app.audit import service as audit
 from app.db import unit_of_work, utcnow
-from app.errors import InvalidCode, InvalidInput, NotFound
-from app.resources import Resources, db, resources
+from app.errors import InvalidCode, InvalidInput, NotFound, ReauthAtProvider
+from app.resources import db, resources
 from app.schemas import Out, Schema
-from app.throttle import Budget, OnSuccess, Policy
+from app.throttle import Budget
 from app.tokens import session_key
 
 SIGNING_IN = (SessionStage.SECOND_FACTOR,)
@@ -107,20 +106,6 @@ class SessionOut(Out):
     current: bool
 
 
-def code_budgets(res: Resources, user_id: int) -> list[Budget]:
-    """Code guesses for one account: the login throttle's numbers, per account."""
-    cfg = res.settings
-    policy = Policy(
-        "second-factor",
-        cfg.login_free_attempts,
-        window_seconds=cfg.login_window_minutes * 60,
-        max_seconds=cfg.login_max_delay_seconds,
-        on_success=OnSuccess.RESET,
-        base_seconds=cfg.login_first_delay_seconds,
-    )
-    return [Budget(policy, f"user:{user_id}")]
-
-
 async def check_second_factor(request: Request, who: Principal, body: CodeIn) -> str:
     """Checks a code or passkey assertion of ``who``'s account (throttled, audited); returns
     which kind passed or raises ``InvalidCode``."""
@@ -128,15 +113,14 @@ async def check_second_factor(request: Request, who: Principal, body: CodeIn) ->
     assert who.user_id is not None
     if body.code is None and body.credential is None:
         raise InvalidInput("Bitte geben Sie den Code ein.")
-    reservation = await res.throttle.reserve(code_budgets(res, who.user_id))
+    reservation = await res.throttle.reserve(code_budgets(request, who.user_id))
     secret = res.settings.secret_key.get_secret_value()
     now = utcnow()
     passed: str | None = None
     async with unit_of_work(res.sessions) as session:
         if body.credential is not None:
-            row = await session.get(AuthSession, who.session_id)
-            challenge = row.challenge if row else None
-            await _set_challenge(session, who.session_id, None)  # one answer per challenge
+            # One answer per challenge, even to two requests at once.
+            challenge = await factors.take_challenge(session, who.session_id)
             if await factors.check_passkey(
                 session,
                 settings=res.settings,
@@ -168,10 +152,10 @@ async def check_second_factor(request: Request, who: Principal, body: CodeIn) ->
     return passed
 
 
-async def _set_challenge(session: Any, session_id: str, challenge: str | None) -> None:
-    await session.execute(
-        update(AuthSession).where(col(AuthSession.id) == session_id).values(challenge=challenge)
-    )
+def code_budgets(request: Request, user_id: int) -> list[Budget]:
+    """Code (or re-auth password) guesses for this account from this address."""
+    cfg = resources(request).settings
+    return accounts.code_budgets(cfg, user_id=user_id, ip=client_ip(request))
 
 
 async def complete_sign_in(request: Request) -> Response:
@@ -207,12 +191,13 @@ async def webauthn_sign_in_options(request: Request) -> Response:
         if not passkeys:
             raise NotFound("Für dieses Konto ist kein Passkey eingerichtet.")
         options, challenge = factors.authentication_options(res.settings, passkeys)
-        await _set_challenge(session, who.session_id, challenge)
+        await factors.set_challenge(session, who.session_id, challenge)
     return Response(options, media_type="application/json")
 
 
 async def reauth(request: Request) -> Response:
-    """Shows the second factor (or, for an account without one, the password) again."""
+    """Shows the second factor (or, for an account without one, the password) again. An
+    account with neither (single sign-on only) is sent to the provider (409)."""
     who = await require_staff(request)
     body = await parse_json(request, ReauthIn)
     assert who.user_id is not None
@@ -223,10 +208,12 @@ async def reauth(request: Request) -> Response:
     assert user is not None
     if has_factor:
         await check_second_factor(request, who, body)
+    elif user.password_hash is None:
+        raise ReauthAtProvider(url=oidc.REAUTH_PATH)
     else:
         if body.password is None:
             raise InvalidInput("Bitte geben Sie Ihr Passwort ein.")
-        reservation = await res.throttle.reserve(code_budgets(res, who.user_id))
+        reservation = await res.throttle.reserve(code_budgets(request, who.user_id))
         if not await res.passwords.verify(user.password_hash, body.password):
             raise InvalidCode("Das Passwort ist falsch.")
         await reservation.succeeded()
@@ -277,7 +264,7 @@ async def confirm_totp(request: Request) -> Response:
     body = await parse_json(request, ConfirmIn)
     assert who.user_id is not None
     res = resources(request)
-    reservation = await res.throttle.reserve(code_budgets(res, who.user_id))
+    reservation = await res.throttle.reserve(code_budgets(request, who.user_id))
     async with unit_of_work(res.sessions) as session:
         codes = await factors.confirm_totp(
             session,
@@ -312,7 +299,7 @@ async def passkey_options(request: Request) -> Response:
         assert user.id is not None
         existing = await factors.confirmed(session, user.id)
         options, challenge = factors.registration_options(res.settings, user, existing)
-        await _set_challenge(session, who.session_id, challenge)
+        await factors.set_challenge(session, who.session_id, challenge)
     return Response(options, media_type="application/json")
 
 
@@ -323,9 +310,7 @@ async def add_passkey(request: Request) -> Response:
     assert who.user_id is not None
     res = resources(request)
     async with unit_of_work(res.sessions) as session:
-        row = await session.get(AuthSession, who.session_id)
-        challenge = row.challenge if row else None
-        await _set_challenge(session, who.session_id, None)
+        challenge = await factors.take_challenge(session, who.session_id)
     async with unit_of_work(res.sessions) as session:
         codes = await factors.add_passkey(
             session,
@@ -443,7 +428,7 @@ routes = [
         tags=["auth"],
         body=ReauthIn,
         status=204,
-        errors=[401, 403, 422, 429],
+        errors=[401, 403, 409, 422, 429],
     ),
     api_route(
         "/api/v1/auth/sessions",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import case, func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
@@ -24,6 +24,7 @@ from app.errors import (
     Conflict,
     InvalidCredentials,
     InvalidInput,
+    NotAuthenticated,
     NotFound,
     Unavailable,
 )
@@ -75,6 +76,19 @@ class Login:
     device_token: str  # for the browser's known-devices cookie (``app.accounts.devices``)
 
 
+def login_policy(settings: Settings, name: str, free: int, on_success: OnSuccess) -> Policy:
+    """A guessing budget named ``name`` with the login throttle's numbers: ``free`` attempts
+    in the window, then exponential back-off (docs/deploy.md, "Login throttling")."""
+    return Policy(
+        name,
+        free,
+        window_seconds=settings.login_window_minutes * 60,
+        max_seconds=settings.login_max_delay_seconds,
+        on_success=on_success,
+        base_seconds=settings.login_first_delay_seconds,
+    )
+
+
 def login_budgets(
     settings: Settings, *, subject: str, ip: str | None, device: str | None
 ) -> list[Budget]:
@@ -84,24 +98,28 @@ def login_budgets(
     Otherwise: the account on this address, the address, and the account from everywhere.
     """
     own, shared = settings.login_free_attempts, settings.login_free_attempts_shared
-
-    def policy(name: str, free: int, on_success: OnSuccess) -> Policy:
-        return Policy(
-            name,
-            free,
-            window_seconds=settings.login_window_minutes * 60,
-            max_seconds=settings.login_max_delay_seconds,
-            on_success=on_success,
-            base_seconds=settings.login_first_delay_seconds,
-        )
-
     if device is not None:
-        return [Budget(policy("login-device", own, OnSuccess.RESET), f"{subject}|{device}")]
+        budget = login_policy(settings, "login-device", own, OnSuccess.RESET)
+        return [Budget(budget, f"{subject}|{device}")]
     address = ip or "unknown"
     return [
-        Budget(policy("login-pair", own, OnSuccess.RESET), f"{subject}|{address}"),
-        Budget(policy("login-address", shared, OnSuccess.REFUND), address),
-        Budget(policy("login-account", shared, OnSuccess.REFUND), subject),
+        Budget(login_policy(settings, "login-pair", own, OnSuccess.RESET), f"{subject}|{address}"),
+        Budget(login_policy(settings, "login-address", shared, OnSuccess.REFUND), address),
+        Budget(login_policy(settings, "login-account", shared, OnSuccess.REFUND), subject),
+    ]
+
+
+def code_budgets(settings: Settings, *, user_id: int, ip: str | None) -> list[Budget]:
+    """What a guess at a second-factor code (or the password at re-auth) is counted against:
+    the account on this address, the address, and the account from everywhere, as a login
+    from an unknown browser. Someone guessing from one address runs out of the first long
+    before the account's, so the real user elsewhere still gets in."""
+    own, shared = settings.login_free_attempts, settings.login_free_attempts_shared
+    account, address = f"user:{user_id}", ip or "unknown"
+    return [
+        Budget(login_policy(settings, "code-pair", own, OnSuccess.RESET), f"{account}|{address}"),
+        Budget(login_policy(settings, "code-address", shared, OnSuccess.REFUND), address),
+        Budget(login_policy(settings, "code-account", shared, OnSuccess.REFUND), account),
     ]
 
 
@@ -236,9 +254,16 @@ async def promote(session: AsyncSession, *, settings: Settings, who: Principal) 
     one with a new token, so a token seen before the second factor is worth nothing after."""
     row = await session.get(AuthSession, who.session_id)
     user = await session.get(User, who.user_id) if who.user_id is not None else None
-    if row is None or user is None:
-        raise Unavailable("Die Anmeldung ist abgelaufen. Bitte melden Sie sich neu an.")
-    await end_session(session, session_id=who.session_id)
+    # Only one fully signed-in session per partial one: of two requests that both showed a
+    # factor (a code here, a passkey there), the one that does not end it gets nothing; nor
+    # does an account deactivated or a session ended (logout) meanwhile.
+    if (
+        row is None
+        or user is None
+        or not user.is_active
+        or not await end_session(session, session_id=who.session_id)
+    ):
+        raise NotAuthenticated("Die Anmeldung ist abgelaufen. Bitte melden Sie sich neu an.")
     return open_staff_session(
         session,
         settings=settings,
@@ -246,6 +271,18 @@ async def promote(session: AsyncSession, *, settings: Settings, who: Principal) 
         ip=row.ip,
         user_agent=row.user_agent,
         oidc_issuer=row.oidc_issuer,
+    )
+
+
+async def confirms_at_provider(session: AsyncSession, *, user_id: int) -> bool:
+    """Whether the account confirms sensitive actions by signing in at the OpenID provider
+    again: it has neither a password nor a second factor (single sign-on only)."""
+    user = await session.get(User, user_id)
+    return (
+        user is not None
+        and user.password_hash is None
+        and user.oidc_subject is not None
+        and not await factors.has_factor(session, user_id)
     )
 
 
@@ -326,20 +363,68 @@ async def resolve(
         user = await session.get(User, row.user_id)
         if user is None or not user.is_active:
             return None
+    wrote = False
+    if row.stage is SessionStage.ENROL and row.user_id is not None:
+        wrote = await _ask_for_factor_if_enrolled(session, row, now)
     found = _principal(row, user)
     if touch_it and now - row.last_seen_at >= TOUCH_EVERY:
-        await touch(session, session_id=row.id, now=now)
+        staff_idle = idle if kind is SessionKind.STAFF else None
+        if not await touch(session, session_id=row.id, now=now, idle=staff_idle, stage=row.stage):
+            return None  # ended or timed out since it was read
+        wrote = True
+    if wrote:
         await session.commit()
     return found
 
 
-async def touch(session: AsyncSession, *, session_id: str, now: datetime) -> None:
-    """Counts as activity for the idle timeout (a request, a page, a websocket message)."""
-    await session.execute(
+async def _ask_for_factor_if_enrolled(
+    session: AsyncSession, row: AuthSession, now: datetime
+) -> bool:
+    """A session waiting for its set-up whose account got a second factor elsewhere (another
+    tab or device) asks for that factor now instead of offering a set-up again, with the
+    second-factor step's shorter lifetime. Returns whether it moved."""
+    assert row.user_id is not None
+    if not await factors.has_factor(session, row.user_id):
+        return False
+    expires = min(row.expires_at, now + PARTIAL_SESSION_TTL[SessionStage.SECOND_FACTOR])
+    moved = await session.execute(
         update(AuthSession)
-        .where(col(AuthSession.id) == session_id, col(AuthSession.last_seen_at) < now)
-        .values(last_seen_at=now)
+        .where(col(AuthSession.id) == row.id, col(AuthSession.stage) == SessionStage.ENROL)
+        .values(stage=SessionStage.SECOND_FACTOR, expires_at=expires)
     )
+    # (``row`` follows: the ORM update synchronises the loaded object.)
+    return bool(getattr(moved, "rowcount", 0))
+
+
+async def touch(
+    session: AsyncSession,
+    *,
+    session_id: str,
+    now: datetime,
+    idle: timedelta | None,
+    stage: SessionStage = SessionStage.FULL,
+) -> bool:
+    """Counts as activity for the idle timeout (a request, a page, a websocket message), but
+    only for a session that is still live: not ended, not past its end, used within ``idle``
+    (None: no idle timeout, patients) and at ``stage``. Returns whether it was: a session that
+    has timed out is never revived by a late message."""
+    live = [
+        col(AuthSession.id) == session_id,
+        col(AuthSession.ended_at).is_(None),
+        col(AuthSession.expires_at) > now,
+        col(AuthSession.stage) == stage,
+    ]
+    if idle is not None:
+        live.append(col(AuthSession.last_seen_at) > now - idle)
+    seen = col(AuthSession.last_seen_at)
+    result = await session.execute(
+        update(AuthSession)
+        .where(*live)
+        # Never backwards: another request may have written a later time meanwhile.
+        .values(last_seen_at=case((seen < now, now), else_=seen))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 @dataclass(frozen=True)
@@ -400,16 +485,50 @@ async def end_own_session(session: AsyncSession, *, who: Principal, key: str) ->
     raise NotFound("Diese Sitzung gibt es nicht oder sie ist schon beendet.")
 
 
-async def end_session(session: AsyncSession, *, session_id: str) -> None:
+async def end_session(session: AsyncSession, *, session_id: str) -> bool:
     """Ends a session for good: the cookie is worthless afterwards, even if replayed, and its
-    open websockets close."""
+    open websockets close. False if it had ended already."""
     result = await session.execute(
         update(AuthSession)
         .where(col(AuthSession.id) == session_id, col(AuthSession.ended_at).is_(None))
         .values(ended_at=utcnow())
     )
-    if getattr(result, "rowcount", 0):
-        outbox.record(session, SessionEnded(session_key=session_key(session_id)))
+    if not getattr(result, "rowcount", 0):
+        return False
+    outbox.record(session, SessionEnded(session_key=session_key(session_id)))
+    return True
+
+
+# Sessions ended per round of the idle sweep (a backlog is worked off in the next rounds).
+SWEEP_BATCH = 500
+
+
+async def end_idle_sessions(
+    session: AsyncSession, *, now: datetime, idle: timedelta, limit: int = SWEEP_BATCH
+) -> int:
+    """Ends staff sessions unused for ``idle`` or past their absolute end, so that their open
+    websockets close too (``SessionEnded``): a socket is authorised once, and a dashboard
+    nobody touches sends nothing that would find out. Each is ended by a conditional UPDATE,
+    so activity that came in meanwhile wins, and two processes never both end one."""
+    over = (col(AuthSession.last_seen_at) <= now - idle) | (col(AuthSession.expires_at) <= now)
+    live_staff = (
+        col(AuthSession.kind) == SessionKind.STAFF,
+        col(AuthSession.ended_at).is_(None),
+    )
+    ids = (
+        await session.execute(select(AuthSession.id).where(*live_staff, over).limit(limit))
+    ).scalars()
+    ended = 0
+    for session_id in list(ids):
+        result = await session.execute(
+            update(AuthSession)
+            .where(col(AuthSession.id) == session_id, *live_staff, over)
+            .values(ended_at=now)
+        )
+        if getattr(result, "rowcount", 0):
+            outbox.record(session, SessionEnded(session_key=session_key(session_id)))
+            ended += 1
+    return ended
 
 
 def _principal(row: AuthSession, user: User | None) -> Principal:

@@ -9,7 +9,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.accounts import factors
 from app.accounts.models import Role
-from app.pages.routes import page, staff_page
+from app.pages.routes import page, reauth_kind, staff_page
 from app.resources import db
 
 PAGES = {
@@ -29,9 +29,10 @@ async def admin_page(request: Request) -> Response:
     assert who.user_id is not None
     async with db(request)() as session:
         kinds = {f.kind.value for f in await factors.confirmed(session, who.user_id)}
+        reauth = await reauth_kind(request, session, who.user_id)
     # The re-auth dialog (reauth.js) asks for what the admin has: a code, a passkey or,
-    # without a second factor, the password.
-    return page(request, template, who, nav, factor_kinds=" ".join(sorted(kinds)))
+    # without a second factor, the password (or a new sign-in at the hospital's provider).
+    return page(request, template, who, nav, factor_kinds=" ".join(sorted(kinds)), reauth=reauth)
 
 
 routes: list[BaseRoute] = [Route(path, admin_page) for path in PAGES]

@@ -22,9 +22,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.accounts import devices
+from app.accounts.models import SessionKind
+from app.accounts.web import cookie_name, device_cookie_name
 from app.logging import get_logger
 from app.pages import i18n
 from app.pages.i18n import N_
+from app.pages.sso import FLOW_SECONDS, flow_cookie_name
 from app.pages.templating import render
 from app.resources import Resources, settings
 from app.settings import Settings
@@ -109,6 +112,18 @@ def _search_order(lang: str) -> list[str]:
     return list(dict.fromkeys([lang, *others]))
 
 
+def cookie_names(cfg: Settings) -> dict[str, object]:
+    """The cookies' names as this installation sets them (``__Host-``/``__Secure-`` over
+    HTTPS); the single sign-on's flow cookie only where single sign-on is set up."""
+    return {
+        "patient": cookie_name(cfg, SessionKind.PATIENT),
+        "staff": cookie_name(cfg, SessionKind.STAFF),
+        "device": device_cookie_name(cfg),
+        "oidc": flow_cookie_name(cfg) if cfg.oidc_enabled else "",
+        "oidc_minutes": FLOW_SECONDS // 60,
+    }
+
+
 def hours(minutes: int, lang: str) -> str:
     """``360`` -> ``"6"``, ``90`` -> ``"1,5"`` in German."""
     value = f"{minutes / 60:.1f}".removesuffix(".0")
@@ -132,6 +147,7 @@ def _endpoint(page: str) -> Callable[[Request], Awaitable[Response]]:
             "patient_session_hours": hours(cfg.patient_session_ttl_minutes, lang),
             "staff_session_hours": hours(cfg.session_ttl_minutes, lang),
             "device_days": devices.LIFETIME.days,
+            "cookies": cookie_names(cfg),
             "metadata_days": cfg.retention_metadata_days,
             "mail_configured": cfg.mail_configured,
             "sms_configured": cfg.sms_configured,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from app.accounts import service as accounts
 from app.accounts.models import Role, SessionKind, SessionStage
 from app.accounts.service import Principal
 from app.accounts.web import principal
@@ -23,7 +25,7 @@ from app.pages.legal import routes as legal_routes
 from app.pages.navigation import HOME_BY_ROLE, safe_next
 from app.pages.static import file_exists, static_mount
 from app.pages.templating import render, static_version
-from app.resources import settings
+from app.resources import db, resources, settings
 from app.rooms.state import BEGUN, IN_CONSULTATION
 
 
@@ -40,6 +42,14 @@ async def staff_page(request: Request, role: Role) -> Principal | Response:
 def login_redirect(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+async def reauth_kind(request: Request, session: AsyncSession, user_id: int | None) -> str:
+    """How the page's re-auth dialog (reauth.js) confirms: ``"provider"`` for an account that
+    signs in only at the hospital's OpenID provider, else "" (a code, a passkey, a password)."""
+    if user_id is None or resources(request).oidc is None:
+        return ""
+    return "provider" if await accounts.confirms_at_provider(session, user_id=user_id) else ""
 
 
 def page(request: Request, name: str, who: Principal, nav: str, **context: object) -> Response:
@@ -82,7 +92,9 @@ async def account_page(request: Request) -> Response:
     if who is None or who.stage is SessionStage.SECOND_FACTOR:
         return login_redirect(request)
     next_url = safe_next(request.query_params.get("next")) or ""
-    return page(request, "account.html", who, "account", next_url=next_url)
+    async with db(request)() as session:
+        reauth = await reauth_kind(request, session, who.user_id)
+    return page(request, "account.html", who, "account", next_url=next_url, reauth=reauth)
 
 
 async def join_page(request: Request) -> Response:

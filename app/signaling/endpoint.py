@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 import anyio
@@ -30,6 +31,7 @@ from app.errors import (
     WS_NORMAL,
     WS_POLICY_VIOLATION,
     WS_RATE_LIMITED,
+    WS_UNAUTHENTICATED,
     AlreadyJoined,
     Forbidden,
     JoinFirst,
@@ -42,10 +44,11 @@ from app.errors import (
 from app.metrics import WS_CONNECTIONS, WS_ERRORS, WS_MESSAGES
 from app.resources import db, settings
 from app.rooms import service as rooms
-from app.rooms.state import Action, Actor, is_closed
+from app.rooms.state import IN_CONSULTATION, Action, Actor, is_closed
 from app.schemas import Schema
 from app.signaling import messages as m
 from app.signaling.connection import Connection, TokenBucket
+from app.signaling.ended import REASON as ENDED
 from app.signaling.hub import Hub, hub
 from app.signaling.seats import Seat
 
@@ -200,23 +203,41 @@ async def _join_deadline(link: Link, seconds: float) -> None:
 
 async def _in_call(link: Link) -> None:
     # Being in a consultation is activity for the staff session's idle timeout, even when
-    # nobody clicks for half an hour.
+    # nobody clicks for half an hour; sitting in a room nobody was admitted to is not.
     while True:
         await anyio.sleep(ACTIVITY_EVERY_SECONDS)
-        if link.seat is not None:
+        if _in_consultation(link):
             await _activity(link)
 
 
-async def _activity(link: Link) -> None:
-    """Counts as activity of a staff session (idle timeout), written at most once a minute."""
+def _in_consultation(link: Link) -> bool:
+    """Whether this connection's room has admitted the patient or is in the call."""
+    if link.seat is None:
+        return False
+    local = link.hub.replicas.rooms.get(link.seat.appointment_id)
+    return local is not None and local.room.state in IN_CONSULTATION
+
+
+async def _activity(link: Link) -> bool:
+    """Counts as activity of a staff session (idle timeout), written at most once a minute.
+
+    A session that has ended or timed out meanwhile is not revived: the connection is closed
+    as that of an ended session (4401) and False returned."""
     now = time.monotonic()
     if not link.target.who.is_staff or now - link.active_at < ACTIVITY_EVERY_SECONDS:
-        return
+        return True
     link.active_at = now
+    idle = timedelta(minutes=settings(link.websocket).session_idle_minutes)
+    live = True
     # Signalling must not fail with the database: a missed write only shortens the idle time.
     with suppress(SQLAlchemyError, OSError):
         async with unit_of_work(db(link.websocket)) as session:
-            await accounts.touch(session, session_id=link.target.who.session_id, now=utcnow())
+            live = await accounts.touch(
+                session, session_id=link.target.who.session_id, now=utcnow(), idle=idle
+            )
+    if not live:
+        link.conn.close(WS_UNAUTHENTICATED, ENDED)
+    return live
 
 
 async def _reader(link: Link, scope: anyio.CancelScope) -> None:
@@ -247,7 +268,8 @@ async def _handle(link: Link, data: str | bytes) -> None:
         return
     WS_MESSAGES.labels(type=message.type).inc()
     try:
-        await _activity(link)
+        if not await _activity(link):
+            return  # the session is over: nothing more from this connection
         await _dispatch(link, message)
     except KonsilError as exc:  # a refusal (ProtocolError and the domain's): the socket stays
         _error(link, exc.code, exc.message, message.type)

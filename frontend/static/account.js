@@ -38,6 +38,7 @@ async function loadFactors() {
 const reauthOptions = () => ({
   hasFactor: state.factors.length > 0,
   hasPasskey: state.factors.some((f) => f.kind === "webauthn"),
+  provider: root.dataset.reauth === "provider" && state.factors.length === 0,
 });
 
 async function removeFactor(button, factor) {

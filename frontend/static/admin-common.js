@@ -11,10 +11,17 @@ const FIELD = {
   phone: () => t("The phone number is not valid. Please include the area code, e.g. 03563 123456 or +49 3563 123456."),
 };
 
-/** For withReauth(): a code, a passkey, or (without a second factor) the password. */
+/**
+ * For withReauth(): a code, a passkey, without a second factor the password, or (an account
+ * with neither, data-reauth="provider") a new sign-in with the hospital account.
+ */
 export function reauthOptions(root) {
   const kinds = (root.dataset.factors || "").split(" ").filter(Boolean);
-  return { hasFactor: kinds.length > 0, hasPasskey: kinds.includes("webauthn") };
+  return {
+    hasFactor: kinds.length > 0,
+    hasPasskey: kinds.includes("webauthn"),
+    provider: root.dataset.reauth === "provider" && kinds.length === 0,
+  };
 }
 
 /** The error's message, with the message of each field the server named. */

@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx2
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
+from starlette.applications import Starlette
 
-from app.accounts.models import Role, User
+from app.accounts.models import AuthSession, Role, User
 from app.audit.models import AuditEvent
-from app.db import unit_of_work
+from app.db import unit_of_work, utcnow
+from app.main import create_app
 from app.seed import DEMO_PASSWORD
 from app.settings import Settings
-from tests.conftest import BASE_URL
-from tests.factories import Demo
+from tests.conftest import BASE_URL, create_schema, lifespan_in_own_task
+from tests.factories import Demo, login, seed
 from tests.oidc_provider import (
     Provider,
     ProviderConfig,
@@ -145,7 +149,7 @@ async def test_sso_login_request_carries_state_nonce_and_pkce(
     assert cookie.startswith("konsil_oidc=")
     assert "HttpOnly" in cookie
     assert "SameSite=lax" in cookie
-    assert "Path=/auth/oidc/" in cookie
+    assert "Path=/;" in cookie
     # The verifier and nonce stay on the server: neither is in the cookie.
     assert params["nonce"] not in cookie
 
@@ -599,3 +603,254 @@ async def test_sso_with_the_providers_mfa_is_fully_signed_in(
     assert response.status_code == 303
     assert response.headers["location"] == "/specialist"
     assert (await client.get("/api/v1/auth/me")).json()["stage"] == "full"
+
+
+# --- the flow cookie and the throttle ------------------------------------------------------------
+
+
+def flow_cookie(response: httpx2.Response) -> str:
+    header = next(c for c in response.headers.get_list("set-cookie") if "konsil_oidc=" in c)
+    return header.split(";", 1)[0].split("=", 1)[1]
+
+
+async def test_sso_flow_cookie_is_new_for_every_start_and_deleted_at_the_callback(
+    client: httpx2.AsyncClient, idp: httpx2.AsyncClient, provider: Provider, demo: Demo
+) -> None:
+    first = await client.get("/auth/oidc/login")
+    second = await client.get("/auth/oidc/login")
+    assert flow_cookie(first) != flow_cookie(second)
+    # The first flow's callback now comes with the second flow's cookie: refused.
+    back = await log_in_at_provider(idp, first.headers["location"], account="lehmann")
+    refused = await client.get(path_and_query(back))
+    assert refused.status_code == 400
+    assert flow_cookie(refused) == '""'  # deleted, also after a failure
+    assert "konsil_oidc" not in client.cookies
+
+    done = await sign_in(client, idp, "lehmann")
+    assert done.status_code == 303
+    assert 'konsil_oidc=""' in done.headers["set-cookie"]
+    assert "konsil_oidc" not in client.cookies
+
+
+async def test_sso_flow_cookie_over_https_has_the_host_prefix(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    https = "https://konsil.example"
+    config = ProviderConfig(konsil_urls=[https])
+    with run_provider(tmp_path, config) as running:
+        cfg = make_settings(cookie_secure=True, base_url=https, **running.settings())
+        await create_schema(cfg.database_url)
+        application = create_app(cfg)
+        async with lifespan_in_own_task(application):
+            await seed(application.state.resources.sessions)
+            transport = httpx2.ASGITransport(app=application, client=("198.51.100.7", 40000))
+            async with (
+                httpx2.AsyncClient(transport=transport, base_url=https) as browser,
+                httpx2.AsyncClient(timeout=10) as at_provider,
+            ):
+                started = await browser.get("/auth/oidc/login")
+                cookie = next(
+                    c
+                    for c in started.headers.get_list("set-cookie")
+                    if c.startswith("__Host-konsil_oidc=")
+                )
+                assert "Secure" in cookie
+                assert "Path=/;" in cookie
+                assert "Domain" not in cookie
+                back = await log_in_at_provider(
+                    at_provider, started.headers["location"], account="lehmann"
+                )
+                done = await browser.get(path_and_query(back))
+                assert done.status_code == 303, done.text
+                assert "__Host-konsil_staff" in browser.cookies
+                assert "__Host-konsil_oidc" not in browser.cookies
+
+
+@pytest.mark.parametrize("sso_settings", [{"login_free_attempts_shared": 3}])
+async def test_sso_starts_and_stray_callbacks_from_one_address_are_throttled(
+    client: httpx2.AsyncClient,
+    client_factory: Callable[[], httpx2.AsyncClient],
+    app: Starlette,
+    provider: Provider,
+    demo: Demo,
+) -> None:
+    starts = [(await client.get("/auth/oidc/login")).status_code for _ in range(4)]
+    assert starts == [303, 303, 303, 429]
+    refused = await client.get("/auth/oidc/login")
+    assert refused.status_code == 429
+    assert "text/html" in refused.headers["content-type"]
+    assert "Zu viele Anmeldungen" in refused.text
+    assert int(refused.headers["retry-after"]) > 0
+    # Callbacks that belong to no sign-in of this browser cost the same.
+    stray = await client.get(f"/auth/oidc/callback?{urlencode({'state': 'x' * 43, 'code': 'y'})}")
+    assert stray.status_code == 429
+    # Another address is not affected.
+    transport = httpx2.ASGITransport(app=app, client=("192.0.2.80", 40000))
+    async with httpx2.AsyncClient(transport=transport, base_url=BASE_URL) as elsewhere:
+        assert (await elsewhere.get("/auth/oidc/login")).status_code == 303
+
+
+@pytest.mark.parametrize("sso_settings", [{"login_free_attempts_shared": 3}])
+async def test_completed_sso_sign_ins_do_not_use_up_the_address(
+    client_factory: Callable[[], httpx2.AsyncClient], provider: Provider, demo: Demo
+) -> None:
+    # A morning at the hospital: many people behind one address sign in, one after the other.
+    for _ in range(6):
+        async with client_factory() as browser, httpx2.AsyncClient(timeout=10) as at_provider:
+            response = await sign_in(browser, at_provider, "lehmann")
+            assert response.status_code == 303, response.text
+            assert response.headers["location"] == "/gp"
+
+
+# --- re-authentication at the provider -------------------------------------------------------
+
+
+async def reauth_due(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            update(AuthSession).values(verified_at=utcnow() - timedelta(minutes=11))
+        )
+
+
+async def sso_only_gp(client: httpx2.AsyncClient, idp: httpx2.AsyncClient) -> None:
+    """Signs in as a GP created by the provider (no password, no second factor of its own),
+    whose last confirmation is older than the re-auth window."""
+    response = await sign_in(client, idp, "neu-gp")
+    assert response.headers["location"] == "/gp"
+    client.headers["X-CSRF-Token"] = (await client.get("/api/v1/auth/me")).json()["csrf_token"]
+
+
+@pytest.mark.parametrize("sso_settings", [{"oidc_provisioning": "create"}])
+async def test_sso_only_account_confirms_a_sensitive_action_at_the_provider(
+    client: httpx2.AsyncClient,
+    idp: httpx2.AsyncClient,
+    provider: Provider,
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await sso_only_gp(client, idp)
+    await reauth_due(sessions)
+    stale = await client.post("/api/v1/account/second-factors/totp")
+    assert stale.json()["error"]["code"] == "reauth_required"
+    # No password, no second factor: the API says where to confirm.
+    answer = await client.post("/api/v1/auth/reauth", json={})
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "reauth_at_provider"
+    assert answer.json()["error"]["detail"]["url"] == "/auth/oidc/reauth"
+
+    started = await client.get("/auth/oidc/reauth?next=%2Faccount")
+    assert started.status_code == 303
+    params = query(started.headers["location"])
+    assert (params["prompt"], params["max_age"]) == ("login", "0")
+    # The provider asks again although its session from the sign-in is still open.
+    back = await log_in_at_provider(idp, started.headers["location"], account="neu-gp")
+    done = await client.get(path_and_query(back))
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == "/account"
+
+    fresh = await client.post("/api/v1/account/second-factors/totp")
+    assert fresh.status_code == 201, fresh.text
+    rows = await audit_rows(sessions, "reauth.success")
+    assert [r.detail for r in rows] == [{"how": "sso"}]
+
+
+@pytest.mark.parametrize("sso_settings", [{"oidc_provisioning": "create"}])
+async def test_the_provider_asks_again_even_with_its_session_open(
+    client: httpx2.AsyncClient, idp: httpx2.AsyncClient, provider: Provider, demo: Demo
+) -> None:
+    await sso_only_gp(client, idp)
+    # A plain login with the provider's session open goes straight back, without a form ...
+    plain = await client.get("/auth/oidc/login")
+    without_form = await at_provider(idp, plain.headers["location"])
+    assert isinstance(without_form, str)
+    assert without_form.startswith(f"{BASE_URL}/auth/oidc/callback?")
+    # ... the re-authentication shows the provider's login form again.
+    started = await client.get("/auth/oidc/reauth")
+    asked = await at_provider(idp, started.headers["location"])
+    assert isinstance(asked, httpx2.Response)
+    assert asked.url.path.startswith("/interaction/")
+    assert 'name="password"' in asked.text
+
+
+async def at_provider(idp: httpx2.AsyncClient, url: str) -> str | httpx2.Response:
+    """Follows the provider's redirects: the URL that leaves it, or the page it stops at."""
+    provider = urlsplit(url).netloc
+    for _ in range(10):
+        if urlsplit(url).netloc != provider:
+            return url
+        response = await idp.get(url)
+        if response.status_code not in (302, 303):
+            return response
+        url = urljoin(url, response.headers["location"])
+    raise AssertionError("redirect loop at the provider")
+
+
+@pytest.mark.parametrize(
+    ("sso_settings", "mint"),
+    [({"oidc_provisioning": "create"}, {"authTimeAgoSeconds": 3600})],
+)
+async def test_sso_reauth_without_a_fresh_login_at_the_provider_confirms_nothing(
+    client: httpx2.AsyncClient,
+    idp: httpx2.AsyncClient,
+    provider: Provider,
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # The provider says the person last signed in an hour ago (it ignored prompt and max_age).
+    await sso_only_gp(client, idp)
+    await reauth_due(sessions)
+    started = await client.get("/auth/oidc/reauth?next=%2Faccount")
+    back = await log_in_at_provider(idp, started.headers["location"], account="neu-gp")
+    refused = await client.get(path_and_query(back))
+    assert refused.status_code == 400
+    assert "Bestätigung mit dem Klinik-Konto fehlgeschlagen" in refused.text
+    assert (await client.post("/api/v1/account/second-factors/totp")).status_code == 403
+    assert await failure_reasons(sessions) == ["auth_time"]
+
+
+@pytest.mark.parametrize("sso_settings", [{"oidc_provisioning": "create"}])
+async def test_sso_reauth_by_another_person_confirms_nothing(
+    client: httpx2.AsyncClient,
+    idp: httpx2.AsyncClient,
+    provider: Provider,
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await sso_only_gp(client, idp)
+    await reauth_due(sessions)
+    started = await client.get("/auth/oidc/reauth")
+    # A colleague signs in at the provider instead (where the first session has ended).
+    async with httpx2.AsyncClient(timeout=10) as colleague:
+        back = await log_in_at_provider(colleague, started.headers["location"], account="lehmann")
+    refused = await client.get(path_and_query(back))
+    assert refused.status_code == 403
+    assert (await client.post("/api/v1/account/second-factors/totp")).status_code == 403
+    assert await failure_reasons(sessions) == ["reauth_identity"]
+
+
+@pytest.mark.parametrize("sso_settings", [{"oidc_provisioning": "create"}])
+async def test_sso_reauth_for_a_session_that_ended_meanwhile_confirms_nothing(
+    client: httpx2.AsyncClient,
+    idp: httpx2.AsyncClient,
+    provider: Provider,
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await sso_only_gp(client, idp)
+    started = await client.get("/auth/oidc/reauth")
+    assert (await client.post("/api/v1/auth/logout")).status_code == 200
+    back = await log_in_at_provider(idp, started.headers["location"], account="neu-gp")
+    refused = await client.get(path_and_query(back))
+    assert refused.status_code == 400
+    assert "inzwischen beendet" in refused.text
+    assert await failure_reasons(sessions) == ["reauth_session"]
+
+
+async def test_sso_reauth_of_an_account_not_linked_to_the_provider_is_refused(
+    client: httpx2.AsyncClient, provider: Provider, demo: Demo
+) -> None:
+    await login(client, demo.gp)  # password login, no SSO identity
+    response = await client.get("/auth/oidc/reauth")
+    assert response.status_code == 409
+    assert "nicht mit einem Klinik-Konto verbunden" in response.text
+    assert "konsil_oidc" not in response.headers.get("set-cookie", "")

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
+from starlette.applications import Starlette
 
 from app import cli
 from app.accounts import factors
@@ -23,6 +24,7 @@ from app.audit.models import AuditEvent
 from app.db import unit_of_work, utcnow
 from app.seed import DEMO_PASSWORD
 from app.settings import Settings
+from tests.conftest import BASE_URL
 from tests.factories import Demo, login
 
 
@@ -310,3 +312,63 @@ async def test_the_operator_resets_the_last_admins_factor_from_the_shell(
     assert (await client.get("/api/v1/auth/me")).status_code == 401  # its sessions ended
     await login(client, demo.admin)
     assert (await client.get("/api/v1/auth/me")).json()["stage"] == "enrol"
+
+
+def client_at(app: Starlette, address: str) -> httpx2.AsyncClient:
+    transport = httpx2.ASGITransport(app=app, client=(address, 40000))
+    return httpx2.AsyncClient(transport=transport, base_url=BASE_URL)
+
+
+async def test_code_guessing_from_one_address_does_not_lock_the_owner_out(
+    app: Starlette, client: httpx2.AsyncClient, demo: Demo
+) -> None:
+    await login(client, demo.gp)
+    enrolled = await enrol(client)
+    # Someone who has the password guesses codes from their address until refused ...
+    async with client_at(app, "203.0.113.66") as intruder:
+        await login(intruder, demo.gp)
+        statuses = [
+            (await intruder.post("/api/v1/auth/second-factor", json={"code": "000000"})).status_code
+            for _ in range(7)
+        ]
+        assert statuses == [401] * 5 + [429] * 2
+        refused = await intruder.post(
+            "/api/v1/auth/second-factor", json={"code": enrolled.next_code()}
+        )
+        assert refused.status_code == 429
+    # ... the owner at the practice still signs in with a fresh code.
+    async with client_at(app, "192.0.2.77") as owner:
+        await login(owner, demo.gp)
+        ok = await owner.post("/api/v1/auth/second-factor", json={"code": enrolled.next_code()})
+        assert ok.status_code == 200, ok.text
+
+
+async def test_a_session_at_the_set_up_asks_for_a_factor_set_up_in_another_tab(
+    client: httpx2.AsyncClient,
+    client_factory: Callable[[], httpx2.AsyncClient],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with client_factory() as other_tab:
+        await login(other_tab, demo.gp)
+        await login(client, demo.gp)
+        assert (await other_tab.get("/api/v1/auth/me")).json()["stage"] == "enrol"
+        enrolled = await enrol(client)
+
+        me = (await other_tab.get("/api/v1/auth/me")).json()
+        assert (me["stage"], me["second_factors"]) == ("second_factor", ["totp"])
+        again = await other_tab.post("/api/v1/account/second-factors/totp")
+        assert again.status_code == 403  # no second set-up
+        page = await other_tab.get("/account", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/login")
+        async with sessions() as session:
+            waiting = (
+                await session.execute(
+                    select(AuthSession).where(col(AuthSession.stage) == "second_factor")
+                )
+            ).scalar_one()
+        assert waiting.expires_at - utcnow() <= timedelta(minutes=10)
+        ok = await other_tab.post("/api/v1/auth/second-factor", json={"code": enrolled.next_code()})
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["stage"] == "full"

@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import select
 
+from app.accounts import service as accounts
 from app.accounts.models import AuthSession
 from app.db import unit_of_work, utcnow
 from app.main import create_app
@@ -121,3 +122,28 @@ async def test_over_https_the_cookies_carry_host_and_secure_prefixes(
             )
             async with plain:
                 assert (await plain.get("/api/v1/auth/me")).status_code == 401
+
+
+async def test_touch_does_not_revive_an_ended_or_timed_out_session(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await login(client, demo.gp)
+    async with sessions() as session:
+        session_id = (await session.execute(select(AuthSession.id))).scalar_one()
+    idle = timedelta(minutes=30)
+
+    async def touch() -> bool:
+        async with unit_of_work(sessions) as session:
+            return await accounts.touch(session, session_id=session_id, now=utcnow(), idle=idle)
+
+    await idle_for(sessions, 29)
+    assert await touch()
+    assert await last_seen(sessions) < timedelta(seconds=10)
+    await idle_for(sessions, 30)
+    assert not await touch()
+    assert await last_seen(sessions) >= timedelta(minutes=30)
+    await idle_for(sessions, 1)
+    async with unit_of_work(sessions) as session:
+        await accounts.end_session(session, session_id=session_id)
+    assert not await touch()
+    assert await last_seen(sessions) >= timedelta(minutes=1)

@@ -14,6 +14,8 @@
 // its own key (the one its JWKS publishes), exactly as it signs every other token:
 //   mint.audience        - id_tokens are issued for this audience instead of the client
 //   mint.expiredSeconds  - id_tokens expired this many seconds ago when they are issued
+//   mint.authTimeAgoSeconds - id_tokens say the person last signed in this many seconds ago,
+//                          as a provider that ignores prompt=login / max_age=0 would
 import { readFileSync } from 'node:fs';
 import { exportJWK, generateKeyPair, SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
 import Provider from 'oidc-provider';
@@ -138,7 +140,8 @@ provider.use(async (ctx, next) => {
 provider.use(async (ctx, next) => {
   await next();
   if (ctx.path !== '/token' || ctx.status !== 200 || !ctx.body?.id_token) return;
-  if (mint.audience === undefined && mint.expiredSeconds === undefined) return;
+  if (mint.audience === undefined && mint.expiredSeconds === undefined
+    && mint.authTimeAgoSeconds === undefined) return;
   const claims = decodeJwt(ctx.body.id_token);
   const header = decodeProtectedHeader(ctx.body.id_token);
   if (mint.audience !== undefined) claims.aud = mint.audience;
@@ -147,6 +150,9 @@ provider.use(async (ctx, next) => {
     claims.exp = now - mint.expiredSeconds;
     claims.iat = claims.exp - 300;
     claims.auth_time = claims.iat;
+  }
+  if (mint.authTimeAgoSeconds !== undefined) {
+    claims.auth_time = Math.floor(Date.now() / 1000) - mint.authTimeAgoSeconds;
   }
   ctx.body = { ...ctx.body, id_token: await new SignJWT(claims).setProtectedHeader(header).sign(privateKey) };
 });

@@ -296,3 +296,30 @@ async def test_privacy_notice_names_the_message_services_only_when_messages_are_
     assert "Art. 28 DSGVO" in german
     assert "by e-mail and/or SMS" in english
     assert "mobile number and the text of the message" in english
+
+
+async def test_privacy_notice_names_the_cookies_as_they_are_set(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with serving(make_settings()) as client:
+        plain = (await client.get("/privacy")).text
+    assert all(f"<strong>{name}</strong>" in plain for name in SESSION_COOKIES)
+    assert "konsil_oidc" not in plain  # no single sign-on here
+    sso = {
+        "oidc_issuer": "https://login.klinikum.example/realms/konsil",
+        "oidc_client_id": "konsil",
+        "oidc_role_map": {"konsil-gp": "gp"},
+    }
+    async with serving(make_settings(cookie_secure=True, **sso)) as client:
+        german = (await client.get("/privacy")).text
+        english = (await client.get("/privacy?lang=en")).text
+    for text in (german, english):
+        for name in (
+            "__Host-konsil_patient",
+            "__Host-konsil_staff",
+            "__Secure-konsil_device",
+            "__Host-konsil_oidc",
+        ):
+            assert f"<strong>{name}</strong>" in text
+    assert "höchstens 10 Minuten" in " ".join(german.split())
+    assert "at most 10 minutes" in " ".join(english.split())
