@@ -19,14 +19,24 @@ def normalise(
     text = (value or "").strip()
     if not text:
         return None
-    if len(text) > MAX_INPUT_LENGTH:
+    number = parsed(text, region=region)
+    if number is None:
         raise _invalid(field)
+    return e164(number)
+
+
+def parsed(text: str, *, region: str = DEFAULT_REGION) -> phonenumbers.PhoneNumber | None:
+    """The valid number ``text`` spells (a national one read as ``region``'s), or None."""
+    if len(text) > MAX_INPUT_LENGTH:
+        return None
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
-        raise _invalid(field) from None
-    if not phonenumbers.is_valid_number(number):
-        raise _invalid(field)
+        return None
+    return number if phonenumbers.is_valid_number(number) else None
+
+
+def e164(number: phonenumbers.PhoneNumber) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

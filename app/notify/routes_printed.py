@@ -46,19 +46,23 @@ class InvitationIn(Schema):
     )
 
 
+def _not_this_booking() -> InvalidInput:
+    message = "Das ist kein Link für Patientinnen und Patienten aus dieser Buchung."
+    return InvalidInput(message, fields=[{"field": "join_url", "message": message}])
+
+
 def _token(settings: Settings, join_url: str) -> str:
     """The token of a Konsil join link, or a 422 for anything else."""
-    message = "Das ist kein Link für Patientinnen und Patienten aus dieser Buchung."
     base, _, token = join_url.partition("#")
     expected = urlsplit(links.join_url(settings, "x").partition("#")[0])
     try:
         given = urlsplit(base)
     except ValueError:  # e.g. an unclosed "[" of an IPv6 host
-        raise InvalidInput(message, fields=[{"field": "join_url", "message": message}]) from None
+        raise _not_this_booking() from None
     if (given.netloc, given.path) != (expected.netloc, expected.path) or not (
         links.TOKEN_SHAPE.match(token)
     ):
-        raise InvalidInput(message, fields=[{"field": "join_url", "message": message}])
+        raise _not_this_booking()
     return token
 
 
@@ -78,8 +82,7 @@ async def printed_invitation(
     token = _token(settings, body.join_url)
     link = await repo.link_by_hash(session, token_hash(token))
     if link is None or link.appointment_id != appointment_id:
-        message = "Das ist kein Link für Patientinnen und Patienten aus dieser Buchung."
-        raise InvalidInput(message, fields=[{"field": "join_url", "message": message}])
+        raise _not_this_booking()
     if (
         appointment.status != AppointmentStatus.BOOKED
         or link.revoked_at is not None

@@ -8,8 +8,8 @@ from __future__ import annotations
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-DEFAULT_REGION = "DE"
-MAX_INPUT_LENGTH = 40
+from app.accounts.phones import DEFAULT_REGION, e164, parsed
+
 # What can receive an SMS: a mobile number, or one the numbering plan does not tell apart
 # (the USA and Canada, for instance).
 _SMS_CAPABLE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
@@ -24,15 +24,9 @@ NOT_MOBILE = "Das ist keine Mobilnummer: SMS können nur an ein Handy gesendet w
 def mobile_e164(text: str, *, region: str = DEFAULT_REGION) -> str:
     """``text`` as an E.164 mobile number; ``ValueError`` (with the German message to show)
     for anything else."""
-    text = text.strip()
-    if len(text) > MAX_INPUT_LENGTH:
-        raise ValueError(INVALID)
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError(INVALID) from None
-    if not phonenumbers.is_valid_number(number):
+    number = parsed(text.strip(), region=region)
+    if number is None:
         raise ValueError(INVALID)
     if phonenumbers.number_type(number) not in _SMS_CAPABLE:
         raise ValueError(NOT_MOBILE)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164(number)
