@@ -69,6 +69,11 @@ def patient_channels(appointment: Appointment, available: Collection[Channel]) -
     return [c for c in Channel if c in available and patient_address(appointment, c)]
 
 
+# A reminder due this soon after the link was sent is left out: the patient has just read
+# the invitation.
+FRESH_INVITATION = timedelta(minutes=20)
+
+
 def plan(
     event: ev.DomainEvent,
     appointment: Appointment,
@@ -106,8 +111,10 @@ def _reminders(
     planned = []
     for minutes in reminders:
         due = appointment.starts_at - timedelta(minutes=minutes)
-        if link_id is None or due <= now:
-            continue  # booked (or re-planned) too late for this one: it is not sent at all
+        if link_id is None or due <= now + FRESH_INVITATION:
+            # Booked (or re-planned) too late for this one, or it would follow the invitation
+            # within minutes: it is not sent at all.
+            continue
         planned += [
             Planned(
                 Kind.REMINDER,

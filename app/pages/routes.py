@@ -26,7 +26,7 @@ from app.pages.navigation import HOME_BY_ROLE, safe_next
 from app.pages.static import file_exists, static_mount
 from app.pages.templating import render, static_version
 from app.resources import db, resources, settings
-from app.rooms.state import BEGUN, IN_CONSULTATION
+from app.rooms.state import BEGUN
 
 
 async def staff_page(request: Request, role: Role) -> Principal | Response:
@@ -152,13 +152,7 @@ async def specialist_queue(request: Request) -> Response:
     who = await staff_page(request, Role.SPECIALIST)
     if isinstance(who, Response):
         return who
-    return page(
-        request,
-        "specialist/queue.html",
-        who,
-        "specialist",
-        busy_states=" ".join(sorted(IN_CONSULTATION)),
-    )
+    return page(request, "specialist/queue.html", who, "specialist")
 
 
 async def specialist_availability(request: Request) -> Response:

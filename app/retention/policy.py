@@ -45,6 +45,13 @@ class Cutoffs:
     events: datetime
     # Answers to Idempotency-Key requests stored before this go.
     idempotency: datetime
+    # A specialist's late notice last changed before this goes (it was for an earlier day).
+    late_notices: datetime
+
+
+# A late notice is for one local day: two days after its last change it is for nobody, on
+# any time zone.
+LATE_NOTICE_KEEP = timedelta(days=2)
 
 
 def cutoffs(settings: Settings, now: datetime) -> Cutoffs:
@@ -59,6 +66,7 @@ def cutoffs(settings: Settings, now: datetime) -> Cutoffs:
         sessions=now - metadata,
         events=now - metadata,
         idempotency=now - IDEMPOTENCY_KEEP,
+        late_notices=now - LATE_NOTICE_KEEP,
     )
 
 

@@ -29,6 +29,7 @@ from app.notify.delays import DelayNotice
 from app.notify.models import OutgoingMessage
 from app.records.models import Document, Report
 from app.retention import policy
+from app.rooms.models import SpecialistDelay
 from app.scheduling.models import Appointment, JoinToken
 from app.settings import Settings
 
@@ -54,6 +55,7 @@ KINDS = (
     "delay_notices",
     "events",
     "idempotent_responses",
+    "late_notices",
     "audit_events",
 )
 
@@ -193,6 +195,20 @@ async def _idempotent_responses(
     return {"idempotent_responses": deleted}, len(ids) == batch
 
 
+async def _late_notices(
+    session: AsyncSession, cut: policy.Cutoffs, now: datetime, batch: int
+) -> tuple[Counts, bool]:
+    """Specialists' late notices of earlier days (the free-text note is the specialist's own
+    words: it goes once the day is over, not after the metadata period)."""
+    key = col(SpecialistDelay.specialist_id)
+    due = col(SpecialistDelay.updated_at) < cut.late_notices
+    ids = await _claim(session, key, due, batch=batch)
+    if not ids:
+        return {}, False
+    deleted = await _delete(session, SpecialistDelay, key.in_(ids))
+    return {"late_notices": deleted}, len(ids) == batch
+
+
 async def _audit_deleted(
     session: AsyncSession, cut: policy.Cutoffs, now: datetime, batch: int
 ) -> tuple[Counts, bool]:
@@ -253,6 +269,7 @@ STEPS: tuple[Step, ...] = (
     _sessions,
     _events,
     _idempotent_responses,
+    _late_notices,
     _audit_deleted,
     _audit_reduced,
 )

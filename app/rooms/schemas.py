@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import (
     Field,
+    StrictInt,
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
@@ -62,6 +63,11 @@ class QueueOut(Out):
     delay: DelayOut | None = Field(
         default=None, description="The late notice the specialist gave for today, if any."
     )
+    in_consultation: bool = Field(
+        default=False,
+        description="A room of this specialist is admitted or in a call now (of any day, "
+        "admitted within the last 12 hours): the queue page makes no sound then.",
+    )
 
 
 class RoomOut(Out):
@@ -92,7 +98,7 @@ class DelayIn(Schema):
     """The specialist's late notice for today: about ``minutes`` late, a short ``note`` for the
     waiting patients, or both. It replaces the previous one."""
 
-    minutes: int | None = Field(default=None, ge=1, le=MAX_DELAY_MINUTES)
+    minutes: StrictInt | None = Field(default=None, ge=1, le=MAX_DELAY_MINUTES)
     note: str | None = Field(default=None, max_length=MAX_NOTE)
 
     @field_validator("minutes", mode="wrap")

@@ -57,7 +57,8 @@ class BookingIn(Schema):
     # link over. (A printed invitation, for patients with neither, is the GP's to hand over.)
     invite_by: list[InviteChannel] = Field(default_factory=list, max_length=2)
     patient_language: Literal["de", "en"] = "de"
-    # The patient's mobile number for SMS, normalised to E.164; required with "sms".
+    # The patient's mobile number for SMS, normalised to E.164; required with "sms", and
+    # dropped without it.
     patient_phone: str | None = Field(default=None, max_length=40, validate_default=True)
 
     @field_validator("patient_birth_date")
@@ -93,10 +94,10 @@ class BookingIn(Schema):
     @field_validator("patient_phone")
     @classmethod
     def _mobile(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "sms" not in info.data.get("invite_by", []):
+            return None  # kept only to send by SMS: without SMS it is not stored
         if value is None or not value.strip():
-            if "sms" in info.data.get("invite_by", []):
-                raise _invalid("Für den Versand per SMS bitte eine Mobilnummer angeben.")
-            return None
+            raise _invalid("Für den Versand per SMS bitte eine Mobilnummer angeben.")
         try:
             return phones.mobile_e164(value)
         except ValueError as exc:

@@ -15,10 +15,11 @@ export function arrivals(known, waiting) {
   return waiting.map((e) => e.appointment_id).filter((id) => !known.has(id));
 }
 
-/** Whether the specialist is in a consultation: a room of theirs is admitted or in a call
- * (the states come from the page, `busyStates`), or one of their call pages is open. */
-export function inConsultation(queue, busyStates, lastCallPageAt, now) {
-  const busy = (queue?.today || []).concat(queue?.waiting || []).some((e) => busyStates.has(e.room_state));
+/** Whether the specialist is in a consultation: the server says a room of theirs is admitted
+ * or in a call (`in_consultation`, whatever day its slot is on), or one of their call pages
+ * in this browser is open. */
+export function inConsultation(queue, lastCallPageAt, now) {
+  const busy = Boolean(queue?.in_consultation);
   return busy || (lastCallPageAt !== null && now - lastCallPageAt < CALL_PAGE_SILENCE_MS);
 }
 

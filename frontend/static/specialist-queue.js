@@ -11,7 +11,6 @@ import { Knocker, arrivals, inConsultation, listenForCallPages, titleWithCount }
 const root = $("#queue");
 const errorBox = $("[data-error]", root);
 const status = $("[data-live-status]", root);
-const busyStates = new Set((root.dataset.busyStates || "").split(" ").filter(Boolean));
 const baseTitle = document.title;
 let queue = null;
 let colleagues = null;
@@ -29,7 +28,7 @@ let soundOn = localStorage.getItem("konsil.knock") !== "off";
 function knockState() {
   soundToggle.setAttribute("aria-pressed", String(soundOn));
   soundToggle.textContent = soundOn ? t("Knock sound: on") : t("Knock sound: off");
-  const quiet = inConsultation(queue, busyStates, lastCallPageAt, Date.now());
+  const quiet = inConsultation(queue, lastCallPageAt, Date.now());
   root.dataset.inConsultation = String(quiet);
   knockStatus.textContent = quiet
     ? t("No sound while you are in a consultation.")
@@ -38,7 +37,7 @@ function knockState() {
 }
 
 function knock(newcomers) {
-  if (!newcomers.length || inConsultation(queue, busyStates, lastCallPageAt, Date.now())) return;
+  if (!newcomers.length || inConsultation(queue, lastCallPageAt, Date.now())) return;
   if (!knocker.take(Date.now())) return;
   root.dataset.knocks = String(Number(root.dataset.knocks || 0) + 1);
   if (soundOn) {
@@ -48,11 +47,16 @@ function knock(newcomers) {
   }
   if ("Notification" in window && Notification.permission === "granted" && document.visibilityState !== "visible") {
     // No patient name: a notification may show on a screen others can see.
-    new Notification(t("Konsil: a patient is waiting"), {
-      body: t("Waiting now: {count}", { count: queue.waiting.length }),
-      tag: "konsil-knock",
-      icon: document.querySelector("link[rel=icon]")?.href,
-    });
+    try {
+      new Notification(t("Konsil: a patient is waiting"), {
+        body: t("Waiting now: {count}", { count: queue.waiting.length }),
+        tag: "konsil-knock",
+        icon: document.querySelector("link[rel=icon]")?.href,
+      });
+    } catch {
+      // Chrome on Android allows notifications only from a service worker: the sound and
+      // the title count still tell.
+    }
   }
 }
 

@@ -42,6 +42,7 @@ export class WaitingRoom {
     this.now = now;
     this.lastMinutes = null;
     this.arrived = false;
+    this.lateMinutes = 0; // the specialist's late notice: the countdown runs to the later time
     this.timer = null;
     this.el = {
       time: $("[data-appointment-time]", root),
@@ -70,11 +71,18 @@ export class WaitingRoom {
     this.timer = null;
   }
 
+  /** When the consultation will probably begin: the slot, plus the late notice's minutes. */
+  expectedStart() {
+    return new Date(new Date(this.startsAt).getTime() + this.lateMinutes * 60000);
+  }
+
   tick() {
-    const left = secondsUntil(this.startsAt, this.now());
+    const left = secondsUntil(this.expectedStart(), this.now());
     const { countdown, live } = this.el;
     if (left > 0) {
-      countdown.textContent = t("Starts in {time}", { time: clock(left) });
+      countdown.textContent = this.lateMinutes
+        ? t("Probably begins in {time}", { time: clock(left) })
+        : t("Starts in {time}", { time: clock(left) });
       countdown.dataset.state = "before";
       const minutes = Math.ceil(left / 60);
       const said = announcement(this.lastMinutes, minutes);
@@ -103,6 +111,10 @@ export class WaitingRoom {
     const { delay, delayText, delayNote, delayExpected } = this.el;
     const withdrawn = message.minutes === null && message.note === null;
     delay.hidden = withdrawn;
+    this.lateMinutes = message.minutes || 0;
+    this.arrived = false;
+    this.lastMinutes = null; // no announcement for the jump itself
+    this.tick();
     if (withdrawn) return;
     const name = message.specialist_name || t("The doctor");
     delayText.textContent = message.minutes
@@ -112,8 +124,9 @@ export class WaitingRoom {
     delayNote.textContent = message.note || "";
     delayExpected.hidden = !message.minutes;
     if (message.minutes) {
-      const expected = new Date(new Date(this.startsAt).getTime() + message.minutes * 60000);
-      delayExpected.textContent = t("Your consultation will probably begin at about {time}.", { time: formatTime(expected) });
+      delayExpected.textContent = t("Your consultation will probably begin at about {time}.", {
+        time: formatTime(this.expectedStart()),
+      });
     }
   }
 }

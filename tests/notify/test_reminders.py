@@ -247,8 +247,12 @@ async def reschedule(db: Db, appointment: Appointment, start: datetime, clock: C
     [
         (timedelta(minutes=10), []),
         (timedelta(minutes=15), []),  # due exactly now: its time has passed
+        # Due within 20 minutes of the invitation: the patient has just read it.
+        (timedelta(minutes=35), []),
+        (timedelta(minutes=36), [15]),
         (timedelta(hours=20), [15]),
-        (timedelta(hours=24, minutes=1), [1440, 15]),
+        (timedelta(hours=24, minutes=20), [15]),
+        (timedelta(hours=24, minutes=21), [1440, 15]),
     ],
 )
 async def test_a_reminder_whose_time_passed_at_booking_is_not_planned(

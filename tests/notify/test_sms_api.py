@@ -155,6 +155,17 @@ async def test_booking_keeps_an_international_mobile_number_in_e164(
     assert received.json["to"] == "+436641234567"
 
 
+async def test_a_mobile_number_without_sms_is_not_stored(
+    gp: httpx2.AsyncClient, demo: Demo, gateway: Running
+) -> None:
+    # Typed in, then "by SMS" unticked: kept only to send by SMS, so not kept at all (and not
+    # checked either: it would not be used).
+    booking = await book(gp, demo.specialist, invite_by=[], patient_phone="0151 123")
+    assert booking["appointment"]["patient_phone"] is None
+    listed = await gp.get(f"/api/v1/appointments/{booking['appointment']['id']}")
+    assert listed.json()["patient_phone"] is None
+
+
 @pytest.mark.parametrize("answers", [[400]])
 async def test_a_refused_sms_is_shown_failed_and_can_be_sent_again(
     gp: httpx2.AsyncClient, demo: Demo, gateway: Running

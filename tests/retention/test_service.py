@@ -22,6 +22,7 @@ from app.idempotency import IdempotentResponse
 from app.models import metadata
 from app.records.models import Document, Report
 from app.retention import service
+from app.rooms.models import SpecialistDelay
 from app.scheduling.models import Appointment, JoinToken
 from app.settings import Settings
 from tests.conftest import create_schema
@@ -227,6 +228,34 @@ async def test_sessions_events_and_idempotent_answers_past_their_time_go(
     assert counts["idempotent_responses"] == 1
     assert counts["sessions"] == 1
     assert counts["events"] == 1
+
+
+async def test_a_late_notice_goes_two_days_after_its_last_change(
+    db: async_sessionmaker[AsyncSession], people: Demo, retention_settings: Settings
+) -> None:
+    assert people.specialist.id is not None
+    assert people.other_specialist.id is not None
+    note = "Notfall im Haus, Dr. Beispiel"
+    async with unit_of_work(db) as session:
+        session.add_all(
+            [
+                SpecialistDelay(
+                    specialist_id=people.specialist.id, day=(NOW - 3 * DAY).date(),
+                    minutes=20, note=note, updated_at=NOW - 3 * DAY,
+                ),
+                SpecialistDelay(
+                    specialist_id=people.other_specialist.id, day=NOW.date(),
+                    minutes=10, note="heute", updated_at=NOW - timedelta(hours=2),
+                ),
+            ]
+        )  # fmt: skip
+
+    counts = await service.run(db, retention_settings, now=NOW)
+
+    kept = await rows_of(db, SpecialistDelay)
+    assert [(r.specialist_id, r.note) for r in kept] == [(people.other_specialist.id, "heute")]
+    assert counts["late_notices"] == 1
+    assert note not in str(await everything(db))
 
 
 async def test_a_backlog_is_worked_off_in_small_batches(

@@ -226,3 +226,42 @@ async def test_rooms_ice_refused_once_the_room_is_closed(
 
 async def test_rooms_ice_needs_a_session(client: httpx2.AsyncClient, demo: Demo) -> None:
     assert (await client.get("/api/v1/rooms/1/ice")).status_code == 401
+
+
+async def test_queue_says_a_consultation_is_going_on_whatever_day_its_slot_is_on(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    now = utcnow()
+    await login(client, demo.specialist)
+    assert (await client.get("/api/v1/queue")).json()["in_consultation"] is False
+
+    # Forgotten since yesterday (admitted 13 hours ago, never ended): not a consultation now.
+    await make_appointment(
+        sessions,
+        demo,
+        starts_at=now - timedelta(hours=13, minutes=10),
+        room_state=RoomState.ADMITTED,
+        admitted_at=now - timedelta(hours=13),
+    )
+    # A colleague's call does not count for this specialist.
+    await make_appointment(
+        sessions,
+        demo,
+        specialist_id=demo.other_specialist.id,
+        room_state=RoomState.IN_CALL,
+        admitted_at=now,
+    )
+    assert (await client.get("/api/v1/queue")).json()["in_consultation"] is False
+
+    # A call whose slot was yesterday (an appointment run late past midnight): neither in
+    # today's list nor waiting, and yet the specialist is in it.
+    yesterday = await make_appointment(
+        sessions,
+        demo,
+        starts_at=now - timedelta(days=1),
+        room_state=RoomState.IN_CALL,
+        admitted_at=now - timedelta(minutes=5),
+    )
+    body = (await client.get("/api/v1/queue")).json()
+    assert yesterday.id not in [e["appointment_id"] for e in body["today"] + body["waiting"]]
+    assert body["in_consultation"] is True
