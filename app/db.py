@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -47,12 +50,44 @@ def create_engine(url: str) -> AsyncEngine:
     """Engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
     # Statement parameters carry health data: keep them out of exception messages and logs.
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30, "async_creator_fn": _sqlite_connection},
+            hide_parameters=True,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
     )
+
+
+class _SQLiteConnection(aiosqlite.Connection):
+    """aiosqlite's connection, stopped at most once.
+
+    A task cancelled during a query (at shutdown, say) makes SQLAlchemy force-close the
+    connection with ``stop()`` and then close it once more. aiosqlite 0.22 queues a second
+    stop behind the first one; its worker thread has ended by then, so whoever awaits that
+    second stop waits forever, and with it ``engine.dispose()`` and the shutdown.
+    """
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        if not self._running:  # stopped already: the worker thread ends by itself
+            return None
+        return super().stop()
+
+
+def _sqlite_connection(database: str, **kwargs: Any) -> aiosqlite.Connection:
+    """What ``aiosqlite.connect`` makes (and SQLAlchemy then adapts), as a _SQLiteConnection."""
+
+    def connector() -> sqlite3.Connection:
+        raw: sqlite3.Connection = sqlite3.connect(database, **kwargs)
+        return raw
+
+    connection = _SQLiteConnection(connector, iter_chunk_size=64)
+    # As SQLAlchemy does for aiosqlite's own connections: the thread never holds up an exit.
+    connection._thread.daemon = True
+    return connection
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

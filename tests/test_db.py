@@ -1,9 +1,13 @@
-"""The database layer keeps health data out of error messages."""
+"""The database layer keeps health data out of error messages, and a SQLite connection
+force-closed during a query closes without hanging."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
+from pathlib import Path
 
+import aiosqlite
 import pytest
 from sqlalchemy.exc import IntegrityError
 
@@ -37,3 +41,24 @@ async def test_db_errors_do_not_echo_statement_parameters(database_url: str) -> 
         assert "hidden" in message.lower()
     finally:
         await engine.dispose()
+
+
+async def test_a_sqlite_connection_stopped_while_busy_closes_at_once(tmp_path: Path) -> None:
+    """A query is running when the connection is force-closed (a task cancelled during it at
+    shutdown); closing it afterwards must not wait forever for a worker thread that ended."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+    try:
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert isinstance(raw, aiosqlite.Connection)
+            count = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) SELECT count(*) FROM c"  # noqa: E501
+            busy = asyncio.ensure_future(raw.execute(count))
+            await asyncio.sleep(0.05)  # the worker thread is in the query
+            raw.stop()
+            with pytest.raises(ValueError, match="Connection closed"):
+                await asyncio.wait_for(raw.close(), 10)
+            await asyncio.wait({busy}, timeout=10)
+            assert busy.done()
+            await conn.invalidate()
+    finally:
+        await asyncio.wait_for(engine.dispose(), 10)
