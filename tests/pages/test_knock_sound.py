@@ -35,7 +35,9 @@ async def test_knock_queue_page_plays_it_from_static_and_knows_when_to_be_silent
     page = (await client.get("/specialist")).text
     found = re.search(r'<audio src="([^"]+knock\.wav)" preload="auto" data-knock-sound>', page)
     assert found is not None
-    assert 'data-busy-states="admitted in_call"' in page
+    # When to be silent comes with every queue snapshot (in_consultation), not from the page.
+    queue = (await client.get("/api/v1/queue")).json()
+    assert queue["in_consultation"] is False
     sound = await client.get(found.group(1))
     assert sound.status_code == 200
     assert sound.headers["content-type"] in ("audio/wav", "audio/x-wav")
