@@ -38,13 +38,17 @@ typecheck: $(VENV)/.installed-dev
 tests/oidc/node_modules/.package-lock.json: tests/oidc/package-lock.json
 	npm ci --prefix tests/oidc --no-audit --no-fund --ignore-scripts
 
-pytest: $(VENV)/.installed-dev tests/oidc/node_modules/.package-lock.json
+# axe-core for the browser tests' accessibility checks (tests/browser/axe.py).
+tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --ignore-scripts
+
+pytest: $(VENV)/.installed-dev tests/oidc/node_modules/.package-lock.json tests/browser/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 # Refresh the README's screenshots (docs/screenshots) from the browser tests.
-screenshots: $(VENV)/.installed-dev
+screenshots: $(VENV)/.installed-dev tests/browser/node_modules/.package-lock.json
 	KONSIL_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -m browser tests/browser
 
 bench: $(VENV)/.installed-dev

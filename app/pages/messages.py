@@ -23,7 +23,11 @@ SOURCES: list[tuple[Path, list[tuple[str, str]], dict[str, None]]] = [
     (STATIC, [("**.js", "javascript")], {"t": None}),
     (Path(__file__).parent, [("*.py", "python")], {"N_": None}),
 ]
-OPTIONS = {"**.html": {"silent": "false", "trimmed": "true"}}
+OPTIONS = {
+    "**.html": {"silent": "false", "trimmed": "true"},
+    # t() inside a template string's ${...} is a message too.
+    "**.js": {"parse_template_string": "true"},
+}
 TRANSLATED = ("de",)
 
 

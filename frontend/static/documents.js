@@ -2,7 +2,7 @@
 // on the booking page and right after booking.
 import { api, errorMessage } from "./api.js";
 import { $, h, showAlert, busy } from "./dom.js";
-import { t } from "./i18n.js";
+import { t, formatNumber } from "./i18n.js";
 
 /** Shows the documents of ``appointmentId`` in ``box`` and lets the GP add more. */
 export function mountDocuments(box, appointmentId) {
@@ -15,7 +15,7 @@ export function mountDocuments(box, appointmentId) {
       const docs = await api(`/api/v1/appointments/${appointmentId}/documents`);
       list.replaceChildren(...(docs.length ? docs.map((d) => h("li", {},
         h("a", { href: `/api/v1/appointments/${appointmentId}/documents/${d.id}`, download: d.filename }, d.filename),
-        ` (${Math.ceil(d.size / 1024)} KB)`)) : [h("li", { class: "muted" }, t("No documents."))]));
+        ` (${formatNumber(Math.ceil(d.size / 1024))} KB)`)) : [h("li", { class: "muted" }, t("No documents."))]));
     } catch (error) {
       list.replaceChildren(h("li", { class: "alert error" }, errorMessage(error)));
     }

@@ -3,7 +3,7 @@
 import { api, errorMessage } from "./api.js";
 import { $, h, showAlert, busy } from "./dom.js";
 import { t, formatDate, formatDateTime } from "./i18n.js";
-import { STATUS, ROOM, label } from "./labels.js";
+import { statusLine } from "./labels.js";
 import { showSlots, weekStart } from "./slots.js";
 import { showLink } from "./linkbox.js";
 import { mountDocuments } from "./documents.js";
@@ -144,10 +144,12 @@ async function resend(event, m) {
 
 function renderDetails() {
   const a = appointment;
+  // Not inside the t() call below: the message extraction reads no t() nested in another's arguments.
+  const opened = a.link && a.link.last_redeemed_at ? formatDateTime(a.link.last_redeemed_at) : t("never");
   const rows = [
     [t("Time"), formatDateTime(a.starts_at)],
     [t("Specialist"), `${a.specialist_name} (${a.specialty})`],
-    [t("Status"), `${label(STATUS, a.status)} · ${label(ROOM, a.room_state)}`],
+    [t("Status"), statusLine(a)],
     [t("Patient"), a.patient_name],
     [t("Date of birth"), formatDate(`${a.patient_birth_date}T12:00:00Z`)],
     [t("Contact"), a.patient_contact],
@@ -156,7 +158,7 @@ function renderDetails() {
     [t("Clinical question"), a.clinical_question],
     [t("Patient link"), a.link ? t("valid {from} – {until}, last opened: {opened}", {
       from: formatDateTime(a.link.valid_from), until: formatDateTime(a.link.valid_until),
-      opened: a.link.last_redeemed_at ? formatDateTime(a.link.last_redeemed_at) : t("never"),
+      opened,
     }) : t("none")],
   ];
   $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));

@@ -44,6 +44,12 @@ export function formatTime(value) {
     .format(new Date(value));
 }
 
+/** A number as the page's language writes it, e.g. formatNumber(0.5, { minimumFractionDigits: 1 })
+ * "0,5" in German, "0.5" in English; `options` as for Intl.NumberFormat. */
+export function formatNumber(value, options = {}) {
+  return new Intl.NumberFormat(locale, options).format(value);
+}
+
 /** The calendar day (YYYY-MM-DD) of `value` in the deployment's zone. */
 export function localDay(value) {
   const parts = new Intl.DateTimeFormat("en-CA", {

@@ -3,7 +3,7 @@
 // room, call. A reload goes straight back to the waiting room or call (session cookie).
 import { api, setCsrfToken, ApiError, errorMessage } from "./api.js";
 import { $, showStep, showAlert } from "./dom.js";
-import { t, formatDate, formatTime } from "./i18n.js";
+import { t, formatDate, formatTime, formatNumber } from "./i18n.js";
 import {
   getMedia, listDevices, fillDeviceSelect, levelMeter, mediaFailure, failureMessage, stopStream, playVideo,
 } from "./media.js";
@@ -248,9 +248,9 @@ async function connectionCheck(stream) {
 
 function checkSummary(check) {
   const figures = t("Connection check: {rtt} round trip, {loss} % packet loss, {rate} kbit/s.", {
-    rtt: check.rttMs === null ? "–" : `${Math.round(check.rttMs)} ms`,
-    loss: check.packetLossPct.toFixed(1),
-    rate: Math.round(check.bitrateKbps),
+    rtt: check.rttMs === null ? "–" : `${formatNumber(Math.round(check.rttMs))} ms`,
+    loss: formatNumber(check.packetLossPct, { minimumFractionDigits: 1, maximumFractionDigits: 1 }),
+    rate: formatNumber(Math.round(check.bitrateKbps)),
   });
   const advice =
     check.recommendation === "video"

@@ -19,3 +19,11 @@ export const ROOM = {
 };
 
 export const label = (table, key) => (table[key] ? table[key]() : key);
+
+/** An appointment's status and room state in one line, e.g. "Booked · Patient waiting"; a
+ * closed room that says what the status says ("Cancelled", "Patient did not come") once. */
+export function statusLine(appointment) {
+  const status = label(STATUS, appointment.status);
+  const room = label(ROOM, appointment.room_state);
+  return room === status ? status : `${status} · ${room}`;
+}

@@ -45,17 +45,20 @@ export async function showSlots(container, query, from, onPick, current = () => 
     if (!byDay.has(day)) byDay.set(day, []);
     byDay.get(day).push(slot);
   }
+  // Slots of a whole specialty ("any specialist") may be several doctors' at the same time:
+  // each button then names its doctor.
+  const named = Boolean(query.specialty);
   const days = [...byDay.entries()].map(([day, list]) =>
     h("section", { class: "day" },
       h("h3", {}, formatDate(list[0].starts_at)),
       h("ul", { class: "slots" }, list.map((slot) =>
         h("li", {}, h("button", {
           type: "button",
-          class: "slot",
+          class: named ? "slot named" : "slot",
           dataset: { startsAt: slot.starts_at, specialist: slot.specialist_id },
           "aria-label": `${formatDate(slot.starts_at)} ${formatTime(slot.starts_at)}, ${slot.specialist_name}`,
           onclick: () => onPick(slot),
-        }, h("span", {}, formatTime(slot.starts_at)), query.specialty ? h("span", { class: "visually-hidden" }, slot.specialist_name) : null))))));
+        }, h("span", {}, formatTime(slot.starts_at)), named ? [" ", h("span", { class: "slot-doctor" }, slot.specialist_name)] : null))))));
   container.replaceChildren(...days);
   return slots;
 }

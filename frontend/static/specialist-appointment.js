@@ -2,7 +2,7 @@
 import { api, errorMessage } from "./api.js";
 import { $, h, showAlert, busy } from "./dom.js";
 import { t, formatDate, formatDateTime } from "./i18n.js";
-import { STATUS, ROOM, label } from "./labels.js";
+import { statusLine } from "./labels.js";
 
 const root = $("#specialist-appointment");
 // Room states in which the consultation has begun: from the server (app/rooms/state.py BEGUN).
@@ -21,7 +21,7 @@ async function load() {
   $("[data-content]", root).hidden = false;
   const rows = [
     [t("Time"), formatDateTime(a.starts_at)],
-    [t("Status"), `${label(STATUS, a.status)} · ${label(ROOM, a.room_state)}`],
+    [t("Status"), statusLine(a)],
     [t("Patient"), a.patient_name],
     [t("Date of birth"), formatDate(`${a.patient_birth_date}T12:00:00Z`)],
     [t("Booked by"), a.gp_name],

@@ -104,7 +104,7 @@ async def test_waiting_room_shows_the_late_notice_live_at_390px(
     specialist = await browsing.new_page()
     await log_in(specialist, server.demo.specialist)
     await specialist.goto("/specialist")
-    await specialist.get_by_role("button", name="10 Minuten mehr", exact=True).click()
+    await specialist.get_by_role("button", name="+10 Min. (10 Minuten mehr)", exact=True).click()
     await expect(specialist.locator("[data-delay-current]")).to_contain_text("etwa 10 Minuten")
     name = server.demo.specialist.display_name
     notice = patient.locator("[data-delay]")
@@ -116,7 +116,7 @@ async def test_waiting_room_shows_the_late_notice_live_at_390px(
     await expect(countdown).to_have_text(re.compile(r"^Voraussichtlich Beginn in \d+:\d\d$"))
 
     # One more click adds to it; a note goes with it.
-    await specialist.get_by_role("button", name="5 Minuten mehr", exact=True).click()
+    await specialist.get_by_role("button", name="+5 Min. (5 Minuten mehr)", exact=True).click()
     await expect(notice).to_contain_text("etwa 15 Minuten")
     await specialist.get_by_label("Kurzer Hinweis an die Wartenden").fill(NOTE)
     await specialist.get_by_role("button", name="Hinweis senden").click()
