@@ -44,9 +44,9 @@ export function t(message, values = {}) {
   return text.replace(/\{(\w+)\}/g, (all, key) => (key in values ? isolate(String(values[key])) : all));
 }
 
-// Dates, times and numbers the patient's way; Arabic with Western digits, like the invitation
-// letter and the clock on the wall in the practice.
-const LOCALES = { de: "de-DE", en: "en-GB", tr: "tr-TR", ar: "ar-u-nu-latn", uk: "uk-UA", pl: "pl-PL" };
+// Dates, times and numbers the patient's way; Arabic with Western digits and the 24-hour
+// clock, as the invitation letter writes the appointment.
+const LOCALES = { de: "de-DE", en: "en-GB", tr: "tr-TR", ar: "ar-u-nu-latn-hc-h23", uk: "uk-UA", pl: "pl-PL" };
 const locale = LOCALES[lang] || "de-DE";
 
 /** Date and time in the deployment's zone (Europe/Berlin), e.g. "Mo., 12.05.2026, 09:30". */
