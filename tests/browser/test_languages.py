@@ -220,7 +220,9 @@ async def test_language_switch_on_a_link_not_open_yet_keeps_the_patient_able_to_
 async def test_switch_without_javascript_still_changes_the_language(browsing: Browsing) -> None:
     """The menu is a plain disclosure of links: it works before (or without) the scripts."""
     context = await browsing.browser.new_context(
-        base_url=browsing.server.url, viewport=PHONE_320, java_script_enabled=False
+        base_url=browsing.server.url,
+        viewport={"width": 320, "height": 640},
+        java_script_enabled=False,
     )
     page = await context.new_page()
     await page.goto("/no-such-page?lang=uk")
