@@ -1,9 +1,14 @@
-"""Translations for pages and page scripts: German by default, English on request.
+"""Translations for pages and page scripts: German by default, other languages on request.
 
 Message ids are English; ``app/pages/locale/<lang>/LC_MESSAGES/messages.po`` holds the
 translations and is read at runtime with Babel (no compile step). The language comes from
 ``?lang=`` (which also sets the cookie), then the ``konsil_lang`` cookie, then German:
 patients are German first, so the browser's Accept-Language does not override that.
+
+Patient pages (``PATIENT_TEMPLATES``: the join page with its consent, checks, waiting room,
+call and link problems, and the error page) offer the patients' languages; every other page
+(staff pages, the start page, the legal texts) German and English only, and German when
+another language is asked for or remembered.
 """
 
 from __future__ import annotations
@@ -17,8 +22,23 @@ from babel.messages.pofile import read_po
 from starlette.requests import HTTPConnection
 
 LOCALE_DIR = Path(__file__).parent / "locale"
-LANGUAGES = ("de", "en")
 DEFAULT_LANGUAGE = "de"
+# Staff pages: German and English. Patients: also the languages patients in the regions speak
+# most. Each language is named in itself (the switch shows these names).
+STAFF_LANGUAGES = ("de", "en")
+PATIENT_LANGUAGES = ("de", "en", "tr", "ar", "uk", "pl")
+LANGUAGES = PATIENT_LANGUAGES  # every language with a catalog (and /i18n/<lang>.json)
+NAMES = {
+    "de": "Deutsch",
+    "en": "English",
+    "tr": "Türkçe",
+    "ar": "العربية",
+    "uk": "Українська",
+    "pl": "Polski",
+}
+RTL = frozenset({"ar"})
+# The templates of the patient's pages; app/pages/messages.py finds their messages from here.
+PATIENT_TEMPLATES = ("join.html", "error.html")
 COOKIE = "konsil_lang"
 
 
@@ -59,19 +79,45 @@ def read_catalog(lang: str) -> Catalog | None:
         return read_po(f, locale=lang)
 
 
-def requested_language(conn: HTTPConnection) -> str | None:
-    """The language asked for in ``?lang=`` if it is one we have."""
+def offered(template: str) -> tuple[str, ...]:
+    """The languages the page rendered from ``template`` offers."""
+    return PATIENT_LANGUAGES if template in PATIENT_TEMPLATES else STAFF_LANGUAGES
+
+
+def direction(lang: str) -> str:
+    return "rtl" if lang in RTL else "ltr"
+
+
+def wanted_language(conn: HTTPConnection) -> str | None:
+    """The language the visitor chose: ``?lang=`` if it is one we have, else the cookie's."""
     asked = conn.query_params.get("lang")
-    return asked if asked in LANGUAGES else None
-
-
-def language(conn: HTTPConnection) -> str:
-    """The language to answer ``conn`` in."""
-    asked = requested_language(conn)
-    if asked:
+    if asked in LANGUAGES:
         return asked
     cookie = conn.cookies.get(COOKIE)
-    return cookie if cookie in LANGUAGES else DEFAULT_LANGUAGE
+    return cookie if cookie in LANGUAGES else None
+
+
+def requested_language(
+    conn: HTTPConnection, languages: tuple[str, ...] = STAFF_LANGUAGES
+) -> str | None:
+    """The language asked for in ``?lang=`` if the page offers it (then it is remembered)."""
+    asked = conn.query_params.get("lang")
+    return asked if asked in languages else None
+
+
+def language(conn: HTTPConnection, languages: tuple[str, ...] = STAFF_LANGUAGES) -> str:
+    """The language to answer ``conn`` in, on a page that offers ``languages``: the chosen
+    one if the page has it, else German (also when the choice is a patient language that a
+    staff page does not offer)."""
+    chosen = wanted_language(conn)
+    return chosen if chosen in languages else DEFAULT_LANGUAGE
+
+
+def unavailable_choice(conn: HTTPConnection, languages: tuple[str, ...]) -> str | None:
+    """The visitor's chosen language if this page does not offer it (the page then says so,
+    in that language), else None."""
+    chosen = wanted_language(conn)
+    return chosen if chosen is not None and chosen not in languages else None
 
 
 def js_catalog(lang: str) -> dict[str, str]:
@@ -82,3 +128,7 @@ def js_catalog(lang: str) -> dict[str, str]:
 def N_(message: str) -> str:
     """Marks ``message`` for extraction; it is translated where it is shown."""
     return message
+
+
+# Shown (in the visitor's language) on a page that does not offer the language they chose.
+ONLY_GERMAN_AND_ENGLISH = N_("This page is available in German and English only.")

@@ -40,6 +40,12 @@ def _gettext(context: Context, message: str, **values: Any) -> str:
     return text % values if values else text
 
 
+def _gettext_in(lang: str, message: str) -> str:
+    """``message`` in ``lang``, whatever the page's language (the note about a language the
+    page does not offer is written in that language)."""
+    return i18n.translations(lang).gettext(message)
+
+
 @pass_context
 def _static_url(context: Context, path: str) -> str:
     return f"/static/{static_version()}/{path}"
@@ -63,7 +69,14 @@ def _local_time(context: Context, value: datetime, fmt: str = "%d.%m.%Y %H:%M") 
 def _templates() -> Jinja2Templates:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
     templates = Jinja2Templates(env=env)
-    env.globals.update(_=_gettext, static=_static_url, lang_url=_lang_url)
+    env.globals.update(
+        _=_gettext,
+        gettext_in=_gettext_in,
+        static=_static_url,
+        lang_url=_lang_url,
+        language_names=i18n.NAMES,
+        direction=i18n.direction,
+    )
     env.filters["local_time"] = _local_time
     return templates
 
@@ -74,12 +87,16 @@ templates = _templates()
 def render(
     request: Request, name: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> Response:
-    """Renders a page in the request's language; ``?lang=`` also remembers the choice."""
-    lang = i18n.language(request)
+    """Renders a page in the request's language (among those the page offers: patient pages
+    more than staff pages); ``?lang=`` also remembers the choice."""
+    languages = i18n.offered(name)
+    lang = i18n.language(request, languages)
     cfg = settings(request)
     values: dict[str, Any] = {
         "lang": lang,
-        "languages": i18n.LANGUAGES,
+        "languages": languages,
+        "unavailable_choice": i18n.unavailable_choice(request, languages),
+        "only_german_and_english": i18n.ONLY_GERMAN_AND_ENGLISH,
         "timezone": cfg.timezone,
         "idle_minutes": cfg.session_idle_minutes,
         "principal": None,
@@ -88,7 +105,7 @@ def render(
     }
     values.update(context or {})
     response = templates.TemplateResponse(request, name, values, status_code=status)
-    if i18n.requested_language(request):
+    if i18n.requested_language(request, languages):
         response.set_cookie(
             i18n.COOKIE,
             lang,

@@ -17,13 +17,37 @@ if (lang !== "en") {
   }
 }
 
-/** The translation of `message`; `{name}` placeholders are filled from `values`. */
-export function t(message, values = {}) {
-  const text = catalog[message] || message;
-  return text.replace(/\{(\w+)\}/g, (all, key) => (key in values ? String(values[key]) : all));
+// Right to left (Arabic): each filled-in value is a bidi isolate (FSI … PDI), so a Latin name
+// or "(Kardiologie)" keeps its own order and brackets inside the Arabic sentence.
+const isolate = root.dir === "rtl" ? (value) => `\u2068${value}\u2069` : (value) => value;
+
+// A translation may choose its words by a number: "{minutes, plural, one {# minutę} few
+// {# minuty} many {# minut} other {# minuty}}" (Polish, Ukrainian and Arabic have more forms
+// than English). Intl.PluralRules picks the form, "=2 {…}" matches exactly; # is the number.
+const PLURAL = /\{(\w+), plural,((?:\s*(?:=\d+|zero|one|two|few|many|other)\s*\{[^{}]*(?:\{\w+\}[^{}]*)*\})+)\s*\}/g;
+const FORM = /(=\d+|zero|one|two|few|many|other)\s*\{([^{}]*(?:\{\w+\}[^{}]*)*)\}/g;
+let pluralRules = null;
+
+function plural(text, values) {
+  return text.replace(PLURAL, (all, key, forms) => {
+    if (!(key in values)) return all;
+    const n = Number(values[key]);
+    pluralRules ||= new Intl.PluralRules(locale);
+    const found = Object.fromEntries([...forms.matchAll(FORM)].map(([, name, form]) => [name, form]));
+    return (found[`=${n}`] ?? found[pluralRules.select(n)] ?? found.other ?? "").replace(/#/g, `{${key}}`);
+  });
 }
 
-const locale = lang === "de" ? "de-DE" : "en-GB";
+/** The translation of `message`; `{name}` placeholders are filled from `values`. */
+export function t(message, values = {}) {
+  const text = plural(catalog[message] || message, values);
+  return text.replace(/\{(\w+)\}/g, (all, key) => (key in values ? isolate(String(values[key])) : all));
+}
+
+// Dates, times and numbers the patient's way; Arabic with Western digits and the 24-hour
+// clock, as the invitation letter writes the appointment.
+const LOCALES = { de: "de-DE", en: "en-GB", tr: "tr-TR", ar: "ar-u-nu-latn-hc-h23", uk: "uk-UA", pl: "pl-PL" };
+const locale = LOCALES[lang] || "de-DE";
 
 /** Date and time in the deployment's zone (Europe/Berlin), e.g. "Mo., 12.05.2026, 09:30". */
 export function formatDateTime(value) {

@@ -259,6 +259,18 @@ async def test_script_catalog_is_json_per_language(client: httpx2.AsyncClient) -
 
 def test_every_message_has_a_german_translation() -> None:
     assert list(messages.untranslated("de")) == []
+    assert messages.placeholder_mismatches("de") == []
+
+
+@pytest.mark.parametrize("lang", messages.PATIENT_ONLY)
+def test_every_patient_page_message_is_translated(lang: str) -> None:
+    """Turkish, Arabic, Ukrainian and Polish translate every message of the patient's pages
+    (templates, the scripts they load and what those import), with the same placeholders.
+    The assertion lists what is missing: `python -m app.pages.messages` says where it is used."""
+    assert messages.PATIENT_ONLY == ("tr", "ar", "uk", "pl")
+    assert list(messages.untranslated(lang)) == [], f"{lang}: untranslated patient messages"
+    assert messages.placeholder_mismatches(lang) == [], f"{lang}: placeholders differ"
+    assert messages.plural_problems(lang) == []
 
 
 def test_message_extraction_finds_templates_scripts_and_python() -> None:
