@@ -148,19 +148,24 @@ async def patient_views(
 
 
 async def _waiting_line(session: AsyncSession, specialist_id: int) -> list[waiting.Waiter]:
-    query = select(
-        col(Appointment.id),
-        col(Appointment.urgency),
-        col(Appointment.starts_at),
-        col(Appointment.waiting_since),
-    ).where(
-        col(Appointment.specialist_id) == specialist_id,
-        col(Appointment.room_state) == RoomState.WAITING,
+    query = (
+        select(
+            col(Appointment.id),
+            col(Appointment.urgency),
+            col(Appointment.starts_at),
+            col(Appointment.waiting_since),
+        )
+        .add_columns(col(Appointment.admitted_at))
+        .where(
+            col(Appointment.specialist_id) == specialist_id,
+            col(Appointment.room_state) == RoomState.WAITING,
+        )
     )
     rows = (await session.execute(query)).all()
     return [
-        waiting.Waiter(appointment_id, urgency, starts_at, since)
-        for appointment_id, urgency, starts_at, since in rows
+        # Admitted before and waiting again: sent back from the call (rooms.admitted_before).
+        waiting.Waiter(appointment_id, urgency, starts_at, since, sent_back=admitted is not None)
+        for appointment_id, urgency, starts_at, since, admitted in rows
         if appointment_id is not None
     ]
 

@@ -1,5 +1,5 @@
-"""Rooms JSON API: the specialist's queue and late notice, admit / end / no-show / transfer,
-ICE servers."""
+"""Rooms JSON API: the specialist's queue and late notice, admit / send back / end / no-show /
+transfer, ICE servers."""
 
 from __future__ import annotations
 
@@ -104,6 +104,10 @@ async def end(request: Request) -> Response:
     return await _act(request, Action.END)
 
 
+async def send_back(request: Request) -> Response:
+    return await _act(request, Action.SEND_BACK)
+
+
 async def no_show(request: Request) -> Response:
     return await _act(request, Action.NO_SHOW)
 
@@ -184,6 +188,16 @@ routes: list[BaseRoute] = [
         admit,
         method="POST",
         summary="Admit the waiting patient (specialist or booking GP)",
+        tags=["rooms"],
+        response=RoomOut,
+        errors=ROOM_ERRORS,
+    ),
+    api_route(
+        f"{_ROOM}/send-back",
+        send_back,
+        method="POST",
+        summary="Send the patient from the call back to the waiting room (specialist); "
+        "admit again as before",
         tags=["rooms"],
         response=RoomOut,
         errors=ROOM_ERRORS,

@@ -52,7 +52,8 @@ class QueueEntry(Out):
 class QueueOut(Out):
     """Today's appointments (local day) and, separately, who is waiting right now.
 
-    ``waiting`` is ordered urgent first, then by slot time, then by arrival; ``today`` by slot
+    ``waiting`` is ordered: a patient sent back from the call first, then urgent first, then by
+    slot time, then by arrival; ``today`` by slot
     time (urgent first within the same slot time).
     """
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
-from app.accounts.models import Role, User
+from app.accounts.models import Practice, Role, User
 from app.accounts.service import Principal
 from app.audit import service as audit
 from app.errors import Conflict, InvalidInput, NotFound, NotYourRoom, SlotTaken
@@ -30,7 +30,7 @@ from app.metrics import WAIT_SECONDS
 from app.rooms import delay, waiting
 from app.rooms.schemas import QueueEntry, QueueOut
 from app.rooms.state import IN_CONSULTATION, STATUS_AFTER, Action, Actor, next_state
-from app.scheduling.models import Appointment, AppointmentStatus, RoomState
+from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Specialty
 
 
 async def load(session: AsyncSession, appointment_id: int, *, lock: bool = False) -> Appointment:
@@ -56,6 +56,29 @@ def actor_for(appointment: Appointment, who: Principal) -> Actor:
     raise NotYourRoom()
 
 
+def admitted_before(appointment: Appointment) -> bool:
+    """Whether the patient was admitted to this consultation (it has begun), even if sent back
+    to the waiting room since: only admitting sets ``admitted_at``, and nothing clears it."""
+    return appointment.admitted_at is not None
+
+
+async def staff_detail(session: AsyncSession, user_id: int) -> tuple[str, str]:
+    """What a call shows under a staff member's name: the specialty (German, English) of a
+    specialist, the practice of a GP (one name for both languages); empty if none."""
+    user = await session.get(User, user_id)
+    if user is None:
+        return "", ""
+    if user.specialty_id is not None:
+        specialty = await session.get(Specialty, user.specialty_id)
+        if specialty is not None:
+            return specialty.name_de, specialty.name_en
+    if user.practice_id is not None:
+        practice = await session.get(Practice, user.practice_id)
+        if practice is not None:
+            return practice.name, ""
+    return "", ""
+
+
 async def enter(session: AsyncSession, *, appointment_id: int, who: Principal) -> Actor:
     """Checks that ``who`` may enter the room (any state); returns its role there."""
     return actor_for(await load(session, appointment_id), who)
@@ -73,7 +96,7 @@ async def act(
     appointment = await load(session, appointment_id, lock=True)
     actor = actor_for(appointment, who) if who is not None else Actor.SYSTEM
     before = appointment.room_state
-    after = next_state(before, action, actor)
+    after = next_state(before, action, actor, admitted_before=admitted_before(appointment))
     if after is before:
         return appointment
     move(session, appointment, after, now)
@@ -178,7 +201,12 @@ async def transfer(
     """
     appointment = await load(session, appointment_id, lock=True)
     actor = actor_for(appointment, who)
-    next_state(appointment.room_state, Action.TRANSFER, actor)
+    next_state(
+        appointment.room_state,
+        Action.TRANSFER,
+        actor,
+        admitted_before=admitted_before(appointment),
+    )
     if appointment.status != AppointmentStatus.BOOKED:
         # A report already written makes the consultation this specialist's for good.
         raise Conflict("Ein abgeschlossener Termin kann nicht mehr übergeben werden.")
@@ -299,7 +327,11 @@ async def in_consultation(session: AsyncSession, *, specialist_id: int, now: dat
 def _waiter(appointment: Appointment) -> waiting.Waiter:
     assert appointment.id is not None
     return waiting.Waiter(
-        appointment.id, appointment.urgency, appointment.starts_at, appointment.waiting_since
+        appointment.id,
+        appointment.urgency,
+        appointment.starts_at,
+        appointment.waiting_since,
+        sent_back=admitted_before(appointment),
     )
 
 

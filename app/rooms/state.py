@@ -3,9 +3,16 @@
 Pure: no database, no clock. ``app.rooms.service`` applies the result to an appointment.
 
     scheduled --arrive--> waiting --admit--> admitted --start_call--> in_call --end--> ended
-        ^                    |                  |                                  ^
-        +------depart--------+                  +--------------end-----------------+
+        ^                    |  ^               |                           |      ^
+        +------depart--------+  +---send_back---+---------------------------+      |
+                                                +--------------end-----------------+
     scheduled --no_show--> no_show         scheduled | waiting --cancel--> cancelled
+
+``send_back``: the specialist moves the patient from the call back to the waiting room (to talk
+to the GP alone, say) and admits them again later. The room is ``waiting`` then, but the
+consultation has begun: callers pass ``admitted_before`` (the appointment's ``admitted_at`` is
+set), and what only fits a consultation that has not begun (no-show, cancel, transfer) is
+refused from then on, whatever the state.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class Action(StrEnum):
     NO_SHOW = "no_show"
     CANCEL = "cancel"
     TRANSFER = "transfer"  # to another specialist; the state itself does not change
+    SEND_BACK = "send_back"  # the patient goes from the call back to the waiting room
 
 
 CLOSED = frozenset({S.ENDED, S.NO_SHOW, S.CANCELLED})
@@ -90,21 +98,33 @@ RULES: dict[Action, Rule] = {
         frozenset({Actor.SPECIALIST, Actor.GP, Actor.SYSTEM}),
     ),
     Action.TRANSFER: Rule(_same(S.SCHEDULED, S.WAITING), frozenset({Actor.SPECIALIST})),
+    Action.SEND_BACK: Rule(
+        {S.ADMITTED: S.WAITING, S.IN_CALL: S.WAITING}, frozenset({Actor.SPECIALIST})
+    ),
 }
+# Actions only for a consultation that has not begun: once the patient was admitted (and sent
+# back to the waiting room since), nobody can mark a no-show, cancel or hand it over.
+BEFORE_ADMISSION = frozenset({Action.NO_SHOW, Action.CANCEL, Action.TRANSFER})
 
 MESSAGES = {
     Action.ADMIT: "Es wartet gerade niemand, der eingelassen werden könnte.",
     Action.END: "Die Konsultation hat noch nicht begonnen.",
     Action.NO_SHOW: "Nur ein Termin, zu dem niemand wartet, kann als nicht erschienen gelten.",
     Action.TRANSFER: "Eine laufende Konsultation kann nicht mehr übergeben werden.",
+    Action.SEND_BACK: "Die Patientin bzw. der Patient ist nicht im Gespräch.",
 }
+BEGUN_MESSAGE = "Die Konsultation hat schon begonnen."
 
 
-def next_state(state: RoomState, action: Action, actor: Actor) -> RoomState:
-    """The state after ``actor`` does ``action`` in ``state``.
+def next_state(
+    state: RoomState, action: Action, actor: Actor, *, admitted_before: bool = False
+) -> RoomState:
+    """The state after ``actor`` does ``action`` in ``state``. ``admitted_before``: the patient
+    was admitted to this consultation before (and may have been sent back since).
 
     Raises ``Forbidden`` if the actor may never do it, ``RoomClosed`` once the room is closed,
-    ``InvalidTransition`` if the action does not fit the current state.
+    ``InvalidTransition`` if the action does not fit the current state, or only fits a
+    consultation that has not begun.
     """
     rule = RULES[action]
     if actor not in rule.actors:
@@ -113,6 +133,8 @@ def next_state(state: RoomState, action: Action, actor: Actor) -> RoomState:
         raise RoomClosed(state=state.value)
     if state not in rule.moves:
         raise InvalidTransition(MESSAGES.get(action), state=state.value, action=action.value)
+    if admitted_before and action in BEFORE_ADMISSION:
+        raise InvalidTransition(BEGUN_MESSAGE, state=state.value, action=action.value)
     return rule.moves[state]
 
 

@@ -17,18 +17,24 @@ MAX_DELAY_MINUTES = 180
 
 @dataclass(frozen=True)
 class Waiter:
-    """A patient in the waiting room, as far as the order is concerned."""
+    """A patient in the waiting room, as far as the order is concerned. ``sent_back``: the
+    patient was admitted before and sent back from the call (``admitted_at`` is set)."""
 
     appointment_id: int
     urgency: Urgency
     starts_at: datetime
     waiting_since: datetime | None
+    sent_back: bool = False
 
 
-def order_key(waiter: Waiter, now: datetime) -> tuple[int, datetime, datetime, int]:
-    """Urgent first, then by slot time, then by arrival (the specialist's queue shows this
-    order, and admits from its top)."""
+def order_key(waiter: Waiter, now: datetime) -> tuple[int, int, datetime, datetime, int]:
+    """A patient sent back from the call first (their consultation has begun: the specialist
+    admits them again when done with the GP, before anyone else), then urgent first, then by
+    slot time, then by arrival (the specialist's queue shows this order, and admits from its
+    top). ``waiting_since`` restarts at the send-back, so it counts only among patients who
+    were sent back too."""
     return (
+        0 if waiter.sent_back else 1,
         URGENT_FIRST[waiter.urgency],
         waiter.starts_at,
         waiter.waiting_since or now,

@@ -152,7 +152,9 @@ async def cancel(
     if appointment.status != AppointmentStatus.BOOKED or appointment.room_state not in CANCELLABLE:
         raise InvalidTransition("Dieser Termin kann nicht mehr abgesagt werden.")
     actor = Actor.GP if is_gp_of(who, appointment) else Actor.SPECIALIST
-    rooms.move(session, appointment, next_state(appointment.room_state, Action.CANCEL, actor), now)
+    begun = rooms.admitted_before(appointment)  # e.g. sent back to the waiting room
+    after = next_state(appointment.room_state, Action.CANCEL, actor, admitted_before=begun)
+    rooms.move(session, appointment, after, now)
     outbox.record(
         session,
         AppointmentCancelled(
@@ -196,6 +198,7 @@ async def reschedule(
     if (
         appointment.status != AppointmentStatus.BOOKED
         or appointment.room_state != RoomState.SCHEDULED
+        or rooms.admitted_before(appointment)
     ):
         raise InvalidTransition("Dieser Termin kann nicht mehr verschoben werden.")
     if starts_at.astimezone(UTC) == appointment.starts_at:

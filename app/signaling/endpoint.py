@@ -42,6 +42,7 @@ from app.errors import (
     RoomClosed,
 )
 from app.metrics import WS_CONNECTIONS, WS_ERRORS, WS_MESSAGES
+from app.pages.i18n import language
 from app.resources import db, settings
 from app.rooms import service as rooms
 from app.rooms.state import IN_CONSULTATION, Action, Actor, is_closed
@@ -293,15 +294,21 @@ async def _dispatch(link: Link, message: m.ClientMessage) -> None:
                 actor=target.actor,
                 who=target.who,
                 resume=message.resume,
+                lang=language(link.websocket),
             )
         finally:
             link.joining = False
     elif link.seat is None:
         raise JoinFirst()
-    elif isinstance(message, m.Admit):
+    elif isinstance(message, m.Admit | m.SendBack):
         if target.actor is Actor.PATIENT:
             raise Forbidden()
-        await link.hub.act(link.seat, Action.ADMIT, target.who)
+        # The state machine refuses the GP a send_back (forbidden), and both when the room's
+        # state does not allow them (invalid_transition).
+        action = Action.ADMIT if isinstance(message, m.Admit) else Action.SEND_BACK
+        await link.hub.act(link.seat, action, target.who)
+    elif isinstance(message, m.MediaState):
+        await link.hub.media(link.seat, message)
     else:
         await link.hub.relay(link.seat, message)
 

@@ -74,6 +74,14 @@ class Hub:
         if local.room.starts_call(seat.member.id, message):
             await self.room_action(seat.appointment_id, Action.START_CALL, None)
 
+    async def media(self, seat: Seat, message: m.MediaState) -> None:
+        """Keeps the participant's media on every replica; its peers hear of a change. Also
+        from a patient in the waiting room: they see it in ``peer_joined`` once admitted."""
+        await self.replicas.publish(
+            env.room_channel(seat.appointment_id),
+            wire.MediaChanged(pid=seat.member.id, media=message.media()),
+        )
+
     async def room_action(
         self, appointment_id: int, action: Action, who: Principal | None
     ) -> Appointment:

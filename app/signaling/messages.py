@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictBool,
     TypeAdapter,
     model_serializer,
 )
@@ -28,6 +29,10 @@ Sdp = Annotated[str, Field(min_length=1, max_length=60_000)]
 Role = Literal["patient", "specialist", "gp"]
 """A participant's role in a room: ``app.rooms.state.Actor`` without the server itself."""
 PARTICIPANT_ROLES: dict[str, Role] = {"patient": "patient", "specialist": "specialist", "gp": "gp"}
+STAFF_ROLES: frozenset[str] = frozenset({"specialist", "gp"})
+Connection = Literal["connected", "reconnecting"]
+"""``reconnecting``: the peer's websocket dropped and its seat is held for the resume window."""
+LeftReason = Literal["left", "lost", "sent_back", "ended"]
 
 
 class Message(BaseModel):
@@ -63,12 +68,37 @@ class IceServer(Message):
         return {key: value for key, value in handler(self).items() if value is not None}
 
 
+class Media(Message):
+    """What a participant's client last said of its media (``media_state``); all false until
+    it said anything."""
+
+    muted: StrictBool = False
+    camera_off: StrictBool = False
+    audio_only: StrictBool = False
+    screen_sharing: StrictBool = False
+
+
+class PeerStatus(Media):
+    """A peer's media and whether its websocket is there (``peer_joined``'s ``state``)."""
+
+    connection: Connection = "connected"
+
+
 class Peer(Message):
     """Another participant of the room, as this client may see it."""
 
     id: ParticipantId
     role: Role
-    name: str = Field(default="", description="Display name of staff; empty for the patient.")
+    name: str = Field(
+        default="",
+        description="Display name of staff; the patient's name for staff viewers, empty for "
+        "anyone else.",
+    )
+    detail: str = Field(
+        default="",
+        description="The specialist's specialty, the GP's practice; empty for the patient.",
+    )
+    state: PeerStatus = Field(default_factory=PeerStatus)
 
 
 # --------------------------------------------------------------------------- client -> server
@@ -125,8 +155,34 @@ class Leave(Message):
     type: Literal["leave"]
 
 
+class MediaState(Message):
+    """This client's media, right after ``joined`` and on every change (all four fields, every
+    time). The server keeps the last one and tells the peers (``peer_state``)."""
+
+    type: Literal["media_state"]
+    muted: StrictBool
+    camera_off: StrictBool
+    audio_only: StrictBool
+    screen_sharing: StrictBool
+
+    def media(self) -> Media:
+        return Media(
+            muted=self.muted,
+            camera_off=self.camera_off,
+            audio_only=self.audio_only,
+            screen_sharing=self.screen_sharing,
+        )
+
+
+class SendBack(Message):
+    """The room's specialist only: the patient goes from the call back to the waiting room."""
+
+    type: Literal["send_back"]
+
+
 ClientMessage = Annotated[
-    Join | Admit | Offer | Answer | Candidate | Chat | Leave, Field(discriminator="type")
+    Join | Admit | Offer | Answer | Candidate | Chat | Leave | MediaState | SendBack,
+    Field(discriminator="type"),
 ]
 CLIENT_MESSAGES: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
@@ -173,10 +229,26 @@ class PeerJoined(Message):
 
 
 class PeerLeft(Message):
-    """A peer left (or did not come back within the resume window): close its connection."""
+    """A peer is gone: close its connection. ``reason``: ``left`` (it said leave or hung up),
+    ``lost`` (it did not come back within the resume window), ``sent_back`` (the patient went
+    back to the waiting room), ``ended`` (the consultation ended)."""
 
     type: Literal["peer_left"] = "peer_left"
     peer_id: ParticipantId
+    reason: LeftReason = "left"
+
+
+class PeerState(Message):
+    """A peer's media changed, its websocket dropped (``reconnecting``, its seat is held for the
+    resume window) or it came back (``connected``)."""
+
+    type: Literal["peer_state"] = "peer_state"
+    peer_id: ParticipantId
+    muted: bool
+    camera_off: bool
+    audio_only: bool
+    screen_sharing: bool
+    connection: Connection
 
 
 class OfferFrom(Message):
@@ -263,6 +335,7 @@ ServerMessage = Annotated[
     | RoomStateChanged
     | PeerJoined
     | PeerLeft
+    | PeerState
     | OfferFrom
     | AnswerFrom
     | CandidateFrom

@@ -80,6 +80,7 @@ class Replicas:
                 raise
             local.room.state = appointment.room_state
             local.room.waiting_since = appointment.waiting_since
+            local.room.patient_name = appointment.patient_name
             self.rooms[appointment_id] = local
             ROOMS_ACTIVE.inc()
             return local

@@ -9,12 +9,15 @@ the session: an id used from another session finds nothing, and so cannot use up
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+
+from pydantic import TypeAdapter, ValidationError
 
 from app.settings import Settings
 from app.signaling import envelope as env
 from app.signaling.session import Member
 from app.tokens import token_hash
+
+MEMBER: TypeAdapter[Member] = TypeAdapter(Member)
 
 
 def seat_ttl(settings: Settings) -> int:
@@ -30,13 +33,19 @@ def record_key(appointment_id: int, session: str, resume_id: str) -> str:
 
 
 def pack(appointment_id: int, member: Member) -> bytes:
-    return json.dumps({"appointment_id": appointment_id, "member": asdict(member)}).encode()
+    return json.dumps(
+        {"appointment_id": appointment_id, "member": MEMBER.dump_python(member, mode="json")}
+    ).encode()
 
 
 def unpack(raw: bytes, appointment_id: int, session: str) -> Member | None:
-    """The member in a taken record, if it really is of this room and session."""
+    """The member in a taken record, if it really is of this room and session (fields a record
+    of an older release lacks take their defaults)."""
     record = json.loads(raw)
-    member = Member(**record["member"])
+    try:
+        member = MEMBER.validate_python(record["member"])
+    except (KeyError, TypeError, ValidationError):
+        return None
     if record.get("appointment_id") != appointment_id or member.session_key != session:
         return None
     return member

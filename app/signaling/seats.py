@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Literal
 
 import anyio
 
@@ -19,6 +20,7 @@ from app.accounts.service import Principal
 from app.broker import Broker
 from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.logging import get_logger
+from app.rooms import service as rooms
 from app.rooms.state import Action, Actor
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
@@ -81,9 +83,11 @@ class Seats:
         actor: Actor,
         who: Principal,
         resume: str | None,
+        lang: str = "de",
     ) -> Seat:
         """Seats ``conn`` in the room: takes the old participant's seat over if ``resume`` is
-        valid, whether its old connection already ended or is still open (closed with 4409)."""
+        valid, whether its old connection already ended or is still open (closed with 4409).
+        ``lang``: the language of the participant's page (which details of staff it is shown)."""
         local = await self.replicas.acquire(appointment_id)
         try:
             seat = await self._resume(local, who, resume) if resume else None
@@ -91,15 +95,15 @@ class Seats:
             if seat is None and actor is Actor.PATIENT:
                 appointment = await self.act(appointment_id, Action.ARRIVE, who)
                 state, since = appointment.room_state, appointment.waiting_since
+            resumed = seat is not None
+            seat = seat or await self._new_seat(appointment_id, actor, who)
         except BaseException:
             await self.replicas.release(appointment_id)
             raise
         local.conns[conn.id] = conn
-        if resume and seat is None:
+        if resume and not resumed:
             conn.send(m.Error(code="resume_failed", message="Neu verbunden.", ref="join"))
-        resumed = seat is not None
-        seat = seat or self._new_seat(appointment_id, actor, who)
-        seat.member = replace(seat.member, conn=conn.id)
+        seat.member = replace(seat.member, conn=conn.id, lang=lang)
         joined = self._joined(seat, resumed, state)
         await self.broker.put(
             seat.resume_key, records.pack(appointment_id, seat.member), self.seat_ttl
@@ -120,7 +124,11 @@ class Seats:
             await self.waiting.watch(conn, appointment_id)
         return seat
 
-    def _new_seat(self, appointment_id: int, actor: Actor, who: Principal) -> Seat:
+    async def _new_seat(self, appointment_id: int, actor: Actor, who: Principal) -> Seat:
+        detail, detail_en = "", ""
+        if actor is not Actor.PATIENT and who.user_id is not None:
+            async with self.replicas.sessions() as session:
+                detail, detail_en = await rooms.staff_detail(session, who.user_id)
         member = Member(
             id="p_" + secrets.token_urlsafe(12),
             role=m.PARTICIPANT_ROLES[actor.value],  # KeyError for SYSTEM: it never takes a seat
@@ -128,6 +136,8 @@ class Seats:
             session_key=session_key(who.session_id),
             conn="",
             user_id=who.user_id,
+            detail=detail,
+            detail_en=detail_en,
         )
         return Seat(appointment_id, member, "")
 
@@ -177,12 +187,18 @@ class Seats:
             # (A connection whose session ended cannot resume: its seat goes now.)
             # Whoever takes the record owns the participant: a resume that won keeps it.
             if await self.broker.take(key) is not None:
-                await self._gone(seat)
+                await self._gone(seat, "left")
         elif await self.broker.refresh(
             key, self.settings.ws_resume_seconds + RESUME_RECORD_MARGIN_SECONDS
         ):
             local.timers[seat.member.id] = self.replicas.tasks.spawn(
                 "signaling.resume_expiry", partial(self._expire, seat, key)
+            )
+            # The peers show "reconnecting"; a resume on any process says "connected" again
+            # (and wins whichever of the two arrives first: ``Room.away`` checks the connection).
+            await self.replicas.publish(
+                env.room_channel(seat.appointment_id),
+                wire.Away(pid=seat.member.id, conn=conn.id),
             )
         # Otherwise a resume has just taken the seat over; its "resumed" event is on its way.
         await self.replicas.release(seat.appointment_id)
@@ -196,14 +212,14 @@ class Seats:
         try:
             # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
             if await self.broker.take(key) is not None:
-                await self._gone(seat)
+                await self._gone(seat, "lost")
         except Exception as exc:  # the broker or the database is down: the replica still goes
             log.warning("signaling.expiry_failed", error=type(exc).__name__)
         await self.replicas.release(seat.appointment_id)
 
-    async def _gone(self, seat: Seat) -> None:
+    async def _gone(self, seat: Seat, reason: Literal["left", "lost"]) -> None:
         await self.replicas.publish(
-            env.room_channel(seat.appointment_id), wire.Leave(pid=seat.member.id)
+            env.room_channel(seat.appointment_id), wire.Leave(pid=seat.member.id, reason=reason)
         )
         if seat.member.role == "patient":
             with suppress(Exception):

@@ -35,7 +35,15 @@ APPLIED_EVENTS_KEPT = 256
 
 @dataclass(frozen=True)
 class Member:
-    """A participant. ``user_id``, ``session_key`` and ``conn`` never leave the server."""
+    """A participant. ``user_id``, ``session_key`` and ``conn`` never leave the server.
+
+    ``name``: a staff member's display name, empty for the patient (whose name each process
+    reads from the database, ``Room.patient_name``, so it never travels between processes).
+    ``detail``: the specialty (German) or practice, ``detail_en`` the specialty in English;
+    ``lang``: the language of this participant's page, which picks the details it is shown.
+    ``media`` and ``connection``: its last ``media_state`` and whether its websocket is there;
+    like the rest they travel with ``add``/``present`` to processes that learn the room later.
+    """
 
     id: str
     role: m.Role
@@ -43,9 +51,17 @@ class Member:
     session_key: str
     conn: str
     user_id: int | None = None
+    detail: str = ""
+    detail_en: str = ""
+    lang: str = "de"
+    media: m.Media = field(default_factory=m.Media)
+    connection: m.Connection = "connected"
 
-    def peer(self) -> m.Peer:
-        return m.Peer(id=self.id, role=self.role, name=self.name)
+    def status(self) -> m.PeerStatus:
+        return m.PeerStatus(**self.media.model_dump(), connection=self.connection)
+
+    def peer_state(self) -> m.PeerState:
+        return m.PeerState(peer_id=self.id, **self.status().model_dump())
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,8 @@ class Room:
     appointment_id: int
     state: RoomState
     waiting_since: datetime | None = None
+    # Shown to staff in the patient's ``peer_joined``; read from the database by each process.
+    patient_name: str = ""
     members: dict[str, Member] = field(default_factory=dict)
     # Pairs that were told about each other (peer_joined) and may exchange signalling.
     pairs: set[frozenset[str]] = field(default_factory=set)
@@ -110,6 +128,16 @@ class Room:
         since = self.waiting_since if self.state is RoomState.WAITING else None
         return m.RoomStateChanged(state=self.state, waiting_since=since)
 
+    def peer(self, member: Member, viewer: Member) -> m.Peer:
+        """``member`` as ``viewer`` sees it: the patient's name only for staff."""
+        name = member.name
+        if member.role == "patient":
+            name = self.patient_name if viewer.role in m.STAFF_ROLES else ""
+        detail = member.detail_en if viewer.lang == "en" and member.detail_en else member.detail
+        return m.Peer(
+            id=member.id, role=member.role, name=name, detail=detail, state=member.status()
+        )
+
     # ---------------------------------------------------------------- events (every replica)
 
     def add(self, member: Member, partners: Collection[str] = ()) -> list[Out]:
@@ -125,7 +153,7 @@ class Room:
         self.members[member.id] = member
         return outs + self._pair_known(member, partners) + self._introduce()
 
-    def remove(self, participant_id: str) -> list[Out]:
+    def remove(self, participant_id: str, reason: m.LeftReason = "left") -> list[Out]:
         """A participant left for good: its peers close their connections to it."""
         if self.members.pop(participant_id, None) is None:
             return []
@@ -135,8 +163,26 @@ class Room:
         for pair in [p for p in self.pairs if participant_id in p]:
             self.pairs.discard(pair)
             (other,) = pair - {participant_id}
-            outs.append(Send(other, m.PeerLeft(peer_id=participant_id)))
+            outs.append(Send(other, m.PeerLeft(peer_id=participant_id, reason=reason)))
         return outs
+
+    def media(self, participant_id: str, media: m.Media) -> list[Out]:
+        """The participant's client said what its media are: its peers hear of a change."""
+        member = self.members.get(participant_id)
+        if member is None or member.media == media:
+            return []
+        self.members[participant_id] = replace(member, media=media)
+        return self._tell_status(participant_id)
+
+    def away(self, participant_id: str, conn: str) -> list[Out]:
+        """Connection ``conn`` of the participant dropped and its seat is held for the resume
+        window. Ignored once the participant is on another connection: a resume elsewhere
+        may reach this replica first."""
+        member = self.members.get(participant_id)
+        if member is None or member.conn != conn or member.connection == "reconnecting":
+            return []
+        self.members[participant_id] = replace(member, connection="reconnecting")
+        return self._tell_status(participant_id)
 
     def resumed(self, member: Member) -> list[Out]:
         """The participant is back on connection ``member.conn``: the old connection (dead or
@@ -152,19 +198,26 @@ class Room:
         outs: list[Out] = []
         if known.conn != member.conn:
             outs.append(Close(known.conn, WS_REPLACED, "resumed on a newer connection"))
-        self.members[member.id] = replace(known, conn=member.conn)
+        self.members[member.id] = replace(
+            known, conn=member.conn, lang=member.lang, connection="connected"
+        )
+        if known.connection == "reconnecting":
+            outs += self._tell_status(member.id)
         return outs + self._renegotiate(member.id, "resumed")
 
     def set_state(self, state: RoomState, waiting_since: datetime | None) -> list[Out]:
-        """The room's state changed (in the database): everybody hears of it."""
+        """The room's state changed (in the database): everybody hears of it. A patient sent
+        back to the waiting room leaves the call (the others hear ``peer_left``, the patient
+        only the new state); a closed room ends every pair (everybody hears ``peer_left``)."""
         self.state, self.waiting_since = state, waiting_since
+        closed = is_closed(state)
+        outs = self._part("ended" if closed else "sent_back", everyone=closed)
         message = self.state_message()
-        outs: list[Out] = []
         for pid in self.members:
             if self.heard.get(pid) != message:
                 self.heard[pid] = message
                 outs.append(Send(pid, message))
-        if is_closed(state):
+        if closed:
             outs += [Close(mb.conn, WS_ROOM_CLOSED, state.value) for mb in self.members.values()]
             return outs
         return outs + self._introduce()
@@ -272,9 +325,27 @@ class Room:
                 if pair in self.pairs:
                     continue
                 self.pairs.add(pair)
-                outs.append(Send(a.id, m.PeerJoined(peer=b.peer(), offer=offers(a, b))))
-                outs.append(Send(b.id, m.PeerJoined(peer=a.peer(), offer=offers(b, a))))
+                outs.append(Send(a.id, m.PeerJoined(peer=self.peer(b, a), offer=offers(a, b))))
+                outs.append(Send(b.id, m.PeerJoined(peer=self.peer(a, b), offer=offers(b, a))))
         return outs
+
+    def _part(self, reason: m.LeftReason, *, everyone: bool) -> list[Out]:
+        """Ends the pairs with a member who is no longer in the call (every pair if
+        ``everyone``); the members still in the call (everyone) hear ``peer_left``."""
+        outs: list[Out] = []
+        for pair in sorted(self.pairs, key=sorted):
+            a, b = (self.members[pid] for pid in sorted(pair))
+            if not everyone and self.in_call(a) and self.in_call(b):
+                continue
+            self.pairs.discard(pair)
+            for me, other in ((a, b), (b, a)):
+                if everyone or self.in_call(me):
+                    outs.append(Send(me.id, m.PeerLeft(peer_id=other.id, reason=reason)))
+        return outs
+
+    def _tell_status(self, participant_id: str) -> list[Out]:
+        state = self.members[participant_id].peer_state()
+        return [Send(other, state) for other in self.partners(participant_id)]
 
     def _renegotiate(self, participant_id: str, reason: Literal["resumed", "gap"]) -> list[Out]:
         me = self.members[participant_id]

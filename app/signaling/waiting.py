@@ -50,8 +50,15 @@ class Watcher:
 
 def news(watcher: Watcher, view: WaitingView) -> list[m.Position | m.Delay]:
     """What ``watcher`` must be told now that its appointment looks like ``view`` (and
-    remember it): nothing it heard already, nothing once the patient left the waiting room."""
+    remember it): nothing it heard already, nothing once the patient left the waiting room.
+    A patient sent back from the call to the waiting room is told the place and any notice
+    afresh (their page showed the call meanwhile)."""
     if view.room_state not in IN_WAITING_ROOM:
+        watcher.position = None
+        if watcher.delay is not None:
+            # Not a notice anybody gives: a notice on coming back differs from it, and without
+            # one the withdrawal is said again.
+            watcher.delay = m.Delay(specialist_name="\0")
         return []
     out: list[m.Position | m.Delay] = []
     if view.ahead is not None:

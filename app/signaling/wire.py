@@ -55,10 +55,28 @@ class Present(Wire):
 
 
 class Leave(Wire):
-    """A participant left for good (said leave, or its resume window ran out)."""
+    """A participant left for good: ``left`` (said leave, or its session ended) or ``lost``
+    (its resume window ran out)."""
 
     e: Literal["leave"] = "leave"
     pid: str
+    reason: Literal["left", "lost"] = "left"
+
+
+class MediaChanged(Wire):
+    """A participant's client said what its media are (``media_state``)."""
+
+    e: Literal["media"] = "media"
+    pid: str
+    media: m.Media
+
+
+class Away(Wire):
+    """A participant's connection ``conn`` dropped; its seat is held for the resume window."""
+
+    e: Literal["away"] = "away"
+    pid: str
+    conn: str
 
 
 class Resumed(Wire):
@@ -103,7 +121,7 @@ class RevokePatients(Wire):
 
 
 RoomMessage = Annotated[
-    Add | Present | Leave | Resumed | State | Relay | Revoke | RevokePatients,
+    Add | Present | Leave | MediaChanged | Away | Resumed | State | Relay | Revoke | RevokePatients,
     Field(discriminator="e"),
 ]
 ROOM: TypeAdapter[RoomMessage] = TypeAdapter(RoomMessage)
@@ -152,7 +170,11 @@ def apply(room: Room, message: RoomMessage) -> list[Out]:
         case Add() | Present():
             return room.add(message.member, message.partners)
         case Leave():
-            return room.remove(message.pid)
+            return room.remove(message.pid, message.reason)
+        case MediaChanged():
+            return room.media(message.pid, message.media)
+        case Away():
+            return room.away(message.pid, message.conn)
         case Resumed():
             return room.resumed(message.member)
         case State():

@@ -265,3 +265,143 @@ async def test_queue_says_a_consultation_is_going_on_whatever_day_its_slot_is_on
     body = (await client.get("/api/v1/queue")).json()
     assert yesterday.id not in [e["appointment_id"] for e in body["today"] + body["waiting"]]
     assert body["in_consultation"] is True
+
+
+# ---------------------------------------------------------------- send back to the waiting room
+
+
+async def audit_actions(
+    sessions: async_sessionmaker[AsyncSession], appointment_id: int
+) -> list[str]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(AuditEvent.action)
+            .where(col(AuditEvent.appointment_id) == appointment_id)
+            .order_by(col(AuditEvent.id))
+        )
+    return list(rows.scalars())
+
+
+async def test_rooms_send_back_moves_the_patient_to_the_waiting_room(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    admitted = utcnow() - timedelta(minutes=5)
+    appointment = await make_appointment(
+        sessions, demo, room_state=RoomState.IN_CALL, admitted_at=admitted
+    )
+    assert appointment.id is not None
+    await login(client, demo.specialist)
+    response = await client.post(f"/api/v1/rooms/{appointment.id}/send-back", headers=ORIGIN)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["room_state"] == "waiting"
+    assert datetime.fromisoformat(body["waiting_since"]) > admitted
+    assert await audit_actions(sessions, appointment.id) == ["room.send_back"]
+    again = await client.post(f"/api/v1/rooms/{appointment.id}/admit", headers=ORIGIN)
+    assert again.status_code == 200, again.text
+    assert again.json()["room_state"] == "admitted"
+
+
+async def test_rooms_send_back_is_for_the_rooms_specialist(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(
+        sessions, demo, room_state=RoomState.ADMITTED, admitted_at=utcnow()
+    )
+    url = f"/api/v1/rooms/{appointment.id}/send-back"
+    await login(client, demo.gp)
+    assert (await client.post(url, headers=ORIGIN)).status_code == 403
+    await login(client, demo.other_specialist)
+    assert (await client.post(url, headers=ORIGIN)).status_code == 404  # as if unknown
+    await login(client, demo.specialist)
+    del client.headers["X-CSRF-Token"]
+    refused = await client.post(url, headers=ORIGIN)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "csrf_failed")
+    async with sessions() as session:
+        stored = await session.get(Appointment, appointment.id)
+    assert stored is not None
+    assert stored.room_state is RoomState.ADMITTED
+
+
+async def test_rooms_send_back_with_nobody_in_the_call_is_409(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    waiting = await make_appointment(
+        sessions, demo, room_state=RoomState.WAITING, waiting_since=utcnow()
+    )
+    idle = await make_appointment(sessions, demo)
+    await login(client, demo.specialist)
+    for appointment in (waiting, idle):
+        response = await client.post(f"/api/v1/rooms/{appointment.id}/send-back", headers=ORIGIN)
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "invalid_transition"
+
+
+async def test_rooms_patient_sent_back_heads_the_line(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    now = utcnow().replace(microsecond=0)
+    noon = datetime.combine(now.astimezone(BERLIN).date(), time(12), BERLIN)
+    urgent = await make_appointment(
+        sessions,
+        demo,
+        starts_at=noon,
+        urgency=Urgency.URGENT,
+        room_state=RoomState.WAITING,
+        waiting_since=now - timedelta(minutes=30),
+    )
+    back = await make_appointment(
+        sessions,
+        demo,
+        starts_at=noon + timedelta(minutes=30),
+        room_state=RoomState.IN_CALL,
+        admitted_at=now - timedelta(minutes=10),
+    )
+    await login(client, demo.specialist)
+    sent = await client.post(f"/api/v1/rooms/{back.id}/send-back", headers=ORIGIN)
+    assert sent.status_code == 200, sent.text
+    body = (await client.get("/api/v1/queue")).json()
+    assert [e["appointment_id"] for e in body["waiting"]] == [back.id, urgent.id]
+
+
+async def test_rooms_sent_back_consultation_cannot_be_cancelled_or_handed_over(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(
+        sessions, demo, room_state=RoomState.IN_CALL, admitted_at=utcnow()
+    )
+    await login(client, demo.specialist)
+    sent = await client.post(f"/api/v1/rooms/{appointment.id}/send-back", headers=ORIGIN)
+    assert sent.status_code == 200, sent.text
+    moved = await transfer_to_colleague(client, demo, appointment)
+    assert (moved.status_code, moved.json()["error"]["code"]) == (409, "invalid_transition")
+    await login(client, demo.gp)
+    cancelled = await client.post(f"/api/v1/appointments/{appointment.id}/cancel", headers=ORIGIN)
+    assert (cancelled.status_code, cancelled.json()["error"]["code"]) == (409, "invalid_transition")
+    async with sessions() as session:
+        stored = await session.get(Appointment, appointment.id)
+    assert stored is not None
+    assert (stored.room_state, stored.specialist_id) == (RoomState.WAITING, demo.specialist.id)
+
+
+async def test_rooms_consultation_begun_then_left_is_no_no_show_and_not_moved(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # Sent back, then the patient left the waiting room: the room is scheduled again, but the
+    # consultation had begun.
+    appointment = await make_appointment(
+        sessions,
+        demo,
+        starts_at=utcnow().replace(microsecond=0) - timedelta(minutes=10),
+        admitted_at=utcnow() - timedelta(minutes=5),
+    )
+    await login(client, demo.specialist)
+    marked = await client.post(f"/api/v1/rooms/{appointment.id}/no-show", headers=ORIGIN)
+    assert (marked.status_code, marked.json()["error"]["code"]) == (409, "invalid_transition")
+    await login(client, demo.gp)
+    moved = await client.post(
+        f"/api/v1/appointments/{appointment.id}/reschedule",
+        json={"starts_at": (utcnow() + timedelta(days=2)).isoformat()},
+        headers=ORIGIN,
+    )
+    assert (moved.status_code, moved.json()["error"]["code"]) == (409, "invalid_transition")

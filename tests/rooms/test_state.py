@@ -86,3 +86,53 @@ def test_state_every_target_is_a_known_state() -> None:
     for rule in RULES.values():
         assert set(rule.moves.values()) <= set(S)
         assert rule.actors
+
+
+@pytest.mark.parametrize("state", [S.ADMITTED, S.IN_CALL])
+def test_state_specialist_sends_the_patient_back_to_the_waiting_room(state: S) -> None:
+    assert next_state(state, Action.SEND_BACK, Actor.SPECIALIST) is S.WAITING
+
+
+@pytest.mark.parametrize("actor", [Actor.GP, Actor.PATIENT, Actor.SYSTEM])
+def test_state_only_the_specialist_sends_back(actor: Actor) -> None:
+    with pytest.raises(Forbidden):
+        next_state(S.IN_CALL, Action.SEND_BACK, actor)
+
+
+@pytest.mark.parametrize("state", [S.SCHEDULED, S.WAITING])
+def test_state_send_back_needs_the_patient_in_the_call(state: S) -> None:
+    with pytest.raises(InvalidTransition):
+        next_state(state, Action.SEND_BACK, Actor.SPECIALIST)
+
+
+def test_state_sent_back_patient_is_admitted_again() -> None:
+    state = next_state(S.IN_CALL, Action.SEND_BACK, Actor.SPECIALIST)
+    state = next_state(state, Action.ADMIT, Actor.SPECIALIST, admitted_before=True)
+    assert state is S.ADMITTED
+    assert next_state(state, Action.START_CALL, Actor.SYSTEM) is S.IN_CALL
+
+
+def test_state_sent_back_patient_who_leaves_makes_the_room_scheduled() -> None:
+    assert next_state(S.WAITING, Action.DEPART, Actor.SYSTEM, admitted_before=True) is S.SCHEDULED
+
+
+def test_state_sent_back_consultation_can_still_end() -> None:
+    assert next_state(S.WAITING, Action.END, Actor.SPECIALIST, admitted_before=True) is S.ENDED
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "actor"),
+    [
+        (S.WAITING, Action.CANCEL, Actor.GP),
+        (S.WAITING, Action.TRANSFER, Actor.SPECIALIST),
+        (S.SCHEDULED, Action.NO_SHOW, Actor.SPECIALIST),  # sent back, then left
+        (S.SCHEDULED, Action.CANCEL, Actor.SPECIALIST),
+    ],
+)
+def test_state_begun_consultation_refuses_what_fits_only_before(
+    state: S, action: Action, actor: Actor
+) -> None:
+    next_state(state, action, actor)  # allowed before anybody was admitted
+    with pytest.raises(InvalidTransition) as err:
+        next_state(state, action, actor, admitted_before=True)
+    assert err.value.message == "Die Konsultation hat schon begonnen."

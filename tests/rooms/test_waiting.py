@@ -47,6 +47,12 @@ def test_waiting_line_puts_urgent_first_then_slot_then_arrival() -> None:
     assert [ahead(i, line, NOW) for i in (2, 4, 3, 1)] == [0, 1, 2, 3]
 
 
+def test_waiting_line_puts_a_patient_sent_back_from_the_call_first() -> None:
+    back = Waiter(5, Urgency.ROUTINE, NOW + timedelta(minutes=90), NOW, sent_back=True)
+    line = [waiter(1, slot=-30, since=40), waiter(2, urgency=Urgency.URGENT, since=10), back]
+    assert [ahead(i, line, NOW) for i in (5, 2, 1)] == [0, 1, 2]
+
+
 def test_waiting_place_of_someone_not_in_the_line_is_none() -> None:
     assert ahead(9, [waiter(1)], NOW) is None
     assert ahead(1, [], NOW) is None
@@ -166,3 +172,23 @@ def test_waiting_news_says_nothing_once_the_patient_is_let_in() -> None:
     w = watcher()
     assert news(w, view(ahead=None, minutes=5, state=RoomState.ADMITTED)) == []
     assert news(w, view(ahead=None, minutes=5, state=RoomState.IN_CALL)) == []
+
+
+def test_waiting_news_tells_a_patient_sent_back_the_place_and_notice_afresh() -> None:
+    w = watcher()
+    news(w, view(ahead=0, minutes=10))
+    news(w, view(ahead=None, minutes=10, state=RoomState.IN_CALL))
+    again = news(w, view(ahead=0, minutes=10))
+    assert [type(x) for x in again] == [m.Position, m.Delay]
+    assert again[0] == m.Position(ahead=0)
+
+
+def test_waiting_news_tells_a_patient_sent_back_that_the_notice_is_gone() -> None:
+    w = watcher()
+    news(w, view(ahead=0, minutes=10))
+    news(w, view(ahead=None, state=RoomState.IN_CALL))
+    assert news(w, view(ahead=0)) == [m.Position(ahead=0), m.Delay()]
+    fresh = watcher()  # never had a notice: nothing to withdraw
+    news(fresh, view(ahead=0))
+    news(fresh, view(ahead=None, state=RoomState.ADMITTED))
+    assert news(fresh, view(ahead=0)) == [m.Position(ahead=0)]

@@ -12,6 +12,8 @@ from app.rooms.state import Actor
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
 
+MEDIA = ("muted", "camera_off", "audio_only", "screen_sharing")
+
 
 def parse(data: object) -> m.ClientMessage:
     return m.CLIENT_MESSAGES.validate_json(json.dumps(data))
@@ -28,6 +30,17 @@ def test_messages_parse_each_client_type() -> None:
         ({"type": "candidate", "to": pid, "candidate": None}, m.Candidate),
         ({"type": "chat", "text": "Hallo"}, m.Chat),
         ({"type": "leave"}, m.Leave),
+        (
+            {
+                "type": "media_state",
+                "muted": True,
+                "camera_off": False,
+                "audio_only": False,
+                "screen_sharing": False,
+            },
+            m.MediaState,
+        ),
+        ({"type": "send_back"}, m.SendBack),
     ]
     for data, model in cases:
         assert type(parse(data)) is model
@@ -43,6 +56,11 @@ def test_messages_parse_each_client_type() -> None:
         {"type": "chat", "text": ""},
         {"type": "chat", "text": "x" * 2001},
         {"type": "candidate", "to": "p_abcdefgh1234", "candidate": {"candidate": "c", "x": 1}},
+        {"type": "media_state", "muted": True},  # every field, every time
+        {"type": "media_state", **dict.fromkeys(MEDIA, False), "muted": "yes"},
+        {"type": "media_state", **dict.fromkeys(MEDIA, False), "muted": 1},
+        {"type": "media_state", **dict.fromkeys(MEDIA, False), "connection": "connected"},
+        {"type": "send_back", "to": "p_abcdefgh1234"},
     ],
 )
 def test_messages_reject_bad_client_messages(data: object) -> None:
@@ -92,3 +110,33 @@ def test_messages_ice_servers_omit_absent_credentials() -> None:
 def test_messages_participant_roles_are_the_room_actors_but_the_server() -> None:
     assert set(m.PARTICIPANT_ROLES) == {a.value for a in Actor} - {Actor.SYSTEM.value}
     assert set(m.PARTICIPANT_ROLES.values()) == set(typing.get_args(m.Role))
+
+
+def test_messages_peer_state_and_peer_left_as_documented() -> None:
+    state = m.PeerState(
+        peer_id="p_abcdefgh1234",
+        muted=True,
+        camera_off=False,
+        audio_only=False,
+        screen_sharing=False,
+        connection="reconnecting",
+    )
+    assert json.loads(m.encode(state)) == {
+        "type": "peer_state",
+        "peer_id": "p_abcdefgh1234",
+        "muted": True,
+        "camera_off": False,
+        "audio_only": False,
+        "screen_sharing": False,
+        "connection": "reconnecting",
+    }
+    left = json.loads(m.encode(m.PeerLeft(peer_id="p_abcdefgh1234", reason="sent_back")))
+    assert left == {"type": "peer_left", "peer_id": "p_abcdefgh1234", "reason": "sent_back"}
+    peer = json.loads(m.encode(m.Peer(id="p_abcdefgh1234", role="gp")))
+    assert peer["state"] == {
+        "muted": False,
+        "camera_off": False,
+        "audio_only": False,
+        "screen_sharing": False,
+        "connection": "connected",
+    }

@@ -64,17 +64,17 @@ def test_session_admit_introduces_and_specialist_offers() -> None:
     outs = room.set_state(RoomState.ADMITTED, None)
     to_specialist = sent(outs, SPECIALIST.id)
     to_patient = sent(outs, PATIENT.id)
-    assert m.PeerJoined(peer=PATIENT.peer(), offer=True) in to_specialist
-    assert m.PeerJoined(peer=SPECIALIST.peer(), offer=False) in to_patient
+    assert m.PeerJoined(peer=room.peer(PATIENT, SPECIALIST), offer=True) in to_specialist
+    assert m.PeerJoined(peer=room.peer(SPECIALIST, PATIENT), offer=False) in to_patient
     assert m.RoomStateChanged(state=RoomState.ADMITTED) in to_patient
 
 
 def test_session_three_way_rank_decides_offers() -> None:
     room = admitted_room()
     outs = room.add(GP)
-    assert m.PeerJoined(peer=SPECIALIST.peer(), offer=False) in sent(outs, GP.id)
-    assert m.PeerJoined(peer=PATIENT.peer(), offer=True) in sent(outs, GP.id)
-    assert m.PeerJoined(peer=GP.peer(), offer=True) in sent(outs, SPECIALIST.id)
+    assert m.PeerJoined(peer=room.peer(SPECIALIST, GP), offer=False) in sent(outs, GP.id)
+    assert m.PeerJoined(peer=room.peer(PATIENT, GP), offer=True) in sent(outs, GP.id)
+    assert m.PeerJoined(peer=room.peer(GP, SPECIALIST), offer=True) in sent(outs, SPECIALIST.id)
 
 
 def test_session_staff_talk_before_admission() -> None:
@@ -180,7 +180,7 @@ def test_session_second_connection_of_same_session_replaces_first() -> None:
     outs = room.add(again)
     assert Close(PATIENT.conn, WS_REPLACED, "replaced by a newer connection") in outs
     assert m.PeerLeft(peer_id=PATIENT.id) in sent(outs, SPECIALIST.id)
-    assert m.PeerJoined(peer=again.peer(), offer=True) in sent(outs, SPECIALIST.id)
+    assert m.PeerJoined(peer=room.peer(again, SPECIALIST), offer=True) in sent(outs, SPECIALIST.id)
 
 
 def test_session_room_end_closes_everyone_with_4410() -> None:
@@ -222,3 +222,152 @@ def test_session_core_imports_no_web_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     )
     assert found.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- who is who, media, send back
+
+MUTED = m.Media(muted=True, camera_off=True)
+
+
+def test_session_peer_shows_the_patients_name_to_staff_only() -> None:
+    room = admitted_room()
+    room.patient_name = "Erika Mustermann"
+    assert room.peer(PATIENT, SPECIALIST).name == "Erika Mustermann"
+    assert room.peer(PATIENT, GP).name == "Erika Mustermann"
+    assert room.peer(PATIENT, replace(PATIENT, id="p_patient222")).name == ""
+
+
+def test_session_peer_detail_follows_the_viewers_language() -> None:
+    room = admitted_room()
+    cardiologist = replace(SPECIALIST, name="Dr. S", detail="Kardiologie", detail_en="Cardiology")
+    practice = replace(GP, detail="Praxis Lehmann")
+    english = replace(PATIENT, lang="en")
+    assert room.peer(cardiologist, PATIENT).detail == "Kardiologie"
+    assert room.peer(cardiologist, english).detail == "Cardiology"
+    assert room.peer(practice, english).detail == "Praxis Lehmann"  # one name for both
+    assert room.peer(PATIENT, SPECIALIST).detail == ""
+
+
+def test_session_media_reaches_the_partners_but_not_the_sender() -> None:
+    room = admitted_room()
+    room.add(GP)
+    outs = room.media(PATIENT.id, MUTED)
+    state = m.PeerState(
+        peer_id=PATIENT.id,
+        muted=True,
+        camera_off=True,
+        audio_only=False,
+        screen_sharing=False,
+        connection="connected",
+    )
+    assert sorted(outs, key=lambda o: getattr(o, "to", "")) == sorted(
+        [Send(SPECIALIST.id, state), Send(GP.id, state)], key=lambda o: o.to
+    )
+    assert room.media(PATIENT.id, MUTED) == []  # unchanged: nothing to say
+
+
+def test_session_media_of_a_waiting_patient_is_kept_for_peer_joined() -> None:
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    room.add(SPECIALIST)
+    room.add(PATIENT)
+    assert room.media(PATIENT.id, MUTED) == []  # nobody to tell in the waiting room
+    outs = room.set_state(RoomState.ADMITTED, None)
+    (joined,) = [o for o in sent(outs, SPECIALIST.id) if isinstance(o, m.PeerJoined)]
+    assert joined.peer.state == m.PeerStatus(muted=True, camera_off=True)
+
+
+def test_session_late_joiner_sees_the_state_in_peer_joined() -> None:
+    room = admitted_room()
+    room.media(SPECIALIST.id, m.Media(screen_sharing=True))
+    outs = room.add(GP)
+    (joined,) = [
+        o for o in sent(outs, GP.id) if isinstance(o, m.PeerJoined) and o.peer.id == SPECIALIST.id
+    ]
+    assert joined.peer.state.screen_sharing is True
+
+
+def test_session_away_then_resumed_says_reconnecting_then_connected() -> None:
+    room = admitted_room()
+    outs = room.away(PATIENT.id, PATIENT.conn)
+    assert [(o.to, o.message) for o in outs if isinstance(o, Send)] == [
+        (SPECIALIST.id, room.members[PATIENT.id].peer_state())
+    ]
+    assert room.members[PATIENT.id].connection == "reconnecting"
+    assert room.away(PATIENT.id, PATIENT.conn) == []  # said once
+    back = room.resumed(replace(PATIENT, conn="c-new"))
+    states = [o for o in sent(back, SPECIALIST.id) if isinstance(o, m.PeerState)]
+    assert [s.connection for s in states] == ["connected"]
+
+
+def test_session_away_of_an_old_connection_after_a_resume_is_ignored() -> None:
+    # The resume reached this replica before the old process said the connection dropped.
+    room = admitted_room()
+    room.resumed(replace(PATIENT, conn="c-new"))
+    assert room.away(PATIENT.id, PATIENT.conn) == []
+    assert room.members[PATIENT.id].connection == "connected"
+
+
+def test_session_resume_onto_an_open_connection_says_no_state() -> None:
+    room = admitted_room()
+    outs = room.resumed(replace(PATIENT, conn="c-new"))
+    assert not [o for o in sent(outs, SPECIALIST.id) if isinstance(o, m.PeerState)]
+
+
+def test_session_remove_carries_the_reason() -> None:
+    room = admitted_room()
+    assert room.remove(PATIENT.id, "lost") == [
+        Send(SPECIALIST.id, m.PeerLeft(peer_id=PATIENT.id, reason="lost"))
+    ]
+
+
+def in_call_three_way() -> Room:
+    room = admitted_room()
+    room.add(GP)
+    room.set_state(RoomState.IN_CALL, None)
+    return room
+
+
+def test_session_send_back_parts_the_patient_from_staff_only() -> None:
+    room = in_call_three_way()
+    outs = room.set_state(RoomState.WAITING, AT)
+    waiting = m.RoomStateChanged(state=RoomState.WAITING, waiting_since=AT)
+    assert sent(outs, SPECIALIST.id) == [
+        m.PeerLeft(peer_id=PATIENT.id, reason="sent_back"),
+        waiting,
+    ]
+    assert sent(outs, GP.id) == [m.PeerLeft(peer_id=PATIENT.id, reason="sent_back"), waiting]
+    assert sent(outs, PATIENT.id) == [waiting]
+    assert not [o for o in outs if isinstance(o, Close)]  # everybody stays connected
+    assert room.partners(PATIENT.id) == []
+    assert room.partners(SPECIALIST.id) == [GP.id]  # staff talk on
+
+
+def test_session_sent_back_patient_can_no_longer_relay() -> None:
+    room = in_call_three_way()
+    room.set_state(RoomState.WAITING, AT)
+    with pytest.raises(ProtocolError):
+        room.check(PATIENT.id, m.Chat(type="chat", text="Hallo?"))
+    offer = m.Offer(type="offer", to=PATIENT.id, sdp=SDP)
+    assert room.relay(SPECIALIST.id, offer, AT) == []
+
+
+def test_session_admit_after_send_back_introduces_again() -> None:
+    room = in_call_three_way()
+    room.set_state(RoomState.WAITING, AT)
+    outs = room.set_state(RoomState.ADMITTED, None)
+    assert m.PeerJoined(peer=room.peer(PATIENT, SPECIALIST), offer=True) in sent(
+        outs, SPECIALIST.id
+    )
+    assert m.PeerJoined(peer=room.peer(SPECIALIST, PATIENT), offer=False) in sent(outs, PATIENT.id)
+    assert m.PeerJoined(peer=room.peer(GP, PATIENT), offer=False) in sent(outs, PATIENT.id)
+
+
+def test_session_end_tells_everybody_peer_left_ended_before_closing() -> None:
+    room = in_call_three_way()
+    outs = room.set_state(RoomState.ENDED, None)
+    to_patient = sent(outs, PATIENT.id)
+    assert m.PeerLeft(peer_id=SPECIALIST.id, reason="ended") in to_patient
+    assert m.PeerLeft(peer_id=GP.id, reason="ended") in to_patient
+    assert m.PeerLeft(peer_id=PATIENT.id, reason="ended") in sent(outs, GP.id)
+    assert isinstance(outs[-1], Close)
+    assert room.pairs == set()

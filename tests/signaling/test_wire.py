@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from app.errors import WS_FORBIDDEN, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.metrics import REGISTRY
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
-from app.signaling import wire
+from app.signaling import resume, wire
 from app.signaling.envelope import received
 from app.signaling.session import Close, Member, Room, Send
 
@@ -131,6 +133,49 @@ def test_wire_apply_relay_reaches_only_partners() -> None:
     assert outs == [Send("p_patient0001", m.ChatFrom(sender="p_specialist1", text="Hallo", at=at))]
 
 
+def test_wire_member_keeps_its_media_and_connection_between_processes() -> None:
+    held = replace(
+        member("p_patient0001", "patient", key="pat"),
+        media=m.Media(muted=True, screen_sharing=True),
+        connection="reconnecting",
+        detail="Praxis",
+        detail_en="",
+        lang="en",
+    )
+    sent = wire.Present(o="o_1", s=2, member=held, partners=["p_specialist1"])
+    back = wire.parse(wire.ROOM, sent.model_dump_json().encode())
+    assert isinstance(back, wire.Present)
+    assert back.member == held
+
+
+def test_wire_apply_media_and_away_reach_the_partners() -> None:
+    room = admitted_room()
+    outs = wire.apply(room, wire.MediaChanged(pid="p_patient0001", media=m.Media(muted=True)))
+    (state,) = [o.message for o in outs if isinstance(o, Send) and o.to == "p_specialist1"]
+    assert isinstance(state, m.PeerState)
+    assert (state.muted, state.connection) == (True, "connected")
+    outs = wire.apply(room, wire.Away(pid="p_patient0001", conn="c_p_patient0001"))
+    (state,) = [o.message for o in outs if isinstance(o, Send)]
+    assert isinstance(state, m.PeerState)
+    assert (state.muted, state.connection) == (True, "reconnecting")
+
+
+def test_wire_parse_drops_malformed_media() -> None:
+    for raw in (
+        b'{"e": "media", "pid": "p_x", "media": {"muted": "yes"}}',
+        b'{"e": "media", "pid": "p_x", "media": {"loud": true}}',
+        b'{"e": "away", "pid": "p_x"}',  # which connection dropped
+        b'{"e": "leave", "pid": "p_x", "reason": "sent_back"}',  # a room state, not a leave
+    ):
+        assert wire.parse(wire.ROOM, raw) is None
+
+
+def test_wire_apply_leave_after_the_resume_window_says_lost() -> None:
+    room = admitted_room()
+    outs = wire.apply(room, wire.Leave(pid="p_patient0001", reason="lost"))
+    assert outs == [Send("p_specialist1", m.PeerLeft(peer_id="p_patient0001", reason="lost"))]
+
+
 async def test_a_subscription_yields_valid_messages_and_counts_the_rest() -> None:
     def dropped() -> float:
         value = REGISTRY.get_sample_value(
@@ -150,3 +195,27 @@ async def test_a_subscription_yields_valid_messages_and_counts_the_rest() -> Non
     got = [message async for message in received(raw(), wire.QUEUE, "queue")]
     assert len(got) == 1
     assert dropped() - before == 2
+
+
+def test_resume_record_keeps_the_member_and_reads_an_older_one() -> None:
+    held = replace(member("p_patient0001", "patient", key="pat"), media=m.Media(muted=True))
+    assert resume.unpack(resume.pack(7, held), 7, "pat") == held
+    assert resume.unpack(resume.pack(7, held), 8, "pat") is None  # another room
+    older = json.dumps(
+        {
+            "appointment_id": 7,
+            "member": {
+                "id": "p_patient0001",
+                "role": "patient",
+                "name": "",
+                "session_key": "pat",
+                "conn": "c1",
+                "user_id": None,
+            },
+        }
+    ).encode()
+    back = resume.unpack(older, 7, "pat")
+    assert back is not None
+    assert (back.media, back.connection) == (m.Media(), "connected")
+    broken = json.dumps({"appointment_id": 7, "member": {"id": "p_x"}}).encode()
+    assert resume.unpack(broken, 7, "pat") is None

@@ -19,8 +19,9 @@ from tests.live import Listening
 
 ORIGIN = "http://127.0.0.1:8000"
 TIMEOUT = 20.0
-# Status messages that may come between the ones a test waits for.
-NOISE = ("room_state", "queue", "position", "delay")
+# Status messages that may come between the ones a test waits for (a test that checks one of
+# them waits for it with ``expect``).
+NOISE = ("room_state", "queue", "position", "delay", "peer_state")
 
 
 async def staff_cookie(live: Listening, user: User) -> str:
@@ -55,7 +56,7 @@ class Client:
         return data
 
     async def expect(self, kind: str) -> dict[str, Any]:
-        """The next message of type ``kind``, skipping room_state/queue/position/delay noise."""
+        """The next message of type ``kind``, skipping the ``NOISE`` status messages."""
         while True:
             message = await self.recv()
             if message["type"] == kind:
