@@ -36,6 +36,7 @@ async function main() {
   if (media.audioOnly) showAlert(errorBox, failureMessage("missing"), "warning");
   const banner = $("[data-waiting-banner]", root);
   const sendBack = $("[data-send-back]", root);
+  let sendBackAt = 0;
   const call = new Call($("[data-call]", root), {
     appointmentId,
     as: "staff",
@@ -59,7 +60,10 @@ async function main() {
       if (sendBack) sendBack.hidden = !peers.some((p) => p.role === "patient");
     },
     onRefused: (message) => {
+      // A server that does not know send_back yet refuses it as an unknown message.
+      const unknown = message.code === "invalid_message" && !message.ref && Date.now() - sendBackAt < 5000;
       if (message.ref === "send_back" || message.ref === "admit") showAlert(errorBox, message.message);
+      else if (unknown) showAlert(errorBox, t("The patient could not be sent back to the waiting room."));
     },
     onEnd: (reason) => ended(reason),
     onHangup: isSpecialist ? () => confirmEnd() : undefined,
@@ -69,6 +73,7 @@ async function main() {
   });
   sendBack?.addEventListener("click", () => {
     showAlert(errorBox, "");
+    sendBackAt = Date.now();
     if (!call.sendBack()) showAlert(errorBox, t("No connection to the server. Please check your internet connection."));
   });
   // The chat goes beside the call, with the case and the documents.

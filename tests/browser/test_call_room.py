@@ -52,6 +52,15 @@ BOXES = """() => {
 }"""
 
 
+# A copy of the first remote tile: the layout of a fourth participant's tile.
+FOURTH_TILE = """() => {
+  const grid = document.querySelector("[data-remote]");
+  const copy = grid.firstElementChild.cloneNode(true);
+  copy.dataset.peer = "p_fourthtile";
+  grid.append(copy);
+}"""
+
+
 @dataclass
 class ThreeWay:
     appointment_id: int
@@ -168,6 +177,8 @@ async def test_call_room_three_way_shows_who_is_who_on_a_phone(
     gp_tiles = gp.locator("[data-remote] .tile")
     await expect(gp_tiles.filter(has_text=PATIENT_LABEL)).to_have_count(1)
     await expect(gp_tiles.filter(has_text=SPECIALIST_LABEL)).to_have_count(1)
+    # The fake microphone beeps: the tile of whoever makes a sound gets the speaking outline.
+    await expect(tiles.filter(has_text=SPECIALIST_LABEL)).to_have_attribute("data-speaking", "true")
     # The call timer runs from the first connection.
     await expect(patient.locator("[data-call-timer]")).to_have_text(re.compile(r"^0:\d\d$"))
 
@@ -181,7 +192,29 @@ async def test_call_room_three_way_shows_who_is_who_on_a_phone(
     await expect(patient.locator("[data-remote]")).to_have_attribute("data-count", "2")
     await assert_self_view_beside_the_others(patient, 2)
     await assert_no_sideways_scrolling(patient)
-    await screenshot(patient, "call-three-way-phone-390-landscape")
+
+    # Four participants (three remote tiles; a guest is not in this round): one column on a
+    # phone held upright, 2 × 2 on the desktop, nothing under the self-view.
+    for page, viewport, columns in (
+        (patient, PHONE_390, "1"),
+        (specialist, {"width": 1366, "height": 770}, "2"),
+    ):
+        await page.evaluate(FOURTH_TILE)
+        await page.set_viewport_size(ViewportSize(**viewport))  # type: ignore[typeddict-item]
+        grid = page.locator("[data-remote]")
+        await expect(grid).to_have_attribute("data-count", "3")
+        assert await grid.evaluate("(g) => g.style.getPropertyValue('--cols')") == columns
+        await assert_self_view_beside_the_others(page, 3)
+        await assert_no_sideways_scrolling(page)
+        boxes = await page.evaluate(BOXES)
+        stage = boxes["stage"]
+        for tile in boxes["remotes"]:
+            left, top, right, bottom = tile
+            assert stage[0] <= left, (tile, stage)
+            assert stage[1] <= top, (tile, stage)
+            assert right <= stage[2] + 0.5, (tile, stage)
+            assert bottom <= stage[3] + 0.5, (tile, stage)
+            assert tile[3] - tile[1] >= 120, "each tile keeps a useful height"
     assert browsing.csp_violations() == []
 
 
