@@ -93,7 +93,6 @@ export class CallTimer {
  */
 export function bindFullscreen(button, target) {
   const doc = document;
-  const request = target.requestFullscreen || target.webkitRequestFullscreen;
   const current = () => doc.fullscreenElement || doc.webkitFullscreenElement || null;
   const active = () => current() === target || target.classList.contains("filled");
   const update = () => button.setAttribute("aria-pressed", String(active()));
@@ -108,6 +107,7 @@ export function bindFullscreen(button, target) {
   };
   button.addEventListener("click", async () => {
     if (active()) return exit();
+    const request = target.requestFullscreen || target.webkitRequestFullscreen;
     if (request && doc.fullscreenEnabled !== false) {
       try {
         await request.call(target);

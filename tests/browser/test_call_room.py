@@ -291,6 +291,27 @@ async def test_call_room_fits_a_320_px_phone(browsing: Browsing) -> None:
         await expect(page.locator("[data-remote] .tile")).to_have_count(2)
         await assert_no_sideways_scrolling(page)
         await assert_self_view_beside_the_others(page, 2)
+    # Full screen: the Fullscreen API; without it (an iPhone) the call fills the window.
+    patient = room.patient
+    full = patient.get_by_role("button", name="Vollbild")
+    await full.click()
+    await expect(full).to_have_attribute("aria-pressed", "true")
+    assert await patient.evaluate("document.fullscreenElement?.matches('[data-call-main]')")
+    await full.click()
+    await expect(full).to_have_attribute("aria-pressed", "false")
+    await patient.wait_for_function("document.fullscreenElement === null")
+    await patient.evaluate(
+        "delete Element.prototype.requestFullscreen;"
+        " delete Element.prototype.webkitRequestFullscreen"
+    )
+    await full.click()
+    await expect(full).to_have_attribute("aria-pressed", "true")
+    await expect(patient.locator("[data-call-main]")).to_have_class(re.compile(r"\bfilled\b"))
+    box = await patient.locator("[data-call-main]").bounding_box()
+    assert box == {"x": 0, "y": 0, "width": 320, "height": 640}
+    await patient.keyboard.press("Escape")
+    await expect(full).to_have_attribute("aria-pressed", "false")
+
     # Every control is whole on the screen and large enough to tap.
     for button in await room.patient.locator(".controls button").all():
         box = await button.bounding_box()
