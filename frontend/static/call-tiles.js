@@ -72,7 +72,10 @@ export class Tile {
     }, this.video, this.placeholder, this.overlay, this.caption);
   }
 
-  /** `video`: "live" (frames arrive), "none" (no video track) or "waiting" (not yet). */
+  /**
+   * `video`: "live" (frames arrive), "none" (no video track), "stalled" (no new frames for a
+   * while) or "waiting" (not yet).
+   */
   update(state, { video, lost }) {
     const { figure } = this;
     figure.dataset.muted = String(state.muted);
@@ -88,6 +91,7 @@ export class Tile {
     let note = "";
     if (state.audio_only || video === "none") note = t("Audio only");
     else if (state.camera_off) note = t("Camera off");
+    else if (video === "stalled") note = t("No picture at the moment");
     this.note.textContent = note;
     this.note.hidden = !note;
     this.overlay.hidden = !lost;

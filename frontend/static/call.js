@@ -93,6 +93,7 @@ export class Call {
     });
     this.bindControls();
     this.showLocal();
+    this.frameTimer = setInterval(() => this.checkFrames(), 1000);
     window.addEventListener("online", () => this.signaling.reconnectNow());
     window.addEventListener("offline", () => this.setWsStatus("reconnecting"));
   }
@@ -218,7 +219,7 @@ export class Call {
     const tile = new Tile(peer, who);
     const entry = {
       id: peer.id, role: peer.role, who, pc, tile, video: tile.video, pending: [], tracksAdded: false, offerer: false,
-      state: { ...NO_STATE, ...(peer.state || {}) }, remoteVideo: "waiting", iceLost: false,
+      state: { ...NO_STATE, ...(peer.state || {}) }, remoteVideo: "waiting", iceLost: false, frames: -1, framesAt: 0,
     };
     pc.addEventListener("icecandidate", (event) => {
       const c = event.candidate;
@@ -255,16 +256,45 @@ export class Call {
       // A track without frames (the other side switched to audio only) must not freeze.
       const seen = () => {
         entry.remoteVideo = event.track.muted || event.track.readyState === "ended" ? "none" : "live";
+        entry.framesAt = Date.now();
         this.renderPeer(entry);
       };
       event.track.addEventListener("mute", seen);
       event.track.addEventListener("unmute", seen);
       event.track.addEventListener("ended", seen);
       video.addEventListener("resize", () => this.stageLayout.update());
-      if (!event.track.muted) entry.remoteVideo = "live";
+      if (!event.track.muted) {
+        entry.remoteVideo = "live";
+        entry.framesAt = Date.now();
+      }
     }
     this.renderPeer(entry);
     this.renderStatus();
+  }
+
+  /**
+   * A picture that stops (the other side went to audio only on a server that does not say
+   * so, or its video stalls) must not stay frozen on the tile: without new frames for a few
+   * seconds the tile shows the name instead, until frames come again.
+   */
+  checkFrames() {
+    const now = Date.now();
+    for (const entry of this.peers.values()) {
+      const quality = entry.video.getVideoPlaybackQuality?.();
+      if (!quality || entry.remoteVideo === "waiting" || entry.remoteVideo === "none") continue;
+      let seen = entry.remoteVideo;
+      if (quality.totalVideoFrames !== entry.frames) {
+        entry.frames = quality.totalVideoFrames;
+        entry.framesAt = now;
+        seen = "live";
+      } else if (now - entry.framesAt > 3000) {
+        seen = "stalled";
+      }
+      if (seen !== entry.remoteVideo) {
+        entry.remoteVideo = seen;
+        this.renderPeer(entry);
+      }
+    }
   }
 
   renderPeer(entry) {
@@ -527,6 +557,7 @@ export class Call {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.adviceTimer);
+    clearInterval(this.frameTimer);
     this.signaling.close();
     this.closeAllPeers();
     this.levels.close();
