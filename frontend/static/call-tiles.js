@@ -62,7 +62,7 @@ export class Tile {
       h("span", { class: "avatar", "aria-hidden": "true" }, initials(description.who)),
       h("span", { class: "tile-placeholder-name", "aria-hidden": "true" }, description.who),
       this.note);
-    this.overlay = h("p", { class: "tile-overlay", hidden: true });
+    this.overlay = h("p", { class: "tile-overlay", role: "status", hidden: true });
     this.muted = h("span", { class: "tile-state", hidden: true }, icon("i-mic-off"), t("Microphone off"));
     this.sharing = h("span", { class: "tile-state", hidden: true }, t("Sharing the screen"));
     this.caption = h("figcaption", { class: "tile-label", title: description.title },
