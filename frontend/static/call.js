@@ -1,17 +1,23 @@
 // The call, shared by the patient, specialist and GP pages: one RTCPeerConnection per peer
-// (mesh of up to three), signalling over the websocket, local and remote video, mute, camera
-// off, audio only, chat, hang up, and a visible state while a dropped connection is restored.
+// (a mesh of up to four), signalling over the websocket (docs/protocol.md), a tile per peer
+// with name, role and state (call-tiles.js), the self-view beside the tiles, the timer and full
+// screen (call-stage.js), the chat that survives a reload (call-chat.js), and what happened
+// when a peer drops, leaves or is sent back.
+//
+// Toggle buttons (mute, camera off, audio only, screen sharing, full screen) follow one
+// pattern, WAI-ARIA's toggle button: the label names what the button switches on and never
+// changes ("Stummschalten", "Kamera aus", "Nur Ton", "Bildschirm teilen", "Vollbild");
+// aria-pressed="true" says it is on (muted, camera off, …). A screen reader says
+// "Stummschalten, Ein/gedrückt"; sighted people see the pressed style, a crossed-out icon
+// and the state on their own tile. Never swap the label for the opposite action.
 import { Signaling } from "./signaling.js";
-import { t, formatTime } from "./i18n.js";
-import { h, $ } from "./dom.js";
+import { t } from "./i18n.js";
+import { $ } from "./dom.js";
 import { getMedia, playVideo } from "./media.js";
 import { api } from "./api.js";
-
-const ROLE_LABEL = {
-  patient: () => t("Patient"),
-  specialist: () => t("Specialist"),
-  gp: () => t("GP"),
-};
+import { Tile, Levels, NO_STATE, describe } from "./call-tiles.js";
+import { StageLayout, CallTimer, bindFullscreen } from "./call-stage.js";
+import { ChatLog } from "./call-chat.js";
 
 export const FATAL_MESSAGES = {
   left: () => t("You have left the consultation."),
@@ -24,39 +30,60 @@ export const FATAL_MESSAGES = {
   protocol: () => t("A technical error occurred. Please reload the page."),
 };
 
+// Roles of which a room has one: a newcomer in such a role replaces a stale peer (a reload).
+const SINGLE_ROLES = new Set(["patient", "specialist", "gp"]);
+
+function departure(who, reason) {
+  if (reason === "left") return t("{name} has left the call.", { name: who });
+  if (reason === "lost") return t("The connection to {name} was lost.", { name: who });
+  if (reason === "sent_back") return t("{name} is back in the waiting room.", { name: who });
+  return t("{name} is no longer in the call.", { name: who });
+}
+
 /**
  * A participant's call. `root` holds the call markup (frontend/templates/_call.html).
- * Events to the page: onRoomState(state, waitingSince), onJoined(msg), onEnd(reason),
- * onPeers(count), onWaiting(msg) (the patient's `position` and `delay`). `hangup()` leaves;
- * staff pages end the consultation through the API.
+ * `known`: what the page knows of the others ({specialist: {name, detail}, patient: {name}})
+ * for an older server that does not say it. Events to the page: onRoomState(state,
+ * waitingSince), onJoined(msg), onEnd(reason), onPeers(peers), onWaiting(msg) (the patient's
+ * `position` and `delay`), onRefused(message) (an `error` the page may explain). `hangup()`
+ * leaves; staff pages end the consultation through the API.
  */
 export class Call {
-  constructor(root, { appointmentId, as, stream, audioOnly = false, onRoomState, onJoined, onEnd, onPeers, onHangup, onWaiting }) {
+  constructor(root, { appointmentId, as, stream, audioOnly = false, known = {}, ...hooks }) {
     this.root = root;
     this.appointmentId = appointmentId;
     this.stream = stream;
-    this.audioOnly = audioOnly || stream.getVideoTracks().length === 0;
-    this.hooks = { onRoomState, onJoined, onEnd, onPeers, onHangup, onWaiting };
+    this.known = known;
+    this.hooks = hooks;
+    this.media = {
+      muted: false, camera_off: false, audio_only: audioOnly || stream.getVideoTracks().length === 0, screen_sharing: false,
+    };
     this.peers = new Map();
     this.iceServers = [];
     this.iceFetchedAt = 0;
     this.iceTtl = 3600;
     this.self = null;
+    this.role = as === "patient" ? "patient" : null;
+    this.roomState = null;
+    this.resumeSeconds = 30;
+    this.specialistGone = false;
+    this.adviceTimer = null;
+    this.noticeTimer = null;
     this.ended = false;
     this.wsStatus = "connecting";
+    const el = (name) => $(`[data-${name}]`, root);
     this.el = {
-      status: $("[data-call-status]", root),
-      remote: $("[data-remote]", root),
-      placeholder: $("[data-placeholder]", root),
-      local: $("[data-local]", root),
-      unmute: $("[data-unmute]", root),
-      mute: $("[data-mute]", root),
-      camera: $("[data-camera]", root),
-      audioOnly: $("[data-audio-only]", root),
-      hangup: $("[data-hangup]", root),
-      chatLog: $("[data-chat-log]", root),
-      chatForm: $("[data-chat-form]", root),
+      main: el("call-main"), stage: el("stage"), status: el("call-status"), remote: el("remote"),
+      placeholder: el("placeholder"), placeholderText: el("placeholder-text"), advice: el("placeholder-advice"),
+      notice: el("stage-notice"), self: el("self"), selfMuted: el("self-muted"), local: el("local"),
+      unmute: el("unmute"), mute: el("mute"), camera: el("camera"), audioOnly: el("audio-only"),
+      fullscreen: el("fullscreen"), hangup: el("hangup"), chatLog: el("chat-log"), chatForm: el("chat-form"),
     };
+    this.levels = new Levels();
+    this.chat = new ChatLog(this.el.chatLog, `konsil.chat.${appointmentId}`);
+    this.timer = new CallTimer(el("call-timer-box"), el("call-timer"), `konsil.call-start.${appointmentId}`);
+    this.stageLayout = new StageLayout(this.el.stage, this.el.remote);
+    this.fullscreen = bindFullscreen(this.el.fullscreen, this.el.main);
     this.signaling = new Signaling({
       as,
       appointmentId,
@@ -66,6 +93,7 @@ export class Call {
     });
     this.bindControls();
     this.showLocal();
+    this.frameTimer = setInterval(() => this.checkFrames(), 1000);
     window.addEventListener("online", () => this.signaling.reconnectNow());
     window.addEventListener("offline", () => this.setWsStatus("reconnecting"));
   }
@@ -79,17 +107,29 @@ export class Call {
     return this.signaling.send({ type: "admit" });
   }
 
+  /** Specialist: the patient goes back to the waiting room (send_back, docs/protocol.md). */
+  sendBack() {
+    return this.signaling.send({ type: "send_back" });
+  }
+
+  /** Whether leaving the page now would drop a call with somebody. */
+  inCall() {
+    return !this.ended && this.peers.size > 0;
+  }
+
   // ---------------------------------------------------------------- signalling messages
   async handle(message) {
     switch (message.type) {
       case "joined":
         return this.joined(message);
       case "room_state":
-        return this.hooks.onRoomState?.(message.state, message.waiting_since);
+        return this.roomStateChanged(message.state, message.waiting_since);
       case "peer_joined":
         return this.peerJoined(message.peer, message.offer);
+      case "peer_state":
+        return this.peerState(message);
       case "peer_left":
-        return this.removePeer(message.peer_id);
+        return this.peerLeft(message.peer_id, message.reason);
       case "offer":
         return this.offerFrom(message.from, message.sdp);
       case "answer":
@@ -98,15 +138,17 @@ export class Call {
       case "candidate":
         return this.candidateFrom(message.from, message.candidate);
       case "chat":
-        return this.chatLine(this.peerName(message.from), message.text, message.at);
+        return this.chat.add({ from: this.peers.get(message.from)?.who.who || "", text: message.text, at: message.at });
       case "renegotiate":
         return this.restartIce(message.peer_id);
       case "position":
       case "delay":
         return this.hooks.onWaiting?.(message);
       case "error":
+        // A server without media_state refuses it (invalid_message): nothing breaks, the
+        // others just see no state.
         if (message.code === "resume_failed") this.closeAllPeers();
-        return undefined;
+        return this.hooks.onRefused?.(message);
       default:
         return undefined;
     }
@@ -116,52 +158,148 @@ export class Call {
     this.iceServers = message.ice_servers || [];
     this.iceTtl = message.ice_ttl || 3600;
     this.iceFetchedAt = Date.now();
+    this.resumeSeconds = message.resume_seconds || this.resumeSeconds;
+    this.role = message.role || this.role;
     // A fresh participant id means the old peer connections are dead on the other side.
     if (!message.resumed || (this.self && this.self !== message.participant_id)) this.closeAllPeers();
     this.self = message.participant_id;
     this.hooks.onJoined?.(message);
-    this.hooks.onRoomState?.(message.room_state, null);
+    this.roomStateChanged(message.room_state, null);
+    this.sendMediaState();
     this.renderStatus();
   }
 
-  peerJoined(peer, weOffer) {
-    // A participant who reloaded the page comes back with a new id: drop the stale one.
-    for (const [id, other] of this.peers) {
-      if (id === peer.id || other.role === peer.role) this.removePeer(id);
+  roomStateChanged(state, since) {
+    const before = this.roomState;
+    this.roomState = state;
+    // The patient sent back to the waiting room: the call is over for now, the socket stays.
+    if (this.role === "patient" && state === "waiting" && (before === "admitted" || before === "in_call")) {
+      this.closeAllPeers();
+      this.timer.reset();
+      this.specialistGone = false;
+      this.showNotice("");
+      this.layout();
     }
+    return this.hooks.onRoomState?.(state, since);
+  }
+
+  peerJoined(peer, weOffer) {
+    for (const [id, other] of this.peers) {
+      // A participant who reloaded the page comes back with a new id: drop the stale one.
+      if (id === peer.id || (SINGLE_ROLES.has(peer.role) && other.role === peer.role)) this.removePeer(id);
+    }
+    if (peer.role === "specialist") this.specialistGone = false;
+    this.showNotice("");
     const entry = this.createPeer(peer);
     if (weOffer) return this.makeOffer(entry, false);
     return undefined;
   }
 
+  peerState(message) {
+    const entry = this.peers.get(message.peer_id);
+    if (!entry) return;
+    const { muted, camera_off: cameraOff, audio_only: audioOnly, screen_sharing: sharing, connection } = message;
+    entry.state = { muted: !!muted, camera_off: !!cameraOff, audio_only: !!audioOnly, screen_sharing: !!sharing, connection: connection || "connected" };
+    this.renderPeer(entry);
+  }
+
+  peerLeft(peerId, reason) {
+    const entry = this.peers.get(peerId);
+    if (!entry) return;
+    this.removePeer(peerId);
+    if (reason === "ended" || (reason === "sent_back" && this.role === "patient")) return;
+    if (entry.role === "specialist") this.specialistGone = true;
+    this.showNotice(departure(entry.who.who, reason), this.peers.size > 0);
+    this.layout();
+  }
+
   createPeer(peer) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
-    const video = h("video", { autoplay: true, playsinline: true, dataset: { peerRole: peer.role } });
-    const label = peer.name || ROLE_LABEL[peer.role]?.() || "";
-    const figure = h("figure", { class: "remote", dataset: { peer: peer.id } }, video, h("figcaption", { class: "visually-hidden" }, label));
-    const entry = { id: peer.id, role: peer.role, name: label, pc, video, figure, pending: [], tracksAdded: false, offerer: false };
+    const who = describe(peer, this.known);
+    const tile = new Tile(peer, who);
+    const entry = {
+      id: peer.id, role: peer.role, who, pc, tile, video: tile.video, pending: [], tracksAdded: false, offerer: false,
+      state: { ...NO_STATE, ...(peer.state || {}) }, remoteVideo: "waiting", iceLost: false, frames: -1, framesAt: 0,
+    };
     pc.addEventListener("icecandidate", (event) => {
       const c = event.candidate;
       const candidate = c ? { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex, usernameFragment: c.usernameFragment } : null;
       this.signaling.send({ type: "candidate", to: peer.id, candidate });
     });
-    pc.addEventListener("track", (event) => {
-      const remote = event.streams[0] || new MediaStream([event.track]);
-      if (video.srcObject !== remote) {
-        video.srcObject = remote;
-        playVideo(video, this.el.unmute);
-      }
-      this.renderStatus();
-    });
+    pc.addEventListener("track", (event) => this.remoteTrack(entry, event));
     pc.addEventListener("iceconnectionstatechange", () => {
-      if (pc.iceConnectionState === "failed" && entry.offerer) this.restartIce(peer.id);
+      const state = pc.iceConnectionState;
+      if (state === "failed" && entry.offerer) this.restartIce(peer.id);
+      if (state === "connected" || state === "completed") this.timer.start();
+      entry.iceLost = state === "disconnected" || state === "failed";
+      this.renderPeer(entry);
       this.renderStatus();
     });
     pc.addEventListener("connectionstatechange", () => this.renderStatus());
     this.peers.set(peer.id, entry);
-    this.el.remote.append(figure);
+    this.el.remote.append(tile.figure);
+    this.renderPeer(entry);
     this.layout();
     return entry;
+  }
+
+  remoteTrack(entry, event) {
+    const { video } = entry;
+    const remote = event.streams[0] || new MediaStream([event.track]);
+    if (video.srcObject !== remote) {
+      video.srcObject = remote;
+      playVideo(video, this.el.unmute);
+    }
+    if (event.track.kind === "audio") {
+      this.levels.watch(entry.id, remote, (on) => entry.tile.speaking(on));
+    } else {
+      // A track without frames (the other side switched to audio only) must not freeze.
+      const seen = () => {
+        entry.remoteVideo = event.track.muted || event.track.readyState === "ended" ? "none" : "live";
+        entry.framesAt = Date.now();
+        this.renderPeer(entry);
+      };
+      event.track.addEventListener("mute", seen);
+      event.track.addEventListener("unmute", seen);
+      event.track.addEventListener("ended", seen);
+      video.addEventListener("resize", () => this.stageLayout.update());
+      if (!event.track.muted) {
+        entry.remoteVideo = "live";
+        entry.framesAt = Date.now();
+      }
+    }
+    this.renderPeer(entry);
+    this.renderStatus();
+  }
+
+  /**
+   * A picture that stops (the other side went to audio only on a server that does not say
+   * so, or its video stalls) must not stay frozen on the tile: without new frames for a few
+   * seconds the tile shows the name instead, until frames come again.
+   */
+  checkFrames() {
+    const now = Date.now();
+    for (const entry of this.peers.values()) {
+      const quality = entry.video.getVideoPlaybackQuality?.();
+      if (!quality || entry.remoteVideo === "waiting" || entry.remoteVideo === "none") continue;
+      let seen = entry.remoteVideo;
+      if (quality.totalVideoFrames !== entry.frames) {
+        entry.frames = quality.totalVideoFrames;
+        entry.framesAt = now;
+        seen = "live";
+      } else if (now - entry.framesAt > 3000) {
+        seen = "stalled";
+      }
+      if (seen !== entry.remoteVideo) {
+        entry.remoteVideo = seen;
+        this.renderPeer(entry);
+      }
+    }
+  }
+
+  renderPeer(entry) {
+    const lost = entry.state.connection === "reconnecting" || entry.iceLost;
+    entry.tile.update(entry.state, { video: entry.remoteVideo, lost });
   }
 
   addLocalTracks(entry) {
@@ -243,9 +381,10 @@ export class Call {
     const entry = this.peers.get(peerId);
     if (!entry) return;
     this.peers.delete(peerId);
+    this.levels.unwatch(peerId);
     entry.pc.close();
     entry.video.srcObject = null;
-    entry.figure.remove();
+    entry.tile.figure.remove();
     this.layout();
     this.renderStatus();
   }
@@ -254,26 +393,56 @@ export class Call {
     for (const id of [...this.peers.keys()]) this.removePeer(id);
   }
 
-  peerName(id) {
-    return this.peers.get(id)?.name || t("Participant");
-  }
-
   // ---------------------------------------------------------------- view
   layout() {
     const count = this.peers.size;
-    this.el.remote.classList.toggle("two", count > 1);
     this.el.placeholder.hidden = count > 0;
-    this.hooks.onPeers?.(count);
+    this.stageLayout.update();
+    this.adviseWhenAlone();
+    this.hooks.onPeers?.([...this.peers.values()].map((p) => ({ id: p.id, role: p.role })));
+  }
+
+  /**
+   * A patient left alone after the specialist went (left or lost) is told, once the resume
+   * window has passed without anyone coming back, what to do, instead of waiting forever.
+   */
+  adviseWhenAlone() {
+    const alone = this.role === "patient" && this.specialistGone && this.peers.size === 0 && !this.ended
+      && this.roomState !== "waiting";
+    if (!alone) {
+      clearTimeout(this.adviceTimer);
+      this.adviceTimer = null;
+      this.el.advice.hidden = true;
+      return;
+    }
+    if (this.adviceTimer || !this.el.advice.hidden) return;
+    this.adviceTimer = setTimeout(() => {
+      this.adviceTimer = null;
+      this.el.advice.textContent = t("Please stay on this page: the doctor can bring you back into the call. If nobody comes back within a few minutes, please phone your GP practice.");
+      this.el.advice.hidden = false;
+    }, this.resumeSeconds * 1000);
+  }
+
+  /** A notice on the stage (who left, who was lost); `brief`: it goes after a while. */
+  showNotice(text, brief = false) {
+    clearTimeout(this.noticeTimer);
+    this.el.notice.textContent = text;
+    this.el.notice.hidden = !text || this.peers.size === 0;
+    this.el.placeholderText.textContent = text || t("Waiting for the other participants…");
+    if (text && brief) this.noticeTimer = setTimeout(() => (this.el.notice.hidden = true), 15_000);
   }
 
   showLocal() {
-    const local = this.el.local;
+    const { local, self } = this.el;
     local.srcObject = this.stream;
     local.muted = true;
-    local.hidden = this.audioOnly;
-    if (!this.audioOnly) playVideo(local);
-    this.el.camera.disabled = this.audioOnly;
-    this.setPressed(this.el.audioOnly, this.audioOnly);
+    const video = !this.media.audio_only;
+    local.hidden = !video;
+    if (video) playVideo(local);
+    self.dataset.cameraOff = String(this.media.camera_off || this.media.audio_only);
+    $(".self-off", self).textContent = this.media.audio_only ? t("Audio only") : t("Camera off");
+    this.el.camera.disabled = this.media.audio_only;
+    this.setPressed(this.el.audioOnly, this.media.audio_only);
   }
 
   setWsStatus(status) {
@@ -301,20 +470,29 @@ export class Call {
     button.setAttribute("aria-pressed", String(pressed));
   }
 
+  /** Tells the others (through the server) what they should show on this person's tile. */
+  sendMediaState() {
+    this.signaling.send({ type: "media_state", ...this.media });
+  }
+
   bindControls() {
     const { mute, camera, audioOnly, hangup, chatForm } = this.el;
     mute.addEventListener("click", () => {
-      const muted = mute.getAttribute("aria-pressed") !== "true";
+      const muted = !this.media.muted;
       for (const track of this.stream.getAudioTracks()) track.enabled = !muted;
+      this.media.muted = muted;
       this.setPressed(mute, muted);
-      mute.textContent = muted ? t("Unmute") : t("Mute");
+      this.el.selfMuted.hidden = !muted;
+      this.el.self.dataset.muted = String(muted);
+      this.sendMediaState();
     });
     camera.addEventListener("click", () => {
-      const off = camera.getAttribute("aria-pressed") !== "true";
+      const off = !this.media.camera_off;
       for (const track of this.stream.getVideoTracks()) track.enabled = !off;
+      this.media.camera_off = off;
       this.setPressed(camera, off);
-      camera.textContent = off ? t("Camera on") : t("Camera off");
-      this.el.local.classList.toggle("off", off);
+      this.showLocal();
+      this.sendMediaState();
     });
     audioOnly.addEventListener("click", () => this.toggleAudioOnly());
     hangup.addEventListener("click", () => (this.hooks.onHangup ? this.hooks.onHangup() : this.hangup()));
@@ -324,18 +502,17 @@ export class Call {
       const text = input.value.trim();
       if (!text) return;
       if (this.signaling.send({ type: "chat", text })) {
-        this.chatLine(t("You"), text, new Date().toISOString());
+        this.chat.add({ text, mine: true });
         input.value = "";
       } else {
-        this.chatLine(t("Not sent"), text, new Date().toISOString());
+        this.chat.notice(t("Not sent: {text}", { text }));
       }
     });
   }
 
   /** Audio only saves bandwidth on weak networks: the camera is released, not just hidden. */
   async toggleAudioOnly() {
-    const button = this.el.audioOnly;
-    const enable = button.getAttribute("aria-pressed") !== "true";
+    const enable = !this.media.audio_only;
     if (enable) {
       for (const track of this.stream.getVideoTracks()) {
         track.stop();
@@ -347,16 +524,17 @@ export class Call {
         const camera = await getMedia({ video: true, videoId: this.videoId || "" });
         const track = camera.getVideoTracks()[0];
         camera.getAudioTracks().forEach((a) => a.stop());
+        track.enabled = !this.media.camera_off;
         this.stream.addTrack(track);
         await this.replaceVideo(track);
       } catch {
-        this.chatLine(t("Notice"), t("The camera could not be started. You stay on audio only."), new Date().toISOString());
+        this.chat.notice(t("The camera could not be started. You stay on audio only."));
         return;
       }
     }
-    this.audioOnly = enable;
+    this.media.audio_only = enable;
     this.showLocal();
-    button.textContent = enable ? t("Video on") : t("Audio only");
+    this.sendMediaState();
   }
 
   async replaceVideo(track) {
@@ -369,12 +547,6 @@ export class Call {
     }
   }
 
-  chatLine(from, text, at) {
-    const item = h("li", {}, h("span", { class: "from" }, `${from} (${formatTime(at)}): `), h("span", { class: "text" }, text));
-    this.el.chatLog.append(item);
-    this.el.chatLog.scrollTop = this.el.chatLog.scrollHeight;
-  }
-
   /** Leave the call (the others stay); the page decides what comes next. */
   hangup() {
     this.signaling.leave();
@@ -384,8 +556,15 @@ export class Call {
   finish(reason) {
     if (this.ended) return;
     this.ended = true;
+    clearTimeout(this.adviceTimer);
+    clearInterval(this.frameTimer);
     this.signaling.close();
     this.closeAllPeers();
+    this.levels.close();
+    this.fullscreen.exit();
+    // The call is over for this tab: its chat and timer go (a reload starts afresh).
+    this.chat.clear();
+    this.timer.reset();
     for (const track of this.stream.getTracks()) track.stop();
     this.el.status.textContent = FATAL_MESSAGES[reason]?.() || "";
     this.root.dataset.connection = "ended";

@@ -284,7 +284,9 @@ function waitingRoom(stream, check, checkFailed = false) {
     appointmentId: appointment.appointment_id,
     as: "patient",
     stream,
-    onRoomState: (state, since) => roomState(state, since, room),
+    // An older server does not say who the specialist is; the patient's appointment does.
+    known: { specialist: { name: appointment.specialist_name, detail: appointment.specialty } },
+    onRoomState: (state, since) => roomState(state, since, room, stream),
     onWaiting: (message) => (message.type === "position" ? room.position(message.ahead) : room.delay(message)),
     onEnd: (reason) => {
       room.stop();
@@ -310,12 +312,30 @@ const WAITING_TEXT = {
   waiting: () => t("You are in the waiting room. The doctor will let you in when it is your turn."),
 };
 
-function roomState(state, since, room) {
+function roomState(state, since, room, stream) {
   const status = $("[data-waiting-status]", root);
+  const inCall = !$("[data-step=call]", root).hidden;
   if (state === "admitted" || state === "in_call") {
     room.stop();
-    if ($("[data-step=call]", root).hidden) showStep(root, "call");
+    $("[data-sent-back]", root).hidden = true;
+    if (!inCall) {
+      showStep(root, "call");
+      // The call uses the whole width of a phone held sideways, and the videos start at the top.
+      root.classList.add("in-call");
+      $("[data-call-main]", root).scrollIntoView({ block: "start" });
+    }
     return;
+  }
+  if (state === "waiting" && inCall) {
+    // Sent back by the specialist (call.js has closed the peer connections): the waiting
+    // room again, with a word why, and the call comes back when they admit again.
+    root.classList.remove("in-call");
+    $("[data-sent-back]", root).hidden = false;
+    showStep(root, "waiting");
+    const hasVideo = stream.getVideoTracks().length > 0;
+    $("[data-waiting-stage]", root).hidden = !hasVideo;
+    if (hasVideo) playVideo($("[data-waiting-preview]", root));
+    room.start();
   }
   if (WAITING_TEXT[state]) {
     status.lastChild.textContent = WAITING_TEXT[state]();
@@ -337,5 +357,6 @@ function ended(reason) {
   rejoin.hidden = !(reason === "left" || reason === "replaced");
   rejoin.onclick = () => location.reload();
   if (reason === "closed") sessionStorage.removeItem(KEY("ready", appointment.appointment_id));
+  root.classList.remove("in-call");
   showStep(root, "ended");
 }

@@ -1,8 +1,9 @@
 // Specialist: one consultation: the case, the documents, and the report the GP reads.
 import { api, errorMessage } from "./api.js";
-import { $, h, showAlert, busy } from "./dom.js";
+import { $, h, showAlert } from "./dom.js";
 import { t, formatDate, formatDateTime } from "./i18n.js";
 import { statusLine } from "./labels.js";
+import { listDocuments, mountReport } from "./records.js";
 
 const root = $("#specialist-appointment");
 // Room states in which the consultation has begun: from the server (app/rooms/state.py BEGUN).
@@ -35,32 +36,10 @@ async function load() {
   if (!begun && a.status !== "cancelled") {
     $("[data-report-saved]", root).textContent = t("The report can be saved once you have admitted the patient, or from {time}.", { time: formatDateTime(a.starts_at) });
   }
-  if (a.has_report) {
-    const report = await api(`/api/v1/appointments/${id}/report`);
-    $("#report-body").value = report.body;
-    $("[data-report-saved]", root).textContent = t("Last saved {time}.", { time: formatDateTime(report.updated_at) });
-  }
-  const docs = await api(`/api/v1/appointments/${id}/documents`);
-  $("[data-documents]", root).replaceChildren(...(docs.length ? docs.map((d) => h("li", {},
-    h("a", { href: `/api/v1/appointments/${id}/documents/${d.id}`, download: d.filename }, d.filename))) : [h("li", { class: "muted" }, t("No documents."))]));
-}
-
-$("[data-report-form]", root).addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const body = event.target.body.value.trim();
-  if (!body) {
-    showAlert(errorBox, t("Please write the report first."));
-    return;
-  }
-  await busy(event.target.querySelector("button[type=submit]"), async () => {
-    try {
-      const report = await api(`/api/v1/appointments/${id}/report`, { method: "PUT", body: { body } });
-      showAlert(errorBox, "");
-      $("[data-report-saved]", root).textContent = t("Saved {time}. The GP can read it now.", { time: formatDateTime(report.updated_at) });
-    } catch (error) {
-      showAlert(errorBox, errorMessage(error));
-    }
+  await mountReport($("[data-report-form]", root), {
+    appointmentId: id, saved: $("[data-report-saved]", root), errorBox, existing: a.has_report,
   });
-});
+  await listDocuments($("[data-documents]", root), id);
+}
 
 load().catch((error) => showAlert(errorBox, errorMessage(error)));

@@ -1,4 +1,5 @@
-// The call page for the specialist and the booking GP (three-way).
+// The call page for the specialist and the booking GP: the call (call.js) beside the case,
+// the GP's documents and, for the specialist, the report, written without leaving the call.
 import { api, errorMessage } from "./api.js";
 import { $, h, showAlert } from "./dom.js";
 import { t, formatDate, formatDateTime, formatTime } from "./i18n.js";
@@ -6,6 +7,7 @@ import { getMediaWithFallback, mediaFailure, failureMessage } from "./media.js";
 import { Call } from "./call.js";
 import { Signaling } from "./signaling.js";
 import { announceCallPage } from "./knock.js";
+import { listDocuments, mountReport } from "./records.js";
 
 const root = $("#staff-call");
 const appointmentId = Number(root.dataset.appointment);
@@ -18,10 +20,11 @@ async function main() {
     appointment = await api(`/api/v1/appointments/${appointmentId}`);
   } catch (error) {
     showAlert(errorBox, errorMessage(error));
-    $("[data-call-card]", root).hidden = true;
+    $(".call-layout", root).hidden = true;
     return;
   }
   showCase(appointment);
+  showRecords(appointment);
   const prefs = JSON.parse(localStorage.getItem("konsil.devices") || "{}");
   let media;
   try {
@@ -32,10 +35,18 @@ async function main() {
   }
   if (media.audioOnly) showAlert(errorBox, failureMessage("missing"), "warning");
   const banner = $("[data-waiting-banner]", root);
+  const sendBack = $("[data-send-back]", root);
+  let sendBackAt = 0;
   const call = new Call($("[data-call]", root), {
     appointmentId,
     as: "staff",
     stream: media.stream,
+    // An older server names neither the patient nor the GP's practice: the appointment does.
+    known: {
+      patient: { name: appointment.patient_name },
+      specialist: { name: appointment.specialist_name, detail: appointment.specialty },
+      gp: { name: appointment.gp_name },
+    },
     onRoomState: (state, since) => {
       banner.hidden = state !== "waiting";
       if (state === "waiting") {
@@ -44,13 +55,49 @@ async function main() {
           : t("The patient is waiting.");
       }
     },
+    // "Zurück ins Wartezimmer" only while the patient is in the call.
+    onPeers: (peers) => {
+      if (sendBack) sendBack.hidden = !peers.some((p) => p.role === "patient");
+    },
+    onRefused: (message) => {
+      // A server that does not know send_back yet refuses it as an unknown message.
+      const unknown = message.code === "invalid_message" && !message.ref && Date.now() - sendBackAt < 5000;
+      if (message.ref === "send_back" || message.ref === "admit") showAlert(errorBox, message.message);
+      else if (unknown) showAlert(errorBox, t("The patient could not be sent back to the waiting room."));
+    },
     onEnd: (reason) => ended(reason),
-    onHangup: isSpecialist ? () => endConsultation() : undefined,
+    onHangup: isSpecialist ? () => confirmEnd() : undefined,
   });
   $("[data-admit]", root).addEventListener("click", () => {
     if (!call.admit()) showAlert(errorBox, t("No connection to the server. Please check your internet connection."));
   });
+  sendBack?.addEventListener("click", () => {
+    showAlert(errorBox, "");
+    sendBackAt = Date.now();
+    if (!call.sendBack()) showAlert(errorBox, t("No connection to the server. Please check your internet connection."));
+  });
+  // The chat goes beside the call, with the case and the documents.
+  const chat = $(".chat", root);
+  chat.classList.add("card");
+  $(".call-side", root).append(chat);
+  guardLeaving(call);
   call.start();
+}
+
+/**
+ * Leaving the page during a call asks first. When the person does leave (or reloads), the
+ * call says `leave`, so the others read "… hat das Gespräch verlassen" at once instead of a
+ * dropped connection.
+ */
+function guardLeaving(call) {
+  window.addEventListener("beforeunload", (event) => {
+    if (!call.inCall()) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
+  window.addEventListener("pagehide", () => {
+    if (!call.ended) call.signaling.leave();
+  });
 }
 
 // The specialist sees how many others wait, quietly: no sound, no title, no announcement.
@@ -74,6 +121,16 @@ function quietCount() {
   live.connect();
 }
 
+/** "Konsil beenden" asks in a dialog first: the call ends for everybody. */
+function confirmEnd() {
+  const dialog = $("[data-end-dialog]", root);
+  dialog.returnValue = "";
+  dialog.addEventListener("close", () => {
+    if (dialog.returnValue === "end") endConsultation();
+  }, { once: true });
+  dialog.showModal();
+}
+
 async function endConsultation() {
   try {
     await api(`/api/v1/rooms/${appointmentId}/end`, { method: "POST" });
@@ -94,6 +151,23 @@ function showCase(a) {
     [t("Clinical question"), a.clinical_question],
   ];
   $("[data-case]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
+}
+
+/** The GP's documents for both; the report panel for the specialist (records.js). */
+function showRecords(a) {
+  const list = $("[data-documents]", root);
+  listDocuments(list, appointmentId).catch((error) => list.replaceChildren(h("li", { class: "alert error" }, errorMessage(error))));
+  const form = $("[data-report-form]", root);
+  if (!form) return;
+  const reportError = $("[data-report-error]", root);
+  mountReport(form, {
+    appointmentId, saved: $("[data-report-saved]", root), errorBox: reportError, existing: a.has_report,
+  }).catch((error) => showAlert(reportError, errorMessage(error)));
+  // "Befund schreiben" stays on this page: it brings the report panel into view.
+  $("[data-write-report]", root).addEventListener("click", () => {
+    $("[data-report-panel]", root).scrollIntoView({ block: "start", behavior: "smooth" });
+    form.body.focus({ preventScroll: true });
+  });
 }
 
 function ended(reason) {

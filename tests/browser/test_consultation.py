@@ -123,12 +123,13 @@ async def test_consultation_from_booking_to_report(
     await expect(specialist.locator("[data-chat-log]")).to_contain_text("Guten Tag, ich höre Sie")
     await expect(gp.locator("[data-chat-log]")).to_contain_text("Guten Tag, ich höre Sie")
 
-    await patient.get_by_role("button", name="Stumm").click()
-    await expect(patient.get_by_role("button", name="Ton an")).to_have_attribute(
-        "aria-pressed", "true"
-    )
+    # A toggle keeps its label; aria-pressed says that it is on.
+    mute = patient.get_by_role("button", name="Stummschalten")
+    await mute.click()
+    await expect(mute).to_have_attribute("aria-pressed", "true")
 
     await specialist.get_by_role("button", name="Konsil beenden").click()
+    await specialist.get_by_role("dialog").get_by_role("button", name="Konsil beenden").click()
     await expect(patient.locator("[data-ended-text]")).to_contain_text("beendet")
     await expect(specialist.locator("[data-call-ended]")).to_be_visible()
     await expect(gp.locator("[data-call-ended]")).to_be_visible()
