@@ -5,20 +5,30 @@ the question before leaving, and the chat that survives a reload."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Dialog, Page, ViewportSize, expect
+import websockets
+from playwright.async_api import Dialog, Page, ViewportSize, WebSocketRoute, expect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from app.accounts.models import User
 from app.db import unit_of_work, utcnow
 from app.records.models import Document
-from tests.browser.conftest import Browsing
+from app.settings import Settings
+from tests.browser.conftest import Browsing, LiveServer
 from tests.browser.helpers import appointment_with_link, log_in, wait_for_video
+from tests.conftest import create_schema
+from tests.factories import seed
+from tests.live import free_port, live_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -61,6 +71,105 @@ FOURTH_TILE = """() => {
 }"""
 
 
+@pytest.fixture
+def resume_seconds() -> int:
+    """The server's resume window; a test that waits it out sets a short one (parametrize)."""
+    return 30
+
+
+@pytest.fixture
+async def live(tmp_path: Path, resume_seconds: int) -> AsyncIterator[LiveServer]:
+    """tests/browser/conftest.py's server, with the resume window of ``resume_seconds``."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        environment="test",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'konsil.db'}",
+        base_url=url,
+        log_json=False,
+        log_level="WARNING",
+        second_factor_roles=[],
+        ws_resume_seconds=resume_seconds,
+    )
+    await create_schema(settings.database_url)
+    async with live_server(settings, port=port) as server:
+        demo = await seed(server.sessions)
+        yield LiveServer(url=url, sessions=server.sessions, demo=demo, settings=settings)
+
+
+@dataclass
+class Relay:
+    """A page's room websocket, relayed by the test to the server: ``cut()`` ends the server's
+    end abruptly (the server sees a dropped connection, not a leave, and holds the seat) and the
+    page's end (it tries to resume), and keeps new connections out until ``mend()``."""
+
+    server: LiveServer
+    blocked: bool = False
+    upstreams: list[ClientConnection] = field(default_factory=list)
+    routes: list[WebSocketRoute] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def route(self, page: Page) -> None:
+        async def through(route: WebSocketRoute) -> None:
+            if self.blocked:
+                await route.close(code=1001, reason="unreachable")
+                return
+            cookies = await page.context.cookies(self.server.url)
+            cookie = "; ".join(f"{c['name']}={c['value']}" for c in cookies)
+            path = route.url.split("/ws", 1)[1]
+            upstream = await connect(
+                f"{self.server.url.replace('http', 'ws', 1)}/ws{path}",
+                origin=Origin(self.server.url),
+                additional_headers={"Cookie": cookie},
+                compression=None,
+            )
+            outbox: asyncio.Queue[str | bytes] = asyncio.Queue()
+            route.on_message(outbox.put_nowait)
+            self.upstreams.append(upstream)
+            self.routes.append(route)
+            self.tasks += [
+                asyncio.create_task(self._up(outbox, upstream)),
+                asyncio.create_task(self._down(upstream, route)),
+            ]
+
+        await page.route_web_socket(re.compile(r"/ws\?.*appointment="), through)
+
+    async def _up(self, outbox: asyncio.Queue[str | bytes], upstream: ClientConnection) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                await upstream.send(await outbox.get())
+
+    async def _down(self, upstream: ClientConnection, route: WebSocketRoute) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for message in upstream:
+                route.send(message)
+
+    async def cut(self) -> None:
+        self.blocked = True
+        for upstream in self.upstreams:
+            upstream.transport.abort()
+        for route in self.routes:
+            await route.close(code=1001, reason="network gone")
+        self.upstreams.clear()
+        self.routes.clear()
+
+    def mend(self) -> None:
+        self.blocked = False
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for upstream in self.upstreams:
+            upstream.transport.abort()
+
+
+@pytest.fixture
+async def relay(browsing: Browsing) -> AsyncIterator[Relay]:
+    through = Relay(browsing.server)
+    yield through
+    await through.close()
+
+
 @dataclass
 class ThreeWay:
     appointment_id: int
@@ -81,9 +190,15 @@ async def enter_waiting_room(page: Page, token: str) -> None:
 
 
 async def on_call_page(
-    browsing: Browsing, user: User, appointment_id: int, viewport: dict[str, int] = DESKTOP_1366
+    browsing: Browsing,
+    user: User,
+    appointment_id: int,
+    viewport: dict[str, int] = DESKTOP_1366,
+    relay: Relay | None = None,
 ) -> Page:
     page = await browsing.new_page(viewport=viewport)
+    if relay:
+        await relay.route(page)
     await log_in(page, user, f"/call/{appointment_id}")
     await expect(page.locator("[data-call-status]")).not_to_have_text("Verbinde…")
     return page
@@ -113,6 +228,7 @@ async def call(
     patient_viewport: dict[str, int],
     with_gp: bool = True,
     gp_viewport: dict[str, int] = DESKTOP_1366,
+    specialist_relay: Relay | None = None,
 ) -> ThreeWay:
     """The patient waits, the specialist admits her, the booking GP joins: everybody sees
     the others' video."""
@@ -128,7 +244,9 @@ async def call(
     await add_document(browsing, appointment_id, "Arztbrief_Hausarzt.pdf")
     patient = await browsing.new_page(viewport=patient_viewport)
     await enter_waiting_room(patient, token)
-    specialist = await on_call_page(browsing, server.demo.specialist, appointment_id)
+    specialist = await on_call_page(
+        browsing, server.demo.specialist, appointment_id, relay=specialist_relay
+    )
     await specialist.get_by_role("button", name="Patient/in hereinholen").click()
     await expect(patient.locator("[data-step=call]")).to_be_visible()
     gp = None
@@ -350,3 +468,156 @@ async def test_call_room_chat_survives_a_reload_and_goes_with_the_call(
     await expect(patient.locator("[data-step=ended]")).to_be_visible()
     key = f"konsil.chat.{room.appointment_id}"
     assert await patient.evaluate("(key) => sessionStorage.getItem(key)", key) is None
+
+
+# ---------------------------------------------------------------- what the others see
+
+
+async def test_call_room_mute_and_camera_off_are_seen_by_the_other_side(
+    browsing: Browsing,
+) -> None:
+    room = await call(browsing, patient_viewport=PHONE_390, with_gp=False)
+    patient, specialist = room.patient, room.specialist
+    tile = specialist.locator("[data-remote] .tile[data-role=patient]")
+    await expect(tile).to_have_attribute("data-muted", "false")
+    await expect(tile.get_by_text("Mikrofon aus")).to_be_hidden()
+
+    await patient.get_by_role("button", name="Stummschalten").click()
+    await expect(tile).to_have_attribute("data-muted", "true")
+    await expect(tile.get_by_text("Mikrofon aus")).to_be_visible()
+    # The patient sees it on her own tile too.
+    await expect(patient.locator("[data-self]").get_by_text("Mikrofon aus")).to_be_visible()
+
+    await patient.get_by_role("button", name="Kamera aus").click()
+    await expect(tile).to_have_attribute("data-camera-off", "true")
+    await expect(tile.locator(".tile-placeholder")).to_be_visible()
+    await expect(tile.locator(".tile-note")).to_have_text("Kamera aus")
+    await expect(tile.locator(".tile-placeholder")).to_contain_text(PATIENT)
+    await expect(tile.locator("video")).to_be_hidden()
+
+    await patient.get_by_role("button", name="Stummschalten").click()
+    await patient.get_by_role("button", name="Kamera aus").click()
+    await expect(tile).to_have_attribute("data-muted", "false")
+    await expect(tile).to_have_attribute("data-camera-off", "false")
+    await expect(tile.locator(".tile-placeholder")).to_be_hidden()
+    await expect(tile.locator("video")).to_be_visible()
+    assert await specialist.evaluate(ADVANCING, "[data-remote] video[data-peer-role=patient]")
+    assert browsing.csp_violations() == []
+
+
+async def test_call_room_audio_only_shows_a_notice_not_a_frozen_frame(
+    browsing: Browsing,
+) -> None:
+    room = await call(browsing, patient_viewport=PHONE_390, with_gp=False)
+    patient, specialist = room.patient, room.specialist
+    tile = patient.locator("[data-remote] .tile[data-role=specialist]")
+    await specialist.get_by_role("button", name="Nur Ton").click()
+    await expect(specialist.get_by_role("button", name="Nur Ton")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(tile).to_have_attribute("data-audio-only", "true")
+    # No last picture frozen on the tile: the name and "Nur Ton" instead.
+    await expect(tile.locator("video")).to_be_hidden()
+    await expect(tile.locator(".tile-note")).to_have_text("Nur Ton")
+    await expect(tile.locator(".tile-placeholder")).to_contain_text("Prof. Dr. Maria Schulz")
+
+    await specialist.get_by_role("button", name="Nur Ton").click()
+    await expect(tile).to_have_attribute("data-audio-only", "false")
+    await expect(tile.locator("video")).to_be_visible()
+    assert await patient.evaluate(ADVANCING, "[data-remote] video[data-peer-role=specialist]")
+
+    # A camera that dies without a word (no media_state): no frozen frame either.
+    await specialist.evaluate(
+        "document.querySelector('[data-local]').srcObject.getVideoTracks()[0].stop()"
+    )
+    await expect(tile.locator(".tile-note")).to_have_text("Zurzeit kein Bild")
+    await expect(tile.locator("video")).to_be_hidden()
+
+
+@pytest.mark.parametrize("resume_seconds", [5])
+async def test_call_room_tells_a_left_peer_from_a_dropped_one(
+    browsing: Browsing, relay: Relay
+) -> None:
+    room = await call(browsing, patient_viewport=PHONE_390, specialist_relay=relay)
+    patient, specialist, gp = room.patient, room.specialist, room.gp
+    assert gp is not None
+    notice = patient.locator("[data-stage-notice]")
+
+    # The GP hangs up: "left", at once, for both others.
+    await gp.get_by_role("button", name="Gespräch verlassen").click()
+    await expect(notice).to_have_text("Dr. Anna Lehmann hat das Gespräch verlassen.")
+    await expect(specialist.locator("[data-stage-notice]")).to_have_text(
+        "Dr. Anna Lehmann hat das Gespräch verlassen."
+    )
+    await expect(patient.locator("[data-remote] .tile")).to_have_count(1)
+
+    # The specialist's network drops: a dropped connection, being restored, not "left".
+    tile = patient.locator("[data-remote] .tile[data-role=specialist]")
+    await relay.cut()
+    await expect(tile).to_have_attribute("data-connection", "reconnecting")
+    await expect(tile.locator(".tile-overlay")).to_have_text(
+        "Verbindung zu Prof. Dr. Maria Schulz unterbrochen, wird wiederhergestellt…"
+    )
+    relay.mend()
+    await expect(tile).to_have_attribute("data-connection", "connected", timeout=20_000)
+    await expect(tile.locator(".tile-overlay")).to_be_hidden()
+
+    # It drops for longer than the resume window: lost; and the patient, alone, is told
+    # what to do instead of looking at a frozen face.
+    await relay.cut()
+    await expect(tile.locator(".tile-overlay")).to_be_visible()
+    placeholder = patient.locator("[data-placeholder]")
+    await expect(placeholder).to_contain_text(
+        "Die Verbindung zu Prof. Dr. Maria Schulz ist abgebrochen.", timeout=20_000
+    )
+    await expect(patient.locator("[data-remote] .tile")).to_have_count(0)
+    await expect(patient.locator("[data-placeholder-advice]")).to_contain_text(
+        "Bitte bleiben Sie auf dieser Seite", timeout=20_000
+    )
+    await expect(patient.locator("[data-placeholder-advice]")).to_contain_text("Hausarztpraxis an")
+
+
+@pytest.mark.parametrize("resume_seconds", [3])
+async def test_call_room_specialist_closing_the_tab_has_left(browsing: Browsing) -> None:
+    room = await call(browsing, patient_viewport=PHONE_390, with_gp=False)
+    patient, specialist = room.patient, room.specialist
+
+    async def leave(prompt: Dialog) -> None:
+        await prompt.accept()
+
+    specialist.on("dialog", leave)
+    await specialist.close(run_before_unload=True)
+    placeholder = patient.locator("[data-placeholder]")
+    await expect(placeholder).to_contain_text("Prof. Dr. Maria Schulz hat das Gespräch verlassen.")
+    await expect(patient.locator("[data-placeholder-advice]")).to_contain_text(
+        "Die Ärztin bzw. der Arzt kann Sie wieder ins Gespräch holen", timeout=15_000
+    )
+
+
+async def test_call_room_specialist_sends_the_patient_back_and_admits_her_again(
+    browsing: Browsing,
+) -> None:
+    room = await call(browsing, patient_viewport=PHONE_390)
+    patient, specialist, gp = room.patient, room.specialist, room.gp
+    assert gp is not None
+    back = specialist.get_by_role("button", name="Zurück ins Wartezimmer")
+    await back.click()
+
+    await expect(patient.locator("[data-step=waiting]")).to_be_visible()
+    await expect(patient.locator("[data-sent-back]")).to_contain_text("kurz ins Wartezimmer")
+    await expect(patient.locator("[data-remote] .tile")).to_have_count(0)
+    for staff in (specialist, gp):
+        await expect(staff.locator("[data-remote] .tile")).to_have_count(1)
+        await expect(staff.locator("[data-stage-notice]")).to_have_text(
+            f"{PATIENT} ist wieder im Wartezimmer."
+        )
+    await expect(back).to_be_hidden()
+    # The specialist and the GP talk on.
+    assert await gp.evaluate(ADVANCING, "[data-remote] video[data-peer-role=specialist]")
+
+    await specialist.get_by_role("button", name="Patient/in hereinholen").click()
+    await expect(patient.locator("[data-step=call]")).to_be_visible()
+    await expect(patient.locator("[data-remote] video")).to_have_count(2, timeout=30_000)
+    await wait_for_video(patient, "[data-remote] video")
+    await expect(patient.locator("[data-sent-back]")).to_be_hidden()
+    await expect(back).to_be_visible()
