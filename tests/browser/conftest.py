@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
@@ -78,23 +80,33 @@ class Browsing:
         return [e for e in self.console_errors if "Content Security Policy" in e]
 
 
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[LiveServer]:
+@asynccontextmanager
+async def seeded_live_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[LiveServer]:
+    """A uvicorn server on a free port with the demo data; ``overrides`` change its settings
+    (e-mail and SMS set up, a shorter resume window, …)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        environment="test",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'konsil.db'}",
-        base_url=url,
-        log_json=False,
-        log_level="WARNING",
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'konsil.db'}",
+        "base_url": url,
+        "log_json": False,
+        "log_level": "WARNING",
         # Two-factor sign-in in the browser: tests/browser/test_second_factor.py.
-        second_factor_roles=[],
-    )
+        "second_factor_roles": [],
+        **overrides,
+    }
+    settings = Settings(**values)
     await create_schema(settings.database_url)
     async with live_server(settings, port=port) as server:
         demo = await seed(server.sessions)
         yield LiveServer(url=url, sessions=server.sessions, demo=demo, settings=settings)
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[LiveServer]:
+    async with seeded_live_server(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

@@ -23,12 +23,8 @@ from websockets.typing import Origin
 from app.accounts.models import User
 from app.db import unit_of_work, utcnow
 from app.records.models import Document
-from app.settings import Settings
-from tests.browser.conftest import Browsing, LiveServer
+from tests.browser.conftest import Browsing, LiveServer, seeded_live_server
 from tests.browser.helpers import appointment_with_link, log_in, wait_for_video
-from tests.conftest import create_schema
-from tests.factories import seed
-from tests.live import free_port, live_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -80,21 +76,11 @@ def resume_seconds() -> int:
 @pytest.fixture
 async def live(tmp_path: Path, resume_seconds: int) -> AsyncIterator[LiveServer]:
     """tests/browser/conftest.py's server, with the resume window of ``resume_seconds``."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        environment="test",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'konsil.db'}",
-        base_url=url,
-        log_json=False,
-        log_level="WARNING",
-        second_factor_roles=[],
+    async with seeded_live_server(
+        tmp_path,
         ws_resume_seconds=resume_seconds,
-    )
-    await create_schema(settings.database_url)
-    async with live_server(settings, port=port) as server:
-        demo = await seed(server.sessions)
-        yield LiveServer(url=url, sessions=server.sessions, demo=demo, settings=settings)
+    ) as server:
+        yield server
 
 
 @dataclass

@@ -18,12 +18,9 @@ from playwright.async_api import Page, expect
 
 from app.accounts.models import User
 from app.db import utcnow
-from app.settings import Settings
-from tests.browser.conftest import Browsing, LiveServer
+from tests.browser.conftest import Browsing, LiveServer, seeded_live_server
 from tests.browser.helpers import appointment_with_link, log_in, wait_for_video
-from tests.conftest import create_schema
-from tests.factories import login, seed
-from tests.live import free_port, live_server
+from tests.factories import login
 from tests.notify.conftest import MAIL_FROM
 from tests.notify.smsd import SECRET, Running, sms_gateway
 from tests.notify.smtpd import Server, smtp_server
@@ -67,24 +64,14 @@ def mail() -> Iterator[Server]:
 @pytest.fixture
 async def live(tmp_path: Path, gateway: Running, mail: Server) -> AsyncIterator[LiveServer]:
     """The server with e-mail and SMS set up, so that a booking lists its messages."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        environment="test",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'konsil.db'}",
-        base_url=url,
-        log_json=False,
-        log_level="WARNING",
-        second_factor_roles=[],
+    async with seeded_live_server(
+        tmp_path,
         smtp_url=mail.url(),
         mail_from=MAIL_FROM,
         sms_url=gateway.url(),
         sms_secret=SECRET,
-    )
-    await create_schema(settings.database_url)
-    async with live_server(settings, port=port) as server:
-        demo = await seed(server.sessions)
-        yield LiveServer(url=url, sessions=server.sessions, demo=demo, settings=settings)
+    ) as server:
+        yield server
 
 
 def next_monday(server: LiveServer) -> date:
