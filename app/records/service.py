@@ -192,8 +192,13 @@ async def write_report(
 
 
 def has_begun(appointment: Appointment, now: datetime) -> bool:
-    """Whether the consultation may have taken place, so that a report makes sense."""
-    return now >= appointment.starts_at or appointment.room_state in BEGUN
+    """Whether the consultation may have taken place, so that a report makes sense: its slot
+    has started, or the specialist admitted the patient (even one sent back since)."""
+    return (
+        now >= appointment.starts_at
+        or appointment.room_state in BEGUN
+        or rooms.admitted_before(appointment)
+    )
 
 
 async def read_report(session: AsyncSession, *, who: Principal, appointment_id: int) -> ReportOut:

@@ -66,8 +66,9 @@ class QueueOut(Out):
     )
     in_consultation: bool = Field(
         default=False,
-        description="A room of this specialist is admitted or in a call now (of any day, "
-        "admitted within the last 12 hours): the queue page makes no sound then.",
+        description="A room of this specialist is admitted or in a call now, or its patient "
+        "was sent back to the waiting room (of any day, admitted within the last 12 hours): "
+        "the queue page makes no sound then.",
     )
 
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, func, select
+from sqlmodel import col, func, or_, select
 
 from app.accounts.models import Practice, Role, User
 from app.accounts.service import Principal
@@ -311,12 +311,17 @@ CONSULTATION_AT_MOST = timedelta(hours=12)
 
 async def in_consultation(session: AsyncSession, *, specialist_id: int, now: datetime) -> bool:
     """Whether a room of the specialist is admitted or in a call now, whatever day its slot
-    is on (a consultation that runs over midnight, an appointment moved to now)."""
+    is on (a consultation that runs over midnight, an appointment moved to now), or its
+    patient was sent back to the waiting room (the specialist talks to the GP alone and
+    admits the patient again: still one consultation, not a new arrival to knock for)."""
+    going_on = col(Appointment.room_state).in_(IN_CONSULTATION)
+    sent_back = col(Appointment.room_state) == RoomState.WAITING
     found = await session.scalar(
         select(col(Appointment.id))
         .where(
             col(Appointment.specialist_id) == specialist_id,
-            col(Appointment.room_state).in_(IN_CONSULTATION),
+            or_(going_on, sent_back),
+            # Set on admission only: a waiting room with it is a sent-back patient's.
             col(Appointment.admitted_at) > now - CONSULTATION_AT_MOST,
         )
         .limit(1)

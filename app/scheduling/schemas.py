@@ -283,6 +283,8 @@ class AppointmentOut(Out):
     clinical_question: str
     created_at: datetime
     cancelled_at: datetime | None
+    # When the specialist first let the patient in; kept when the patient is sent back.
+    admitted_at: datetime | None
     has_report: bool
     link: LinkStateOut | None
 

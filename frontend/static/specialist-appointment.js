@@ -31,8 +31,9 @@ async function load() {
   ];
   $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
   $("[data-join]", root).hidden = a.status !== "booked";
-  // Same rule as the API: from the start, or earlier once the patient was admitted.
-  const begun = BEGUN.has(a.room_state) || new Date(a.starts_at).getTime() <= Date.now();
+  // Same rule as the API: from the start, or earlier once the patient was admitted (also
+  // when sent back to the waiting room since: admitted_at stays).
+  const begun = BEGUN.has(a.room_state) || Boolean(a.admitted_at) || new Date(a.starts_at).getTime() <= Date.now();
   if (!begun && a.status !== "cancelled") {
     $("[data-report-saved]", root).textContent = t("The report can be saved once you have admitted the patient, or from {time}.", { time: formatDateTime(a.starts_at) });
   }

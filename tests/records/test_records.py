@@ -213,14 +213,17 @@ async def test_report_refused_for_gp_before_start_and_when_too_long(
 
 
 async def set_room_state(
-    sessions: async_sessionmaker[AsyncSession], appointment_id: int, state: RoomState
+    sessions: async_sessionmaker[AsyncSession],
+    appointment_id: int,
+    state: RoomState,
+    admitted_at: datetime | None = None,
 ) -> None:
     """The room got this far before the slot's start (links open 30 minutes early)."""
     async with unit_of_work(sessions) as session:
         await session.execute(
             update(Appointment)
             .where(col(Appointment.id) == appointment_id)
-            .values(room_state=state)
+            .values(room_state=state, admitted_at=admitted_at)
         )
 
 
@@ -240,6 +243,26 @@ async def test_report_before_start_accepted_once_consultation_began(
         written = await specialist.put(path, json={"body": "Früh eingelassen, Befund folgt."})
     assert written.status_code == 200, written.text
     assert (await client.get(path)).json()["body"] == "Früh eingelassen, Befund folgt."
+
+
+async def test_report_before_start_accepted_after_the_patient_was_sent_back(
+    client: httpx2.AsyncClient,
+    demo: Demo,
+    client_factory: ClientFactory,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Admitted early, then sent back to the waiting room while the specialist talks to the
+    GP alone: the consultation has begun, so the report may be written before the slot."""
+    appointment_id = await booked(client, demo)
+    admitted_at = datetime.now(UTC) - timedelta(minutes=3)
+    await set_room_state(sessions, appointment_id, RoomState.WAITING, admitted_at=admitted_at)
+    path = f"/api/v1/appointments/{appointment_id}/report"
+    async with client_factory() as specialist:
+        await login(specialist, demo.specialist)
+        written = await specialist.put(path, json={"body": "Rückfrage mit der Hausärztin."})
+        assert written.status_code == 200, written.text
+        shown = (await specialist.get(f"/api/v1/appointments/{appointment_id}")).json()
+    assert shown["admitted_at"] is not None
 
 
 @pytest.mark.parametrize("state", [RoomState.SCHEDULED, RoomState.WAITING])

@@ -267,6 +267,29 @@ async def test_queue_says_a_consultation_is_going_on_whatever_day_its_slot_is_on
     assert body["in_consultation"] is True
 
 
+async def test_queue_keeps_quiet_while_the_patient_is_sent_back(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A patient sent back to the waiting room (the specialist talks to the GP alone) is the
+    same consultation going on: no knock for the patient coming back into the line."""
+    now = utcnow()
+    await login(client, demo.specialist)
+    # Only waiting, never admitted: a new arrival, not a consultation.
+    await make_appointment(
+        sessions, demo, starts_at=now, room_state=RoomState.WAITING, waiting_since=now
+    )
+    assert (await client.get("/api/v1/queue")).json()["in_consultation"] is False
+    await make_appointment(
+        sessions,
+        demo,
+        starts_at=now + timedelta(minutes=30),
+        room_state=RoomState.WAITING,
+        waiting_since=now,
+        admitted_at=now - timedelta(minutes=4),
+    )
+    assert (await client.get("/api/v1/queue")).json()["in_consultation"] is True
+
+
 # ---------------------------------------------------------------- send back to the waiting room
 
 
