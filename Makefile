@@ -21,6 +21,7 @@ run: $(VENV)/.installed
 	mkdir -p var
 	$(BIN)/python -m app.cli migrate
 	$(BIN)/python -m app.cli seed-demo
+	KONSIL_BASE_URL=$${KONSIL_BASE_URL:-http://$(HOST):$(PORT)} $(BIN)/python -m app.cli demo-consult
 	KONSIL_LOG_JSON=$${KONSIL_LOG_JSON:-false} \
 	KONSIL_BASE_URL=$${KONSIL_BASE_URL:-http://$(HOST):$(PORT)} \
 	KONSIL_ALLOWED_ORIGINS=$${KONSIL_ALLOWED_ORIGINS:-'["http://$(HOST):$(PORT)","http://localhost:$(PORT)"]'} \

@@ -1,5 +1,5 @@
-"""Operator commands: ``python -m app.cli migrate | seed-demo | create-user | reset-second-factor |
-retention-run``."""
+"""Operator commands: ``python -m app.cli migrate | seed-demo | demo-consult | create-user |
+reset-second-factor | retention-run``."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from app.accounts import admin, factors
 from app.accounts import service as accounts
 from app.accounts.models import Role, User
 from app.audit import service as audit
-from app.db import create_engine, session_factory, unit_of_work
+from app.db import create_engine, session_factory, unit_of_work, utcnow
 from app.errors import KonsilError, NotFound
 from app.retention import service as retention
-from app.seed import seed_demo
+from app.seed import DEMO_PASSWORD, DemoConsult, demo_consult, seed_demo
 from app.settings import Settings
 
 
@@ -38,6 +38,31 @@ async def _seed(settings: Settings) -> bool:
             return await seed_demo(session)
     finally:
         await engine.dispose()
+
+
+async def _demo_consult(settings: Settings) -> DemoConsult:
+    engine = create_engine(settings.database_url)
+    try:
+        async with unit_of_work(session_factory(engine)) as session:
+            return await demo_consult(session, settings=settings, now=utcnow())
+    finally:
+        await engine.dispose()
+
+
+def demo_instructions(settings: Settings, demo: DemoConsult) -> str:
+    """The three windows of a demo call, for the terminal that started ``make run``."""
+    base = settings.base_url.rstrip("/")
+    until = demo.link.valid_until.astimezone(settings.tz).strftime("%H:%M")
+    return "\n".join(
+        [
+            f"Demo consultation {demo.appointment_id}, joinable now (the link until {until}):",
+            f"  1. Patient (a private window or another browser): {demo.link.join_url}",
+            f"  2. Specialist: {base}/login as {demo.specialist_email} / {DEMO_PASSWORD},",
+            '     the patient appears under "Warteliste": "Hereinholen" opens the call.',
+            f"  3. GP, for a three-way call (optional): {base}/login as {demo.gp_email},",
+            '     "Meine Buchungen", the booking, "Am Gespräch teilnehmen".',
+        ]
+    )
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> int:
@@ -100,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "seed-demo", help="create demo accounts and consultation hours (not in production)"
     )
+    sub.add_parser(
+        "demo-consult",
+        help="a demo consultation joinable now; prints its patient link (not in production)",
+    )
     create = sub.add_parser("create-user", help="create a staff account (password read from stdin)")
     create.add_argument("--email", required=True)
     create.add_argument("--name", required=True)
@@ -125,6 +154,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         created = asyncio.run(_seed(settings))
         print("demo data created" if created else "database already has accounts; nothing seeded")
+    elif args.command == "demo-consult":
+        if settings.environment == "production":
+            print("refusing to create a demo consultation in production", file=sys.stderr)
+            return 2
+        try:
+            demo = asyncio.run(_demo_consult(settings))
+        except KonsilError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        print(demo_instructions(settings, demo))
     elif args.command == "reset-second-factor":
         try:
             user_id = asyncio.run(_reset_second_factor(settings, args.email))

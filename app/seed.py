@@ -1,15 +1,22 @@
-"""Demo data for a local installation: accounts, practices, specialties, consultation hours."""
+"""Demo data for a local installation: accounts, practices, specialties, consultation hours,
+and a demo consultation joinable now (``python -m app.cli demo-consult``)."""
 
 from __future__ import annotations
 
-from datetime import time
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
+from sqlmodel import col, select
 
 from app.accounts import service as accounts
-from app.accounts.models import Practice, Role, User
-from app.scheduling.models import AvailabilityRule, Specialty
+from app.accounts.models import Practice, Role, SessionKind, User
+from app.accounts.service import Principal
+from app.errors import NotFound
+from app.rooms.state import CLOSED
+from app.scheduling import links
+from app.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule, Specialty
+from app.settings import Settings
 
 DEMO_PASSWORD = "konsil-demo-2026"  # noqa: S105 - documented demo password, development only
 
@@ -74,3 +81,91 @@ def _consultation_hours(specialist_id: int) -> list[AvailabilityRule]:
         for day in range(5)
         for start, end in ((time(8), time(12)), (time(13), time(16)))
     ]
+
+
+# ---------------------------------------------------------------- a consultation to try now
+
+DEMO_PATIENT = "Erika Demo"
+DEMO_SPECIALIST = "schulz@klinikum.example"
+DEMO_GP = "lehmann@praxis-spremberg.example"
+DEMO_MINUTES = 30
+
+
+@dataclass(frozen=True)
+class DemoConsult:
+    """A demo consultation that is joinable now, and its patient link (shown once)."""
+
+    appointment_id: int
+    link: links.IssuedLink
+    specialist_email: str
+    gp_email: str
+
+
+async def demo_consult(session: AsyncSession, *, settings: Settings, now: datetime) -> DemoConsult:
+    """A consultation of the demo specialist with the demo GP's patient, starting now, so a
+    newcomer can hold a call at any hour (the demo hours are weekdays 08:00-16:00 only).
+
+    A demo consultation still going on is reused; its link is issued afresh (only a hash is
+    stored, so the old one cannot be shown again). Demo accounts must exist (seed_demo)."""
+    users = {
+        u.email: u
+        for u in (
+            await session.execute(
+                select(User).where(col(User.email).in_([DEMO_SPECIALIST, DEMO_GP]))
+            )
+        ).scalars()
+    }
+    specialist, gp = users.get(DEMO_SPECIALIST), users.get(DEMO_GP)
+    if specialist is None or gp is None or specialist.id is None or gp.id is None:
+        raise NotFound("Die Demo-Konten fehlen: zuerst `python -m app.cli seed-demo`.")
+    appointment = (
+        await session.execute(
+            select(Appointment)
+            .where(
+                col(Appointment.specialist_id) == specialist.id,
+                col(Appointment.patient_name) == DEMO_PATIENT,
+                col(Appointment.status) == AppointmentStatus.BOOKED,
+                col(Appointment.room_state).not_in(CLOSED),
+                col(Appointment.starts_at) <= now,
+                # Enough of it left for a try.
+                col(Appointment.ends_at) > now + timedelta(minutes=10),
+            )
+            .order_by(col(Appointment.starts_at).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if appointment is None:
+        starts_at = now.replace(second=0, microsecond=0)
+        appointment = Appointment(
+            specialist_id=specialist.id,
+            gp_id=gp.id,
+            practice_id=gp.practice_id,
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(minutes=DEMO_MINUTES),
+            patient_name=DEMO_PATIENT,
+            patient_birth_date=date(1951, 3, 14),
+            patient_contact="erika.demo@example.org",
+            clinical_question="Demo: Belastungsdyspnoe seit drei Wochen, bitte Einschätzung.",
+            created_at=now,
+        )
+        session.add(appointment)
+        await session.flush()
+    assert appointment.id is not None
+    # The command acts for the demo GP, who books and hands out links in the product.
+    gp_principal = Principal(
+        kind=SessionKind.STAFF,
+        session_id="",
+        csrf_token="",
+        user_id=gp.id,
+        role=Role.GP,
+        display_name=gp.display_name,
+    )
+    link = await links.issue(
+        session,
+        settings=settings,
+        appointment=appointment,
+        who=gp_principal,
+        now=now,
+        action="demo.link_issued",
+    )
+    return DemoConsult(appointment.id, link, DEMO_SPECIALIST, DEMO_GP)
