@@ -23,7 +23,7 @@ from app.accounts.service import Principal
 from app.audit import service as audit
 from app.events import outbox
 from app.events.types import DelayChanged
-from app.rooms import waiting
+from app.rooms import history, waiting
 from app.rooms.models import SpecialistDelay
 from app.rooms.schemas import DelayOut, PatientDelay, WaitingView
 from app.scheduling.models import Appointment, RoomState
@@ -120,16 +120,25 @@ async def patient_views(
     session: AsyncSession, *, appointment_ids: Collection[int], now: datetime, tz: ZoneInfo
 ) -> dict[int, WaitingView]:
     """For each appointment (deleted ones left out): its specialist, its room's state, how
-    many waiting patients are ahead of it, and the notice that concerns it."""
+    many waiting patients are ahead of it and about how long that takes, and the notice
+    that concerns it."""
     if not appointment_ids:
         return {}
     query = select(Appointment).where(col(Appointment.id).in_(list(appointment_ids)))
     appointments = (await session.execute(query)).scalars().all()
     lines: dict[int, list[waiting.Waiter]] = {}
     notices: dict[int, PatientDelay | None] = {}
+    typical: dict[int, float | None] = {}
+    busy: dict[int, bool] = {}
     for specialist_id in {a.specialist_id for a in appointments}:
         lines[specialist_id] = await _waiting_line(session, specialist_id)
         notices[specialist_id] = await _patient_delay(session, specialist_id, now, tz)
+        typical[specialist_id] = waiting.typical_minutes(
+            await history.recent_durations(session, specialist_id=specialist_id, now=now)
+        )
+        busy[specialist_id] = typical[specialist_id] is not None and (
+            await history.in_consultation(session, specialist_id=specialist_id, now=now)
+        )
     views: dict[int, WaitingView] = {}
     for appointment in appointments:
         assert appointment.id is not None
@@ -137,11 +146,15 @@ async def patient_views(
         concerned = notice is not None and waiting.concerns(
             waiting.local_day(now, tz), appointment.starts_at, tz
         )
+        ahead = waiting.ahead(appointment.id, lines[appointment.specialist_id], now)
         views[appointment.id] = WaitingView(
             appointment_id=appointment.id,
             specialist_id=appointment.specialist_id,
             room_state=appointment.room_state,
-            ahead=waiting.ahead(appointment.id, lines[appointment.specialist_id], now),
+            ahead=ahead,
+            eta_minutes=waiting.estimate_minutes(
+                ahead, typical[appointment.specialist_id], busy[appointment.specialist_id]
+            ),
             delay=notice if concerned else None,
         )
     return views

@@ -153,4 +153,9 @@ class WaitingView(Out):
     specialist_id: int
     room_state: RoomState
     ahead: int | None = Field(description="Waiting patients before this one (0: next).")
+    eta_minutes: int | None = Field(
+        default=None,
+        description="About how many minutes until the specialist sees this patient, from "
+        "the specialist's recent consultations; None without enough of them.",
+    )
     delay: PatientDelay | None

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, func, or_, select
+from sqlmodel import col, func, select
 
 from app.accounts.models import Practice, Role, User
 from app.accounts.service import Principal
@@ -27,9 +27,9 @@ from app.events.types import (
     RoomStateChanged,
 )
 from app.metrics import WAIT_SECONDS
-from app.rooms import delay, waiting
+from app.rooms import delay, history, waiting
 from app.rooms.schemas import QueueEntry, QueueOut
-from app.rooms.state import IN_CONSULTATION, STATUS_AFTER, Action, Actor, next_state
+from app.rooms.state import STATUS_AFTER, Action, Actor, next_state
 from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Specialty
 
 
@@ -300,33 +300,10 @@ async def queue(
         waiting=[e for _, e in in_line],
         today=[e for _, e in today],
         delay=delay.out(notice),
-        in_consultation=await in_consultation(session, specialist_id=specialist_id, now=now),
+        in_consultation=await history.in_consultation(
+            session, specialist_id=specialist_id, now=now
+        ),
     )
-
-
-# A room admitted longer ago than this and never ended is a forgotten one, not a consultation
-# going on: it does not keep the knock alert silent for good.
-CONSULTATION_AT_MOST = timedelta(hours=12)
-
-
-async def in_consultation(session: AsyncSession, *, specialist_id: int, now: datetime) -> bool:
-    """Whether a room of the specialist is admitted or in a call now, whatever day its slot
-    is on (a consultation that runs over midnight, an appointment moved to now), or its
-    patient was sent back to the waiting room (the specialist talks to the GP alone and
-    admits the patient again: still one consultation, not a new arrival to knock for)."""
-    going_on = col(Appointment.room_state).in_(IN_CONSULTATION)
-    sent_back = col(Appointment.room_state) == RoomState.WAITING
-    found = await session.scalar(
-        select(col(Appointment.id))
-        .where(
-            col(Appointment.specialist_id) == specialist_id,
-            or_(going_on, sent_back),
-            # Set on admission only: a waiting room with it is a sent-back patient's.
-            col(Appointment.admitted_at) > now - CONSULTATION_AT_MOST,
-        )
-        .limit(1)
-    )
-    return found is not None
 
 
 def _waiter(appointment: Appointment) -> waiting.Waiter:

@@ -1,18 +1,30 @@
 """Pure rules of the waiting room: the order in which waiting patients are seen, how many are
-ahead of one of them, and whether a late notice concerns an appointment. No I/O, no clock:
-callers pass ``now`` and the deployment's time zone."""
+ahead of one of them, about how long they will still wait, and whether a late notice concerns
+an appointment. No I/O, no clock: callers pass ``now`` and the deployment's time zone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from app.scheduling.models import Urgency
 
 URGENT_FIRST = {Urgency.URGENT: 0, Urgency.ROUTINE: 1}
 MAX_DELAY_MINUTES = 180
+# The waiting-time estimate: from the specialist's own last consultations (admitted to ended)
+# within HISTORY_DAYS, at most HISTORY_KEPT of them, and only with at least HISTORY_NEEDED. A
+# consultation shorter than a minute (a test call, a wrong admit) or longer than two hours (a
+# room nobody ended) says nothing about the next one.
+HISTORY_DAYS = 60
+HISTORY_KEPT = 30
+HISTORY_NEEDED = 5
+SHORTEST = timedelta(minutes=1)
+LONGEST = timedelta(hours=2)
+ESTIMATE_STEP_MINUTES = 5
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,28 @@ def ahead(appointment_id: int, waiting: Iterable[Waiter], now: datetime) -> int 
         if waiter.appointment_id == appointment_id:
             return position
     return None
+
+
+def typical_minutes(durations: Sequence[timedelta]) -> float | None:
+    """How long one of the specialist's consultations usually takes (the median, which one
+    long case does not move), or None with fewer than ``HISTORY_NEEDED`` real ones."""
+    real = [d.total_seconds() / 60 for d in durations if SHORTEST <= d <= LONGEST]
+    if len(real) < HISTORY_NEEDED:
+        return None
+    return statistics.median(real)
+
+
+def estimate_minutes(ahead: int | None, typical: float | None, busy: bool) -> int | None:
+    """About how many minutes until the specialist sees a waiting patient: the consultations
+    of everybody ahead and half of the one going on now (``busy``; how far it is, nobody
+    knows), each as long as the typical one, rounded up to steps of five minutes so it
+    reads as the estimate it is. None without a place in the line or without enough history.
+    """
+    if ahead is None or typical is None:
+        return None
+    minutes = typical * (ahead + (0.5 if busy else 0.0))
+    steps = max(1, math.ceil(minutes / ESTIMATE_STEP_MINUTES))
+    return steps * ESTIMATE_STEP_MINUTES
 
 
 def local_day(moment: datetime, tz: ZoneInfo) -> date:

@@ -303,10 +303,13 @@ class Queue(QueueOut):
 
 class Position(Message):
     """Patients in the waiting room: how many waiting patients the specialist will see before
-    you (0: you are next). Sent after ``join`` and whenever it changes."""
+    you (0: you are next), and about how many minutes that takes (``eta_minutes``, in steps of
+    five, from the specialist's recent consultations; null without enough of them). Sent after
+    ``join`` and whenever either changes."""
 
     type: Literal["position"] = "position"
     ahead: int = Field(ge=0)
+    eta_minutes: int | None = Field(default=None, ge=0)
 
 
 class Delay(Message):

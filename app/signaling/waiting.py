@@ -62,7 +62,7 @@ def news(watcher: Watcher, view: WaitingView) -> list[m.Position | m.Delay]:
         return []
     out: list[m.Position | m.Delay] = []
     if view.ahead is not None:
-        position = m.Position(ahead=view.ahead)
+        position = m.Position(ahead=view.ahead, eta_minutes=view.eta_minutes)
         if position != watcher.position:
             watcher.position = position
             out.append(position)

@@ -287,7 +287,7 @@ function waitingRoom(stream, check, checkFailed = false) {
     // An older server does not say who the specialist is; the patient's appointment does.
     known: { specialist: { name: appointment.specialist_name, detail: appointment.specialty } },
     onRoomState: (state, since) => roomState(state, since, room, stream),
-    onWaiting: (message) => (message.type === "position" ? room.position(message.ahead) : room.delay(message)),
+    onWaiting: (message) => (message.type === "position" ? room.position(message.ahead, message.eta_minutes) : room.delay(message)),
     onEnd: (reason) => {
       room.stop();
       ended(reason);

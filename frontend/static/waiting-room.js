@@ -1,6 +1,6 @@
 // The patient's waiting room beyond "please wait": the appointment time, a countdown to it,
-// the place in the specialist's line and the specialist's late notice (the websocket's
-// `position` and `delay`, docs/protocol.md). Screen readers hear the countdown only now and
+// the place in the specialist's line with an estimate of the wait, and the specialist's late
+// notice (the websocket's `position` and `delay`, docs/protocol.md). Screen readers hear the countdown only now and
 // then (the visible one ticks every second in a role=timer, which is not announced).
 import { $ } from "./dom.js";
 import { t, formatDate, formatTime } from "./i18n.js";
@@ -34,6 +34,16 @@ export function positionText(ahead) {
   if (ahead === 0) return t("You are next.");
   if (ahead === 1) return t("1 person is ahead of you.");
   return t("{count} people are ahead of you.", { count: ahead });
+}
+
+/**
+ * The server's estimate (`eta_minutes`, from the specialist's recent consultations) in words,
+ * or "" when there is none or when it says nothing the countdown does not: the patient is
+ * not seen before the (expected) start anyway, so an estimate shows only when it goes beyond.
+ */
+export function estimateText(etaMinutes, secondsLeft) {
+  if (etaMinutes === null || etaMinutes === undefined || etaMinutes * 60 <= secondsLeft) return "";
+  return t("Probably in about {minutes} minutes.", { minutes: etaMinutes });
 }
 
 export class WaitingRoom {
@@ -98,11 +108,12 @@ export class WaitingRoom {
     this.arrived = true;
   }
 
-  /** The websocket's `position`: how many waiting patients come first. */
-  position(ahead) {
+  /** The websocket's `position`: how many waiting patients come first, and about how long. */
+  position(ahead, etaMinutes = null) {
     const el = this.el.position;
     el.hidden = false;
-    el.textContent = positionText(ahead);
+    const left = Math.max(0, secondsUntil(this.expectedStart(), this.now()));
+    el.textContent = [positionText(ahead), estimateText(etaMinutes, left)].filter(Boolean).join(" ");
     el.dataset.ahead = String(ahead);
   }
 

@@ -133,6 +133,42 @@ async def test_waiting_room_shows_the_late_notice_live_at_390px(
     assert browsing.csp_violations() == []
 
 
+async def test_waiting_room_estimates_the_wait_from_the_specialists_last_consultations(
+    browsing: Browsing,
+) -> None:
+    """Past the start, with someone ahead, the patient reads about how long it may take: two
+    people before her, consultations of about 12 minutes, the specialist free: 24 → 25."""
+    server = browsing.server
+    now = utcnow()
+    for number, length in enumerate((10, 12, 15, 20, 11)):
+        ended = now - timedelta(days=2, hours=number)
+        await make_appointment(
+            server.sessions,
+            server.demo,
+            starts_at=ended - timedelta(minutes=30),
+            room_state=RoomState.ENDED,
+            admitted_at=ended - timedelta(minutes=length),
+            ended_at=ended,
+        )
+    starts = now.replace(second=0, microsecond=0) - timedelta(minutes=10)
+    for earlier in (starts - timedelta(minutes=2), starts - timedelta(minutes=1)):
+        await make_appointment(
+            server.sessions,
+            server.demo,
+            starts_at=earlier,
+            room_state=RoomState.WAITING,
+            waiting_since=now - timedelta(minutes=5),
+        )
+    _, token = await appointment_with_link(
+        server.sessions, gp=server.demo.gp, specialist=server.demo.specialist, starts_at=starts
+    )
+    patient = await browsing.new_page(viewport=PHONE_390)
+    await enter_waiting_room(patient, token)
+    await expect(patient.locator("[data-position]")).to_have_text(
+        "2 Personen sind vor Ihnen dran. Voraussichtlich in etwa 25 Minuten."
+    )
+
+
 async def test_waiting_room_note_longer_than_allowed_gets_a_german_message(
     browsing: Browsing,
 ) -> None:

@@ -10,7 +10,15 @@ import pytest
 from pydantic import ValidationError
 
 from app.rooms.schemas import DelayIn, PatientDelay, WaitingView
-from app.rooms.waiting import MAX_DELAY_MINUTES, Waiter, ahead, concerns, local_day
+from app.rooms.waiting import (
+    MAX_DELAY_MINUTES,
+    Waiter,
+    ahead,
+    concerns,
+    estimate_minutes,
+    local_day,
+    typical_minutes,
+)
 from app.scheduling.models import RoomState, Urgency
 from app.signaling import messages as m
 from app.signaling.connection import Connection
@@ -90,6 +98,27 @@ def test_waiting_notice_concerns_the_appointments_of_its_local_day(
     starts_at: datetime, day: date, expected: bool
 ) -> None:
     assert concerns(day, starts_at, BERLIN) is expected
+
+
+def minutes(*values: float) -> list[timedelta]:
+    return [timedelta(minutes=v) for v in values]
+
+
+def test_waiting_estimate_needs_five_real_consultations_and_takes_the_median() -> None:
+    assert typical_minutes(minutes(10, 12, 15, 20)) is None
+    # A test call of 20 seconds and a room left open for a day are no consultations.
+    assert typical_minutes(minutes(10, 12, 15, 20, 0.3, 24 * 60)) is None
+    # One long case does not move the median.
+    assert typical_minutes(minutes(10, 12, 15, 20, 11, 115)) == 13.5
+
+
+def test_waiting_estimate_counts_the_people_ahead_and_half_the_consultation_going_on() -> None:
+    assert estimate_minutes(0, 12.0, busy=False) == 5  # next, the specialist free: soon
+    assert estimate_minutes(0, 12.0, busy=True) == 10  # 6 minutes, in steps of five
+    assert estimate_minutes(1, 12.0, busy=True) == 20  # 18
+    assert estimate_minutes(3, 12.0, busy=False) == 40  # 36
+    assert estimate_minutes(2, None, busy=True) is None  # not enough history
+    assert estimate_minutes(None, 12.0, busy=True) is None  # not in the line
 
 
 def test_waiting_local_day_is_the_deployments_day() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.accounts.models import User
 from app.accounts.service import open_patient_session
 from app.db import unit_of_work, utcnow
-from app.scheduling.models import Appointment, Urgency
+from app.scheduling.models import Appointment, RoomState, Urgency
 from app.seed import DEMO_PASSWORD
 from app.settings import Settings
 from tests.factories import Demo, make_appointment
@@ -77,13 +77,49 @@ async def next_status(client: Client, kind: str) -> dict[str, object]:
         assert message["type"] in ("room_state", "queue"), message
 
 
+async def test_ws_waiting_patients_hear_about_how_long_from_the_specialists_last_consultations(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    now = utcnow()
+    for number, length in enumerate((10, 12, 15, 20, 11)):
+        ended = now - timedelta(days=1, hours=number)
+        await make_appointment(
+            sessions,
+            demo,
+            starts_at=ended - timedelta(minutes=length + 5),
+            room_state=RoomState.ENDED,
+            admitted_at=ended - timedelta(minutes=length),
+            ended_at=ended,
+        )
+    first = await make_appointment(sessions, demo, starts_at=noon(settings))
+    second = await make_appointment(sessions, demo, starts_at=noon(settings) + timedelta(hours=1))
+    async with waiting_patient(live, sessions, settings, first) as patient:
+        # Next, with the specialist free: about five minutes (12 in the middle of the five).
+        assert await next_status(patient, "position") == {
+            "type": "position",
+            "ahead": 0,
+            "eta_minutes": 5,
+        }
+        async with waiting_patient(live, sessions, settings, second) as later:
+            assert await next_status(later, "position") == {
+                "type": "position",
+                "ahead": 1,
+                "eta_minutes": 15,
+            }
+
+
 async def test_ws_waiting_patients_hear_their_place_and_the_late_notice(
     live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     later = await make_appointment(sessions, demo, starts_at=noon(settings) + timedelta(hours=1))
     earlier = await make_appointment(sessions, demo, starts_at=noon(settings))
     async with waiting_patient(live, sessions, settings, later) as second:
-        assert await next_status(second, "position") == {"type": "position", "ahead": 0}
+        assert await next_status(second, "position") == {
+            "type": "position",
+            "ahead": 0,
+            # The specialist has no consultations behind her yet: no estimate.
+            "eta_minutes": None,
+        }
         async with waiting_patient(live, sessions, settings, earlier) as first:
             assert (await next_status(first, "position"))["ahead"] == 0
             # The earlier slot goes first: the later patient moves back.

@@ -1,0 +1,56 @@
+"""What a specialist's own rooms say beyond the waiting line: whether a consultation is going
+on now, and how long the recent ones took (for the waiting-time estimate, ``waiting.py``)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, or_, select
+
+from app.rooms import waiting
+from app.rooms.state import IN_CONSULTATION
+from app.scheduling.models import Appointment, RoomState
+
+# A room admitted longer ago than this and never ended is a forgotten one, not a consultation
+# going on: it does not keep the knock alert silent for good.
+CONSULTATION_AT_MOST = timedelta(hours=12)
+
+
+async def in_consultation(session: AsyncSession, *, specialist_id: int, now: datetime) -> bool:
+    """Whether a room of the specialist is admitted or in a call now, whatever day its slot
+    is on (a consultation that runs over midnight, an appointment moved to now), or its
+    patient was sent back to the waiting room (the specialist talks to the GP alone and
+    admits the patient again: still one consultation, not a new arrival to knock for)."""
+    going_on = col(Appointment.room_state).in_(IN_CONSULTATION)
+    sent_back = col(Appointment.room_state) == RoomState.WAITING
+    found = await session.scalar(
+        select(col(Appointment.id))
+        .where(
+            col(Appointment.specialist_id) == specialist_id,
+            or_(going_on, sent_back),
+            # Set on admission only: a waiting room with it is a sent-back patient's.
+            col(Appointment.admitted_at) > now - CONSULTATION_AT_MOST,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def recent_durations(
+    session: AsyncSession, *, specialist_id: int, now: datetime
+) -> list[timedelta]:
+    """From admission to the end, the specialist's last consultations within
+    ``waiting.HISTORY_DAYS`` (newest first, at most ``waiting.HISTORY_KEPT``)."""
+    rows = await session.execute(
+        select(col(Appointment.admitted_at), col(Appointment.ended_at))
+        .where(
+            col(Appointment.specialist_id) == specialist_id,
+            col(Appointment.room_state) == RoomState.ENDED,
+            col(Appointment.admitted_at).is_not(None),
+            col(Appointment.ended_at) > now - timedelta(days=waiting.HISTORY_DAYS),
+        )
+        .order_by(col(Appointment.ended_at).desc())
+        .limit(waiting.HISTORY_KEPT)
+    )
+    return [ended - admitted for admitted, ended in rows if admitted and ended]
