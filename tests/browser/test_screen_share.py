@@ -15,6 +15,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from app.db import utcnow
+from tests.browser.axe import axe_violations, report, require_axe
 from tests.browser.conftest import Browsing
 from tests.browser.helpers import appointment_with_link, log_in
 from tests.browser.test_call_room import DESKTOP_1366, PHONE_390, call, on_call_page
@@ -37,6 +38,15 @@ RECEIVING = """async (selector) => {
 }"""
 # Keeps the shared stream where the test can reach it (to end it as the browser's own "stop
 # sharing" bar does) and lets the test decide how the picker answers.
+# What the page asks of its video senders' encodings.
+RECORD_PREFERENCES = """() => {
+  window.preferences = [];
+  const real = RTCRtpSender.prototype.setParameters;
+  RTCRtpSender.prototype.setParameters = function (params, ...rest) {
+    window.preferences.push(params.degradationPreference || "default");
+    return real.call(this, params, ...rest);
+  };
+}"""
 KEEP_SCREEN = """() => {
   const real = navigator.mediaDevices.getDisplayMedia.bind(navigator.mediaDevices);
   navigator.mediaDevices.getDisplayMedia = async (constraints) => {
@@ -65,6 +75,7 @@ def share_button(page: Page) -> Any:
 async def test_screen_share_reaches_the_patient_and_the_camera_comes_back(
     browsing: Browsing, screenshot: Callable[[Page, str], Any]
 ) -> None:
+    require_axe()
     room = await call(browsing, patient_viewport=PHONE_390, with_gp=False)
     specialist, patient = room.specialist, room.patient
     tile = patient.locator("[data-remote] .tile[data-role=specialist]")
@@ -72,6 +83,7 @@ async def test_screen_share_reaches_the_patient_and_the_camera_comes_back(
 
     button = share_button(specialist)
     await expect(button).to_have_attribute("aria-pressed", "false")
+    await specialist.evaluate(RECORD_PREFERENCES)
     await button.click()
     await expect(button).to_have_attribute("aria-pressed", "true")
     # The specialist sees a sentence instead of a mirror of the screen.
@@ -83,6 +95,11 @@ async def test_screen_share_reaches_the_patient_and_the_camera_comes_back(
     await shows(patient, SPECIALIST_VIDEO, await screen_of(specialist))
     fit = await patient.locator(SPECIALIST_VIDEO).evaluate("(v) => getComputedStyle(v).objectFit")
     assert fit == "contain"
+    # A screen's text stays sharp: on a weak line the frame rate goes, not the resolution.
+    assert await specialist.evaluate("window.preferences") == ["maintain-resolution"]
+    for page in (specialist, patient):
+        violations = await axe_violations(page)
+        assert violations == [], report(violations)
     await specialist.set_viewport_size({"width": 1366, "height": 900})
     await screenshot(specialist, "screen-share-specialist-1366")
     await screenshot(patient, "screen-share-patient-390")
@@ -93,6 +110,8 @@ async def test_screen_share_reaches_the_patient_and_the_camera_comes_back(
     await expect(tile.get_by_text("Teilt den Bildschirm")).to_be_hidden()
     await expect(specialist.locator("[data-self] video")).to_be_visible()
     await shows(patient, SPECIALIST_VIDEO, CAMERA)
+    preferences = await specialist.evaluate("window.preferences")
+    assert preferences == ["maintain-resolution", "default"]
 
     # The patient has no button, and her page may not capture the screen at all.
     await expect(patient.locator("[data-share]")).to_have_count(0)
