@@ -274,6 +274,11 @@ class NotInCall(ProtocolError):
     default_message = "Sie sind noch im Wartezimmer."
 
 
+class ScreenShareNotAllowed(ProtocolError):
+    code = "screen_share_not_allowed"
+    default_message = "Bildschirm teilen ist für Patientinnen und Patienten nicht freigegeben."
+
+
 class UnknownPeer(ProtocolError):
     code = "unknown_peer"
     default_message = "Diese Person ist nicht in Ihrem Raum."

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     ws_rate_per_second: float = Field(default=50.0, gt=0)
     ws_rate_burst: int = Field(default=200, ge=1)
     ws_resume_seconds: int = Field(default=30, ge=1)
+    # Whether a patient may share the screen in a call. Off: the patient's page offers no button
+    # and forbids display capture, and the server refuses a patient's ``screen_sharing: true``.
+    patient_screen_share: bool = False
     ws_join_timeout_seconds: float = Field(default=10.0, gt=0)
     # Open websockets one session may hold on one process (tabs: queue, call, a spare).
     ws_max_per_session: int = Field(default=8, ge=1)

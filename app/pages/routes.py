@@ -23,6 +23,7 @@ from app.pages import i18n, sso
 from app.pages.errors import error_page
 from app.pages.legal import routes as legal_routes
 from app.pages.navigation import HOME_BY_ROLE, safe_next
+from app.pages.security import allow_screen_capture
 from app.pages.static import file_exists, static_mount
 from app.pages.templating import render, static_version
 from app.resources import db, resources, settings
@@ -99,7 +100,13 @@ async def account_page(request: Request) -> Response:
 
 async def join_page(request: Request) -> Response:
     # The connection check module ships separately; the page works without it.
-    return render(request, "join.html", {"nav": "join", "precheck": file_exists("precheck.js")})
+    share = settings(request).patient_screen_share
+    response = render(
+        request,
+        "join.html",
+        {"nav": "join", "precheck": file_exists("precheck.js"), "screen_share": share},
+    )
+    return allow_screen_capture(response) if share else response
 
 
 async def catalog(request: Request) -> Response:
@@ -186,7 +193,8 @@ async def staff_call(request: Request) -> Response:
         return error_page(request, 403)
     nav = "specialist" if who.role is Role.SPECIALIST else "gp-appointments"
     appointment_id = path_id(request, "appointment_id")
-    return page(request, "call.html", who, nav, appointment_id=appointment_id)
+    response = page(request, "call.html", who, nav, appointment_id=appointment_id)
+    return allow_screen_capture(response)
 
 
 routes: list[BaseRoute] = [

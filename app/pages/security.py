@@ -12,6 +12,7 @@ catalogue) opt out.
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.settings import Settings
@@ -39,6 +40,23 @@ def content_security_policy(settings: Settings) -> str:
     )
 
 
+def permissions_policy(*, display_capture: bool = False) -> str:
+    """Camera and microphone for our own pages. Screen capture is denied everywhere except on
+    the pages that offer screen sharing (the staff call page; the patient's with
+    ``KONSIL_PATIENT_SCREEN_SHARE``): their routes set ``display_capture=True`` themselves."""
+    capture = "(self)" if display_capture else "()"
+    return (
+        f"camera=(self), microphone=(self), display-capture={capture}, geolocation=(), "
+        "payment=(), usb=(), interest-cohort=()"
+    )
+
+
+def allow_screen_capture(response: Response) -> Response:
+    """This page may call ``getDisplayMedia``; the middleware keeps a header a route set."""
+    response.headers["Permissions-Policy"] = permissions_policy(display_capture=True)
+    return response
+
+
 def security_headers(settings: Settings) -> list[tuple[str, str]]:
     headers = [
         ("Content-Security-Policy", content_security_policy(settings)),
@@ -48,11 +66,7 @@ def security_headers(settings: Settings) -> list[tuple[str, str]]:
         ("X-Frame-Options", "DENY"),
         ("Cross-Origin-Opener-Policy", "same-origin"),
         ("Cache-Control", "no-store"),
-        (
-            "Permissions-Policy",
-            "camera=(self), microphone=(self), display-capture=(), geolocation=(), "
-            "payment=(), usb=(), interest-cohort=()",
-        ),
+        ("Permissions-Policy", permissions_policy()),
     ]
     if settings.base_url.startswith("https://"):
         headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))

@@ -52,6 +52,7 @@ from app.signaling.connection import Connection, TokenBucket
 from app.signaling.ended import REASON as ENDED
 from app.signaling.hub import Hub, hub
 from app.signaling.seats import Seat
+from app.signaling.session import check_media
 
 CLOSE_GRACE_SECONDS = 2.0
 ACTIVITY_EVERY_SECONDS = 60.0
@@ -308,6 +309,8 @@ async def _dispatch(link: Link, message: m.ClientMessage) -> None:
         action = Action.ADMIT if isinstance(message, m.Admit) else Action.SEND_BACK
         await link.hub.act(link.seat, action, target.who)
     elif isinstance(message, m.MediaState):
+        allowed = settings(link.websocket).patient_screen_share
+        check_media(link.seat.member.role, message, patient_screen_share=allowed)
         await link.hub.media(link.seat, message)
     else:
         await link.hub.relay(link.seat, message)

@@ -23,6 +23,7 @@ from app.errors import (
     WS_UNAUTHENTICATED,
     JoinFirst,
     NotInCall,
+    ScreenShareNotAllowed,
     UnknownPeer,
 )
 from app.rooms.state import is_closed
@@ -87,6 +88,13 @@ Out = Send | Close
 def offers(a: Member, b: Member) -> bool:
     """Whether ``a`` makes the offer to ``b``: higher rank offers; ties by id."""
     return (RANK[a.role], a.id) > (RANK[b.role], b.id)
+
+
+def check_media(role: m.Role, media: m.MediaState, *, patient_screen_share: bool) -> None:
+    """Refuses a patient's ``screen_sharing: true`` unless the operator allows it
+    (``KONSIL_PATIENT_SCREEN_SHARE``): the state is then neither kept nor relayed."""
+    if role == "patient" and media.screen_sharing and not patient_screen_share:
+        raise ScreenShareNotAllowed()
 
 
 @dataclass

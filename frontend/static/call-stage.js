@@ -36,6 +36,7 @@ export class StageLayout {
   update() {
     const tiles = [...this.grid.children];
     const count = tiles.length;
+    if (this.focus(tiles)) return;
     const video = tiles.map((tile) => tile.querySelector("video")).find((v) => v && v.videoWidth > 0);
     const aspect = video ? video.videoWidth / video.videoHeight : 4 / 3;
     const { width, height } = this.stage.getBoundingClientRect();
@@ -43,6 +44,32 @@ export class StageLayout {
     this.grid.dataset.count = String(count);
     this.grid.style.setProperty("--cols", String(cols));
     this.grid.style.setProperty("--rows", String(Math.max(1, Math.ceil(count / cols))));
+  }
+
+  /**
+   * A tile showing a shared screen gets most of the stage (`data-focus` on the grid, app.css):
+   * the others in a column beside it or a row below it, whichever shows the screen larger
+   * (beside on a wide stage, below on a phone held upright or a narrow column). Returns
+   * whether it did; with one tile the screen has the whole stage anyway.
+   */
+  focus(tiles) {
+    const screen = tiles.length > 1 ? tiles.find((tile) => tile.dataset.screenSharing === "true") : null;
+    for (const tile of tiles) tile.classList.toggle("focused", tile === screen);
+    if (!screen) {
+      delete this.grid.dataset.focus;
+      return false;
+    }
+    const { width, height } = this.stage.getBoundingClientRect();
+    const video = screen.querySelector("video");
+    const aspect = video?.videoWidth > 0 ? video.videoWidth / video.videoHeight : 16 / 9;
+    // The others take about a fifth (app.css): where does the screen come out larger?
+    const fitted = (w, hgt) => Math.min(w, hgt * aspect) ** 2 / aspect;
+    const side = fitted(width - Math.max(112, width * 0.22), height);
+    const below = fitted(width, height - Math.max(80, height * 0.22));
+    this.grid.dataset.count = String(tiles.length);
+    this.grid.dataset.focus = side > below ? "side" : "below";
+    this.grid.style.setProperty("--others", String(tiles.length - 1));
+    return true;
   }
 }
 

@@ -84,13 +84,16 @@ export class Tile {
     figure.dataset.connection = lost ? "reconnecting" : "connected";
     this.muted.hidden = !state.muted;
     this.sharing.hidden = !state.screen_sharing;
+    // A shared screen is shown large and whole (call-stage.js), whatever the camera does.
+    const sharing = state.screen_sharing;
+    figure.dataset.screenSharing = String(sharing);
     // No frozen last frame: without live video the tile shows who it is and why.
-    const showVideo = video === "live" && !state.camera_off && !state.audio_only;
+    const showVideo = video === "live" && (sharing || (!state.camera_off && !state.audio_only));
     this.placeholder.hidden = showVideo;
     this.video.classList.toggle("off", !showVideo);
     let note = "";
-    if (state.audio_only || video === "none") note = t("Audio only");
-    else if (state.camera_off) note = t("Camera off");
+    if (!sharing && (state.audio_only || video === "none")) note = t("Audio only");
+    else if (!sharing && state.camera_off) note = t("Camera off");
     else if (video === "stalled") note = t("No picture at the moment");
     this.note.textContent = note;
     this.note.hidden = !note;

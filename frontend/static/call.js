@@ -18,6 +18,7 @@ import { api } from "./api.js";
 import { Tile, Levels, NO_STATE, describe } from "./call-tiles.js";
 import { StageLayout, CallTimer, bindFullscreen } from "./call-stage.js";
 import { ChatLog } from "./call-chat.js";
+import { ScreenShare } from "./call-share.js";
 
 export const FATAL_MESSAGES = {
   left: () => t("You have left the consultation."),
@@ -84,6 +85,7 @@ export class Call {
     this.timer = new CallTimer(el("call-timer-box"), el("call-timer"), `konsil.call-start.${appointmentId}`);
     this.stageLayout = new StageLayout(this.el.stage, this.el.remote);
     this.fullscreen = bindFullscreen(this.el.fullscreen, this.el.main);
+    this.share = new ScreenShare(this, el("share"), this.el.self);
     this.signaling = new Signaling({
       as,
       appointmentId,
@@ -201,6 +203,7 @@ export class Call {
     const { muted, camera_off: cameraOff, audio_only: audioOnly, screen_sharing: sharing, connection } = message;
     entry.state = { muted: !!muted, camera_off: !!cameraOff, audio_only: !!audioOnly, screen_sharing: !!sharing, connection: connection || "connected" };
     this.renderPeer(entry);
+    this.stageLayout.update(); // a shared screen takes most of the stage
   }
 
   peerLeft(peerId, reason) {
@@ -287,7 +290,7 @@ export class Call {
         entry.frames = quality.totalVideoFrames;
         entry.framesAt = now;
         seen = "live";
-      } else if (now - entry.framesAt > 3000) {
+      } else if (now - entry.framesAt > 3000 && !entry.state.screen_sharing) {
         seen = "stalled";
       }
       if (seen !== entry.remoteVideo) {
@@ -310,6 +313,7 @@ export class Call {
     if (this.stream.getVideoTracks().length === 0 && entry.offerer) {
       entry.pc.addTransceiver("video", { direction: "recvonly" });
     }
+    this.share.attach(entry.pc); // sharing: the screen goes out instead of the camera
   }
 
   async makeOffer(entry, iceRestart) {
@@ -538,10 +542,11 @@ export class Call {
   }
 
   async replaceVideo(track) {
+    const outgoing = this.share.sending || track; // a shared screen stays on the senders
     for (const entry of this.peers.values()) {
       for (const transceiver of entry.pc.getTransceivers()) {
         if (transceiver.receiver.track.kind === "video" && transceiver.sender) {
-          await transceiver.sender.replaceTrack(track);
+          await transceiver.sender.replaceTrack(outgoing);
         }
       }
     }
@@ -562,6 +567,7 @@ export class Call {
     this.closeAllPeers();
     this.levels.close();
     this.fullscreen.exit();
+    this.share.close();
     // The call is over for this tab: its chat and timer go (a reload starts afresh).
     this.chat.clear();
     this.timer.reset();

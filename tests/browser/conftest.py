@@ -26,6 +26,8 @@ from tests.services import CHROMIUM, require_chromium
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
+    # Screen sharing: the picker chooses the (headless) screen by itself.
+    "--auto-select-desktop-capture-source=Entire screen",
     "--allow-loopback-in-peer-connection",
     "--no-sandbox",
     "--disable-gpu",

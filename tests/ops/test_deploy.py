@@ -109,6 +109,17 @@ def test_caddy_proxies_both_apps_and_hides_metrics() -> None:
     assert not re.search(r"^\s*log\b", text, re.M), "the proxy must not write access logs"
 
 
+def test_caddy_keeps_the_apps_permissions_policy() -> None:
+    # The staff call page allows screen capture, every other page denies it: the proxy may
+    # only fill in a Permissions-Policy where the app sent none.
+    text = (DEPLOY / "caddy" / "Caddyfile").read_text()
+    policies = re.findall(r"^\s*(?:header\s+)?(\S*)Permissions-Policy\s+\"([^\"]*)\"", text, re.M)
+    assert policies, "the proxy sets a default policy"
+    for prefix, policy in policies:
+        assert prefix == "?", "an unconditional Permissions-Policy would replace the app's"
+        assert "display-capture=()" in policy
+
+
 def test_caddy_cuts_slow_headers_but_not_websockets() -> None:
     text = (DEPLOY / "caddy" / "Caddyfile").read_text()
     timeouts = re.search(r"timeouts \{([^}]*)\}", text)

@@ -8,8 +8,11 @@ from html.parser import HTMLParser
 import httpx2
 import pytest
 
+from app.main import create_app
 from app.pages import messages
 from app.pages.templating import static_version
+from app.settings import Settings
+from tests.conftest import create_schema, lifespan_in_own_task, new_client
 from tests.factories import Demo, login
 
 CSP = (
@@ -119,6 +122,42 @@ async def test_staff_pages_have_no_inline_code(
             response = await specialist.get(path)
             assert response.status_code == 200, path
             assert inline_code(response.text).problems == [], path
+
+
+def display_capture(response: httpx2.Response) -> str:
+    policy = response.headers["permissions-policy"]
+    return next(p.split("=", 1)[1] for p in policy.split(", ") if p.startswith("display-capture="))
+
+
+async def test_screen_capture_is_allowed_on_the_staff_call_page_only(
+    client: httpx2.AsyncClient, client_factory: Callable[[], httpx2.AsyncClient], demo: Demo
+) -> None:
+    for path in [*PUBLIC_PAGES, "/call/1", "/api/v1/auth/me"]:
+        # Signed out, /call/1 is a redirect to the login page: no screen capture there.
+        assert display_capture(await client.get(path)) == "()", path
+    join = await client.get("/join")
+    assert "data-share" not in join.text, "the patient gets no screen-share button"
+    await login(client, demo.gp)
+    async with client_factory() as specialist:
+        await login(specialist, demo.specialist)
+        for browser, paths in ((client, GP_PAGES), (specialist, SPECIALIST_PAGES)):
+            for path in paths:
+                response = await browser.get(path)
+                expected = "(self)" if path.startswith("/call/") else "()"
+                assert display_capture(response) == expected, path
+                assert ("data-share" in response.text) == (expected == "(self)"), path
+
+
+async def test_patient_join_page_allows_screen_capture_when_the_operator_does(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(patient_screen_share=True)
+    await create_schema(settings.database_url)
+    application = create_app(settings)
+    async with lifespan_in_own_task(application), new_client(application) as patient:
+        join = await patient.get("/join")
+    assert display_capture(join) == "(self)"
+    assert "data-share" in join.text
 
 
 async def test_pages_are_german_by_default(client: httpx2.AsyncClient) -> None:

@@ -16,10 +16,11 @@ from app.errors import (
     WS_ROOM_CLOSED,
     WS_UNAUTHENTICATED,
     ProtocolError,
+    ScreenShareNotAllowed,
 )
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
-from app.signaling.session import Close, Member, Out, Room, Send
+from app.signaling.session import Close, Member, Out, Room, Send, check_media
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SDP = "v=0\r\n"
@@ -371,3 +372,30 @@ def test_session_end_tells_everybody_peer_left_ended_before_closing() -> None:
     assert m.PeerLeft(peer_id=PATIENT.id, reason="ended") in sent(outs, GP.id)
     assert isinstance(outs[-1], Close)
     assert room.pairs == set()
+
+
+def media_state(*, screen_sharing: bool) -> m.MediaState:
+    return m.MediaState(
+        type="media_state",
+        muted=False,
+        camera_off=False,
+        audio_only=False,
+        screen_sharing=screen_sharing,
+    )
+
+
+def test_session_patient_screen_sharing_is_refused_by_default() -> None:
+    with pytest.raises(ScreenShareNotAllowed) as refused:
+        check_media("patient", media_state(screen_sharing=True), patient_screen_share=False)
+    assert refused.value.code == "screen_share_not_allowed"
+    # Stopping (or never sharing) is always fine.
+    check_media("patient", media_state(screen_sharing=False), patient_screen_share=False)
+
+
+@pytest.mark.parametrize("role", ["specialist", "gp"])
+def test_session_staff_may_share_the_screen(role: m.Role) -> None:
+    check_media(role, media_state(screen_sharing=True), patient_screen_share=False)
+
+
+def test_session_patient_screen_sharing_when_the_operator_allows_it() -> None:
+    check_media("patient", media_state(screen_sharing=True), patient_screen_share=True)

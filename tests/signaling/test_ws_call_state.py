@@ -246,6 +246,34 @@ async def test_ws_bad_media_state_is_refused_and_changes_nothing(
         assert (chat["type"], chat["text"]) == ("chat", "Noch da.")
 
 
+async def test_ws_patient_screen_sharing_is_refused_and_not_relayed(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with call_in_progress(live, demo, settings, sessions) as call:
+        await call.patient.send(type="media_state", **{**MEDIA, "screen_sharing": True})
+        error = await call.patient.expect("error")
+        assert (error["code"], error["ref"]) == ("screen_share_not_allowed", "media_state")
+        # Still open, and the specialist heard nothing: the next thing it hears is this chat.
+        await call.patient.send(type="chat", text="Noch da.")
+        chat = await next_loud(call.specialist)
+        assert (chat["type"], chat["text"]) == ("chat", "Noch da.")
+
+
+async def test_ws_patient_screen_sharing_when_the_operator_allows_it(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    cfg = make_settings(patient_screen_share=True)
+    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+        await call.patient.send(type="media_state", **{**MEDIA, "screen_sharing": True})
+        state = await call.specialist.expect("peer_state")
+        assert (state["peer_id"], state["screen_sharing"]) == (
+            call.joined["participant_id"],
+            True,
+        )
+
+
 # ---------------------------------------------------------------- connection and leaving
 
 
