@@ -18,6 +18,7 @@ import { api } from "./api.js";
 import { Tile, Levels, NO_STATE, describe } from "./call-tiles.js";
 import { StageLayout, CallTimer, bindFullscreen } from "./call-stage.js";
 import { ChatLog } from "./call-chat.js";
+import { CallQuality } from "./call-quality.js";
 
 export const FATAL_MESSAGES = {
   left: () => t("You have left the consultation."),
@@ -84,6 +85,7 @@ export class Call {
     this.timer = new CallTimer(el("call-timer-box"), el("call-timer"), `konsil.call-start.${appointmentId}`);
     this.stageLayout = new StageLayout(this.el.stage, this.el.remote);
     this.fullscreen = bindFullscreen(this.el.fullscreen, this.el.main);
+    this.quality = new CallQuality(root, { isAudioOnly: () => this.media.audio_only, audioOnly: () => this.toggleAudioOnly() });
     this.signaling = new Signaling({
       as,
       appointmentId,
@@ -236,6 +238,7 @@ export class Call {
       this.renderStatus();
     });
     pc.addEventListener("connectionstatechange", () => this.renderStatus());
+    this.quality.watch(peer.id, pc, tile, () => !entry.state.audio_only && !entry.state.camera_off && entry.remoteVideo !== "none");
     this.peers.set(peer.id, entry);
     this.el.remote.append(tile.figure);
     this.renderPeer(entry);
@@ -382,6 +385,7 @@ export class Call {
     if (!entry) return;
     this.peers.delete(peerId);
     this.levels.unwatch(peerId);
+    this.quality.unwatch(peerId);
     entry.pc.close();
     entry.video.srcObject = null;
     entry.tile.figure.remove();
@@ -561,6 +565,7 @@ export class Call {
     this.signaling.close();
     this.closeAllPeers();
     this.levels.close();
+    this.quality.close();
     this.fullscreen.exit();
     // The call is over for this tab: its chat and timer go (a reload starts afresh).
     this.chat.clear();
