@@ -27,6 +27,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from app.db import utcnow
+from tests.browser.axe import axe_violations, report
 from tests.browser.conftest import CHROMIUM_ARGS, Browsing, LiveServer, seeded_live_server
 from tests.browser.helpers import appointment_with_link, log_in, wait_for_video
 from tests.browser.test_call_room import enter_waiting_room
@@ -246,6 +247,9 @@ async def test_call_quality_adapts_to_a_slow_line_and_proposes_audio_only(
     )
     await screenshot(patient, "call-quality-proposal-phone-390")
     await screenshot(specialist, "call-quality-poor-tile-1366")
+    for page, where in ((patient, "the proposal"), (specialist, "a weak tile")):
+        violations = await axe_violations(page)
+        assert violations == [], f"{where}:\n{report(violations)}"
 
     # Keyboard: the proposal's buttons are reachable and big enough for a finger. "Video
     # behalten" keeps the video; the focus goes to the call's own "Nur Ton" button.
@@ -264,9 +268,13 @@ async def test_call_quality_adapts_to_a_slow_line_and_proposes_audio_only(
     assert await patient.locator("[data-self]").get_attribute("data-camera-off") == "false"
 
     # A reload starts afresh (the "no" was for that page): asked again, and this time she
-    # takes audio only.
+    # takes audio only. (The page itself loads over a free line: at 48 kbit/s beside the call's
+    # own packets a reload may time out.)
+    line.lift()
     await patient.reload()
     await expect(patient.locator("[data-step=call]")).to_be_visible(timeout=30_000)
+    await wait_for_video(patient, "[data-remote] video")
+    line.limit("48kbit")
     await expect(banner).to_be_visible(timeout=STEP_UP_MS)
     await accept.click()
     await expect(banner).to_be_hidden()
