@@ -79,13 +79,16 @@ class Live(Listening):
 
 
 @contextlib.asynccontextmanager
-async def live_server(settings: Settings, *, port: int | None = None) -> AsyncIterator[Live]:
-    """Serves ``create_app(settings)`` with uvicorn (websockets-sansio) until the block ends."""
+async def live_server(
+    settings: Settings, *, port: int | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[Live]:
+    """Serves ``create_app(settings)`` with uvicorn (websockets-sansio) until the block ends;
+    ``host``: another address of this machine (e.g. a test's own veth pair)."""
     app = create_app(settings)
     port = port or free_port()
     config = uvicorn.Config(
         app,
-        host="127.0.0.1",
+        host=host,
         port=port,
         ws="websockets-sansio",
         log_level="warning",

@@ -47,6 +47,30 @@ export function icon(name) {
   return svg;
 }
 
+const QUALITY_TEXT = {
+  good: () => t("Connection: good"),
+  fair: () => t("Connection: fair"),
+  poor: () => t("Connection: poor"),
+};
+
+/**
+ * A connection-quality indicator (call-quality.js): three bars and its words; `set(level)`
+ * with "good", "fair", "poor" or "unknown" (hidden).
+ */
+export function qualityBadge() {
+  const text = h("span", { class: "quality-text" });
+  const el = h("span", { class: "quality", dataset: { level: "unknown" }, hidden: true },
+    h("span", { class: "bars", "aria-hidden": "true" }, h("i"), h("i"), h("i")), text);
+  const set = (level) => {
+    const words = QUALITY_TEXT[level]?.() || "";
+    el.dataset.level = level;
+    el.hidden = !words;
+    el.title = words;
+    text.textContent = words;
+  };
+  return { el, set };
+}
+
 function initials(name) {
   const words = name.replace(/\b(Prof|Dr|med|Dipl)\.\s*/gi, "").split(/\s+/).filter(Boolean);
   return words.length ? (words[0][0] + (words.length > 1 ? words[words.length - 1][0] : "")).toUpperCase() : "?";
@@ -65,10 +89,11 @@ export class Tile {
     this.overlay = h("p", { class: "tile-overlay", role: "status", hidden: true });
     this.muted = h("span", { class: "tile-state", hidden: true }, icon("i-mic-off"), t("Microphone off"));
     this.sharing = h("span", { class: "tile-state", hidden: true }, t("Sharing the screen"));
+    this.badge = qualityBadge();
     this.caption = h("figcaption", { class: "tile-label", title: description.title },
-      h("span", { class: "tile-name" }, description.label), this.muted, this.sharing);
+      h("span", { class: "tile-name" }, description.label), this.muted, this.sharing, this.badge.el);
     this.figure = h("figure", {
-      class: "tile remote", dataset: { peer: peer.id, role: peer.role, speaking: "false" },
+      class: "tile remote", dataset: { peer: peer.id, role: peer.role, speaking: "false", quality: "unknown" },
     }, this.video, this.placeholder, this.overlay, this.caption);
   }
 
@@ -99,6 +124,17 @@ export class Tile {
     this.note.hidden = !note;
     this.overlay.hidden = !lost;
     this.overlay.textContent = lost ? t("Connection to {name} interrupted, restoring…", { name: this.description.who }) : "";
+  }
+
+  /**
+   * How this peer comes through (call-quality.js): `level` "good", "fair", "poor" or
+   * "unknown"; `sendStep`: the step of our video to this peer (data-send-step, for support
+   * and tests).
+   */
+  quality(level, sendStep) {
+    this.figure.dataset.quality = level;
+    this.figure.dataset.sendStep = String(sendStep);
+    this.badge.set(level);
   }
 
   speaking(on) {

@@ -19,6 +19,7 @@ import { Tile, Levels, NO_STATE, describe } from "./call-tiles.js";
 import { StageLayout, CallTimer, bindFullscreen } from "./call-stage.js";
 import { ChatLog } from "./call-chat.js";
 import { ScreenShare } from "./call-share.js";
+import { CallQuality } from "./call-quality.js";
 
 export const FATAL_MESSAGES = {
   left: () => t("You have left the consultation."),
@@ -86,6 +87,11 @@ export class Call {
     this.stageLayout = new StageLayout(this.el.stage, this.el.remote);
     this.fullscreen = bindFullscreen(this.el.fullscreen, this.el.main);
     this.share = new ScreenShare(this, el("share"), this.el.self);
+    this.quality = new CallQuality(root, {
+      isAudioOnly: () => this.media.audio_only,
+      audioOnly: () => this.toggleAudioOnly(),
+      isSharing: () => this.media.screen_sharing,
+    });
     this.signaling = new Signaling({
       as,
       appointmentId,
@@ -239,6 +245,7 @@ export class Call {
       this.renderStatus();
     });
     pc.addEventListener("connectionstatechange", () => this.renderStatus());
+    this.quality.watch(peer.id, pc, tile, () => !entry.state.audio_only && !entry.state.camera_off && entry.remoteVideo !== "none");
     this.peers.set(peer.id, entry);
     this.el.remote.append(tile.figure);
     this.renderPeer(entry);
@@ -386,6 +393,7 @@ export class Call {
     if (!entry) return;
     this.peers.delete(peerId);
     this.levels.unwatch(peerId);
+    this.quality.unwatch(peerId);
     entry.pc.close();
     entry.video.srcObject = null;
     entry.tile.figure.remove();
@@ -566,6 +574,7 @@ export class Call {
     this.signaling.close();
     this.closeAllPeers();
     this.levels.close();
+    this.quality.close();
     this.fullscreen.exit();
     this.share.close();
     // The call is over for this tab: its chat and timer go (a reload starts afresh).

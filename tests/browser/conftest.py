@@ -83,11 +83,14 @@ class Browsing:
 
 
 @asynccontextmanager
-async def seeded_live_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[LiveServer]:
+async def seeded_live_server(
+    tmp_path: Path, *, host: str = "127.0.0.1", **overrides: Any
+) -> AsyncIterator[LiveServer]:
     """A uvicorn server on a free port with the demo data; ``overrides`` change its settings
-    (e-mail and SMS set up, a shorter resume window, …)."""
+    (e-mail and SMS set up, a shorter resume window, …); ``host``: the address it listens on
+    (the root end of a test's veth pair, tests/browser/test_call_quality.py)."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     values: dict[str, Any] = {
         "environment": "test",
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'konsil.db'}",
@@ -100,7 +103,7 @@ async def seeded_live_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[
     }
     settings = Settings(**values)
     await create_schema(settings.database_url)
-    async with live_server(settings, port=port) as server:
+    async with live_server(settings, port=port, host=host) as server:
         demo = await seed(server.sessions)
         yield LiveServer(url=url, sessions=server.sessions, demo=demo, settings=settings)
 
