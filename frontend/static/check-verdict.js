@@ -36,7 +36,8 @@ export function showVerdict(box, result, { choice = false, audioOnly = false, on
   box.hidden = false;
   box.dataset.verdict = verdict;
   for (const icon of box.querySelectorAll("[data-verdict-icon]")) {
-    icon.hidden = icon.dataset.verdictIcon !== verdict;
+    // An <svg> has no `hidden` property: set the attribute.
+    icon.toggleAttribute("hidden", icon.dataset.verdictIcon !== verdict);
   }
   $("[data-verdict-text]", box).textContent = verdictSentence(verdict);
   $("[data-verdict-help]", box).hidden = verdict !== "none";

@@ -79,6 +79,7 @@ async def test_precheck_says_good_in_plain_words_with_figures_behind_details(
     await expect(verdict.get_by_role("status")).to_have_text(GOOD)
     await expect(verdict).to_have_attribute("data-verdict", "good")
     await expect(verdict.locator("[data-verdict-icon='good']")).to_be_visible()
+    await expect(verdict.locator("[data-verdict-icon]:visible")).to_have_count(1)
     # The numbers only behind "Details", in German number format ("0,0 %").
     figures = verdict.locator("[data-verdict-figures]")
     await expect(figures).to_be_hidden()
