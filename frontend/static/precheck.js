@@ -1,13 +1,13 @@
 // Pre-call connection check: a short WebRTC call to Konsil's echo peer, over in ≤ 3 s.
 //
-// The server sends back the audio and video it receives and answers every data-channel ping,
-// so one connection measures both directions. The echo peer exists only for this check;
+// The server sends back the audio and video it receives and every data-channel message, so
+// one connection measures both directions. The echo peer exists only for this check;
 // consultation media never passes through the server.
 //
 // Everything runs at once, not one step after the other: the peer connection (transceivers,
 // data channel, ICE gathering) is made while the patient still looks at the camera preview;
-// from the click the offer goes out, pings start the moment the data channel opens and the
-// media counters are read from the first echoed packet on. The check stops as soon as the
+// from the click the offer goes out, probes (see Probes) start the moment the data channel
+// opens and the media counters are read from the first echoed packet on. The check stops as soon as the
 // verdict is clear (good round trip and enough bitrate after EARLY_VERDICT_MS) and never later
 // than CHECK_CAP_MS after the start, with a verdict from what was measured by then.
 //
@@ -16,7 +16,8 @@
 //   const check = prepareConnectionCheck({ iceServers });      // while the preview shows
 //   const result = await check.run({ csrfToken, stream });      // on "continue"
 //   // result: { verdict: "good" | "weak" | "none", recommendation: "video" | "audio",
-//   //           rttMs, packetLossPct, bitrateKbps, durationMs, endedBy: "clear" | "cap" | "failed" }
+//   //           rttMs, packetLossPct, bitrateKbps, connectMs, durationMs (≤ CHECK_CAP_MS),
+//   //           endedBy: "clear" | "cap" | "failed" }
 //
 // run() throws ConnectionCheckError with .code "busy" (server at its limit: try again shortly),
 // "not_authenticated" or "http_<status>": then there is no verdict, only "not checked".
@@ -33,7 +34,7 @@ export const VIDEO_MIN_KBPS = 250;
 export const CHECK_CAP_MS = 3000;
 // The earliest moment a clear result ends the check.
 export const EARLY_VERDICT_MS = 1500;
-// A clear result needs this many answered pings and this much echoed media behind it.
+// A clear result needs this many echoed probes and this much echoed media behind it.
 const MIN_ECHOES = 20;
 // The round trip is the median of the latest this many echoes (one second of probes).
 const RECENT_ECHOES = 25;
