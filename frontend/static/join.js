@@ -3,12 +3,13 @@
 // room, call. A reload goes straight back to the waiting room or call (session cookie).
 import { api, setCsrfToken, ApiError, errorMessage } from "./api.js";
 import { $, showStep, showAlert } from "./dom.js";
-import { t, formatDate, formatTime, formatNumber } from "./i18n.js";
+import { t, formatDate, formatTime } from "./i18n.js";
 import {
   getMedia, listDevices, fillDeviceSelect, levelMeter, mediaFailure, failureMessage, stopStream, playVideo,
 } from "./media.js";
 import { Call } from "./call.js";
 import { WaitingRoom } from "./waiting-room.js";
+import { showVerdict } from "./check-verdict.js";
 
 const root = $("#join");
 const KEY = (name, id) => `konsil.${name}.${id}`;
@@ -121,6 +122,9 @@ let stopMeter = () => {};
 
 async function devices() {
   showStep(root, "devices");
+  // The connection check's peer connection is made (and gathers its candidates) while the
+  // patient looks at the preview, so that the check itself takes as little time as possible.
+  if (!prepared) prepared = prepareCheck();
   const cameraSelect = $("[data-camera-select]", root);
   const micSelect = $("[data-mic-select]", root);
   const reopen = (choice) => {
@@ -210,10 +214,37 @@ async function devicesChosen(audioOnly) {
 }
 
 // ------------------------------------------------------------------ connection check
+let prepared = null;
+
+/** A prepared check (precheck.js), or null when the page has no check or it cannot start. */
+function prepareCheck() {
+  if (root.dataset.precheck !== "true") return null;
+  return (async () => {
+    const { prepareConnectionCheck } = await import("./precheck.js");
+    // The room's STUN/TURN servers, so the check takes the path the call will take.
+    const ice = await api(`/api/v1/rooms/${appointment.appointment_id}/ice`).catch(() => null);
+    return prepareConnectionCheck({ iceServers: ice ? ice.iceServers : [] });
+  })().catch(() => null);
+}
+
+/** Runs a check on `stream`: its result, or null if it did not finish (advice only). */
+async function runCheck(stream, { onProgress = () => {}, skip = new Promise(() => {}) } = {}) {
+  const pending = prepared || prepareCheck();
+  prepared = null;
+  const check = await pending;
+  if (!check) return null;
+  try {
+    return await Promise.race([check.run({ csrfToken: appointment.csrf_token, stream, onProgress }), skip]);
+  } catch {
+    return null; // busy or refused: the consultation must not depend on the check
+  } finally {
+    setTimeout(() => check.close(), 0); // after the verdict is on screen
+  }
+}
+
 async function connectionCheck(stream) {
   if (root.dataset.precheck !== "true") return waitingRoom(stream, null);
   showStep(root, "check");
-  const status = $("[data-check-status]", root);
   const meter = $("[data-check-meter]", root);
   let skipped = false;
   const skip = new Promise((resolve) => {
@@ -222,55 +253,46 @@ async function connectionCheck(stream) {
       resolve(null);
     };
   });
-  let result = null;
-  try {
-    const { runConnectionCheck } = await import("./precheck.js");
-    const durationMs = 6000;
-    // The room's STUN/TURN servers, so the check takes the path the call will take.
-    const ice = await api(`/api/v1/rooms/${appointment.appointment_id}/ice`).catch(() => null);
-    const check = runConnectionCheck({
-      csrfToken: appointment.csrf_token,
-      stream,
-      iceServers: ice ? ice.iceServers : [],
-      durationMs,
-      onProgress: (p) => {
-        const done = p.phase === "done" ? 1 : (p.elapsedMs || 0) / durationMs;
-        meter.style.width = `${Math.round(Math.min(1, done) * 100)}%`;
-      },
-    });
-    result = await Promise.race([check, skip]);
-  } catch {
-    result = null; // The check is advice only; the consultation must not depend on it.
-  }
-  if (!skipped && result) status.textContent = t("Done.");
+  const result = await runCheck(stream, {
+    skip,
+    onProgress: (p) => {
+      const done = p.phase === "done" ? 1 : (p.elapsedMs || 0) / p.capMs;
+      meter.style.width = `${Math.round(Math.min(1, done) * 100)}%`;
+    },
+  });
+  if (!skipped && result) $("[data-check-status]", root).textContent = t("Done.");
   return waitingRoom(stream, skipped ? null : result, !skipped && !result);
 }
 
-function checkSummary(check) {
-  const figures = t("Connection check: {rtt} round trip, {loss} % packet loss, {rate} kbit/s.", {
-    rtt: check.rttMs === null ? "–" : `${formatNumber(Math.round(check.rttMs))} ms`,
-    loss: formatNumber(check.packetLossPct, { minimumFractionDigits: 1, maximumFractionDigits: 1 }),
-    rate: formatNumber(Math.round(check.bitrateKbps)),
+/**
+ * The verdict in the waiting room. A weak line switches to audio only before the call starts
+ * (the patient may switch back here or in the call); "Check again" runs a new check.
+ */
+function verdict(call, stream, result, { camera }) {
+  const box = $("[data-check-result]", root);
+  const choose = async (audioOnly) => {
+    if (call.media.audio_only !== audioOnly) await call.toggleAudioOnly();
+    sessionStorage.setItem(KEY("ready", appointment.appointment_id), call.media.audio_only ? "audio" : "video");
+    waitingPreview(stream);
+    return call.media.audio_only === audioOnly;
+  };
+  const checkAgain = async () => {
+    const button = $("[data-check-again]", box);
+    button.disabled = true;
+    $("[data-verdict-text]", box).textContent = t("Checking your connection");
+    const again = await runCheck(stream);
+    button.disabled = false;
+    verdict(call, stream, again, { camera });
+  };
+  showVerdict(box, result, {
+    choice: camera && result !== null && result.verdict === "weak",
+    audioOnly: call.media.audio_only,
+    onChoice: choose,
+    onCheckAgain: checkAgain,
   });
-  const advice =
-    check.recommendation === "video"
-      ? t("Video should work well.")
-      : t("We recommend audio only.");
-  return `${figures} ${advice}`;
 }
 
-// ------------------------------------------------------------------ waiting room and call
-function waitingRoom(stream, check, checkFailed = false) {
-  showStep(root, "waiting");
-  $("[data-waiting-summary]", root).textContent = summaryText();
-  const outcome = $("[data-check-result]", root);
-  outcome.hidden = !check && !checkFailed;
-  if (check) outcome.textContent = checkSummary(check);
-  else if (checkFailed) outcome.textContent = t("The connection check did not finish. The consultation may still work.");
-  const advice = $("[data-waiting-advice]", root);
-  const weak = check && check.recommendation === "audio";
-  advice.hidden = !weak;
-  if (weak) advice.textContent = t("Your connection is weak. If the picture stutters, choose \u201cAudio only\u201d during the call.");
+function waitingPreview(stream) {
   const self = $("[data-waiting-preview]", root);
   const hasVideo = stream.getVideoTracks().length > 0;
   $("[data-waiting-stage]", root).hidden = !hasVideo;
@@ -278,6 +300,23 @@ function waitingRoom(stream, check, checkFailed = false) {
     self.srcObject = stream;
     playVideo(self);
   }
+}
+
+// ------------------------------------------------------------------ waiting room and call
+function waitingRoom(stream, check, checkFailed = false) {
+  showStep(root, "waiting");
+  $("[data-waiting-summary]", root).textContent = summaryText();
+  const camera = stream.getVideoTracks().length > 0;
+  // A weak line: audio only is pre-selected for the call (the patient can change it).
+  if (camera && check && check.verdict === "weak") {
+    for (const track of stream.getVideoTracks()) {
+      track.stop();
+      stream.removeTrack(track);
+    }
+    sessionStorage.setItem(KEY("ready", appointment.appointment_id), "audio");
+  }
+  $("[data-check-result]", root).hidden = true;
+  waitingPreview(stream);
   const room = new WaitingRoom($("[data-step=waiting]", root), { startsAt: appointment.starts_at });
   room.start();
   const call = new Call($("[data-call]", root), {
@@ -294,6 +333,7 @@ function waitingRoom(stream, check, checkFailed = false) {
     },
   });
   call.start();
+  if (check || checkFailed) verdict(call, stream, check, { camera });
 }
 
 async function resume() {
@@ -332,9 +372,7 @@ function roomState(state, since, room, stream) {
     root.classList.remove("in-call");
     $("[data-sent-back]", root).hidden = false;
     showStep(root, "waiting");
-    const hasVideo = stream.getVideoTracks().length > 0;
-    $("[data-waiting-stage]", root).hidden = !hasVideo;
-    if (hasVideo) playVideo($("[data-waiting-preview]", root));
+    waitingPreview(stream);
     room.start();
   }
   if (WAITING_TEXT[state]) {

@@ -252,10 +252,11 @@ async def test_connection_check_figures_in_german_number_format(browsing: Browsi
     await page.get_by_role("button", name="Weiter ins Wartezimmer").click()
     result = page.locator("[data-check-result]")
     await expect(result).to_be_visible(timeout=40_000)
-    # "0,0 %" with a decimal comma; thousands (if any) grouped with a dot.
-    await expect(result).to_have_text(
+    # The figures behind "Details": "0,0 %" with a decimal comma; thousands grouped with a dot.
+    await result.get_by_text("Details", exact=True).click()
+    await expect(result.locator("[data-verdict-figures]")).to_have_text(
         re.compile(
             r"^Verbindungstest: (\d+ ms|–) Laufzeit, \d+,\d % Paketverlust, "
-            r"\d{1,3}(\.\d{3})* kbit/s\. "
+            r"\d{1,3}(\.\d{3})* kbit/s\.$"
         )
     )
