@@ -40,8 +40,9 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 # Who may call an operation: "staff" (staff session cookie), "patient" (patient session
-# cookie), "participant" (either: the calls of a consultation), "none" (anybody).
-AUTH_KINDS = ("staff", "patient", "participant", "none")
+# cookie), "guest" (an invited guest's session cookie), "participant" (staff or patient),
+# "call" (any of the three: what every participant of a call needs), "none" (anybody).
+AUTH_KINDS = ("staff", "patient", "guest", "participant", "call", "none")
 UNSAFE_METHODS = frozenset({"post", "put", "patch", "delete"})
 
 

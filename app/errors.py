@@ -25,6 +25,7 @@ WS_ROOM_CLOSED = 4410
 WS_RATE_LIMITED = 4429
 WS_SLOW_CONSUMER = 4408
 WS_REPLACED = 4409
+WS_ROOM_FULL = 4419  # the call has its four participants (patient, specialist, GP, guest)
 
 
 class KonsilError(Exception):
@@ -161,6 +162,18 @@ class LinkExpired(KonsilError):
     default_message = "Dieser Link ist abgelaufen."
 
 
+class LinkUsed(KonsilError):
+    """A single-use link (a guest's) that another browser has already opened."""
+
+    status = 409
+    code = "link_used"
+    ws_close = WS_UNAUTHENTICATED
+    default_message = (
+        "Dieser Einladungslink wurde schon auf einem anderen Gerät geöffnet. Bitte fragen Sie "
+        "die Praxis nach einem neuen Link."
+    )
+
+
 class SlotTaken(KonsilError):
     status = 409
     code = "slot_taken"
@@ -245,6 +258,15 @@ class SsoUnavailable(SsoFailed):
     status = 503
     code = "sso_unavailable"
     default_message = "Der Anmeldedienst der Klinik ist gerade nicht erreichbar."
+
+
+class RoomFull(KonsilError):
+    """The call already has its four participants (a mesh of at most four)."""
+
+    status = 409
+    code = "room_full"
+    ws_close = WS_ROOM_FULL
+    default_message = "Das Gespräch hat schon vier Teilnehmende; mehr sind nicht möglich."
 
 
 class ProtocolError(KonsilError):

@@ -14,6 +14,7 @@ from app.scheduling.models import (
     Appointment,
     AvailabilityException,
     AvailabilityRule,
+    GuestInvitation,
     JoinToken,
     Specialty,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "AvailabilityRule",
     "DelayNotice",
     "Document",
+    "GuestInvitation",
     "IdempotentResponse",
     "JoinToken",
     "OutboxEvent",

@@ -103,8 +103,9 @@ def _errors(op: Operation, path_params: list[dict[str, Any]]) -> set[int]:
     errors = set(op.errors)
     if op.auth != "none":
         errors.add(401)  # no session, or one that ended
-        if op.auth == "staff" or op.method in UNSAFE_METHODS:
-            errors.add(403)  # role, sign-in not finished, CSRF token or Origin
+        if op.auth in ("staff", "patient") or op.method in UNSAFE_METHODS:
+            # role, sign-in not finished, CSRF token or Origin; a guest's session
+            errors.add(403)
     if path_params:
         errors.add(404)  # nothing with that id (also: ids beyond the id columns' range)
     if any(p["schema"]["type"] == "integer" for p in path_params):
@@ -122,7 +123,9 @@ def _security(op: Operation) -> list[dict[str, list[str]]]:
     schemes = {
         "staff": ["staffSession"],
         "patient": ["patientSession"],
+        "guest": ["guestSession"],
         "participant": ["staffSession", "patientSession"],
+        "call": ["staffSession", "patientSession", "guestSession"],
         "none": [],
     }[op.auth]
     csrf = ["csrf"] if op.method in UNSAFE_METHODS else []
@@ -217,12 +220,19 @@ _SECURITY_SCHEMES = {
         "name": "konsil_patient",
         "description": "Set by POST /api/v1/patient/session (__Host-konsil_patient over HTTPS).",
     },
+    "guestSession": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "konsil_guest",
+        "description": "Set by POST /api/v1/guest/session (__Host-konsil_guest over HTTPS): "
+        "an invited guest (interpreter, carer), who may take part in one call and nothing else.",
+    },
     "csrf": {
         "type": "apiKey",
         "in": "header",
         "name": "X-CSRF-Token",
         "description": "The session's CSRF token (csrf_token of GET /api/v1/auth/me or "
-        "/api/v1/patient/me), on state-changing requests only.",
+        "/api/v1/patient/me or /api/v1/guest/me), on state-changing requests only.",
     },
 }
 
@@ -246,7 +256,8 @@ _DESCRIPTION = (
     "Konsil's JSON API. Staff authenticate with the session cookie set by "
     "POST /api/v1/auth/login and send the session's CSRF token (from GET /api/v1/auth/me) in "
     "the X-CSRF-Token header on every state-changing request (POST, PUT, PATCH, DELETE). "
-    "Patients authenticate by redeeming their join link at POST /api/v1/patient/session. "
+    "Patients authenticate by redeeming their join link at POST /api/v1/patient/session, "
+    "invited guests (interpreters, carers) theirs at POST /api/v1/guest/session. "
     'Errors are JSON objects {"error": {"code", "message", "detail"}}. Ids are integers from 1 '
     f"to {MAX_ID}. Every GET operation answers HEAD too (the same status and headers, no "
     "body). Other methods, OPTIONS included, get 405 with the path's methods in Allow: the "

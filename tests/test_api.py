@@ -121,12 +121,18 @@ def test_the_csrf_header_is_asked_on_state_changing_operations_only(
 @pytest.mark.parametrize(
     ("method", "path", "schemes"),
     [
-        ("get", "/api/v1/rooms/{appointment_id}/ice", [{"staffSession"}, {"patientSession"}]),
+        (
+            "get",
+            "/api/v1/rooms/{appointment_id}/ice",
+            [{"staffSession"}, {"patientSession"}, {"guestSession"}],
+        ),
         ("post", "/api/v1/precheck/offer", [{"staffSession"}, {"patientSession"}]),
         ("get", "/api/v1/patient/me", [{"patientSession"}]),
         ("get", "/api/v1/auth/me", [{"staffSession"}]),
         ("post", "/api/v1/auth/login", []),
         ("post", "/api/v1/patient/session", []),
+        ("post", "/api/v1/guest/session", []),
+        ("get", "/api/v1/guest/me", [{"guestSession"}]),
     ],
 )
 def test_security_names_who_may_call(

@@ -496,3 +496,99 @@ async def test_late_notice_migration_keeps_bookings_and_goes_down_and_up(
     finally:
         await engine.dispose()
     assert diff == []
+
+
+async def test_guest_migration_keeps_bookings_and_goes_down_and_up(database_url: str) -> None:
+    # 0013 adds the guest invitation beside the bookings of 0012; down again, the guest
+    # sessions and the guest events go too (the previous release knows neither).
+    await asyncio.to_thread(upgrade, database_url, "0012")
+    at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'specialist', 'x', "
+                    "true, :at), (2, 'b@example.org', 'B', 'gp', 'x', true, :at)"
+                ).bindparams(at)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO appointment (id, specialist_id, gp_id, starts_at, ends_at, "
+                    "status, patient_name, patient_birth_date, patient_contact, "
+                    "clinical_question, urgency, mode, room_state, created_at) VALUES "
+                    "(1, 1, 2, :at, :at, 'booked', 'P', :born, 'p@example.org', 'Q', "
+                    "'routine', 'home', 'scheduled', :at)"
+                ).bindparams(at, born=date(1950, 1, 1))
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO auth_session (id, kind, appointment_id, csrf_token, created_at, "
+                    "expires_at, last_seen_at, verified_at, stage, user_agent, ip) VALUES "
+                    "('p1', 'patient', 1, 'c', :at, :at, :at, :at, 'full', '', '')"
+                ).bindparams(at)
+            )
+    finally:
+        await engine.dispose()
+
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO guest_invitation (id, appointment_id, token_hash, name, kind, "
+                    "valid_from, valid_until, created_at, created_by, session_id, redeemed_at) "
+                    "VALUES (1, 1, :hash, 'Ayşe Demir', 'interpreter', :at, :at, :at, 2, 'g1', "
+                    ":at)"
+                ).bindparams(at, hash="f" * 64)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO auth_session (id, kind, appointment_id, csrf_token, created_at, "
+                    "expires_at, last_seen_at, verified_at, stage, user_agent, ip) VALUES "
+                    "('g1', 'guest', 1, 'c', :at, :at, :at, :at, 'full', '', '')"
+                ).bindparams(at)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO outbox_event (event_id, aggregate, type, payload, created_at, "
+                    "available_at, attempts) VALUES ('e1', 'appointment:1', 'guest.changed', "
+                    "'{}', :at, :at, 0)"
+                ).bindparams(at)
+            )
+    finally:
+        await engine.dispose()
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            row = await session.get(AuthSession, "g1")
+    finally:
+        await engine.dispose()
+    assert row is not None
+    assert row.kind.value == "guest"
+
+    await asyncio.to_thread(downgrade, database_url, "0012")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: sync.dialect.get_table_names(sync))
+            kinds = list(
+                (await connection.execute(text("SELECT kind FROM auth_session"))).scalars()
+            )
+            events = (await connection.execute(text("SELECT count(*) FROM outbox_event"))).scalar()
+            count = (await connection.execute(text("SELECT count(*) FROM appointment"))).scalar()
+    finally:
+        await engine.dispose()
+    assert "guest_invitation" not in tables
+    assert kinds == ["patient"]
+    assert (events, count) == (0, 1)
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert diff == []

@@ -20,6 +20,7 @@ class Role(StrEnum):
 class SessionKind(StrEnum):
     STAFF = "staff"
     PATIENT = "patient"
+    GUEST = "guest"  # a consultation's invited guest (interpreter, carer): the call only
 
 
 class SessionStage(StrEnum):

@@ -63,6 +63,10 @@ class Principal:
     def is_patient(self) -> bool:
         return self.kind is SessionKind.PATIENT
 
+    @property
+    def is_guest(self) -> bool:
+        return self.kind is SessionKind.GUEST
+
 
 @dataclass(frozen=True)
 class NewSession:
@@ -303,6 +307,17 @@ def open_patient_session(
     ttl = timedelta(minutes=settings.patient_session_ttl_minutes)
     ttl = min(ttl, max(not_after - utcnow(), timedelta(0)))
     return _open_session(session, kind=SessionKind.PATIENT, ttl=ttl, appointment_id=appointment_id)
+
+
+def open_guest_session(
+    session: AsyncSession, *, settings: Settings, appointment_id: int, not_after: datetime
+) -> NewSession:
+    """A session for the invited guest of one appointment (interpreter, carer), made when the
+    guest's link is redeemed: it may only take part in that appointment's call. It never
+    outlives the invitation."""
+    ttl = timedelta(minutes=settings.patient_session_ttl_minutes)
+    ttl = min(ttl, max(not_after - utcnow(), timedelta(0)))
+    return _open_session(session, kind=SessionKind.GUEST, ttl=ttl, appointment_id=appointment_id)
 
 
 def _open_session(

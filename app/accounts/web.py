@@ -27,7 +27,12 @@ from app.resources import db, settings
 from app.settings import Settings
 from app.tokens import same
 
-COOKIE = {SessionKind.STAFF: "konsil_staff", SessionKind.PATIENT: "konsil_patient"}
+COOKIE = {
+    SessionKind.STAFF: "konsil_staff",
+    SessionKind.PATIENT: "konsil_patient",
+    SessionKind.GUEST: "konsil_guest",
+}
+GUEST_REFUSED = "Als Gast können Sie nur an der Videosprechstunde teilnehmen."
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOGIN_PATH = "/api/v1/auth/login"
@@ -80,6 +85,7 @@ async def require_staff(request: Request, *roles: Role) -> Principal:
     """The signed-in staff member, with CSRF and Origin checked on state-changing requests."""
     who = await principal(request, SessionKind.STAFF, signing_in=True)
     if who is None:
+        await refuse_guest(request)
         raise NotAuthenticated()
     if who.stage is SessionStage.SECOND_FACTOR:
         raise SecondFactorRequired()
@@ -115,9 +121,28 @@ def require_recent_auth(request: Request, who: Principal) -> None:
 async def require_patient(request: Request) -> Principal:
     who = await principal(request, SessionKind.PATIENT)
     if who is None:
+        await refuse_guest(request)
         raise NotAuthenticated("Bitte öffnen Sie den Link aus Ihrer Einladung erneut.")
     await check_csrf(request, who)
     return who
+
+
+async def require_guest(request: Request) -> Principal:
+    """The invited guest of a consultation (interpreter, carer), CSRF checked."""
+    who = await principal(request, SessionKind.GUEST)
+    if who is None:
+        raise NotAuthenticated("Bitte öffnen Sie den Link aus Ihrer Einladung erneut.")
+    await check_csrf(request, who)
+    return who
+
+
+async def refuse_guest(conn: HTTPConnection) -> None:
+    """A guest session is signed in, but to the call only: everything else is forbidden
+    (403), never "please log in" (401)."""
+    if conn.cookies.get(cookie_name(settings(conn), SessionKind.GUEST)) is None:
+        return
+    if await principal(conn, SessionKind.GUEST) is not None:
+        raise Forbidden(GUEST_REFUSED)
 
 
 def check_origin(conn: HTTPConnection) -> None:

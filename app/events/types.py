@@ -126,6 +126,15 @@ class PatientSessionsEnded(AppointmentEvent):
     keep: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
 
+class GuestChanged(AppointmentEvent):
+    """The appointment's guest (interpreter, carer) was admitted by the specialist
+    (``admitted``), or its invitation was issued anew or revoked (``admitted`` false: nobody
+    is admitted; the old guest's session ended with ``SessionEnded``)."""
+
+    type: Literal["guest.changed"] = "guest.changed"
+    admitted: bool
+
+
 class SessionEnded(Event):
     """One session ended: a logout (staff or patient), or a browser that opened a new link.
 
@@ -173,6 +182,7 @@ DomainEvent = Annotated[
     | LinkIssued
     | LinkRevoked
     | PatientSessionsEnded
+    | GuestChanged
     | SessionEnded
     | AccountDeactivated
     | DelayChanged,

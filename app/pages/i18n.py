@@ -6,7 +6,8 @@ translations and is read at runtime with Babel (no compile step). The language c
 patients are German first, so the browser's Accept-Language does not override that.
 
 Patient pages (``PATIENT_TEMPLATES``: the join page with its consent, checks, waiting room,
-call and link problems, and the error page) offer the patients' languages; every other page
+call and link problems, the invited guest's page (an interpreter often speaks the patient's
+language), and the error page) offer the patients' languages; every other page
 (staff pages, the start page, the legal texts) German and English only, and German when
 another language is asked for or remembered.
 """
@@ -38,7 +39,7 @@ NAMES = {
 }
 RTL = frozenset({"ar"})
 # The templates of the patient's pages; app/pages/messages.py finds their messages from here.
-PATIENT_TEMPLATES = ("join.html", "error.html")
+PATIENT_TEMPLATES = ("join.html", "guest.html", "error.html")
 COOKIE = "konsil_lang"
 
 

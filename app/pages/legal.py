@@ -117,6 +117,7 @@ def cookie_names(cfg: Settings) -> dict[str, object]:
     HTTPS); the single sign-on's flow cookie only where single sign-on is set up."""
     return {
         "patient": cookie_name(cfg, SessionKind.PATIENT),
+        "guest": cookie_name(cfg, SessionKind.GUEST),
         "staff": cookie_name(cfg, SessionKind.STAFF),
         "device": device_cookie_name(cfg),
         "oidc": flow_cookie_name(cfg) if cfg.oidc_enabled else "",

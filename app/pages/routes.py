@@ -109,6 +109,11 @@ async def join_page(request: Request) -> Response:
     return allow_screen_capture(response) if share else response
 
 
+async def guest_page(request: Request) -> Response:
+    """The invited guest's page (interpreter, carer); the link's token is in the fragment."""
+    return render(request, "guest.html", {"nav": "join"})
+
+
 async def catalog(request: Request) -> Response:
     lang = request.path_params["lang"]
     if lang not in i18n.LANGUAGES:
@@ -203,6 +208,7 @@ routes: list[BaseRoute] = [
     Route("/account", account_page),
     *sso.routes,
     Route("/join", join_page),
+    Route("/guest", guest_page),
     Route("/i18n/{lang}.json", catalog),
     Route("/gp", gp_search),
     Route("/gp/appointments", gp_appointments),

@@ -30,7 +30,7 @@ from app.notify.models import OutgoingMessage
 from app.records.models import Document, Report
 from app.retention import policy
 from app.rooms.models import SpecialistDelay
-from app.scheduling.models import Appointment, JoinToken
+from app.scheduling.models import Appointment, GuestInvitation, JoinToken
 from app.settings import Settings
 
 BATCH = 200
@@ -43,6 +43,7 @@ CHILDREN: tuple[tuple[str, Any], ...] = (
     ("documents", Document),
     ("reports", Report),
     ("links", JoinToken),
+    ("guests", GuestInvitation),
     ("sessions", AuthSession),
 )
 KINDS = (
@@ -50,6 +51,7 @@ KINDS = (
     "documents",
     "reports",
     "links",
+    "guests",
     "sessions",
     "messages",
     "delay_notices",

@@ -127,12 +127,13 @@ async def transfer(request: Request) -> Response:
 
 
 async def ice(request: Request) -> Response:
-    """For participants only: staff cookie first, then the patient cookie (one browser may
-    hold both, e.g. a GP with the patient at the practice)."""
+    """For participants only: staff cookie first, then the patient's, then a guest's (one
+    browser may hold several, e.g. a GP with the patient at the practice)."""
     appointment_id = path_id(request, "appointment_id")
     candidates = [
         await principal(request, SessionKind.STAFF),
         await principal(request, SessionKind.PATIENT),
+        await principal(request, SessionKind.GUEST),
     ]
     present = [who for who in candidates if who is not None]
     if not present:
@@ -236,7 +237,7 @@ routes: list[BaseRoute] = [
         summary="ICE servers (STUN, TURN with time-limited credentials) for a participant",
         tags=["rooms"],
         response=IceOut,
-        auth="participant",
+        auth="call",
         errors=[401, 404, 409],
     ),
 ]

@@ -48,6 +48,8 @@ def actor_for(appointment: Appointment, who: Principal) -> Actor:
     """The role ``who`` plays in this room; ``NotYourRoom`` for everybody else (admins too)."""
     if who.is_patient and who.appointment_id == appointment.id:
         return Actor.PATIENT
+    if who.is_guest and who.appointment_id == appointment.id:
+        return Actor.GUEST
     if who.is_staff and who.user_id is not None:
         if who.role is Role.SPECIALIST and who.user_id == appointment.specialist_id:
             return Actor.SPECIALIST

@@ -32,6 +32,7 @@ class Actor(StrEnum):
     PATIENT = "patient"
     SPECIALIST = "specialist"  # the appointment's specialist
     GP = "gp"  # the appointment's booking GP
+    GUEST = "guest"  # the appointment's invited guest (interpreter, carer): changes nothing
     SYSTEM = "system"  # the server itself (signalling events)
 
 

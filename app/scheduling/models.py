@@ -152,3 +152,36 @@ class JoinToken(SQLModel, table=True):
     # The token encrypted with a key from KONSIL_SECRET_KEY (``links.seal``), only while Konsil
     # is to send the link to the patient itself (app/notify); cleared when the link is revoked.
     sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class GuestKind(StrEnum):
+    """What a guest of a consultation is there for (shown with the guest's name)."""
+
+    INTERPRETER = "interpreter"
+    SIGN_LANGUAGE = "sign_language"
+    CARER = "carer"
+    OTHER = "other"
+
+
+class GuestInvitation(SQLModel, table=True):
+    """A fourth participant's single-use link (interpreter, carer): only the SHA-256 of the
+    256-bit token is stored. The first redemption binds it to that browser's guest session
+    (``session_id``); the specialist admits the guest (``admitted_at``). One active invitation
+    per appointment: a new one revokes the old."""
+
+    __tablename__ = "guest_invitation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    appointment_id: int = Field(foreign_key="appointment.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=80)
+    kind: GuestKind = Field(sa_column=enum_column(GuestKind))
+    valid_from: datetime = Field(sa_column=utc_column())
+    valid_until: datetime = Field(sa_column=utc_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    created_by: int | None = Field(default=None, foreign_key="staff_user.id")
+    revoked_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    redeemed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # The guest session the first redemption opened (AuthSession.id, a token's hash).
+    session_id: str | None = Field(default=None, max_length=64)
+    admitted_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

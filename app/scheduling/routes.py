@@ -16,6 +16,7 @@ from app.errors import Conflict, KonsilError
 from app.resources import db, settings
 from app.scheduling import service
 from app.scheduling.routes_availability import routes as availability_routes
+from app.scheduling.routes_guest import routes as guest_routes
 from app.scheduling.routes_patient import routes as patient_routes
 from app.scheduling.schemas import (
     AppointmentOut,
@@ -243,4 +244,5 @@ routes: list[BaseRoute] = [
     *availability_routes,
     *appointment_routes,
     *patient_routes,
+    *guest_routes,
 ]

@@ -18,7 +18,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.scheduling import phones
-from app.scheduling.models import AppointmentStatus, Mode, RoomState, Urgency
+from app.scheduling.models import AppointmentStatus, GuestKind, Mode, RoomState, Urgency
 from app.schemas import Day, Id, Out, Schema
 
 MAX_QUESTION = 4000
@@ -312,5 +312,45 @@ class PatientAppointmentOut(Out):
     specialist_name: str
     specialty: str
     mode: Mode
+    room_state: RoomState
+    csrf_token: str
+
+
+class GuestIn(Schema):
+    """Invite a guest (interpreter, carer) to the consultation: the name the others see."""
+
+    name: str = Field(min_length=2, max_length=80, pattern=_NO_CONTROL)
+    kind: GuestKind
+
+
+class GuestInvitationOut(Out):
+    """The appointment's active guest invitation, as staff see it (never the token)."""
+
+    name: str
+    kind: GuestKind
+    created_at: datetime
+    valid_from: datetime
+    valid_until: datetime
+    redeemed: bool = Field(description="The guest has opened the link (on one browser).")
+    admitted: bool = Field(description="The specialist has let the guest into the call.")
+
+
+class GuestIssuedOut(GuestInvitationOut):
+    """A freshly issued guest link. ``guest_url`` holds the token: it is never shown again."""
+
+    guest_url: str
+
+
+class GuestMeOut(Out):
+    """What the guest's browser may know: when, with whom, as what. No case data, not even
+    the patient's name."""
+
+    appointment_id: int
+    starts_at: datetime
+    ends_at: datetime
+    specialist_name: str
+    specialty: str
+    name: str
+    kind: GuestKind
     room_state: RoomState
     csrf_token: str

@@ -40,6 +40,7 @@ from app.errors import (
     NotInRoom,
     NotYourRoom,
     RoomClosed,
+    RoomFull,
 )
 from app.metrics import WS_CONNECTIONS, WS_ERRORS, WS_MESSAGES
 from app.pages.i18n import language
@@ -59,7 +60,7 @@ ACTIVITY_EVERY_SECONDS = 60.0
 
 
 class WsQuery(Schema):
-    as_: Literal["patient", "staff"] = Field(alias="as")
+    as_: Literal["patient", "staff", "guest"] = Field(alias="as")
     appointment: int | None = Field(default=None, gt=0, lt=2**31)
 
 
@@ -112,8 +113,10 @@ async def signaling(websocket: WebSocket) -> None:
 async def authorize(websocket: WebSocket) -> Target:
     """Who is connecting and to which room; raises the domain error that names the close code."""
     query = validate(WsQuery, dict(websocket.query_params))
-    if query.as_ == "patient":
-        who = await principal(websocket, SessionKind.PATIENT)
+    if query.as_ in ("patient", "guest"):
+        # A guest's session opens its own appointment's call and nothing else.
+        kind = SessionKind.PATIENT if query.as_ == "patient" else SessionKind.GUEST
+        who = await principal(websocket, kind)
         if who is None:
             raise NotAuthenticated()
         if query.appointment is None or who.appointment_id != query.appointment:
@@ -289,31 +292,47 @@ async def _dispatch(link: Link, message: m.ClientMessage) -> None:
             raise AlreadyJoined()
         link.joining = True  # the join deadline must not cut a join in progress
         try:
-            link.seat = await link.hub.seats.join(
-                link.conn,
-                appointment_id=target.appointment_id,
-                actor=target.actor,
-                who=target.who,
-                resume=message.resume,
-                lang=language(link.websocket),
-            )
+            link.seat = await _join(link, message)
         finally:
             link.joining = False
     elif link.seat is None:
         raise JoinFirst()
     elif isinstance(message, m.Admit | m.SendBack):
-        if target.actor is Actor.PATIENT:
+        if target.actor in (Actor.PATIENT, Actor.GUEST):
             raise Forbidden()
         # The state machine refuses the GP a send_back (forbidden), and both when the room's
         # state does not allow them (invalid_transition).
         action = Action.ADMIT if isinstance(message, m.Admit) else Action.SEND_BACK
         await link.hub.act(link.seat, action, target.who)
+    elif isinstance(message, m.AdmitGuest):
+        # The specialist only (the service refuses anyone else with forbidden).
+        await link.hub.admit_guest(link.seat, target.who)
     elif isinstance(message, m.MediaState):
         allowed = settings(link.websocket).patient_screen_share
         check_media(link.seat.member.role, message, patient_screen_share=allowed)
         await link.hub.media(link.seat, message)
     else:
         await link.hub.relay(link.seat, message)
+
+
+async def _join(link: Link, message: m.Join) -> Seat | None:
+    """Seats the connection; a full room refuses it: ``error`` ``room_full``, then 4419."""
+    target = link.target
+    assert target.appointment_id is not None
+    assert target.actor is not None
+    try:
+        return await link.hub.seats.join(
+            link.conn,
+            appointment_id=target.appointment_id,
+            actor=target.actor,
+            who=target.who,
+            resume=message.resume,
+            lang=language(link.websocket),
+        )
+    except RoomFull as exc:
+        _error(link, exc.code, exc.message, message.type)
+        link.conn.close(exc.ws_close, "room full")
+        return None
 
 
 def _error(link: Link, code: str, text: str, ref: str | None) -> None:

@@ -19,6 +19,7 @@ from app.db import unit_of_work, utcnow
 from app.resources import Resources, resources
 from app.rooms import service as rooms
 from app.rooms.state import Action
+from app.scheduling import guests
 from app.scheduling.models import Appointment, RoomState
 from app.signaling import envelope as env
 from app.signaling import messages as m
@@ -82,6 +83,12 @@ class Hub:
             wire.MediaChanged(pid=seat.member.id, media=message.media()),
         )
 
+    async def admit_guest(self, seat: Seat, who: Principal) -> None:
+        """The specialist lets the guest in: written to the database; every replica hears of
+        it as a domain event (``GuestChanged``), in the broker's order."""
+        async with unit_of_work(self.sessions) as session:
+            await guests.admit(session, who=who, appointment_id=seat.appointment_id)
+
     async def room_action(
         self, appointment_id: int, action: Action, who: Principal | None
     ) -> Appointment:
@@ -110,6 +117,11 @@ class Hub:
         """Closes the patient's connections in this room on every process (its sessions ended
         in the database), but those of session key ``keep``."""
         message = wire.RevokePatients(ev=ev, keep=keep)
+        await self.replicas.publish(env.room_channel(appointment_id), message)
+
+    async def guest_changed(self, appointment_id: int, *, admitted: bool, ev: str) -> None:
+        """Tells every process that the room's guest was admitted (or nobody is any more)."""
+        message = wire.Guest(ev=ev, admitted=admitted)
         await self.replicas.publish(env.room_channel(appointment_id), message)
 
     # ---------------------------------------------------------------- dashboards

@@ -50,6 +50,10 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
             await hub.revoke(event.appointment_id, event.from_specialist_id, ev=event.event_id)
             await hub.queue_changed(event.from_specialist_id, ev=event.event_id)
             await hub.queue_changed(event.to_specialist_id, ev=event.event_id)
+        case ev.GuestChanged():
+            await hub.guest_changed(
+                event.appointment_id, admitted=event.admitted, ev=event.event_id
+            )
         case ev.PatientSessionsEnded():
             await hub.revoke_patients(event.appointment_id, keep=event.keep, ev=event.event_id)
         case ev.SessionEnded():

@@ -21,15 +21,24 @@ from pydantic import (
 )
 
 from app.rooms.schemas import QueueOut
-from app.scheduling.models import RoomState
+from app.scheduling.models import GuestKind, RoomState
 
 # Server-assigned, opaque, random per connection; never a user id.
 ParticipantId = Annotated[str, Field(pattern=r"^p_[A-Za-z0-9_-]{8,40}$")]
 Sdp = Annotated[str, Field(min_length=1, max_length=60_000)]
-Role = Literal["patient", "specialist", "gp"]
-"""A participant's role in a room: ``app.rooms.state.Actor`` without the server itself."""
-PARTICIPANT_ROLES: dict[str, Role] = {"patient": "patient", "specialist": "specialist", "gp": "gp"}
+Role = Literal["patient", "specialist", "gp", "guest"]
+"""A participant's role in a room: ``app.rooms.state.Actor`` without the server itself.
+``guest``: the invited fourth participant (interpreter, carer), admitted by the specialist."""
+PARTICIPANT_ROLES: dict[str, Role] = {
+    "patient": "patient",
+    "specialist": "specialist",
+    "gp": "gp",
+    "guest": "guest",
+}
 STAFF_ROLES: frozenset[str] = frozenset({"specialist", "gp"})
+MAX_PARTICIPANTS = 4
+"""A call is a mesh of at most four: patient, specialist, GP and one guest."""
+GuestState = Literal["absent", "waiting", "admitted"]
 Connection = Literal["connected", "reconnecting"]
 """``reconnecting``: the peer's websocket dropped and its seat is held for the resume window."""
 LeftReason = Literal["left", "lost", "sent_back", "ended"]
@@ -91,14 +100,27 @@ class Peer(Message):
     role: Role
     name: str = Field(
         default="",
-        description="Display name of staff; the patient's name for staff viewers, empty for "
-        "anyone else.",
+        description="Display name of staff and of the guest; the patient's name for staff "
+        "viewers, empty for anyone else (the guest never learns it).",
     )
     detail: str = Field(
         default="",
-        description="The specialist's specialty, the GP's practice; empty for the patient.",
+        description="The specialist's specialty, the GP's practice; empty for the patient and "
+        "the guest.",
+    )
+    kind: GuestKind | None = Field(
+        default=None,
+        description="The guest's kind (role ``guest`` only, absent for the others), e.g. "
+        "interpreter.",
     )
     state: PeerStatus = Field(default_factory=PeerStatus)
+
+    @model_serializer(mode="wrap")
+    def _kind_for_guests_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("kind") is None:
+            data.pop("kind", None)
+        return data
 
 
 # --------------------------------------------------------------------------- client -> server
@@ -180,8 +202,15 @@ class SendBack(Message):
     type: Literal["send_back"]
 
 
+class AdmitGuest(Message):
+    """The room's specialist only: let the waiting guest (``guest_status`` ``waiting``) into
+    the call (same as ``POST /api/v1/rooms/{id}/guest/admit``)."""
+
+    type: Literal["admit_guest"]
+
+
 ClientMessage = Annotated[
-    Join | Admit | Offer | Answer | Candidate | Chat | Leave | MediaState | SendBack,
+    Join | Admit | Offer | Answer | Candidate | Chat | Leave | MediaState | SendBack | AdmitGuest,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGES: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -324,6 +353,18 @@ class Delay(Message):
     updated_at: datetime | None = None
 
 
+class GuestStatus(Message):
+    """To staff and to the guest: whether the room's guest is connected and admitted.
+    ``absent``: no guest here; ``waiting``: the guest waits for the specialist's
+    ``admit_guest``; ``admitted``: let in (in the call whenever the patient is). Sent after
+    ``join`` when there is a guest, and on every change."""
+
+    type: Literal["guest_status"] = "guest_status"
+    state: GuestState
+    name: str = ""
+    kind: GuestKind | None = None
+
+
 class Error(Message):
     """A refused message. The connection stays open unless a close frame follows."""
 
@@ -347,6 +388,7 @@ ServerMessage = Annotated[
     | Queue
     | Position
     | Delay
+    | GuestStatus
     | Error,
     Field(discriminator="type"),
 ]

@@ -21,6 +21,7 @@ from app.broker import Broker
 from app.errors import WS_GOING_AWAY
 from app.metrics import ROOMS_ACTIVE
 from app.rooms import service as rooms
+from app.scheduling import guests
 from app.scheduling.models import RoomState
 from app.signaling import envelope as env
 from app.signaling import wire
@@ -74,6 +75,7 @@ class Replicas:
                 # Read the state only once subscribed, so no change can slip in between.
                 async with self.sessions() as session:
                     appointment = await rooms.load(session, appointment_id)
+                    guest_admitted = await guests.admitted(session, appointment_id)
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await local.task.stop()  # nobody will release a room that was never added
@@ -81,6 +83,7 @@ class Replicas:
             local.room.state = appointment.room_state
             local.room.waiting_since = appointment.waiting_since
             local.room.patient_name = appointment.patient_name
+            local.room.guest_admitted = guest_admitted
             self.rooms[appointment_id] = local
             ROOMS_ACTIVE.inc()
             return local

@@ -18,10 +18,11 @@ import anyio
 
 from app.accounts.service import Principal
 from app.broker import Broker
-from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED
+from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED, LinkInvalid, RoomFull
 from app.logging import get_logger
 from app.rooms import service as rooms
 from app.rooms.state import Action, Actor
+from app.scheduling import guests
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
 from app.signaling import envelope as env
@@ -91,6 +92,9 @@ class Seats:
         local = await self.replicas.acquire(appointment_id)
         try:
             seat = await self._resume(local, who, resume) if resume else None
+            if seat is None and local.room.full_for(session_key(who.session_id)):
+                # (Only the participants this process knows of: see docs/protocol.md.)
+                raise RoomFull()
             state, since = local.room.state, local.room.waiting_since
             if seat is None and actor is Actor.PATIENT:
                 appointment = await self.act(appointment_id, Action.ARRIVE, who)
@@ -126,18 +130,27 @@ class Seats:
 
     async def _new_seat(self, appointment_id: int, actor: Actor, who: Principal) -> Seat:
         detail, detail_en = "", ""
-        if actor is not Actor.PATIENT and who.user_id is not None:
+        name = "" if actor is Actor.PATIENT else who.display_name
+        kind = None
+        if actor is Actor.GUEST:
+            async with self.replicas.sessions() as session:
+                invitation = await guests.of_session(session, who.session_id)
+            if invitation is None:
+                raise LinkInvalid()  # revoked since the connection was authorised
+            name, kind = invitation.name, invitation.kind
+        elif actor is not Actor.PATIENT and who.user_id is not None:
             async with self.replicas.sessions() as session:
                 detail, detail_en = await rooms.staff_detail(session, who.user_id)
         member = Member(
             id="p_" + secrets.token_urlsafe(12),
             role=m.PARTICIPANT_ROLES[actor.value],  # KeyError for SYSTEM: it never takes a seat
-            name="" if actor is Actor.PATIENT else who.display_name,
+            name=name,
             session_key=session_key(who.session_id),
             conn="",
             user_id=who.user_id,
             detail=detail,
             detail_en=detail_en,
+            kind=kind,
         )
         return Seat(appointment_id, member, "")
 

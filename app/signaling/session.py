@@ -27,10 +27,11 @@ from app.errors import (
     UnknownPeer,
 )
 from app.rooms.state import is_closed
-from app.scheduling.models import RoomState
+from app.scheduling.models import GuestKind, RoomState
 from app.signaling import messages as m
 
-RANK: dict[str, int] = {"specialist": 3, "gp": 2, "patient": 1}
+# The guest ranks lowest: the others make the offers to it.
+RANK: dict[str, int] = {"specialist": 3, "gp": 2, "patient": 1, "guest": 0}
 APPLIED_EVENTS_KEPT = 256
 
 
@@ -38,8 +39,9 @@ APPLIED_EVENTS_KEPT = 256
 class Member:
     """A participant. ``user_id``, ``session_key`` and ``conn`` never leave the server.
 
-    ``name``: a staff member's display name, empty for the patient (whose name each process
-    reads from the database, ``Room.patient_name``, so it never travels between processes).
+    ``name``: a staff member's or the guest's display name, empty for the patient (whose name
+    each process reads from the database, ``Room.patient_name``, so it never travels between
+    processes). ``kind``: the guest's kind (interpreter, carer), None for everyone else.
     ``detail``: the specialty (German) or practice, ``detail_en`` the specialty in English;
     ``lang``: the language of this participant's page, which picks the details it is shown.
     ``media`` and ``connection``: its last ``media_state`` and whether its websocket is there;
@@ -57,6 +59,7 @@ class Member:
     lang: str = "de"
     media: m.Media = field(default_factory=m.Media)
     connection: m.Connection = "connected"
+    kind: GuestKind | None = None
 
     def status(self) -> m.PeerStatus:
         return m.PeerStatus(**self.media.model_dump(), connection=self.connection)
@@ -91,9 +94,13 @@ def offers(a: Member, b: Member) -> bool:
 
 
 def check_media(role: m.Role, media: m.MediaState, *, patient_screen_share: bool) -> None:
-    """Refuses a patient's ``screen_sharing: true`` unless the operator allows it
-    (``KONSIL_PATIENT_SCREEN_SHARE``): the state is then neither kept nor relayed."""
-    if role == "patient" and media.screen_sharing and not patient_screen_share:
+    """Refuses ``screen_sharing: true`` from a guest always and from a patient unless the
+    operator allows it (``KONSIL_PATIENT_SCREEN_SHARE``): the state is then neither kept nor
+    relayed. Staff share (an ECG, a scan, a letter); a guest (an interpreter) has nothing of
+    the case to show."""
+    if not media.screen_sharing or role in m.STAFF_ROLES:
+        return
+    if role == "guest" or not patient_screen_share:
         raise ScreenShareNotAllowed()
 
 
@@ -117,6 +124,10 @@ class Room:
     # The ids of the last domain events applied: the outbox delivers at least once, and a
     # redelivered older event must not undo a newer one.
     applied: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # The specialist let the guest in (in the database; from ``GuestChanged``).
+    guest_admitted: bool = False
+    # The last ``guest_status`` each staff member and the guest was told.
+    guest_told: dict[str, m.GuestStatus] = field(default_factory=dict)
 
     def first_time(self, event_id: str) -> bool:
         """Whether the domain event ``event_id`` is new to this replica (and remember it)."""
@@ -128,22 +139,44 @@ class Room:
         return True
 
     def in_call(self, member: Member) -> bool:
-        if member.role != "patient":
+        """Staff are always in the call; the patient while admitted; the guest while admitted
+        by the specialist and the patient is (sent back or ended: the guest is out too)."""
+        if member.role in m.STAFF_ROLES:
             return True
-        return self.state in (RoomState.ADMITTED, RoomState.IN_CALL)
+        admitted = self.state in (RoomState.ADMITTED, RoomState.IN_CALL)
+        return admitted and (member.role == "patient" or self.guest_admitted)
+
+    def full_for(self, session_key: str) -> bool:
+        """Whether a new participant of this session would make the mesh larger than four
+        (a connection of the same session replaces its old one and does not count)."""
+        others = {mb.session_key for mb in self.members.values() if mb.session_key != session_key}
+        return len(others) >= m.MAX_PARTICIPANTS
+
+    def guest_status(self) -> m.GuestStatus:
+        guest = next((mb for mb in self.members.values() if mb.role == "guest"), None)
+        if guest is None:
+            return m.GuestStatus(state="absent")
+        state: m.GuestState = "admitted" if self.guest_admitted else "waiting"
+        return m.GuestStatus(state=state, name=guest.name, kind=guest.kind)
 
     def state_message(self) -> m.RoomStateChanged:
         since = self.waiting_since if self.state is RoomState.WAITING else None
         return m.RoomStateChanged(state=self.state, waiting_since=since)
 
     def peer(self, member: Member, viewer: Member) -> m.Peer:
-        """``member`` as ``viewer`` sees it: the patient's name only for staff."""
+        """``member`` as ``viewer`` sees it: the patient's name only for staff (never for the
+        guest); the guest's name and kind for everybody."""
         name = member.name
         if member.role == "patient":
             name = self.patient_name if viewer.role in m.STAFF_ROLES else ""
         detail = member.detail_en if viewer.lang == "en" and member.detail_en else member.detail
         return m.Peer(
-            id=member.id, role=member.role, name=name, detail=detail, state=member.status()
+            id=member.id,
+            role=member.role,
+            name=name,
+            detail=detail,
+            kind=member.kind if member.role == "guest" else None,
+            state=member.status(),
         )
 
     # ---------------------------------------------------------------- events (every replica)
@@ -159,7 +192,8 @@ class Room:
                 outs.append(Close(old.conn, WS_REPLACED, "replaced by a newer connection"))
                 outs += self.remove(old.id)
         self.members[member.id] = member
-        return outs + self._pair_known(member, partners) + self._introduce()
+        outs += self._pair_known(member, partners) + self._introduce()
+        return outs + self._tell_guest()
 
     def remove(self, participant_id: str, reason: m.LeftReason = "left") -> list[Out]:
         """A participant left for good: its peers close their connections to it."""
@@ -167,12 +201,20 @@ class Room:
             return []
         self.resyncing.discard(participant_id)
         self.heard.pop(participant_id, None)
+        self.guest_told.pop(participant_id, None)
         outs: list[Out] = []
         for pair in [p for p in self.pairs if participant_id in p]:
             self.pairs.discard(pair)
             (other,) = pair - {participant_id}
             outs.append(Send(other, m.PeerLeft(peer_id=participant_id, reason=reason)))
-        return outs
+        return outs + self._tell_guest()
+
+    def set_guest(self, admitted: bool) -> list[Out]:
+        """The specialist admitted the guest, or its invitation was issued anew or revoked
+        (nobody admitted): the guest joins the call if the patient is in it, or leaves it."""
+        self.guest_admitted = admitted
+        outs = self._part("left", everyone=False) + self._introduce()
+        return outs + self._tell_guest()
 
     def media(self, participant_id: str, media: m.Media) -> list[Out]:
         """The participant's client said what its media are: its peers hear of a change."""
@@ -302,7 +344,7 @@ class Room:
         if not isinstance(message, m.Answer) or self.state is not RoomState.ADMITTED:
             return False
         roles = {self.members[sender].role, self.members[message.to].role}
-        return "patient" in roles and len(roles) == 2
+        return "patient" in roles and bool(roles & m.STAFF_ROLES)
 
     # ---------------------------------------------------------------- helpers
 
@@ -349,6 +391,20 @@ class Room:
             for me, other in ((a, b), (b, a)):
                 if everyone or self.in_call(me):
                     outs.append(Send(me.id, m.PeerLeft(peer_id=other.id, reason=reason)))
+        return outs
+
+    def _tell_guest(self) -> list[Out]:
+        """Staff and the guest hear when the guest comes, waits, is admitted or goes."""
+        status = self.guest_status()
+        outs: list[Out] = []
+        for member in self.members.values():
+            if member.role not in m.STAFF_ROLES and member.role != "guest":
+                continue
+            told = self.guest_told.get(member.id)
+            if told == status or (told is None and status.state == "absent"):
+                continue
+            self.guest_told[member.id] = status
+            outs.append(Send(member.id, status))
         return outs
 
     def _tell_status(self, participant_id: str) -> list[Out]:

@@ -120,8 +120,26 @@ class RevokePatients(Wire):
     keep: str | None = None
 
 
+class Guest(Wire):
+    """The guest was admitted, or nobody is any more (from ``GuestChanged``)."""
+
+    e: Literal["guest"] = "guest"
+    ev: EventId
+    admitted: bool
+
+
 RoomMessage = Annotated[
-    Add | Present | Leave | MediaChanged | Away | Resumed | State | Relay | Revoke | RevokePatients,
+    Add
+    | Present
+    | Leave
+    | MediaChanged
+    | Away
+    | Resumed
+    | State
+    | Relay
+    | Revoke
+    | RevokePatients
+    | Guest,
     Field(discriminator="e"),
 ]
 ROOM: TypeAdapter[RoomMessage] = TypeAdapter(RoomMessage)
@@ -164,7 +182,9 @@ SESSIONS: TypeAdapter[SessionsEnd] = TypeAdapter(SessionsEnd)
 def apply(room: Room, message: RoomMessage) -> list[Out]:
     """What a room message does to a replica: the messages to send and connections to close.
     A domain event's message that this replica applied before does nothing."""
-    if isinstance(message, State | Revoke | RevokePatients) and not room.first_time(message.ev):
+    if isinstance(message, State | Revoke | RevokePatients | Guest) and not room.first_time(
+        message.ev
+    ):
         return []
     match message:
         case Add() | Present():
@@ -185,5 +205,7 @@ def apply(room: Room, message: RoomMessage) -> list[Out]:
             return room.revoke(message.user_id)
         case RevokePatients():
             return room.revoke_patients(keep=message.keep)
+        case Guest():
+            return room.set_guest(message.admitted)
         case _:
             assert_never(message)

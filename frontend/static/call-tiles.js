@@ -10,8 +10,21 @@ const ROLE_LABEL = {
   gp: () => t("General practitioner"),
 };
 
-/** The role in words; a role this page does not know yet (e.g. a guest) generically. */
-export function roleLabel(role) {
+const GUEST_KIND = {
+  interpreter: () => t("Interpreter"),
+  sign_language: () => t("Sign-language interpreter"),
+  carer: () => t("Carer"),
+  other: () => t("Guest"),
+};
+
+/** What an invited guest is there for ("Dolmetscher/in"); "Gast" for a kind not known here. */
+export function guestKindLabel(kind) {
+  return GUEST_KIND[kind]?.() || t("Guest");
+}
+
+/** The role in words (a guest's by its kind); a role this page does not know generically. */
+export function roleLabel(role, kind) {
+  if (role === "guest") return guestKindLabel(kind);
   return ROLE_LABEL[role]?.() || t("Participant");
 }
 
@@ -28,7 +41,7 @@ export function describe(peer, known = {}) {
   const extra = known[peer.role] || {};
   const name = peer.name || extra.name || "";
   const detail = peer.detail || extra.detail || "";
-  const role = roleLabel(peer.role);
+  const role = roleLabel(peer.role, peer.kind);
   // A specialist's specialty says who she is to a patient better than "Fachärztin".
   const secondary = peer.role === "specialist" && detail ? detail : role;
   const label = name ? `${name} · ${secondary}` : [role, peer.role === "specialist" ? detail : ""].filter(Boolean).join(" · ");

@@ -29,11 +29,12 @@ export const FATAL_MESSAGES = {
   transferred: () => t("The consultation was handed to a colleague."),
   not_found: () => t("This consultation does not exist."),
   replaced: () => t("The consultation was opened in another window or tab."),
+  full: () => t("The video consultation already has four participants."),
   protocol: () => t("A technical error occurred. Please reload the page."),
 };
 
 // Roles of which a room has one: a newcomer in such a role replaces a stale peer (a reload).
-const SINGLE_ROLES = new Set(["patient", "specialist", "gp"]);
+const SINGLE_ROLES = new Set(["patient", "specialist", "gp", "guest"]);
 
 function departure(who, reason) {
   if (reason === "left") return t("{name} has left the call.", { name: who });
@@ -47,7 +48,7 @@ function departure(who, reason) {
  * `known`: what the page knows of the others ({specialist: {name, detail}, patient: {name}})
  * for an older server that does not say it. Events to the page: onRoomState(state,
  * waitingSince), onJoined(msg), onEnd(reason), onPeers(peers), onWaiting(msg) (the patient's
- * `position` and `delay`), onRefused(message) (an `error` the page may explain). `hangup()`
+ * `position` and `delay`), onGuest(msg) (`guest_status`), onRefused(message) (an `error` the page may explain). `hangup()`
  * leaves; staff pages end the consultation through the API.
  */
 export class Call {
@@ -152,6 +153,8 @@ export class Call {
       case "position":
       case "delay":
         return this.hooks.onWaiting?.(message);
+      case "guest_status":
+        return this.hooks.onGuest?.(message);
       case "error":
         // A server without media_state refuses it (invalid_message): nothing breaks, the
         // others just see no state.
@@ -180,8 +183,10 @@ export class Call {
   roomStateChanged(state, since) {
     const before = this.roomState;
     this.roomState = state;
-    // The patient sent back to the waiting room: the call is over for now, the socket stays.
-    if (this.role === "patient" && state === "waiting" && (before === "admitted" || before === "in_call")) {
+    // The patient sent back to the waiting room (and the guest with them): the call is over
+    // for now, the socket stays.
+    const waits = this.role === "patient" || this.role === "guest";
+    if (waits && state === "waiting" && (before === "admitted" || before === "in_call")) {
       this.closeAllPeers();
       this.timer.reset();
       this.specialistGone = false;

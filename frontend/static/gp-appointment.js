@@ -7,6 +7,7 @@ import { statusLine } from "./labels.js";
 import { showSlots, weekStart } from "./slots.js";
 import { showLink } from "./linkbox.js";
 import { mountDocuments } from "./documents.js";
+import { mountGuestInvite } from "./guest-invite.js";
 
 const root = $("#gp-appointment");
 const id = Number(root.dataset.appointment);
@@ -164,6 +165,13 @@ function renderDetails() {
   $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
   const active = a.status === "booked";
   for (const sel of ["[data-join]", "[data-new-link]", "[data-reschedule]", "[data-cancel]"]) $(sel, root).hidden = !active;
+  // A guest (interpreter, carer) can be invited while the consultation can still take place.
+  const guestArea = $("[data-guest-area]", root);
+  guestArea.hidden = !active || ["ended", "no_show", "cancelled"].includes(a.room_state);
+  if (!guestArea.hidden && !guestArea.dataset.mounted) {
+    guestArea.dataset.mounted = "true";
+    mountGuestInvite($("[data-guest-invite]", guestArea), id);
+  }
   $("[data-staff-ics]", root).href = `/api/v1/appointments/${id}/calendar.ics`;
 }
 

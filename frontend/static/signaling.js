@@ -12,10 +12,11 @@ const FATAL = {
   4404: "not_found",
   4409: "replaced",
   4410: "closed",
+  4419: "full",
 };
 
 /**
- * One signalling connection. `as`: "patient" or "staff"; `appointmentId` omitted for the
+ * One signalling connection. `as`: "patient", "staff" or "guest"; `appointmentId` omitted for the
  * specialist's dashboard. Callbacks: onMessage(msg), onStatus("connecting"|"open"|
  * "reconnecting"), onFatal(reason, code).
  */

@@ -8,6 +8,7 @@ import { Call } from "./call.js";
 import { Signaling } from "./signaling.js";
 import { announceCallPage } from "./knock.js";
 import { listDocuments, mountReport } from "./records.js";
+import { mountGuestInvite, guestName } from "./guest-invite.js";
 
 const root = $("#staff-call");
 const appointmentId = Number(root.dataset.appointment);
@@ -25,6 +26,7 @@ async function main() {
   }
   showCase(appointment);
   showRecords(appointment);
+  const guestBanner = mountGuest();
   const prefs = JSON.parse(localStorage.getItem("konsil.devices") || "{}");
   let media;
   try {
@@ -65,6 +67,7 @@ async function main() {
       if (message.ref === "send_back" || message.ref === "admit") showAlert(errorBox, message.message);
       else if (unknown) showAlert(errorBox, t("The patient could not be sent back to the waiting room."));
     },
+    onGuest: guestBanner,
     onEnd: (reason) => ended(reason),
     onHangup: isSpecialist ? () => confirmEnd() : undefined,
   });
@@ -151,6 +154,32 @@ function showCase(a) {
     [t("Clinical question"), a.clinical_question],
   ];
   $("[data-case]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
+}
+
+/**
+ * The guest (interpreter, carer): the invitation box beside the call, and a banner while the
+ * guest waits, with "Gast hereinlassen" for the specialist. Returns the `guest_status` hook.
+ */
+function mountGuest() {
+  const refresh = mountGuestInvite($("[data-guest-invite]", root), appointmentId);
+  const banner = $("[data-guest-banner]", root);
+  const admit = $("[data-admit-guest]", root);
+  admit?.addEventListener("click", async () => {
+    try {
+      await api(`/api/v1/rooms/${appointmentId}/guest/admit`, { method: "POST" });
+    } catch (error) {
+      showAlert(errorBox, errorMessage(error));
+    }
+  });
+  return (message) => {
+    banner.hidden = message.state !== "waiting";
+    if (message.state === "waiting") {
+      $("[data-guest-text]", root).textContent = isSpecialist
+        ? t("{guest} is waiting to join the call.", { guest: guestName(message) })
+        : t("{guest} is waiting; the specialist lets them in.", { guest: guestName(message) });
+    }
+    refresh();
+  };
 }
 
 /** The GP's documents for both; the report panel for the specialist (records.js). */

@@ -1,7 +1,8 @@
 """axe-core (WCAG 2.x A and AA) on every page of the patient's way at 390 px, in real Chromium
 with the pages' own Content-Security-Policy: the link's landing and consent, the camera and
 microphone check, the connection check, the waiting room, the call (patient and specialist
-while in it), and the pages for links that do not or not yet work."""
+while in it), the pages for links that do not or not yet work, and the invited guest's
+pages."""
 
 from __future__ import annotations
 
@@ -140,4 +141,44 @@ async def test_queue_and_slot_search_have_no_axe_violations(browsing: Browsing) 
     await gp.get_by_role("button", name="Nächste Woche").click()
     await expect(gp.locator("[data-slots] .slot-doctor").first).to_be_visible()
     await assert_accessible(gp, "free slots of any cardiologist, each naming the doctor")
+    assert browsing.csp_violations() == []
+
+
+async def test_guest_pages_have_no_axe_violations(browsing: Browsing) -> None:
+    server = browsing.server
+    demo = server.demo
+    appointment_id, _ = await appointment_with_link(
+        server.sessions,
+        gp=demo.gp,
+        specialist=demo.specialist,
+        starts_at=utcnow() + timedelta(minutes=10),
+    )
+    async with httpx2.AsyncClient(base_url=server.url, headers={"Origin": server.url}) as gp:
+        await login(gp, demo.gp)
+        issued = await gp.post(
+            f"/api/v1/appointments/{appointment_id}/guest",
+            json={"name": "Ayşe Demir", "kind": "sign_language"},
+        )
+        assert issued.status_code == 201, issued.text
+    token = issued.json()["guest_url"].split("#", 1)[1]
+    guest = await browsing.new_page(viewport=PHONE_390)
+    await guest.goto(f"/guest#{token}")
+    consent = guest.get_by_label("Ich bin mit der Video-Sprechstunde einverstanden")
+    await expect(consent).to_be_visible()
+    await assert_accessible(guest, "the guest's invitation and consent")
+    await consent.check()
+    await guest.get_by_role("button", name="Weiter", exact=True).click()
+    await wait_for_video(guest, "[data-preview]")
+    await assert_accessible(guest, "the guest's camera and microphone check")
+    await guest.get_by_role("button", name="Weiter ins Wartezimmer").click()
+    await expect(guest.locator("[data-waiting-status]")).to_contain_text("Bitte warten Sie")
+    await assert_accessible(guest, "the guest's waiting room")
+
+    elsewhere = await browsing.new_page(viewport=PHONE_390)
+    await elsewhere.goto(f"/guest#{token}")
+    await expect(elsewhere.get_by_role("heading", name="schon verwendet")).to_be_visible()
+    await assert_accessible(elsewhere, "a guest link opened on a second device")
+    await elsewhere.goto("/guest")
+    await expect(elsewhere.get_by_role("heading", name="Einladungslink")).to_be_visible()
+    await assert_accessible(elsewhere, "the guest page without a link")
     assert browsing.csp_violations() == []

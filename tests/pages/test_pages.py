@@ -20,7 +20,7 @@ CSP = (
     "media-src 'self' blob:; connect-src 'self' ws://127.0.0.1:8000; font-src 'self'; "
     "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-PUBLIC_PAGES = ["/", "/login", "/join", "/no-such-page"]
+PUBLIC_PAGES = ["/", "/login", "/join", "/guest", "/no-such-page"]
 GP_PAGES = ["/gp", "/gp/appointments", "/gp/appointments/1", "/call/1"]
 SPECIALIST_PAGES = [
     "/specialist",

@@ -21,7 +21,14 @@ from app.db import unit_of_work
 from app.events.outbox import OutboxEvent
 from app.models import metadata
 from app.records.models import Document, Report
-from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, RoomState
+from app.scheduling.models import (
+    Appointment,
+    AppointmentStatus,
+    GuestInvitation,
+    GuestKind,
+    JoinToken,
+    RoomState,
+)
 from tests.factories import Demo
 
 # One active booking per specialist and start: each consultation ends a few seconds earlier.
@@ -75,7 +82,7 @@ async def consultation(
         await session.flush()
         assert appointment.id is not None
         await _children(session, demo, appointment, reported=reported, tag=tag)
-    return Consultation(appointment.id, (name, contact, question, f"Bericht {tag}"))
+    return Consultation(appointment.id, (name, contact, question, f"Bericht {tag}", f"Gast {tag}"))
 
 
 async def _children(
@@ -105,6 +112,16 @@ async def _children(
                 csrf_token=secrets.token_hex(16),
                 created_at=starts,
                 expires_at=appointment.ends_at + timedelta(minutes=30),
+            ),
+            GuestInvitation(
+                appointment_id=appointment.id,
+                token_hash=secrets.token_hex(32),
+                name=f"Gast {tag}",
+                kind=GuestKind.INTERPRETER,
+                valid_from=starts - timedelta(minutes=30),
+                valid_until=appointment.ends_at + timedelta(minutes=30),
+                created_at=starts - timedelta(days=7),
+                created_by=demo.gp.id,
             ),
             Document(
                 appointment_id=appointment.id,

@@ -23,7 +23,7 @@ from app.models import metadata
 from app.records.models import Document, Report
 from app.retention import service
 from app.rooms.models import SpecialistDelay
-from app.scheduling.models import Appointment, JoinToken
+from app.scheduling.models import Appointment, GuestInvitation, JoinToken
 from app.settings import Settings
 from tests.conftest import create_schema
 from tests.factories import Demo, seed
@@ -43,7 +43,7 @@ async def test_an_appointment_91_days_after_its_consultation_goes_with_all_its_r
     counts = await service.run(db, retention_settings, now=NOW)
 
     assert await rows_of(db, Appointment, col(Appointment.id) == old.appointment_id) == []
-    for model in (JoinToken, AuthSession, Document, Report):
+    for model in (JoinToken, GuestInvitation, AuthSession, Document, Report):
         assert await rows_of(db, model, col(model.appointment_id) == old.appointment_id) == []
     aggregate = f"appointment:{old.appointment_id}"
     assert await rows_of(db, OutboxEvent, col(OutboxEvent.aggregate) == aggregate) == []
@@ -58,6 +58,7 @@ async def test_an_appointment_91_days_after_its_consultation_goes_with_all_its_r
         assert len(await rows_of(db, child, col(child.appointment_id) == recent.appointment_id))
     assert counts["appointments"] == 1
     assert counts["links"] == 1
+    assert counts["guests"] == 1
     assert counts["sessions"] == 1
 
 

@@ -399,3 +399,10 @@ def test_session_staff_may_share_the_screen(role: m.Role) -> None:
 
 def test_session_patient_screen_sharing_when_the_operator_allows_it() -> None:
     check_media("patient", media_state(screen_sharing=True), patient_screen_share=True)
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_session_a_guest_never_shares_the_screen(allowed: bool) -> None:
+    with pytest.raises(ScreenShareNotAllowed):
+        check_media("guest", media_state(screen_sharing=True), patient_screen_share=allowed)
+    check_media("guest", media_state(screen_sharing=False), patient_screen_share=allowed)

@@ -1,0 +1,383 @@
+"""A consultation's guest (interpreter, sign-language interpreter, carer): invite, revoke,
+redeem, admit.
+
+The specialist or the booking GP invites one guest per appointment by a link
+``{base_url}/guest#<token>`` (256 random bits in the URL fragment; only the SHA-256 is stored),
+valid in the same window as the patient's join link. Issuing a new invitation revokes the old
+one. The link is single-use: its first redemption opens a guest session and binds the
+invitation to it; the same browser may open it again, any other is refused (``LinkUsed``). A
+guest session can only join that appointment's call as role ``guest`` and read
+``GuestMeOut``: never the question, documents, report or the patient's name. The specialist
+admits the guest (``GuestChanged`` tells every server process's room replica).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from app.accounts import service as accounts
+from app.accounts.models import AuthSession, SessionKind, User
+from app.accounts.service import NewSession, Principal
+from app.audit import service as audit
+from app.db import unit_of_work, utcnow
+from app.errors import (
+    Conflict,
+    Forbidden,
+    InvalidTransition,
+    KonsilError,
+    LinkExpired,
+    LinkInvalid,
+    LinkNotYetValid,
+    LinkUsed,
+    NotFound,
+)
+from app.events import outbox
+from app.events.types import GuestChanged
+from app.rooms import service as rooms
+from app.rooms.state import Actor, is_closed
+from app.scheduling.access import visible_appointment
+from app.scheduling.links import ENDED_STATUSES, TOKEN_SHAPE, link_budget, window
+from app.scheduling.models import (
+    Appointment,
+    AppointmentStatus,
+    GuestInvitation,
+    GuestKind,
+    Specialty,
+)
+from app.scheduling.schemas import GuestInvitationOut, GuestIssuedOut, GuestMeOut
+from app.settings import Settings
+from app.throttle import Throttle, paced_refusals
+from app.tokens import new_token, token_hash
+
+
+@dataclass(frozen=True)
+class GuestRedemption:
+    """A redeemed guest link: ``new_session`` is None when this browser's own guest session
+    opened it again (its cookie stays)."""
+
+    new_session: NewSession | None
+    summary: GuestMeOut
+
+
+def guest_url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url.rstrip('/')}/guest#{token}"
+
+
+def invitation_out(invitation: GuestInvitation) -> GuestInvitationOut:
+    return GuestInvitationOut(
+        name=invitation.name,
+        kind=invitation.kind,
+        created_at=invitation.created_at,
+        valid_from=invitation.valid_from,
+        valid_until=invitation.valid_until,
+        redeemed=invitation.session_id is not None,
+        admitted=invitation.admitted_at is not None,
+    )
+
+
+async def active(session: AsyncSession, appointment_id: int) -> GuestInvitation | None:
+    """The appointment's guest invitation that is not revoked, if any."""
+    query = select(GuestInvitation).where(
+        col(GuestInvitation.appointment_id) == appointment_id,
+        col(GuestInvitation.revoked_at).is_(None),
+    )
+    return (await session.execute(query.order_by(col(GuestInvitation.id).desc()))).scalars().first()
+
+
+async def admitted(session: AsyncSession, appointment_id: int) -> bool:
+    """Whether the appointment's guest is admitted (what a new room replica starts from)."""
+    found = await active(session, appointment_id)
+    return found is not None and found.admitted_at is not None
+
+
+async def of_session(session: AsyncSession, session_id: str) -> GuestInvitation | None:
+    """The active invitation a guest session was opened with (its name and kind)."""
+    query = select(GuestInvitation).where(
+        col(GuestInvitation.session_id) == session_id, col(GuestInvitation.revoked_at).is_(None)
+    )
+    return (await session.execute(query)).scalars().first()
+
+
+# ---------------------------------------------------------------- staff: invite, revoke, read
+
+
+async def _staff_appointment(
+    session: AsyncSession, who: Principal, appointment_id: int
+) -> Appointment:
+    """The appointment, if ``who`` is its specialist or its booking GP (else NotFound)."""
+    return await visible_appointment(session, who=who, appointment_id=appointment_id, lock=True)
+
+
+async def issue(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    who: Principal,
+    appointment_id: int,
+    name: str,
+    kind: GuestKind,
+    now: datetime | None = None,
+) -> GuestIssuedOut:
+    """Invites a guest (specialist or booking GP): revokes an earlier invitation (and ends its
+    guest's session), issues a new link, shown once."""
+    now = now or utcnow()
+    appointment = await _staff_appointment(session, who, appointment_id)
+    if appointment.status != AppointmentStatus.BOOKED or is_closed(appointment.room_state):
+        raise InvalidTransition("Zu diesem Termin kann niemand mehr eingeladen werden.")
+    await _revoke_all(session, appointment_id, now)
+    token = new_token()
+    valid_from, valid_until = window(appointment, settings)
+    invitation = GuestInvitation(
+        appointment_id=appointment_id,
+        token_hash=token_hash(token),
+        name=name,
+        kind=kind,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        created_at=now,
+        created_by=who.user_id,
+    )
+    session.add(invitation)
+    await session.flush()
+    audit.record_for(session, who, "guest.issued", appointment_id, invitation=invitation.id)
+    out = invitation_out(invitation)
+    return GuestIssuedOut(**out.model_dump(), guest_url=guest_url(settings, token))
+
+
+async def revoke(
+    session: AsyncSession, *, who: Principal, appointment_id: int, now: datetime | None = None
+) -> int:
+    """Revokes the appointment's guest invitation (specialist or booking GP) and ends the
+    guest's session: its websocket closes with 4401."""
+    await _staff_appointment(session, who, appointment_id)
+    count = await _revoke_all(session, appointment_id, now or utcnow())
+    audit.record_for(session, who, "guest.revoked", appointment_id, revoked=count)
+    return count
+
+
+async def current(
+    session: AsyncSession, *, who: Principal, appointment_id: int
+) -> GuestInvitation | None:
+    """The active invitation as its staff may see it (specialist or booking GP)."""
+    await visible_appointment(session, who=who, appointment_id=appointment_id)
+    return await active(session, appointment_id)
+
+
+async def _revoke_all(session: AsyncSession, appointment_id: int, now: datetime) -> int:
+    rows = (
+        (
+            await session.execute(
+                select(GuestInvitation).where(
+                    col(GuestInvitation.appointment_id) == appointment_id,
+                    col(GuestInvitation.revoked_at).is_(None),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for invitation in rows:
+        invitation.revoked_at = now
+        if invitation.session_id is not None:
+            await accounts.end_session(session, session_id=invitation.session_id)
+    if any(invitation.admitted_at is not None for invitation in rows):
+        outbox.record(session, GuestChanged(appointment_id=appointment_id, admitted=False))
+    return len(rows)
+
+
+# ---------------------------------------------------------------- the specialist admits
+
+
+async def admit(
+    session: AsyncSession, *, who: Principal, appointment_id: int, now: datetime | None = None
+) -> GuestInvitation:
+    """The appointment's specialist lets the guest into the call (while the patient is in it,
+    or as soon as they are). Only a guest who opened the link can be admitted."""
+    appointment = await rooms.load(session, appointment_id, lock=True)
+    if rooms.actor_for(appointment, who) is not Actor.SPECIALIST:
+        raise Forbidden("Nur die Fachärztin bzw. der Facharzt lässt Gäste herein.")
+    if is_closed(appointment.room_state):
+        raise InvalidTransition("Die Konsultation ist beendet.")
+    invitation = await active(session, appointment_id)
+    if invitation is None or invitation.session_id is None:
+        raise Conflict("Es wartet kein Gast, der hereingelassen werden könnte.")
+    if invitation.admitted_at is None:
+        invitation.admitted_at = now or utcnow()
+        audit.record_for(session, who, "guest.admitted", appointment_id, invitation=invitation.id)
+        outbox.record(session, GuestChanged(appointment_id=appointment_id, admitted=True))
+    return invitation
+
+
+# ---------------------------------------------------------------- the guest
+
+
+async def redeem(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    settings: Settings,
+    throttle: Throttle,
+    token: str,
+    ip: str | None,
+    own_session: str | None = None,
+    now: datetime | None = None,
+) -> GuestRedemption:
+    """Checks a guest link and opens the guest session it is bound to from then on.
+    ``own_session``: this browser's guest session, which may open its link again. Goes through
+    the join links' guessing throttle; a refusal is audited, then raised."""
+    now = now or utcnow()
+    async with paced_refusals(settings.login_refusal_pace_seconds):
+        reservation = await throttle.reserve([link_budget(settings, ip)])
+    async with unit_of_work(sessions) as session:
+        invitation = (
+            (
+                await session.execute(
+                    select(GuestInvitation).where(
+                        col(GuestInvitation.token_hash) == token_hash(token)
+                    )
+                )
+            ).scalar_one_or_none()
+            if TOKEN_SHAPE.match(token)
+            else None
+        )
+        appointment = (
+            await session.get(Appointment, invitation.appointment_id) if invitation else None
+        )
+        refusal = _refusal(invitation, appointment, settings=settings, now=now)
+        redemption = None
+        if refusal is None and invitation is not None:
+            redemption, refusal = await _bind(
+                session, settings=settings, invitation=invitation, own=own_session, ip=ip, now=now
+            )
+        if refusal is not None:
+            audit.record(
+                session,
+                action="guest.rejected",
+                actor_kind="guest",
+                appointment_id=appointment.id if appointment else None,
+                ip=ip,
+                reason=refusal.code,
+            )
+    if refusal is not None or redemption is None:
+        raise refusal or LinkInvalid()  # its audit row is committed
+    await reservation.succeeded()
+    return redemption
+
+
+async def _bind(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    invitation: GuestInvitation,
+    own: str | None,
+    ip: str | None,
+    now: datetime,
+) -> tuple[GuestRedemption | None, KonsilError | None]:
+    if invitation.session_id is not None:
+        if own is None or own != invitation.session_id or not await _live(session, own, now):
+            return None, LinkUsed()
+        summary = await guest_summary(session, invitation=invitation, csrf_token=None)
+        return GuestRedemption(new_session=None, summary=summary), None
+    new = accounts.open_guest_session(
+        session,
+        settings=settings,
+        appointment_id=invitation.appointment_id,
+        not_after=invitation.valid_until,
+    )
+    # Conditional: of two browsers redeeming at once, exactly one binds the invitation.
+    bound = await session.execute(
+        update(GuestInvitation)
+        .where(col(GuestInvitation.id) == invitation.id, col(GuestInvitation.session_id).is_(None))
+        .values(session_id=new.principal.session_id, redeemed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(bound, "rowcount", 0):
+        opened = await session.get(AuthSession, new.principal.session_id)
+        if opened is not None:
+            await session.delete(opened)
+        return None, LinkUsed()
+    audit.record(
+        session,
+        action="guest.redeemed",
+        actor_kind="guest",
+        appointment_id=invitation.appointment_id,
+        ip=ip,
+    )
+    summary = await guest_summary(
+        session, invitation=invitation, csrf_token=new.principal.csrf_token
+    )
+    return GuestRedemption(new_session=new, summary=summary), None
+
+
+async def _live(session: AsyncSession, session_id: str, now: datetime) -> bool:
+    row = await session.get(AuthSession, session_id)
+    return (
+        row is not None
+        and row.kind is SessionKind.GUEST
+        and row.ended_at is None
+        and row.expires_at > now
+    )
+
+
+def _refusal(
+    invitation: GuestInvitation | None,
+    appointment: Appointment | None,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> KonsilError | None:
+    if invitation is None or appointment is None:
+        return LinkInvalid()
+    if appointment.status == AppointmentStatus.CANCELLED:
+        return LinkExpired("Dieser Termin wurde abgesagt.", reason="cancelled")
+    if invitation.revoked_at is not None:
+        return LinkInvalid()
+    if appointment.status in ENDED_STATUSES or is_closed(appointment.room_state):
+        return LinkExpired("Diese Video-Sprechstunde ist bereits beendet.", reason="ended")
+    if now < invitation.valid_from:
+        local = invitation.valid_from.astimezone(settings.tz)
+        return LinkNotYetValid(
+            f"Der Link ist ab {local:%d.%m.%Y, %H:%M} Uhr gültig.",
+            valid_from=invitation.valid_from.isoformat(),
+        )
+    if now > invitation.valid_until:
+        return LinkExpired()
+    return None
+
+
+async def guest_summary(
+    session: AsyncSession, *, invitation: GuestInvitation, csrf_token: str | None
+) -> GuestMeOut:
+    """The appointment as the guest may see it: time, the specialist, the guest's own name."""
+    appointment = await session.get(Appointment, invitation.appointment_id)
+    if appointment is None:
+        raise NotFound()
+    specialist = await session.get(User, appointment.specialist_id)
+    assert specialist is not None
+    specialty = await session.get(Specialty, specialist.specialty_id)
+    if csrf_token is None:
+        row = await session.get(AuthSession, invitation.session_id or "")
+        csrf_token = row.csrf_token if row is not None else ""
+    return GuestMeOut(
+        appointment_id=invitation.appointment_id,
+        starts_at=appointment.starts_at,
+        ends_at=appointment.ends_at,
+        specialist_name=specialist.display_name,
+        specialty=specialty.name_de if specialty else "",
+        name=invitation.name,
+        kind=invitation.kind,
+        room_state=appointment.room_state,
+        csrf_token=csrf_token,
+    )
+
+
+async def me(session: AsyncSession, *, who: Principal) -> GuestMeOut:
+    """The guest's own view, for a guest session (``/api/v1/guest/me``)."""
+    invitation = await of_session(session, who.session_id)
+    if invitation is None:
+        raise LinkInvalid()
+    return await guest_summary(session, invitation=invitation, csrf_token=who.csrf_token)
