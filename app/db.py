@@ -74,7 +74,23 @@ class _SQLiteConnection(aiosqlite.Connection):
     def stop(self) -> asyncio.Future[Any] | None:
         if not self._running:  # stopped already: the worker thread ends by itself
             return None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # No loop runs: a connection never closed is collected (``__del__``) after its
+            # test or command ended. aiosqlite would make the stop's future on the last loop,
+            # closed by now, and its worker thread would fail answering it; nobody awaits
+            # the answer, so the thread is stopped without one.
+            self._running = False
+            self._tx.put_nowait((None, self._close_and_stop))
+            return None
         return super().stop()
+
+    def _close_and_stop(self) -> object:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        return aiosqlite.core._STOP_RUNNING_SENTINEL
 
 
 def _sqlite_connection(database: str, **kwargs: Any) -> aiosqlite.Connection:

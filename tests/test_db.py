@@ -4,6 +4,7 @@ force-closed during a query closes without hanging."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import aiosqlite
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from app.db import create_engine, session_factory, unit_of_work, utcnow
+from app.db import _sqlite_connection, create_engine, session_factory, unit_of_work, utcnow
 from app.scheduling.models import Appointment
 from tests.conftest import create_schema
 
@@ -62,3 +63,27 @@ async def test_a_sqlite_connection_stopped_while_busy_closes_at_once(tmp_path: P
             await conn.invalidate()
     finally:
         await asyncio.wait_for(engine.dispose(), 10)
+
+
+def test_a_sqlite_connection_collected_after_its_loop_ended_stops_quietly(
+    tmp_path: Path,
+) -> None:
+    """A connection never closed, stopped when its event loop has ended (its __del__ after the
+    test or command that opened it): the worker thread ends without an error (aiosqlite made
+    the stop's future on the closed loop, and its thread failed answering it)."""
+    failures: list[BaseException | None] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args.exc_value)
+    raw = _sqlite_connection(str(tmp_path / "k.db"))
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)  # the loop a later get_event_loop() finds, closed
+        loop.run_until_complete(raw.__aenter__())
+        loop.close()
+        assert raw.stop() is None
+        raw._thread.join(10)
+        assert not raw._thread.is_alive()
+    finally:
+        asyncio.set_event_loop(None)
+        threading.excepthook = hook
+    assert failures == []
