@@ -135,7 +135,16 @@ async def demo_consult(session: AsyncSession, *, settings: Settings, now: dateti
         )
     ).scalar_one_or_none()
     if appointment is None:
-        starts_at = now.replace(second=0, microsecond=0)
+        starts_at = now.replace(microsecond=0)
+        # Booked slots start on the minute: one may start this very second.
+        while await session.scalar(
+            select(col(Appointment.id)).where(
+                col(Appointment.specialist_id) == specialist.id,
+                col(Appointment.starts_at) == starts_at,
+                col(Appointment.status) != AppointmentStatus.CANCELLED,
+            )
+        ):
+            starts_at += timedelta(seconds=1)
         appointment = Appointment(
             specialist_id=specialist.id,
             gp_id=gp.id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -20,7 +20,7 @@ from app.scheduling import links
 from app.scheduling.models import Appointment, AppointmentStatus
 from app.seed import DEMO_PATIENT, demo_consult
 from app.settings import Settings
-from tests.factories import Demo
+from tests.factories import Demo, make_appointment
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TOKEN = re.compile(r"/join#([A-Za-z0-9_-]+)")
@@ -116,3 +116,18 @@ async def test_the_demo_consultation_needs_the_demo_accounts_and_never_runs_in_p
     monkeypatch.setenv("KONSIL_COOKIE_SECURE", "true")
     assert await anyio.to_thread.run_sync(cli.main, ["demo-consult"]) == 2
     assert "refusing" in capsys.readouterr().err
+
+
+async def test_the_demo_consultation_starts_beside_a_booking_of_the_same_minute(
+    demo: Demo, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """A booked slot of the demo specialist starts at 10:00:00, the demo at that moment too."""
+    now = datetime(2026, 12, 7, 10, 0, tzinfo=BERLIN).astimezone(ZoneInfo("UTC"))
+    booked = await make_appointment(sessions, demo, starts_at=now)
+    async with unit_of_work(sessions) as session:
+        made = await demo_consult(session, settings=settings, now=now)
+    assert made.appointment_id != booked.id
+    async with sessions() as session:
+        appointment = await session.get(Appointment, made.appointment_id)
+    assert appointment is not None
+    assert appointment.starts_at == now + timedelta(seconds=1)

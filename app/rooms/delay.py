@@ -129,15 +129,11 @@ async def patient_views(
     lines: dict[int, list[waiting.Waiter]] = {}
     notices: dict[int, PatientDelay | None] = {}
     typical: dict[int, float | None] = {}
-    busy: dict[int, bool] = {}
     for specialist_id in {a.specialist_id for a in appointments}:
         lines[specialist_id] = await _waiting_line(session, specialist_id)
         notices[specialist_id] = await _patient_delay(session, specialist_id, now, tz)
         typical[specialist_id] = waiting.typical_minutes(
             await history.recent_durations(session, specialist_id=specialist_id, now=now)
-        )
-        busy[specialist_id] = typical[specialist_id] is not None and (
-            await history.in_consultation(session, specialist_id=specialist_id, now=now)
         )
     views: dict[int, WaitingView] = {}
     for appointment in appointments:
@@ -147,14 +143,20 @@ async def patient_views(
             waiting.local_day(now, tz), appointment.starts_at, tz
         )
         ahead = waiting.ahead(appointment.id, lines[appointment.specialist_id], now)
+        typical_minutes = typical[appointment.specialist_id]
+        # A consultation going on, other than this patient's own (sent back to the waiting
+        # room, their consultation counts as going on for the knock, not for their wait).
+        busy = typical_minutes is not None and (
+            await history.in_consultation(
+                session, specialist_id=appointment.specialist_id, now=now, besides=appointment.id
+            )
+        )
         views[appointment.id] = WaitingView(
             appointment_id=appointment.id,
             specialist_id=appointment.specialist_id,
             room_state=appointment.room_state,
             ahead=ahead,
-            eta_minutes=waiting.estimate_minutes(
-                ahead, typical[appointment.specialist_id], busy[appointment.specialist_id]
-            ),
+            eta_minutes=waiting.estimate_minutes(ahead, typical_minutes, busy),
             delay=notice if concerned else None,
         )
     return views

@@ -17,11 +17,14 @@ from app.scheduling.models import Appointment, RoomState
 CONSULTATION_AT_MOST = timedelta(hours=12)
 
 
-async def in_consultation(session: AsyncSession, *, specialist_id: int, now: datetime) -> bool:
+async def in_consultation(
+    session: AsyncSession, *, specialist_id: int, now: datetime, besides: int | None = None
+) -> bool:
     """Whether a room of the specialist is admitted or in a call now, whatever day its slot
     is on (a consultation that runs over midnight, an appointment moved to now), or its
     patient was sent back to the waiting room (the specialist talks to the GP alone and
-    admits the patient again: still one consultation, not a new arrival to knock for)."""
+    admits the patient again: still one consultation, not a new arrival to knock for).
+    ``besides``: an appointment not to count (a sent-back patient's own, for their estimate)."""
     going_on = col(Appointment.room_state).in_(IN_CONSULTATION)
     sent_back = col(Appointment.room_state) == RoomState.WAITING
     found = await session.scalar(
@@ -31,6 +34,7 @@ async def in_consultation(session: AsyncSession, *, specialist_id: int, now: dat
             or_(going_on, sent_back),
             # Set on admission only: a waiting room with it is a sent-back patient's.
             col(Appointment.admitted_at) > now - CONSULTATION_AT_MOST,
+            col(Appointment.id) != (besides if besides is not None else -1),
         )
         .limit(1)
     )

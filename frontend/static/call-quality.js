@@ -6,6 +6,7 @@
 import { t } from "./i18n.js";
 import { h, $ } from "./dom.js";
 import { qualityBadge } from "./call-tiles.js";
+import { updateParameters } from "./sender-parameters.js";
 import {
   INTERVAL_MS, assess, encodingFor, initialState, proposalDue, sample, snapshot, worst,
 } from "./call-quality-policy.js";
@@ -56,11 +57,11 @@ class Monitor {
     const sharing = this.isSharing();
     const wanted = `${this.state.step}:${sharing}`;
     if (!sender || this.applied === wanted) return;
-    const parameters = sender.getParameters();
-    if (!parameters.encodings?.length) return;
-    Object.assign(parameters.encodings[0], encodingFor(this.state.step, { sharing }));
-    await sender.setParameters(parameters);
-    this.applied = wanted;
+    const step = encodingFor(this.state.step, { sharing });
+    const applied = await updateParameters(sender, (parameters) => {
+      Object.assign(parameters.encodings[0], step);
+    });
+    if (applied) this.applied = wanted;
   }
 
   stop() {
@@ -108,7 +109,9 @@ export class CallQuality {
     const states = [...this.monitors.values()].map((m) => m.state);
     // Our own sending, as the self-view's indicator: the worst link.
     this.own.set(worst(states.map((s) => s.send)));
-    const due = proposalDue({
+    // Not while a screen is shared: audio only would stop the camera, not the shared screen
+    // (the person showing an ECG decides to stop it), and the question would come back.
+    const due = !this.isSharing() && proposalDue({
       propose: states.some((s) => s.propose), audioOnly: this.isAudioOnly(), declinedAt: this.declinedAt, now: Date.now(),
     });
     if (due === !this.banner.hidden) return;

@@ -9,6 +9,7 @@
 // (Permissions-Policy, app/pages/security.py).
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
+import { updateParameters } from "./sender-parameters.js";
 
 /** Whether this browser can share a screen (phones cannot: no getDisplayMedia). */
 export function canShareScreen() {
@@ -23,26 +24,21 @@ function videoTransceiver(pc) {
 // A screen's text must stay sharp: on a weak line lower the frame rate, not the resolution.
 const before = new WeakMap();
 
-async function preferResolution(sender, sharing) {
-  if (!sender.getParameters || !sender.setParameters) return;
-  try {
-    const params = sender.getParameters();
-    // Before the first negotiation there are no encodings and setParameters would refuse.
-    if (!params.encodings?.length) return;
+function preferResolution(sender, sharing) {
+  // Not supported somewhere: the browser's own choice (contentHint "detail" still helps).
+  return updateParameters(sender, (params) => {
     if (sharing) {
       if (!before.has(sender)) before.set(sender, params.degradationPreference);
       params.degradationPreference = "maintain-resolution";
-    } else {
-      if (!before.has(sender)) return;
-      const previous = before.get(sender);
-      before.delete(sender);
-      if (previous === undefined) delete params.degradationPreference;
-      else params.degradationPreference = previous;
+      return true;
     }
-    await sender.setParameters(params);
-  } catch {
-    // Not supported here: the browser's own choice (contentHint "detail" still helps).
-  }
+    if (!before.has(sender)) return false;
+    const previous = before.get(sender);
+    before.delete(sender);
+    if (previous === undefined) delete params.degradationPreference;
+    else params.degradationPreference = previous;
+    return true;
+  });
 }
 
 /**
@@ -73,6 +69,8 @@ export class ScreenShare {
   async start() {
     if (this.starting || this.track || this.call.ended) return;
     this.starting = true;
+    // While the browser's picker is open (screen readers hear "busy"; tests wait for its end).
+    this.button.setAttribute("aria-busy", "true");
     let track;
     try {
       const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
@@ -86,6 +84,7 @@ export class ScreenShare {
       return;
     } finally {
       this.starting = false;
+      this.button.removeAttribute("aria-busy");
     }
     if (!track || this.call.ended) {
       track?.stop();

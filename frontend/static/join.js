@@ -234,7 +234,10 @@ async function runCheck(stream, { onProgress = () => {}, skip = new Promise(() =
   const check = await pending;
   if (!check) return null;
   try {
-    return await Promise.race([check.run({ csrfToken: appointment.csrf_token, stream, onProgress }), skip]);
+    // A skipped check is closed while it still runs: its end (an error then) is nobody's.
+    const running = check.run({ csrfToken: appointment.csrf_token, stream, onProgress });
+    running.catch(() => {});
+    return await Promise.race([running, skip]);
   } catch {
     return null; // busy or refused: the consultation must not depend on the check
   } finally {

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from app.audit.models import AuditEvent
 from app.db import utcnow
 from app.main import create_app
+from app.rooms import history
 from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Urgency
 from app.settings import Settings
 from tests.conftest import new_client
@@ -279,7 +280,7 @@ async def test_queue_keeps_quiet_while_the_patient_is_sent_back(
         sessions, demo, starts_at=now, room_state=RoomState.WAITING, waiting_since=now
     )
     assert (await client.get("/api/v1/queue")).json()["in_consultation"] is False
-    await make_appointment(
+    sent_back = await make_appointment(
         sessions,
         demo,
         starts_at=now + timedelta(minutes=30),
@@ -288,6 +289,14 @@ async def test_queue_keeps_quiet_while_the_patient_is_sent_back(
         admitted_at=now - timedelta(minutes=4),
     )
     assert (await client.get("/api/v1/queue")).json()["in_consultation"] is True
+    # For that patient's own waiting-time estimate, their consultation is not another one
+    # the specialist is busy with.
+    assert sent_back.id is not None
+    assert demo.specialist.id is not None
+    async with sessions() as session:
+        assert not await history.in_consultation(
+            session, specialist_id=demo.specialist.id, now=now, besides=sent_back.id
+        )
 
 
 # ---------------------------------------------------------------- send back to the waiting room
