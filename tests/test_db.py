@@ -55,11 +55,15 @@ async def test_a_sqlite_connection_stopped_while_busy_closes_at_once(tmp_path: P
             count = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) SELECT count(*) FROM c"  # noqa: E501
             busy = asyncio.ensure_future(raw.execute(count))
             await asyncio.sleep(0.05)  # the worker thread is in the query
-            raw.stop()
+            stopping = raw.stop()
+            assert stopping is not None
             with pytest.raises(ValueError, match="Connection closed"):
                 await asyncio.wait_for(raw.close(), 10)
             await asyncio.wait({busy}, timeout=10)
             assert busy.done()
+            # The worker thread answers the stop once the query is over: while this loop runs
+            # (answered after the test, it would fail on the closed loop, in another test).
+            await asyncio.wait_for(stopping, 10)
             await conn.invalidate()
     finally:
         await asyncio.wait_for(engine.dispose(), 10)
