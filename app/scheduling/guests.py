@@ -288,10 +288,15 @@ async def _bind(
         appointment_id=invitation.appointment_id,
         not_after=invitation.valid_until,
     )
-    # Conditional: of two browsers redeeming at once, exactly one binds the invitation.
+    # Conditional: of two browsers redeeming at once, exactly one binds the invitation; and a
+    # revocation committed since the invitation was read leaves it unbound.
     bound = await session.execute(
         update(GuestInvitation)
-        .where(col(GuestInvitation.id) == invitation.id, col(GuestInvitation.session_id).is_(None))
+        .where(
+            col(GuestInvitation.id) == invitation.id,
+            col(GuestInvitation.session_id).is_(None),
+            col(GuestInvitation.revoked_at).is_(None),
+        )
         .values(session_id=new.principal.session_id, redeemed_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -299,7 +304,10 @@ async def _bind(
         opened = await session.get(AuthSession, new.principal.session_id)
         if opened is not None:
             await session.delete(opened)
-        return None, LinkUsed()
+        revoked = await session.scalar(
+            select(GuestInvitation.revoked_at).where(col(GuestInvitation.id) == invitation.id)
+        )
+        return None, LinkInvalid() if revoked is not None else LinkUsed()
     audit.record(
         session,
         action="guest.redeemed",

@@ -1,0 +1,67 @@
+"""A guest invitation through the appointment's life: a revocation racing a redemption, a
+rescheduled or transferred consultation."""
+
+from __future__ import annotations
+
+import httpx2
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from app.accounts.models import AuthSession, SessionKind
+from app.db import unit_of_work, utcnow
+from app.errors import LinkInvalid
+from app.scheduling import guests
+from app.scheduling.models import GuestInvitation
+from app.settings import Settings
+from tests.factories import Demo, login, make_appointment
+from tests.scheduling.helpers import ClientFactory
+from tests.scheduling.test_guests import invite, redeem
+
+
+async def test_a_revocation_between_reading_and_binding_leaves_the_invitation_unbound(
+    client: httpx2.AsyncClient,
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    await login(client, demo.gp)
+    await invite(client, appointment.id or 0)
+    async with sessions() as session:
+        read = (await session.execute(select(GuestInvitation))).scalar_one()
+    # The staff revoke commits after redeem read the invitation, before it binds it.
+    async with unit_of_work(sessions) as session:
+        await session.execute(update(GuestInvitation).values(revoked_at=utcnow()))
+    async with unit_of_work(sessions) as session:
+        redemption, refusal = await guests._bind(
+            session, settings=settings, invitation=read, own=None, ip=None, now=utcnow()
+        )
+    assert redemption is None
+    assert isinstance(refusal, LinkInvalid)
+    async with sessions() as session:
+        stored = (await session.execute(select(GuestInvitation))).scalar_one()
+        opened = await session.execute(
+            select(AuthSession).where(col(AuthSession.kind) == SessionKind.GUEST)
+        )
+    assert stored.session_id is None
+    assert opened.scalars().all() == []
+
+
+async def test_a_guest_whose_invitation_is_revoked_gets_no_ice_servers(
+    client: httpx2.AsyncClient,
+    client_factory: ClientFactory,
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    await login(client, demo.gp)
+    issued = await invite(client, appointment.id or 0)
+    async with client_factory() as guest:
+        assert (await redeem(guest, issued["guest_url"])).status_code == 200
+        ice = f"/api/v1/rooms/{appointment.id}/ice"
+        assert (await guest.get(ice)).status_code == 200
+        # Revoked while its session lives on (the race above, had it bound first).
+        async with unit_of_work(sessions) as session:
+            await session.execute(update(GuestInvitation).values(revoked_at=utcnow()))
+        assert (await guest.get(ice)).status_code == 404
