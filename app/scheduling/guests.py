@@ -129,7 +129,7 @@ async def issue(
     appointment = await _staff_appointment(session, who, appointment_id)
     if appointment.status != AppointmentStatus.BOOKED or is_closed(appointment.room_state):
         raise InvalidTransition("Zu diesem Termin kann niemand mehr eingeladen werden.")
-    await _revoke_all(session, appointment_id, now)
+    await revoke_all(session, appointment_id, now)
     token = new_token()
     valid_from, valid_until = window(appointment, settings)
     invitation = GuestInvitation(
@@ -155,7 +155,7 @@ async def revoke(
     """Revokes the appointment's guest invitation (specialist or booking GP) and ends the
     guest's session: its websocket closes with 4401."""
     await _staff_appointment(session, who, appointment_id)
-    count = await _revoke_all(session, appointment_id, now or utcnow())
+    count = await revoke_all(session, appointment_id, now or utcnow())
     audit.record_for(session, who, "guest.revoked", appointment_id, revoked=count)
     return count
 
@@ -168,7 +168,9 @@ async def current(
     return await active(session, appointment_id)
 
 
-async def _revoke_all(session: AsyncSession, appointment_id: int, now: datetime) -> int:
+async def revoke_all(session: AsyncSession, appointment_id: int, now: datetime) -> int:
+    """Revokes the appointment's guest invitations and ends their guests' sessions (their
+    websockets close with 4401); the replicas hear that nobody is admitted any more."""
     rows = (
         (
             await session.execute(

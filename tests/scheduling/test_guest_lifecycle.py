@@ -3,6 +3,8 @@ rescheduled or transferred consultation."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx2
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,8 +17,9 @@ from app.scheduling import guests
 from app.scheduling.models import GuestInvitation
 from app.settings import Settings
 from tests.factories import Demo, login, make_appointment
-from tests.scheduling.helpers import ClientFactory
+from tests.scheduling.helpers import ClientFactory, free_slots
 from tests.scheduling.test_guests import invite, redeem
+from tests.scheduling.test_links import book_later
 
 
 async def test_a_revocation_between_reading_and_binding_leaves_the_invitation_unbound(
@@ -65,3 +68,38 @@ async def test_a_guest_whose_invitation_is_revoked_gets_no_ice_servers(
         async with unit_of_work(sessions) as session:
             await session.execute(update(GuestInvitation).values(revoked_at=utcnow()))
         assert (await guest.get(ice)).status_code == 404
+
+
+async def test_rescheduling_revokes_the_guest_invitation_and_ends_its_session(
+    client: httpx2.AsyncClient,
+    client_factory: ClientFactory,
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await login(client, demo.gp)
+    booking = await book_later(client, demo)
+    appointment_id = booking["appointment"]["id"]
+    issued = await invite(client, appointment_id)
+    async with unit_of_work(sessions) as session:  # time passes: the guest's link is valid now
+        await session.execute(
+            update(GuestInvitation).values(
+                valid_from=utcnow() - timedelta(minutes=5),
+                valid_until=utcnow() + timedelta(hours=1),
+            )
+        )
+    async with client_factory() as guest:
+        assert (await redeem(guest, issued["guest_url"])).status_code == 200
+        first = datetime.now(UTC).date() + timedelta(days=3)
+        target = (await free_slots(client, demo.specialist, first=first))[1]
+        moved = await client.post(
+            f"/api/v1/appointments/{appointment_id}/reschedule",
+            json={"starts_at": target["starts_at"]},
+        )
+        assert moved.status_code == 200, moved.text
+        assert (await guest.get("/api/v1/guest/me")).status_code == 401
+    assert (await client.get(f"/api/v1/appointments/{appointment_id}/guest")).status_code == 204
+    async with client_factory() as other:
+        old = await redeem(other, issued["guest_url"])
+        assert (old.status_code, old.json()["error"]["code"]) == (404, "link_invalid")
+    again = await invite(client, appointment_id)
+    assert again["valid_from"] < target["starts_at"] < again["valid_until"]
