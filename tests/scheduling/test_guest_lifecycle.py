@@ -3,6 +3,7 @@ rescheduled or transferred consultation."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx2
@@ -10,9 +11,12 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from app.accounts.models import AuthSession, SessionKind
+from app.accounts.models import AuthSession, Role, SessionKind
+from app.accounts.service import Principal
 from app.db import unit_of_work, utcnow
 from app.errors import LinkInvalid
+from app.events.outbox import OutboxEvent
+from app.rooms import service as rooms
 from app.scheduling import guests
 from app.scheduling.models import GuestInvitation
 from app.settings import Settings
@@ -103,3 +107,45 @@ async def test_rescheduling_revokes_the_guest_invitation_and_ends_its_session(
         assert (old.status_code, old.json()["error"]["code"]) == (404, "link_invalid")
     again = await invite(client, appointment_id)
     assert again["valid_from"] < target["starts_at"] < again["valid_until"]
+
+
+async def test_a_transfer_takes_back_the_guests_admission(
+    client: httpx2.AsyncClient,
+    client_factory: ClientFactory,
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    await login(client, demo.specialist)
+    issued = await invite(client, appointment.id or 0)
+    admit = f"/api/v1/rooms/{appointment.id}/guest/admit"
+    async with client_factory() as guest:
+        assert (await redeem(guest, issued["guest_url"])).status_code == 200
+        assert (await client.post(admit)).status_code == 200
+        specialist = Principal(
+            kind=SessionKind.STAFF,
+            session_id="s",
+            csrf_token="c",
+            user_id=demo.specialist.id,
+            role=Role.SPECIALIST,
+        )
+        async with unit_of_work(sessions) as session:
+            await rooms.transfer(
+                session,
+                appointment_id=appointment.id or 0,
+                who=specialist,
+                to_specialist_id=demo.other_specialist.id or 0,
+            )
+            told = [
+                json.loads(o.payload)["admitted"]
+                for o in session.new
+                if isinstance(o, OutboxEvent) and o.type == "guest.changed"
+            ]
+        assert told == [False]  # what every signalling replica applies
+        assert (await guest.get("/api/v1/guest/me")).status_code == 200  # still invited
+    async with client_factory() as colleague:
+        await login(colleague, demo.other_specialist)
+        shown = await colleague.get(f"/api/v1/appointments/{appointment.id}/guest")
+        assert shown.json()["admitted"] is False
+        again = await colleague.post(admit)
+        assert (again.status_code, again.json()["admitted"]) == (200, True)
