@@ -244,7 +244,7 @@ class Room:
         if known is None:
             self.members[member.id] = member
             self.resyncing.add(member.id)
-            return []
+            return self._retell_guest(member.id)
         outs: list[Out] = []
         if known.conn != member.conn:
             outs.append(Close(known.conn, WS_REPLACED, "resumed on a newer connection"))
@@ -253,7 +253,7 @@ class Room:
         )
         if known.connection == "reconnecting":
             outs += self._tell_status(member.id)
-        return outs + self._renegotiate(member.id, "resumed")
+        return outs + self._renegotiate(member.id, "resumed") + self._retell_guest(member.id)
 
     def set_state(self, state: RoomState, waiting_since: datetime | None) -> list[Out]:
         """The room's state changed (in the database): everybody hears of it. A patient sent
@@ -406,6 +406,19 @@ class Room:
             self.guest_told[member.id] = status
             outs.append(Send(member.id, status))
         return outs
+
+    def _retell_guest(self, participant_id: str) -> list[Out]:
+        """What was sent while the member's connection was gone is lost: on its new one it
+        hears the guest's current status again (``room_state`` is sent by the joining
+        process)."""
+        member = self.members[participant_id]
+        if member.role not in m.STAFF_ROLES and member.role != "guest":
+            return []
+        status, told = self.guest_status(), self.guest_told.get(participant_id)
+        if told is None and status.state == "absent":
+            return []
+        self.guest_told[participant_id] = status
+        return [Send(participant_id, status)]
 
     def _tell_status(self, participant_id: str) -> list[Out]:
         state = self.members[participant_id].peer_state()

@@ -151,3 +151,12 @@ def test_a_guest_member_travels_between_processes_with_its_kind() -> None:
     back = wire.parse(wire.ROOM, raw)
     assert isinstance(back, wire.Add)
     assert back.member.kind is GuestKind.INTERPRETER
+
+
+def test_staff_back_from_a_dropped_connection_hear_the_guests_status_again() -> None:
+    room, _ = full_room()
+    room.away(GP.id, GP.conn)
+    room.remove(GUEST.id)  # "absent" went to the GP's dead connection
+    outs = room.resumed(replace(GP, conn="c-gp-new"))
+    assert of_type(outs, GP.id, m.GuestStatus) == [m.GuestStatus(state="absent")]
+    assert of_type(room.resumed(replace(PATIENT, conn="c-p-new")), PATIENT.id, m.GuestStatus) == []

@@ -4,6 +4,7 @@ admission crosses server processes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -21,7 +22,8 @@ from tests.scheduling.helpers import token_of
 from tests.services import REDIS_URL, require_redis
 from tests.signaling.test_ws_call_state import until_state
 from tests.signaling.test_ws_flow import logged_in
-from tests.signaling.wsclient import ORIGIN, Client, staff_cookie, ws_connect
+from tests.signaling.test_ws_resume import connections_in_room
+from tests.signaling.wsclient import ORIGIN, TIMEOUT, Client, staff_cookie, ws_connect
 
 PATIENT_NAME = "Erika Mustermann"
 
@@ -207,3 +209,30 @@ async def test_ws_guest_admission_crosses_server_processes(
         assert roles == {"patient", "specialist"}
         assert (await until(s, "peer_joined"))["peer"]["role"] == "guest"
         assert (await until(p, "peer_joined"))["peer"]["name"] == "Ayşe Demir"
+
+
+async def test_ws_guest_admitted_while_its_connection_was_gone_hears_it_on_resume(
+    live: Live, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    assert appointment.id is not None
+    room = f"appointment={appointment.id}"
+    cookie = await guest_cookie(live, demo, appointment)
+    async with joined(
+        live, f"as=staff&{room}", await staff_cookie(live, demo.specialist)
+    ) as specialist:
+        async with ws_connect(live, f"as=guest&{room}", cookie) as guest:
+            await guest.send(type="join")
+            first = await guest.expect("joined")
+            assert (await guest.expect("guest_status"))["state"] == "waiting"
+            assert (await until(specialist, "guest_status"))["state"] == "waiting"
+        # The guest's network dropped (no "leave"); the specialist lets it in meanwhile.
+        await asyncio.wait_for(connections_in_room(live, appointment.id, 1), TIMEOUT)
+        async with logged_in(live, demo.specialist) as http:
+            admitted = await http.post(f"/api/v1/rooms/{appointment.id}/guest/admit")
+            assert admitted.status_code == 200, admitted.text
+        assert (await until(specialist, "guest_status"))["state"] == "admitted"
+        async with ws_connect(live, f"as=guest&{room}", cookie) as again:
+            await again.send(type="join", resume=first["resume_id"])
+            assert (await again.expect("joined"))["resumed"] is True
+            assert (await until(again, "guest_status"))["state"] == "admitted"
