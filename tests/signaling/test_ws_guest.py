@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import WS_FORBIDDEN, WS_ROOM_FULL, WS_UNAUTHENTICATED
+from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_UNAUTHENTICATED
 from app.scheduling.models import Appointment
 from app.settings import Settings
 from tests.factories import Demo, make_appointment, patient_token
@@ -139,13 +139,6 @@ async def test_ws_guest_waits_is_admitted_and_joins_a_four_way_mesh(
         await p.send(type="chat", text="Hallo")
         assert (await guest.expect("chat"))["text"] == "Hallo"
 
-        # A fifth participant (the specialist on a second device) is refused.
-        other_device = await staff_cookie(live, demo.specialist)
-        async with ws_connect(live, f"as=staff&{room}", other_device) as fifth:
-            await fifth.send(type="join")
-            assert (await fifth.expect("error"))["code"] == "room_full"
-            assert await fifth.closed_with() == WS_ROOM_FULL
-
         # Sent back: the guest is out of the call too.
         await s.send(type="send_back")
         await until_state(guest, "waiting")
@@ -236,3 +229,32 @@ async def test_ws_guest_admitted_while_its_connection_was_gone_hears_it_on_resum
             await again.send(type="join", resume=first["resume_id"])
             assert (await again.expect("joined"))["resumed"] is True
             assert (await until(again, "guest_status"))["state"] == "admitted"
+
+
+async def test_ws_the_patient_joins_whoever_else_is_there_and_a_second_device_takes_over(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with AsyncExitStack() as stack:
+        appointment = await make_appointment(sessions, demo)
+        room = f"appointment={appointment.id}"
+        guest_login = await guest_cookie(live, demo, appointment)
+        desk = await stack.enter_async_context(
+            joined(live, f"as=staff&{room}", await staff_cookie(live, demo.specialist))
+        )
+        await stack.enter_async_context(
+            joined(live, f"as=staff&{room}", await staff_cookie(live, demo.gp))
+        )
+        guest = await stack.enter_async_context(joined(live, f"as=guest&{room}", guest_login))
+        assert (await guest.expect("guest_status"))["state"] == "waiting"
+        # The specialist opens the call on a tablet too: it takes the desk's seat over.
+        tablet = await stack.enter_async_context(
+            joined(live, f"as=staff&{room}", await staff_cookie(live, demo.specialist))
+        )
+        assert await desk.closed_with() == WS_REPLACED
+        patient = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+        async with ws_connect(live, f"as=patient&{room}", patient) as p:
+            await p.send(type="join")
+            assert (await p.expect("joined"))["role"] == "patient"
+            await tablet.send(type="admit")
+            roles = {(await until(p, "peer_joined"))["peer"]["role"] for _ in range(2)}
+            assert roles == {"specialist", "gp"}
