@@ -30,9 +30,7 @@ from app.errors import (
     Forbidden,
     InvalidTransition,
     KonsilError,
-    LinkExpired,
     LinkInvalid,
-    LinkNotYetValid,
     LinkUsed,
     NotFound,
 )
@@ -40,8 +38,9 @@ from app.events import outbox
 from app.events.types import GuestChanged
 from app.rooms import service as rooms
 from app.rooms.state import Actor, is_closed
+from app.scheduling import links
 from app.scheduling.access import visible_appointment
-from app.scheduling.links import ENDED_STATUSES, TOKEN_SHAPE, link_budget, window
+from app.scheduling.links import TOKEN_SHAPE, link_budget, window
 from app.scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -249,7 +248,7 @@ async def redeem(
         appointment = (
             await session.get(Appointment, invitation.appointment_id) if invitation else None
         )
-        refusal = _refusal(invitation, appointment, settings=settings, now=now)
+        refusal = links.refusal(invitation, appointment, settings=settings, now=now)
         redemption = None
         if refusal is None and invitation is not None:
             redemption, refusal = await _bind(
@@ -284,9 +283,10 @@ async def _bind(
             return None, LinkUsed()
         summary = await guest_summary(session, invitation=invitation, csrf_token=None)
         return GuestRedemption(new_session=None, summary=summary), None
-    new = accounts.open_guest_session(
+    new = accounts.open_link_session(
         session,
         settings=settings,
+        kind=SessionKind.GUEST,
         appointment_id=invitation.appointment_id,
         not_after=invitation.valid_until,
     )
@@ -331,32 +331,6 @@ async def _live(session: AsyncSession, session_id: str, now: datetime) -> bool:
         and row.ended_at is None
         and row.expires_at > now
     )
-
-
-def _refusal(
-    invitation: GuestInvitation | None,
-    appointment: Appointment | None,
-    *,
-    settings: Settings,
-    now: datetime,
-) -> KonsilError | None:
-    if invitation is None or appointment is None:
-        return LinkInvalid()
-    if appointment.status == AppointmentStatus.CANCELLED:
-        return LinkExpired("Dieser Termin wurde abgesagt.", reason="cancelled")
-    if invitation.revoked_at is not None:
-        return LinkInvalid()
-    if appointment.status in ENDED_STATUSES or is_closed(appointment.room_state):
-        return LinkExpired("Diese Video-Sprechstunde ist bereits beendet.", reason="ended")
-    if now < invitation.valid_from:
-        local = invitation.valid_from.astimezone(settings.tz)
-        return LinkNotYetValid(
-            f"Der Link ist ab {local:%d.%m.%Y, %H:%M} Uhr gültig.",
-            valid_from=invitation.valid_from.isoformat(),
-        )
-    if now > invitation.valid_until:
-        return LinkExpired()
-    return None
 
 
 async def guest_summary(

@@ -5,25 +5,35 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx2
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from app.accounts.models import AuthSession, Role, SessionKind
+from app.accounts.models import AuthSession, Role, SessionKind, User
 from app.accounts.service import Principal
 from app.db import unit_of_work, utcnow
 from app.errors import LinkInvalid
 from app.events.outbox import OutboxEvent
 from app.rooms import service as rooms
 from app.scheduling import guests
-from app.scheduling.models import GuestInvitation
+from app.scheduling.models import Appointment, GuestInvitation
 from app.settings import Settings
 from tests.factories import Demo, login, make_appointment
 from tests.scheduling.helpers import ClientFactory, free_slots
 from tests.scheduling.test_guests import invite, redeem
 from tests.scheduling.test_links import book_later
+
+
+async def invited(
+    client: httpx2.AsyncClient, sessions: async_sessionmaker[AsyncSession], who: User, demo: Demo
+) -> tuple[Appointment, dict[str, Any]]:
+    """An appointment now, and a guest invited by ``who`` (signed in on ``client``)."""
+    appointment = await make_appointment(sessions, demo)
+    await login(client, who)
+    return appointment, await invite(client, appointment.id or 0)
 
 
 async def test_a_revocation_between_reading_and_binding_leaves_the_invitation_unbound(
@@ -32,9 +42,7 @@ async def test_a_revocation_between_reading_and_binding_leaves_the_invitation_un
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
 ) -> None:
-    appointment = await make_appointment(sessions, demo)
-    await login(client, demo.gp)
-    await invite(client, appointment.id or 0)
+    await invited(client, sessions, demo.gp, demo)
     async with sessions() as session:
         read = (await session.execute(select(GuestInvitation))).scalar_one()
     # The staff revoke commits after redeem read the invitation, before it binds it.
@@ -61,9 +69,7 @@ async def test_a_guest_whose_invitation_is_revoked_gets_no_ice_servers(
     demo: Demo,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    appointment = await make_appointment(sessions, demo)
-    await login(client, demo.gp)
-    issued = await invite(client, appointment.id or 0)
+    appointment, issued = await invited(client, sessions, demo.gp, demo)
     async with client_factory() as guest:
         assert (await redeem(guest, issued["guest_url"])).status_code == 200
         ice = f"/api/v1/rooms/{appointment.id}/ice"
@@ -115,9 +121,7 @@ async def test_a_transfer_takes_back_the_guests_admission(
     demo: Demo,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    appointment = await make_appointment(sessions, demo)
-    await login(client, demo.specialist)
-    issued = await invite(client, appointment.id or 0)
+    appointment, issued = await invited(client, sessions, demo.specialist, demo)
     admit = f"/api/v1/rooms/{appointment.id}/guest/admit"
     async with client_factory() as guest:
         assert (await redeem(guest, issued["guest_url"])).status_code == 200
