@@ -4,11 +4,14 @@ redeem, admit.
 The specialist or the booking GP invites one guest per appointment by a link
 ``{base_url}/guest#<token>`` (256 random bits in the URL fragment; only the SHA-256 is stored),
 valid in the same window as the patient's join link. Issuing a new invitation revokes the old
-one. The link is single-use: its first redemption opens a guest session and binds the
-invitation to it; the same browser may open it again, any other is refused (``LinkUsed``). A
+one; rescheduling revokes it too. The link is single-use: its first redemption opens a guest
+session and binds the invitation to it; the same browser may open it again, any other is
+refused (``LinkUsed``). A
 guest session can only join that appointment's call as role ``guest`` and read
 ``GuestMeOut``: never the question, documents, report or the patient's name. The specialist
-admits the guest (``GuestChanged`` tells every server process's room replica).
+admits the guest (``GuestChanged`` tells every server process's room replica); a transfer
+takes the admission back. In the call the guest sees the participants' names and roles and
+gets the chat, like everyone in the conversation.
 """
 
 from __future__ import annotations
