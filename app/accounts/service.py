@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import case, func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -297,27 +298,33 @@ async def mark_verified(session: AsyncSession, *, session_id: str) -> None:
     )
 
 
+def open_link_session(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    kind: Literal[SessionKind.PATIENT, SessionKind.GUEST],
+    appointment_id: int,
+    not_after: datetime,
+) -> NewSession:
+    """A session opened with a link for one appointment: the patient's (join link) or the
+    invited guest's (guest link), which may only take part in that appointment's call. It never
+    outlives the link it came from."""
+    ttl = timedelta(minutes=settings.patient_session_ttl_minutes)
+    ttl = min(ttl, max(not_after - utcnow(), timedelta(0)))
+    return _open_session(session, kind=kind, ttl=ttl, appointment_id=appointment_id)
+
+
 def open_patient_session(
     session: AsyncSession, *, settings: Settings, appointment_id: int, not_after: datetime
 ) -> NewSession:
-    """A session for the patient of one appointment, made when a join link is redeemed.
-
-    It never outlives the link it came from.
-    """
-    ttl = timedelta(minutes=settings.patient_session_ttl_minutes)
-    ttl = min(ttl, max(not_after - utcnow(), timedelta(0)))
-    return _open_session(session, kind=SessionKind.PATIENT, ttl=ttl, appointment_id=appointment_id)
-
-
-def open_guest_session(
-    session: AsyncSession, *, settings: Settings, appointment_id: int, not_after: datetime
-) -> NewSession:
-    """A session for the invited guest of one appointment (interpreter, carer), made when the
-    guest's link is redeemed: it may only take part in that appointment's call. It never
-    outlives the invitation."""
-    ttl = timedelta(minutes=settings.patient_session_ttl_minutes)
-    ttl = min(ttl, max(not_after - utcnow(), timedelta(0)))
-    return _open_session(session, kind=SessionKind.GUEST, ttl=ttl, appointment_id=appointment_id)
+    """The patient's session of one appointment, made when a join link is redeemed."""
+    return open_link_session(
+        session,
+        settings=settings,
+        kind=SessionKind.PATIENT,
+        appointment_id=appointment_id,
+        not_after=not_after,
+    )
 
 
 def _open_session(

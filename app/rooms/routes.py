@@ -20,6 +20,7 @@ from app.rooms import delay
 from app.rooms import service as rooms
 from app.rooms.schemas import DelayIn, DelayOut, IceOut, QueueOut, RoomOut, TransferIn
 from app.rooms.state import Action, is_closed
+from app.scheduling import guests
 from app.scheduling.models import Appointment
 from app.turn import ice_servers
 
@@ -140,10 +141,18 @@ async def ice(request: Request) -> Response:
         raise NotAuthenticated()
     async with db(request)() as session:
         appointment = await rooms.load(session, appointment_id)
+        # A guest session whose invitation was revoked meanwhile gets no relay credentials.
+        invited = [
+            who.session_id
+            for who in present
+            if who.is_guest and await guests.of_session(session, who.session_id) is not None
+        ]
     for who in present:
         try:
             rooms.actor_for(appointment, who)
         except NotYourRoom:
+            continue
+        if who.is_guest and who.session_id not in invited:
             continue
         if is_closed(appointment.room_state):
             raise RoomClosed()  # no relay credentials for a consultation that is over

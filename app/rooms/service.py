@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
@@ -22,6 +23,7 @@ from app.errors import Conflict, InvalidInput, NotFound, NotYourRoom, SlotTaken
 from app.events import outbox
 from app.events.types import (
     AppointmentTransferred,
+    GuestChanged,
     ReportCompleted,
     ReportReady,
     RoomStateChanged,
@@ -30,7 +32,13 @@ from app.metrics import WAIT_SECONDS
 from app.rooms import delay, history, waiting
 from app.rooms.schemas import QueueEntry, QueueOut
 from app.rooms.state import STATUS_AFTER, Action, Actor, next_state
-from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Specialty
+from app.scheduling.models import (
+    Appointment,
+    AppointmentStatus,
+    GuestInvitation,
+    RoomState,
+    Specialty,
+)
 
 
 async def load(session: AsyncSession, appointment_id: int, *, lock: bool = False) -> Appointment:
@@ -197,7 +205,8 @@ async def transfer(
     session: AsyncSession, *, appointment_id: int, who: Principal, to_specialist_id: int
 ) -> Appointment:
     """Hands a consultation that has not started to a colleague of the same specialty
-    (``AppointmentTransferred`` tells the previous one's connections and dashboard).
+    (``AppointmentTransferred`` tells the previous one's connections and dashboard). A guest
+    the previous specialist let in waits until the new one lets it in.
 
     ``SlotTaken`` when the colleague already has a consultation at that time.
     """
@@ -253,7 +262,25 @@ async def transfer(
         from_specialist=previous,
         to_specialist=to_specialist_id,
     )
+    await _guest_not_admitted(session, appointment_id)
     return appointment
+
+
+async def _guest_not_admitted(session: AsyncSession, appointment_id: int) -> None:
+    """The guest let in by the previous specialist waits until the new one lets it in (its
+    invitation and session stay): every replica takes it out of the call."""
+    cleared = await session.execute(
+        update(GuestInvitation)
+        .where(
+            col(GuestInvitation.appointment_id) == appointment_id,
+            col(GuestInvitation.revoked_at).is_(None),
+            col(GuestInvitation.admitted_at).is_not(None),
+        )
+        .values(admitted_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(cleared, "rowcount", 0):
+        outbox.record(session, GuestChanged(appointment_id=appointment_id, admitted=False))
 
 
 async def waiting_count(session: AsyncSession) -> int:

@@ -4,11 +4,14 @@ redeem, admit.
 The specialist or the booking GP invites one guest per appointment by a link
 ``{base_url}/guest#<token>`` (256 random bits in the URL fragment; only the SHA-256 is stored),
 valid in the same window as the patient's join link. Issuing a new invitation revokes the old
-one. The link is single-use: its first redemption opens a guest session and binds the
-invitation to it; the same browser may open it again, any other is refused (``LinkUsed``). A
+one; rescheduling revokes it too. The link is single-use: its first redemption opens a guest
+session and binds the invitation to it; the same browser may open it again, any other is
+refused (``LinkUsed``). A
 guest session can only join that appointment's call as role ``guest`` and read
 ``GuestMeOut``: never the question, documents, report or the patient's name. The specialist
-admits the guest (``GuestChanged`` tells every server process's room replica).
+admits the guest (``GuestChanged`` tells every server process's room replica); a transfer
+takes the admission back. In the call the guest sees the participants' names and roles and
+gets the chat, like everyone in the conversation.
 """
 
 from __future__ import annotations
@@ -30,9 +33,7 @@ from app.errors import (
     Forbidden,
     InvalidTransition,
     KonsilError,
-    LinkExpired,
     LinkInvalid,
-    LinkNotYetValid,
     LinkUsed,
     NotFound,
 )
@@ -40,8 +41,9 @@ from app.events import outbox
 from app.events.types import GuestChanged
 from app.rooms import service as rooms
 from app.rooms.state import Actor, is_closed
+from app.scheduling import links
 from app.scheduling.access import visible_appointment
-from app.scheduling.links import ENDED_STATUSES, TOKEN_SHAPE, link_budget, window
+from app.scheduling.links import TOKEN_SHAPE, link_budget, window
 from app.scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -129,7 +131,7 @@ async def issue(
     appointment = await _staff_appointment(session, who, appointment_id)
     if appointment.status != AppointmentStatus.BOOKED or is_closed(appointment.room_state):
         raise InvalidTransition("Zu diesem Termin kann niemand mehr eingeladen werden.")
-    await _revoke_all(session, appointment_id, now)
+    await revoke_all(session, appointment_id, now)
     token = new_token()
     valid_from, valid_until = window(appointment, settings)
     invitation = GuestInvitation(
@@ -155,7 +157,7 @@ async def revoke(
     """Revokes the appointment's guest invitation (specialist or booking GP) and ends the
     guest's session: its websocket closes with 4401."""
     await _staff_appointment(session, who, appointment_id)
-    count = await _revoke_all(session, appointment_id, now or utcnow())
+    count = await revoke_all(session, appointment_id, now or utcnow())
     audit.record_for(session, who, "guest.revoked", appointment_id, revoked=count)
     return count
 
@@ -168,7 +170,9 @@ async def current(
     return await active(session, appointment_id)
 
 
-async def _revoke_all(session: AsyncSession, appointment_id: int, now: datetime) -> int:
+async def revoke_all(session: AsyncSession, appointment_id: int, now: datetime) -> int:
+    """Revokes the appointment's guest invitations and ends their guests' sessions (their
+    websockets close with 4401); the replicas hear that nobody is admitted any more."""
     rows = (
         (
             await session.execute(
@@ -247,7 +251,7 @@ async def redeem(
         appointment = (
             await session.get(Appointment, invitation.appointment_id) if invitation else None
         )
-        refusal = _refusal(invitation, appointment, settings=settings, now=now)
+        refusal = links.refusal(invitation, appointment, settings=settings, now=now)
         redemption = None
         if refusal is None and invitation is not None:
             redemption, refusal = await _bind(
@@ -282,16 +286,22 @@ async def _bind(
             return None, LinkUsed()
         summary = await guest_summary(session, invitation=invitation, csrf_token=None)
         return GuestRedemption(new_session=None, summary=summary), None
-    new = accounts.open_guest_session(
+    new = accounts.open_link_session(
         session,
         settings=settings,
+        kind=SessionKind.GUEST,
         appointment_id=invitation.appointment_id,
         not_after=invitation.valid_until,
     )
-    # Conditional: of two browsers redeeming at once, exactly one binds the invitation.
+    # Conditional: of two browsers redeeming at once, exactly one binds the invitation; and a
+    # revocation committed since the invitation was read leaves it unbound.
     bound = await session.execute(
         update(GuestInvitation)
-        .where(col(GuestInvitation.id) == invitation.id, col(GuestInvitation.session_id).is_(None))
+        .where(
+            col(GuestInvitation.id) == invitation.id,
+            col(GuestInvitation.session_id).is_(None),
+            col(GuestInvitation.revoked_at).is_(None),
+        )
         .values(session_id=new.principal.session_id, redeemed_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -299,7 +309,10 @@ async def _bind(
         opened = await session.get(AuthSession, new.principal.session_id)
         if opened is not None:
             await session.delete(opened)
-        return None, LinkUsed()
+        revoked = await session.scalar(
+            select(GuestInvitation.revoked_at).where(col(GuestInvitation.id) == invitation.id)
+        )
+        return None, LinkInvalid() if revoked is not None else LinkUsed()
     audit.record(
         session,
         action="guest.redeemed",
@@ -321,32 +334,6 @@ async def _live(session: AsyncSession, session_id: str, now: datetime) -> bool:
         and row.ended_at is None
         and row.expires_at > now
     )
-
-
-def _refusal(
-    invitation: GuestInvitation | None,
-    appointment: Appointment | None,
-    *,
-    settings: Settings,
-    now: datetime,
-) -> KonsilError | None:
-    if invitation is None or appointment is None:
-        return LinkInvalid()
-    if appointment.status == AppointmentStatus.CANCELLED:
-        return LinkExpired("Dieser Termin wurde abgesagt.", reason="cancelled")
-    if invitation.revoked_at is not None:
-        return LinkInvalid()
-    if appointment.status in ENDED_STATUSES or is_closed(appointment.room_state):
-        return LinkExpired("Diese Video-Sprechstunde ist bereits beendet.", reason="ended")
-    if now < invitation.valid_from:
-        local = invitation.valid_from.astimezone(settings.tz)
-        return LinkNotYetValid(
-            f"Der Link ist ab {local:%d.%m.%Y, %H:%M} Uhr gültig.",
-            valid_from=invitation.valid_from.isoformat(),
-        )
-    if now > invitation.valid_until:
-        return LinkExpired()
-    return None
 
 
 async def guest_summary(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -176,16 +177,16 @@ async def redeem(
             else None
         )
         appointment = await session.get(Appointment, link.appointment_id) if link else None
-        refusal = _refusal(link, appointment, settings=settings, now=now)
-        if refusal is not None or link is None or appointment is None:
-            refusal = refusal or LinkInvalid()
+        refused = refusal(link, appointment, settings=settings, now=now)
+        if refused is not None or link is None or appointment is None:
+            refused = refused or LinkInvalid()
             audit.record(
                 session,
                 action="link.rejected",
                 actor_kind="patient",
                 appointment_id=appointment.id if appointment else None,
                 ip=ip,
-                reason=refusal.code,
+                reason=refused.code,
             )
         else:
             redemption = await _open(
@@ -194,8 +195,8 @@ async def redeem(
             if replaces is not None:
                 # One browser, one patient session: opening a new link ends the old session.
                 await accounts.end_session(session, session_id=replaces)
-    if refusal is not None:
-        raise refusal  # its audit row is committed
+    if refused is not None:
+        raise refused  # its audit row is committed
     await reservation.succeeded()
     return redemption
 
@@ -235,9 +236,26 @@ async def _end_patient_sessions(session: AsyncSession, appointment_id: int, now:
         outbox.record(session, PatientSessionsEnded(appointment_id=appointment_id))
 
 
-def _refusal(
-    link: JoinToken | None, appointment: Appointment | None, *, settings: Settings, now: datetime
+class Windowed(Protocol):
+    """A link with a validity window that can be revoked (a join link, a guest invitation)."""
+
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def valid_from(self) -> datetime: ...
+    @property
+    def valid_until(self) -> datetime: ...
+
+
+def refusal(
+    link: Windowed | None,
+    appointment: Appointment | None,
+    *,
+    settings: Settings,
+    now: datetime,
 ) -> KonsilError | None:
+    """Why the link's window and its appointment's state say no, or None: unknown or revoked,
+    the appointment cancelled or over, too early or too late."""
     if link is None or appointment is None:
         return LinkInvalid()
     if appointment.status == AppointmentStatus.CANCELLED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, date, datetime, time
 from typing import Literal
 
@@ -321,6 +322,15 @@ class GuestIn(Schema):
 
     name: str = Field(min_length=2, max_length=80, pattern=_NO_CONTROL)
     kind: GuestKind
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # (Trimmed already: ``Schema``.) Format characters, U+202E and the other bidi controls
+        # or zero-width joiners, could make the tile label read as someone else's name.
+        if any(unicodedata.category(c) == "Cf" for c in value):
+            raise _invalid("Der Name enthält unsichtbare Steuerzeichen.")
+        return value
 
 
 class GuestInvitationOut(Out):

@@ -27,7 +27,7 @@ from app.events import outbox
 from app.events.types import AppointmentBooked, AppointmentCancelled, AppointmentRescheduled
 from app.rooms import service as rooms
 from app.rooms.state import CANCELLABLE, Action, Actor, is_closed, next_state
-from app.scheduling import calendar, links
+from app.scheduling import calendar, guests, links
 from app.scheduling import repository as repo
 from app.scheduling.access import is_gp_of, require_role, visible_appointment
 from app.scheduling.availability import bookable_slot
@@ -187,7 +187,8 @@ async def reschedule(
 ) -> BookingOut:
     """Moves a booking to another free slot of the same specialist (the booking GP only).
 
-    The old join link stops working at once; a new one is issued and returned.
+    The old join link stops working at once; a new one is issued and returned. The guest's
+    invitation is revoked (and its session ended): the guest is invited again for the new time.
     """
     now = now or utcnow()
     appointment = await visible_appointment(
@@ -224,6 +225,8 @@ async def reschedule(
             gp_id=appointment.gp_id,
         ),
     )
+    # The guest's link was for the old time, like the patient's: the guest is invited again.
+    guests_revoked = await guests.revoke_all(session, appointment_id, now)
     audit.record_for(
         session,
         who,
@@ -231,6 +234,7 @@ async def reschedule(
         appointment_id,
         old_starts_at=old_start.isoformat(),
         new_starts_at=slot.starts_at.isoformat(),
+        guests_revoked=guests_revoked,
     )
     issued = await links.issue(
         session,

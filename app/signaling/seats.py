@@ -92,7 +92,8 @@ class Seats:
         local = await self.replicas.acquire(appointment_id)
         try:
             seat = await self._resume(local, who, resume) if resume else None
-            if seat is None and local.room.full_for(session_key(who.session_id)):
+            role = m.PARTICIPANT_ROLES[actor.value]
+            if seat is None and local.room.full_for(role, session_key(who.session_id), who.user_id):
                 # (Only the participants this process knows of: see docs/protocol.md.)
                 raise RoomFull()
             state, since = local.room.state, local.room.waiting_since

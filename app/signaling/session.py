@@ -93,6 +93,21 @@ def offers(a: Member, b: Member) -> bool:
     return (RANK[a.role], a.id) > (RANK[b.role], b.id)
 
 
+def same_seat(member: Member, role: m.Role, session_key: str, user_id: int | None) -> bool:
+    """Whether a newcomer (``role``, ``session_key``, ``user_id``) takes ``member``'s seat: a
+    connection of the same session, or the same staff member on another device. (The patient
+    and the guest have one live session each: opening a link ends the earlier sessions, whose
+    connections close with 4401.)"""
+    if member.session_key == session_key:
+        return True
+    return (
+        role in m.STAFF_ROLES
+        and member.role == role
+        and user_id is not None
+        and member.user_id == user_id
+    )
+
+
 def check_media(role: m.Role, media: m.MediaState, *, patient_screen_share: bool) -> None:
     """Refuses ``screen_sharing: true`` from a guest always and from a patient unless the
     operator allows it (``KONSIL_PATIENT_SCREEN_SHARE``): the state is then neither kept nor
@@ -146,11 +161,15 @@ class Room:
         admitted = self.state in (RoomState.ADMITTED, RoomState.IN_CALL)
         return admitted and (member.role == "patient" or self.guest_admitted)
 
-    def full_for(self, session_key: str) -> bool:
-        """Whether a new participant of this session would make the mesh larger than four
-        (a connection of the same session replaces its old one and does not count)."""
-        others = {mb.session_key for mb in self.members.values() if mb.session_key != session_key}
-        return len(others) >= m.MAX_PARTICIPANTS
+    def full_for(self, role: m.Role, session_key: str, user_id: int | None) -> bool:
+        """Whether a new participant would find its seat held by somebody else. A room has one
+        seat per role (the patient, the guest, the specialist, the GP), so the mesh stays at
+        four: a staff member's newer session takes its seat over (``add``). The patient and
+        the guest are never refused, whoever else is in the room."""
+        return role in m.STAFF_ROLES and any(
+            mb.role == role and not same_seat(mb, role, session_key, user_id)
+            for mb in self.members.values()
+        )
 
     def guest_status(self) -> m.GuestStatus:
         guest = next((mb for mb in self.members.values() if mb.role == "guest"), None)
@@ -188,7 +207,7 @@ class Room:
             return []
         outs: list[Out] = []
         for old in list(self.members.values()):
-            if old.session_key == member.session_key:
+            if same_seat(old, member.role, member.session_key, member.user_id):
                 outs.append(Close(old.conn, WS_REPLACED, "replaced by a newer connection"))
                 outs += self.remove(old.id)
         self.members[member.id] = member
@@ -244,7 +263,7 @@ class Room:
         if known is None:
             self.members[member.id] = member
             self.resyncing.add(member.id)
-            return []
+            return self._retell_guest(member.id)
         outs: list[Out] = []
         if known.conn != member.conn:
             outs.append(Close(known.conn, WS_REPLACED, "resumed on a newer connection"))
@@ -253,7 +272,7 @@ class Room:
         )
         if known.connection == "reconnecting":
             outs += self._tell_status(member.id)
-        return outs + self._renegotiate(member.id, "resumed")
+        return outs + self._renegotiate(member.id, "resumed") + self._retell_guest(member.id)
 
     def set_state(self, state: RoomState, waiting_since: datetime | None) -> list[Out]:
         """The room's state changed (in the database): everybody hears of it. A patient sent
@@ -406,6 +425,19 @@ class Room:
             self.guest_told[member.id] = status
             outs.append(Send(member.id, status))
         return outs
+
+    def _retell_guest(self, participant_id: str) -> list[Out]:
+        """What was sent while the member's connection was gone is lost: on its new one it
+        hears the guest's current status again (``room_state`` is sent by the joining
+        process)."""
+        member = self.members[participant_id]
+        if member.role not in m.STAFF_ROLES and member.role != "guest":
+            return []
+        status, told = self.guest_status(), self.guest_told.get(participant_id)
+        if told is None and status.state == "absent":
+            return []
+        self.guest_told[participant_id] = status
+        return [Send(participant_id, status)]
 
     def _tell_status(self, participant_id: str) -> list[Out]:
         state = self.members[participant_id].peer_state()

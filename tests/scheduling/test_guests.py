@@ -177,6 +177,10 @@ async def test_guest_link_outside_its_window_or_after_the_end_is_refused(
         {"name": "", "kind": "interpreter"},
         {"name": "A" * 81, "kind": "interpreter"},
         {"name": "Ayşe\nDemir", "kind": "interpreter"},
+        {"name": "    ", "kind": "interpreter"},
+        {"name": " A ", "kind": "interpreter"},
+        {"name": "Ayşe\u202eDemir", "kind": "interpreter"},
+        {"name": "Ayşe\u200dDemir", "kind": "interpreter"},
         {"name": "Ayşe Demir", "kind": "surgeon"},
         {"name": "Ayşe Demir"},
         {"name": "Ayşe Demir", "kind": "carer", "token": "x"},
@@ -192,6 +196,22 @@ async def test_guest_invitation_bad_input_is_422(
     await login(client, demo.gp)
     response = await client.post(f"/api/v1/appointments/{appointment.id}/guest", json=body)
     assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
+
+
+async def test_guest_name_is_stored_without_surrounding_spaces(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    await login(client, demo.gp)
+    issued = await invite(client, appointment.id or 0, name="  Ayşe Demir ")
+    assert issued["name"] == "Ayşe Demir"
+    refused = await client.post(
+        f"/api/v1/appointments/{appointment.id}/guest",
+        json={"name": "Ayşe\u202eDemir", "kind": "interpreter"},
+    )
+    (field,) = refused.json()["error"]["detail"]["fields"]
+    assert field["message"] == "Der Name enthält unsichtbare Steuerzeichen."
 
 
 async def test_only_the_appointments_own_staff_invite_and_only_its_specialist_admits(

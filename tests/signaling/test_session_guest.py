@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from app.errors import WS_REPLACED
 from app.scheduling.models import GuestKind, RoomState
 from app.signaling import messages as m
 from app.signaling import wire
-from app.signaling.session import Member, Out, Room, Send, offers
+from app.signaling.session import Close, Member, Out, Room, Send, offers
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 EV = "a" * 32
@@ -121,12 +122,35 @@ def test_guest_leaving_tells_staff_it_is_absent() -> None:
     assert m.GuestStatus(state="absent") in sent(outs, GP.id)
 
 
-def test_the_mesh_holds_four() -> None:
+def test_the_mesh_holds_four_one_seat_per_role() -> None:
     room, _ = full_room()
-    assert room.full_for("someone-else")
-    assert not room.full_for(GP.session_key)  # a reload of a member replaces it
+    assert not room.full_for("gp", GP.session_key, GP.user_id)  # a reload replaces it
+    assert not room.full_for("specialist", "tablet", SPECIALIST.user_id)  # another device
+    assert room.full_for("specialist", "someone-else", 99)  # another specialist
+    assert not room.full_for("patient", "someone-else", None)
+    assert not room.full_for("guest", "someone-else", None)
     room.remove(GP.id)
-    assert not room.full_for("someone-else")
+    assert not room.full_for("gp", "someone-else", 20)
+
+
+def test_the_patient_is_never_refused_and_a_second_device_takes_the_seat_over() -> None:
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    tablet = replace(SPECIALIST, id="p_tablet0000", session_key="tablet", conn="c-tablet")
+    for one in (SPECIALIST, GP, GUEST):
+        room.add(one)
+    assert not room.full_for("specialist", tablet.session_key, tablet.user_id)
+    outs = room.add(tablet)
+    assert Close(SPECIALIST.conn, WS_REPLACED, "replaced by a newer connection") in outs
+    assert not room.full_for("patient", PATIENT.session_key, None)
+    room.add(PATIENT)
+    assert {mb.id for mb in room.members.values()} == {tablet.id, GP.id, GUEST.id, PATIENT.id}
+    # The link opened on a phone: never refused; the earlier session ended and its connection
+    # goes with ``revoke_patients``.
+    phone = replace(PATIENT, id="p_patient111", session_key="phone", conn="c-phone")
+    assert not room.full_for("patient", phone.session_key, None)
+    room.add(phone)
+    room.revoke_patients(keep=phone.session_key)
+    assert len(room.members) == m.MAX_PARTICIPANTS
 
 
 def test_an_answer_between_patient_and_guest_does_not_start_the_call() -> None:
@@ -151,3 +175,12 @@ def test_a_guest_member_travels_between_processes_with_its_kind() -> None:
     back = wire.parse(wire.ROOM, raw)
     assert isinstance(back, wire.Add)
     assert back.member.kind is GuestKind.INTERPRETER
+
+
+def test_staff_back_from_a_dropped_connection_hear_the_guests_status_again() -> None:
+    room, _ = full_room()
+    room.away(GP.id, GP.conn)
+    room.remove(GUEST.id)  # "absent" went to the GP's dead connection
+    outs = room.resumed(replace(GP, conn="c-gp-new"))
+    assert of_type(outs, GP.id, m.GuestStatus) == [m.GuestStatus(state="absent")]
+    assert of_type(room.resumed(replace(PATIENT, conn="c-p-new")), PATIENT.id, m.GuestStatus) == []

@@ -4,6 +4,7 @@ admission crosses server processes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -12,7 +13,7 @@ import httpx2
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import WS_FORBIDDEN, WS_ROOM_FULL, WS_UNAUTHENTICATED
+from app.errors import WS_FORBIDDEN, WS_REPLACED, WS_UNAUTHENTICATED
 from app.scheduling.models import Appointment
 from app.settings import Settings
 from tests.factories import Demo, make_appointment, patient_token
@@ -21,7 +22,8 @@ from tests.scheduling.helpers import token_of
 from tests.services import REDIS_URL, require_redis
 from tests.signaling.test_ws_call_state import until_state
 from tests.signaling.test_ws_flow import logged_in
-from tests.signaling.wsclient import ORIGIN, Client, staff_cookie, ws_connect
+from tests.signaling.test_ws_resume import connections_in_room
+from tests.signaling.wsclient import ORIGIN, TIMEOUT, Client, staff_cookie, ws_connect
 
 PATIENT_NAME = "Erika Mustermann"
 
@@ -137,13 +139,6 @@ async def test_ws_guest_waits_is_admitted_and_joins_a_four_way_mesh(
         await p.send(type="chat", text="Hallo")
         assert (await guest.expect("chat"))["text"] == "Hallo"
 
-        # A fifth participant (the specialist on a second device) is refused.
-        other_device = await staff_cookie(live, demo.specialist)
-        async with ws_connect(live, f"as=staff&{room}", other_device) as fifth:
-            await fifth.send(type="join")
-            assert (await fifth.expect("error"))["code"] == "room_full"
-            assert await fifth.closed_with() == WS_ROOM_FULL
-
         # Sent back: the guest is out of the call too.
         await s.send(type="send_back")
         await until_state(guest, "waiting")
@@ -207,3 +202,59 @@ async def test_ws_guest_admission_crosses_server_processes(
         assert roles == {"patient", "specialist"}
         assert (await until(s, "peer_joined"))["peer"]["role"] == "guest"
         assert (await until(p, "peer_joined"))["peer"]["name"] == "Ayşe Demir"
+
+
+async def test_ws_guest_admitted_while_its_connection_was_gone_hears_it_on_resume(
+    live: Live, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    assert appointment.id is not None
+    room = f"appointment={appointment.id}"
+    cookie = await guest_cookie(live, demo, appointment)
+    async with joined(
+        live, f"as=staff&{room}", await staff_cookie(live, demo.specialist)
+    ) as specialist:
+        async with ws_connect(live, f"as=guest&{room}", cookie) as guest:
+            await guest.send(type="join")
+            first = await guest.expect("joined")
+            assert (await guest.expect("guest_status"))["state"] == "waiting"
+            assert (await until(specialist, "guest_status"))["state"] == "waiting"
+        # The guest's network dropped (no "leave"); the specialist lets it in meanwhile.
+        await asyncio.wait_for(connections_in_room(live, appointment.id, 1), TIMEOUT)
+        async with logged_in(live, demo.specialist) as http:
+            admitted = await http.post(f"/api/v1/rooms/{appointment.id}/guest/admit")
+            assert admitted.status_code == 200, admitted.text
+        assert (await until(specialist, "guest_status"))["state"] == "admitted"
+        async with ws_connect(live, f"as=guest&{room}", cookie) as again:
+            await again.send(type="join", resume=first["resume_id"])
+            assert (await again.expect("joined"))["resumed"] is True
+            assert (await until(again, "guest_status"))["state"] == "admitted"
+
+
+async def test_ws_the_patient_joins_whoever_else_is_there_and_a_second_device_takes_over(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with AsyncExitStack() as stack:
+        appointment = await make_appointment(sessions, demo)
+        room = f"appointment={appointment.id}"
+        guest_login = await guest_cookie(live, demo, appointment)
+        desk = await stack.enter_async_context(
+            joined(live, f"as=staff&{room}", await staff_cookie(live, demo.specialist))
+        )
+        await stack.enter_async_context(
+            joined(live, f"as=staff&{room}", await staff_cookie(live, demo.gp))
+        )
+        guest = await stack.enter_async_context(joined(live, f"as=guest&{room}", guest_login))
+        assert (await guest.expect("guest_status"))["state"] == "waiting"
+        # The specialist opens the call on a tablet too: it takes the desk's seat over.
+        tablet = await stack.enter_async_context(
+            joined(live, f"as=staff&{room}", await staff_cookie(live, demo.specialist))
+        )
+        assert await desk.closed_with() == WS_REPLACED
+        patient = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+        async with ws_connect(live, f"as=patient&{room}", patient) as p:
+            await p.send(type="join")
+            assert (await p.expect("joined"))["role"] == "patient"
+            await tablet.send(type="admit")
+            roles = {(await until(p, "peer_joined"))["peer"]["role"] for _ in range(2)}
+            assert roles == {"specialist", "gp"}
