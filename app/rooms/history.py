@@ -3,8 +3,10 @@ on now, and how long the recent ones took (for the waiting-time estimate, ``wait
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement, and_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, or_, select
 
@@ -22,19 +24,33 @@ async def in_consultation(session: AsyncSession, *, specialist_id: int, now: dat
     is on (a consultation that runs over midnight, an appointment moved to now), or its
     patient was sent back to the waiting room (the specialist talks to the GP alone and
     admits the patient again: still one consultation, not a new arrival to knock for)."""
-    going_on = col(Appointment.room_state).in_(IN_CONSULTATION)
-    sent_back = col(Appointment.room_state) == RoomState.WAITING
     found = await session.scalar(
         select(col(Appointment.id))
-        .where(
-            col(Appointment.specialist_id) == specialist_id,
-            or_(going_on, sent_back),
-            # Set on admission only: a waiting room with it is a sent-back patient's.
-            col(Appointment.admitted_at) > now - CONSULTATION_AT_MOST,
-        )
+        .where(col(Appointment.specialist_id) == specialist_id, _going_on(now))
         .limit(1)
     )
     return found is not None
+
+
+async def consulting(
+    session: AsyncSession, *, now: datetime, specialist_ids: Collection[int] | None = None
+) -> set[int]:
+    """Of ``specialist_ids`` (None: of all specialists), those with a consultation going on
+    now, as ``in_consultation`` decides it for one."""
+    query = select(col(Appointment.specialist_id)).where(_going_on(now)).distinct()
+    if specialist_ids is not None:
+        query = query.where(col(Appointment.specialist_id).in_(list(specialist_ids)))
+    return set((await session.execute(query)).scalars())
+
+
+def _going_on(now: datetime) -> ColumnElement[bool]:
+    going_on = col(Appointment.room_state).in_(IN_CONSULTATION)
+    sent_back = col(Appointment.room_state) == RoomState.WAITING
+    return and_(
+        or_(going_on, sent_back),
+        # Set on admission only: a waiting room with it is a sent-back patient's.
+        col(Appointment.admitted_at) > now - CONSULTATION_AT_MOST,
+    )
 
 
 async def recent_durations(
