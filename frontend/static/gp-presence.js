@@ -18,11 +18,12 @@ export function presenceText(counts) {
  * returned `show()` when the choice changes. */
 export function watchPresence(line, chosen) {
   let bySlug = new Map();
+  let live = null;
 
   function show() {
     const counts = bySlug.get(chosen());
     const text = presenceText(counts);
-    line.hidden = !bySlug.size;
+    line.hidden = !bySlug.size || Boolean(live?.stopped);
     line.dataset.onDuty = String(counts ? counts.on_duty : 0);
     line.dataset.inCall = String(counts ? counts.in_call : 0);
     // Only a changed sentence is written: the live region announces each write.
@@ -37,11 +38,13 @@ export function watchPresence(line, chosen) {
   }
 
   api("/api/v1/specialties/presence").then(take, () => {});
-  const live = new Signaling({
+  live = new Signaling({
     as: "staff",
     onMessage: (message) => {
       if (message.type === "presence") take(message.specialties);
     },
+    // The session ended (logged out elsewhere, timed out): no stale counts.
+    onFatal: () => { line.hidden = true; },
   });
   live.connect();
   return { show };
