@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlmodel import col
 
 from app.accounts.models import AuthSession, SessionStage
@@ -48,6 +49,37 @@ def downgrade(database_url: str, revision: str) -> None:
 def differences(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, metadata))
+
+
+async def booked_at(
+    database_url: str, revision: str, at: BindParameter[datetime], *rows: TextClause
+) -> None:
+    """The database at ``revision`` (0010 or later) with a specialist (1), a GP (2) and their
+    booking (1, invitation by e-mail) at ``at``, then ``rows`` (statements using ``:at``)."""
+    await asyncio.to_thread(upgrade, database_url, revision)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'specialist', 'x', "
+                    "true, :at), (2, 'b@example.org', 'B', 'gp', 'x', true, :at)"
+                ).bindparams(at)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO appointment (id, specialist_id, gp_id, starts_at, ends_at, "
+                    "status, patient_name, patient_birth_date, patient_contact, "
+                    "clinical_question, urgency, mode, room_state, created_at, "
+                    "patient_channels) VALUES (1, 1, 2, :at, :at, 'booked', 'P', :born, "
+                    "'p@example.org', 'Q', 'routine', 'home', 'scheduled', :at, 'email')"
+                ).bindparams(at, born=date(1950, 1, 1))
+            )
+            for row in rows:
+                await connection.execute(row)
+    finally:
+        await engine.dispose()
 
 
 async def test_migrations_build_the_schema_of_the_models(database_url: str) -> None:
@@ -333,38 +365,18 @@ async def test_sms_migration_keeps_bookings_and_messages_and_goes_down_and_up(
     database_url: str,
 ) -> None:
     # A booking with an e-mail job, as 0010 left them.
-    await asyncio.to_thread(upgrade, database_url, "0010")
     at = datetime(2026, 12, 8, 10, 0, tzinfo=UTC)
     stamp = bindparam("at", at, type_=UTCDateTime())
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
-                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'specialist', 'x', "
-                    "true, :at), (2, 'b@example.org', 'B', 'gp', 'x', true, :at)"
-                ).bindparams(stamp)
-            )
-            await connection.execute(
-                text(
-                    "INSERT INTO appointment (id, specialist_id, gp_id, starts_at, ends_at, "
-                    "status, patient_name, patient_birth_date, patient_contact, "
-                    "clinical_question, urgency, mode, room_state, created_at, "
-                    "patient_channels) VALUES (1, 1, 2, :at, :at, 'booked', 'P', :born, "
-                    "'p@example.org', 'Q', 'routine', 'home', 'scheduled', :at, 'email')"
-                ).bindparams(stamp, born=date(1950, 1, 1))
-            )
-            await connection.execute(
-                text(
-                    "INSERT INTO outgoing_message (appointment_id, idempotency_key, kind, "
-                    "channel, recipient, language, status, attempts, available_at, created_at) "
-                    "VALUES (1, 'e1:email:patient', 'invitation', 'email', 'patient', 'de', "
-                    "'sent', 1, :at, :at)"
-                ).bindparams(stamp)
-            )
-    finally:
-        await engine.dispose()
+    await booked_at(
+        database_url,
+        "0010",
+        stamp,
+        text(
+            "INSERT INTO outgoing_message (appointment_id, idempotency_key, kind, channel, "
+            "recipient, language, status, attempts, available_at, created_at) VALUES "
+            "(1, 'e1:email:patient', 'invitation', 'email', 'patient', 'de', 'sent', 1, :at, :at)"
+        ).bindparams(stamp),
+    )
 
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
@@ -420,29 +432,8 @@ async def test_late_notice_migration_keeps_bookings_and_goes_down_and_up(
     database_url: str,
 ) -> None:
     # 0012 adds two tables beside the bookings of 0011, which must stay as they are.
-    await asyncio.to_thread(upgrade, database_url, "0011")
     at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
-                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'specialist', 'x', "
-                    "true, :at), (2, 'b@example.org', 'B', 'gp', 'x', true, :at)"
-                ).bindparams(at)
-            )
-            await connection.execute(
-                text(
-                    "INSERT INTO appointment (id, specialist_id, gp_id, starts_at, ends_at, "
-                    "status, patient_name, patient_birth_date, patient_contact, "
-                    "clinical_question, urgency, mode, room_state, created_at, "
-                    "patient_channels) VALUES (1, 1, 2, :at, :at, 'booked', 'P', :born, "
-                    "'p@example.org', 'Q', 'routine', 'home', 'scheduled', :at, 'email')"
-                ).bindparams(at, born=date(1950, 1, 1))
-            )
-    finally:
-        await engine.dispose()
+    await booked_at(database_url, "0011", at)
 
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
@@ -502,36 +493,17 @@ async def test_late_notice_migration_keeps_bookings_and_goes_down_and_up(
 async def test_guest_migration_keeps_bookings_and_goes_down_and_up(database_url: str) -> None:
     # 0013 adds the guest invitation beside the bookings of 0012; down again, the guest
     # sessions and the guest events go too (the previous release knows neither).
-    await asyncio.to_thread(upgrade, database_url, "0012")
     at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
-                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'specialist', 'x', "
-                    "true, :at), (2, 'b@example.org', 'B', 'gp', 'x', true, :at)"
-                ).bindparams(at)
-            )
-            await connection.execute(
-                text(
-                    "INSERT INTO appointment (id, specialist_id, gp_id, starts_at, ends_at, "
-                    "status, patient_name, patient_birth_date, patient_contact, "
-                    "clinical_question, urgency, mode, room_state, created_at) VALUES "
-                    "(1, 1, 2, :at, :at, 'booked', 'P', :born, 'p@example.org', 'Q', "
-                    "'routine', 'home', 'scheduled', :at)"
-                ).bindparams(at, born=date(1950, 1, 1))
-            )
-            await connection.execute(
-                text(
-                    "INSERT INTO auth_session (id, kind, appointment_id, csrf_token, created_at, "
-                    "expires_at, last_seen_at, verified_at, stage, user_agent, ip) VALUES "
-                    "('p1', 'patient', 1, 'c', :at, :at, :at, :at, 'full', '', '')"
-                ).bindparams(at)
-            )
-    finally:
-        await engine.dispose()
+    await booked_at(
+        database_url,
+        "0012",
+        at,
+        text(
+            "INSERT INTO auth_session (id, kind, appointment_id, csrf_token, created_at, "
+            "expires_at, last_seen_at, verified_at, stage, user_agent, ip) VALUES "
+            "('p1', 'patient', 1, 'c', :at, :at, :at, :at, 'full', '', '')"
+        ).bindparams(at),
+    )
 
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)

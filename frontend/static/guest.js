@@ -6,15 +6,13 @@
 import { api, setCsrfToken, ApiError, errorMessage } from "./api.js";
 import { $, showStep, showAlert } from "./dom.js";
 import { t, formatDate, formatTime } from "./i18n.js";
-import {
-  getMedia, listDevices, fillDeviceSelect, levelMeter, mediaFailure, failureMessage, stopStream, playVideo,
-} from "./media.js";
+import { getMedia, mediaFailure, playVideo } from "./media.js";
+import { devicesStep, prefs } from "./devices-step.js";
 import { Call } from "./call.js";
 import { guestKindLabel } from "./call-tiles.js";
 
 const root = $("#guest");
 const KEY = (id) => `konsil.guest-ready.${id}`;
-const prefs = JSON.parse(localStorage.getItem("konsil.devices") || "{}");
 let me = null;
 let pendingToken = null;
 
@@ -113,86 +111,12 @@ function consent() {
 }
 
 // ------------------------------------------------------------------ camera and microphone
-let preview = null;
-let previewReady = Promise.resolve();
-let stopMeter = () => {};
-
-async function devices() {
+function devices() {
   showStep(root, "devices");
-  const camera = $("[data-camera-select]", root);
-  const mic = $("[data-mic-select]", root);
-  const reopen = (choice) => (previewReady = openPreview(choice));
-  camera.onchange = () => reopen({ videoId: camera.value, audioId: mic.value });
-  mic.onchange = () => reopen({ videoId: camera.value, audioId: mic.value });
-  $("[data-retry-media]", root).onclick = () => reopen(prefs);
-  $("[data-devices-ok]", root).onclick = () => devicesChosen(false);
-  $("[data-audio-only-choice]", root).onclick = () => devicesChosen(true);
-  await reopen(prefs);
-}
-
-async function openPreview(choice) {
-  const errorBox = $("[data-media-error]", root);
-  const video = $("[data-preview]", root);
-  stopMeter();
-  stopStream(preview);
-  preview = null;
-  showAlert(errorBox, "");
-  $("[data-retry-media]", root).hidden = true;
-  try {
-    preview = await getMedia({ videoId: choice.videoId || "", audioId: choice.audioId || "" });
-  } catch (error) {
-    if (mediaFailure(error) !== "missing") return mediaProblem(mediaFailure(error));
-    try {
-      preview = await getMedia({ audioId: choice.audioId || "", video: false });
-    } catch (audioError) {
-      return mediaProblem(mediaFailure(audioError));
-    }
-    showAlert(errorBox, failureMessage("missing"), "warning");
-  }
-  const hasVideo = preview.getVideoTracks().length > 0;
-  video.srcObject = hasVideo ? preview : null;
-  video.hidden = !hasVideo;
-  $("[data-preview-placeholder]", root).hidden = hasVideo;
-  $("[data-devices-ok]", root).hidden = !hasVideo;
-  if (hasVideo) playVideo(video);
-  stopMeter = levelMeter(preview, $("[data-meter]", root));
-  const found = await listDevices();
-  const current = (kind) => preview.getTracks().find((tr) => tr.kind === kind)?.getSettings().deviceId;
-  fillDeviceSelect($("[data-camera-select]", root), found.cameras, current("video"), t("Camera"));
-  fillDeviceSelect($("[data-mic-select]", root), found.microphones, current("audio"), t("Microphone"));
-  return undefined;
-}
-
-function mediaProblem(kind) {
-  showAlert($("[data-media-error]", root), failureMessage(kind));
-  $("[data-retry-media]", root).hidden = false;
-  $("[data-devices-ok]", root).hidden = true;
-  $("[data-preview]", root).hidden = true;
-  $("[data-audio-only-choice]", root).hidden = kind === "denied" || kind === "unsupported";
-}
-
-async function devicesChosen(audioOnly) {
-  await previewReady;
-  stopMeter();
-  Object.assign(prefs, {
-    videoId: $("[data-camera-select]", root).value || "", audioId: $("[data-mic-select]", root).value || "", audioOnly,
+  return devicesStep(root, (stream, audioOnly) => {
+    sessionStorage.setItem(KEY(me.appointment_id), audioOnly ? "audio" : "video");
+    return waitingRoom(stream);
   });
-  localStorage.setItem("konsil.devices", JSON.stringify(prefs));
-  if (!preview) {
-    try {
-      preview = await getMedia({ audioId: prefs.audioId, video: false });
-    } catch (error) {
-      return mediaProblem(mediaFailure(error));
-    }
-  }
-  if (audioOnly) {
-    for (const track of preview.getVideoTracks()) {
-      track.stop();
-      preview.removeTrack(track);
-    }
-  }
-  sessionStorage.setItem(KEY(me.appointment_id), audioOnly ? "audio" : "video");
-  return waitingRoom(preview);
 }
 
 async function resume() {
