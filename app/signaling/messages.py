@@ -20,7 +20,6 @@ from pydantic import (
     model_serializer,
 )
 
-from app.presence.schemas import SpecialtyPresence
 from app.rooms.schemas import QueueOut
 from app.scheduling.models import GuestKind, RoomState
 
@@ -375,15 +374,6 @@ class Error(Message):
     ref: str | None = Field(default=None, description="The ``type`` of the refused message.")
 
 
-class Presence(Message):
-    """GP dashboards: per specialty, how many specialists are on duty and free now
-    (``on_duty``) and how many are in a consultation (``in_call``). Counts only: never who,
-    never with which patient. Sent on connect and whenever a count changes."""
-
-    type: Literal["presence"] = "presence"
-    specialties: list[SpecialtyPresence]
-
-
 ServerMessage = Annotated[
     Joined
     | RoomStateChanged
@@ -399,8 +389,7 @@ ServerMessage = Annotated[
     | Position
     | Delay
     | GuestStatus
-    | Error
-    | Presence,
+    | Error,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGES: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

@@ -1,1 +1,0 @@
-"""Specialist presence: on duty, in a consultation or away; counted per specialty for GPs."""
