@@ -292,7 +292,12 @@ async def _dispatch(link: Link, message: m.ClientMessage) -> None:
             raise AlreadyJoined()
         link.joining = True  # the join deadline must not cut a join in progress
         try:
-            link.seat = await _join(link, message)
+            # A join is not cut short either: the connection is in the room (and its client
+            # told ``joined``) before the join returns, so a close meanwhile (a resume taking
+            # the seat over, 4409) must wait for the seat, or ``disconnect`` would never give
+            # it up and the room would hold the dead connection.
+            with anyio.CancelScope(shield=True):
+                link.seat = await _join(link, message)
         finally:
             link.joining = False
     elif link.seat is None:

@@ -197,6 +197,49 @@ async def test_ws_resume_onto_open_connection_old_disconnect_keeps_participant(
         assert (chat["from"], chat["text"]) == (call.joined["participant_id"], "Wieder da.")
 
 
+async def test_ws_connection_replaced_while_its_join_finishes_leaves_the_room(
+    live: Live,
+    demo: Demo,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The client hears ``joined`` before the server's join has finished (the patient's place in
+    # line is read after it). A resume onto that connection closes it meanwhile (4409); the
+    # join must still end with a seat that the old connection's end gives up again.
+    hub = live.app.state.resources.hub
+    assert isinstance(hub, Hub)
+    gate, paused = asyncio.Event(), asyncio.Event()
+    watch = hub.waiting.watch
+
+    async def slow_first_watch(conn: Any, appointment_id: int) -> None:
+        if not paused.is_set():
+            paused.set()
+            await gate.wait()
+        await watch(conn, appointment_id)
+
+    monkeypatch.setattr(hub.waiting, "watch", slow_first_watch)
+    appointment = await make_appointment(sessions, demo, appointment_id=random_id())
+    assert appointment.id is not None
+    query = f"as=patient&appointment={appointment.id}"
+    cookie = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    async with (
+        ws_connect(live, query, cookie) as old,
+        ws_connect(live, query, cookie) as again,
+    ):
+        await old.send(type="join")
+        joined = await old.expect("joined")
+        await asyncio.wait_for(paused.wait(), TIMEOUT)
+        (first,) = hub.replicas.rooms[appointment.id].conns.values()
+        await again.send(type="join", resume=joined["resume_id"])
+        assert (await again.expect("joined"))["resumed"] is True
+        await asyncio.wait_for(first.closing.wait(), TIMEOUT)
+        assert first.close_code == WS_REPLACED
+        gate.set()
+        assert await old.closed_with() == WS_REPLACED
+        await asyncio.wait_for(connections_in_room(live, appointment.id, 1), TIMEOUT)
+
+
 async def test_ws_resume_id_taken_over_once_cannot_be_used_again(
     live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
