@@ -44,6 +44,7 @@ from app.pages.routes import routes as page_routes
 from app.pages.security import SecurityHeadersMiddleware
 from app.precheck.routes import precheck_lifespan
 from app.precheck.routes import routes as precheck_routes
+from app.presence.routes import routes as presence_routes
 from app.records.routes import routes as record_routes
 from app.records.service import lifespan as records_lifespan
 from app.resources import Resources
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *notify_routes,
         *printed_routes,
         *room_routes,
+        *presence_routes,
         *signaling_routes,
         *admin_page_routes,
         *page_routes,

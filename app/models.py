@@ -8,6 +8,7 @@ from app.events.outbox import OutboxEvent
 from app.idempotency import IdempotentResponse
 from app.notify.delays import DelayNotice
 from app.notify.models import OutgoingMessage
+from app.presence.models import SpecialistPresence
 from app.records.models import Document, Report
 from app.rooms.models import SpecialistDelay
 from app.scheduling.models import (
@@ -40,6 +41,7 @@ __all__ = [
     "Report",
     "SecondFactor",
     "SpecialistDelay",
+    "SpecialistPresence",
     "Specialty",
     "User",
     "metadata",

@@ -22,6 +22,7 @@ from sqlmodel import col
 from app.accounts.models import AuthSession, SessionStage
 from app.db import UTCDateTime, create_engine, session_factory
 from app.models import metadata
+from app.presence.models import Chosen, SpecialistPresence
 from app.retention import service as retention
 from app.scheduling.models import Appointment
 from app.settings import Settings
@@ -556,6 +557,83 @@ async def test_guest_migration_keeps_bookings_and_goes_down_and_up(database_url:
     assert "guest_invitation" not in tables
     assert kinds == ["patient"]
     assert (events, count) == (0, 1)
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert diff == []
+
+
+async def test_presence_migration_keeps_accounts_and_goes_down_and_up(database_url: str) -> None:
+    # 0014 adds the specialists' presence toggle beside the accounts and sessions of 0013;
+    # down again, the table and its events go (the previous release knows neither).
+    await asyncio.to_thread(upgrade, database_url, "0013")
+    at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (1, 'a@example.org', 'A', 'specialist', 'x', "
+                    "true, :at)"
+                ).bindparams(at)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO auth_session (id, kind, user_id, csrf_token, created_at, "
+                    "expires_at, last_seen_at, verified_at, stage, user_agent, ip) VALUES "
+                    "('s1', 'staff', 1, 'c', :at, :at, :at, :at, 'full', '', '')"
+                ).bindparams(at)
+            )
+    finally:
+        await engine.dispose()
+
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO specialist_presence (user_id, status, session_id, updated_at) "
+                    "VALUES (1, 'on_duty', 's1', :at)"
+                ).bindparams(at)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO outbox_event (event_id, aggregate, type, payload, created_at, "
+                    "available_at, attempts) VALUES ('e1', 'presence:1', 'presence.changed', "
+                    "'{}', :at, :at, 0)"
+                ).bindparams(at)
+            )
+    finally:
+        await engine.dispose()
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            row = await session.get(SpecialistPresence, 1)
+            kept = await session.get(AuthSession, "s1")
+    finally:
+        await engine.dispose()
+    assert row is not None
+    assert (row.status, row.session_id) == (Chosen.ON_DUTY, "s1")
+    assert kept is not None
+
+    await asyncio.to_thread(downgrade, database_url, "0013")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: sync.dialect.get_table_names(sync))
+            events = (await connection.execute(text("SELECT count(*) FROM outbox_event"))).scalar()
+            users = (await connection.execute(text("SELECT count(*) FROM staff_user"))).scalar()
+            opened = (await connection.execute(text("SELECT count(*) FROM auth_session"))).scalar()
+    finally:
+        await engine.dispose()
+    assert "specialist_presence" not in tables
+    assert (events, users, opened) == (0, 1, 1)
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
     try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import case, func, update
+from sqlalchemy import case, delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
@@ -31,6 +31,7 @@ from app.errors import (
 )
 from app.events import outbox
 from app.events.types import AccountDeactivated, SessionEnded
+from app.presence.models import SpecialistPresence
 from app.scheduling.models import Specialty
 from app.settings import Settings
 from app.throttle import Budget, OnSuccess, Policy, Throttle, paced_refusals
@@ -376,9 +377,7 @@ async def resolve(
     with ``idle``) unused for longer than ``idle``. Counts this request as activity."""
     row = await session.get(AuthSession, token_hash(token))
     now = utcnow()
-    if row is None or row.kind != kind or row.ended_at is not None or row.expires_at <= now:
-        return None
-    if idle is not None and kind is SessionKind.STAFF and row.last_seen_at + idle <= now:
+    if row is None or row.kind != kind or not is_live(row, now=now, idle=idle):
         return None
     user = None
     if row.user_id is not None:
@@ -397,6 +396,14 @@ async def resolve(
     if wrote:
         await session.commit()
     return found
+
+
+def is_live(row: AuthSession, *, now: datetime, idle: timedelta | None) -> bool:
+    """Whether a session is still live at ``now``: not ended, not past its end and (a staff
+    session, with ``idle``) used within ``idle``. The same rule as ``touch`` writes."""
+    if row.ended_at is not None or row.expires_at <= now:
+        return False
+    return idle is None or row.kind is not SessionKind.STAFF or row.last_seen_at + idle > now
 
 
 async def _ask_for_factor_if_enrolled(
@@ -577,6 +584,10 @@ async def set_active(session: AsyncSession, *, user_id: int, active: bool) -> Us
     user.is_active = active
     if not active:
         await end_sessions_of(session, user_id=user_id)
+        # Away for good: reactivated, the specialist is not on duty until they say so.
+        await session.execute(
+            delete(SpecialistPresence).where(col(SpecialistPresence.user_id) == user_id)
+        )
     return user
 
 

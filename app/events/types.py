@@ -1,7 +1,7 @@
 """The domain events: one frozen model per thing that happened, carrying ids, never health data.
 
 Each event names its aggregate (``appointment:<id>``, ``session:<key>``, ``user:<id>``,
-``delay:<specialist id>``):
+``delay:<specialist id>``, ``presence:<specialist id>``):
 listeners get the events of one aggregate in the order they were committed. Every event has its
 own ``event_id`` so that a listener can tell a redelivery (the outbox delivers at least once).
 """
@@ -171,6 +171,18 @@ class DelayChanged(Event):
         return f"delay:{self.specialist_id}"
 
 
+class PresenceChanged(Event):
+    """A specialist set their presence on the queue page (on duty or away); listeners count
+    again what GPs see (``app.presence.service``)."""
+
+    type: Literal["presence.changed"] = "presence.changed"
+    specialist_id: int
+
+    @property
+    def aggregate(self) -> str:
+        return f"presence:{self.specialist_id}"
+
+
 DomainEvent = Annotated[
     AppointmentBooked
     | AppointmentRescheduled
@@ -185,7 +197,8 @@ DomainEvent = Annotated[
     | GuestChanged
     | SessionEnded
     | AccountDeactivated
-    | DelayChanged,
+    | DelayChanged
+    | PresenceChanged,
     Field(discriminator="type"),
 ]
 EVENTS: TypeAdapter[DomainEvent] = TypeAdapter(DomainEvent)

@@ -3,8 +3,10 @@ on now, and how long the recent ones took (for the waiting-time estimate, ``wait
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement, and_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, or_, select
 
@@ -25,20 +27,37 @@ async def in_consultation(
     patient was sent back to the waiting room (the specialist talks to the GP alone and
     admits the patient again: still one consultation, not a new arrival to knock for).
     ``besides``: an appointment not to count (a sent-back patient's own, for their estimate)."""
-    going_on = col(Appointment.room_state).in_(IN_CONSULTATION)
-    sent_back = col(Appointment.room_state) == RoomState.WAITING
     found = await session.scalar(
         select(col(Appointment.id))
         .where(
             col(Appointment.specialist_id) == specialist_id,
-            or_(going_on, sent_back),
-            # Set on admission only: a waiting room with it is a sent-back patient's.
-            col(Appointment.admitted_at) > now - CONSULTATION_AT_MOST,
+            _going_on(now),
             col(Appointment.id) != (besides if besides is not None else -1),
         )
         .limit(1)
     )
     return found is not None
+
+
+async def consulting(
+    session: AsyncSession, *, now: datetime, specialist_ids: Collection[int] | None = None
+) -> set[int]:
+    """Of ``specialist_ids`` (None: of all specialists), those with a consultation going on
+    now, as ``in_consultation`` decides it for one."""
+    query = select(col(Appointment.specialist_id)).where(_going_on(now)).distinct()
+    if specialist_ids is not None:
+        query = query.where(col(Appointment.specialist_id).in_(list(specialist_ids)))
+    return set((await session.execute(query)).scalars())
+
+
+def _going_on(now: datetime) -> ColumnElement[bool]:
+    going_on = col(Appointment.room_state).in_(IN_CONSULTATION)
+    sent_back = col(Appointment.room_state) == RoomState.WAITING
+    return and_(
+        or_(going_on, sent_back),
+        # Set on admission only: a waiting room with it is a sent-back patient's.
+        col(Appointment.admitted_at) > now - CONSULTATION_AT_MOST,
+    )
 
 
 async def recent_durations(

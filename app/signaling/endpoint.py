@@ -126,8 +126,12 @@ async def authorize(websocket: WebSocket) -> Target:
         if who is None:
             raise NotAuthenticated()
         if query.appointment is None:
-            if who.role is not Role.SPECIALIST:
-                raise Forbidden("Die Warteschlange gibt es nur für Fachärztinnen und Fachärzte.")
+            # Specialists: their queue; GPs: the presence counts per specialty.
+            if who.role not in (Role.SPECIALIST, Role.GP):
+                raise Forbidden(
+                    "Die Live-Ansicht gibt es nur für Fachärztinnen, Fachärzte, Hausärztinnen "
+                    "und Hausärzte."
+                )
             return Target(who=who, appointment_id=None, actor=None)
     async with db(websocket)() as session:
         appointment = await rooms.load(session, query.appointment)
@@ -156,11 +160,15 @@ async def serve(websocket: WebSocket, target: Target) -> None:
     link = Link(
         websocket, Connection(limit=cfg.ws_send_queue, role=target.role), target, hub(websocket)
     )
-    specialist = target.who.user_id if target.actor is None else None
+    dashboard = target.actor is None
+    specialist = target.who.user_id if dashboard and target.who.role is Role.SPECIALIST else None
+    gp_dashboard = dashboard and target.who.role is Role.GP
     link.hub.ended.track(link.conn, session_id=target.who.session_id, user_id=target.who.user_id)
     try:
         if specialist is not None:
             await link.hub.watch_queue(link.conn, specialist)
+        if gp_dashboard:
+            await link.hub.presence.watch(link.conn)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_reader, link, tg.cancel_scope)
             tg.start_soon(_writer, link, tg.cancel_scope)
@@ -182,6 +190,8 @@ async def serve(websocket: WebSocket, target: Target) -> None:
                 await link.hub.seats.disconnect(link.conn, link.seat, left=link.left)
             if specialist is not None:
                 await link.hub.unwatch_queue(link.conn, specialist)
+            if gp_dashboard:
+                await link.hub.presence.unwatch(link.conn)
 
 
 async def _writer(link: Link, scope: anyio.CancelScope) -> None:

@@ -27,6 +27,10 @@ def queue_channel(specialist_id: int) -> str:
     return f"konsil:queue:{specialist_id}"
 
 
+# GPs' presence counts (``presence.py``): one channel for every specialty.
+PRESENCE = "konsil:presence"
+
+
 def resume_key(resume_hash: str) -> str:
     return f"konsil:resume:{resume_hash}"
 

@@ -27,6 +27,7 @@ from app.signaling import wire
 from app.signaling.connection import Connection
 from app.signaling.dashboards import Dashboards
 from app.signaling.ended import EndedSessions
+from app.signaling.presence import PresenceBoard
 from app.signaling.replicas import Replicas
 from app.signaling.seats import Seat, Seats
 from app.signaling.waiting import WaitingRooms
@@ -59,6 +60,9 @@ class Hub:
             settings=res.settings, broker=res.broker, sessions=res.sessions, tasks=res.tasks
         )
         self.ended = EndedSessions(broker=res.broker, origin=self.replicas.origin)
+        self.presence = PresenceBoard(
+            settings=res.settings, broker=res.broker, sessions=res.sessions, tasks=res.tasks
+        )
 
     # ---------------------------------------------------------------- the endpoint's calls
     # (joining and leaving go to ``seats`` directly)
@@ -135,6 +139,12 @@ class Hub:
     async def queue_changed(self, specialist_id: int, *, ev: str) -> None:
         await self.replicas.publish(env.queue_channel(specialist_id), wire.QueueChanged(ev=ev))
 
+    # ---------------------------------------------------------------- presence (GPs)
+
+    async def presence_changed(self, *, ev: str) -> None:
+        """Tells every process that specialists' presence may have changed."""
+        await self.replicas.publish(env.PRESENCE, wire.PresenceChanged(ev=ev))
+
     # ---------------------------------------------------------------- shutdown
 
     async def shutdown(self) -> None:
@@ -143,3 +153,4 @@ class Hub:
         await self.dashboards.shutdown()
         await self.waiting.shutdown()
         await self.ended.stop()
+        await self.presence.shutdown()

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from app.events import types as ev
 from app.resources import Resources
 from app.signaling.hub import Hub
+from app.signaling.presence import counts_may_change
 
 
 @asynccontextmanager
@@ -43,6 +44,8 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
                 event.appointment_id, event.state, event.waiting_since, ev=event.event_id
             )
             await hub.queue_changed(event.specialist_id, ev=event.event_id)
+            if counts_may_change(event.previous, event.state):
+                await hub.presence_changed(ev=event.event_id)
         case ev.AppointmentBooked() | ev.AppointmentRescheduled() | ev.DelayChanged():
             # Dashboards and waiting patients read the specialist's day (and notice) again.
             await hub.queue_changed(event.specialist_id, ev=event.event_id)
@@ -58,8 +61,12 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
             await hub.revoke_patients(event.appointment_id, keep=event.keep, ev=event.event_id)
         case ev.SessionEnded():
             await hub.ended.end(ev=event.event_id, session=event.session_key)
+            await hub.presence_changed(ev=event.event_id)  # a specialist's may be away now
         case ev.AccountDeactivated():
             await hub.ended.end(ev=event.event_id, user_id=event.user_id)
+            await hub.presence_changed(ev=event.event_id)
+        case ev.PresenceChanged():
+            await hub.presence_changed(ev=event.event_id)
         case (
             ev.AppointmentCancelled()
             | ev.ReportCompleted()

@@ -20,6 +20,7 @@ from pydantic import (
     model_serializer,
 )
 
+from app.presence.schemas import SpecialtyPresence
 from app.rooms.schemas import QueueOut
 from app.scheduling.models import GuestKind, RoomState
 
@@ -374,6 +375,15 @@ class Error(Message):
     ref: str | None = Field(default=None, description="The ``type`` of the refused message.")
 
 
+class Presence(Message):
+    """GP dashboards: per specialty, how many specialists are on duty and free now
+    (``on_duty``) and how many are in a consultation (``in_call``). Counts only: never who,
+    never with which patient. Sent on connect and whenever a count changes."""
+
+    type: Literal["presence"] = "presence"
+    specialties: list[SpecialtyPresence]
+
+
 ServerMessage = Annotated[
     Joined
     | RoomStateChanged
@@ -389,7 +399,8 @@ ServerMessage = Annotated[
     | Position
     | Delay
     | GuestStatus
-    | Error,
+    | Error
+    | Presence,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGES: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

@@ -164,6 +164,14 @@ class SessionsEnd(Wire):
     user_id: int | None = None
 
 
+class PresenceChanged(Wire):
+    """On ``konsil:presence``: a specialist's presence may have changed (a toggle, a room
+    entering or leaving a consultation, a session ended); GP dashboards count again."""
+
+    e: Literal["presence"] = "presence"
+    ev: EventId
+
+
 T = TypeVar("T")
 
 
@@ -177,6 +185,7 @@ def parse(adapter: TypeAdapter[T], raw: bytes) -> T | None:
 
 QUEUE: TypeAdapter[QueueChanged] = TypeAdapter(QueueChanged)
 SESSIONS: TypeAdapter[SessionsEnd] = TypeAdapter(SessionsEnd)
+PRESENCE: TypeAdapter[PresenceChanged] = TypeAdapter(PresenceChanged)
 
 
 def apply(room: Room, message: RoomMessage) -> list[Out]:

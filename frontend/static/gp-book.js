@@ -5,6 +5,7 @@ import { t, lang, formatDateTime } from "./i18n.js";
 import { showSlots, weekStart, weekTitle } from "./slots.js";
 import { showLink } from "./linkbox.js";
 import { mountDocuments } from "./documents.js";
+import { watchPresence } from "./gp-presence.js";
 
 const root = $("#gp-book");
 const form = $("[data-search-form]", root);
@@ -26,7 +27,8 @@ async function init() {
     h("option", { value: s.slug }, lang === "de" ? s.name_de : s.name_en)));
   const wanted = new URLSearchParams(location.search).get("specialty");
   if (wanted && specialties.some((s) => s.slug === wanted)) specialtySelect.value = wanted;
-  specialtySelect.addEventListener("change", () => { week = 0; loadSpecialists(); });
+  const presence = watchPresence($("[data-presence-line]", root), () => specialtySelect.value);
+  specialtySelect.addEventListener("change", () => { week = 0; presence.show(); loadSpecialists(); });
   specialistSelect.addEventListener("change", () => { week = 0; loadSlots(); });
   $("[data-week-prev]", root).addEventListener("click", () => { week = Math.max(0, week - 1); loadSlots(); });
   $("[data-week-next]", root).addEventListener("click", () => { week += 1; loadSlots(); });

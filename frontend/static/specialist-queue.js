@@ -7,6 +7,7 @@ import { t, formatTime, formatDate, minutesSince } from "./i18n.js";
 import { ROOM, label } from "./labels.js";
 import { Signaling } from "./signaling.js";
 import { Knocker, arrivals, inConsultation, listenForCallPages, titleWithCount } from "./knock.js";
+import { mountPresence } from "./presence-toggle.js";
 
 const root = $("#queue");
 const errorBox = $("[data-error]", root);
@@ -60,8 +61,12 @@ function knock(newcomers) {
   }
 }
 
+// ------------------------------------------------------------------ presence
+const presence = mountPresence($("[data-presence-card]", root), (error) => fail(error));
+
 function snapshot(next) {
   queue = next;
+  presence.refresh(); // a consultation that began or ended changes it
   const newcomers = arrivals(known, queue.waiting);
   known = new Set(queue.waiting.map((e) => e.appointment_id));
   document.title = titleWithCount(baseTitle, queue.waiting.length);

@@ -92,8 +92,9 @@ async def test_ws_auth_foreign_origin_gets_http_403(live: Live, demo: Demo) -> N
     assert refused.value.response.status_code == 403
 
 
-async def test_ws_auth_dashboard_is_for_specialists_only(live: Live, demo: Demo) -> None:
-    cookie = await staff_cookie(live, demo.gp)
+async def test_ws_auth_dashboard_is_for_specialists_and_gps_only(live: Live, demo: Demo) -> None:
+    # GPs get the presence counts on it (tests/signaling/test_ws_presence.py); admins nothing.
+    cookie = await staff_cookie(live, demo.admin)
     async with ws_connect(live, "as=staff", cookie) as c:
         assert await c.closed_with() == WS_FORBIDDEN
 
