@@ -143,7 +143,13 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
                 ring()
 
 
-def enum_column(enum_cls: type[Any], *, nullable: bool = False, index: bool = False) -> Any:
+def enum_column(
+    enum_cls: type[Any],
+    *,
+    nullable: bool = False,
+    index: bool = False,
+    server_default: str | None = None,
+) -> Any:
     """A VARCHAR column holding the enum's values (no native PostgreSQL enum types)."""
     from sqlalchemy import Column
     from sqlalchemy import Enum as SAEnum
@@ -157,6 +163,7 @@ def enum_column(enum_cls: type[Any], *, nullable: bool = False, index: bool = Fa
         ),
         nullable=nullable,
         index=index,
+        server_default=server_default,
     )
 
 

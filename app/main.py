@@ -51,6 +51,7 @@ from app.resources import Resources
 from app.retention.job import lifespan as retention_lifespan
 from app.rooms.routes import routes as room_routes
 from app.scheduling.routes import routes as scheduling_routes
+from app.scheduling.sweep import lifespan as on_call_sweep_lifespan
 from app.settings import Settings
 from app.signaling.endpoint import routes as signaling_routes
 from app.signaling.listener import lifespan as signaling_lifespan
@@ -69,6 +70,7 @@ PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]
     precheck_lifespan,
     signaling_lifespan,
     idle_sweep_lifespan,
+    on_call_sweep_lifespan,
     retention_lifespan,
     notify_lifespan,
     delay_notice_lifespan,  # after notify_lifespan: it rings that one's sender

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     link_early_minutes: int = Field(default=30, ge=0)
     link_grace_minutes: int = Field(default=30, ge=0)
 
+    # On-call requests (app/scheduling/on_call.py, docs/api.md "On-call requests"): how long a
+    # request waits for a specialist of its specialty before the GP is told nobody took it,
+    # and how long the consultation it becomes is planned to take (its patient link is valid
+    # from the request until then plus ``link_grace_minutes``).
+    on_call_claim_minutes: int = Field(default=10, ge=1, le=240)
+    on_call_minutes: int = Field(default=60, ge=15, le=480)
+
     # Guessing throttles (app/throttle.py, docs/deploy.md "Login throttling"): attempts without
     # delay per account on one browser or from one address, then per address and per account
     # from unknown browsers; after them each attempt waits the first delay (1 s), then twice as

@@ -642,3 +642,86 @@ async def test_presence_migration_keeps_accounts_and_goes_down_and_up(database_u
     finally:
         await engine.dispose()
     assert diff == []
+
+
+async def test_on_call_migration_keeps_bookings_and_goes_down_only_without_open_requests(
+    database_url: str,
+) -> None:
+    # 0015 lets an appointment wait without a specialist (an on-call request); the booking of
+    # 0014 and its link stay as they were. Down again only once no request waits for one.
+    at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
+    later = bindparam("later", datetime(2026, 3, 2, 11, 7, 3, tzinfo=UTC), type_=UTCDateTime())
+    await booked_at(
+        database_url,
+        "0014",
+        at,
+        text(
+            "INSERT INTO join_token (id, appointment_id, token_hash, valid_from, valid_until, "
+            "created_at) VALUES (1, 1, :hash, :at, :at, :at)"
+        ).bindparams(at, hash="e" * 64),
+    )
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            booked = (
+                await connection.execute(text("SELECT kind, specialist_id FROM appointment"))
+            ).one()
+            await connection.execute(
+                text(
+                    "INSERT INTO specialty (id, slug, name_de, name_en) VALUES "
+                    "(1, 'kardiologie', 'Kardiologie', 'Cardiology')"
+                )
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO appointment (id, kind, specialty_id, gp_id, starts_at, ends_at, "
+                    "claim_until, status, patient_name, patient_birth_date, patient_contact, "
+                    "clinical_question, urgency, mode, room_state, created_at) VALUES "
+                    "(2, 'on_call', 1, 2, :later, :later, :later, 'booked', 'P', :born, "
+                    "'p@example.org', 'Q', 'urgent', 'home', 'scheduled', :later)"
+                ).bindparams(later, born=date(1950, 1, 1))
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO outbox_event (event_id, aggregate, type, payload, created_at, "
+                    "available_at, attempts) VALUES ('e1', 'appointment:2', "
+                    "'on_call.requested', '{}', :at, :at, 0)"
+                ).bindparams(at)
+            )
+    finally:
+        await engine.dispose()
+    assert tuple(booked) == ("booked", 1)
+
+    with pytest.raises(RuntimeError, match="on-call request"):
+        await asyncio.to_thread(downgrade, database_url, "0014")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE appointment SET specialist_id = 1 WHERE id = 2"))
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(downgrade, database_url, "0014")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            specialists = list(
+                (
+                    await connection.execute(
+                        text("SELECT specialist_id FROM appointment ORDER BY id")
+                    )
+                ).scalars()
+            )
+            links = (await connection.execute(text("SELECT count(*) FROM join_token"))).scalar()
+            events = (await connection.execute(text("SELECT count(*) FROM outbox_event"))).scalar()
+    finally:
+        await engine.dispose()
+    assert (specialists, links, events) == ([1, 1], 1, 0)
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert diff == []

@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import anyio
-
+from app import periodic
 from app.accounts import service
 from app.db import unit_of_work, utcnow
 from app.logging import get_logger
@@ -41,25 +40,14 @@ async def round_(res: Resources) -> int | None:
     return ended
 
 
-async def periodic(res: Resources) -> None:
-    while True:
-        await anyio.sleep(SWEEP_SECONDS)
-        try:
-            await round_(res)
-        except Exception as exc:
-            # The database or the broker is away: next period; the task stays alive.
-            log.warning("sessions.idle_sweep_failed", error=type(exc).__name__)
-
-
 @asynccontextmanager
 async def lifespan(res: Resources) -> AsyncIterator[None]:
     """Registered in ``app.main.PACKAGE_LIFESPANS``."""
-
-    async def run() -> None:
-        await periodic(res)
-
-    task = res.tasks.spawn("accounts.idle_sweep", run)
-    try:
+    async with periodic.every(
+        res,
+        name="accounts.idle_sweep",
+        seconds=SWEEP_SECONDS,
+        round_=round_,
+        failed="sessions.idle_sweep_failed",
+    ):
         yield
-    finally:
-        await task.stop()

@@ -62,8 +62,40 @@ class AppointmentCancelled(AppointmentEvent):
     """The GP or the specialist cancelled (the room's ``cancelled`` state comes with it)."""
 
     type: Literal["appointment.cancelled"] = "appointment.cancelled"
-    specialist_id: int
+    specialist_id: int | None  # None: an on-call request nobody had taken
     gp_id: int
+
+
+class OnCallEvent(AppointmentEvent):
+    """Something happened to an on-call request of ``specialty_id`` (app/scheduling/on_call)."""
+
+    specialty_id: int
+    gp_id: int
+
+
+class OnCallRequested(OnCallEvent):
+    """A GP asked the specialty for a consult now (its patient link comes with it)."""
+
+    type: Literal["on_call.requested"] = "on_call.requested"
+
+
+class OnCallClaimed(OnCallEvent):
+    """A specialist of the specialty took the request: it is theirs now."""
+
+    type: Literal["on_call.claimed"] = "on_call.claimed"
+    specialist_id: int
+
+
+class OnCallUnclaimed(OnCallEvent):
+    """Nobody took the request in time: its GP is told."""
+
+    type: Literal["on_call.unclaimed"] = "on_call.unclaimed"
+
+
+class OnCallEscalated(OnCallEvent):
+    """The GP asked the specialty again (urgent, with a new time limit)."""
+
+    type: Literal["on_call.escalated"] = "on_call.escalated"
 
 
 class AppointmentTransferred(AppointmentEvent):
@@ -78,7 +110,9 @@ class RoomStateChanged(AppointmentEvent):
     """The consultation room moved to ``state`` (``app.rooms.state`` decided it)."""
 
     type: Literal["room.state_changed"] = "room.state_changed"
-    specialist_id: int
+    # None while an on-call request waits for a specialist: then its specialty's.
+    specialist_id: int | None
+    specialty_id: int | None = None
     previous: RoomState
     state: RoomState
     waiting_since: datetime | None = None
@@ -188,6 +222,10 @@ DomainEvent = Annotated[
     | AppointmentRescheduled
     | AppointmentCancelled
     | AppointmentTransferred
+    | OnCallRequested
+    | OnCallClaimed
+    | OnCallUnclaimed
+    | OnCallEscalated
     | RoomStateChanged
     | ReportCompleted
     | ReportReady

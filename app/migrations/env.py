@@ -45,10 +45,13 @@ def _run(connection: Connection) -> None:
 
 async def _run_async() -> None:
     engine = create_engine(_url())
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-        await connection.commit()
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+            await connection.commit()
+    finally:
+        # Also when a migration refuses (e.g. a downgrade that would lose data).
+        await engine.dispose()
 
 
 if context.is_offline_mode():

@@ -143,6 +143,8 @@ async def context(
         return Stale("cancelled")
     if appointment.room_state is not RoomState.SCHEDULED:
         return Stale("patient_arrived")
+    if appointment.specialist_id is None:
+        return Stale("delay_withdrawn")  # an on-call request: no specialist's notice yet
     today = local_day(now, settings.tz)
     notice = await delay.current(session, specialist_id=appointment.specialist_id, today=today)
     if notice is None or notice.minutes is None:

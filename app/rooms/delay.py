@@ -125,11 +125,14 @@ async def patient_views(
     if not appointment_ids:
         return {}
     query = select(Appointment).where(col(Appointment.id).in_(list(appointment_ids)))
-    appointments = (await session.execute(query)).scalars().all()
+    # An on-call request nobody has taken yet is in nobody's line (it has no view).
+    appointments = [
+        a for a in (await session.execute(query)).scalars() if a.specialist_id is not None
+    ]
     lines: dict[int, list[waiting.Waiter]] = {}
     notices: dict[int, PatientDelay | None] = {}
     typical: dict[int, float | None] = {}
-    for specialist_id in {a.specialist_id for a in appointments}:
+    for specialist_id in {a.specialist_id for a in appointments if a.specialist_id is not None}:
         lines[specialist_id] = await _waiting_line(session, specialist_id)
         notices[specialist_id] = await _patient_delay(session, specialist_id, now, tz)
         typical[specialist_id] = waiting.typical_minutes(
@@ -138,22 +141,24 @@ async def patient_views(
     views: dict[int, WaitingView] = {}
     for appointment in appointments:
         assert appointment.id is not None
-        notice = notices[appointment.specialist_id]
+        assert appointment.specialist_id is not None
+        specialist = appointment.specialist_id
+        notice = notices[specialist]
         concerned = notice is not None and waiting.concerns(
             waiting.local_day(now, tz), appointment.starts_at, tz
         )
-        ahead = waiting.ahead(appointment.id, lines[appointment.specialist_id], now)
-        typical_minutes = typical[appointment.specialist_id]
+        ahead = waiting.ahead(appointment.id, lines[specialist], now)
+        typical_minutes = typical[specialist]
         # A consultation going on, other than this patient's own (sent back to the waiting
         # room, their consultation counts as going on for the knock, not for their wait).
         busy = typical_minutes is not None and (
             await history.in_consultation(
-                session, specialist_id=appointment.specialist_id, now=now, besides=appointment.id
+                session, specialist_id=specialist, now=now, besides=appointment.id
             )
         )
         views[appointment.id] = WaitingView(
             appointment_id=appointment.id,
-            specialist_id=appointment.specialist_id,
+            specialist_id=specialist,
             room_state=appointment.room_state,
             ahead=ahead,
             eta_minutes=waiting.estimate_minutes(ahead, typical_minutes, busy),

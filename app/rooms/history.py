@@ -47,7 +47,7 @@ async def consulting(
     query = select(col(Appointment.specialist_id)).where(_going_on(now)).distinct()
     if specialist_ids is not None:
         query = query.where(col(Appointment.specialist_id).in_(list(specialist_ids)))
-    return set((await session.execute(query)).scalars())
+    return {s for s in (await session.execute(query)).scalars() if s is not None}
 
 
 def _going_on(now: datetime) -> ColumnElement[bool]:

@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from app.rooms.models import MAX_NOTE
 from app.rooms.waiting import MAX_DELAY_MINUTES
 from app.scheduling.models import Mode, RoomState, Urgency
+from app.scheduling.schemas import OnCallEntry
 from app.schemas import Id, Out, Schema
 
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F))
@@ -69,6 +70,11 @@ class QueueOut(Out):
         description="A room of this specialist is admitted or in a call now, or its patient "
         "was sent back to the waiting room (of any day, admitted within the last 12 hours): "
         "the queue page makes no sound then.",
+    )
+    on_call: list[OnCallEntry] = Field(
+        default_factory=list,
+        description="On-call requests of the specialist's specialty that nobody has taken "
+        "yet (urgent first, then the longest asked); the first to claim one owns it.",
     )
 
 

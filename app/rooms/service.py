@@ -32,6 +32,7 @@ from app.metrics import WAIT_SECONDS
 from app.rooms import delay, history, waiting
 from app.rooms.schemas import QueueEntry, QueueOut
 from app.rooms.state import STATUS_AFTER, Action, Actor, next_state
+from app.scheduling import on_call_queue
 from app.scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -133,6 +134,7 @@ def move(session: AsyncSession, appointment: Appointment, after: RoomState, now:
         RoomStateChanged(
             appointment_id=appointment.id,
             specialist_id=appointment.specialist_id,
+            specialty_id=appointment.specialty_id if appointment.specialist_id is None else None,
             previous=before,
             state=after,
             waiting_since=appointment.waiting_since if after is RoomState.WAITING else None,
@@ -323,6 +325,12 @@ async def queue(
         key=lambda p: (p[0].starts_at, waiting.URGENT_FIRST[p[0].urgency], p[0].id or 0),
     )
     notice = await delay.current(session, specialist_id=specialist_id, today=day)
+    me = await session.get(User, specialist_id)
+    on_call = (
+        await on_call_queue.open_requests(session, specialty_id=me.specialty_id, now=now)
+        if me is not None and me.specialty_id is not None
+        else []
+    )
     return QueueOut(
         day=day,
         generated_at=now,
@@ -332,6 +340,7 @@ async def queue(
         in_consultation=await history.in_consultation(
             session, specialist_id=specialist_id, now=now
         ),
+        on_call=on_call,
     )
 
 

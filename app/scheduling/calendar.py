@@ -38,10 +38,12 @@ def patient_ics(
 ) -> str:
     """The event a GP hands to the patient, with the personal join link in the description."""
     event = _event(appointment, base_url=base_url, audience="patient", now=now)
+    # (An on-call request nobody has taken yet has no specialist's name.)
+    whom = specialist_name or "der Fachärztin bzw. dem Facharzt im Dienst"
     event.add("summary", f"Video-Sprechstunde – {specialty}")
     event.add(
         "description",
-        f"Ihre Video-Sprechstunde bei {specialist_name} ({specialty}).\n"
+        f"Ihre Video-Sprechstunde bei {whom} ({specialty}).\n"
         f"Bitte öffnen Sie kurz vor dem Termin diesen persönlichen Link:\n{join_url}\n"
         "Geben Sie den Link nicht weiter.",
     )

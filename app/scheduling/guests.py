@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from app.accounts import service as accounts
-from app.accounts.models import AuthSession, SessionKind, User
+from app.accounts.models import AuthSession, SessionKind
 from app.accounts.service import NewSession, Principal
 from app.audit import service as audit
 from app.db import unit_of_work, utcnow
@@ -42,6 +42,7 @@ from app.events.types import GuestChanged
 from app.rooms import service as rooms
 from app.rooms.state import Actor, is_closed
 from app.scheduling import links
+from app.scheduling import repository as repo
 from app.scheduling.access import visible_appointment
 from app.scheduling.links import TOKEN_SHAPE, link_budget, window
 from app.scheduling.models import (
@@ -49,7 +50,6 @@ from app.scheduling.models import (
     AppointmentStatus,
     GuestInvitation,
     GuestKind,
-    Specialty,
 )
 from app.scheduling.schemas import GuestInvitationOut, GuestIssuedOut, GuestMeOut
 from app.settings import Settings
@@ -343,9 +343,7 @@ async def guest_summary(
     appointment = await session.get(Appointment, invitation.appointment_id)
     if appointment is None:
         raise NotFound()
-    specialist = await session.get(User, appointment.specialist_id)
-    assert specialist is not None
-    specialty = await session.get(Specialty, specialist.specialty_id)
+    specialist, specialty = await repo.specialist_and_specialty(session, appointment)
     if csrf_token is None:
         row = await session.get(AuthSession, invitation.session_id or "")
         csrf_token = row.csrf_token if row is not None else ""
@@ -353,7 +351,7 @@ async def guest_summary(
         appointment_id=invitation.appointment_id,
         starts_at=appointment.starts_at,
         ends_at=appointment.ends_at,
-        specialist_name=specialist.display_name,
+        specialist_name=specialist.display_name if specialist else "",
         specialty=specialty.name_de if specialty else "",
         name=invitation.name,
         kind=invitation.kind,

@@ -18,7 +18,6 @@ from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import service as accounts
-from app.accounts.models import User
 from app.accounts.service import NewSession, Principal
 from app.audit import service as audit
 from app.db import unit_of_work, utcnow
@@ -33,7 +32,7 @@ from app.events import outbox
 from app.events.types import LinkIssued, LinkReason, LinkRevoked, PatientSessionsEnded
 from app.rooms.state import is_closed
 from app.scheduling import repository as repo
-from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, Specialty
+from app.scheduling.models import Appointment, AppointmentStatus, JoinToken
 from app.scheduling.schemas import PatientAppointmentOut
 from app.settings import Settings
 from app.throttle import Budget, OnSuccess, Policy, Throttle, paced_refusals
@@ -282,14 +281,13 @@ async def patient_summary(
     appointment = await session.get(Appointment, appointment_id)
     if appointment is None:
         raise NotFound()
-    specialist = await session.get(User, appointment.specialist_id)
-    assert specialist is not None
-    specialty = await session.get(Specialty, specialist.specialty_id)
+    specialist, specialty = await repo.specialist_and_specialty(session, appointment)
     return PatientAppointmentOut(
         appointment_id=appointment_id,
         starts_at=appointment.starts_at,
         ends_at=appointment.ends_at,
-        specialist_name=specialist.display_name,
+        # Empty while an on-call request waits for a specialist: the page names the specialty.
+        specialist_name=specialist.display_name if specialist else "",
         specialty=specialty.name_de if specialty else "",
         mode=appointment.mode,
         room_state=appointment.room_state,

@@ -35,6 +35,14 @@ class Urgency(StrEnum):
     URGENT = "urgent"
 
 
+class AppointmentKind(StrEnum):
+    """A booked slot, or an on-call request: a consult now with whichever specialist of the
+    specialty takes it first (``app.scheduling.on_call``)."""
+
+    BOOKED = "booked"
+    ON_CALL = "on_call"
+
+
 class Mode(StrEnum):
     """Where the patient is: at home alone, or at the practice with the GP."""
 
@@ -96,7 +104,8 @@ class Appointment(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    specialist_id: int = Field(foreign_key="staff_user.id", index=True)
+    # None only for an on-call request nobody has taken yet (``kind`` on_call).
+    specialist_id: int | None = Field(default=None, foreign_key="staff_user.id", index=True)
     gp_id: int = Field(foreign_key="staff_user.id", index=True)
     practice_id: int | None = Field(default=None, foreign_key="practice.id")
     starts_at: datetime = Field(sa_column=utc_column(index=True))
@@ -130,6 +139,17 @@ class Appointment(SQLModel, table=True):
     patient_language: str = Field(
         default="de", max_length=2, sa_column_kwargs={"server_default": "de"}
     )
+    kind: AppointmentKind = Field(
+        default=AppointmentKind.BOOKED,
+        sa_column=enum_column(AppointmentKind, server_default=AppointmentKind.BOOKED.value),
+    )
+    # On-call requests: the specialty asked, until when it waits for a specialist before the
+    # GP is told (``claim_until``), when a specialist took it and when the GP was told that
+    # nobody did (``unclaimed_at``, cleared when the GP asks the specialty again).
+    specialty_id: int | None = Field(default=None, foreign_key="specialty.id", index=True)
+    claim_until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    claimed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    unclaimed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
     def reached_by(self, channel: str) -> bool:
         """Whether the GP asked for messages to the patient through ``channel``."""

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from app.accounts.models import AuthSession, Role, SessionKind, User
+from app.accounts.models import AuthSession, Practice, Role, SessionKind, User
 from app.scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -147,7 +147,8 @@ async def active_appointments_between(
         query = query.where(col(Appointment.id) != exclude_id)
     result: dict[int, list[Appointment]] = defaultdict(list)
     for appointment in (await session.execute(query)).scalars():
-        result[appointment.specialist_id].append(appointment)
+        if appointment.specialist_id is not None:
+            result[appointment.specialist_id].append(appointment)
     return result
 
 
@@ -180,6 +181,38 @@ async def users_by_id(session: AsyncSession, ids: set[int]) -> dict[int, User]:
         return {}
     query = select(User).where(col(User.id).in_(ids))
     return {u.id: u for u in (await session.execute(query)).scalars() if u.id is not None}
+
+
+async def specialist_and_specialty(
+    session: AsyncSession, appointment: Appointment
+) -> tuple[User | None, Specialty | None]:
+    """Who will see the patient and in which specialty: the appointment's specialist and theirs,
+    or, while an on-call request waits for somebody, no one and the request's specialty."""
+    specialist = (
+        await session.get(User, appointment.specialist_id)
+        if appointment.specialist_id is not None
+        else None
+    )
+    specialty_id = specialist.specialty_id if specialist else appointment.specialty_id
+    specialty = await session.get(Specialty, specialty_id) if specialty_id else None
+    return specialist, specialty
+
+
+async def specialist_ids(session: AsyncSession, specialty_id: int) -> list[int]:
+    """The active specialists of a specialty."""
+    query = select(User.id).where(
+        col(User.role) == Role.SPECIALIST,
+        col(User.is_active).is_(True),
+        col(User.specialty_id) == specialty_id,
+    )
+    return [i for i in (await session.execute(query)).scalars() if i is not None]
+
+
+async def practices_by_id(session: AsyncSession, ids: set[int]) -> dict[int, Practice]:
+    if not ids:
+        return {}
+    rows = await session.execute(select(Practice).where(col(Practice.id).in_(ids)))
+    return {p.id: p for p in rows.scalars() if p.id is not None}
 
 
 async def specialties_by_id(session: AsyncSession, ids: set[int]) -> dict[int, Specialty]:

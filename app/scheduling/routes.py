@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -14,7 +17,7 @@ from app.api import Header, api_route, parse_json, parse_query, path_id, respond
 from app.db import unit_of_work
 from app.errors import Conflict, KonsilError
 from app.resources import db, settings
-from app.scheduling import service
+from app.scheduling import on_call, service
 from app.scheduling.routes_availability import routes as availability_routes
 from app.scheduling.routes_guest import routes as guest_routes
 from app.scheduling.routes_patient import routes as patient_routes
@@ -24,11 +27,14 @@ from app.scheduling.schemas import (
     BookingIn,
     BookingOut,
     LinkOut,
+    OnCallIn,
     RescheduleIn,
 )
+from app.schemas import Schema
 
 STAFF = (Role.GP, Role.SPECIALIST)
-REPLAYED = {"Idempotent-Replayed": "true"}
+REPLAYED_HEADER = "Idempotent-Replayed"
+REPLAYED = {REPLAYED_HEADER: "true"}
 IDEMPOTENCY_KEY = Header(
     "Idempotency-Key",
     "Makes the booking retry-safe: for 24 hours a repeat with the same key and body gets the "
@@ -42,13 +48,44 @@ async def book(request: Request) -> Response:
     """Books; with an ``Idempotency-Key`` a retry gets the first answer (``app.idempotency``)."""
     who = await require_staff(request, Role.GP)
     body = await parse_json(request, BookingIn)
-    key = idempotency.request_key(request.headers.get(idempotency.HEADER))
     cfg = settings(request)
-    secret = cfg.secret_key.get_secret_value()
+
+    async def create(session: AsyncSession) -> BookingOut:
+        return await service.book(session, settings=cfg, who=who, details=body)
+
+    answer = await created_once(request, f"booking:gp:{who.user_id}", body, create)
+    if answer.status_code == 201 and REPLAYED_HEADER not in answer.headers:
+        metrics.BOOKINGS.inc()
+    return answer
+
+
+async def request_on_call(request: Request) -> Response:
+    """An on-call request; retry-safe with an ``Idempotency-Key`` like a booking."""
+    who = await require_staff(request, Role.GP)
+    body = await parse_json(request, OnCallIn)
+    cfg = settings(request)
+
+    async def create(session: AsyncSession) -> BookingOut:
+        return await on_call.request(session, settings=cfg, who=who, details=body)
+
+    return await created_once(request, f"on_call:gp:{who.user_id}", body, create)
+
+
+async def created_once(
+    request: Request,
+    scope: str,
+    body: Schema,
+    create: Callable[[AsyncSession], Awaitable[BookingOut]],
+) -> Response:
+    """Runs ``create`` in a unit of work and answers 201; with an ``Idempotency-Key`` the
+    answer is kept (in the same unit of work) and a repeat with the same key and body gets it
+    again, marked ``Idempotent-Replayed``, instead of creating twice."""
+    key = idempotency.request_key(request.headers.get(idempotency.HEADER))
+    secret = settings(request).secret_key.get_secret_value()
     once = (
         {
             "secret": secret,
-            "scope": f"booking:gp:{who.user_id}",
+            "scope": scope,
             "key": key,
             "request_hash": idempotency.fingerprint(body.model_dump_json()),
         }
@@ -69,21 +106,37 @@ async def book(request: Request) -> Response:
         return earlier
     try:
         async with unit_of_work(db(request)) as session:
-            booking = await service.book(session, settings=cfg, who=who, details=body)
-            answer = booking.model_dump(mode="json")
+            answer = (await create(session)).model_dump(mode="json")
             if once is not None:
                 await idempotency.remember(session, status=201, body=answer, **once)
     except KonsilError:
-        # The same key in a request running at the same time: it booked the slot first.
+        # The same key in a request running at the same time: it created first.
         if (earlier := await replayed()) is not None:
             return earlier
         raise
-    except IntegrityError:  # its answer was stored first (the key is unique per GP)
+    except IntegrityError:  # its answer was stored first (the key is unique per scope)
         if (earlier := await replayed()) is not None:
             return earlier
-        raise Conflict("Diese Buchung wird gerade schon bearbeitet.") from None
-    metrics.BOOKINGS.inc()
+        raise Conflict("Diese Anfrage wird gerade schon bearbeitet.") from None
     return JSONResponse(answer, status_code=201)
+
+
+async def claim_on_call(request: Request) -> Response:
+    who = await require_staff(request, Role.SPECIALIST)
+    appointment_id = path_id(request)
+    async with unit_of_work(db(request)) as session:
+        claimed = await on_call.claim(session, who=who, appointment_id=appointment_id)
+    return respond(claimed)
+
+
+async def escalate_on_call(request: Request) -> Response:
+    who = await require_staff(request, Role.GP)
+    appointment_id = path_id(request)
+    async with unit_of_work(db(request)) as session:
+        asked = await on_call.escalate(
+            session, settings=settings(request), who=who, appointment_id=appointment_id
+        )
+    return respond(asked)
 
 
 async def list_appointments(request: Request) -> Response:
@@ -240,9 +293,46 @@ appointment_routes: list[Route] = [
     ),
 ]
 
+ON_CALL_TAGS = ["on-call"]
+on_call_routes: list[Route] = [
+    api_route(
+        "/api/v1/on-call",
+        request_on_call,
+        method="POST",
+        summary="Ask a specialty for a consult now (GP); returns the patient's join link, "
+        "valid at once",
+        tags=ON_CALL_TAGS,
+        body=OnCallIn,
+        response=BookingOut,
+        status=201,
+        errors=[401, 403, 404, 409],
+        headers=[IDEMPOTENCY_KEY],
+    ),
+    api_route(
+        "/api/v1/on-call/{id:int}/claim",
+        claim_on_call,
+        method="POST",
+        summary="Take an open on-call request of one's specialty (specialist); the first wins, "
+        "the others get 409 already_claimed",
+        tags=ON_CALL_TAGS,
+        response=AppointmentOut,
+        errors=[401, 403, 404, 409],
+    ),
+    api_route(
+        "/api/v1/on-call/{id:int}/escalate",
+        escalate_on_call,
+        method="POST",
+        summary="Ask the specialty again, urgent and with a new time limit (requesting GP)",
+        tags=ON_CALL_TAGS,
+        response=AppointmentOut,
+        errors=[401, 403, 404, 409],
+    ),
+]
+
 routes: list[BaseRoute] = [
     *availability_routes,
     *appointment_routes,
+    *on_call_routes,
     *patient_routes,
     *guest_routes,
 ]

@@ -19,7 +19,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.scheduling import phones
-from app.scheduling.models import AppointmentStatus, GuestKind, Mode, RoomState, Urgency
+from app.scheduling.models import (
+    AppointmentKind,
+    AppointmentStatus,
+    GuestKind,
+    Mode,
+    RoomState,
+    Urgency,
+)
 from app.schemas import Day, Id, Out, Schema
 
 MAX_QUESTION = 4000
@@ -41,11 +48,10 @@ def _invalid(message: str) -> PydanticCustomError:
 # --- requests -----------------------------------------------------------------------------
 
 
-class BookingIn(Schema):
-    """A GP's booking: which slot, who the patient is, and what the specialist should answer."""
+class ConsultIn(Schema):
+    """Who the patient is, what the specialist should answer, and how the patient is reached:
+    the part a booking and an on-call request share."""
 
-    specialist_id: Id
-    starts_at: AwareDatetime
     patient_name: str = Field(min_length=2, max_length=200, pattern=_NO_CONTROL)
     patient_birth_date: Day
     patient_contact: str = Field(min_length=3, max_length=254)
@@ -103,6 +109,21 @@ class BookingIn(Schema):
             return phones.mobile_e164(value)
         except ValueError as exc:
             raise _invalid(str(exc)) from None
+
+
+class BookingIn(ConsultIn):
+    """A GP's booking: which slot, who the patient is, and what the specialist should answer."""
+
+    specialist_id: Id
+    starts_at: AwareDatetime
+
+
+class OnCallIn(ConsultIn):
+    """A GP's request for a consult now with whichever specialist of ``specialty_id`` takes it
+    first (urgent unless said otherwise)."""
+
+    specialty_id: Id
+    urgency: Urgency = Urgency.URGENT
 
 
 class RescheduleIn(Schema):
@@ -263,7 +284,9 @@ class LinkStateOut(Out):
 
 class AppointmentOut(Out):
     id: int
-    specialist_id: int
+    kind: AppointmentKind
+    # None (and ``specialist_name`` empty) while an on-call request waits for a specialist.
+    specialist_id: int | None
     specialist_name: str
     specialty: str
     gp_id: int
@@ -288,6 +311,28 @@ class AppointmentOut(Out):
     admitted_at: datetime | None
     has_report: bool
     link: LinkStateOut | None
+    # On-call requests (null for booked slots): until when the request waits for a specialist
+    # before the GP is told, when one took it, when the GP was told nobody had.
+    claim_until: datetime | None = None
+    claimed_at: datetime | None = None
+    unclaimed_at: datetime | None = None
+
+
+class OnCallEntry(Out):
+    """An on-call request nobody has taken yet, as the specialists of its specialty see it in
+    their queue: what is asked and by whom, not yet who the patient is (only the age)."""
+
+    appointment_id: int
+    requested_at: datetime
+    urgency: Urgency
+    mode: Mode
+    gp_name: str
+    practice: str
+    clinical_question: str
+    patient_age: int
+    patient_waiting: bool = Field(description="The patient is in the waiting room already.")
+    claim_until: datetime | None
+    unclaimed: bool = Field(description="Its time ran out and the GP was told; still open.")
 
 
 class LinkOut(Out):

@@ -31,12 +31,13 @@ from app.scheduling import calendar, guests, links
 from app.scheduling import repository as repo
 from app.scheduling.access import is_gp_of, require_role, visible_appointment
 from app.scheduling.availability import bookable_slot
-from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Specialty
+from app.scheduling.models import Appointment, AppointmentStatus, RoomState
 from app.scheduling.schemas import (
     AppointmentOut,
     AppointmentsQuery,
     BookingIn,
     BookingOut,
+    ConsultIn,
     LinkOut,
 )
 from app.scheduling.views import appointment_views
@@ -58,7 +59,7 @@ async def book(
     """
     now = now or utcnow()
     gp_id = require_role(who, Role.GP)
-    _require_sending(settings, details)
+    require_sending(settings, details)
     gp = await session.get(User, gp_id)
     assert gp is not None
     specialist = await repo.lock_specialist(session, details.specialist_id)
@@ -111,13 +112,13 @@ async def book(
     )
     return BookingOut(
         appointment=(await appointment_views(session, [appointment]))[0],
-        link=await _link_out(
+        link=await link_out(
             session, settings=settings, appointment=appointment, issued=issued, now=now
         ),
     )
 
 
-def _require_sending(settings: Settings, details: BookingIn) -> None:
+def require_sending(settings: Settings, details: ConsultIn) -> None:
     """The channels the GP chose must be set up on this server."""
     for channel, configured, name in (
         ("email", settings.mail_configured, "E-Mail"),
@@ -202,6 +203,9 @@ async def reschedule(
         or rooms.admitted_before(appointment)
     ):
         raise InvalidTransition("Dieser Termin kann nicht mehr verschoben werden.")
+    if appointment.specialist_id is None:
+        # An on-call request has no slot to move: the GP withdraws it and books one instead.
+        raise InvalidTransition("Eine Sofort-Anfrage kann nicht verschoben werden.")
     if starts_at.astimezone(UTC) == appointment.starts_at:
         raise Conflict("Der Termin liegt bereits zu dieser Zeit.")
     await repo.lock_specialist(session, appointment.specialist_id)
@@ -247,7 +251,7 @@ async def reschedule(
     )
     return BookingOut(
         appointment=(await appointment_views(session, [appointment]))[0],
-        link=await _link_out(
+        link=await link_out(
             session, settings=settings, appointment=appointment, issued=issued, now=now
         ),
     )
@@ -278,7 +282,7 @@ async def reissue_link(
         action="link.reissued",
         reason="reissued",
     )
-    return await _link_out(
+    return await link_out(
         session, settings=settings, appointment=appointment, issued=issued, now=now
     )
 
@@ -299,7 +303,7 @@ def _require_open(appointment: Appointment) -> None:
         raise InvalidTransition("Für diesen Termin gibt es keinen Link mehr.")
 
 
-async def _link_out(
+async def link_out(
     session: AsyncSession,
     *,
     settings: Settings,
@@ -307,13 +311,12 @@ async def _link_out(
     issued: links.IssuedLink,
     now: datetime,
 ) -> LinkOut:
-    specialist = await session.get(User, appointment.specialist_id)
-    assert specialist is not None
-    specialty = await session.get(Specialty, specialist.specialty_id)
+    # An on-call request that nobody has taken yet names its specialty only.
+    specialist, specialty = await repo.specialist_and_specialty(session, appointment)
     ics = calendar.patient_ics(
         appointment,
         specialty=specialty.name_de if specialty else "",
-        specialist_name=specialist.display_name,
+        specialist_name=specialist.display_name if specialist else "",
         join_url=issued.join_url,
         base_url=settings.base_url,
         now=now,
@@ -367,8 +370,7 @@ async def staff_calendar(
 ) -> bytes:
     """The .ics for the GP's or specialist's calendar: no health data."""
     appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
-    specialist = await session.get(User, appointment.specialist_id)
-    specialty = await session.get(Specialty, specialist.specialty_id) if specialist else None
+    _, specialty = await repo.specialist_and_specialty(session, appointment)
     return calendar.staff_ics(
         appointment,
         specialty=specialty.name_de if specialty else "Telekonsil",

@@ -20,6 +20,7 @@ from app.resources import Resources, resources
 from app.rooms import service as rooms
 from app.rooms.state import Action
 from app.scheduling import guests
+from app.scheduling import repository as scheduling
 from app.scheduling.models import Appointment, RoomState
 from app.signaling import envelope as env
 from app.signaling import messages as m
@@ -138,6 +139,14 @@ class Hub:
 
     async def queue_changed(self, specialist_id: int, *, ev: str) -> None:
         await self.replicas.publish(env.queue_channel(specialist_id), wire.QueueChanged(ev=ev))
+
+    async def on_call_changed(self, specialty_id: int, *, ev: str) -> None:
+        """The specialty's open on-call requests changed: every specialist of it reads the
+        queue again (their queue shows the requests)."""
+        async with self.sessions() as session:
+            specialists = await scheduling.specialist_ids(session, specialty_id)
+        for specialist_id in specialists:
+            await self.queue_changed(specialist_id, ev=ev)
 
     # ---------------------------------------------------------------- presence (GPs)
 

@@ -43,12 +43,21 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
             await hub.room_state(
                 event.appointment_id, event.state, event.waiting_since, ev=event.event_id
             )
-            await hub.queue_changed(event.specialist_id, ev=event.event_id)
+            if event.specialist_id is not None:
+                await hub.queue_changed(event.specialist_id, ev=event.event_id)
+            elif event.specialty_id is not None:  # an on-call request nobody has taken yet
+                await hub.on_call_changed(event.specialty_id, ev=event.event_id)
             if counts_may_change(event.previous, event.state):
                 await hub.presence_changed(ev=event.event_id)
         case ev.AppointmentBooked() | ev.AppointmentRescheduled() | ev.DelayChanged():
             # Dashboards and waiting patients read the specialist's day (and notice) again.
             await hub.queue_changed(event.specialist_id, ev=event.event_id)
+        case (
+            ev.OnCallRequested() | ev.OnCallClaimed() | ev.OnCallUnclaimed() | ev.OnCallEscalated()
+        ):
+            # Every specialist of the specialty sees its open requests in the queue (the one
+            # who claimed it sees it there now as their own).
+            await hub.on_call_changed(event.specialty_id, ev=event.event_id)
         case ev.AppointmentTransferred():
             await hub.revoke(event.appointment_id, event.from_specialist_id, ev=event.event_id)
             await hub.queue_changed(event.from_specialist_id, ev=event.event_id)

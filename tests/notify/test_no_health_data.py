@@ -35,6 +35,7 @@ async def late_today(db: Db, clock: Clock, *, note: str) -> Appointment:
         patient_name=f"Erika {CANARY}",
         clinical_question=f"Verdacht auf {CANARY}: bitte Echo",
     )
+    assert appointment.specialist_id is not None
     async with unit_of_work(db.sessions) as session:
         session.add(
             SpecialistDelay(specialist_id=appointment.specialist_id, day=day, minutes=20, note=note)

@@ -1,0 +1,73 @@
+"""on_call_requests: an appointment may be an on-call request of a specialty that no specialist
+has taken yet (app/scheduling/on_call)
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2027-02-01 10:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+import app.db
+from alembic import op
+
+revision: str = "0015"
+down_revision: str | None = "0014"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+KIND = sa.Enum("booked", "on_call", name="appointmentkind", native_enum=False, length=24)
+EVENTS = ("on_call.requested", "on_call.claimed", "on_call.unclaimed", "on_call.escalated")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("appointment", schema=None) as batch_op:
+        batch_op.alter_column("specialist_id", existing_type=sa.Integer(), nullable=True)
+        batch_op.add_column(sa.Column("kind", KIND, nullable=False, server_default="booked"))
+        batch_op.add_column(sa.Column("specialty_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("claim_until", app.db.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("claimed_at", app.db.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("unclaimed_at", app.db.UTCDateTime(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_appointment_specialty_id"), ["specialty_id"], unique=False
+        )
+        batch_op.create_foreign_key(
+            batch_op.f("fk_appointment_specialty_id_specialty"),
+            "specialty",
+            ["specialty_id"],
+            ["id"],
+        )
+
+
+def downgrade() -> None:
+    # The previous release cannot hold an appointment without a specialist: such requests must
+    # be taken or withdrawn first (nothing is deleted behind the operator's back).
+    bind = op.get_bind()
+    open_requests = bind.execute(
+        sa.text("SELECT count(*) FROM appointment WHERE specialist_id IS NULL")
+    ).scalar_one()
+    if open_requests:
+        raise RuntimeError(
+            f"{open_requests} on-call request(s) without a specialist: have them taken or "
+            "withdrawn before downgrading below 0015"
+        )
+    # Nor does it know these events: a row of one would keep its aggregate waiting.
+    bind.execute(
+        sa.text("DELETE FROM outbox_event WHERE type IN :types").bindparams(
+            sa.bindparam("types", expanding=True)
+        ),
+        {"types": list(EVENTS)},
+    )
+    with op.batch_alter_table("appointment", schema=None) as batch_op:
+        batch_op.drop_constraint(
+            batch_op.f("fk_appointment_specialty_id_specialty"), type_="foreignkey"
+        )
+        batch_op.drop_index(batch_op.f("ix_appointment_specialty_id"))
+        batch_op.drop_column("unclaimed_at")
+        batch_op.drop_column("claimed_at")
+        batch_op.drop_column("claim_until")
+        batch_op.drop_column("specialty_id")
+        batch_op.drop_column("kind")
+        batch_op.alter_column("specialist_id", existing_type=sa.Integer(), nullable=False)

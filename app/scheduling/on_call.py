@@ -1,0 +1,274 @@
+"""On-call requests: a consult now with whichever specialist of a specialty takes it first.
+
+A GP's request is an appointment of kind ``on_call`` with the specialty and no specialist yet,
+starting now, with its patient link issued at once (``request``), so the patient can already
+wait in the room. Every specialist of the specialty sees the open requests in their queue
+(``open_requests``); the first to take one owns it (``claim``): one conditional UPDATE
+(``specialist_id IS NULL``) decides, so exactly one of any number of simultaneous claims on
+any number of processes wins, and the others are told it is gone. From then on it is an
+appointment like a booked one (report, documents, three-way call, transfer).
+
+If nobody takes it by ``claim_until``, the sweep marks it ``unclaimed_at`` and records
+``OnCallUnclaimed`` so that the GP is told (``sweep_unclaimed``); the GP may ask the specialty
+again (``escalate``: urgent, a new time limit), book a slot instead, or withdraw the request
+(an ordinary cancellation). Callers own the unit of work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, func, select
+
+from app.accounts.models import Role, User
+from app.accounts.service import Principal
+from app.audit import service as audit
+from app.db import utcnow
+from app.errors import Conflict, InvalidTransition, NotFound
+from app.events import outbox
+from app.events.types import OnCallClaimed, OnCallEscalated, OnCallRequested, OnCallUnclaimed
+from app.rooms.state import is_closed
+from app.scheduling import links
+from app.scheduling import repository as repo
+from app.scheduling.access import is_gp_of, require_role, visible_appointment
+from app.scheduling.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    Specialty,
+    Urgency,
+)
+from app.scheduling.on_call_queue import OPEN_STATES
+from app.scheduling.schemas import AppointmentOut, BookingOut, OnCallIn
+from app.scheduling.service import link_out, require_sending
+from app.scheduling.views import appointment_views
+from app.settings import Settings
+
+
+class AlreadyClaimed(Conflict):
+    code = "already_claimed"
+    default_message = "Eine Kollegin oder ein Kollege hat diese Anfrage schon übernommen."
+
+
+class NoSpecialist(Conflict):
+    code = "no_specialist"
+    default_message = (
+        "In diesem Fachgebiet ist niemand eingetragen, der die Anfrage übernehmen könnte."
+    )
+
+
+async def request(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    who: Principal,
+    details: OnCallIn,
+    now: datetime | None = None,
+) -> BookingOut:
+    """A GP's request for a consult now: the appointment (no specialist yet) and the patient's
+    link, valid from now."""
+    now = now or utcnow()
+    gp_id = require_role(who, Role.GP)
+    require_sending(settings, details)
+    specialty = await session.get(Specialty, details.specialty_id)
+    if specialty is None:
+        raise NotFound("Dieses Fachgebiet gibt es nicht.")
+    if not await _has_specialists(session, details.specialty_id):
+        raise NoSpecialist()
+    gp = await session.get(User, gp_id)
+    assert gp is not None
+    appointment = Appointment(
+        kind=AppointmentKind.ON_CALL,
+        specialist_id=None,
+        specialty_id=details.specialty_id,
+        gp_id=gp_id,
+        practice_id=gp.practice_id,
+        starts_at=now,
+        ends_at=now + timedelta(minutes=settings.on_call_minutes),
+        claim_until=now + timedelta(minutes=settings.on_call_claim_minutes),
+        patient_name=details.patient_name,
+        patient_birth_date=details.patient_birth_date,
+        patient_contact=details.patient_contact,
+        patient_phone=details.patient_phone,
+        clinical_question=details.clinical_question,
+        urgency=details.urgency,
+        mode=details.mode,
+        patient_channels=",".join(details.invite_by),
+        patient_language=details.patient_language,
+        created_at=now,
+    )
+    session.add(appointment)
+    await session.flush()
+    assert appointment.id is not None
+    outbox.record(
+        session,
+        OnCallRequested(
+            appointment_id=appointment.id, specialty_id=details.specialty_id, gp_id=gp_id
+        ),
+    )
+    audit.record_for(
+        session,
+        who,
+        "on_call.requested",
+        appointment.id,
+        specialty_id=details.specialty_id,
+        urgency=appointment.urgency.value,
+        mode=appointment.mode.value,
+    )
+    issued = await links.issue(
+        session, settings=settings, appointment=appointment, who=who, now=now
+    )
+    return BookingOut(
+        appointment=(await appointment_views(session, [appointment]))[0],
+        link=await link_out(
+            session, settings=settings, appointment=appointment, issued=issued, now=now
+        ),
+    )
+
+
+async def _has_specialists(session: AsyncSession, specialty_id: int) -> bool:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(
+            col(User.role) == Role.SPECIALIST,
+            col(User.is_active).is_(True),
+            col(User.specialty_id) == specialty_id,
+        )
+    )
+    return bool(count)
+
+
+async def claim(
+    session: AsyncSession, *, who: Principal, appointment_id: int, now: datetime | None = None
+) -> AppointmentOut:
+    """The specialist takes the request: exactly one of simultaneous claims wins; the others
+    get ``already_claimed`` (409)."""
+    now = now or utcnow()
+    specialist_id = require_role(who, Role.SPECIALIST)
+    me = await session.get(User, specialist_id)
+    if me is None or me.specialty_id is None:
+        raise NotFound("Diese Anfrage gibt es nicht.")
+    try:
+        result = await session.execute(
+            update(Appointment)
+            .where(
+                col(Appointment.id) == appointment_id,
+                col(Appointment.kind) == AppointmentKind.ON_CALL,
+                col(Appointment.specialty_id) == me.specialty_id,
+                col(Appointment.specialist_id).is_(None),
+                col(Appointment.status) == AppointmentStatus.BOOKED,
+                col(Appointment.room_state).in_(OPEN_STATES),
+            )
+            .values(specialist_id=specialist_id, claimed_at=now, unclaimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+    except IntegrityError as exc:
+        # The specialist has another appointment at this very second (the active-slot index).
+        if repo.is_slot_conflict(exc):
+            raise Conflict("Zu dieser Zeit haben Sie bereits einen Termin.") from None
+        raise
+    assert isinstance(result, CursorResult)
+    appointment = await repo.lock_appointment(session, appointment_id)
+    if result.rowcount != 1:
+        if (
+            appointment is None
+            or appointment.kind is not AppointmentKind.ON_CALL
+            or appointment.specialty_id != me.specialty_id
+        ):
+            raise NotFound("Diese Anfrage gibt es nicht.")
+        if appointment.specialist_id is not None:
+            raise AlreadyClaimed()
+        raise InvalidTransition("Diese Anfrage wurde zurückgezogen.")
+    assert appointment is not None
+    assert appointment.specialty_id is not None
+    outbox.record(
+        session,
+        OnCallClaimed(
+            appointment_id=appointment_id,
+            specialty_id=appointment.specialty_id,
+            gp_id=appointment.gp_id,
+            specialist_id=specialist_id,
+        ),
+    )
+    audit.record_for(session, who, "on_call.claimed", appointment_id)
+    return (await appointment_views(session, [appointment]))[0]
+
+
+async def escalate(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    who: Principal,
+    appointment_id: int,
+    now: datetime | None = None,
+) -> AppointmentOut:
+    """The requesting GP asks the specialty again: urgent now, and a new time limit."""
+    now = now or utcnow()
+    appointment = await visible_appointment(
+        session, who=who, appointment_id=appointment_id, lock=True
+    )
+    if not is_gp_of(who, appointment) or appointment.kind is not AppointmentKind.ON_CALL:
+        raise NotFound("Diese Anfrage gibt es nicht.")
+    if appointment.specialist_id is not None:
+        raise AlreadyClaimed("Die Anfrage wurde schon übernommen.")
+    if appointment.status != AppointmentStatus.BOOKED or is_closed(appointment.room_state):
+        raise InvalidTransition("Diese Anfrage ist nicht mehr offen.")
+    assert appointment.specialty_id is not None
+    appointment.urgency = Urgency.URGENT
+    appointment.claim_until = now + timedelta(minutes=settings.on_call_claim_minutes)
+    appointment.unclaimed_at = None
+    await session.flush()
+    outbox.record(
+        session,
+        OnCallEscalated(
+            appointment_id=appointment_id,
+            specialty_id=appointment.specialty_id,
+            gp_id=appointment.gp_id,
+        ),
+    )
+    audit.record_for(session, who, "on_call.escalated", appointment_id)
+    return (await appointment_views(session, [appointment]))[0]
+
+
+async def sweep_unclaimed(session: AsyncSession, *, now: datetime) -> int:
+    """Marks the open requests whose time ran out with nobody taking them, and records
+    ``OnCallUnclaimed`` for each (once: the mark is a conditional UPDATE, safe on two
+    processes at once). How many it marked."""
+    due = (
+        await session.execute(
+            select(Appointment.id, Appointment.specialty_id, Appointment.gp_id).where(
+                col(Appointment.kind) == AppointmentKind.ON_CALL,
+                col(Appointment.specialist_id).is_(None),
+                col(Appointment.status) == AppointmentStatus.BOOKED,
+                col(Appointment.room_state).in_(OPEN_STATES),
+                col(Appointment.unclaimed_at).is_(None),
+                col(Appointment.claim_until) <= now,
+            )
+        )
+    ).all()
+    marked = 0
+    for appointment_id, specialty_id, gp_id in due:
+        result = await session.execute(
+            update(Appointment)
+            .where(
+                col(Appointment.id) == appointment_id,
+                col(Appointment.specialist_id).is_(None),
+                col(Appointment.unclaimed_at).is_(None),
+            )
+            .values(unclaimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        assert isinstance(result, CursorResult)
+        if result.rowcount == 1 and specialty_id is not None:
+            marked += 1
+            outbox.record(
+                session,
+                OnCallUnclaimed(
+                    appointment_id=appointment_id, specialty_id=specialty_id, gp_id=gp_id
+                ),
+            )
+    return marked
