@@ -162,6 +162,7 @@ async def claim(
                 col(Appointment.specialist_id).is_(None),
                 col(Appointment.status) == AppointmentStatus.BOOKED,
                 col(Appointment.room_state).in_(OPEN_STATES),
+                col(Appointment.ends_at) > now,
             )
             .values(specialist_id=specialist_id, claimed_at=now, unclaimed_at=None)
             .execution_options(synchronize_session=False)
@@ -182,6 +183,8 @@ async def claim(
             raise NotFound("Diese Anfrage gibt es nicht.")
         if appointment.specialist_id is not None:
             raise AlreadyClaimed()
+        if appointment.ends_at <= now and not is_closed(appointment.room_state):
+            raise InvalidTransition("Diese Anfrage ist abgelaufen.")
         raise InvalidTransition("Diese Anfrage wurde zurückgezogen.")
     assert appointment is not None
     assert appointment.specialty_id is not None

@@ -38,6 +38,8 @@ async def open_requests(
                 col(Appointment.specialist_id).is_(None),
                 col(Appointment.status) == AppointmentStatus.BOOKED,
                 col(Appointment.room_state).in_(OPEN_STATES),
+                # Past its planned end (and its link's), a request nobody took is stale.
+                col(Appointment.ends_at) > now,
             )
         )
     ).all()

@@ -10,12 +10,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx2
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from app.accounts.models import Role, SessionKind
+from app.accounts.service import Principal
 from app.db import unit_of_work, utcnow
+from app.errors import InvalidTransition
 from app.events import types as ev
-from app.scheduling import on_call
+from app.scheduling import on_call, on_call_queue
 from app.scheduling.models import Specialty
 from tests.factories import Demo, login
 
@@ -288,3 +292,36 @@ async def test_on_call_request_with_an_idempotency_key_is_made_once(
         assert again.headers["Idempotent-Replayed"] == "true"
         assert first.json() == again.json()
         assert len((await gp.get("/api/v1/appointments")).json()) == 1
+
+
+async def test_on_call_request_past_its_planned_end_is_stale(
+    client_factory: Callable[[], httpx2.AsyncClient],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with client_factory() as gp:
+        await login(gp, demo.gp)
+        appointment = (await ask(gp, demo))["appointment"]
+    ends_at = datetime.fromisoformat(appointment["ends_at"])
+    assert demo.cardiology.id is not None
+    async with sessions() as session:
+        listed = await on_call_queue.open_requests(
+            session, specialty_id=demo.cardiology.id, now=ends_at - timedelta(seconds=1)
+        )
+        stale = await on_call_queue.open_requests(
+            session, specialty_id=demo.cardiology.id, now=ends_at + timedelta(seconds=1)
+        )
+    assert [e.appointment_id for e in listed] == [appointment["id"]]
+    assert stale == []
+    cardiologist = Principal(
+        kind=SessionKind.STAFF, session_id="s", csrf_token="c", user_id=demo.specialist.id,
+        role=Role.SPECIALIST, display_name=demo.specialist.display_name,
+    )  # fmt: skip
+    with pytest.raises(InvalidTransition, match="abgelaufen"):
+        async with unit_of_work(sessions) as session:
+            await on_call.claim(
+                session,
+                who=cardiologist,
+                appointment_id=appointment["id"],
+                now=ends_at + timedelta(seconds=1),
+            )
