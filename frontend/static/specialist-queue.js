@@ -23,6 +23,7 @@ const notifyAllow = $("[data-notify-allow]", root);
 const knockStatus = $("[data-knock-status]", root);
 const knocker = new Knocker();
 let known = null; // the waiting appointment ids of the last snapshot (null: none yet)
+let knownRequests = null; // the open on-call request ids of the last snapshot
 let lastCallPageAt = null;
 let soundOn = localStorage.getItem("konsil.knock") !== "off";
 
@@ -37,7 +38,7 @@ function knockState() {
   notifyAllow.hidden = !("Notification" in window) || Notification.permission !== "default";
 }
 
-function knock(newcomers) {
+function knock(newcomers, title = t("Konsil: a patient is waiting")) {
   if (!newcomers.length || inConsultation(queue, lastCallPageAt, Date.now())) return;
   if (!knocker.take(Date.now())) return;
   root.dataset.knocks = String(Number(root.dataset.knocks || 0) + 1);
@@ -49,7 +50,7 @@ function knock(newcomers) {
   if ("Notification" in window && Notification.permission === "granted" && document.visibilityState !== "visible") {
     // No patient name: a notification may show on a screen others can see.
     try {
-      new Notification(t("Konsil: a patient is waiting"), {
+      new Notification(title, {
         body: t("Waiting now: {count}", { count: queue.waiting.length }),
         tag: "konsil-knock",
         icon: document.querySelector("link[rel=icon]")?.href,
@@ -70,7 +71,11 @@ function snapshot(next) {
   const newcomers = arrivals(known, queue.waiting);
   known = new Set(queue.waiting.map((e) => e.appointment_id));
   document.title = titleWithCount(baseTitle, queue.waiting.length);
-  knock(newcomers);
+  // A new on-call request knocks like a patient arriving (not while in a consultation).
+  const requests = queue.on_call || [];
+  const asked = arrivals(knownRequests, requests);
+  knownRequests = new Set(requests.map((e) => e.appointment_id));
+  knock(newcomers.length ? newcomers : asked, newcomers.length ? undefined : t("Konsil: a GP asks for a consult now"));
   knockState();
   render();
 }
@@ -150,9 +155,56 @@ delayForm.addEventListener("submit", (event) => {
     .then(() => { if (queue?.delay?.note === (note || null)) delayForm.note.value = ""; });
 });
 
+// ------------------------------------------------------------------ on-call requests
+const onCallCard = $("[data-on-call]", root);
+const onCallStatus = $("[data-on-call-status]", root);
+
+function renderOnCall() {
+  const requests = queue.on_call || [];
+  onCallCard.hidden = !requests.length && !onCallStatus.textContent;
+  $("[data-on-call-count]", root).textContent = String(requests.length);
+  $("[data-on-call-list]", root).replaceChildren(...requests.map(onCallEntry));
+}
+
+function onCallEntry(e) {
+  const minutes = minutesSince(e.requested_at);
+  const where = e.mode === "practice" ? t("patient at the practice") : t("patient at home");
+  return h("li", { dataset: { request: e.appointment_id } },
+    h("p", {},
+      e.urgency === "urgent" ? h("span", { class: "badge urgent" }, t("Urgent")) : null, " ",
+      e.patient_waiting ? h("span", { class: "badge waiting" }, t("Patient is waiting")) : null, " ",
+      e.unclaimed ? h("span", { class: "badge" }, t("Overdue: the GP was told")) : null),
+    h("p", { class: "question" }, e.clinical_question),
+    h("p", { class: "muted" }, t("{gp}, {practice} · {age} years · {where} · asked at {time} ({minutes} min ago)", {
+      gp: e.gp_name, practice: e.practice || "–", age: e.patient_age, where,
+      time: formatTime(e.requested_at), minutes,
+    })),
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "primary", dataset: { action: "claim" }, onclick: (ev) => claim(ev, e) }, t("Take over"))));
+}
+
+async function claim(event, entry) {
+  await busy(event.target, async () => {
+    try {
+      await api(`/api/v1/on-call/${entry.appointment_id}/claim`, { method: "POST" });
+      onCallStatus.textContent = t("You took over the request. It is now among your appointments; admit the patient once they are waiting.");
+      showAlert(errorBox, "");
+      await refresh();
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "already_claimed") {
+        onCallStatus.textContent = t("A colleague was faster: the request is theirs now.");
+        await refresh();
+        return;
+      }
+      fail(error);
+    }
+  });
+}
+
 function render() {
   if (!queue) return;
   renderDelay();
+  renderOnCall();
   const waiting = $("[data-waiting]", root);
   $("[data-waiting-count]", root).textContent = String(queue.waiting.length);
   $("[data-today-title]", root).textContent = t("Today, {date}", { date: formatDate(`${queue.day}T12:00:00Z`) });
