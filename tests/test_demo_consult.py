@@ -51,6 +51,7 @@ async def test_the_demo_link_opens_the_waiting_room_at_any_hour(
     token = made.link.join_url.split("#", 1)[1]
     redeemed = await links.redeem(
         sessions,
+        kind=links.JOIN_LINK,
         settings=settings,
         throttle=resources.throttle,
         token=token,

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from app.accounts import service as accounts
 from app.accounts.models import AuthSession, SessionKind
 from app.accounts.service import NewSession, Principal
 from app.audit import service as audit
-from app.db import unit_of_work, utcnow
+from app.db import utcnow
 from app.errors import (
     Conflict,
     Forbidden,
@@ -44,7 +44,7 @@ from app.rooms.state import Actor, is_closed
 from app.scheduling import links
 from app.scheduling import repository as repo
 from app.scheduling.access import visible_appointment
-from app.scheduling.links import TOKEN_SHAPE, link_budget, window
+from app.scheduling.links import Opening, window
 from app.scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -53,7 +53,6 @@ from app.scheduling.models import (
 )
 from app.scheduling.schemas import GuestInvitationOut, GuestIssuedOut, GuestMeOut
 from app.settings import Settings
-from app.throttle import Throttle, paced_refusals
 from app.tokens import new_token, token_hash
 
 
@@ -220,67 +219,15 @@ async def admit(
 # ---------------------------------------------------------------- the guest
 
 
-async def redeem(
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    settings: Settings,
-    throttle: Throttle,
-    token: str,
-    ip: str | None,
-    own_session: str | None = None,
-    now: datetime | None = None,
-) -> GuestRedemption:
-    """Checks a guest link and opens the guest session it is bound to from then on.
-    ``own_session``: this browser's guest session, which may open its link again. Goes through
-    the join links' guessing throttle; a refusal is audited, then raised."""
-    now = now or utcnow()
-    async with paced_refusals(settings.login_refusal_pace_seconds):
-        reservation = await throttle.reserve([link_budget(settings, ip)])
-    async with unit_of_work(sessions) as session:
-        invitation = (
-            (
-                await session.execute(
-                    select(GuestInvitation).where(
-                        col(GuestInvitation.token_hash) == token_hash(token)
-                    )
-                )
-            ).scalar_one_or_none()
-            if TOKEN_SHAPE.match(token)
-            else None
-        )
-        appointment = (
-            await session.get(Appointment, invitation.appointment_id) if invitation else None
-        )
-        refusal = links.refusal(invitation, appointment, settings=settings, now=now)
-        redemption = None
-        if refusal is None and invitation is not None:
-            redemption, refusal = await _bind(
-                session, settings=settings, invitation=invitation, own=own_session, ip=ip, now=now
-            )
-        if refusal is not None:
-            audit.record(
-                session,
-                action="guest.rejected",
-                actor_kind="guest",
-                appointment_id=appointment.id if appointment else None,
-                ip=ip,
-                reason=refusal.code,
-            )
-    if refusal is not None or redemption is None:
-        raise refusal or LinkInvalid()  # its audit row is committed
-    await reservation.succeeded()
-    return redemption
+async def _by_token_hash(session: AsyncSession, digest: str) -> GuestInvitation | None:
+    query = select(GuestInvitation).where(col(GuestInvitation.token_hash) == digest)
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def _bind(
-    session: AsyncSession,
-    *,
-    settings: Settings,
-    invitation: GuestInvitation,
-    own: str | None,
-    ip: str | None,
-    now: datetime,
+    session: AsyncSession, invitation: GuestInvitation, appointment: Appointment, at: Opening
 ) -> tuple[GuestRedemption | None, KonsilError | None]:
+    own, now = at.own_session, at.now
     if invitation.session_id is not None:
         if own is None or own != invitation.session_id or not await _live(session, own, now):
             return None, LinkUsed()
@@ -288,7 +235,7 @@ async def _bind(
         return GuestRedemption(new_session=None, summary=summary), None
     new = accounts.open_link_session(
         session,
-        settings=settings,
+        settings=at.settings,
         kind=SessionKind.GUEST,
         appointment_id=invitation.appointment_id,
         not_after=invitation.valid_until,
@@ -318,12 +265,21 @@ async def _bind(
         action="guest.redeemed",
         actor_kind="guest",
         appointment_id=invitation.appointment_id,
-        ip=ip,
+        ip=at.ip,
     )
     summary = await guest_summary(
         session, invitation=invitation, csrf_token=new.principal.csrf_token
     )
     return GuestRedemption(new_session=new, summary=summary), None
+
+
+GUEST_LINK: links.LinkKind[GuestInvitation, GuestRedemption] = links.LinkKind(
+    session=SessionKind.GUEST,
+    actor="guest",
+    rejected="guest.rejected",
+    find=_by_token_hash,
+    open=_bind,
+)
 
 
 async def _live(session: AsyncSession, session_id: str, now: datetime) -> bool:

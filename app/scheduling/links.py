@@ -10,14 +10,16 @@ one revokes the old.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import service as accounts
+from app.accounts.models import SessionKind
 from app.accounts.service import NewSession, Principal
 from app.audit import service as audit
 from app.db import unit_of_work, utcnow
@@ -33,7 +35,7 @@ from app.events.types import LinkIssued, LinkReason, LinkRevoked, PatientSession
 from app.rooms.state import is_closed
 from app.scheduling import repository as repo
 from app.scheduling.models import Appointment, AppointmentStatus, JoinToken
-from app.scheduling.schemas import PatientAppointmentOut
+from app.scheduling.schemas import GuestMeOut, PatientAppointmentOut
 from app.settings import Settings
 from app.throttle import Budget, OnSuccess, Policy, Throttle, paced_refusals
 from app.tokens import fernet, new_token, session_key, token_hash
@@ -154,79 +156,34 @@ def link_budget(settings: Settings, ip: str | None) -> Budget:
     return Budget(policy, ip or "unknown")
 
 
-async def redeem(
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    settings: Settings,
-    throttle: Throttle,
-    token: str,
-    ip: str | None,
-    replaces: str | None = None,
-    now: datetime | None = None,
-) -> Redemption:
-    """Checks a link and opens a patient session for its appointment (ending the browser's
-    previous patient session ``replaces``). A refusal is audited, then raised."""
-    now = now or utcnow()
-    async with paced_refusals(settings.login_refusal_pace_seconds):
-        reservation = await throttle.reserve([link_budget(settings, ip)])
-    async with unit_of_work(sessions) as session:
-        link = (
-            await repo.link_by_hash(session, token_hash(token))
-            if TOKEN_SHAPE.match(token)
-            else None
-        )
-        appointment = await session.get(Appointment, link.appointment_id) if link else None
-        refused = refusal(link, appointment, settings=settings, now=now)
-        if refused is not None or link is None or appointment is None:
-            refused = refused or LinkInvalid()
-            audit.record(
-                session,
-                action="link.rejected",
-                actor_kind="patient",
-                appointment_id=appointment.id if appointment else None,
-                ip=ip,
-                reason=refused.code,
-            )
-        else:
-            redemption = await _open(
-                session, settings=settings, link=link, appointment=appointment, ip=ip, now=now
-            )
-            if replaces is not None:
-                # One browser, one patient session: opening a new link ends the old session.
-                await accounts.end_session(session, session_id=replaces)
-    if refused is not None:
-        raise refused  # its audit row is committed
-    await reservation.succeeded()
-    return redemption
-
-
 async def _open(
-    session: AsyncSession,
-    *,
-    settings: Settings,
-    link: JoinToken,
-    appointment: Appointment,
-    ip: str | None,
-    now: datetime,
-) -> Redemption:
+    session: AsyncSession, link: JoinToken, appointment: Appointment, at: Opening
+) -> tuple[Redemption, None]:
     assert appointment.id is not None
-    link.last_redeemed_at = now
+    link.last_redeemed_at = at.now
     # One patient per consultation: the link opened on another device (or again) takes over,
     # and the sessions opened with it before end (and their websockets close).
-    ended = await repo.end_patient_sessions(session, appointment.id, now)
+    ended = await repo.end_patient_sessions(session, appointment.id, at.now)
     new = accounts.open_patient_session(
-        session, settings=settings, appointment_id=appointment.id, not_after=link.valid_until
+        session, settings=at.settings, appointment_id=appointment.id, not_after=link.valid_until
     )
     if ended:
         keep = session_key(new.principal.session_id)
         outbox.record(session, PatientSessionsEnded(appointment_id=appointment.id, keep=keep))
     audit.record(
-        session, action="link.redeemed", actor_kind="patient", appointment_id=appointment.id, ip=ip
+        session,
+        action="link.redeemed",
+        actor_kind="patient",
+        appointment_id=appointment.id,
+        ip=at.ip,
     )
+    if at.own_session is not None:
+        # One browser, one patient session: opening a new link ends the old session.
+        await accounts.end_session(session, session_id=at.own_session)
     summary = await patient_summary(
         session, appointment_id=appointment.id, csrf_token=new.principal.csrf_token
     )
-    return Redemption(new_session=new, summary=summary)
+    return Redemption(new_session=new, summary=summary), None
 
 
 async def _end_patient_sessions(session: AsyncSession, appointment_id: int, now: datetime) -> None:
@@ -238,6 +195,8 @@ async def _end_patient_sessions(session: AsyncSession, appointment_id: int, now:
 class Windowed(Protocol):
     """A link with a validity window that can be revoked (a join link, a guest invitation)."""
 
+    @property
+    def appointment_id(self) -> int: ...
     @property
     def revoked_at(self) -> datetime | None: ...
     @property
@@ -272,6 +231,97 @@ def refusal(
     if now > link.valid_until:
         return LinkExpired()
     return None
+
+
+# ---------------------------------------------------------------- redeeming either kind
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One redemption's circumstances, handed to the link kind's ``open``."""
+
+    settings: Settings
+    ip: str | None
+    own_session: str | None  # this browser's session of the link's kind, if any
+    now: datetime
+
+
+class Redeemed(Protocol):
+    """What a redemption hands the browser: a new session for its cookie (None: the browser's
+    own session stays) and what the page shows."""
+
+    @property
+    def new_session(self) -> NewSession | None: ...
+    @property
+    def summary(self) -> PatientAppointmentOut | GuestMeOut: ...
+
+
+L = TypeVar("L", bound=Windowed)
+R = TypeVar("R", bound=Redeemed)
+
+
+@dataclass(frozen=True)
+class LinkKind(Generic[L, R]):
+    """What sets a patient's join link and a guest's invitation apart when redeemed: the
+    session it opens, how the audit names a refusal, where the token's hash is found and how
+    a link that passed the window check opens its session (or refuses after all)."""
+
+    session: SessionKind
+    actor: str
+    rejected: str
+    find: Callable[[AsyncSession, str], Awaitable[L | None]]
+    open: Callable[
+        [AsyncSession, L, Appointment, Opening], Awaitable[tuple[R | None, KonsilError | None]]
+    ]
+
+
+async def redeem(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    kind: LinkKind[L, R],
+    settings: Settings,
+    throttle: Throttle,
+    token: str,
+    ip: str | None,
+    own_session: str | None = None,
+    now: datetime | None = None,
+) -> R:
+    """Redeems a link of ``kind`` (``JOIN_LINK``, ``guests.GUEST_LINK``): the guessing
+    throttle, the window check, the kind's own opening; a refusal is audited (and committed),
+    then raised. ``own_session``: this browser's session of the kind, if any (a patient's
+    ends, a guest's may open its own link again)."""
+    at = Opening(settings=settings, ip=ip, own_session=own_session, now=now or utcnow())
+    async with paced_refusals(settings.login_refusal_pace_seconds):
+        reservation = await throttle.reserve([link_budget(settings, ip)])
+    async with unit_of_work(sessions) as session:
+        link = await kind.find(session, token_hash(token)) if TOKEN_SHAPE.match(token) else None
+        appointment = await session.get(Appointment, link.appointment_id) if link else None
+        refused = refusal(link, appointment, settings=settings, now=at.now)
+        redeemed = None
+        if refused is None and link is not None and appointment is not None:
+            redeemed, refused = await kind.open(session, link, appointment, at)
+        if refused is not None:
+            audit.record(
+                session,
+                action=kind.rejected,
+                actor_kind=kind.actor,
+                appointment_id=appointment.id if appointment else None,
+                ip=ip,
+                reason=refused.code,
+            )
+    if refused is not None or redeemed is None:
+        raise refused or LinkInvalid()  # its audit row is committed
+    await reservation.succeeded()
+    return redeemed
+
+
+JOIN_LINK: LinkKind[JoinToken, Redemption] = LinkKind(
+    session=SessionKind.PATIENT,
+    actor="patient",
+    rejected="link.rejected",
+    find=repo.link_by_hash,
+    open=_open,
+)
 
 
 async def patient_summary(

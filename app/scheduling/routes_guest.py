@@ -7,20 +7,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.accounts.models import Role, SessionKind
+from app.accounts.models import Role
 from app.accounts.web import (
-    check_origin,
-    client_ip,
-    principal,
     require_guest,
     require_staff,
-    set_session_cookie,
 )
 from app.api import api_route, parse_json, path_id, respond
 from app.db import unit_of_work
 from app.errors import NotFound, NotYourRoom
-from app.resources import db, resources, settings
+from app.resources import db, settings
 from app.scheduling import guests
+from app.scheduling.routes_redeem import redeem as redeem_as
 from app.scheduling.schemas import (
     GuestIn,
     GuestInvitationOut,
@@ -80,22 +77,7 @@ async def admit(request: Request) -> Response:
 
 async def redeem(request: Request) -> Response:
     """Exchanges the token from the guest link's fragment for a guest session cookie."""
-    check_origin(request)
-    body = await parse_json(request, RedeemIn)
-    own = await principal(request, SessionKind.GUEST)
-    res = resources(request)
-    result = await guests.redeem(
-        res.sessions,
-        settings=res.settings,
-        throttle=res.throttle,
-        token=body.token,
-        ip=client_ip(request),
-        own_session=own.session_id if own is not None else None,
-    )
-    response = respond(result.summary)
-    if result.new_session is not None:
-        set_session_cookie(request, response, result.new_session)
-    return response
+    return await redeem_as(request, guests.GUEST_LINK)
 
 
 async def me(request: Request) -> Response:

@@ -9,38 +9,21 @@ from starlette.routing import Route
 from app.accounts import service as accounts
 from app.accounts.models import SessionKind
 from app.accounts.web import (
-    check_origin,
     clear_session_cookie,
-    client_ip,
-    principal,
     require_patient,
-    set_session_cookie,
 )
-from app.api import api_route, parse_json, respond
+from app.api import api_route, respond
 from app.audit import service as audit
 from app.db import unit_of_work
-from app.resources import db, resources
+from app.resources import db
 from app.scheduling import links
+from app.scheduling.routes_redeem import redeem as redeem_as
 from app.scheduling.schemas import PatientAppointmentOut, RedeemIn
 
 
 async def redeem(request: Request) -> Response:
     """Exchanges the token from the link's fragment for a patient session cookie."""
-    check_origin(request)
-    body = await parse_json(request, RedeemIn)
-    previous = await principal(request, SessionKind.PATIENT)
-    res = resources(request)
-    result = await links.redeem(
-        res.sessions,
-        settings=res.settings,
-        throttle=res.throttle,
-        token=body.token,
-        ip=client_ip(request),
-        replaces=previous.session_id if previous is not None else None,
-    )
-    response = respond(result.summary)
-    set_session_cookie(request, response, result.new_session)
-    return response
+    return await redeem_as(request, links.JOIN_LINK)
 
 
 async def me(request: Request) -> Response:

@@ -3,83 +3,38 @@
 // specialist lets the guest in, the call (call.js as role "guest"). The guest sees the time,
 // the specialist and its own name; never case data, and the patient only as "Patient".
 // A reload goes straight back to the waiting room or call (guest session cookie).
-import { api, setCsrfToken, ApiError, errorMessage } from "./api.js";
-import { $, showStep, showAlert } from "./dom.js";
+import { $, showStep } from "./dom.js";
 import { t, formatDate, formatTime } from "./i18n.js";
-import { getMedia, mediaFailure, playVideo } from "./media.js";
-import { devicesStep, prefs } from "./devices-step.js";
+import { playVideo } from "./media.js";
+import { devicesStep } from "./devices-step.js";
 import { Call } from "./call.js";
 import { guestKindLabel } from "./call-tiles.js";
+import { LinkFlow } from "./link-flow.js";
 
 const root = $("#guest");
-const KEY = (id) => `konsil.guest-ready.${id}`;
+const link = new LinkFlow(root, {
+  redeemUrl: "/api/v1/guest/session",
+  meUrl: "/api/v1/guest/me",
+  readyKey: (id) => `konsil.guest-ready.${id}`,
+  texts: () => ({
+    expired: () => t("The consultation is over or the link is no longer valid."),
+    used: t("The invitation link was opened on another device. Please ask the practice that invited you for a new link."),
+    notAuthenticated: t("Open the link from your invitation to join the video consultation."),
+    ended: {
+      unauthenticated: t("Your invitation has ended. Please ask the practice that invited you if you need a new link."),
+      full: t("The video consultation already has four participants."),
+    },
+  }),
+});
 let me = null;
-let pendingToken = null;
-
-// The token must not stay in the address bar, the history or a bookmark.
-const fragment = location.hash.slice(1);
-if (fragment) history.replaceState(null, "", location.pathname + location.search);
 
 start();
 
 async function start() {
-  showStep(root, "loading", { focus: false });
-  try {
-    if (fragment) {
-      pendingToken = fragment;
-      me = await api("/api/v1/guest/session", { method: "POST", body: { token: fragment } });
-    } else {
-      me = await api("/api/v1/guest/me");
-    }
-  } catch (error) {
-    return linkProblem(error);
-  }
-  pendingToken = null;
-  setCsrfToken(me.csrf_token);
-  if (sessionStorage.getItem(KEY(me.appointment_id))) return resume();
+  me = await link.open();
+  if (!me) return;
+  if (link.ready) return link.resume(waitingRoom, devices);
   return consent();
-}
-
-// ------------------------------------------------------------------ link problems
-function linkProblem(error) {
-  const title = $("[data-problem-title]", root);
-  const text = $("[data-problem-text]", root);
-  const when = $("[data-problem-when]", root);
-  const retry = $("[data-retry]", root);
-  when.hidden = true;
-  retry.hidden = true;
-  const code = error instanceof ApiError ? error.code : "offline";
-  if (code === "link_not_yet_valid") {
-    title.textContent = t("Your link is not open yet");
-    text.textContent = t("You can join 30 minutes before your appointment.");
-    const opens = error.detail.valid_from;
-    if (opens) {
-      when.hidden = false;
-      when.textContent = t("The link opens on {date} at {time}.", { date: formatDate(opens), time: formatTime(opens) });
-    }
-    retry.hidden = !pendingToken;
-  } else if (code === "link_expired") {
-    title.textContent = error.detail.reason === "cancelled" ? t("This appointment was cancelled") : t("This link has expired");
-    text.textContent = t("The consultation is over or the link is no longer valid.");
-  } else if (code === "link_used") {
-    title.textContent = t("This link has already been used");
-    text.textContent = t("The invitation link was opened on another device. Please ask the practice that invited you for a new link.");
-  } else if (code === "link_invalid") {
-    title.textContent = t("This link is not valid");
-    text.textContent = t("Please check that you opened the complete link from your invitation. It may also have been replaced by a newer link.");
-  } else if (code === "not_authenticated") {
-    title.textContent = t("Please open your invitation link");
-    text.textContent = t("Open the link from your invitation to join the video consultation.");
-  } else {
-    title.textContent = t("Something went wrong");
-    text.textContent = errorMessage(error);
-    retry.hidden = !(pendingToken || code === "offline" || code.startsWith("http_5"));
-  }
-  retry.onclick = () => {
-    if (pendingToken) history.replaceState(null, "", `${location.pathname}${location.search}#${pendingToken}`);
-    location.reload();
-  };
-  showStep(root, "problem");
 }
 
 // ------------------------------------------------------------------ consent
@@ -94,40 +49,16 @@ function summaryText() {
 }
 
 function consent() {
-  $("[data-invitation-summary]", root).textContent = summaryText();
-  const form = $("[data-consent-form]", root);
-  const alertBox = $("[data-consent-error]", root);
-  form.onsubmit = (event) => {
-    event.preventDefault();
-    if (!form.consent.checked) {
-      showAlert(alertBox, t("Please confirm that you agree, so that the consultation can start."));
-      form.consent.setAttribute("aria-invalid", "true");
-      form.consent.focus();
-      return;
-    }
-    devices();
-  };
-  showStep(root, "consent");
+  link.consent("[data-invitation-summary]", summaryText(), devices);
 }
 
 // ------------------------------------------------------------------ camera and microphone
 function devices() {
   showStep(root, "devices");
   return devicesStep(root, (stream, audioOnly) => {
-    sessionStorage.setItem(KEY(me.appointment_id), audioOnly ? "audio" : "video");
+    link.ready = audioOnly ? "audio" : "video";
     return waitingRoom(stream);
   });
-}
-
-async function resume() {
-  const audioOnly = sessionStorage.getItem(KEY(me.appointment_id)) === "audio";
-  try {
-    const stream = await getMedia({ audioId: prefs.audioId, videoId: prefs.videoId, video: !audioOnly })
-      .catch((error) => (mediaFailure(error) === "missing" ? getMedia({ audioId: prefs.audioId, video: false }) : Promise.reject(error)));
-    return waitingRoom(stream);
-  } catch {
-    return devices();
-  }
 }
 
 // ------------------------------------------------------------------ waiting room and call
@@ -155,7 +86,7 @@ function waitingRoom(stream) {
       view.admitted = message.state === "admitted";
       render(view);
     },
-    onEnd: (reason) => ended(reason),
+    onEnd: (reason) => link.ended(reason),
   });
   call.start();
 }
@@ -176,21 +107,4 @@ function render(view) {
   $("[data-waiting-text]", root).textContent = view.admitted
     ? t("The doctor has let you in. The conversation starts as soon as the patient is there.")
     : t("Please wait: the doctor will let you in shortly.");
-}
-
-function ended(reason) {
-  const messages = {
-    left: t("You have left the consultation. If this was a mistake, you can join again."),
-    closed: t("The doctor has ended the consultation. Thank you! You can close this page now."),
-    replaced: t("You opened the consultation in another window or tab. Please continue there."),
-    unauthenticated: t("Your invitation has ended. Please ask the practice that invited you if you need a new link."),
-    full: t("The video consultation already has four participants."),
-  };
-  $("[data-ended-text]", root).textContent = messages[reason] || errorMessage(new ApiError(0, "room_closed"));
-  const rejoin = $("[data-rejoin]", root);
-  rejoin.hidden = !(reason === "left" || reason === "replaced");
-  rejoin.onclick = () => location.reload();
-  if (reason === "closed") sessionStorage.removeItem(KEY(me.appointment_id));
-  root.classList.remove("in-call");
-  showStep(root, "ended");
 }

@@ -1,88 +1,43 @@
 // The patient's page, from the link to the call: redeem the link (token from the URL
 // fragment, removed at once), consent, camera/microphone check, connection check, waiting
 // room, call. A reload goes straight back to the waiting room or call (session cookie).
-import { api, setCsrfToken, ApiError, errorMessage } from "./api.js";
-import { $, showStep, showAlert } from "./dom.js";
+import { api } from "./api.js";
+import { $, showStep } from "./dom.js";
 import { t, formatDate, formatTime } from "./i18n.js";
-import { getMedia, mediaFailure, playVideo } from "./media.js";
-import { devicesStep, prefs } from "./devices-step.js";
+import { playVideo } from "./media.js";
+import { devicesStep } from "./devices-step.js";
 import { Call } from "./call.js";
 import { WaitingRoom } from "./waiting-room.js";
 import { showVerdict } from "./check-verdict.js";
+import { LinkFlow } from "./link-flow.js";
 
 const root = $("#join");
 const KEY = (name, id) => `konsil.${name}.${id}`;
+const link = new LinkFlow(root, {
+  redeemUrl: "/api/v1/patient/session",
+  meUrl: "/api/v1/patient/me",
+  readyKey: (id) => KEY("ready", id),
+  autoRetry: true,
+  texts: () => ({
+    expired: (reason) => (reason === "cancelled"
+      ? t("Please contact your GP practice for a new appointment.")
+      : t("The consultation is over or the link is no longer valid. Please contact your GP practice if you need a new appointment.")),
+    notAuthenticated: t("Open the link from your invitation (email or text message) to join your video consultation."),
+    ended: {
+      unauthenticated: t("Your access has ended. Please open the link from your invitation again."),
+      forbidden: t("This consultation room does not belong to your appointment."),
+    },
+  }),
+});
 let appointment = null;
-let pendingToken = null;
-
-// The token must not stay in the address bar, the history or a bookmark.
-const fragment = location.hash.slice(1);
-if (fragment) history.replaceState(null, "", location.pathname + location.search);
 
 start();
 
 async function start() {
-  showStep(root, "loading", { focus: false });
-  try {
-    if (fragment) {
-      pendingToken = fragment;
-      appointment = await api("/api/v1/patient/session", { method: "POST", body: { token: fragment } });
-    } else {
-      appointment = await api("/api/v1/patient/me");
-    }
-  } catch (error) {
-    return linkProblem(error);
-  }
-  pendingToken = null;
-  setCsrfToken(appointment.csrf_token);
-  if (sessionStorage.getItem(KEY("ready", appointment.appointment_id))) return resume();
+  appointment = await link.open();
+  if (!appointment) return;
+  if (link.ready) return link.resume((stream) => waitingRoom(stream, null), devices);
   return consent();
-}
-
-// ------------------------------------------------------------------ link problems
-function linkProblem(error) {
-  const title = $("[data-problem-title]", root);
-  const text = $("[data-problem-text]", root);
-  const when = $("[data-problem-when]", root);
-  const retry = $("[data-retry]", root);
-  when.hidden = true;
-  retry.hidden = true;
-  const code = error instanceof ApiError ? error.code : "offline";
-  if (code === "link_not_yet_valid") {
-    title.textContent = t("Your link is not open yet");
-    text.textContent = t("You can join 30 minutes before your appointment.");
-    const opens = error.detail.valid_from;
-    if (opens) {
-      when.hidden = false;
-      when.textContent = t("The link opens on {date} at {time}.", { date: formatDate(opens), time: formatTime(opens) });
-      const wait = new Date(opens).getTime() - Date.now();
-      if (pendingToken && wait < 3600 * 1000) setTimeout(() => retryWithToken(), Math.max(wait, 0) + 2000);
-    }
-    retry.hidden = !pendingToken;
-  } else if (code === "link_expired") {
-    title.textContent = error.detail.reason === "cancelled" ? t("This appointment was cancelled") : t("This link has expired");
-    text.textContent = error.detail.reason === "cancelled"
-      ? t("Please contact your GP practice for a new appointment.")
-      : t("The consultation is over or the link is no longer valid. Please contact your GP practice if you need a new appointment.");
-  } else if (code === "link_invalid") {
-    title.textContent = t("This link is not valid");
-    text.textContent = t("Please check that you opened the complete link from your invitation. It may also have been replaced by a newer link.");
-  } else if (code === "not_authenticated") {
-    title.textContent = t("Please open your invitation link");
-    text.textContent = t("Open the link from your invitation (email or text message) to join your video consultation.");
-  } else {
-    title.textContent = t("Something went wrong");
-    text.textContent = errorMessage(error);
-    retry.hidden = !(pendingToken || code === "offline" || code.startsWith("http_5"));
-  }
-  retry.onclick = () => (pendingToken ? retryWithToken() : location.reload());
-  showStep(root, "problem");
-}
-
-function retryWithToken() {
-  if (!pendingToken) return location.reload();
-  history.replaceState(null, "", `${location.pathname}${location.search}#${pendingToken}`);
-  return location.reload();
 }
 
 // ------------------------------------------------------------------ consent
@@ -96,21 +51,10 @@ function summaryText() {
 }
 
 function consent() {
-  $("[data-appointment-summary]", root).textContent = summaryText();
-  const form = $("[data-consent-form]", root);
-  const alertBox = $("[data-consent-error]", root);
-  form.onsubmit = (event) => {
-    event.preventDefault();
-    if (!form.consent.checked) {
-      showAlert(alertBox, t("Please confirm that you agree, so that the consultation can start."));
-      form.consent.setAttribute("aria-invalid", "true");
-      form.consent.focus();
-      return;
-    }
+  link.consent("[data-appointment-summary]", summaryText(), () => {
     sessionStorage.setItem(KEY("consent", appointment.appointment_id), "1");
     devices();
-  };
-  showStep(root, "consent");
+  });
 }
 
 // ------------------------------------------------------------------ devices
@@ -120,7 +64,7 @@ function devices() {
   // patient looks at the preview, so that the check itself takes as little time as possible.
   if (!prepared) prepared = prepareCheck();
   return devicesStep(root, (stream, audioOnly) => {
-    sessionStorage.setItem(KEY("ready", appointment.appointment_id), audioOnly ? "audio" : "video");
+    link.ready = audioOnly ? "audio" : "video";
     return connectionCheck(stream);
   });
 }
@@ -187,7 +131,7 @@ function verdict(call, stream, result, { camera }) {
   const box = $("[data-check-result]", root);
   const choose = async (audioOnly) => {
     if (call.media.audio_only !== audioOnly) await call.toggleAudioOnly();
-    sessionStorage.setItem(KEY("ready", appointment.appointment_id), call.media.audio_only ? "audio" : "video");
+    link.ready = call.media.audio_only ? "audio" : "video";
     waitingPreview(stream);
     return call.media.audio_only === audioOnly;
   };
@@ -228,7 +172,7 @@ function waitingRoom(stream, check, checkFailed = false) {
       track.stop();
       stream.removeTrack(track);
     }
-    sessionStorage.setItem(KEY("ready", appointment.appointment_id), "audio");
+    link.ready = "audio";
   }
   $("[data-check-result]", root).hidden = true;
   waitingPreview(stream);
@@ -244,22 +188,11 @@ function waitingRoom(stream, check, checkFailed = false) {
     onWaiting: (message) => (message.type === "position" ? room.position(message.ahead, message.eta_minutes) : room.delay(message)),
     onEnd: (reason) => {
       room.stop();
-      ended(reason);
+      link.ended(reason);
     },
   });
   call.start();
   if (check || checkFailed) verdict(call, stream, check, { camera });
-}
-
-async function resume() {
-  const audioOnly = sessionStorage.getItem(KEY("ready", appointment.appointment_id)) === "audio";
-  try {
-    const stream = await getMedia({ audioId: prefs.audioId, videoId: prefs.videoId, video: !audioOnly })
-      .catch((error) => (mediaFailure(error) === "missing" ? getMedia({ audioId: prefs.audioId, video: false }) : Promise.reject(error)));
-    return waitingRoom(stream, null);
-  } catch {
-    return devices();
-  }
 }
 
 const WAITING_TEXT = {
@@ -294,22 +227,4 @@ function roomState(state, since, room, stream) {
     status.lastChild.textContent = WAITING_TEXT[state]();
     if (since) status.title = t("Waiting since {time}", { time: formatTime(since) });
   }
-}
-
-function ended(reason) {
-  const text = $("[data-ended-text]", root);
-  const rejoin = $("[data-rejoin]", root);
-  const messages = {
-    left: t("You have left the consultation. If this was a mistake, you can join again."),
-    closed: t("The doctor has ended the consultation. Thank you! You can close this page now."),
-    replaced: t("You opened the consultation in another window or tab. Please continue there."),
-    unauthenticated: t("Your access has ended. Please open the link from your invitation again."),
-    forbidden: t("This consultation room does not belong to your appointment."),
-  };
-  text.textContent = messages[reason] || errorMessage(new ApiError(0, "room_closed"));
-  rejoin.hidden = !(reason === "left" || reason === "replaced");
-  rejoin.onclick = () => location.reload();
-  if (reason === "closed") sessionStorage.removeItem(KEY("ready", appointment.appointment_id));
-  root.classList.remove("in-call");
-  showStep(root, "ended");
 }

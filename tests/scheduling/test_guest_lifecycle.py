@@ -19,6 +19,7 @@ from app.errors import LinkInvalid
 from app.events.outbox import OutboxEvent
 from app.rooms import service as rooms
 from app.scheduling import guests
+from app.scheduling.links import Opening
 from app.scheduling.models import Appointment, GuestInvitation
 from app.settings import Settings
 from tests.factories import Demo, login, make_appointment
@@ -49,9 +50,10 @@ async def test_a_revocation_between_reading_and_binding_leaves_the_invitation_un
     async with unit_of_work(sessions) as session:
         await session.execute(update(GuestInvitation).values(revoked_at=utcnow()))
     async with unit_of_work(sessions) as session:
-        redemption, refusal = await guests._bind(
-            session, settings=settings, invitation=read, own=None, ip=None, now=utcnow()
-        )
+        appointment = await session.get(Appointment, read.appointment_id)
+        assert appointment is not None
+        at = Opening(settings=settings, ip=None, own_session=None, now=utcnow())
+        redemption, refusal = await guests._bind(session, read, appointment, at)
     assert redemption is None
     assert isinstance(refusal, LinkInvalid)
     async with sessions() as session:

@@ -345,7 +345,13 @@ async def test_redeem_checks_window_boundaries(
     throttle = Throttle(MemoryBroker(), "test-secret")
     for now, expected in cases:
         redeeming = links.redeem(
-            sessions, settings=settings, throttle=throttle, token=token, ip=None, now=now
+            sessions,
+            kind=links.JOIN_LINK,
+            settings=settings,
+            throttle=throttle,
+            token=token,
+            ip=None,
+            now=now,
         )
         if expected is None:
             assert isinstance(await redeeming, links.Redemption)
@@ -354,7 +360,13 @@ async def test_redeem_checks_window_boundaries(
                 await redeeming
     with pytest.raises(LinkInvalid):
         await links.redeem(
-            sessions, settings=settings, throttle=throttle, token="U" * 43, ip=None, now=starts
+            sessions,
+            kind=links.JOIN_LINK,
+            settings=settings,
+            throttle=throttle,
+            token="U" * 43,
+            ip=None,
+            now=starts,
         )
 
 
