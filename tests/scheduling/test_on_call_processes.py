@@ -18,7 +18,7 @@ from tests.factories import Demo, login, seed
 from tests.live import run_server_async
 from tests.scheduling.test_on_call import on_call_body
 from tests.services import REDIS_URL, require_redis
-from tests.signaling.wsclient import Client, staff_cookie, ws_connect
+from tests.signaling.wsclient import LOGIN_TIMEOUT, Client, staff_cookie, ws_connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
@@ -61,7 +61,9 @@ async def test_on_call_claimed_at_once_on_two_processes_exactly_one_gets_it(
         ):
             await queue_with(one, open_requests=0)
             await queue_with(two, open_requests=0)
-            async with httpx2.AsyncClient(base_url=first.url, headers={"Origin": first.url}) as gp:
+            async with httpx2.AsyncClient(
+                base_url=first.url, headers={"Origin": first.url}, timeout=LOGIN_TIMEOUT
+            ) as gp:
                 await login(gp, demo.gp)
                 asked = await gp.post("/api/v1/on-call", json=on_call_body(demo.cardiology))
                 assert asked.status_code == 201, asked.text
@@ -72,8 +74,12 @@ async def test_on_call_claimed_at_once_on_two_processes_exactly_one_gets_it(
                 assert entry["appointment_id"] == appointment_id
 
             async with (
-                httpx2.AsyncClient(base_url=first.url, headers={"Origin": first.url}) as a,
-                httpx2.AsyncClient(base_url=second.url, headers={"Origin": second.url}) as b,
+                httpx2.AsyncClient(
+                    base_url=first.url, headers={"Origin": first.url}, timeout=LOGIN_TIMEOUT
+                ) as a,
+                httpx2.AsyncClient(
+                    base_url=second.url, headers={"Origin": second.url}, timeout=LOGIN_TIMEOUT
+                ) as b,
             ):
                 await login(a, demo.specialist)
                 await login(b, demo.other_specialist)

@@ -19,13 +19,15 @@ from tests.live import Listening
 
 ORIGIN = "http://127.0.0.1:8000"
 TIMEOUT = 20.0
+LOGIN_TIMEOUT = 30.0
 # Status messages that may come between the ones a test waits for (a test that checks one of
 # them waits for it with ``expect``).
 NOISE = ("room_state", "queue", "position", "delay", "peer_state")
 
 
 async def staff_cookie(live: Listening, user: User) -> str:
-    async with httpx2.AsyncClient(base_url=live.url) as client:
+    # A password check runs in low-priority threads: on a busy machine it may take seconds.
+    async with httpx2.AsyncClient(base_url=live.url, timeout=LOGIN_TIMEOUT) as client:
         response = await client.post(
             "/api/v1/auth/login", json={"email": user.email, "password": DEMO_PASSWORD}
         )
