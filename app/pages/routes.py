@@ -140,6 +140,7 @@ async def gp_search(request: Request) -> Response:
         mail_configured=config.mail_configured,
         sms_configured=config.sms_configured,
         reminders=[f"{m // 60} h" if m % 60 == 0 else f"{m} min" for m in config.reminders],
+        on_call_claim_minutes=config.on_call_claim_minutes,
     )
 
 

@@ -1,5 +1,5 @@
 // GP: one booking: details, join the call, new patient link, reschedule, cancel, documents,
-// and the specialist's report.
+// and the specialist's report; an on-call request's state above them (gp-on-call-status.js).
 import { api, errorMessage } from "./api.js";
 import { $, h, showAlert, busy } from "./dom.js";
 import { t, formatDate, formatDateTime } from "./i18n.js";
@@ -8,6 +8,8 @@ import { showSlots, weekStart } from "./slots.js";
 import { showLink } from "./linkbox.js";
 import { mountDocuments } from "./documents.js";
 import { mountGuestInvite } from "./guest-invite.js";
+import { specialistText, takeLink } from "./gp-on-call.js";
+import { mountOnCallStatus } from "./gp-on-call-status.js";
 
 const root = $("#gp-appointment");
 const id = Number(root.dataset.appointment);
@@ -15,6 +17,8 @@ const errorBox = $("[data-error]", root);
 const notice = $("[data-notice]", root);
 let appointment = null;
 let week = 0;
+// An on-call request's link, handed over by the booking page: shown once, on the first load.
+let issuedLink = takeLink(id);
 
 async function load() {
   try {
@@ -25,8 +29,27 @@ async function load() {
   }
   $("[data-content]", root).hidden = false;
   renderDetails();
+  onCall.show(appointment);
+  if (issuedLink) {
+    $("[data-link-area]", root).hidden = false;
+    showLink($("[data-link-box]", root), issuedLink, appointment);
+    issuedLink = null;
+  }
   await Promise.all([loadReport(), mountDocuments($("[data-documents-box]", root), id), loadMessages()]);
 }
+
+// The on-call request's own reads and changes reach the details too.
+const onCall = mountOnCallStatus($("[data-on-call]", root), {
+  appointmentId: id,
+  heading: $("[data-title]", root),
+  notice,
+  errorBox,
+  onRead: (fresh) => {
+    appointment = fresh;
+    renderDetails();
+  },
+  reload: () => load(),
+});
 
 const MESSAGE_KIND = {
   invitation: () => t("Invitation with the link"),
@@ -147,9 +170,10 @@ function renderDetails() {
   const a = appointment;
   // Not inside the t() call below: the message extraction reads no t() nested in another's arguments.
   const opened = a.link && a.link.last_redeemed_at ? formatDateTime(a.link.last_redeemed_at) : t("never");
+  const onCall = a.kind === "on_call";
   const rows = [
-    [t("Time"), formatDateTime(a.starts_at)],
-    [t("Specialist"), `${a.specialist_name} (${a.specialty})`],
+    [onCall ? t("Asked") : t("Time"), formatDateTime(a.starts_at)],
+    [t("Specialist"), specialistText(a)],
     [t("Status"), statusLine(a)],
     [t("Patient"), a.patient_name],
     [t("Date of birth"), formatDate(`${a.patient_birth_date}T12:00:00Z`)],
@@ -165,6 +189,11 @@ function renderDetails() {
   $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
   const active = a.status === "booked";
   for (const sel of ["[data-join]", "[data-new-link]", "[data-reschedule]", "[data-cancel]"]) $(sel, root).hidden = !active;
+  if (onCall && a.specialist_id === null) {
+    // Nobody has taken it: no slot to move, and withdrawing is the request's own action.
+    $("[data-reschedule]", root).hidden = true;
+    $("[data-cancel]", root).hidden = true;
+  }
   // A guest (interpreter, carer) can be invited while the consultation can still take place.
   const guestArea = $("[data-guest-area]", root);
   guestArea.hidden = !active || ["ended", "no_show", "cancelled"].includes(a.room_state);

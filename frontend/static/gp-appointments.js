@@ -3,6 +3,7 @@ import { api, errorMessage } from "./api.js";
 import { $, h, showAlert } from "./dom.js";
 import { t, formatDateTime } from "./i18n.js";
 import { STATUS, ROOM, label } from "./labels.js";
+import { onCallState, onCallTitle } from "./gp-on-call.js";
 
 const root = $("#gp-appointments");
 const list = $("[data-list]", root);
@@ -27,11 +28,27 @@ async function load() {
   list.replaceChildren(...visible.map((a) => h("li", { dataset: { appointment: a.id } },
     h("p", {}, h("a", { href: `/gp/appointments/${a.id}` }, `${formatDateTime(a.starts_at)} – ${a.patient_name}`)),
     h("p", { class: "row" },
-      h("span", {}, `${a.specialist_name} (${a.specialty})`),
+      h("span", {}, withWhom(a)),
+      onCallBadge(a),
       h("span", { class: `badge ${a.status}` }, label(STATUS, a.status)),
       a.status === "booked" ? h("span", { class: `badge ${a.room_state}` }, label(ROOM, a.room_state)) : null,
       a.urgency === "urgent" ? h("span", { class: "badge urgent" }, t("Urgent")) : null,
       a.has_report ? h("span", { class: "badge" }, t("Report available")) : null))));
+}
+
+/** "Dr. Minh Nguyen (Kardiologie)"; an on-call request "On-call consult · Kardiologie", with
+ * the specialist once one has taken it. */
+function withWhom(a) {
+  if (a.kind !== "on_call") return `${a.specialist_name} (${a.specialty})`;
+  return a.specialist_name ? `${onCallTitle(a)} · ${a.specialist_name}` : onCallTitle(a);
+}
+
+function onCallBadge(a) {
+  if (a.kind !== "on_call") return null;
+  const state = onCallState(a);
+  if (state === "waiting") return h("span", { class: "badge waiting" }, t("Waiting to be taken"));
+  if (state === "unclaimed") return h("span", { class: "badge warn" }, t("Nobody has taken it yet"));
+  return null;
 }
 
 showPast.addEventListener("change", load);

@@ -1,4 +1,5 @@
-// GP: find a specialty or specialist, pick a free slot, book with patient data and question.
+// GP: find a specialty or specialist, pick a free slot, book with patient data and question;
+// or ask the whole specialty for a consult now (an on-call request) with the same form.
 import { api, errorMessage, ApiError } from "./api.js";
 import { $, h, showStep, showAlert, busy } from "./dom.js";
 import { t, lang, formatDateTime } from "./i18n.js";
@@ -6,6 +7,7 @@ import { showSlots, weekStart, weekTitle } from "./slots.js";
 import { showLink } from "./linkbox.js";
 import { mountDocuments } from "./documents.js";
 import { watchPresence } from "./gp-presence.js";
+import { handOverLink } from "./gp-on-call.js";
 
 const root = $("#gp-book");
 const form = $("[data-search-form]", root);
@@ -13,7 +15,8 @@ const specialtySelect = form.specialty;
 const specialistSelect = form.specialist;
 const slotsBox = $("[data-slots]", root);
 let week = 0;
-let chosen = null;
+let chosen = null; // the slot to book, or null for an on-call request
+let asking = null; // the specialty asked for a consult now, or null for a slot
 let specialties = [];
 
 async function init() {
@@ -25,18 +28,49 @@ async function init() {
   }
   specialtySelect.replaceChildren(...specialties.map((s) =>
     h("option", { value: s.slug }, lang === "de" ? s.name_de : s.name_en)));
-  const wanted = new URLSearchParams(location.search).get("specialty");
+  const params = new URLSearchParams(location.search);
+  const wanted = params.get("specialty");
   if (wanted && specialties.some((s) => s.slug === wanted)) specialtySelect.value = wanted;
-  const presence = watchPresence($("[data-presence-line]", root), () => specialtySelect.value);
-  specialtySelect.addEventListener("change", () => { week = 0; presence.show(); loadSpecialists(); });
+  const presence = watchPresence($("[data-presence-line]", root), () => specialtySelect.value, showOffer);
+  specialtySelect.addEventListener("change", () => { week = 0; presence.show(); showOffer(); loadSpecialists(); });
   specialistSelect.addEventListener("change", () => { week = 0; loadSlots(); });
   $("[data-week-prev]", root).addEventListener("click", () => { week = Math.max(0, week - 1); loadSlots(); });
   $("[data-week-next]", root).addEventListener("click", () => { week += 1; loadSlots(); });
   $("[data-back]", root).addEventListener("click", () => { showStep(root, "search"); loadSlots(); });
   $("[data-booking-form]", root).addEventListener("submit", book);
+  $("[data-on-call-start]", root).addEventListener("click", askNow);
+  showOffer();
   const smsChoice = $("[data-sms-choice]", root);
   if (smsChoice) smsChoice.addEventListener("change", showPhoneField);
+  if (/^\d+$/.test(params.get("from") || "")) prefillFrom(params.get("from"));
   await loadSpecialists();
+}
+
+// "Book a slot instead" on a withdrawn on-call request's page (?from=<its id>): the form starts
+// with its patient, question and choices, so the GP only picks the slot.
+async function prefillFrom(appointmentId) {
+  let a;
+  try {
+    a = await api(`/api/v1/appointments/${appointmentId}`);
+  } catch {
+    return; // not this GP's, or gone: the form starts empty
+  }
+  const f = $("[data-booking-form]", root);
+  f.patient_name.value = a.patient_name;
+  f.patient_birth_date.value = a.patient_birth_date;
+  f.patient_contact.value = a.patient_contact;
+  f.clinical_question.value = a.clinical_question;
+  f.urgency.value = a.urgency;
+  f.mode.value = a.mode;
+  if (f.patient_language) f.patient_language.value = a.patient_language;
+  for (const box of f.querySelectorAll("input[name=invite_by]")) box.checked = a.invite_by.includes(box.value);
+  if (f.patient_phone && a.patient_phone) f.patient_phone.value = a.patient_phone;
+  const sms = $("[data-sms-choice]", root);
+  if (sms) {
+    $("[data-sms-phone]", root).hidden = !sms.checked;
+    f.patient_phone.required = sms.checked;
+  }
+  showAlert($("[data-prefilled]", root), t("The patient and the question of the withdrawn request are filled in: choose a slot."), "info");
 }
 
 // The mobile number is asked for only with the SMS choice; a phone number typed as the
@@ -64,13 +98,18 @@ let slotsRequest = 0;
 
 async function loadSpecialists() {
   const request = ++specialistsRequest;
+  offer.specialists = null;
   let specialists = [];
+  let known = true;
   try {
     specialists = await api(`/api/v1/specialists?${new URLSearchParams({ specialty: specialtySelect.value })}`);
   } catch (error) {
+    known = false;
     showAlert($("[data-search-error]", root), errorMessage(error));
   }
   if (request !== specialistsRequest) return;
+  offer.specialists = known ? specialists.length : null;
+  showOffer();
   specialistSelect.replaceChildren(
     h("option", { value: "" }, t("Any specialist")),
     ...specialists.map((s) => h("option", { value: String(s.id) }, s.display_name)),
@@ -87,18 +126,93 @@ async function loadSlots() {
   await showSlots(slotsBox, query, from, pick, () => request === slotsRequest);
 }
 
+function chosenSpecialty() {
+  return specialties.find((s) => s.slug === specialtySelect.value) || null;
+}
+
+function specialtyName(specialty) {
+  return lang === "de" ? specialty.name_de : specialty.name_en;
+}
+
+// ------------------------------------------------------------------ a consult now
+// What the offer knows: the chosen specialty's presence counts (null while unknown) and how
+// many specialists it has at all (null until read).
+const offer = { counts: null, specialists: null };
+
+function showOffer(counts = offer.counts) {
+  offer.counts = counts;
+  const specialty = chosenSpecialty();
+  const box = $("[data-on-call-offer]", root);
+  box.hidden = !specialty;
+  if (!specialty) return;
+  const name = specialtyName(specialty);
+  $("[data-on-call-text]", root).textContent = t("No time for a slot? The request goes at once to every specialist in {specialty}; whoever takes it first lets the patient in.", { specialty: name });
+  const nobody = $("[data-on-call-nobody]", root);
+  const start = $("[data-on-call-start]", root);
+  start.disabled = offer.specialists === 0;
+  if (offer.specialists === 0) {
+    nobody.textContent = t("Nobody can take requests in {specialty}: it has no specialists.", { specialty: name });
+  } else if (counts && !counts.on_duty) {
+    nobody.textContent = t("Nobody in {specialty} is on duty right now. You can still ask; if nobody takes it within {minutes} minutes, the request's page tells you.", {
+      specialty: name, minutes: Number(root.dataset.claimMinutes) || 10,
+    });
+  }
+  nobody.hidden = !(offer.specialists === 0 || (counts && !counts.on_duty));
+}
+
+// The same form for a slot and for a consult now; each keeps its own urgency and place of the
+// patient (a consult now: urgent, and the patient usually sits in the practice).
+const formChoices = { slot: { urgency: "routine", mode: "home" }, on_call: { urgency: "urgent", mode: "practice" } };
+let formKind = "slot";
+
+function useForm(kind) {
+  const f = $("[data-booking-form]", root);
+  if (kind !== formKind) {
+    formChoices[formKind] = { urgency: f.urgency.value, mode: f.mode.value };
+    f.urgency.value = formChoices[kind].urgency;
+    f.mode.value = formChoices[kind].mode;
+    formKind = kind;
+  }
+  const onCall = kind === "on_call";
+  $("[data-submit]", root).textContent = onCall ? t("Request an on-call consult") : t("Book consultation");
+  $("[data-back]", root).textContent = onCall ? t("Choose a slot instead") : t("Choose another slot");
+  const reminders = $("[data-reminders]", root);
+  if (reminders) reminders.hidden = onCall; // a consult now has nothing to remind of
+  $("[data-booking-error]", root).hidden = true;
+}
+
+function askNow() {
+  asking = chosenSpecialty();
+  if (!asking) return;
+  chosen = null;
+  useForm("on_call");
+  $("[data-chosen-slot]", root).textContent = t("On-call consult · {specialty}: the request goes to every specialist in {specialty} as soon as you send it.", {
+    specialty: specialtyName(asking),
+  });
+  showStep(root, "form");
+}
+
 function pick(slot) {
   chosen = slot;
+  asking = null;
+  useForm("slot");
   $("[data-chosen-slot]", root).textContent = t("{time} with {specialist}", {
     time: formatDateTime(slot.starts_at), specialist: slot.specialist_name,
   });
   showStep(root, "form");
 }
 
-function bookingBody(f) {
+/** Where the form goes: a booking of the chosen slot, or an on-call request. */
+function submission(f) {
+  if (asking) return { path: "/api/v1/on-call", body: { specialty_id: asking.id, ...consultBody(f) } };
   return {
-    specialist_id: chosen.specialist_id,
-    starts_at: chosen.starts_at,
+    path: "/api/v1/appointments",
+    body: { specialist_id: chosen.specialist_id, starts_at: chosen.starts_at, ...consultBody(f) },
+  };
+}
+
+function consultBody(f) {
+  return {
     patient_name: f.patient_name.value.trim(),
     patient_birth_date: f.patient_birth_date.value,
     patient_contact: f.patient_contact.value.trim(),
@@ -136,11 +250,17 @@ async function book(event) {
   }
   await busy(f.querySelector("button[type=submit]"), async () => {
     try {
-      const body = bookingBody(f);
-      const result = await api("/api/v1/appointments", {
-        method: "POST", body, headers: { "Idempotency-Key": idempotencyKey(body) },
+      const { path, body } = submission(f);
+      const result = await api(path, {
+        method: "POST", body, headers: { "Idempotency-Key": idempotencyKey(path, body) },
       });
       pending = null;
+      if (asking) {
+        // The request's page shows its state live, and the patient's link once.
+        handOverLink(result.appointment.id, result.link);
+        location.assign(`/gp/appointments/${result.appointment.id}`);
+        return;
+      }
       f.reset();
       if ($("[data-sms-choice]", root)) showPhoneField();
       showLink($("[data-link-box]", root), result.link, result.appointment);
@@ -149,13 +269,20 @@ async function book(event) {
       mountDocuments($("[data-documents-box]", root), result.appointment.id);
       showStep(root, "done");
     } catch (error) {
-      showAlert(errorBox, fieldErrors(error) || errorMessage(error));
+      showAlert(errorBox, fieldErrors(error) || bookingError(error));
       errorBox.focus();
-      if (error instanceof ApiError && (error.code === "slot_taken" || error.code === "slot_unavailable")) {
+      if (error instanceof ApiError && ["slot_taken", "slot_unavailable", "no_specialist"].includes(error.code)) {
         $("[data-back]", root).focus();
       }
     }
   });
+}
+
+function bookingError(error) {
+  if (error instanceof ApiError && error.code === "no_specialist" && asking) {
+    return t("Nobody can take requests in {specialty}: it has no specialists.", { specialty: specialtyName(asking) });
+  }
+  return errorMessage(error);
 }
 
 function showSending(appointment) {
@@ -176,8 +303,8 @@ function showSending(appointment) {
 // of "slot taken" for the slot just booked. A changed form is a new booking with a new key.
 let pending = null; // { body: JSON text, key }
 
-function idempotencyKey(body) {
-  const text = JSON.stringify(body);
+function idempotencyKey(path, body) {
+  const text = JSON.stringify([path, body]);
   if (!pending || pending.body !== text) {
     const bytes = crypto.getRandomValues(new Uint8Array(16));
     pending = { body: text, key: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };

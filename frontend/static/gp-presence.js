@@ -15,8 +15,9 @@ export function presenceText(counts) {
 }
 
 /** Shows in `line` the counts of the specialty `chosen()` returns (its slug), live; call the
- * returned `show()` when the choice changes. */
-export function watchPresence(line, chosen) {
+ * returned `show()` when the choice changes. `onCounts(counts)` hears the chosen specialty's
+ * counts (null while unknown: not read yet, or the session ended) after each change. */
+export function watchPresence(line, chosen, onCounts = () => {}) {
   let bySlug = new Map();
   let live = null;
 
@@ -26,6 +27,7 @@ export function watchPresence(line, chosen) {
     line.hidden = !bySlug.size || Boolean(live?.stopped);
     line.dataset.onDuty = String(counts ? counts.on_duty : 0);
     line.dataset.inCall = String(counts ? counts.in_call : 0);
+    onCounts(line.hidden ? null : counts || { on_duty: 0, in_call: 0 });
     // Only a changed sentence is written: the live region announces each write.
     if (line.dataset.text === text) return;
     line.dataset.text = text;
@@ -44,7 +46,7 @@ export function watchPresence(line, chosen) {
       if (message.type === "presence") take(message.specialties);
     },
     // The session ended (logged out elsewhere, timed out): no stale counts.
-    onFatal: () => { line.hidden = true; },
+    onFatal: () => { line.hidden = true; onCounts(null); },
   });
   live.connect();
   return { show };

@@ -39,6 +39,12 @@ async function start() {
 
 // ------------------------------------------------------------------ consent
 function summaryText() {
+  // An on-call request nobody has taken yet has no specialist's name: its specialty instead.
+  if (!me.specialist_name) {
+    return t("You have been invited as {kind} to a video consultation with a specialist in {specialty}.", {
+      kind: guestKindLabel(me.kind), specialty: me.specialty,
+    });
+  }
   return t("You have been invited as {kind} to the video consultation with {name} ({specialty}) on {date} at {time}.", {
     kind: guestKindLabel(me.kind),
     name: me.specialist_name,

@@ -42,6 +42,10 @@ async function start() {
 
 // ------------------------------------------------------------------ consent
 function summaryText() {
+  // An on-call request nobody has taken yet has no specialist's name: its specialty instead.
+  if (!appointment.specialist_name) {
+    return t("Your video consultation with a specialist in {specialty}.", { specialty: appointment.specialty });
+  }
   return t("Video consultation with {name} ({specialty}) on {date} at {time}.", {
     name: appointment.specialist_name,
     specialty: appointment.specialty,
@@ -176,7 +180,10 @@ function waitingRoom(stream, check, checkFailed = false) {
   }
   $("[data-check-result]", root).hidden = true;
   waitingPreview(stream);
-  const room = new WaitingRoom($("[data-step=waiting]", root), { startsAt: appointment.starts_at });
+  const room = new WaitingRoom($("[data-step=waiting]", root), {
+    startsAt: appointment.starts_at,
+    onCallSpecialty: appointment.specialist_name ? null : appointment.specialty,
+  });
   room.start();
   const call = new Call($("[data-call]", root), {
     appointmentId: appointment.appointment_id,

@@ -10,9 +10,18 @@ let invitationUrl = null;
 export function showLink(box, link, appointment) {
   const input = $("[data-join-url]", box);
   input.value = link.join_url;
-  $("[data-booked-summary]", box).textContent = t("{specialist} on {time}, patient {patient}.", {
-    specialist: appointment.specialist_name, time: formatDateTime(appointment.starts_at), patient: appointment.patient_name,
-  });
+  // An on-call request (a consult now) names its specialty, and its link works at once.
+  const onCall = appointment.kind === "on_call";
+  $("[data-booked-summary]", box).textContent = onCall
+    ? t("On-call consult · {specialty}, requested {time}, patient {patient}.", {
+      specialty: appointment.specialty, time: formatDateTime(appointment.starts_at), patient: appointment.patient_name,
+    })
+    : t("{specialist} on {time}, patient {patient}.", {
+      specialist: appointment.specialist_name, time: formatDateTime(appointment.starts_at), patient: appointment.patient_name,
+    });
+  if (onCall) {
+    $("[data-link-intro]", box).textContent = t("Give the patient this personal link. It works now: the patient can wait in the waiting room until a specialist takes the request. For privacy it is shown only now; you can issue a new one on the request's page.");
+  }
   $("[data-link-validity]", box).textContent = t("The link is valid from {from} to {until}.", {
     from: formatDateTime(link.valid_from), until: formatDateTime(link.valid_until),
   });
@@ -26,10 +35,16 @@ export function showLink(box, link, appointment) {
     }
     status.textContent = t("Link copied.");
   };
-  const subject = t("Your video consultation on {time}", { time: formatDateTime(appointment.starts_at) });
-  const body = t("Hello,\n\nyour video consultation with {specialist} is on {time}.\nOpen this link on your smartphone or computer up to 30 minutes before:\n{url}\n\nPlease keep the link to yourself.", {
-    specialist: appointment.specialist_name, time: formatDateTime(appointment.starts_at), url: link.join_url,
-  });
+  const subject = onCall
+    ? t("Your video consultation now")
+    : t("Your video consultation on {time}", { time: formatDateTime(appointment.starts_at) });
+  const body = onCall
+    ? t("Hello,\n\na specialist in {specialty} will see you in a video consultation shortly.\nPlease open this link on your smartphone or computer now:\n{url}\n\nPlease keep the link to yourself.", {
+      specialty: appointment.specialty, url: link.join_url,
+    })
+    : t("Hello,\n\nyour video consultation with {specialist} is on {time}.\nOpen this link on your smartphone or computer up to 30 minutes before:\n{url}\n\nPlease keep the link to yourself.", {
+      specialist: appointment.specialist_name, time: formatDateTime(appointment.starts_at), url: link.join_url,
+    });
   const to = appointment.patient_contact.includes("@") ? appointment.patient_contact : "";
   // RFC 6068: the address as it is ("@" not percent-encoded, which some mail programs keep).
   $("[data-mail]", box).href = `mailto:${encodeURIComponent(to).replace(/%40/g, "@")}?subject=${encodeURIComponent(subject)}&body=${encodeURIComponent(body)}`;

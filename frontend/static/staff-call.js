@@ -144,8 +144,11 @@ async function endConsultation() {
 }
 
 function showCase(a) {
+  // An on-call request nobody has taken yet: its specialty. (Not inside the t() call below:
+  // the message extraction reads no t() nested in another's arguments.)
+  const specialist = a.specialist_name || t("On-call consult · {specialty}", { specialty: a.specialty });
   $("[data-call-summary]", root).textContent = t("{time} · {specialist} · booked by {gp}", {
-    time: formatDateTime(a.starts_at), specialist: a.specialist_name, gp: a.gp_name,
+    time: formatDateTime(a.starts_at), specialist, gp: a.gp_name,
   });
   const rows = [
     [t("Patient"), a.patient_name],

@@ -47,14 +47,18 @@ export function estimateText(etaMinutes, secondsLeft) {
 }
 
 export class WaitingRoom {
-  constructor(root, { startsAt, now = () => Date.now() }) {
+  /** `onCallSpecialty`: a consult now that no specialist has taken yet (an on-call request):
+   * no appointment time to count down to; the box names the specialty instead. */
+  constructor(root, { startsAt, onCallSpecialty = null, now = () => Date.now() }) {
     this.startsAt = startsAt;
+    this.onCallSpecialty = onCallSpecialty;
     this.now = now;
     this.lastMinutes = null;
     this.arrived = false;
     this.lateMinutes = 0; // the specialist's late notice: the countdown runs to the later time
     this.timer = null;
     this.el = {
+      label: $("[data-appointment-label]", root),
       time: $("[data-appointment-time]", root),
       countdown: $("[data-countdown]", root),
       live: $("[data-countdown-live]", root),
@@ -67,6 +71,7 @@ export class WaitingRoom {
   }
 
   start() {
+    if (this.onCallSpecialty) return this.startOnCall();
     const today = formatDate(new Date(this.now())) === formatDate(this.startsAt);
     this.el.time.textContent = today
       ? t("today at {time}", { time: formatTime(this.startsAt) })
@@ -74,6 +79,17 @@ export class WaitingRoom {
     this.tick();
     clearInterval(this.timer);
     this.timer = setInterval(() => this.tick(), 1000);
+  }
+
+  startOnCall() {
+    const { label, time, countdown } = this.el;
+    label.textContent = t("Your video consultation");
+    time.textContent = this.onCallSpecialty;
+    countdown.removeAttribute("role"); // nothing counts down
+    countdown.dataset.state = "on-call";
+    countdown.textContent = t("A specialist in {specialty} will take over shortly and let you in here.", {
+      specialty: this.onCallSpecialty,
+    });
   }
 
   stop() {
@@ -87,6 +103,7 @@ export class WaitingRoom {
   }
 
   tick() {
+    if (this.onCallSpecialty) return;
     const left = secondsUntil(this.expectedStart(), this.now());
     const { countdown, live } = this.el;
     if (left > 0) {
