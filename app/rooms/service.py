@@ -19,7 +19,7 @@ from sqlmodel import col, func, select
 from app.accounts.models import Practice, Role, User
 from app.accounts.service import Principal
 from app.audit import service as audit
-from app.errors import Conflict, InvalidInput, NotFound, NotYourRoom, SlotTaken
+from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound, NotYourRoom, SlotTaken
 from app.events import outbox
 from app.events.types import (
     AppointmentTransferred,
@@ -31,7 +31,7 @@ from app.events.types import (
 from app.metrics import WAIT_SECONDS
 from app.rooms import delay, history, waiting
 from app.rooms.schemas import QueueEntry, QueueOut
-from app.rooms.state import STATUS_AFTER, Action, Actor, next_state
+from app.rooms.state import STATUS_AFTER, UNCLAIMED_ACTIONS, Action, Actor, next_state
 from app.scheduling import on_call_queue
 from app.scheduling.models import (
     Appointment,
@@ -106,6 +106,11 @@ async def act(
     """Applies ``action`` for ``who`` (None: the server itself) and records it in the audit log."""
     appointment = await load(session, appointment_id, lock=True)
     actor = actor_for(appointment, who) if who is not None else Actor.SYSTEM
+    if appointment.specialist_id is None and action not in UNCLAIMED_ACTIONS:
+        raise InvalidTransition(
+            "Noch hat niemand aus dem Fachgebiet die Anfrage übernommen: "
+            "die Fachärztin oder der Facharzt holt die Patientin oder den Patienten herein."
+        )
     before = appointment.room_state
     after = next_state(before, action, actor, admitted_before=admitted_before(appointment))
     if after is before:

@@ -48,6 +48,11 @@ class Action(StrEnum):
     SEND_BACK = "send_back"  # the patient goes from the call back to the waiting room
 
 
+# What may happen in the room of an on-call request that no specialist has taken yet: the
+# patient comes and goes, the GP withdraws it. Letting the patient in is the specialist's, once
+# one has taken it (a GP admitting first would leave a consultation nobody can end).
+UNCLAIMED_ACTIONS = frozenset({Action.ARRIVE, Action.DEPART, Action.CANCEL})
+
 CLOSED = frozenset({S.ENDED, S.NO_SHOW, S.CANCELLED})
 # States that show the consultation has begun, whatever the clock says: links open 30 min early,
 # so a specialist may admit a waiting patient before the slot. Admitting counts too: it is the

@@ -31,7 +31,7 @@ from app.errors import Conflict, InvalidTransition, NotFound
 from app.events import outbox
 from app.events.types import OnCallClaimed, OnCallEscalated, OnCallRequested, OnCallUnclaimed
 from app.rooms.state import is_closed
-from app.scheduling import links
+from app.scheduling import links, service
 from app.scheduling import repository as repo
 from app.scheduling.access import is_gp_of, require_role, visible_appointment
 from app.scheduling.models import (
@@ -43,7 +43,6 @@ from app.scheduling.models import (
 )
 from app.scheduling.on_call_queue import OPEN_STATES
 from app.scheduling.schemas import AppointmentOut, BookingOut, OnCallIn
-from app.scheduling.service import link_out, require_sending
 from app.scheduling.views import appointment_views
 from app.settings import Settings
 
@@ -72,7 +71,7 @@ async def request(
     link, valid from now."""
     now = now or utcnow()
     gp_id = require_role(who, Role.GP)
-    require_sending(settings, details)
+    service.require_sending(settings, details)
     specialty = await session.get(Specialty, details.specialty_id)
     if specialty is None:
         raise NotFound("Dieses Fachgebiet gibt es nicht.")
@@ -123,7 +122,7 @@ async def request(
     )
     return BookingOut(
         appointment=(await appointment_views(session, [appointment]))[0],
-        link=await link_out(
+        link=await service.link_out(
             session, settings=settings, appointment=appointment, issued=issued, now=now
         ),
     )
@@ -181,6 +180,9 @@ async def claim(
             or appointment.specialty_id != me.specialty_id
         ):
             raise NotFound("Diese Anfrage gibt es nicht.")
+        if appointment.specialist_id == specialist_id:
+            # Their own retry (a lost answer, a second tab): it is theirs, nothing happens twice.
+            return (await appointment_views(session, [appointment]))[0]
         if appointment.specialist_id is not None:
             raise AlreadyClaimed()
         if appointment.ends_at <= now and not is_closed(appointment.room_state):
@@ -211,15 +213,7 @@ async def escalate(
 ) -> AppointmentOut:
     """The requesting GP asks the specialty again: urgent now, and a new time limit."""
     now = now or utcnow()
-    appointment = await visible_appointment(
-        session, who=who, appointment_id=appointment_id, lock=True
-    )
-    if not is_gp_of(who, appointment) or appointment.kind is not AppointmentKind.ON_CALL:
-        raise NotFound("Diese Anfrage gibt es nicht.")
-    if appointment.specialist_id is not None:
-        raise AlreadyClaimed("Die Anfrage wurde schon übernommen.")
-    if appointment.status != AppointmentStatus.BOOKED or is_closed(appointment.room_state):
-        raise InvalidTransition("Diese Anfrage ist nicht mehr offen.")
+    appointment = await _hold_open(session, who=who, appointment_id=appointment_id, now=now)
     assert appointment.specialty_id is not None
     appointment.urgency = Urgency.URGENT
     appointment.claim_until = now + timedelta(minutes=settings.on_call_claim_minutes)
@@ -235,6 +229,60 @@ async def escalate(
     )
     audit.record_for(session, who, "on_call.escalated", appointment_id)
     return (await appointment_views(session, [appointment]))[0]
+
+
+async def withdraw(
+    session: AsyncSession, *, who: Principal, appointment_id: int, now: datetime | None = None
+) -> AppointmentOut:
+    """The requesting GP withdraws the request, but only while nobody has taken it: a claim at
+    the same moment either wins (then this answers ``already_claimed``) or finds it withdrawn.
+    (Once taken, it is an appointment like a booked one: cancelled as such.)"""
+    now = now or utcnow()
+    await _hold_open(session, who=who, appointment_id=appointment_id, now=now, stale_ok=True)
+    return await service.cancel(session, who=who, appointment_id=appointment_id, now=now)
+
+
+async def _hold_open(
+    session: AsyncSession,
+    *,
+    who: Principal,
+    appointment_id: int,
+    now: datetime,
+    stale_ok: bool = False,
+) -> Appointment:
+    """The GP's own open request that nobody has taken, held for the rest of the unit of work
+    by a conditional UPDATE (the row's lock on PostgreSQL, the write lock on SQLite), so that a
+    claim at the same moment waits and then finds it changed. ``stale_ok``: also one past its
+    planned end (to withdraw it)."""
+    appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
+    if not is_gp_of(who, appointment) or appointment.kind is not AppointmentKind.ON_CALL:
+        raise NotFound("Diese Anfrage gibt es nicht.")
+    conditions = [
+        col(Appointment.id) == appointment_id,
+        col(Appointment.specialist_id).is_(None),
+        col(Appointment.status) == AppointmentStatus.BOOKED,
+        col(Appointment.room_state).in_(OPEN_STATES),
+    ]
+    if not stale_ok:
+        conditions.append(col(Appointment.ends_at) > now)
+    result = await session.execute(
+        update(Appointment)
+        .where(*conditions)
+        .values(claim_until=col(Appointment.claim_until))
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    held = await repo.lock_appointment(session, appointment_id)
+    assert held is not None
+    if result.rowcount != 1:
+        if held.specialist_id is not None:
+            raise AlreadyClaimed("Die Anfrage wurde schon übernommen.")
+        if held.status != AppointmentStatus.BOOKED or is_closed(held.room_state):
+            raise InvalidTransition("Diese Anfrage ist nicht mehr offen.")
+        raise InvalidTransition(
+            "Diese Anfrage ist abgelaufen: bitte neu anfragen oder einen Termin buchen."
+        )
+    return held
 
 
 async def sweep_unclaimed(session: AsyncSession, *, now: datetime) -> int:
@@ -258,9 +306,14 @@ async def sweep_unclaimed(session: AsyncSession, *, now: datetime) -> int:
         result = await session.execute(
             update(Appointment)
             .where(
+                # Again, as it may have changed since the reading (asked again, taken,
+                # withdrawn): only what is still due is marked.
                 col(Appointment.id) == appointment_id,
                 col(Appointment.specialist_id).is_(None),
                 col(Appointment.unclaimed_at).is_(None),
+                col(Appointment.claim_until) <= now,
+                col(Appointment.status) == AppointmentStatus.BOOKED,
+                col(Appointment.room_state).in_(OPEN_STATES),
             )
             .values(unclaimed_at=now)
             .execution_options(synchronize_session=False)

@@ -129,6 +129,14 @@ async def claim_on_call(request: Request) -> Response:
     return respond(claimed)
 
 
+async def withdraw_on_call(request: Request) -> Response:
+    who = await require_staff(request, Role.GP)
+    appointment_id = path_id(request)
+    async with unit_of_work(db(request)) as session:
+        withdrawn = await on_call.withdraw(session, who=who, appointment_id=appointment_id)
+    return respond(withdrawn)
+
+
 async def escalate_on_call(request: Request) -> Response:
     who = await require_staff(request, Role.GP)
     appointment_id = path_id(request)
@@ -314,6 +322,16 @@ on_call_routes: list[Route] = [
         method="POST",
         summary="Take an open on-call request of one's specialty (specialist); the first wins, "
         "the others get 409 already_claimed",
+        tags=ON_CALL_TAGS,
+        response=AppointmentOut,
+        errors=[401, 403, 404, 409],
+    ),
+    api_route(
+        "/api/v1/on-call/{id:int}/withdraw",
+        withdraw_on_call,
+        method="POST",
+        summary="Withdraw an on-call request nobody has taken yet (requesting GP); once taken "
+        "it is cancelled like a booking",
         tags=ON_CALL_TAGS,
         response=AppointmentOut,
         errors=[401, 403, 404, 409],

@@ -58,6 +58,9 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
             # Every specialist of the specialty sees its open requests in the queue (the one
             # who claimed it sees it there now as their own).
             await hub.on_call_changed(event.specialty_id, ev=event.event_id)
+            if isinstance(event, ev.OnCallClaimed):
+                # A patient already waiting is in the specialist's line from now on.
+                await hub.waiting.claimed(event.appointment_id, hub.replicas.rooms)
         case ev.AppointmentTransferred():
             await hub.revoke(event.appointment_id, event.from_specialist_id, ev=event.event_id)
             await hub.queue_changed(event.from_specialist_id, ev=event.event_id)

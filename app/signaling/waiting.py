@@ -10,7 +10,7 @@ they differ from what that connection was last sent, so a repeated event says no
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -29,6 +29,7 @@ from app.signaling import envelope as env
 from app.signaling import messages as m
 from app.signaling import wire
 from app.signaling.connection import Connection
+from app.signaling.replicas import LocalRoom
 from app.tasks import Task, Tasks
 
 log = get_logger("konsil.signaling")
@@ -111,6 +112,16 @@ class WaitingRooms:
             await self._refresh_watchers([watcher])
         except Exception as exc:
             log.warning("signaling.waiting_watch_failed", error=type(exc).__name__)
+
+    async def claimed(self, appointment_id: int, rooms: Mapping[int, LocalRoom]) -> None:
+        """An on-call request was taken: its patient's connections on this process, which had
+        no specialist's line to watch when they joined, watch it now."""
+        local = rooms.get(appointment_id)
+        if local is None:
+            return
+        for conn in list(local.conns.values()):
+            if conn.role == "patient" and conn.id not in self._by_conn:
+                await self.watch(conn, appointment_id)
 
     async def unwatch(self, conn: Connection) -> None:
         """The connection ended; the last one of a specialist ends the subscription."""

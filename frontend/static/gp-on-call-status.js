@@ -152,16 +152,17 @@ export function mountOnCallStatus(box, { appointmentId, heading, notice, errorBo
     changes += 1;
     return busy(button, async () => {
       try {
-        const now = await api(`/api/v1/appointments/${appointmentId}`);
-        if (now.specialist_id !== null) {
-          take(now);
-          showAlert(errorBox, t("A specialist has just taken the request: it was not withdrawn."));
-          return false;
-        }
-        take(await api(`/api/v1/appointments/${appointmentId}/cancel`, { method: "POST" }));
+        // Only while nobody has taken it (the server decides, also against a claim at the
+        // same moment).
+        take(await api(`/api/v1/on-call/${appointmentId}/withdraw`, { method: "POST" }));
         notice.hidden = true; // the request's state says it
         return true;
       } catch (error) {
+        if (error instanceof ApiError && error.code === "already_claimed") {
+          take(await api(`/api/v1/appointments/${appointmentId}`).catch(() => appointment));
+          showAlert(errorBox, t("A specialist has just taken the request: it was not withdrawn."));
+          return false;
+        }
         showAlert(errorBox, requestError(error));
         return false;
       } finally {

@@ -38,7 +38,7 @@ function knockState() {
   notifyAllow.hidden = !("Notification" in window) || Notification.permission !== "default";
 }
 
-function knock(newcomers, title = t("Konsil: a patient is waiting")) {
+function knock(newcomers, title = t("Konsil: a patient is waiting"), body = null) {
   if (!newcomers.length || inConsultation(queue, lastCallPageAt, Date.now())) return;
   if (!knocker.take(Date.now())) return;
   root.dataset.knocks = String(Number(root.dataset.knocks || 0) + 1);
@@ -51,7 +51,7 @@ function knock(newcomers, title = t("Konsil: a patient is waiting")) {
     // No patient name: a notification may show on a screen others can see.
     try {
       new Notification(title, {
-        body: t("Waiting now: {count}", { count: queue.waiting.length }),
+        body: body ?? t("Waiting now: {count}", { count: queue.waiting.length }),
         tag: "konsil-knock",
         icon: document.querySelector("link[rel=icon]")?.href,
       });
@@ -72,10 +72,12 @@ function snapshot(next) {
   known = new Set(queue.waiting.map((e) => e.appointment_id));
   document.title = titleWithCount(baseTitle, queue.waiting.length);
   // A new on-call request knocks like a patient arriving (not while in a consultation).
-  const requests = queue.on_call || [];
-  const asked = arrivals(knownRequests, requests);
-  knownRequests = new Set(requests.map((e) => e.appointment_id));
-  knock(newcomers.length ? newcomers : asked, newcomers.length ? undefined : t("Konsil: a GP asks for a consult now"));
+  // So does one asked again (a new time limit), as its GP is still waiting for somebody.
+  const requests = (queue.on_call || []).map((e) => `${e.appointment_id}:${e.claim_until}`);
+  const asked = knownRequests === null ? [] : requests.filter((key) => !knownRequests.has(key));
+  knownRequests = new Set(requests);
+  if (newcomers.length) knock(newcomers);
+  else knock(asked, t("Konsil: a GP asks for a consult now"), t("Open requests: {count}", { count: requests.length }));
   knockState();
   render();
 }

@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 from starlette.applications import Starlette
 
 from app.accounts.models import Role, SessionKind
@@ -20,7 +22,7 @@ from app.db import unit_of_work, utcnow
 from app.errors import InvalidTransition
 from app.events import types as ev
 from app.scheduling import on_call, on_call_queue
-from app.scheduling.models import Specialty
+from app.scheduling.models import Appointment, RoomState, Specialty
 from tests.factories import Demo, login
 
 ORIGIN = {"Origin": "http://127.0.0.1:8000"}
@@ -172,10 +174,12 @@ async def test_on_call_claims_at_once_exactly_one_wins(
             demo.specialist.display_name,
             demo.other_specialist.display_name,
         )
-        # Claimed once: a later claim by the owner too is refused.
+        # The owner's own retry (a lost answer, a second tab) is answered as a success, once.
         again = await owner.post(url, headers=ORIGIN)
-        assert (again.status_code, again.json()["error"]["code"]) == (409, "already_claimed")
+        assert (again.status_code, again.json()["specialist_id"]) == (200, winner)
     assert await delivered(events, 2) == ["on_call.claimed", "on_call.requested"]
+    await asyncio.sleep(0.2)  # nothing more comes: the retry recorded no second claim
+    assert sorted(events) == ["on_call.claimed", "on_call.requested"]
 
 
 async def test_on_call_refuses_bad_requests_and_changes_nothing(
@@ -325,3 +329,97 @@ async def test_on_call_request_past_its_planned_end_is_stale(
                 appointment_id=appointment["id"],
                 now=ends_at + timedelta(seconds=1),
             )
+
+
+async def test_on_call_room_waits_for_a_specialist_before_anyone_is_let_in(
+    client_factory: Callable[[], httpx2.AsyncClient],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with client_factory() as gp, client_factory() as cardiologist:
+        await login(gp, demo.gp)
+        await login(cardiologist, demo.specialist)
+        appointment = (await ask(gp, demo))["appointment"]
+        async with unit_of_work(sessions) as session:  # the patient waits in the room
+            await session.execute(
+                update(Appointment)
+                .where(col(Appointment.id) == appointment["id"])
+                .values(room_state=RoomState.WAITING, waiting_since=utcnow())
+            )
+        admit = f"/api/v1/rooms/{appointment['id']}/admit"
+        early = await gp.post(admit, headers=ORIGIN)
+        assert (early.status_code, early.json()["error"]["code"]) == (409, "invalid_transition")
+        (entry,) = await open_requests(cardiologist)
+        assert entry["patient_waiting"] is True
+        claimed = await cardiologist.post(f"{ON_CALL}/{appointment['id']}/claim", headers=ORIGIN)
+        assert claimed.status_code == 200
+        admitted = await cardiologist.post(admit, headers=ORIGIN)
+        assert (admitted.status_code, admitted.json()["room_state"]) == (200, "admitted")
+
+
+async def test_on_call_withdraw_only_while_nobody_has_taken_it(
+    client_factory: Callable[[], httpx2.AsyncClient], demo: Demo
+) -> None:
+    async with client_factory() as gp, client_factory() as cardiologist:
+        await login(gp, demo.gp)
+        await login(cardiologist, demo.specialist)
+        open_one = (await ask(gp, demo))["appointment"]
+        withdrawn = await gp.post(f"{ON_CALL}/{open_one['id']}/withdraw", headers=ORIGIN)
+        assert withdrawn.status_code == 200, withdrawn.text
+        assert (withdrawn.json()["status"], withdrawn.json()["room_state"]) == (
+            "cancelled",
+            "cancelled",
+        )
+        again = await gp.post(f"{ON_CALL}/{open_one['id']}/withdraw", headers=ORIGIN)
+        assert (again.status_code, again.json()["error"]["code"]) == (409, "invalid_transition")
+
+        taken = (await ask(gp, demo))["appointment"]
+        claimed = await cardiologist.post(f"{ON_CALL}/{taken['id']}/claim", headers=ORIGIN)
+        assert claimed.status_code == 200
+        late = await gp.post(f"{ON_CALL}/{taken['id']}/withdraw", headers=ORIGIN)
+        assert (late.status_code, late.json()["error"]["code"]) == (409, "already_claimed")
+        still = (await gp.get(f"/api/v1/appointments/{taken['id']}")).json()
+        assert (still["status"], still["specialist_id"]) == ("booked", demo.specialist.id)
+        by_specialist = await cardiologist.post(f"{ON_CALL}/{taken['id']}/withdraw", headers=ORIGIN)
+        assert by_specialist.status_code == 403
+
+
+async def test_on_call_asked_again_waits_for_its_new_time_limit(
+    client_factory: Callable[[], httpx2.AsyncClient],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with client_factory() as gp:
+        await login(gp, demo.gp)
+        appointment = (await ask(gp, demo))["appointment"]
+        first_limit = datetime.fromisoformat(appointment["claim_until"])
+        async with unit_of_work(sessions) as session:
+            assert await on_call.sweep_unclaimed(session, now=first_limit) == 1
+        asked_again = await gp.post(f"{ON_CALL}/{appointment['id']}/escalate", headers=ORIGIN)
+        assert asked_again.status_code == 200
+    new_limit = datetime.fromisoformat(asked_again.json()["claim_until"])
+    async with unit_of_work(sessions) as session:
+        assert await on_call.sweep_unclaimed(session, now=new_limit - timedelta(seconds=1)) == 0
+    async with unit_of_work(sessions) as session:
+        assert await on_call.sweep_unclaimed(session, now=new_limit) == 1
+
+
+async def test_on_call_stale_request_cannot_be_asked_again_but_can_be_withdrawn(
+    client_factory: Callable[[], httpx2.AsyncClient],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with client_factory() as gp:
+        await login(gp, demo.gp)
+        appointment = (await ask(gp, demo))["appointment"]
+        async with unit_of_work(sessions) as session:  # its planned end has passed
+            await session.execute(
+                update(Appointment)
+                .where(col(Appointment.id) == appointment["id"])
+                .values(ends_at=utcnow() - timedelta(minutes=1))
+            )
+        stale = await gp.post(f"{ON_CALL}/{appointment['id']}/escalate", headers=ORIGIN)
+        assert stale.status_code == 409
+        assert "abgelaufen" in stale.json()["error"]["message"]
+        withdrawn = await gp.post(f"{ON_CALL}/{appointment['id']}/withdraw", headers=ORIGIN)
+        assert withdrawn.status_code == 200

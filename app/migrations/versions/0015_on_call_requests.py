@@ -42,16 +42,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # The previous release cannot hold an appointment without a specialist: such requests must
-    # be taken or withdrawn first (nothing is deleted behind the operator's back).
+    # The previous release cannot hold an appointment without a specialist: open requests must
+    # be taken first, and withdrawn ones wait for retention (nothing is deleted behind the
+    # operator's back).
     bind = op.get_bind()
     open_requests = bind.execute(
         sa.text("SELECT count(*) FROM appointment WHERE specialist_id IS NULL")
     ).scalar_one()
     if open_requests:
         raise RuntimeError(
-            f"{open_requests} on-call request(s) without a specialist: have them taken or "
-            "withdrawn before downgrading below 0015"
+            f"{open_requests} appointment(s) without a specialist (on-call requests nobody "
+            "took, open or withdrawn): have the open ones taken, and wait for retention to "
+            "delete the withdrawn ones, before downgrading below 0015"
         )
     # Nor does it know these events: a row of one would keep its aggregate waiting.
     bind.execute(
