@@ -170,6 +170,7 @@ function renderOnCall() {
 
 function onCallEntry(e) {
   const minutes = minutesSince(e.requested_at);
+  const ago = minutes < 1 ? t("just now") : t("{minutes} min ago", { minutes });
   const where = e.mode === "practice" ? t("patient at the practice") : t("patient at home");
   return h("li", { dataset: { request: e.appointment_id } },
     h("p", {},
@@ -177,9 +178,9 @@ function onCallEntry(e) {
       e.patient_waiting ? h("span", { class: "badge waiting" }, t("Patient is waiting")) : null, " ",
       e.unclaimed ? h("span", { class: "badge" }, t("Overdue: the GP was told")) : null),
     h("p", { class: "question" }, e.clinical_question),
-    h("p", { class: "muted" }, t("{gp}, {practice} · {age} years · {where} · asked at {time} ({minutes} min ago)", {
+    h("p", { class: "muted" }, t("{gp}, {practice} · {age} years · {where} · asked at {time} ({ago})", {
       gp: e.gp_name, practice: e.practice || "–", age: e.patient_age, where,
-      time: formatTime(e.requested_at), minutes,
+      time: formatTime(e.requested_at), ago,
     })),
     h("div", { class: "row" },
       h("button", { type: "button", class: "primary", dataset: { action: "claim" }, onclick: (ev) => claim(ev, e) }, t("Take over"))));
