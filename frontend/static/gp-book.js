@@ -164,6 +164,8 @@ function showOffer(counts = offer.counts) {
 // patient (a consult now: urgent, and the patient usually sits in the practice).
 const formChoices = { slot: { urgency: "routine", mode: "home" }, on_call: { urgency: "urgent", mode: "practice" } };
 let formKind = "slot";
+const questionHint = $("#question-hint", root);
+const slotQuestionHint = questionHint.textContent;
 
 function useForm(kind) {
   const f = $("[data-booking-form]", root);
@@ -178,6 +180,10 @@ function useForm(kind) {
   $("[data-back]", root).textContent = onCall ? t("Choose a slot instead") : t("Choose another slot");
   const reminders = $("[data-reminders]", root);
   if (reminders) reminders.hidden = onCall; // a consult now has nothing to remind of
+  // A consult now goes to the whole specialty before one specialist takes it.
+  questionHint.textContent = onCall
+    ? t("Every specialist of the specialty can read the question before one takes the request: please write it without the patient's name. Relevant findings and medication.")
+    : slotQuestionHint;
   $("[data-booking-error]", root).hidden = true;
 }
 
