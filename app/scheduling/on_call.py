@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from app.accounts.models import Role, User
 from app.accounts.service import Principal
@@ -31,8 +31,8 @@ from app.errors import Conflict, InvalidTransition, NotFound
 from app.events import outbox
 from app.events.types import OnCallClaimed, OnCallEscalated, OnCallRequested, OnCallUnclaimed
 from app.rooms.state import is_closed
-from app.scheduling import links, service
 from app.scheduling import repository as repo
+from app.scheduling import service
 from app.scheduling.access import is_gp_of, require_role, visible_appointment
 from app.scheduling.models import (
     Appointment,
@@ -75,7 +75,7 @@ async def request(
     specialty = await session.get(Specialty, details.specialty_id)
     if specialty is None:
         raise NotFound("Dieses Fachgebiet gibt es nicht.")
-    if not await _has_specialists(session, details.specialty_id):
+    if not await repo.specialist_ids(session, details.specialty_id):
         raise NoSpecialist()
     gp = await session.get(User, gp_id)
     assert gp is not None
@@ -88,15 +88,7 @@ async def request(
         starts_at=now,
         ends_at=now + timedelta(minutes=settings.on_call_minutes),
         claim_until=now + timedelta(minutes=settings.on_call_claim_minutes),
-        patient_name=details.patient_name,
-        patient_birth_date=details.patient_birth_date,
-        patient_contact=details.patient_contact,
-        patient_phone=details.patient_phone,
-        clinical_question=details.clinical_question,
-        urgency=details.urgency,
-        mode=details.mode,
-        patient_channels=",".join(details.invite_by),
-        patient_language=details.patient_language,
+        **service.consult_fields(details),
         created_at=now,
     )
     session.add(appointment)
@@ -117,28 +109,9 @@ async def request(
         urgency=appointment.urgency.value,
         mode=appointment.mode.value,
     )
-    issued = await links.issue(
+    return await service.with_new_link(
         session, settings=settings, appointment=appointment, who=who, now=now
     )
-    return BookingOut(
-        appointment=(await appointment_views(session, [appointment]))[0],
-        link=await service.link_out(
-            session, settings=settings, appointment=appointment, issued=issued, now=now
-        ),
-    )
-
-
-async def _has_specialists(session: AsyncSession, specialty_id: int) -> bool:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(User)
-        .where(
-            col(User.role) == Role.SPECIALIST,
-            col(User.is_active).is_(True),
-            col(User.specialty_id) == specialty_id,
-        )
-    )
-    return bool(count)
 
 
 async def claim(

@@ -7,6 +7,7 @@ row commit together or not at all.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +25,12 @@ from app.errors import (
     SlotTaken,
 )
 from app.events import outbox
-from app.events.types import AppointmentBooked, AppointmentCancelled, AppointmentRescheduled
+from app.events.types import (
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentRescheduled,
+    LinkReason,
+)
 from app.rooms import service as rooms
 from app.rooms.state import CANCELLABLE, Action, Actor, is_closed, next_state
 from app.scheduling import calendar, guests, links
@@ -78,15 +84,7 @@ async def book(
         practice_id=gp.practice_id,
         starts_at=slot.starts_at,
         ends_at=slot.ends_at,
-        patient_name=details.patient_name,
-        patient_birth_date=details.patient_birth_date,
-        patient_contact=details.patient_contact,
-        patient_phone=details.patient_phone,
-        clinical_question=details.clinical_question,
-        urgency=details.urgency,
-        mode=details.mode,
-        patient_channels=",".join(details.invite_by),
-        patient_language=details.patient_language,
+        **consult_fields(details),
         created_at=now,
     )
     session.add(appointment)
@@ -107,8 +105,47 @@ async def book(
         urgency=appointment.urgency.value,
         mode=appointment.mode.value,
     )
-    issued = await links.issue(
+    return await with_new_link(
         session, settings=settings, appointment=appointment, who=who, now=now
+    )
+
+
+def consult_fields(details: ConsultIn) -> dict[str, Any]:
+    """The appointment's columns from what a booking and an on-call request share: who the
+    patient is, the question, and how the patient is reached."""
+    return {
+        "patient_name": details.patient_name,
+        "patient_birth_date": details.patient_birth_date,
+        "patient_contact": details.patient_contact,
+        "patient_phone": details.patient_phone,
+        "clinical_question": details.clinical_question,
+        "urgency": details.urgency,
+        "mode": details.mode,
+        "patient_channels": ",".join(details.invite_by),
+        "patient_language": details.patient_language,
+    }
+
+
+async def with_new_link(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    appointment: Appointment,
+    who: Principal,
+    now: datetime,
+    action: str = "link.issued",
+    reason: LinkReason = "booked",
+) -> BookingOut:
+    """Issues the appointment's patient link (earlier ones stop working) and answers both, the
+    link with its token this once (booking, on-call request, reschedule)."""
+    issued = await links.issue(
+        session,
+        settings=settings,
+        appointment=appointment,
+        who=who,
+        now=now,
+        action=action,
+        reason=reason,
     )
     return BookingOut(
         appointment=(await appointment_views(session, [appointment]))[0],
@@ -240,7 +277,7 @@ async def reschedule(
         new_starts_at=slot.starts_at.isoformat(),
         guests_revoked=guests_revoked,
     )
-    issued = await links.issue(
+    return await with_new_link(
         session,
         settings=settings,
         appointment=appointment,
@@ -248,12 +285,6 @@ async def reschedule(
         now=now,
         action="link.reissued",
         reason="rescheduled",
-    )
-    return BookingOut(
-        appointment=(await appointment_views(session, [appointment]))[0],
-        link=await link_out(
-            session, settings=settings, appointment=appointment, issued=issued, now=now
-        ),
     )
 
 
