@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    async_playwright,
+    expect,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.settings import Settings
@@ -42,6 +49,9 @@ DESKTOP = {"width": 1280, "height": 860}
 # The README's screenshots; the test run refreshes them only with KONSIL_UPDATE_SCREENSHOTS=1
 # (`make screenshots`), so that a plain `make test` leaves the work tree clean.
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# An assertion waits until it holds; on CI's two loaded cores a page that is right can take
+# longer than Playwright's default 5 s (video frames, websocket pushes), so wait up to 10 s.
+expect.set_options(timeout=10_000)
 
 
 @dataclass
