@@ -61,7 +61,8 @@ class PasswordWorkers:
             max_workers=workers, thread_name_prefix="konsil-password", initializer=_lowest_priority
         )
         self._bound = workers + queue
-        self._admitted = 0
+        self._admitted = 0  # checks submitted to the threads and not yet done
+        self._logins = 0  # logins let in at the door and not yet answered
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """Whether ``password`` matches (always a full check, also for no account)."""
@@ -71,15 +72,35 @@ class PasswordWorkers:
         return await self._run(hash_password, password)
 
     @property
-    def saturated(self) -> bool:
+    def busy(self) -> bool:
         """No check could start now (every worker busy, the queue full)."""
         return self._admitted >= self._bound
+
+    @property
+    def saturated(self) -> bool:
+        """No login is let in now: no check could start, or as many logins as checks could
+        run or wait are already under way (each needs one, after its throttle and database
+        work)."""
+        return self.busy or self._logins >= self._bound
+
+    def enter_login(self) -> None:
+        """Lets a login in at the door (``app.accounts.shedding``), or refuses it with 503
+        before its body is read. Counting the logins under way, not only the checks already
+        submitted, keeps a burst of logins from all passing the door together and each doing
+        its throttle and database work only to be refused at the workers. Every login let in
+        calls ``leave_login`` when answered."""
+        if self.saturated:
+            raise overloaded()
+        self._logins += 1
+
+    def leave_login(self) -> None:
+        self._logins -= 1
 
     def refuse_if_busy(self) -> None:
         """503 when no check could start now: called before anything else of a login
         (throttle, database), so that an overloaded server answers a flood at the least cost
         (``app.accounts.shedding`` answers most of them before the request is even read)."""
-        if self.saturated:
+        if self.busy:
             raise overloaded()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:

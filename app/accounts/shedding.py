@@ -1,5 +1,6 @@
-"""Load shedding for the login: while the password workers are saturated, a login is refused
-before its body is read, routed or parsed.
+"""Load shedding for the login: while the password workers are saturated, or as many logins as
+they could take are already under way, a login is refused before its body is read, routed or
+parsed.
 
 Under a flood of bogus logins almost every request is such a refusal, so its cost decides how
 much of the event loop is left for everybody else (issue 9, docs/performance.md "Login flood").
@@ -12,7 +13,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.accounts.passwords import overloaded
 from app.accounts.web import LOGIN_PATH
 from app.api import konsil_error_handler
 from app.errors import Unavailable
@@ -29,12 +29,17 @@ class LoginShedding:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == LOGIN_PATH:
             res: Resources | None = getattr(scope["app"].state, "resources", None)
-            if res is not None and res.passwords.saturated:
+            if res is not None:
                 try:
                     async with paced_refusals(res.settings.login_refusal_pace_seconds):
-                        raise overloaded()
+                        res.passwords.enter_login()
                 except Unavailable as refusal:
                     response = await konsil_error_handler(Request(scope), refusal)
                     await response(scope, receive, send)
                     return
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    res.passwords.leave_login()
+                return
         await self.app(scope, receive, send)

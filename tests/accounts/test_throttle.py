@@ -324,6 +324,50 @@ async def test_a_login_over_the_bound_gets_503_and_keeps_its_attempt(
             assert retry.status_code == 200
 
 
+async def test_a_burst_of_logins_beyond_the_bound_is_refused_at_the_door(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two logins may be under way (one check running, one waiting); ten arrive together. The
+    # two let in are held in their throttle step: the other eight are answered 503 without
+    # ever reaching the throttle or the database, not after doing that work.
+    settings = make_settings(password_workers=1, password_queue=1, login_refusal_pace_seconds=0)
+    await create_schema(settings.database_url)
+    application = create_app(settings)
+    release, eight_answered = asyncio.Event(), asyncio.Event()
+    reserved: list[int] = []
+    answered: list[int] = []
+
+    async with lifespan_in_own_task(application):
+        throttle = application.state.resources.throttle
+        real_reserve = throttle.reserve
+
+        async def held_reserve(budgets: list[Budget]) -> object:
+            reserved.append(1)
+            await release.wait()
+            return await real_reserve(budgets)
+
+        monkeypatch.setattr(throttle, "reserve", held_reserve)
+
+        async def login(n: int) -> None:
+            async with client_at(application, f"192.0.2.{60 + n}") as client:
+                body = {"email": f"nobody-{n}@example.org", "password": "x" * 12}
+                answered.append((await client.post(LOGIN, json=body)).status_code)
+                if len(answered) == 8:
+                    eight_answered.set()
+
+        async with anyio.create_task_group() as group:
+            for n in range(10):
+                group.start_soon(login, n)
+            try:
+                with anyio.fail_after(10):  # without the door all ten wait in the throttle
+                    await eight_answered.wait()
+                assert answered == [503] * 8
+                assert len(reserved) == 2
+            finally:
+                release.set()
+    assert sorted(answered) == [401, 401] + [503] * 8
+
+
 async def test_password_threads_run_at_the_lowest_cpu_priority() -> None:
     workers = PasswordWorkers(workers=1, queue=0)
     try:
