@@ -127,6 +127,8 @@ async def test_on_call_gp_asks_and_sees_the_claim_without_a_reload(
     assert "/join#" in join_url
     await expect(gp.locator("[data-booked-summary]")).to_contain_text("Sofort-Konsil · Kardiologie")
     await screenshot(gp, "on-call-gp-waiting-390")
+    # Not a booking until a specialist takes it.
+    await expect(gp.locator("[data-details]")).to_contain_text("Angefragt · Geplant")
 
     # The patient waits already; nobody has taken the request, so the page names the specialty.
     patient = await browsing.new_page(PHONE_390)
@@ -152,6 +154,7 @@ async def test_on_call_gp_asks_and_sees_the_claim_without_a_reload(
     assert await gp.evaluate("window.konsilSamePage") is True  # no reload
     await expect(gp.locator("[data-on-call-actions]")).to_be_hidden()
     await expect(gp.locator("[data-details]")).to_contain_text(f"{name} (Kardiologie)")
+    await expect(gp.locator("[data-details]")).to_contain_text("Gebucht · ")
 
     # The list: what it is, and who took it.
     await gp.goto("/gp/appointments")
