@@ -192,7 +192,12 @@ function waitingRoom(stream, check, checkFailed = false) {
     // An older server does not say who the specialist is; the patient's appointment does.
     known: { specialist: { name: appointment.specialist_name, detail: appointment.specialty } },
     onRoomState: (state, since) => roomState(state, since, room, stream),
-    onWaiting: (message) => (message.type === "position" ? room.position(message.ahead, message.eta_minutes) : room.delay(message)),
+    onWaiting: (message) => {
+      if (message.type !== "position") return room.delay(message);
+      room.position(message.ahead, message.eta_minutes);
+      // A place in a specialist's line: an on-call request nobody had taken is taken now.
+      if (!appointment.specialist_name) whoTookIt(room);
+    },
     onEnd: (reason) => {
       room.stop();
       link.ended(reason);
@@ -200,6 +205,24 @@ function waitingRoom(stream, check, checkFailed = false) {
   });
   call.start();
   if (check || checkFailed) verdict(call, stream, check, { camera });
+}
+
+// The patient's details name the specialist once one has taken the request.
+let asking = false;
+async function whoTookIt(room) {
+  if (asking) return;
+  asking = true;
+  try {
+    const me = await api("/api/v1/patient/me");
+    if (!me.specialist_name) return;
+    appointment = { ...appointment, specialist_name: me.specialist_name };
+    room.taken(me.specialist_name);
+    $("[data-waiting-summary]", root).textContent = summaryText();
+  } catch {
+    // The box still says that a specialist will take over, which stays true.
+  } finally {
+    asking = false;
+  }
 }
 
 const WAITING_TEXT = {

@@ -92,6 +92,16 @@ export class WaitingRoom {
     });
   }
 
+  /** An on-call request was taken (join.js learns by whom from the patient's details): the
+   * box says so, and the live region tells a screen reader. */
+  taken(name) {
+    if (!this.onCallSpecialty) return;
+    const text = t("Your request has been taken: {name} will let you in here shortly.", { name });
+    this.el.countdown.textContent = text;
+    this.el.countdown.dataset.state = "taken";
+    this.el.live.textContent = text;
+  }
+
   stop() {
     clearInterval(this.timer);
     this.timer = null;

@@ -155,6 +155,12 @@ async def test_on_call_gp_asks_and_sees_the_claim_without_a_reload(
     await expect(gp.locator("[data-on-call-actions]")).to_be_hidden()
     await expect(gp.locator("[data-details]")).to_contain_text(f"{name} (Kardiologie)")
     await expect(gp.locator("[data-details]")).to_contain_text("Gebucht · ")
+    # The waiting patient learns who took it, without a reload.
+    await expect(clock.locator("[data-countdown]")).to_have_text(
+        f"Ihre Anfrage wurde übernommen: {name} holt Sie gleich hier ins Gespräch."
+    )
+    await expect(patient.locator("[data-waiting-summary]")).to_contain_text(f"{name} (Kardiologie)")
+    await expect(patient.locator("[data-countdown-live]")).to_contain_text(name)
 
     # The list: what it is, and who took it.
     await gp.goto("/gp/appointments")
