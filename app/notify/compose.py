@@ -1,7 +1,8 @@
 """Turns a claimed job into a message to send, reading the appointment as it is now: the
 address or number, the current link, the practice. A link message whose link was replaced, or
 whose appointment was cancelled, is not sent (``Skip``), nor a reminder that would come too
-late or after the patient is already in the waiting room."""
+late or after the patient is already in the waiting room, nor the GP's "nobody took your
+on-call request" once a specialist took it, the GP withdrew it or asked again."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from app.scheduling.models import Appointment, AppointmentStatus, JoinToken, Roo
 from app.settings import Settings
 
 _IN_THE_ROOM = frozenset({RoomState.WAITING, RoomState.ADMITTED, RoomState.IN_CALL})
+# The GP's messages: they link to the GP's page of the booking or on-call request.
+_GP_PAGE_KINDS = frozenset({Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED})
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,9 @@ async def compose(
         context = late
     if message.kind is Kind.REMINDER and (skipped := _late(settings, message, appointment, now)):
         return skipped
-    if message.kind is Kind.REPORT_READY:
+    if message.kind is Kind.ON_CALL_UNCLAIMED and (why := policy.on_call_settled(appointment)):
+        return Skip(Status.SUPERSEDED, why)
+    if message.kind in _GP_PAGE_KINDS:
         context = replace(
             context,
             booking_id=appointment.id,

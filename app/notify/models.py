@@ -33,6 +33,8 @@ class Kind(StrEnum):
     REPORT_READY = "report_ready"  # to the GP: a report is there, log in to read it
     DELAY = "delay"  # the specialist is running late (app/notify/delays.py)
     REMINDER = "reminder"  # the time and the link, ``reminder_minutes`` before the start
+    # To the GP: nobody took their on-call request in time (ask again, book, or withdraw).
+    ON_CALL_UNCLAIMED = "on_call_unclaimed"
 
 
 # Messages that carry the patient's join link (the row names it: ``join_token_id``).

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from app.events import types as ev
 from app.notify.models import Channel, Kind, Recipient, Status
-from app.scheduling.models import Appointment
+from app.scheduling.models import Appointment, AppointmentKind, AppointmentStatus
+from app.scheduling.on_call_queue import OPEN_STATES
 
 BACKOFF_CAP = timedelta(hours=1)
 STAFF_LANGUAGE = "de"  # staff accounts have no language of their own yet
@@ -69,6 +70,24 @@ def patient_channels(appointment: Appointment, available: Collection[Channel]) -
     return [c for c in Channel if c in available and patient_address(appointment, c)]
 
 
+def on_call_settled(appointment: Appointment) -> str | None:
+    """Why telling the GP that nobody took their on-call request is no longer news (the
+    listener and the sender run after the sweep marked it): ``claimed`` by a specialist,
+    ``request_closed`` (withdrawn, or otherwise no longer open), ``asked_again`` (the GP
+    already did); None while it is still open and marked unclaimed."""
+    if appointment.specialist_id is not None:
+        return "claimed"
+    if (
+        appointment.kind is not AppointmentKind.ON_CALL
+        or appointment.status is not AppointmentStatus.BOOKED
+        or appointment.room_state not in OPEN_STATES
+    ):
+        return "request_closed"
+    if appointment.unclaimed_at is None:
+        return "asked_again"
+    return None
+
+
 # A reminder due this soon after the link was sent is left out: the patient has just read
 # the invitation.
 FRESH_INVITATION = timedelta(minutes=20)
@@ -97,6 +116,10 @@ def plan(
             return [Planned(Kind.CANCELLED, Recipient.PATIENT, c, language) for c in to_patient]
         case ev.ReportReady() if Channel.EMAIL in channels:
             return [Planned(Kind.REPORT_READY, Recipient.GP, Channel.EMAIL, STAFF_LANGUAGE)]
+        case ev.OnCallUnclaimed() if Channel.EMAIL in channels:
+            if on_call_settled(appointment) is not None:
+                return []
+            return [Planned(Kind.ON_CALL_UNCLAIMED, Recipient.GP, Channel.EMAIL, STAFF_LANGUAGE)]
         case _:
             return []
 

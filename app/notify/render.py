@@ -40,7 +40,7 @@ class MailContext:
     # Link messages: the patient's join link and from when it opens.
     join_url: str | None = None
     opens_at: datetime | None = None
-    # The GP's message: where to read the report, and the booking's number.
+    # The GP's messages: the booking's (or on-call request's) page, and its number.
     booking_url: str | None = None
     booking_id: int | None = None
     # A late notice: about how many minutes late, and when the consultation may now begin.
@@ -57,8 +57,8 @@ class Mail:
     html: str
 
 
-# Kinds that have an SMS template (the GP's "report ready" goes by e-mail only).
-SMS_KINDS = frozenset(Kind) - {Kind.REPORT_READY}
+# Kinds that have an SMS template (the GP's messages go by e-mail only).
+SMS_KINDS = frozenset(Kind) - {Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED}
 
 
 def _base(kind: Kind) -> str:

@@ -27,7 +27,7 @@ class MessageOut(Out):
     # Why the last attempt failed: recipient_refused, sender_refused, refused, auth_failed,
     # sms_refused, sms_gateway_error, tls, timeout, connection, no_address, not_configured,
     # link_unavailable (not sent: link_replaced, cancelled, link_expired, already_joined,
-    # too_late).
+    # too_late; the GP's on-call message: claimed, request_closed, asked_again).
     error: str | None
     smtp_code: int | None
     # The SMS gateway's HTTP status when it refused.

@@ -58,6 +58,7 @@ const MESSAGE_KIND = {
   cancelled: () => t("Cancellation"),
   report_ready: () => t("Report ready (to you)"),
   delay: () => t("Late notice from the specialist"),
+  on_call_unclaimed: () => t("Request not taken yet (to you)"),
 };
 const CHANNEL = {
   email: () => t("email"),
@@ -83,6 +84,9 @@ const MESSAGE_ERROR = {
   cancelled: () => t("the booking was cancelled"),
   patient_arrived: () => t("the patient was already in the waiting room"),
   delay_withdrawn: () => t("the specialist withdrew the late notice"),
+  claimed: () => t("a specialist took the request"),
+  request_closed: () => t("the request is no longer open"),
+  asked_again: () => t("you asked again"),
 };
 
 function messageState(m) {

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
@@ -21,7 +22,7 @@ from app.notify.models import LINK_KINDS, Channel, Kind, OutgoingMessage, Recipi
 from app.notify.policy import Planned
 from app.notify.sender import Sender
 from app.scheduling import links
-from app.scheduling.models import Appointment, JoinToken
+from app.scheduling.models import Appointment, AppointmentKind, JoinToken
 from app.settings import Settings
 from app.tokens import new_token, token_hash
 from tests.conftest import create_schema
@@ -141,6 +142,25 @@ async def booked(
     )
     token = await sealed_link(db, appointment)
     return appointment, token
+
+
+async def unclaimed_request(db: Db, clock: Clock, **details: Any) -> Appointment:
+    """An on-call request of cardiology that nobody took in time (the sweep marked it at
+    ``clock.now``); ``details`` as for ``booked``."""
+    request, _ = await booked(db, **details)
+    async with unit_of_work(db.sessions) as session:
+        await session.execute(
+            update(Appointment)
+            .where(col(Appointment.id) == request.id)
+            .values(
+                kind=AppointmentKind.ON_CALL,
+                specialist_id=None,
+                specialty_id=db.demo.cardiology.id,
+                claim_until=clock.now,
+                unclaimed_at=clock.now,
+            )
+        )
+    return request
 
 
 async def sealed_link(db: Db, appointment: Appointment) -> str:

@@ -18,6 +18,7 @@ from app.db import unit_of_work
 from app.events import types as ev
 from app.notify.listener import on_event
 from app.notify.models import OutgoingMessage
+from app.scheduling import on_call
 from app.scheduling.models import Appointment, JoinToken
 from app.settings import Settings
 from tests.factories import Demo, login
@@ -177,6 +178,56 @@ async def test_the_gp_is_told_a_report_is_ready_once(
     assert f"/gp/appointments/{appointment_id}" in body(received)
     [ready] = await wait_settled(gp, appointment_id, 1)
     assert (ready["kind"], ready["recipient"]) == ("report_ready", "gp")
+
+
+async def test_the_gp_is_told_once_that_nobody_took_the_on_call_request(
+    gp: httpx2.AsyncClient,
+    inbox: Inbox,
+    demo: Demo,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    question = "Neu aufgetretenes Vorhofflimmern im EKG, Patientin in der Praxis."
+    asked = await gp.post(
+        "/api/v1/on-call",
+        json={
+            "specialty_id": demo.cardiology.id,
+            "patient_name": "Erika Mustermann",
+            "patient_birth_date": "1956-04-12",
+            "patient_contact": "erika@example.org",
+            "clinical_question": question,
+            "mode": "practice",
+        },
+        headers={"Origin": "http://127.0.0.1:8000"},
+    )
+    assert asked.status_code == 201, asked.text
+    request = asked.json()["appointment"]
+    request_id = request["id"]
+    # The sweep's clock moved past the time limit (the app's own sweep runs on the real
+    # clock, minutes before it).
+    later = datetime.fromisoformat(request["claim_until"]) + timedelta(seconds=1)
+    async with unit_of_work(sessions) as session:
+        assert await on_call.sweep_unclaimed(session, now=later) == 1
+    async with unit_of_work(sessions) as session:
+        assert await on_call.sweep_unclaimed(session, now=later) == 0  # marked (and told) once
+    [told] = await wait_settled(gp, request_id, 1)
+    assert (told["kind"], told["recipient"], told["channel"], told["status"]) == (
+        "on_call_unclaimed",
+        "gp",
+        "email",
+        "sent",
+    )
+    [received] = inbox.received
+    assert received.recipients == [demo.gp.email]
+    subject = received.message["Subject"]
+    assert subject == f"Sofort-Konsil Nr. {request_id}: noch nicht übernommen"
+    text = body(received)
+    assert f"{settings.base_url.rstrip('/')}/gp/appointments/{request_id}" in text
+    html = received.message.get_body(("html",))
+    assert html is not None
+    whole = " ".join((subject, text, html.get_content()))
+    for secret in ("Erika", "Mustermann", "Vorhofflimmern", "Kardiologie", "1956"):
+        assert secret not in whole
 
 
 async def test_an_event_delivered_twice_adds_one_message(

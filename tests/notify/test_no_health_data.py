@@ -1,7 +1,7 @@
 """No health data leaves in any message: every template, e-mail and SMS, in every language,
-rendered for a booking whose clinical question, report, patient name and specialty carry a
-canary, and sent through a real SMTP server and a real SMS gateway; the canary is in no header
-and no body."""
+rendered for a booking (the GP's on-call message: an on-call request nobody took) whose
+clinical question, report, patient name and specialty carry a canary, and sent through a real
+SMTP server and a real SMS gateway; the canary is in no header and no body."""
 
 from __future__ import annotations
 
@@ -16,7 +16,15 @@ from app.notify.render import LANGUAGES, SMS_KINDS, TEMPLATES, sms_template_name
 from app.records.models import Report
 from app.rooms.models import SpecialistDelay
 from app.scheduling.models import Appointment, Specialty
-from tests.notify.conftest import Clock, Db, booked, enqueue, sender_for, sms_sender_for
+from tests.notify.conftest import (
+    Clock,
+    Db,
+    booked,
+    enqueue,
+    sender_for,
+    sms_sender_for,
+    unclaimed_request,
+)
 from tests.notify.smsd import sms_gateway
 from tests.notify.smtpd import smtp_server
 
@@ -76,11 +84,20 @@ async def test_no_template_carries_the_question_the_report_or_the_specialty(
     # A late notice concerns the day's appointments only: one at local noon today, whose
     # specialist gave a note that must not leave either.
     today = await late_today(db, clock, note=f"Notfall {CANARY}")
+    # The GP's on-call message: a request of the (canary) cardiology nobody took.
+    request = await unclaimed_request(
+        db,
+        clock,
+        patient_name=f"Erika {CANARY}",
+        clinical_question=f"Verdacht auf {CANARY}: bitte Echo",
+    )
+    bookings = {Kind.DELAY: today, Kind.ON_CALL_UNCLAIMED: request}
+    to_gp = {Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED}
     used: set[str] = set()
     for kind in Kind:
         for language in LANGUAGES:
-            recipient = Recipient.GP if kind is Kind.REPORT_READY else Recipient.PATIENT
-            booking = today if kind is Kind.DELAY else appointment
+            recipient = Recipient.GP if kind in to_gp else Recipient.PATIENT
+            booking = bookings.get(kind, appointment)
             await enqueue(db, clock, booking, kind, recipient=recipient, language=language)
             used.update(template_names(kind, language))
     with smtp_server() as server:

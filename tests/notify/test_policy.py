@@ -12,7 +12,12 @@ import pytest
 from app.events import types as ev
 from app.notify import policy, smtp
 from app.notify.models import Channel, Kind, Recipient, Status
-from app.scheduling.models import Appointment
+from app.scheduling.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    RoomState,
+)
 
 NOW = datetime(2026, 3, 12, 11, 0, tzinfo=UTC)
 EMAIL = frozenset({Channel.EMAIL})
@@ -65,6 +70,71 @@ def test_plan_the_gp_hears_of_a_report_and_nothing_else_plans_mail() -> None:
     completed = ev.ReportCompleted(appointment_id=7, specialist_id=2, gp_id=3)
     assert policy.plan(booked, appointment(), channels=EMAIL, now=NOW) == []
     assert policy.plan(completed, appointment(), channels=EMAIL, now=NOW) == []
+
+
+def unclaimed_request(**changes: object) -> Appointment:
+    """An on-call request of specialty 5 that the sweep marked: nobody took it in time."""
+    request = appointment(channels="")
+    request.kind = AppointmentKind.ON_CALL
+    request.specialist_id = None
+    request.specialty_id = 5
+    request.claim_until = NOW + QUARTER
+    request.unclaimed_at = NOW + QUARTER
+    for name, value in changes.items():
+        setattr(request, name, value)
+    return request
+
+
+UNCLAIMED = ev.OnCallUnclaimed(appointment_id=7, specialty_id=5, gp_id=3)
+
+
+def test_plan_the_gp_hears_by_email_that_nobody_took_the_request() -> None:
+    assert policy.plan(UNCLAIMED, unclaimed_request(), channels=EMAIL, now=NOW) == [
+        policy.Planned(Kind.ON_CALL_UNCLAIMED, Recipient.GP, Channel.EMAIL, "de")
+    ]
+    both = frozenset({Channel.EMAIL, Channel.SMS})
+    sms_too = unclaimed_request(patient_channels="email,sms", patient_phone="+4915123456789")
+    assert policy.plan(UNCLAIMED, sms_too, channels=both, now=NOW) == [
+        policy.Planned(Kind.ON_CALL_UNCLAIMED, Recipient.GP, Channel.EMAIL, "de")
+    ]
+
+
+def test_plan_nothing_unclaimed_without_email_on_the_server() -> None:
+    sms_only = frozenset({Channel.SMS})
+    assert policy.plan(UNCLAIMED, unclaimed_request(), channels=sms_only, now=NOW) == []
+    assert policy.plan(UNCLAIMED, unclaimed_request(), channels=frozenset(), now=NOW) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"specialist_id": 2, "claimed_at": NOW + DAY, "unclaimed_at": None}, "claimed"),
+        ({"specialist_id": 2}, "claimed"),
+        (
+            {"status": AppointmentStatus.CANCELLED, "room_state": RoomState.CANCELLED},
+            "request_closed",
+        ),
+        ({"room_state": RoomState.ENDED}, "request_closed"),
+        ({"unclaimed_at": None}, "asked_again"),
+    ],
+)
+def test_plan_nothing_unclaimed_once_taken_withdrawn_or_asked_again(
+    changes: dict[str, object], why: str
+) -> None:
+    settled = unclaimed_request(**changes)
+    assert policy.on_call_settled(settled) == why
+    assert policy.plan(UNCLAIMED, settled, channels=EMAIL, now=NOW) == []
+
+
+def test_on_call_settled_not_while_open_and_marked() -> None:
+    assert policy.on_call_settled(unclaimed_request()) is None
+    waiting = unclaimed_request(room_state=RoomState.WAITING)
+    assert policy.on_call_settled(waiting) is None
+    # A booked slot is never an open on-call request.
+    assert policy.on_call_settled(appointment()) == "claimed"
+    no_specialist = appointment()
+    no_specialist.specialist_id = None
+    assert policy.on_call_settled(no_specialist) == "request_closed"
 
 
 def test_idempotency_key_is_event_channel_and_recipient() -> None:

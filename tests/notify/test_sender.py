@@ -1,6 +1,7 @@
 """The sender against real SMTP servers (aiosmtpd): what arrives, retries with back-off on 4xx
 and dropped connections, permanent failures on 5xx, TLS and login, the lease after a sender
-died, links that were replaced. The clock is moved, never waited for."""
+died, links that were replaced, the GP's on-call message once it is no longer news. The clock
+is moved, never waited for."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.notify.conftest import (
     message,
     sealed_link,
     sender_for,
+    unclaimed_request,
 )
 from tests.notify.smtpd import (
     PASSWORD,
@@ -229,6 +231,39 @@ async def test_sender_tells_the_gp_a_report_is_ready(db: Db, clock: Clock) -> No
     text = received.message.get_body(("plain",))
     assert text is not None
     assert f"http://127.0.0.1:8000/gp/appointments/{appointment.id}" in text.get_content()
+
+
+async def test_sender_tells_the_gp_of_an_open_request_only(db: Db, clock: Clock) -> None:
+    still_open = await unclaimed_request(db, clock)
+    taken = await unclaimed_request(db, clock)
+    asked_again = await unclaimed_request(db, clock)
+    async with unit_of_work(db.sessions) as session:
+        # After the listener planned them: a specialist took one, the GP asked again for one.
+        await session.execute(
+            update(Appointment)
+            .where(col(Appointment.id) == taken.id)
+            .values(specialist_id=db.demo.specialist.id, claimed_at=clock.now, unclaimed_at=None)
+        )
+        await session.execute(
+            update(Appointment)
+            .where(col(Appointment.id) == asked_again.id)
+            .values(unclaimed_at=None)
+        )
+    kind, gp = Kind.ON_CALL_UNCLAIMED, Recipient.GP
+    sent = await enqueue(db, clock, still_open, kind, recipient=gp)
+    claimed = await enqueue(db, clock, taken, kind, recipient=gp)
+    again = await enqueue(db, clock, asked_again, kind, recipient=gp)
+    with smtp_server() as server:
+        statuses = await sender_for(db, server.url(), clock).send_all()
+        [received] = server.inbox.received
+    assert sorted(statuses) == sorted([Status.SENT, Status.SUPERSEDED, Status.SUPERSEDED])
+    assert received.recipients == [db.demo.gp.email]
+    text = received.message.get_body(("plain",))
+    assert text is not None
+    assert f"http://127.0.0.1:8000/gp/appointments/{still_open.id}" in text.get_content()
+    assert (await message(db, sent.id)).status is Status.SENT
+    assert (await message(db, claimed.id)).error == "claimed"
+    assert (await message(db, again.id)).error == "asked_again"
 
 
 async def test_sender_writes_in_the_patients_language(db: Db, clock: Clock) -> None:
