@@ -6,6 +6,7 @@ Revises: 0014
 Create Date: 2027-02-01 10:00:00
 """
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -55,13 +56,16 @@ def downgrade() -> None:
             "took, open or withdrawn): have the open ones taken, and wait for retention to "
             "delete the withdrawn ones, before downgrading below 0015"
         )
-    # Nor does it know these events: a row of one would keep its aggregate waiting.
+    # Nor does it know these events: a row of one would keep its aggregate waiting. Nor the
+    # message telling a GP that nobody took the request.
     bind.execute(
         sa.text("DELETE FROM outbox_event WHERE type IN :types").bindparams(
             sa.bindparam("types", expanding=True)
         ),
         {"types": list(EVENTS)},
     )
+    op.execute("DELETE FROM outgoing_message WHERE kind = 'on_call_unclaimed'")
+    _fit_events_to_0014(bind)
     with op.batch_alter_table("appointment", schema=None) as batch_op:
         batch_op.drop_constraint(
             batch_op.f("fk_appointment_specialty_id_specialty"), type_="foreignkey"
@@ -73,3 +77,25 @@ def downgrade() -> None:
         batch_op.drop_column("specialty_id")
         batch_op.drop_column("kind")
         batch_op.alter_column("specialist_id", existing_type=sa.Integer(), nullable=False)
+
+
+def _fit_events_to_0014(bind: sa.Connection) -> None:
+    """The previous release's events forbid unknown fields and want a specialist: a room event
+    loses its ``specialty_id`` (always written since 0015, null for a booking), and a room or
+    cancellation event of a request nobody had taken (no specialist to tell) is dropped."""
+    rows = bind.execute(
+        sa.text(
+            "SELECT id, payload FROM outbox_event "
+            "WHERE type IN ('room.state_changed', 'appointment.cancelled')"
+        )
+    ).all()
+    for row_id, payload in rows:
+        event = json.loads(payload)
+        if event.get("specialist_id") is None:
+            bind.execute(sa.text("DELETE FROM outbox_event WHERE id = :id"), {"id": row_id})
+        elif "specialty_id" in event:
+            del event["specialty_id"]
+            bind.execute(
+                sa.text("UPDATE outbox_event SET payload = :payload WHERE id = :id"),
+                {"payload": json.dumps(event, separators=(",", ":")), "id": row_id},
+            )
