@@ -26,8 +26,9 @@ from app.events import types as ev
 from app.models import metadata
 from app.presence.models import Chosen, SpecialistPresence
 from app.retention import service as retention
-from app.scheduling.models import Appointment, RoomState
+from app.scheduling.models import BOOKED_HAS_SPECIALIST, Appointment, RoomState
 from app.settings import Settings
+from tests.conftest import create_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,6 +81,27 @@ async def booked_at(
             )
             for row in rows:
                 await connection.execute(row)
+    finally:
+        await engine.dispose()
+
+
+async def refuses_a_booking_without_a_specialist(database_url: str) -> None:
+    """Only an on-call request may wait without a specialist (a CHECK since 0015): a booking
+    without one is refused. Needs the staff of ``booked_at``."""
+    at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(IntegrityError, match=BOOKED_HAS_SPECIALIST):
+                await connection.execute(
+                    text(
+                        "INSERT INTO appointment (id, kind, gp_id, starts_at, ends_at, status, "
+                        "patient_name, patient_birth_date, patient_contact, clinical_question, "
+                        "urgency, mode, room_state, created_at) VALUES (99, 'booked', 2, :at, "
+                        ":at, 'booked', 'P', :born, 'p@example.org', 'Q', 'routine', 'home', "
+                        "'scheduled', :at)"
+                    ).bindparams(at, born=date(1950, 1, 1))
+                )
     finally:
         await engine.dispose()
 
@@ -729,6 +751,7 @@ async def test_on_call_migration_keeps_bookings_and_goes_down_only_without_open_
     finally:
         await engine.dispose()
     assert tuple(booked) == ("booked", 1)
+    await refuses_a_booking_without_a_specialist(database_url)
 
     with pytest.raises(RuntimeError, match="on-call request"):
         await asyncio.to_thread(downgrade, database_url, "0014")
@@ -767,6 +790,7 @@ async def test_on_call_migration_keeps_bookings_and_goes_down_only_without_open_
         (linked.event_id, linked.model_dump(mode="json")),
     ]
     await asyncio.to_thread(upgrade, database_url)
+    await refuses_a_booking_without_a_specialist(database_url)
     engine = create_engine(database_url)
     try:
         async with engine.connect() as connection:
@@ -774,3 +798,23 @@ async def test_on_call_migration_keeps_bookings_and_goes_down_only_without_open_
     finally:
         await engine.dispose()
     assert diff == []
+
+
+async def test_models_refuse_a_booking_without_a_specialist(database_url: str) -> None:
+    # The schema the tests and `create_all` build holds the same CHECK as the migrations.
+    await create_schema(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (2, 'b@example.org', 'B', 'gp', 'x', true, "
+                    ":at)"
+                ).bindparams(
+                    bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
+                )
+            )
+    finally:
+        await engine.dispose()
+    await refuses_a_booking_without_a_specialist(database_url)

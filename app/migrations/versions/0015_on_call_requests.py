@@ -20,6 +20,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 KIND = sa.Enum("booked", "on_call", name="appointmentkind", native_enum=False, length=24)
+CHECK = "ck_appointment_booked_has_specialist"  # only an on-call request waits without one
 EVENTS = ("on_call.requested", "on_call.claimed", "on_call.unclaimed", "on_call.escalated")
 
 
@@ -40,6 +41,7 @@ def upgrade() -> None:
             ["specialty_id"],
             ["id"],
         )
+        batch_op.create_check_constraint(CHECK, "kind != 'booked' OR specialist_id IS NOT NULL")
 
 
 def downgrade() -> None:
@@ -67,6 +69,7 @@ def downgrade() -> None:
     op.execute("DELETE FROM outgoing_message WHERE kind = 'on_call_unclaimed'")
     _fit_events_to_0014(bind)
     with op.batch_alter_table("appointment", schema=None) as batch_op:
+        batch_op.drop_constraint(CHECK, type_="check")
         batch_op.drop_constraint(
             batch_op.f("fk_appointment_specialty_id_specialty"), type_="foreignkey"
         )
