@@ -4,6 +4,7 @@ models describe, on SQLite and on PostgreSQL alike."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from sqlmodel import col
 
 from app.accounts.models import AuthSession, SessionStage
 from app.db import UTCDateTime, create_engine, session_factory
+from app.events import types as ev
 from app.models import metadata
 from app.presence.models import Chosen, SpecialistPresence
 from app.retention import service as retention
-from app.scheduling.models import Appointment
+from app.scheduling.models import BOOKED_HAS_SPECIALIST, Appointment, RoomState
 from app.settings import Settings
+from tests.conftest import create_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,6 +81,27 @@ async def booked_at(
             )
             for row in rows:
                 await connection.execute(row)
+    finally:
+        await engine.dispose()
+
+
+async def refuses_a_booking_without_a_specialist(database_url: str) -> None:
+    """Only an on-call request may wait without a specialist (a CHECK since 0015): a booking
+    without one is refused. Needs the staff of ``booked_at``."""
+    at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(IntegrityError, match=BOOKED_HAS_SPECIALIST):
+                await connection.execute(
+                    text(
+                        "INSERT INTO appointment (id, kind, gp_id, starts_at, ends_at, status, "
+                        "patient_name, patient_birth_date, patient_contact, clinical_question, "
+                        "urgency, mode, room_state, created_at) VALUES (99, 'booked', 2, :at, "
+                        ":at, 'booked', 'P', :born, 'p@example.org', 'Q', 'routine', 'home', "
+                        "'scheduled', :at)"
+                    ).bindparams(at, born=date(1950, 1, 1))
+                )
     finally:
         await engine.dispose()
 
@@ -651,6 +675,25 @@ async def test_on_call_migration_keeps_bookings_and_goes_down_only_without_open_
     # 0014 and its link stay as they were. Down again only once no request waits for one.
     at = bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
     later = bindparam("later", datetime(2026, 3, 2, 11, 7, 3, tzinfo=UTC), type_=UTCDateTime())
+    # Undelivered events written by 0015's release: the room event of the booking carries
+    # specialty_id (null), the request's have no specialist; the link event is as 0014 wrote it.
+    arrived = ev.RoomStateChanged(
+        appointment_id=1, specialist_id=1, previous=RoomState.SCHEDULED, state=RoomState.WAITING
+    )
+    linked = ev.LinkIssued(appointment_id=1, link_id=1, reason="booked")
+    undelivered: list[ev.DomainEvent] = [
+        ev.OnCallRequested(appointment_id=2, specialty_id=1, gp_id=2),
+        arrived,
+        ev.RoomStateChanged(
+            appointment_id=2,
+            specialist_id=None,
+            specialty_id=1,
+            previous=RoomState.SCHEDULED,
+            state=RoomState.WAITING,
+        ),
+        ev.AppointmentCancelled(appointment_id=2, specialist_id=None, gp_id=2),
+        linked,
+    ]
     await booked_at(
         database_url,
         "0014",
@@ -682,16 +725,33 @@ async def test_on_call_migration_keeps_bookings_and_goes_down_only_without_open_
                     "'p@example.org', 'Q', 'urgent', 'home', 'scheduled', :later)"
                 ).bindparams(later, born=date(1950, 1, 1))
             )
+            for event in undelivered:
+                await connection.execute(
+                    text(
+                        "INSERT INTO outbox_event (event_id, aggregate, type, payload, "
+                        "created_at, available_at, attempts) VALUES (:event_id, :aggregate, "
+                        ":type, :payload, :at, :at, 0)"
+                    ).bindparams(
+                        at,
+                        event_id=event.event_id,
+                        aggregate=event.aggregate,
+                        type=event.type,
+                        payload=event.model_dump_json(),
+                    )
+                )
             await connection.execute(
                 text(
-                    "INSERT INTO outbox_event (event_id, aggregate, type, payload, created_at, "
-                    "available_at, attempts) VALUES ('e1', 'appointment:2', "
-                    "'on_call.requested', '{}', :at, :at, 0)"
+                    "INSERT INTO outgoing_message (appointment_id, idempotency_key, kind, "
+                    "channel, recipient, language, status, attempts, available_at, created_at) "
+                    "VALUES (2, 'u2:email:gp', 'on_call_unclaimed', 'email', 'gp', 'de', "
+                    "'queued', 0, :at, :at), (1, 'e1:email:patient', 'invitation', 'email', "
+                    "'patient', 'de', 'sent', 1, :at, :at)"
                 ).bindparams(at)
             )
     finally:
         await engine.dispose()
     assert tuple(booked) == ("booked", 1)
+    await refuses_a_booking_without_a_specialist(database_url)
 
     with pytest.raises(RuntimeError, match="on-call request"):
         await asyncio.to_thread(downgrade, database_url, "0014")
@@ -713,11 +773,24 @@ async def test_on_call_migration_keeps_bookings_and_goes_down_only_without_open_
                 ).scalars()
             )
             links = (await connection.execute(text("SELECT count(*) FROM join_token"))).scalar()
-            events = (await connection.execute(text("SELECT count(*) FROM outbox_event"))).scalar()
+            events = (
+                await connection.execute(
+                    text("SELECT event_id, payload FROM outbox_event ORDER BY id")
+                )
+            ).all()
+            kinds = list(
+                (await connection.execute(text("SELECT kind FROM outgoing_message"))).scalars()
+            )
     finally:
         await engine.dispose()
-    assert (specialists, links, events) == ([1, 1], 1, 0)
+    assert (specialists, links, kinds) == ([1, 1], 1, ["invitation"])
+    # What is left is what 0014's events accept: no specialty_id, a specialist in each.
+    assert [(event_id, json.loads(payload)) for event_id, payload in events] == [
+        (arrived.event_id, arrived.model_dump(mode="json", exclude={"specialty_id"})),
+        (linked.event_id, linked.model_dump(mode="json")),
+    ]
     await asyncio.to_thread(upgrade, database_url)
+    await refuses_a_booking_without_a_specialist(database_url)
     engine = create_engine(database_url)
     try:
         async with engine.connect() as connection:
@@ -725,3 +798,23 @@ async def test_on_call_migration_keeps_bookings_and_goes_down_only_without_open_
     finally:
         await engine.dispose()
     assert diff == []
+
+
+async def test_models_refuse_a_booking_without_a_specialist(database_url: str) -> None:
+    # The schema the tests and `create_all` build holds the same CHECK as the migrations.
+    await create_schema(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (id, email, display_name, role, password_hash, "
+                    "is_active, created_at) VALUES (2, 'b@example.org', 'B', 'gp', 'x', true, "
+                    ":at)"
+                ).bindparams(
+                    bindparam("at", datetime(2026, 3, 2, 11, 0, tzinfo=UTC), type_=UTCDateTime())
+                )
+            )
+    finally:
+        await engine.dispose()
+    await refuses_a_booking_without_a_specialist(database_url)

@@ -19,6 +19,7 @@ from sqlmodel import col, func, select
 from app.accounts.models import Practice, Role, User
 from app.accounts.service import Principal
 from app.audit import service as audit
+from app.db import UTCDateTime
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound, NotYourRoom, SlotTaken
 from app.events import outbox
 from app.events.types import (
@@ -302,10 +303,14 @@ async def queue(
     session: AsyncSession, *, specialist_id: int, tz: ZoneInfo, now: datetime
 ) -> QueueOut:
     """The specialist's local day, the patients waiting right now (any day) and the late
-    notice for the day."""
+    notice for the day. An on-call consult belongs to the day it was taken on (``held_at``):
+    one asked before midnight and taken after it is held today."""
     day = now.astimezone(tz).date()
     start = datetime.combine(day, time(0), tz)
     end = datetime.combine(day + timedelta(days=1), time(0), tz)
+    held = func.coalesce(
+        col(Appointment.claimed_at), col(Appointment.starts_at), type_=UTCDateTime()
+    )
     rows = (
         await session.execute(
             select(Appointment, User.display_name)
@@ -314,7 +319,7 @@ async def queue(
                 col(Appointment.specialist_id) == specialist_id,
                 col(Appointment.status) != AppointmentStatus.CANCELLED,
                 (
-                    (col(Appointment.starts_at) >= start) & (col(Appointment.starts_at) < end)
+                    (held >= start) & (held < end)
                     | (col(Appointment.room_state) == RoomState.WAITING)
                 ),
             )
@@ -326,13 +331,13 @@ async def queue(
         key=lambda p: waiting.order_key(_waiter(p[0]), now),
     )
     today = sorted(
-        (pair for pair in entries if start <= pair[0].starts_at < end),
-        key=lambda p: (p[0].starts_at, waiting.URGENT_FIRST[p[0].urgency], p[0].id or 0),
+        (pair for pair in entries if start <= _held_at(pair[0]) < end),
+        key=lambda p: (_held_at(p[0]), waiting.URGENT_FIRST[p[0].urgency], p[0].id or 0),
     )
     notice = await delay.current(session, specialist_id=specialist_id, today=day)
     me = await session.get(User, specialist_id)
     on_call = (
-        await on_call_queue.open_requests(session, specialty_id=me.specialty_id, now=now)
+        await on_call_queue.open_requests(session, specialty_id=me.specialty_id, now=now, tz=tz)
         if me is not None and me.specialty_id is not None
         else []
     )
@@ -347,6 +352,13 @@ async def queue(
         ),
         on_call=on_call,
     )
+
+
+def _held_at(appointment: Appointment) -> datetime:
+    """When the consult is held as far as the specialist's day goes: an on-call consult when
+    it was taken (its ``starts_at`` is when it was asked, and may be the day before), any other
+    at its ``starts_at``."""
+    return appointment.claimed_at or appointment.starts_at
 
 
 def _waiter(appointment: Appointment) -> waiting.Waiter:

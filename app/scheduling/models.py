@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Text, text
+from sqlalchemy import CheckConstraint, Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from app.db import enum_column, utc_column, utcnow
@@ -87,6 +87,9 @@ class AvailabilityException(SQLModel, table=True):
     slot_minutes: int = Field(default=30, ge=5, le=240)
 
 
+BOOKED_HAS_SPECIALIST = "ck_appointment_booked_has_specialist"
+
+
 class Appointment(SQLModel, table=True):
     """A booked teleconsultation and the state of its consultation room."""
 
@@ -100,6 +103,10 @@ class Appointment(SQLModel, table=True):
             unique=True,
             sqlite_where=text("status != 'cancelled'"),
             postgresql_where=text("status != 'cancelled'"),
+        ),
+        # Only an on-call request may wait without a specialist.
+        CheckConstraint(
+            "kind != 'booked' OR specialist_id IS NOT NULL", name=BOOKED_HAS_SPECIALIST
         ),
     )
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -24,10 +25,11 @@ OPEN_STATES = (RoomState.SCHEDULED, RoomState.WAITING)
 
 
 async def open_requests(
-    session: AsyncSession, *, specialty_id: int, now: datetime
+    session: AsyncSession, *, specialty_id: int, now: datetime, tz: ZoneInfo
 ) -> list[OnCallEntry]:
     """The specialty's requests nobody has taken yet, as its specialists' queue shows them:
-    urgent first, then the longest asked; no patient name before someone takes it."""
+    urgent first, then the longest asked; no patient name before someone takes it (the
+    patient's age as of the local day in ``tz``)."""
     rows = (
         await session.execute(
             select(Appointment, User.display_name)
@@ -59,7 +61,7 @@ async def open_requests(
                 gp_name=gp_name,
                 practice=practice.name if practice else "",
                 clinical_question=a.clinical_question,
-                patient_age=_age(a.patient_birth_date, now),
+                patient_age=_age(a.patient_birth_date, now.astimezone(tz).date()),
                 patient_waiting=a.room_state is RoomState.WAITING,
                 claim_until=a.claim_until,
                 unclaimed=a.unclaimed_at is not None,
@@ -68,6 +70,5 @@ async def open_requests(
     return sorted(entries, key=lambda e: (e.urgency is not Urgency.URGENT, e.requested_at))
 
 
-def _age(birth: date, now: datetime) -> int:
-    today = now.date()
+def _age(birth: date, today: date) -> int:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))

@@ -1,6 +1,7 @@
 // GP: an on-call request's state at the top of its page (frontend/templates/gp/appointment.html,
 // [data-on-call]): waiting for a specialist of the specialty (since when, until when), taken
-// (by whom, when), or nobody took it in time, with ask again, a slot instead and withdraw.
+// (by whom, when), or nobody took it in time, with ask again, a slot instead and withdraw, or
+// nobody took it by its planned end (over: a slot instead or withdraw).
 // While the request is open it is read again every few seconds with
 // GET /api/v1/appointments/{id}: not while the page is hidden (read at once when it is seen
 // again), and no more once it is taken or closed.
@@ -17,6 +18,7 @@ function minutesFrom(value) {
 }
 
 function stateText(a, state) {
+  if (expired(a, state)) return t("Nobody took the request in time.");
   switch (state) {
     case "waiting": return t("The request is waiting for a specialist in {specialty} to take it.", { specialty: a.specialty });
     case "claimed": return t("Taken by {name} at {time}.", { name: a.specialist_name, time: formatTime(a.claimed_at || a.starts_at) });
@@ -25,6 +27,15 @@ function stateText(a, state) {
   }
 }
 
+/** Whether nobody took the open request by its planned end: then it is over for good (the
+ * server neither lists it to the specialty nor lets anybody take it or ask again). */
+function expired(a, state) {
+  return (state === "waiting" || state === "unclaimed") && new Date(a.ends_at).getTime() <= Date.now();
+}
+
+// The rules (app/scheduling/on_call.py): the specialty's specialists see the request and can
+// take it until its planned end (ends_at); if nobody has by claim_until, the GP is told and may
+// ask again (urgent, a new claim_until), still only until ends_at.
 function timesText(a, state) {
   if (state === "claimed") return t("Asked at {time}.", { time: formatTime(a.starts_at) });
   if (state === "closed") return "";
@@ -32,17 +43,24 @@ function timesText(a, state) {
   const asked = ago >= 1
     ? t("Asked at {time} ({minutes} min ago).", { time: formatTime(a.starts_at), minutes: ago })
     : t("Asked at {time} (just now).", { time: formatTime(a.starts_at) });
+  const end = formatTime(a.ends_at);
+  if (expired(a, state)) {
+    return [asked, t("Nobody took it by {time}: the request has ended. Book a slot instead or withdraw it.", { time: end })].join(" ");
+  }
   let then = "";
   if (state === "unclaimed") {
-    then = t("It stays open to {specialty} until somebody takes it or you withdraw it.", { specialty: a.specialty });
+    then = t("Specialists in {specialty} can still take it until {time}; then it ends.", { specialty: a.specialty, time: end });
   } else if (a.claim_until && minutesFrom(a.claim_until) >= 1) {
-    then = t("If nobody takes it by {time} ({minutes} min left), you will be told here.", {
+    then = t("If nobody takes it by {time} ({minutes} min left), you will be told here and can ask again.", {
       time: formatTime(a.claim_until), minutes: minutesFrom(a.claim_until),
     });
   } else if (a.claim_until) {
-    then = t("If nobody takes it by {time}, you will be told here.", { time: formatTime(a.claim_until) });
+    then = t("If nobody takes it by {time}, you will be told here and can ask again.", { time: formatTime(a.claim_until) });
   }
-  return [asked, then].filter(Boolean).join(" ");
+  const last = state === "waiting"
+    ? t("It can be taken until {time} at the latest; then it ends.", { time: end })
+    : "";
+  return [asked, then, last].filter(Boolean).join(" ");
 }
 
 function requestError(error) {
@@ -80,8 +98,9 @@ export function mountOnCallStatus(box, { appointmentId, heading, notice, errorBo
     $("[data-on-call-times]", box).textContent = timesText(a, state);
     // Nobody took it: ask again, a slot instead, or withdraw; while it waits: withdraw; once
     // withdrawn: a slot instead.
-    $("[data-escalate]", actions).hidden = state !== "unclaimed";
-    $("[data-book-instead]", actions).hidden = !(state === "unclaimed" || (state === "closed" && a.status === "cancelled"));
+    const over = expired(a, state);
+    $("[data-escalate]", actions).hidden = state !== "unclaimed" || over;
+    $("[data-book-instead]", actions).hidden = !(state === "unclaimed" || over || (state === "closed" && a.status === "cancelled"));
     $("[data-withdraw]", actions).hidden = !(state === "waiting" || state === "unclaimed");
     actions.hidden = [...actions.children].every((button) => button.hidden);
   }

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
 import pytest
 from playwright.async_api import Dialog, Page, expect
+from sqlalchemy import update
+from sqlmodel import col
 
 from app.accounts.models import User
 from app.db import unit_of_work
 from app.scheduling import on_call
+from app.scheduling.models import Appointment
 from tests.browser.axe import axe_violations, report
 from tests.browser.conftest import Browsing, LiveServer
 from tests.browser.helpers import log_in, wait_for_video
@@ -89,6 +92,11 @@ async def request_now(server: LiveServer) -> dict[str, Any]:
         response = await gp.post("/api/v1/on-call", json=body)
     assert response.status_code == 201, response.text
     return dict(response.json()["appointment"])
+
+
+def local_time(server: LiveServer, value: str) -> str:
+    """``value`` (ISO 8601) as the pages show a time: HH:MM on the server's local clock."""
+    return datetime.fromisoformat(value).astimezone(server.settings.tz).strftime("%H:%M")
 
 
 async def appointment_now(server: LiveServer, appointment_id: int) -> dict[str, Any]:
@@ -178,6 +186,11 @@ async def test_on_call_nobody_takes_it_and_the_gp_asks_again(
     await log_in(gp, server.demo.gp, f"/gp/appointments/{appointment['id']}")
     state = gp.locator("[data-on-call-state]")
     await expect(state).to_contain_text("wartet auf Übernahme")
+    times = gp.locator("[data-on-call-times]")
+    end = local_time(server, appointment["ends_at"])
+    # What the server does: tell the GP at claim_until, keep it open until its planned end.
+    await expect(times).to_contain_text("erfahren Sie es hier und können erneut anfragen")
+    await expect(times).to_contain_text(f"längstens bis {end} Uhr; dann endet sie")
     actions = gp.locator("[data-on-call-actions]")
     await expect(actions.get_by_role("button", name="Erneut anfragen")).to_be_hidden()
 
@@ -186,6 +199,9 @@ async def test_on_call_nobody_takes_it_and_the_gp_asks_again(
     async with unit_of_work(server.sessions) as session:
         assert await on_call.sweep_unclaimed(session, now=claim_until + timedelta(seconds=1)) == 1
     await expect(state).to_have_text("Noch niemand hat die Anfrage übernommen", timeout=ROUNDS)
+    await expect(times).to_contain_text(
+        f"für Kardiologie können sie noch bis {end} Uhr übernehmen; dann endet sie"
+    )
     for action in ("Erneut anfragen", "Stattdessen Termin buchen", "Anfrage zurückziehen"):
         await expect(actions.get_by_role("button", name=action)).to_be_visible()
     await screenshot(gp, "on-call-gp-unclaimed-1366")
@@ -228,4 +244,31 @@ async def test_on_call_withdrawn_then_a_slot_booked_instead_with_the_form_filled
     await expect(gp.locator("[data-prefilled]")).to_be_visible()
     await expect(gp.locator("#patient_name")).to_have_value("Erika Mustermann")
     await expect(gp.locator("#clinical_question")).to_have_value(QUESTION)
+    assert browsing.console_errors == []
+
+
+async def test_on_call_past_its_planned_end_says_it_has_ended(browsing: Browsing) -> None:
+    server = browsing.server
+    appointment = await request_now(server)
+    ended = datetime.now(UTC) - timedelta(minutes=1)
+    async with unit_of_work(server.sessions) as session:  # nobody took it by its planned end
+        await session.execute(
+            update(Appointment)
+            .where(col(Appointment.id) == appointment["id"])
+            .values(ends_at=ended, unclaimed_at=ended)
+        )
+    gp = await browsing.new_page(PHONE_390)
+    await log_in(gp, server.demo.gp, f"/gp/appointments/{appointment['id']}")
+    await expect(gp.locator("[data-on-call-state]")).to_have_text(
+        "Niemand hat die Anfrage rechtzeitig übernommen."
+    )
+    end = local_time(server, ended.isoformat())
+    await expect(gp.locator("[data-on-call-times]")).to_contain_text(
+        f"Bis {end} Uhr hat sie niemand übernommen: Die Anfrage ist beendet."
+    )
+    actions = gp.locator("[data-on-call-actions]")
+    # Asking again is refused by the server once it has ended: not offered.
+    await expect(actions.get_by_role("button", name="Erneut anfragen")).to_be_hidden()
+    for action in ("Stattdessen Termin buchen", "Anfrage zurückziehen"):
+        await expect(actions.get_by_role("button", name=action)).to_be_visible()
     assert browsing.console_errors == []

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx2
 import pytest
@@ -310,10 +311,16 @@ async def test_on_call_request_past_its_planned_end_is_stale(
     assert demo.cardiology.id is not None
     async with sessions() as session:
         listed = await on_call_queue.open_requests(
-            session, specialty_id=demo.cardiology.id, now=ends_at - timedelta(seconds=1)
+            session,
+            specialty_id=demo.cardiology.id,
+            now=ends_at - timedelta(seconds=1),
+            tz=ZoneInfo("UTC"),
         )
         stale = await on_call_queue.open_requests(
-            session, specialty_id=demo.cardiology.id, now=ends_at + timedelta(seconds=1)
+            session,
+            specialty_id=demo.cardiology.id,
+            now=ends_at + timedelta(seconds=1),
+            tz=ZoneInfo("UTC"),
         )
     assert [e.appointment_id for e in listed] == [appointment["id"]]
     assert stale == []
