@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from email_validator import EmailNotValidError, validate_email
@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app.db import utcnow
 from app.scheduling import phones
 from app.scheduling.models import (
     AppointmentKind,
@@ -71,7 +72,10 @@ class ConsultIn(Schema):
     @field_validator("patient_birth_date")
     @classmethod
     def _plausible_birth_date(cls, value: date) -> date:
-        today = datetime.now(UTC).date()
+        # Not after today anywhere on earth (UTC+14 is the furthest ahead): a child born in
+        # Berlin just after midnight is not "born in the future" while UTC is still on
+        # yesterday.
+        today = (utcnow() + timedelta(hours=14)).date()
         if value > today:
             raise _invalid("Das Geburtsdatum liegt in der Zukunft.")
         if value.year < today.year - MAX_AGE_YEARS:

@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import httpx2
 import pytest
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from app import metrics
 from app.audit.models import AuditEvent
 from app.scheduling.models import Appointment, JoinToken
+from app.scheduling.schemas import ConsultIn
 from app.settings import Settings
 from app.tokens import token_hash
 from tests.factories import Demo, login
@@ -220,3 +222,25 @@ async def test_book_without_login_or_csrf_is_refused(
     await login(client, demo.gp)
     del client.headers["X-CSRF-Token"]
     assert (await client.post("/api/v1/appointments", json=body)).status_code == 403
+
+
+@pytest.mark.parametrize(("born", "accepted"), [("2026-06-15", True), ("2026-06-16", False)])
+def test_a_birth_date_counts_as_today_where_it_is_already_today(
+    monkeypatch: pytest.MonkeyPatch, born: str, accepted: bool
+) -> None:
+    # 22:30 UTC on 14 June is 00:30 on 15 June in Berlin: a child born there just now is not
+    # "born in the future" because UTC is still on the 14th; a day later is.
+    monkeypatch.setattr(
+        "app.scheduling.schemas.utcnow", lambda: datetime(2026, 6, 14, 22, 30, tzinfo=UTC)
+    )
+    body = {
+        "patient_name": "Mia Neumann",
+        "patient_birth_date": born,
+        "patient_contact": "eltern@example.org",
+        "clinical_question": "Herzgeräusch beim Neugeborenen",
+    }
+    if accepted:
+        assert ConsultIn.model_validate(body).patient_birth_date.isoformat() == born
+    else:
+        with pytest.raises(ValidationError, match="in der Zukunft"):
+            ConsultIn.model_validate(body)
