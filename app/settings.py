@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # from the request until then plus ``link_grace_minutes``).
     on_call_claim_minutes: int = Field(default=10, ge=1, le=240)
     on_call_minutes: int = Field(default=60, ge=15, le=480)
+    # At most so many of a GP's on-call requests open (nobody took them, not ended) at once:
+    # a slip or a script cannot fill a specialty's queue.
+    on_call_open_per_gp: int = Field(default=5, ge=1, le=50)
 
     # Guessing throttles (app/throttle.py, docs/deploy.md "Login throttling"): attempts without
     # delay per account on one browser or from one address, then per address and per account

@@ -41,7 +41,7 @@ from app.scheduling.models import (
     Specialty,
     Urgency,
 )
-from app.scheduling.on_call_queue import OPEN_STATES
+from app.scheduling.on_call_queue import OPEN_STATES, open_count
 from app.scheduling.schemas import AppointmentOut, BookingOut, OnCallIn
 from app.scheduling.views import appointment_views
 from app.settings import Settings
@@ -56,6 +56,14 @@ class NoSpecialist(Conflict):
     code = "no_specialist"
     default_message = (
         "In diesem Fachgebiet ist niemand eingetragen, der die Anfrage übernehmen könnte."
+    )
+
+
+class TooManyOpen(Conflict):
+    code = "too_many_open_requests"
+    default_message = (
+        "Sie haben schon mehrere offene Sofort-Anfragen. Bitte warten Sie, bis eine übernommen "
+        "wurde, oder ziehen Sie eine zurück."
     )
 
 
@@ -77,8 +85,15 @@ async def request(
         raise NotFound("Dieses Fachgebiet gibt es nicht.")
     if not await repo.specialist_ids(session, details.specialty_id):
         raise NoSpecialist()
+    # Two requests of one GP at once are counted one after the other: this write holds the
+    # GP's row (on SQLite, the database's write lock) until the transaction ends.
+    await session.execute(
+        update(User).where(col(User.id) == gp_id).values(is_active=col(User.is_active))
+    )
     gp = await session.get(User, gp_id)
     assert gp is not None
+    if await open_count(session, gp_id=gp_id, now=now) >= settings.on_call_open_per_gp:
+        raise TooManyOpen()
     appointment = Appointment(
         kind=AppointmentKind.ON_CALL,
         specialist_id=None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -24,6 +25,24 @@ from app.scheduling.schemas import OnCallEntry
 OPEN_STATES = (RoomState.SCHEDULED, RoomState.WAITING)
 
 
+def still_open(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """An on-call request nobody has taken, not withdrawn, not past its planned end."""
+    return (
+        col(Appointment.kind) == AppointmentKind.ON_CALL,
+        col(Appointment.specialist_id).is_(None),
+        col(Appointment.status) == AppointmentStatus.BOOKED,
+        col(Appointment.room_state).in_(OPEN_STATES),
+        # Past its planned end (and its link's), a request nobody took is stale.
+        col(Appointment.ends_at) > now,
+    )
+
+
+async def open_count(session: AsyncSession, *, gp_id: int, now: datetime) -> int:
+    """How many of the GP's requests are open now."""
+    query = select(func.count()).select_from(Appointment)
+    return await session.scalar(query.where(col(Appointment.gp_id) == gp_id, *still_open(now))) or 0
+
+
 async def open_requests(
     session: AsyncSession, *, specialty_id: int, now: datetime, tz: ZoneInfo
 ) -> list[OnCallEntry]:
@@ -34,15 +53,7 @@ async def open_requests(
         await session.execute(
             select(Appointment, User.display_name)
             .join(User, col(User.id) == col(Appointment.gp_id))
-            .where(
-                col(Appointment.kind) == AppointmentKind.ON_CALL,
-                col(Appointment.specialty_id) == specialty_id,
-                col(Appointment.specialist_id).is_(None),
-                col(Appointment.status) == AppointmentStatus.BOOKED,
-                col(Appointment.room_state).in_(OPEN_STATES),
-                # Past its planned end (and its link's), a request nobody took is stale.
-                col(Appointment.ends_at) > now,
-            )
+            .where(col(Appointment.specialty_id) == specialty_id, *still_open(now))
         )
     ).all()
     practices = await repo.practices_by_id(
