@@ -36,6 +36,12 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if sqlite:
+            # Python's sqlite3 opens a transaction only before a row is written, so a batch
+            # rebuild's CREATE TABLE would stand on its own: a migration that then refuses (a
+            # downgrade that would lose data) left its half-built table behind. Begun here,
+            # every statement of the run is in the one transaction and is undone with it.
+            connection.exec_driver_sql("BEGIN")
         context.run_migrations()
         if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
             raise RuntimeError("the migration left rows whose foreign keys point nowhere")

@@ -9,6 +9,7 @@ from sqlalchemy import CheckConstraint, Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from app.db import enum_column, utc_column, utcnow
+from app.scheduling.identifiers import Certainty
 
 
 class AppointmentStatus(StrEnum):
@@ -41,6 +42,16 @@ class AppointmentKind(StrEnum):
 
     BOOKED = "booked"
     ON_CALL = "on_call"
+
+
+class PatientSex(StrEnum):
+    """The patient's sex as German health records give it (FHIR: female, male, other for
+    "divers", unknown)."""
+
+    FEMALE = "female"
+    MALE = "male"
+    DIVERSE = "diverse"
+    UNKNOWN = "unknown"
 
 
 class Mode(StrEnum):
@@ -157,6 +168,24 @@ class Appointment(SQLModel, table=True):
     claim_until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     claimed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     unclaimed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+    # The Telekonsil request's particulars (Telekonsilien-Vereinbarung § 3), each optional:
+    # the insurance number (KVNR, app/scheduling/identifiers.py), the patient's sex, the
+    # (suspected) diagnosis as an ICD-10-GM code with its certainty and in words, the current
+    # medication, the day the answer is needed by, and when the GP recorded that the patient
+    # consented to the Telekonsil.
+    patient_insurance_number: str | None = Field(default=None, max_length=10)
+    patient_sex: PatientSex | None = Field(
+        default=None, sa_column=enum_column(PatientSex, nullable=True)
+    )
+    diagnosis_code: str | None = Field(default=None, max_length=8)
+    diagnosis_certainty: Certainty | None = Field(
+        default=None, sa_column=enum_column(Certainty, nullable=True)
+    )
+    diagnosis_text: str | None = Field(default=None, max_length=500)
+    medication: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    answer_by: date | None = None
+    consent_recorded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
     def reached_by(self, channel: str) -> bool:
         """Whether the GP asked for messages to the patient through ``channel``."""

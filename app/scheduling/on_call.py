@@ -103,7 +103,7 @@ async def request(
         starts_at=now,
         ends_at=now + timedelta(minutes=settings.on_call_minutes),
         claim_until=now + timedelta(minutes=settings.on_call_claim_minutes),
-        **service.consult_fields(details),
+        **service.consult_fields(details, now=now),
         created_at=now,
     )
     session.add(appointment)

@@ -19,18 +19,21 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.db import utcnow
-from app.scheduling import phones
+from app.scheduling import identifiers, phones
+from app.scheduling.identifiers import Certainty
 from app.scheduling.models import (
     AppointmentKind,
     AppointmentStatus,
     GuestKind,
     Mode,
+    PatientSex,
     RoomState,
     Urgency,
 )
 from app.schemas import Day, Id, Out, Schema
 
 MAX_QUESTION = 4000
+MAX_MEDICATION = 4000
 MAX_RULES = 50
 MAX_AGE_YEARS = 130
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
@@ -68,6 +71,55 @@ class ConsultIn(Schema):
     # The patient's mobile number for SMS, normalised to E.164; required with "sms", and
     # dropped without it.
     patient_phone: str | None = Field(default=None, max_length=40, validate_default=True)
+    # The Telekonsil request's particulars (Telekonsilien-Vereinbarung § 3), each optional:
+    # the insurance number (KVNR, check digit verified), the sex, the (suspected) diagnosis as
+    # an ICD-10-GM code with its certainty and in words, the current medication, the day the
+    # answer is needed by, and that the patient consented to the Telekonsil.
+    patient_insurance_number: str | None = Field(default=None, max_length=20)
+    patient_sex: PatientSex | None = None
+    diagnosis_code: str | None = Field(default=None, max_length=12)
+    diagnosis_certainty: Certainty | None = None
+    diagnosis_text: str | None = Field(default=None, max_length=500, pattern=_NO_CONTROL)
+    medication: str | None = Field(default=None, max_length=MAX_MEDICATION)
+    answer_by: Day | None = None
+    consent_recorded: bool = False
+
+    @field_validator("patient_insurance_number", "diagnosis_code", "diagnosis_text", "medication")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("patient_insurance_number")
+    @classmethod
+    def _kvnr(cls, value: str | None) -> str | None:
+        try:
+            return identifiers.normalise_kvnr(value) if value else None
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+
+    @field_validator("diagnosis_code")
+    @classmethod
+    def _icd10(cls, value: str | None) -> str | None:
+        try:
+            return identifiers.normalise_icd10(value) if value else None
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+
+    @field_validator("answer_by")
+    @classmethod
+    def _not_past(cls, value: date | None) -> date | None:
+        # Not before today anywhere on earth (UTC-12 is the furthest behind).
+        if value is not None and value < (utcnow() - timedelta(hours=12)).date():
+            raise _invalid("Das Datum für die Antwort liegt in der Vergangenheit.")
+        return value
+
+    @model_validator(mode="after")
+    def _certainty_of_a_diagnosis(self) -> ConsultIn:
+        if self.diagnosis_certainty is not None and not (
+            self.diagnosis_code or self.diagnosis_text
+        ):
+            raise _invalid("Die Diagnosesicherheit gehört zu einer Diagnose (Code oder Text).")
+        return self
 
     @field_validator("patient_birth_date")
     @classmethod
@@ -320,6 +372,15 @@ class AppointmentOut(Out):
     claim_until: datetime | None = None
     claimed_at: datetime | None = None
     unclaimed_at: datetime | None = None
+    # The Telekonsil request's particulars (null where the GP gave none).
+    patient_insurance_number: str | None = None
+    patient_sex: PatientSex | None = None
+    diagnosis_code: str | None = None
+    diagnosis_certainty: Certainty | None = None
+    diagnosis_text: str | None = None
+    medication: str | None = None
+    answer_by: date | None = None
+    consent_recorded_at: datetime | None = None
 
 
 class OnCallEntry(Out):

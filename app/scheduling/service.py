@@ -84,7 +84,7 @@ async def book(
         practice_id=gp.practice_id,
         starts_at=slot.starts_at,
         ends_at=slot.ends_at,
-        **consult_fields(details),
+        **consult_fields(details, now=now),
         created_at=now,
     )
     session.add(appointment)
@@ -110,10 +110,19 @@ async def book(
     )
 
 
-def consult_fields(details: ConsultIn) -> dict[str, Any]:
+def consult_fields(details: ConsultIn, *, now: datetime) -> dict[str, Any]:
     """The appointment's columns from what a booking and an on-call request share: who the
-    patient is, the question, and how the patient is reached."""
+    patient is, the question and the request's particulars, and how the patient is reached
+    (the patient's consent counts as recorded ``now``)."""
     return {
+        "patient_insurance_number": details.patient_insurance_number,
+        "patient_sex": details.patient_sex,
+        "diagnosis_code": details.diagnosis_code,
+        "diagnosis_certainty": details.diagnosis_certainty,
+        "diagnosis_text": details.diagnosis_text,
+        "medication": details.medication,
+        "answer_by": details.answer_by,
+        "consent_recorded_at": now if details.consent_recorded else None,
         "patient_name": details.patient_name,
         "patient_birth_date": details.patient_birth_date,
         "patient_contact": details.patient_contact,
