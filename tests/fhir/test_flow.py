@@ -116,3 +116,29 @@ async def test_fhir_two_concurrent_books_of_one_slot_one_wins(
     assert sorted(a.status_code for a in answers) == [201, 409]
     loser = next(a for a in answers if a.status_code == 409)
     assert assert_outcome(loser, 409).issue[0].code == "conflict"
+
+
+async def test_fhir_book_takes_a_bare_appointment_and_is_retry_safe(
+    client: httpx2.AsyncClient, demo: Demo, settings: Settings
+) -> None:
+    await login(client, demo.gp)
+    slot = (await free_slots(client, settings, demo.specialist))[1]
+    bare = parameters(f"Slot/{slot['id']}")["parameter"][0]["resource"]
+    headers = {"Content-Type": FHIR_JSON, "Idempotency-Key": "fhir-retry-0001"}
+    first = await client.post("/fhir/R4/Appointment/$book", json=bare, headers=headers)
+    again = await client.post("/fhir/R4/Appointment/$book", json=bare, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201), again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["location"] == first.headers["location"]
+    # The specialist finds it by actor; the other specialist's filter finds nothing.
+    client.cookies.clear()
+    await login(client, demo.specialist)
+    mine = await client.get(
+        "/fhir/R4/Appointment", params={"actor": f"Practitioner/{demo.specialist.id}"}
+    )
+    assert [e["resource"]["id"] for e in mine.json()["entry"]] == [first.json()["id"]]
+    other = await client.get(
+        "/fhir/R4/Appointment", params={"actor": f"PractitionerRole/{demo.other_specialist.id}"}
+    )
+    assert other.json()["total"] == 0
