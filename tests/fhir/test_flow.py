@@ -79,6 +79,7 @@ async def test_fhir_isik_flow_books_reads_and_cancels(
     ]
 
     read = await client.get(f"/fhir/R4/Appointment/{appointment.id}")
+    assert read.headers["cache-control"] == "no-store"  # it carries health data
     assert (
         Appointment.model_validate(read.json()).comment
         == parameters("x")["parameter"][0]["resource"]["comment"]

@@ -126,3 +126,20 @@ async def test_fhir_slot_search_rules(client: httpx2.AsyncClient, demo: Demo) ->
         "/fhir/R4/Slot", params=unknown, headers={"Prefer": "handling=strict"}
     )
     assert_outcome(strict, 400)
+
+
+async def test_fhir_writes_need_the_csrf_token_like_the_json_api(
+    client: httpx2.AsyncClient, demo: Demo, settings: Settings
+) -> None:
+    await login(client, demo.gp)
+    slot = (await free_slots(client, settings, demo.specialist))[0]
+    token = client.headers.pop("X-CSRF-Token")
+    assert_outcome(await book(client, parameters(f"Slot/{slot['id']}")), 403)
+    client.headers["X-CSRF-Token"] = token
+    foreign = await client.post(
+        "/fhir/R4/Appointment/$book",
+        json=parameters(f"Slot/{slot['id']}"),
+        headers={"Content-Type": FHIR_JSON, "Origin": "https://evil.example"},
+    )
+    assert_outcome(foreign, 403)
+    assert slot["id"] in [s["id"] for s in await free_slots(client, settings, demo.specialist)]
