@@ -1,0 +1,137 @@
+"""What a FHIR client sends to book and to cancel, as Konsil's own inputs (pure).
+
+``$book`` takes an ISiK-style ``Parameters`` with the Appointment in ``appt-resource`` or the
+bare Appointment. The Appointment (status ``proposed``) names exactly one ``Slot/<id>``, the
+patient as a contained Patient referenced by a participant (name, birthDate, one telecom:
+e-mail or phone), the clinical question in ``comment`` (or ``reasonCode[0].text``) and the
+urgency in ``priority`` (1 = urgent, anything else routine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fhir.resources.R4B.appointment import Appointment
+from fhir.resources.R4B.patient import Patient
+from pydantic import ValidationError
+
+from app.fhir.outcome import FhirError
+from app.fhir.search import parse_slot_id
+from app.scheduling.models import Urgency
+
+BOOK_PARAMETER = "appt-resource"
+CANCEL_PATHS = frozenset({"/status", "/cancelationReason"})
+
+
+@dataclass(frozen=True)
+class BookRequest:
+    specialist_id: int
+    starts_at: datetime
+    fields: dict[str, Any]  # the ConsultIn fields: patient, question, urgency
+
+
+def appointment_of(body: Any) -> dict[str, Any]:
+    """The Appointment of a ``$book`` body (a Parameters or the Appointment itself)."""
+    if not isinstance(body, dict):
+        raise FhirError(400, "Erwartet wird eine Parameters- oder Appointment-Ressource.")
+    kind = body.get("resourceType")
+    if kind == "Appointment":
+        return body
+    if kind != "Parameters":
+        raise FhirError(400, "Erwartet wird eine Parameters- oder Appointment-Ressource.")
+    found = [
+        p.get("resource")
+        for p in body.get("parameter") or []
+        if isinstance(p, dict) and p.get("name") == BOOK_PARAMETER
+    ]
+    if len(found) != 1 or not isinstance(found[0], dict):
+        raise FhirError(400, f"Parameters braucht genau einen Parameter {BOOK_PARAMETER}.")
+    if found[0].get("resourceType") != "Appointment":
+        raise FhirError(400, f"{BOOK_PARAMETER} muss eine Appointment-Ressource sein.")
+    return found[0]
+
+
+def book_request(data: dict[str, Any]) -> BookRequest:
+    """The booking an Appointment asks for; 400 for what is not a valid resource or lacks
+    what Konsil needs to book (the checks of the patient's data are the JSON API's: 422)."""
+    try:
+        appt = Appointment.model_validate(data)
+    except ValidationError as exc:
+        raise FhirError(400, f"Ungültige Appointment-Ressource: {_first_error(exc)}") from None
+    if appt.status != "proposed":
+        raise FhirError(400, "Ein zu buchender Termin hat den Status proposed.")
+    slots = [s.reference for s in appt.slot or []]
+    if len(slots) != 1 or not slots[0]:
+        raise FhirError(400, "Der Termin muss genau einen Slot referenzieren (Slot/<id>).")
+    parts = str(slots[0]).rstrip("/").split("/")
+    decoded = parse_slot_id(parts[-1]) if len(parts) >= 2 and parts[-2] == "Slot" else None
+    if decoded is None:
+        raise FhirError(422, "Diesen Slot gibt es nicht.", code="not-found")
+    specialist_id, starts_at = decoded
+    if appt.start is not None and appt.start != starts_at:
+        raise FhirError(400, "start passt nicht zum referenzierten Slot.")
+    patient = _patient(appt)
+    question = appt.comment or next((str(r.text) for r in appt.reasonCode or [] if r.text), None)
+    fields = {
+        **patient,
+        "clinical_question": question or "",
+        "urgency": Urgency.URGENT if appt.priority == 1 else Urgency.ROUTINE,
+    }
+    return BookRequest(specialist_id, starts_at, fields)
+
+
+def _patient(appt: Appointment) -> dict[str, Any]:
+    refs = {str(p.actor.reference) for p in appt.participant if p.actor and p.actor.reference}
+    contained = [
+        c for c in appt.contained or [] if c.get_resource_type() == "Patient" and f"#{c.id}" in refs
+    ]
+    if len(contained) != 1 or not isinstance(contained[0], Patient):
+        raise FhirError(400, "Der Patient muss als enthaltene Patient-Ressource teilnehmen (#id).")
+    patient = contained[0]
+    name = _name(patient)
+    telecom = [t for t in patient.telecom or [] if t.system in ("email", "phone") and t.value]
+    if not name or patient.birthDate is None or not telecom:
+        raise FhirError(400, "Der Patient braucht name, birthDate und telecom (email/phone).")
+    return {
+        "patient_name": name,
+        "patient_birth_date": patient.birthDate,
+        "patient_contact": str(telecom[0].value),
+    }
+
+
+def _name(patient: Patient) -> str:
+    for name in patient.name or []:
+        if name.text:
+            return str(name.text)
+        joined = " ".join([*(str(g) for g in name.given or []), str(name.family or "")]).strip()
+        if joined:
+            return joined
+    return ""
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {error['msg']}"[:200]
+
+
+def cancel_patch(body: Any) -> None:
+    """A JSON Patch that only cancels: ``replace`` (or ``add``) of ``/status`` with
+    ``cancelled``, optionally ``/cancelationReason``. Anything else is 400, nothing done."""
+    if not isinstance(body, list) or not body:
+        raise FhirError(400, "Erwartet wird ein JSON Patch (eine Liste von Operationen).")
+    cancels = False
+    for op in body:
+        if not isinstance(op, dict) or op.get("op") not in ("replace", "add"):
+            raise FhirError(400, "Nur replace von /status (und /cancelationReason) ist erlaubt.")
+        path = op.get("path")
+        if path not in CANCEL_PATHS:
+            raise FhirError(400, f"{str(path)[:60]} kann nicht geändert werden.")
+        if path == "/status":
+            if op.get("value") != "cancelled":
+                raise FhirError(400, "Der Status kann nur auf cancelled gesetzt werden.")
+            cancels = True
+    if not cancels:
+        raise FhirError(400, "Der Patch muss /status auf cancelled setzen.")

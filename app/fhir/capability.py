@@ -1,0 +1,86 @@
+"""The CapabilityStatement: exactly what ``/fhir/R4`` serves (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+from app.fhir.outcome import dump
+from app.fhir.resources import BOOK_OPERATION, PROFILE_APPOINTMENT, PROFILE_SLOT
+
+# (type, interactions, search parameters (name, type), supported ISiK profile, operations)
+RESOURCES: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], str | None], ...] = (
+    ("HealthcareService", ("read", "search-type"), (("_id", "token"),), None),
+    ("Practitioner", ("read", "search-type"), (("_id", "token"),), None),
+    (
+        "PractitionerRole",
+        ("read", "search-type"),
+        (("_id", "token"), ("specialty", "token"), ("practitioner", "reference")),
+        None,
+    ),
+    (
+        "Schedule",
+        ("read", "search-type"),
+        (("_id", "token"), ("actor", "reference"), ("service-type", "token")),
+        None,
+    ),
+    (
+        "Slot",
+        ("search-type",),
+        (
+            ("schedule", "reference"),
+            ("service-type", "token"),
+            ("start", "date"),
+            ("status", "token"),
+        ),
+        PROFILE_SLOT,
+    ),
+    (
+        "Appointment",
+        ("read", "search-type", "patch"),
+        (("date", "date"), ("status", "token"), ("actor", "reference")),
+        PROFILE_APPOINTMENT,
+    ),
+)
+
+
+def capability_statement(*, base: str, published: str) -> dict[str, Any]:
+    """What the server does, for ``base`` (``…/fhir/R4``)."""
+    resources = []
+    for kind, interactions, params, profile in RESOURCES:
+        entry: dict[str, Any] = {
+            "type": kind,
+            "interaction": [{"code": code} for code in interactions],
+            "searchParam": [{"name": name, "type": kind_} for name, kind_ in params],
+        }
+        if profile is not None:
+            entry["supportedProfile"] = [profile]
+        if kind == "Appointment":
+            entry["operation"] = [{"name": "book", "definition": BOOK_OPERATION}]
+        resources.append(entry)
+    return dump(
+        CapabilityStatement.model_validate(
+            {
+                "status": "active",
+                "date": published,
+                "kind": "instance",
+                "name": "KonsilFhirServer",
+                "title": "Konsil FHIR R4",
+                "software": {"name": "Konsil"},
+                "implementation": {"description": "Konsil Telekonsil-Terminplanung", "url": base},
+                "fhirVersion": "4.0.1",
+                "format": ["application/fhir+json"],
+                "patchFormat": ["application/json-patch+json"],
+                "rest": [
+                    {
+                        "mode": "server",
+                        "documentation": "Staff session cookie (login at /api/v1/auth/login); "
+                        "writes need the X-CSRF-Token header. See docs/fhir.md.",
+                        "security": {"cors": False},
+                        "resource": resources,
+                    }
+                ],
+            }
+        )
+    )

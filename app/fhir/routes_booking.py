@@ -1,0 +1,189 @@
+"""``/fhir/R4`` Slot search, Appointment ``$book``, read, search and cancel (``PATCH``):
+thin calls into the scheduling services the JSON API uses."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from app.accounts.models import Role
+from app.accounts.web import require_staff
+from app.api import validate
+from app.db import unit_of_work, utcnow
+from app.errors import NotFound
+from app.fhir import directory
+from app.fhir import resources as build
+from app.fhir.booking import appointment_of, book_request, cancel_patch
+from app.fhir.outcome import FhirError, fhir_response
+from app.fhir.routes import Handler, base_url, bundle, params, read_json, required_id, routes_for
+from app.fhir.search import Bounds, date_bounds, reference_id, token_code
+from app.resources import db, settings
+from app.scheduling import service
+from app.scheduling.availability import free_slots
+from app.scheduling.routes import REPLAYED_HEADER, created_once
+from app.scheduling.schemas import AppointmentOut, AppointmentsQuery, BookingIn, BookingOut
+
+STAFF = (Role.GP, Role.SPECIALIST)
+FHIR_JSON = ("application/fhir+json", "application/json")
+JSON_PATCH = ("application/json-patch+json",)
+DEFAULT_SLOT_DAYS = 7
+MAX_SLOT_DAYS = 31
+MAX_APPOINTMENTS = 500
+
+
+async def search_slots(request: Request) -> Response:
+    """Free slots computed now from the specialists' hours (nothing stored)."""
+    await require_staff(request)
+    cfg = settings(request)
+    query = params(request, ["schedule", "service-type", "start", "status"])
+    schedules = query.all("schedule")
+    types = query.all("service-type")
+    if not schedules and not types:
+        raise FhirError(400, "Slot-Suche braucht schedule oder service-type.")
+    now = utcnow()
+    bounds = date_bounds(query.all("start"), cfg.tz, "start")
+    lower = max(bounds.lower or now, now)
+    upper = bounds.upper or lower + timedelta(days=DEFAULT_SLOT_DAYS)
+    if upper - lower > timedelta(days=MAX_SLOT_DAYS):
+        raise FhirError(400, f"Der Zeitraum darf höchstens {MAX_SLOT_DAYS} Tage umfassen.")
+    statuses = {token_code(s) for v in query.all("status") for s in v.split(",")}
+    if upper <= lower or (statuses and "free" not in statuses):
+        return bundle(request, [])  # only free slots are computed
+    async with db(request)() as session:
+        entries = await _slots(session, request, schedules, types, Bounds(lower, upper), now=now)
+    return bundle(request, entries)
+
+
+async def _slots(
+    session: AsyncSession,
+    request: Request,
+    schedules: list[str],
+    types: list[str],
+    bounds: Bounds,
+    *,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    cfg = settings(request)
+    specialty_id = None
+    if types:
+        found = await directory.specialty(session, token_code(types[0]))
+        if found is None:
+            return []
+        specialty_id = found.id
+    ids = None
+    if schedules:
+        ids = [reference_id(schedules[0], "Schedule")]
+        if ids[0] is None:
+            return []
+    people = await directory.specialists(
+        session, ids=[i for i in ids or [] if i is not None] or None, specialty_id=specialty_id
+    )
+    lower, upper = bounds.lower or now, bounds.upper or now
+    first = lower.astimezone(cfg.tz).date()
+    last = (upper - timedelta(microseconds=1)).astimezone(cfg.tz).date()
+    entries = []
+    for user, specialty in people:
+        assert user.id is not None
+        try:
+            found_slots = await free_slots(
+                session, settings=cfg, specialist=user.id, first_day=first, last_day=last, now=now
+            )
+        except NotFound:  # deactivated meanwhile
+            continue
+        entries += [
+            build.slot(user.id, specialty, s.starts_at, s.ends_at)
+            for s in found_slots
+            if bounds.admits(s.starts_at)
+        ]
+    return sorted(entries, key=lambda e: (e["start"], e["id"]))
+
+
+async def book(request: Request) -> Response:
+    """``$book``: the booking service with its conflict safety, retry-safe with an
+    ``Idempotency-Key``; answers the Appointment without the patient's join link."""
+    who = await require_staff(request, Role.GP)
+    asked = book_request(appointment_of(await read_json(request, FHIR_JSON)))
+    body = validate(
+        BookingIn,
+        {"specialist_id": asked.specialist_id, "starts_at": asked.starts_at, **asked.fields},
+    )
+    cfg = settings(request)
+
+    async def create(session: AsyncSession) -> BookingOut:
+        return await service.book(session, settings=cfg, who=who, details=body)
+
+    answer = await created_once(request, f"fhir-booking:gp:{who.user_id}", body, create)
+    booked = BookingOut.model_validate(json.loads(bytes(answer.body)))
+    headers = {"Location": f"{base_url(request)}/Appointment/{booked.appointment.id}"}
+    if REPLAYED_HEADER in answer.headers:
+        headers[REPLAYED_HEADER] = "true"
+    return fhir_response(build.appointment(booked.appointment), 201, headers)
+
+
+async def read_appointment(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = required_id(request)
+    async with db(request)() as session:
+        found = await service.booking_detail(session, who=who, appointment_id=appointment_id)
+    return fhir_response(build.appointment(found))
+
+
+async def search_appointments(request: Request) -> Response:
+    """The caller's own appointments (the JSON API's list), filtered by date, status, actor."""
+    who = await require_staff(request, *STAFF)
+    cfg = settings(request)
+    query = params(request, ["date", "status", "actor"])
+    bounds = date_bounds(query.all("date"), cfg.tz, "date")
+    listing: dict[str, Any] = {"limit": MAX_APPOINTMENTS}
+    if bounds.lower is not None:
+        listing["from"] = bounds.lower.astimezone(cfg.tz).date()
+    if bounds.upper is not None:
+        listing["to"] = (bounds.upper - timedelta(microseconds=1)).astimezone(cfg.tz).date()
+    if "from" in listing and "to" in listing and listing["to"] < listing["from"]:
+        return bundle(request, [])
+    async with db(request)() as session:
+        found = await service.list_bookings(
+            session, settings=cfg, who=who, query=AppointmentsQuery.model_validate(listing)
+        )
+    statuses = {token_code(s) for v in query.all("status") for s in v.split(",")}
+    actors = {
+        reference_id(a, "Practitioner", "PractitionerRole")
+        for v in query.all("actor")
+        for a in v.split(",")
+    }
+    entries = [
+        build.appointment(a)
+        for a in found
+        if bounds.admits(a.starts_at.astimezone(UTC)) and _actor_matches(a, actors)
+    ]
+    return bundle(request, [e for e in entries if not statuses or e["status"] in statuses])
+
+
+def _actor_matches(found: AppointmentOut, actors: set[int | None]) -> bool:
+    return not actors or found.specialist_id in actors
+
+
+async def patch_appointment(request: Request) -> Response:
+    """Cancels, through the JSON API's cancel; nothing else of an Appointment changes."""
+    who = await require_staff(request, *STAFF)
+    appointment_id = required_id(request)
+    cancel_patch(await read_json(request, JSON_PATCH))
+    async with unit_of_work(db(request)) as session:
+        cancelled = await service.cancel(session, who=who, appointment_id=appointment_id)
+    return fhir_response(build.appointment(cancelled))
+
+
+BOOKING: list[tuple[str, dict[str, Handler]]] = [
+    ("/Slot", {"GET": search_slots}),
+    ("/Appointment", {"GET": search_appointments}),
+    ("/Appointment/$book", {"POST": book}),
+    ("/Appointment/{id}", {"GET": read_appointment, "PATCH": patch_appointment}),
+]
+
+routes: list[BaseRoute] = routes_for(BOOKING)
