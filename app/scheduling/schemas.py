@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
@@ -52,6 +53,13 @@ def _invalid(message: str) -> PydanticCustomError:
 # --- requests -----------------------------------------------------------------------------
 
 
+# Identifier fields of a request and what checks and normalises each.
+_IDENTIFIERS: dict[str, Callable[[str], str]] = {
+    "patient_insurance_number": identifiers.normalise_kvnr,
+    "diagnosis_code": identifiers.normalise_icd10,
+}
+
+
 class ConsultIn(Schema):
     """Who the patient is, what the specialist should answer, and how the patient is reached:
     the part a booking and an on-call request share."""
@@ -89,19 +97,12 @@ class ConsultIn(Schema):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
-    @field_validator("patient_insurance_number")
+    @field_validator("patient_insurance_number", "diagnosis_code")
     @classmethod
-    def _kvnr(cls, value: str | None) -> str | None:
+    def _identifier(cls, value: str | None, info: ValidationInfo) -> str | None:
+        normalise = _IDENTIFIERS[info.field_name or ""]
         try:
-            return identifiers.normalise_kvnr(value) if value else None
-        except ValueError as exc:
-            raise _invalid(str(exc)) from None
-
-    @field_validator("diagnosis_code")
-    @classmethod
-    def _icd10(cls, value: str | None) -> str | None:
-        try:
-            return identifiers.normalise_icd10(value) if value else None
+            return normalise(value) if value else None
         except ValueError as exc:
             raise _invalid(str(exc)) from None
 
