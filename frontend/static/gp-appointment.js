@@ -3,7 +3,7 @@
 import { api, errorMessage } from "./api.js";
 import { $, h, showAlert, busy } from "./dom.js";
 import { t, formatDate, formatDateTime } from "./i18n.js";
-import { statusLine } from "./labels.js";
+import { particularsRows, statusLine } from "./labels.js";
 import { showSlots, weekStart } from "./slots.js";
 import { showLink } from "./linkbox.js";
 import { mountDocuments } from "./documents.js";
@@ -185,6 +185,7 @@ function renderDetails() {
     ...(a.patient_phone ? [[t("Mobile number (SMS)"), a.patient_phone]] : []),
     [t("Urgency"), a.urgency === "urgent" ? t("Urgent") : t("Routine")],
     [t("Clinical question"), a.clinical_question],
+    ...particularsRows(a),
     [t("Patient link"), a.link ? t("valid {from} – {until}, last opened: {opened}", {
       from: formatDateTime(a.link.valid_from), until: formatDateTime(a.link.valid_until),
       opened,

@@ -1,5 +1,5 @@
 // Human words for the API's states.
-import { t } from "./i18n.js";
+import { t, formatDate, formatDateTime } from "./i18n.js";
 
 export const STATUS = {
   booked: () => t("Booked"),
@@ -28,4 +28,34 @@ export function statusLine(appointment) {
   const status = requested ? t("Requested") : label(STATUS, appointment.status);
   const room = label(ROOM, appointment.room_state);
   return room === status ? status : `${status} · ${room}`;
+}
+
+const SEX = {
+  female: () => t("Female"),
+  male: () => t("Male"),
+  diverse: () => t("Diverse"),
+  unknown: () => t("Unknown"),
+};
+
+const CERTAINTY = {
+  G: () => t("Confirmed"),
+  V: () => t("Suspected"),
+  Z: () => t("State after"),
+  A: () => t("Excluded"),
+};
+
+/** The Telekonsil request's particulars the GP gave, as rows of the appointment's details
+ * (none for those left out). */
+export function particularsRows(a) {
+  const diagnosis = [a.diagnosis_code, a.diagnosis_text].filter(Boolean).join(" ");
+  const certainty = a.diagnosis_certainty ? label(CERTAINTY, a.diagnosis_certainty) : "";
+  const rows = [
+    [t("Insurance number"), a.patient_insurance_number],
+    [t("Sex"), a.patient_sex && label(SEX, a.patient_sex)],
+    [t("Diagnosis"), diagnosis && (certainty ? `${certainty}: ${diagnosis}` : diagnosis)],
+    [t("Medication"), a.medication],
+    [t("Answer needed by"), a.answer_by && formatDate(`${a.answer_by}T12:00:00Z`)],
+    [t("Consent to the Telekonsil"), a.consent_recorded_at && t("recorded {time}", { time: formatDateTime(a.consent_recorded_at) })],
+  ];
+  return rows.filter(([, value]) => value);
 }

@@ -2,7 +2,7 @@
 import { api, errorMessage } from "./api.js";
 import { $, h, showAlert } from "./dom.js";
 import { t, formatDate, formatDateTime } from "./i18n.js";
-import { statusLine } from "./labels.js";
+import { particularsRows, statusLine } from "./labels.js";
 import { listDocuments, mountReport } from "./records.js";
 
 const root = $("#specialist-appointment");
@@ -28,6 +28,7 @@ async function load() {
     [t("Booked by"), a.gp_name],
     [t("Urgency"), a.urgency === "urgent" ? t("Urgent") : t("Routine")],
     [t("Clinical question"), a.clinical_question],
+    ...particularsRows(a),
   ];
   $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
   $("[data-join]", root).hidden = a.status !== "booked";
