@@ -86,8 +86,9 @@ class ConsultIn(Schema):
     patient_insurance_number: str | None = Field(default=None, max_length=20)
     patient_sex: PatientSex | None = None
     diagnosis_code: str | None = Field(default=None, max_length=12)
-    diagnosis_certainty: Certainty | None = None
     diagnosis_text: str | None = Field(default=None, max_length=500, pattern=_NO_CONTROL)
+    # After the diagnosis fields: its check reads them.
+    diagnosis_certainty: Certainty | None = None
     medication: str | None = Field(default=None, max_length=MAX_MEDICATION)
     answer_by: Day | None = None
     consent_recorded: bool = False
@@ -114,13 +115,17 @@ class ConsultIn(Schema):
             raise _invalid("Das Datum für die Antwort liegt in der Vergangenheit.")
         return value
 
-    @model_validator(mode="after")
-    def _certainty_of_a_diagnosis(self) -> ConsultIn:
-        if self.diagnosis_certainty is not None and not (
-            self.diagnosis_code or self.diagnosis_text
-        ):
+    @field_validator("diagnosis_certainty")
+    @classmethod
+    def _certainty_of_a_diagnosis(
+        cls, value: Certainty | None, info: ValidationInfo
+    ) -> Certainty | None:
+        # A diagnosis field that failed its own check is missing from ``info.data``: its error
+        # is the one to show, not this one.
+        given = [info.data.get(name, "refused") for name in ("diagnosis_code", "diagnosis_text")]
+        if value is not None and not any(given):
             raise _invalid("Die Diagnosesicherheit gehört zu einer Diagnose (Code oder Text).")
-        return self
+        return value
 
     @field_validator("patient_birth_date")
     @classmethod

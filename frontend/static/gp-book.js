@@ -63,6 +63,9 @@ async function prefillFrom(appointmentId) {
   f.urgency.value = a.urgency;
   f.mode.value = a.mode;
   if (f.patient_language) f.patient_language.value = a.patient_language;
+  for (const name of PARTICULARS) f[name].value = a[name] || "";
+  f.consent_recorded.checked = Boolean(a.consent_recorded_at);
+  if (PARTICULARS.some((name) => a[name])) $("[data-particulars]", root).open = true;
   for (const box of f.querySelectorAll("input[name=invite_by]")) box.checked = a.invite_by.includes(box.value);
   if (f.patient_phone && a.patient_phone) f.patient_phone.value = a.patient_phone;
   const sms = $("[data-sms-choice]", root);
@@ -217,8 +220,21 @@ function submission(f) {
   };
 }
 
+// The Telekonsil request's particulars in the folded part of the form; empty ones are sent
+// as null (not given).
+const PARTICULARS = [
+  "patient_insurance_number", "patient_sex", "diagnosis_code", "diagnosis_certainty",
+  "diagnosis_text", "medication", "answer_by",
+];
+
+function particulars(f) {
+  return Object.fromEntries(PARTICULARS.map((name) => [name, f[name].value.trim() || null]));
+}
+
 function consultBody(f) {
   return {
+    ...particulars(f),
+    consent_recorded: f.consent_recorded.checked,
     patient_name: f.patient_name.value.trim(),
     patient_birth_date: f.patient_birth_date.value,
     patient_contact: f.patient_contact.value.trim(),
@@ -276,6 +292,7 @@ async function book(event) {
       showStep(root, "done");
     } catch (error) {
       showAlert(errorBox, fieldErrors(error) || bookingError(error));
+      markFields(f, error);
       errorBox.focus();
       if (error instanceof ApiError && ["slot_taken", "slot_unavailable", "no_specialist"].includes(error.code)) {
         $("[data-back]", root).focus();
@@ -325,7 +342,25 @@ const FIELD_LABELS = {
   clinical_question: () => t("Clinical question"),
   invite_by: () => t("Send the link to the patient"),
   patient_phone: () => t("Patient's mobile number"),
+  patient_insurance_number: () => t("Insurance number"),
+  patient_sex: () => t("Sex"),
+  diagnosis_code: () => t("ICD-10-GM code"),
+  diagnosis_certainty: () => t("Diagnostic certainty"),
+  diagnosis_text: () => t("Diagnosis in words"),
+  medication: () => t("Current medication"),
+  answer_by: () => t("Answer needed by"),
 };
+
+// The fields the server refused are marked; one in the folded Telekonsil part opens it.
+function markFields(f, error) {
+  const fields = (error instanceof ApiError && error.detail.fields) || [];
+  const refused = new Set(fields.map((e) => e.field));
+  for (const name of Object.keys(FIELD_LABELS)) {
+    const field = f[name];
+    if (field instanceof HTMLElement) field.setAttribute("aria-invalid", String(refused.has(name)));
+  }
+  if (PARTICULARS.some((name) => refused.has(name))) $("[data-particulars]", root).open = true;
+}
 
 function fieldErrors(error) {
   const fields = error instanceof ApiError && error.detail.fields;

@@ -105,6 +105,8 @@ async def test_bad_particulars_are_refused_field_by_field_and_nothing_is_stored(
     certainty_alone = booking_body(demo.specialist, slot["starts_at"], diagnosis_certainty="G")
     response = await client.post("/api/v1/appointments", json=certainty_alone)
     assert response.status_code == 422, response.text
-    assert "Diagnosesicherheit" in response.text
+    (error,) = response.json()["error"]["detail"]["fields"]
+    assert error["field"] == "diagnosis_certainty"
+    assert "Diagnosesicherheit" in error["message"]
     async with sessions() as session:
         assert (await session.execute(select(Appointment))).first() is None
