@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from app.accounts.models import AuthSession, Practice, RecoveryCode, SecondFactor, User
 from app.audit.models import AuditEvent, AuditPermit
 from app.events.outbox import OutboxEvent
+from app.fhir.jobs import FhirJob
 from app.idempotency import IdempotentResponse
 from app.notify.delays import DelayNotice
 from app.notify.models import OutgoingMessage
@@ -31,6 +32,7 @@ __all__ = [
     "AvailabilityRule",
     "DelayNotice",
     "Document",
+    "FhirJob",
     "GuestInvitation",
     "IdempotentResponse",
     "JoinToken",

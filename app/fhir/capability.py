@@ -57,7 +57,14 @@ def capability_statement(*, base: str, published: str) -> dict[str, Any]:
         if profile is not None:
             entry["supportedProfile"] = [profile]
         if kind == "Appointment":
-            entry["operation"] = [{"name": "book", "definition": BOOK_OPERATION}]
+            entry["operation"] = [
+                {
+                    "name": "book",
+                    "definition": BOOK_OPERATION,
+                    "documentation": "Synchron (201) oder mit Prefer: respond-async "
+                    "(202, Content-Location mit dem Ergebnis).",
+                }
+            ]
         resources.append(entry)
     return dump(
         CapabilityStatement.model_validate(

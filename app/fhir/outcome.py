@@ -51,6 +51,12 @@ def outcome(status: int, diagnostics: str, *, code: str | None = None) -> dict[s
     return dump(OperationOutcome.model_validate({"issue": [issue]}))
 
 
+def information(diagnostics: str) -> dict[str, Any]:
+    """An OperationOutcome that only informs (an asynchronous request's progress)."""
+    issue = {"severity": "information", "code": "informational", "diagnostics": diagnostics}
+    return dump(OperationOutcome.model_validate({"issue": [issue]}))
+
+
 def from_domain(exc: KonsilError) -> FhirError:
     """A domain error as FHIR sees it: Konsil's status, except that a slot that is not
     offered or outside the booking window breaks a business rule (422, as ISiK's $book asks

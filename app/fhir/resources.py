@@ -211,3 +211,18 @@ def searchset(entries: Sequence[dict[str, Any]], *, base: str, self_url: str) ->
             }
         )
     )
+
+
+def batch_response(resource: dict[str, Any], *, location: str, status: str) -> dict[str, Any]:
+    """The result of an asynchronous request: a ``batch-response`` Bundle with one entry, the
+    answer the request would have had at once (its status, location and resource)."""
+    return dump(
+        Bundle.model_validate(
+            {
+                "type": "batch-response",
+                "entry": [
+                    {"resource": resource, "response": {"status": status, "location": location}}
+                ],
+            }
+        )
+    )

@@ -7,23 +7,24 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app.accounts.models import Role
+from app.accounts.service import Principal
 from app.accounts.web import require_staff
 from app.api import validate
 from app.db import unit_of_work, utcnow
-from app.errors import NotFound
-from app.fhir import directory
+from app.errors import KonsilError, NotFound
+from app.fhir import directory, jobs
 from app.fhir import resources as build
 from app.fhir.booking import appointment_of, book_request, cancel_patch
-from app.fhir.outcome import FhirError, fhir_response
+from app.fhir.outcome import FhirError, fhir_response, from_domain, information
 from app.fhir.routes import Handler, base_url, bundle, params, read_json, required_id, routes_for
-from app.fhir.search import Bounds, date_bounds, reference_id, token_code
-from app.resources import db, settings
+from app.fhir.search import Bounds, date_bounds, is_async, reference_id, token_code
+from app.resources import db, resources, settings
 from app.scheduling import service
 from app.scheduling.availability import free_slots
 from app.scheduling.routes import REPLAYED_HEADER, created_once
@@ -35,6 +36,7 @@ JSON_PATCH = ("application/json-patch+json",)
 DEFAULT_SLOT_DAYS = 7
 MAX_SLOT_DAYS = 31
 MAX_APPOINTMENTS = 500
+JOBS = "/_jobs"  # the status URLs of asynchronous requests
 
 
 async def search_slots(request: Request) -> Response:
@@ -106,7 +108,8 @@ async def _slots(
 
 async def book(request: Request) -> Response:
     """``$book``: the booking service with its conflict safety, retry-safe with an
-    ``Idempotency-Key``; answers the Appointment without the patient's join link."""
+    ``Idempotency-Key``; answers the Appointment without the patient's join link. With
+    ``Prefer: respond-async``: 202 and the job's status URL (``book_later``)."""
     who = await require_staff(request, Role.GP)
     asked = book_request(appointment_of(await read_json(request, FHIR_JSON)))
     body = validate(
@@ -114,6 +117,8 @@ async def book(request: Request) -> Response:
         {"specialist_id": asked.specialist_id, "starts_at": asked.starts_at, **asked.fields},
     )
     cfg = settings(request)
+    if is_async(request.headers.get("prefer")):
+        return await book_later(request, who, body)
 
     async def create(session: AsyncSession) -> BookingOut:
         return await service.book(session, settings=cfg, who=who, details=body)
@@ -124,6 +129,85 @@ async def book(request: Request) -> Response:
     if REPLAYED_HEADER in answer.headers:
         headers[REPLAYED_HEADER] = "true"
     return fhir_response(build.appointment(booked.appointment), 201, headers)
+
+
+async def book_later(request: Request, who: Principal, body: BookingIn) -> Response:
+    """Opens a job, books in a task of the lifespan's group and answers 202 at once; what
+    the request itself breaks (not a resource, not a valid patient) was answered before."""
+    cfg = settings(request)
+    sessions = db(request)
+    now = utcnow()
+    async with unit_of_work(sessions) as session:
+        await jobs.purge(session, before=now - jobs.KEEP)
+        job_id, token = await jobs.open_job(session, owner_id=_user(who), now=now)
+
+    async def run() -> None:
+        try:
+            async with unit_of_work(sessions) as session:
+                booked = await service.book(session, settings=cfg, who=who, details=body)
+                done = jobs.Outcome(201, appointment_id=booked.appointment.id)
+                if not await jobs.finish(session, job_id, done, now=utcnow()):
+                    raise _GivenUp  # a poll said "nothing booked": roll the booking back
+        except _GivenUp:
+            return
+        except KonsilError as exc:
+            await _fail(sessions, job_id, from_domain(exc))
+        except Exception:
+            await _fail(sessions, job_id, FhirError(500, "Die Buchung ist fehlgeschlagen."))
+            raise  # logged by the task group, by type only
+
+    resources(request).tasks.spawn("fhir.book", run)
+    location = f"{base_url(request)}{JOBS}/{token}"
+    accepted = information("Die Buchung ist angenommen; ihr Ergebnis steht unter Content-Location.")
+    return fhir_response(accepted, 202, {"Content-Location": location})
+
+
+def _user(who: Principal) -> int:
+    assert who.user_id is not None  # staff sessions always have one
+    return who.user_id
+
+
+class _GivenUp(Exception):
+    """The job was ended by a poll before its booking committed."""
+
+
+async def _fail(sessions: async_sessionmaker[AsyncSession], job_id: int, error: FhirError) -> None:
+    failed = jobs.Outcome(error.status, issue_code=error.code, diagnostics=error.diagnostics)
+    async with unit_of_work(sessions) as session:
+        await jobs.finish(session, job_id, failed, now=utcnow())
+
+
+async def poll_job(request: Request) -> Response:
+    """An asynchronous ``$book``'s status: 202 while it runs; then 200 with a
+    ``batch-response`` Bundle holding the Appointment, or the error as an OperationOutcome
+    with its status. Only the GP who asked sees it."""
+    who = await require_staff(request, Role.GP)
+    token = str(request.path_params["token"])
+    now = utcnow()
+    async with unit_of_work(db(request)) as session:
+        job = await jobs.find(session, token, owner_id=_user(who))
+        if job is None:
+            raise FhirError(404, "Diesen Auftrag gibt es nicht (mehr).")
+        assert job.id is not None
+        if jobs.overdue(job, now):
+            lost = jobs.Outcome(503, issue_code="incomplete", diagnostics=jobs.LOST)
+            await jobs.finish(session, job.id, lost, now=now)
+            await session.refresh(job)
+    if job.finished_at is None:
+        return fhir_response(
+            information("Die Buchung läuft noch."),
+            202,
+            {"Retry-After": "1", "X-Progress": "in Bearbeitung"},
+        )
+    if job.status != 201 or job.appointment_id is None:
+        raise FhirError(job.status or 500, job.diagnostics or "", code=job.issue_code)
+    async with db(request)() as session:
+        found = await service.booking_detail(session, who=who, appointment_id=job.appointment_id)
+    return fhir_response(
+        build.batch_response(
+            build.appointment(found), location=f"Appointment/{found.id}", status="201 Created"
+        )
+    )
 
 
 async def read_appointment(request: Request) -> Response:
@@ -184,6 +268,7 @@ BOOKING: list[tuple[str, dict[str, Handler]]] = [
     ("/Appointment", {"GET": search_appointments}),
     ("/Appointment/$book", {"POST": book}),
     ("/Appointment/{id}", {"GET": read_appointment, "PATCH": patch_appointment}),
+    (JOBS + "/{token}", {"GET": poll_job}),
 ]
 
 routes: list[BaseRoute] = routes_for(BOOKING)

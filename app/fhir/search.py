@@ -91,6 +91,13 @@ def is_strict(prefer: str | None) -> bool:
     return prefer is not None and "handling=strict" in prefer.replace(" ", "").lower()
 
 
+def is_async(prefer: str | None) -> bool:
+    """``Prefer: respond-async`` among the header's preferences (``,`` or ``;`` between)."""
+    if prefer is None:
+        return False
+    return "respond-async" in {p.strip().lower() for p in prefer.replace(";", ",").split(",")}
+
+
 @dataclass(frozen=True)
 class Bounds:
     """Instants a date search admits: ``lower <= t < upper`` (either may be open)."""

@@ -14,8 +14,8 @@ The rule (docs/deploy.md "Retention"):
 - The **audit log** keeps, after the metadata period, only ids: no address, no login-name
   hash, and of its details only integers (ids and counts); strings such as states, reasons
   and times go. Rows are deleted after ``retention_audit_days``.
-- Ended or expired **sessions** go after the metadata period; **idempotent answers** after
-  their 24 hours.
+- Ended or expired **sessions** go after the metadata period; **idempotent answers** and
+  **asynchronous FHIR requests** after their 24 hours.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.fhir.jobs import KEEP as FHIR_JOB_KEEP
 from app.idempotency import KEEP as IDEMPOTENCY_KEEP
 from app.settings import Settings
 
@@ -45,6 +46,8 @@ class Cutoffs:
     events: datetime
     # Answers to Idempotency-Key requests stored before this go.
     idempotency: datetime
+    # Asynchronous FHIR requests opened before this go.
+    fhir_jobs: datetime
     # A specialist's late notice last changed before this goes (it was for an earlier day).
     late_notices: datetime
 
@@ -66,6 +69,7 @@ def cutoffs(settings: Settings, now: datetime) -> Cutoffs:
         sessions=now - metadata,
         events=now - metadata,
         idempotency=now - IDEMPOTENCY_KEEP,
+        fhir_jobs=now - FHIR_JOB_KEEP,
         late_notices=now - LATE_NOTICE_KEEP,
     )
 

@@ -23,6 +23,7 @@ from app.accounts.models import AuthSession
 from app.audit.models import AuditEvent, AuditPermit
 from app.db import unit_of_work, utcnow
 from app.events.outbox import OutboxEvent
+from app.fhir.jobs import FhirJob
 from app.idempotency import IdempotentResponse
 from app.metrics import RETENTION_AUDIT_REDUCED, RETENTION_DELETED
 from app.notify.delays import DelayNotice
@@ -57,6 +58,7 @@ KINDS = (
     "delay_notices",
     "events",
     "idempotent_responses",
+    "fhir_jobs",
     "late_notices",
     "audit_events",
 )
@@ -197,6 +199,19 @@ async def _idempotent_responses(
     return {"idempotent_responses": deleted}, len(ids) == batch
 
 
+async def _fhir_jobs(
+    session: AsyncSession, cut: policy.Cutoffs, now: datetime, batch: int
+) -> tuple[Counts, bool]:
+    """Asynchronous FHIR requests older than their 24 hours (status URLs that answer 404)."""
+    due = col(FhirJob.created_at) <= cut.fhir_jobs
+    ids = await _claim(session, col(FhirJob.id), due, batch=batch)
+    if not ids:
+        return {}, False
+    return {"fhir_jobs": await _delete(session, FhirJob, col(FhirJob.id).in_(ids))}, (
+        len(ids) == batch
+    )
+
+
 async def _late_notices(
     session: AsyncSession, cut: policy.Cutoffs, now: datetime, batch: int
 ) -> tuple[Counts, bool]:
@@ -271,6 +286,7 @@ STEPS: tuple[Step, ...] = (
     _sessions,
     _events,
     _idempotent_responses,
+    _fhir_jobs,
     _late_notices,
     _audit_deleted,
     _audit_reduced,
