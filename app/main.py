@@ -28,6 +28,7 @@ from app.audit.routes import routes as audit_routes
 from app.broker import create_broker
 from app.db import create_engine, session_factory
 from app.events.dispatcher import Dispatcher, Doorbell
+from app.fhir.auth import routes as fhir_auth_routes
 from app.fhir.routes_booking import routes as fhir_routes
 from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *room_routes,
         *presence_routes,
         *signaling_routes,
+        *fhir_auth_routes,
         *fhir_routes,
         *admin_page_routes,
         *page_routes,

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from app.accounts.models import AuthSession, Practice, RecoveryCode, SecondFactor, User
 from app.audit.models import AuditEvent, AuditPermit
 from app.events.outbox import OutboxEvent
+from app.fhir.clients import FhirClient
 from app.fhir.jobs import FhirJob
 from app.idempotency import IdempotentResponse
 from app.notify.delays import DelayNotice
@@ -32,6 +33,7 @@ __all__ = [
     "AvailabilityRule",
     "DelayNotice",
     "Document",
+    "FhirClient",
     "FhirJob",
     "GuestInvitation",
     "IdempotentResponse",

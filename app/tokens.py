@@ -36,9 +36,13 @@ def keyed_hash(secret: str, purpose: str, value: str) -> str:
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
-def fernet(secret: str, purpose: bytes) -> Fernet:
-    """Symmetric encryption with a key derived from ``KONSIL_SECRET_KEY`` for one purpose."""
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
+def derived_key(secret: str, purpose: bytes) -> bytes:
+    """32 bytes derived from ``KONSIL_SECRET_KEY`` for one purpose (HKDF-SHA256)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
         secret.encode()
     )
-    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def fernet(secret: str, purpose: bytes) -> Fernet:
+    """Symmetric encryption with a key derived from ``KONSIL_SECRET_KEY`` for one purpose."""
+    return Fernet(base64.urlsafe_b64encode(derived_key(secret, purpose)))

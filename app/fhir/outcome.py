@@ -34,11 +34,19 @@ ISSUE_TYPES = {
 class FhirError(Exception):
     """An error of the FHIR layer itself: answered as an OperationOutcome with ``status``."""
 
-    def __init__(self, status: int, diagnostics: str, *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        diagnostics: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(diagnostics)
         self.status = status
         self.diagnostics = diagnostics
         self.code = code or ISSUE_TYPES.get(status, "processing")
+        self.headers = headers
 
 
 def outcome(status: int, diagnostics: str, *, code: str | None = None) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from app.accounts.web import require_staff
 from app.api import MAX_JSON_BYTES, MAX_JSON_DEPTH, nesting_exceeds, read_limited
 from app.errors import KonsilError
 from app.fhir import directory
 from app.fhir import resources as build
+from app.fhir.auth import caller
 from app.fhir.capability import capability_statement
 from app.fhir.outcome import FhirError, error_response, fhir_response, from_domain
 from app.fhir.search import Params, is_strict, parse_params, reference_id, row_id, token_code
@@ -45,7 +45,7 @@ def resource(methods: dict[str, Handler]) -> Handler:
             return await handler(request)
         except FhirError as exc:
             headers = {"Allow": ", ".join(sorted(methods))} if exc.status == 405 else None
-            return error_response(exc, headers)
+            return error_response(exc, exc.headers or headers)
         except KonsilError as exc:
             retry = exc.detail.get("retry_after")
             return error_response(
@@ -104,7 +104,7 @@ def _ids(query: Params) -> set[int | None] | None:
 
 
 async def search_services(request: Request) -> Response:
-    await require_staff(request)
+    await caller(request)
     query = params(request, ["_id"])
     ids = _ids(query)
     async with db(request)() as session:
@@ -115,7 +115,7 @@ async def search_services(request: Request) -> Response:
 
 
 async def read_service(request: Request) -> Response:
-    await require_staff(request)
+    await caller(request)
     key = str(required_id(request))
     async with db(request)() as session:
         found = await directory.specialty(session, key)
@@ -125,7 +125,7 @@ async def read_service(request: Request) -> Response:
 
 
 async def _specialist(request: Request) -> tuple[Any, Any]:
-    await require_staff(request)
+    await caller(request)
     specialist_id = required_id(request)
     async with db(request)() as session:
         found = await directory.specialists(session, ids=[specialist_id])
@@ -154,7 +154,7 @@ async def _search_specialists(
 ) -> list[tuple[Any, Any]]:
     """Active specialists matching ``_id``, an actor/practitioner reference and a specialty
     token (service-type or specialty)."""
-    await require_staff(request)
+    await caller(request)
     query = params(request, known)
     ids = _ids(query)
     if actor is not None:

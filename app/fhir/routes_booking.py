@@ -14,12 +14,12 @@ from starlette.routing import BaseRoute
 
 from app.accounts.models import Role
 from app.accounts.service import Principal
-from app.accounts.web import require_staff
 from app.api import validate
 from app.db import unit_of_work, utcnow
 from app.errors import KonsilError, NotFound
 from app.fhir import directory, jobs
 from app.fhir import resources as build
+from app.fhir.auth import caller
 from app.fhir.booking import appointment_of, book_request, cancel_patch
 from app.fhir.outcome import FhirError, fhir_response, from_domain, information
 from app.fhir.routes import Handler, base_url, bundle, params, read_json, required_id, routes_for
@@ -41,7 +41,7 @@ JOBS = "/_jobs"  # the status URLs of asynchronous requests
 
 async def search_slots(request: Request) -> Response:
     """Free slots computed now from the specialists' hours (nothing stored)."""
-    await require_staff(request)
+    await caller(request)
     cfg = settings(request)
     query = params(request, ["schedule", "service-type", "start", "status"])
     schedules = query.all("schedule")
@@ -110,7 +110,7 @@ async def book(request: Request) -> Response:
     """``$book``: the booking service with its conflict safety, retry-safe with an
     ``Idempotency-Key``; answers the Appointment without the patient's join link. With
     ``Prefer: respond-async``: 202 and the job's status URL (``book_later``)."""
-    who = await require_staff(request, Role.GP)
+    who = await caller(request, Role.GP)
     asked = book_request(appointment_of(await read_json(request, FHIR_JSON)))
     body = validate(
         BookingIn,
@@ -181,7 +181,7 @@ async def poll_job(request: Request) -> Response:
     """An asynchronous ``$book``'s status: 202 while it runs; then 200 with a
     ``batch-response`` Bundle holding the Appointment, or the error as an OperationOutcome
     with its status. Only the GP who asked sees it."""
-    who = await require_staff(request, Role.GP)
+    who = await caller(request, Role.GP)
     token = str(request.path_params["token"])
     now = utcnow()
     async with unit_of_work(db(request)) as session:
@@ -211,7 +211,7 @@ async def poll_job(request: Request) -> Response:
 
 
 async def read_appointment(request: Request) -> Response:
-    who = await require_staff(request, *STAFF)
+    who = await caller(request, *STAFF)
     appointment_id = required_id(request)
     async with db(request)() as session:
         found = await service.booking_detail(session, who=who, appointment_id=appointment_id)
@@ -220,7 +220,7 @@ async def read_appointment(request: Request) -> Response:
 
 async def search_appointments(request: Request) -> Response:
     """The caller's own appointments (the JSON API's list), filtered by date, status, actor."""
-    who = await require_staff(request, *STAFF)
+    who = await caller(request, *STAFF)
     cfg = settings(request)
     query = params(request, ["date", "status", "actor"])
     bounds = date_bounds(query.all("date"), cfg.tz, "date")
@@ -255,7 +255,7 @@ def _actor_matches(found: AppointmentOut, actors: set[int | None]) -> bool:
 
 async def patch_appointment(request: Request) -> Response:
     """Cancels, through the JSON API's cancel; nothing else of an Appointment changes."""
-    who = await require_staff(request, *STAFF)
+    who = await caller(request, *STAFF)
     appointment_id = required_id(request)
     cancel_patch(await read_json(request, JSON_PATCH))
     async with unit_of_work(db(request)) as session:

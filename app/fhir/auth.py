@@ -1,0 +1,272 @@
+"""Who calls ``/fhir/R4``: a staff session (the pages' cookie) or a system client with a SMART
+Backend Services access token (``Authorization: Bearer``); the token endpoint, the SMART
+configuration and the admin's registration of clients (docs/fhir.md, "Authentication")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from app.accounts.models import Role, SessionKind
+from app.accounts.service import Principal
+from app.accounts.web import require_recent_auth, require_staff
+from app.api import api_route, parse_json, path_id, read_limited, respond
+from app.audit import service as audit
+from app.db import unit_of_work, utcnow
+from app.errors import Forbidden
+from app.fhir import clients, smart
+from app.fhir.outcome import FhirError
+from app.fhir.schemas import FhirClientIn, FhirClientOut
+from app.resources import broker, db, settings
+from app.tokens import derived_key
+
+PREFIX = "/fhir/R4"
+TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a secret
+MAX_FORM_BYTES = 16_384
+# The resource type a path names; a job's status is its Appointment's.
+_JOB_TYPE = {"_jobs": "Appointment"}
+
+
+def _base(request: Request) -> str:
+    return settings(request).base_url.rstrip("/")
+
+
+def _token_key(request: Request) -> bytes:
+    return derived_key(settings(request).secret_key.get_secret_value(), b"konsil fhir tokens")
+
+
+def needed(request: Request) -> tuple[str, str]:
+    """The resource type and the action (read or write) a FHIR request needs a scope for."""
+    first = request.url.path[len(PREFIX) :].strip("/").split("/")[0]
+    action = "read" if request.method in ("GET", "HEAD") else "write"
+    return _JOB_TYPE.get(first, first), action
+
+
+async def caller(request: Request, *roles: Role) -> Principal:
+    """The staff member behind a FHIR request: the system client's account (its token's
+    scopes checked) or the signed-in staff member (CSRF checked as on the JSON API)."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return await require_staff(request, *roles)
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _invalid_token("Erwartet wird Authorization: Bearer <Zugriffstoken>.")
+    try:
+        grant = smart.read_token(
+            _token_key(request), token.strip(), issuer=_base(request), now=int(time.time())
+        )
+    except smart.Refused as exc:
+        raise _invalid_token(str(exc)) from None
+    async with db(request)() as session:
+        found = await clients.usable(session, grant.client_id)
+    if found is None:
+        raise _invalid_token("Der Client oder sein Konto ist nicht mehr aktiv.")
+    resource, action = needed(request)
+    if not smart.permits(grant.scope, resource, action):
+        scope = f"system/{resource}.{action}"
+        raise FhirError(
+            403,
+            f"Das Zugriffstoken reicht dafür nicht: es fehlt der Scope {scope}.",
+            code="forbidden",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+        )
+    client, account = found
+    who = Principal(
+        kind=SessionKind.STAFF,
+        session_id=f"fhir-client:{client.id}",
+        csrf_token="",
+        user_id=account.id,
+        role=account.role,
+        display_name=account.display_name,
+    )
+    if roles and who.role not in roles:
+        raise Forbidden()
+    return who
+
+
+def _invalid_token(message: str) -> FhirError:
+    return FhirError(
+        401, message, code="login", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    )
+
+
+# --- the token endpoint --------------------------------------------------------------------
+
+
+def _oauth_error(status: int, error: str, description: str) -> Response:
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def token(request: Request) -> Response:
+    """``client_credentials`` with a ``private_key_jwt`` client assertion (SMART Backend
+    Services); answers an access token for the granted scopes, or an OAuth error."""
+    sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if sent != "application/x-www-form-urlencoded":
+        return _oauth_error(
+            400, "invalid_request", "Erwartet wird application/x-www-form-urlencoded."
+        )
+    try:
+        form = parse_qs(
+            (await read_limited(request, MAX_FORM_BYTES)).decode(), strict_parsing=False
+        )
+    except UnicodeDecodeError:
+        return _oauth_error(400, "invalid_request", "Der Inhalt ist kein gültiges Formular.")
+    fields = {name: values[0] for name, values in form.items() if len(values) == 1}
+    if fields.get("grant_type") != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", "Nur grant_type=client_credentials.")
+    if fields.get("client_assertion_type") != smart.ASSERTION_TYPE:
+        return _oauth_error(
+            400, "invalid_request", f"client_assertion_type muss {smart.ASSERTION_TYPE} sein."
+        )
+    assertion = fields.get("client_assertion", "")
+    now = int(time.time())
+    try:
+        client_id = smart.unverified_issuer(assertion)
+        async with db(request)() as session:
+            found = await clients.usable(session, client_id)
+        if found is None:
+            raise smart.Refused("Diesen Client gibt es nicht, oder er ist nicht aktiv.")
+        client, account = found
+        checked = smart.check_assertion(
+            assertion,
+            client_id=client_id,
+            keys=smart.public_keys(json.loads(client.jwks)),
+            audience=_base(request) + TOKEN_PATH,
+            now=now,
+        )
+        jti_key = f"fhir-jti:{hashlib.sha256(f'{client_id}:{checked.jti}'.encode()).hexdigest()}"
+        remaining = checked.expires_at + smart.LEEWAY_SECONDS - now
+        if await broker(request).hold(jti_key, max(1, remaining)) > 0:
+            raise smart.Refused("Diese client_assertion (jti) wurde schon verwendet.")
+    except smart.Refused as exc:
+        return _oauth_error(401, "invalid_client", str(exc))
+    try:
+        scope = smart.grant(fields.get("scope", ""), client.scopes)
+    except smart.Refused as exc:
+        return _oauth_error(400, "invalid_scope", str(exc))
+    access = smart.issue_token(
+        _token_key(request), issuer=_base(request), client_id=client_id, scope=scope, now=now
+    )
+    async with unit_of_work(db(request)) as session:
+        client.last_used_at = utcnow()
+        await session.merge(client)
+        audit.record(
+            session,
+            action="fhir_client.token",
+            actor_kind="fhir_client",
+            actor_id=account.id,
+            fhir_client=client.id,
+        )
+    return JSONResponse(
+        {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": smart.TOKEN_SECONDS,
+            "scope": scope,
+        },
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+async def smart_configuration(request: Request) -> Response:
+    """``/fhir/R4/.well-known/smart-configuration``: how a system client gets a token."""
+    return JSONResponse(
+        {
+            "token_endpoint": _base(request) + TOKEN_PATH,
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": list(smart.SIGNING_ALGS),
+            "scopes_supported": [f"system/{t}.read" for t in sorted(smart.RESOURCES)]
+            + ["system/Appointment.write"],
+            "capabilities": ["client-confidential-asymmetric"],
+        }
+    )
+
+
+# --- the admin's registration ----------------------------------------------------------------
+
+
+async def register_client(request: Request) -> Response:
+    who = await require_staff(request, Role.ADMIN)
+    require_recent_auth(request, who)
+    body = await parse_json(request, FhirClientIn)
+    async with unit_of_work(db(request)) as session:
+        client = await clients.register(session, body)
+        audit.record(
+            session,
+            action="fhir_client.registered",
+            actor_kind="staff",
+            actor_id=who.user_id,
+            target=client.id,
+            account=client.account_id,
+        )
+    return respond(FhirClientOut.model_validate(client), status=201)
+
+
+async def list_clients(request: Request) -> Response:
+    await require_staff(request, Role.ADMIN)
+    async with db(request)() as session:
+        found = await clients.all_clients(session)
+    return respond([FhirClientOut.model_validate(c) for c in found])
+
+
+async def deactivate_client(request: Request) -> Response:
+    who = await require_staff(request, Role.ADMIN)
+    require_recent_auth(request, who)
+    client_db_id = path_id(request)
+    async with unit_of_work(db(request)) as session:
+        client = await clients.deactivate(session, client_db_id)
+        audit.record(
+            session,
+            action="fhir_client.deactivated",
+            actor_kind="staff",
+            actor_id=who.user_id,
+            target=client.id,
+        )
+    return respond(FhirClientOut.model_validate(client))
+
+
+routes: list[BaseRoute] = [
+    Route(TOKEN_PATH, token, methods=["POST"]),
+    Route(PREFIX + "/.well-known/smart-configuration", smart_configuration, methods=["GET"]),
+    api_route(
+        "/api/v1/admin/fhir-clients",
+        register_client,
+        method="POST",
+        summary="Register a FHIR system client (SMART Backend Services): its public keys, "
+        "scopes and the account it acts as",
+        tags=["admin"],
+        body=FhirClientIn,
+        response=FhirClientOut,
+        status=201,
+        errors=[401, 403, 404, 409],
+    ),
+    api_route(
+        "/api/v1/admin/fhir-clients",
+        list_clients,
+        summary="List the registered FHIR system clients",
+        tags=["admin"],
+        response=FhirClientOut,
+        many=True,
+        errors=[401, 403],
+    ),
+    api_route(
+        "/api/v1/admin/fhir-clients/{id:int}/deactivate",
+        deactivate_client,
+        method="POST",
+        summary="Deactivate a FHIR system client: it gets no token, and its tokens stop working",
+        tags=["admin"],
+        response=FhirClientOut,
+        errors=[401, 403, 404],
+    ),
+]
