@@ -158,8 +158,7 @@ async def token(request: Request) -> Response:
         _token_key(request), issuer=_base(request), client_id=client_id, scope=scope, now=now
     )
     async with unit_of_work(db(request)) as session:
-        client.last_used_at = utcnow()
-        await session.merge(client)
+        await clients.used(session, client.id, utcnow())
         audit.record(
             session,
             action="fhir_client.token",

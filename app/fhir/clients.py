@@ -10,7 +10,7 @@ import json
 import secrets
 from datetime import datetime
 
-from sqlalchemy import Column, Text
+from sqlalchemy import Column, Text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, col, select
 
@@ -88,3 +88,10 @@ async def usable(session: AsyncSession, client_id: str) -> tuple[FhirClient, Use
     if not account.is_active or account.role not in ACTING_ROLES:
         return None
     return client, account
+
+
+async def used(session: AsyncSession, client_db_id: int | None, now: datetime) -> None:
+    """Notes when the client last got a token (that column only: never the others)."""
+    await session.execute(
+        update(FhirClient).where(col(FhirClient.id) == client_db_id).values(last_used_at=now)
+    )
