@@ -3,8 +3,11 @@
 ``$book`` takes an ISiK-style ``Parameters`` with the Appointment in ``appt-resource`` or the
 bare Appointment. The Appointment (status ``proposed``) names exactly one ``Slot/<id>``, the
 patient as a contained Patient referenced by a participant (name, birthDate, one telecom:
-e-mail or phone), the clinical question in ``comment`` (or ``reasonCode[0].text``) and the
-urgency in ``priority`` (1 = urgent, anything else routine).
+e-mail or phone; optionally the insurance number as a ``kvid-10`` identifier and ``gender``),
+the clinical question in ``comment`` (or the text of a ``reasonCode`` without a code), the
+(suspected) diagnosis as a ``reasonCode`` with an ICD-10-GM coding (its certainty in the
+Basisprofile's extension, the words in ``text``) and the urgency in ``priority`` (1 = urgent,
+anything else routine).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
+from app.fhir import german
 from app.fhir.outcome import FhirError
 from app.fhir.search import parse_slot_id
 from app.scheduling.models import Urgency
@@ -73,9 +77,15 @@ def book_request(data: dict[str, Any]) -> BookRequest:
     if appt.start is not None and appt.start != starts_at:
         raise FhirError(400, "start passt nicht zum referenzierten Slot.")
     patient = _patient(appt)
-    question = appt.comment or next((str(r.text) for r in appt.reasonCode or [] if r.text), None)
+    reasons = [r.model_dump(mode="json", exclude_none=True) for r in appt.reasonCode or []]
+    diagnoses = [r for r in reasons if german.is_icd10gm(r)]
+    if len(diagnoses) > 1:
+        raise FhirError(400, "Höchstens ein reasonCode mit ICD-10-GM-Code (die Diagnose).")
+    others = [str(r["text"]) for r in reasons if not german.is_icd10gm(r) and r.get("text")]
+    question = appt.comment or next(iter(others), None)
     fields = {
         **patient,
+        **(german.diagnosis_from(diagnoses[0]) if diagnoses else {}),
         "clinical_question": question or "",
         "urgency": Urgency.URGENT if appt.priority == 1 else Urgency.ROUTINE,
     }
@@ -94,10 +104,15 @@ def _patient(appt: Appointment) -> dict[str, Any]:
     telecom = [t for t in patient.telecom or [] if t.system in ("email", "phone") and t.value]
     if not name or patient.birthDate is None or not telecom:
         raise FhirError(400, "Der Patient braucht name, birthDate und telecom (email/phone).")
+    kvnr = [i.value for i in patient.identifier or [] if i.system == german.KVID_SYSTEM]
+    if len(kvnr) > 1:
+        raise FhirError(400, "Höchstens eine Versichertennummer (kvid-10) je Patient.")
     return {
         "patient_name": name,
         "patient_birth_date": patient.birthDate,
         "patient_contact": str(telecom[0].value),
+        "patient_insurance_number": kvnr[0] if kvnr else None,
+        "patient_sex": german.sex_from(patient.gender),
     }
 
 

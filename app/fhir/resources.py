@@ -16,6 +16,7 @@ from fhir.resources.R4B.schedule import Schedule
 from fhir.resources.R4B.slot import Slot
 
 from app.accounts.models import User
+from app.fhir import german
 from app.fhir.outcome import dump
 from app.fhir.search import slot_id
 from app.scheduling.models import AppointmentStatus, Specialty, Urgency
@@ -166,6 +167,11 @@ def appointment(found: AppointmentOut) -> dict[str, Any]:
         "comment": found.clinical_question,
         "participant": participants,
     }
+    diagnosis = german.diagnosis_concept(
+        found.diagnosis_code, found.diagnosis_certainty, found.diagnosis_text
+    )
+    if diagnosis:
+        data["reasonCode"] = [diagnosis]
     if found.specialist_id is not None and found.kind == "booked":
         data["slot"] = [{"reference": f"Slot/{slot_id(found.specialist_id, found.starts_at)}"}]
     return dump(Appointment.model_validate(data))
@@ -179,13 +185,18 @@ def _status(found: AppointmentOut) -> str:
 
 def _patient(found: AppointmentOut) -> dict[str, Any]:
     system = "email" if "@" in found.patient_contact else "phone"
-    return {
+    patient: dict[str, Any] = {
         "resourceType": "Patient",
         "id": CONTAINED_PATIENT,
         "name": [{"text": found.patient_name}],
         "birthDate": found.patient_birth_date.isoformat(),
         "telecom": [{"system": system, "value": found.patient_contact}],
     }
+    if found.patient_insurance_number:
+        patient["identifier"] = [german.kvnr_identifier(found.patient_insurance_number)]
+    if found.patient_sex is not None:
+        patient.update(german.gender_of(found.patient_sex))
+    return patient
 
 
 def _service_ref(specialty: Specialty) -> dict[str, Any]:

@@ -143,3 +143,66 @@ async def test_fhir_book_takes_a_bare_appointment_and_is_retry_safe(
         "/fhir/R4/Appointment", params={"actor": f"PractitionerRole/{demo.other_specialist.id}"}
     )
     assert other.json()["total"] == 0
+
+
+async def test_fhir_book_carries_the_telekonsil_particulars_both_ways(
+    client: httpx2.AsyncClient, demo: Demo, settings: Settings
+) -> None:
+    """The insurance number (kvid-10), the sex (``other`` = divers) and the ICD-10-GM
+    diagnosis with its certainty go in with $book, land in the JSON API's fields and come
+    back out in the Appointment; a wrong check digit is the JSON API's 422."""
+    await login(client, demo.gp)
+    slots = await free_slots(client, settings, demo.specialist)
+    patient = parameters("x")["parameter"][0]["resource"]["contained"][0]
+    german_patient = {
+        **patient,
+        "identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "X110411675"}],
+        "gender": "other",
+    }
+    diagnosis = {
+        "coding": [
+            {
+                "system": "http://fhir.de/CodeSystem/bfarm/icd-10-gm",
+                "code": "I48.0",
+                "extension": [
+                    {
+                        "url": "http://fhir.de/StructureDefinition/icd-10-gm-diagnosesicherheit",
+                        "valueCoding": {
+                            "system": "https://fhir.kbv.de/CodeSystem/KBV_CS_SFHIR_ICD_DIAGNOSESICHERHEIT",
+                            "code": "V",
+                        },
+                    }
+                ],
+            }
+        ],
+        "text": "Vorhofflimmern, paroxysmal",
+    }
+    body = parameters(f"Slot/{slots[0]['id']}", contained=[german_patient], reasonCode=[diagnosis])
+    booked = await client.post(
+        "/fhir/R4/Appointment/$book", json=body, headers={"Content-Type": FHIR_JSON}
+    )
+    assert booked.status_code == 201, booked.text
+    appointment = Appointment.model_validate(booked.json())
+    shown = (await client.get(f"/api/v1/appointments/{appointment.id}")).json()
+    assert shown["patient_insurance_number"] == "X110411675"
+    assert shown["patient_sex"] == "diverse"
+    assert (shown["diagnosis_code"], shown["diagnosis_certainty"]) == ("I48.0", "V")
+    assert shown["diagnosis_text"] == "Vorhofflimmern, paroxysmal"
+    out = booked.json()
+    assert out["reasonCode"] == [diagnosis]
+    (contained,) = out["contained"]
+    assert contained["identifier"][0]["value"] == "X110411675"
+    assert contained["gender"] == "other"
+    assert contained["_gender"]["extension"][0]["valueCoding"]["code"] == "D"
+
+    wrong = {
+        **german_patient,
+        "identifier": [{**german_patient["identifier"][0], "value": "X110411676"}],
+    }
+    refused = await client.post(
+        "/fhir/R4/Appointment/$book",
+        json=parameters(f"Slot/{slots[1]['id']}", contained=[wrong]),
+        headers={"Content-Type": FHIR_JSON},
+    )
+    outcome = assert_outcome(refused, 422)
+    assert "patient_insurance_number" in (outcome.issue[0].diagnostics or "")

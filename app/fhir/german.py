@@ -1,0 +1,92 @@
+"""The German FHIR conventions Konsil uses for a Telekonsil request's particulars (pure), in
+both directions: the insurance number (KVNR) as a Patient identifier, the sex as
+``Patient.gender`` (with the official "divers"), the diagnosis as an ICD-10-GM coding with its
+Diagnosesicherheit (HL7 Deutschland's Basisprofile, KBV's code system for the certainty)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.scheduling.models import PatientSex
+
+KVID_SYSTEM = "http://fhir.de/sid/gkv/kvid-10"
+IDENTIFIER_TYPE_SYSTEM = "http://fhir.de/CodeSystem/identifier-type-de-basis"
+ICD10GM_SYSTEM = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
+CERTAINTY_EXTENSION = "http://fhir.de/StructureDefinition/icd-10-gm-diagnosesicherheit"
+CERTAINTY_SYSTEM = "https://fhir.kbv.de/CodeSystem/KBV_CS_SFHIR_ICD_DIAGNOSESICHERHEIT"
+GENDER_EXTENSION = "http://fhir.de/StructureDefinition/gender-amtlich-de"
+GENDER_SYSTEM = "http://fhir.de/CodeSystem/gender-amtlich-de"
+
+_GENDER = {
+    PatientSex.FEMALE: "female",
+    PatientSex.MALE: "male",
+    PatientSex.DIVERSE: "other",
+    PatientSex.UNKNOWN: "unknown",
+}
+
+
+def kvnr_identifier(kvnr: str) -> dict[str, Any]:
+    return {
+        "use": "official",
+        "type": {"coding": [{"system": IDENTIFIER_TYPE_SYSTEM, "code": "KVZ10"}]},
+        "system": KVID_SYSTEM,
+        "value": kvnr,
+    }
+
+
+def gender_of(sex: PatientSex) -> dict[str, Any]:
+    """``gender`` and, for "divers", the official German value in its extension."""
+    data: dict[str, Any] = {"gender": _GENDER[sex]}
+    if sex is PatientSex.DIVERSE:
+        data["_gender"] = {
+            "extension": [
+                {"url": GENDER_EXTENSION, "valueCoding": {"system": GENDER_SYSTEM, "code": "D"}}
+            ]
+        }
+    return data
+
+
+def sex_from(gender: str | None) -> str | None:
+    """Konsil's sex for a FHIR ``gender`` (``other`` is "divers")."""
+    found = {v: k for k, v in _GENDER.items()}.get(gender or "")
+    return found.value if found is not None else None
+
+
+def diagnosis_concept(code: str | None, certainty: str | None, text: str | None) -> dict[str, Any]:
+    """A reason: the ICD-10-GM coding (with its certainty) and the diagnosis in words."""
+    concept: dict[str, Any] = {}
+    if code:
+        coding: dict[str, Any] = {"system": ICD10GM_SYSTEM, "code": code}
+        if certainty:
+            coding["extension"] = [
+                {
+                    "url": CERTAINTY_EXTENSION,
+                    "valueCoding": {"system": CERTAINTY_SYSTEM, "code": certainty},
+                }
+            ]
+        concept["coding"] = [coding]
+    if text:
+        concept["text"] = text
+    return concept
+
+
+def is_icd10gm(concept: dict[str, Any]) -> bool:
+    return any(c.get("system") == ICD10GM_SYSTEM for c in concept.get("coding") or [])
+
+
+def diagnosis_from(concept: dict[str, Any]) -> dict[str, Any]:
+    """The request's diagnosis fields from a reason with an ICD-10-GM coding."""
+    coding = next(c for c in concept.get("coding") or [] if c.get("system") == ICD10GM_SYSTEM)
+    certainty = next(
+        (
+            (e.get("valueCoding") or {}).get("code")
+            for e in coding.get("extension") or []
+            if e.get("url") == CERTAINTY_EXTENSION
+        ),
+        None,
+    )
+    return {
+        "diagnosis_code": coding.get("code"),
+        "diagnosis_certainty": certainty,
+        "diagnosis_text": concept.get("text"),
+    }
