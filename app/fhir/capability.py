@@ -9,6 +9,9 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from app.fhir.outcome import dump
 from app.fhir.resources import BOOK_OPERATION, PROFILE_APPOINTMENT, PROFILE_SLOT
 
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
 # (type, interactions, search parameters (name, type), supported ISiK profile, operations)
 RESOURCES: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], str | None], ...] = (
     ("HealthcareService", ("read", "search-type"), (("_id", "token"),), None),
@@ -45,7 +48,7 @@ RESOURCES: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], str | 
 )
 
 
-def capability_statement(*, base: str, published: str) -> dict[str, Any]:
+def capability_statement(*, base: str, token_endpoint: str, published: str) -> dict[str, Any]:
     """What the server does, for ``base`` (``…/fhir/R4``)."""
     resources = []
     for kind, interactions, params, profile in RESOURCES:
@@ -82,9 +85,29 @@ def capability_statement(*, base: str, published: str) -> dict[str, Any]:
                 "rest": [
                     {
                         "mode": "server",
-                        "documentation": "Staff session cookie (login at /api/v1/auth/login); "
-                        "writes need the X-CSRF-Token header. See docs/fhir.md.",
-                        "security": {"cors": False},
+                        "documentation": "SMART Backend Services (Bearer token from "
+                        "/oauth/token, private_key_jwt) or a staff session cookie (login at "
+                        "/api/v1/auth/login; writes need the X-CSRF-Token header). See "
+                        "docs/fhir.md.",
+                        "security": {
+                            "cors": False,
+                            "service": [
+                                {
+                                    "coding": [
+                                        {
+                                            "system": SECURITY_SERVICE,
+                                            "code": "SMART-on-FHIR",
+                                        }
+                                    ]
+                                }
+                            ],
+                            "extension": [
+                                {
+                                    "url": OAUTH_URIS,
+                                    "extension": [{"url": "token", "valueUri": token_endpoint}],
+                                }
+                            ],
+                        },
                         "resource": resources,
                     }
                 ],

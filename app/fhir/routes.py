@@ -16,7 +16,7 @@ from app.api import MAX_JSON_BYTES, MAX_JSON_DEPTH, nesting_exceeds, read_limite
 from app.errors import KonsilError
 from app.fhir import directory
 from app.fhir import resources as build
-from app.fhir.auth import caller
+from app.fhir.auth import TOKEN_PATH, caller
 from app.fhir.capability import capability_statement
 from app.fhir.outcome import FhirError, error_response, fhir_response, from_domain
 from app.fhir.search import Params, is_strict, parse_params, reference_id, row_id, token_code
@@ -95,7 +95,12 @@ async def read_json(request: Request, media_types: Sequence[str]) -> Any:
 
 
 async def metadata(request: Request) -> Response:
-    return fhir_response(capability_statement(base=base_url(request), published=PUBLISHED))
+    base = settings(request).base_url.rstrip("/")
+    return fhir_response(
+        capability_statement(
+            base=base_url(request), token_endpoint=base + TOKEN_PATH, published=PUBLISHED
+        )
+    )
 
 
 def _ids(query: Params) -> set[int | None] | None:
