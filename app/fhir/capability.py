@@ -45,6 +45,11 @@ RESOURCES: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], str | 
         (("date", "date"), ("status", "token"), ("actor", "reference")),
         PROFILE_APPOINTMENT,
     ),
+    ("ServiceRequest", ("read",), (), None),
+    ("Consent", ("read",), (), None),
+    ("DocumentReference", ("read", "search-type"), (("related", "reference"),), None),
+    ("DiagnosticReport", ("read",), (), None),
+    ("Composition", (), (), None),
 )
 
 
@@ -66,6 +71,14 @@ def capability_statement(*, base: str, token_endpoint: str, published: str) -> d
                     "definition": BOOK_OPERATION,
                     "documentation": "Synchron (201) oder mit Prefer: respond-async "
                     "(202, Content-Location mit dem Ergebnis).",
+                }
+            ]
+        if kind == "Composition":
+            entry["operation"] = [
+                {
+                    "name": "document",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Composition-document",
+                    "documentation": "Der Bericht als Arztbrief: ein document-Bundle.",
                 }
             ]
         resources.append(entry)

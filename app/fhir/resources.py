@@ -157,7 +157,7 @@ def appointment(found: AppointmentOut) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": str(found.id),
         "meta": {"profile": [PROFILE_APPOINTMENT]},
-        "contained": [_patient(found)],
+        "contained": [contained_patient(found)],
         "status": _status(found),
         "serviceType": [{"text": found.specialty or "Telekonsil"}],
         "priority": PRIORITY[found.urgency],
@@ -166,6 +166,7 @@ def appointment(found: AppointmentOut) -> dict[str, Any]:
         "created": found.created_at,
         "comment": found.clinical_question,
         "participant": participants,
+        "basedOn": [{"reference": f"ServiceRequest/{found.id}"}],
     }
     diagnosis = german.diagnosis_concept(
         found.diagnosis_code, found.diagnosis_certainty, found.diagnosis_text
@@ -183,7 +184,8 @@ def _status(found: AppointmentOut) -> str:
     return STATUS[found.status]
 
 
-def _patient(found: AppointmentOut) -> dict[str, Any]:
+def contained_patient(found: AppointmentOut) -> dict[str, Any]:
+    """The booking's patient, to be contained in a resource that names them (``#patient``)."""
     system = "email" if "@" in found.patient_contact else "phone"
     patient: dict[str, Any] = {
         "resourceType": "Patient",

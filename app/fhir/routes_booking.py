@@ -23,6 +23,7 @@ from app.fhir.auth import caller
 from app.fhir.booking import appointment_of, book_request, cancel_patch
 from app.fhir.outcome import FhirError, fhir_response, from_domain, information
 from app.fhir.routes import Handler, base_url, bundle, params, read_json, required_id, routes_for
+from app.fhir.routes_telekonsil import TELEKONSIL
 from app.fhir.search import Bounds, date_bounds, is_async, reference_id, token_code
 from app.resources import db, resources, settings
 from app.scheduling import service
@@ -271,4 +272,4 @@ BOOKING: list[tuple[str, dict[str, Handler]]] = [
     (JOBS + "/{token}", {"GET": poll_job}),
 ]
 
-routes: list[BaseRoute] = routes_for(BOOKING)
+routes: list[BaseRoute] = routes_for(BOOKING + TELEKONSIL)

@@ -34,7 +34,19 @@ MAX_KEYS = 5
 MIN_RSA_BITS = 2048
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 RESOURCES = frozenset(
-    {"HealthcareService", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment"}
+    {
+        "HealthcareService",
+        "Practitioner",
+        "PractitionerRole",
+        "Schedule",
+        "Slot",
+        "Appointment",
+        "ServiceRequest",
+        "Consent",
+        "DocumentReference",
+        "DiagnosticReport",
+        "Composition",
+    }
 )
 # SMART v1 (read, write, *) and v2 (any of c r u d s, in that order) permissions.
 _SCOPE = re.compile(r"^system/(\*|[A-Za-z]+)\.(read|write|\*|c?r?u?d?s?)$")

@@ -135,6 +135,21 @@ async def list_documents(
     return [DocumentOut.model_validate(d) for d in (await session.execute(query)).scalars()]
 
 
+async def document_info(session: AsyncSession, *, who: Principal, document_id: int) -> DocumentOut:
+    """One document's metadata, if ``who`` may see its appointment (else as if none)."""
+    document = (
+        await session.execute(
+            select(Document)
+            .options(defer(Document.data))  # type: ignore[arg-type]
+            .where(col(Document.id) == document_id)
+        )
+    ).scalar_one_or_none()
+    if document is None:
+        raise NotFound("Dieses Dokument gibt es nicht.")
+    await visible_appointment(session, who=who, appointment_id=document.appointment_id)
+    return DocumentOut.model_validate(document)
+
+
 async def get_document(
     session: AsyncSession, *, who: Principal, appointment_id: int, document_id: int
 ) -> Download:
