@@ -92,6 +92,14 @@ async def update_user(
     if specialty_id != user.specialty_id:
         user.specialty_id = specialty_id
         changes.append(("user.specialty_changed", {"specialty_id": specialty_id}))
+    lanr = patch.lanr if "lanr" in patch.model_fields_set else user.lanr
+    if role is Role.ADMIN:
+        if "lanr" in patch.model_fields_set and lanr is not None:
+            raise _field("lanr", accounts.ADMIN_HAS_NO_LANR)
+        lanr = None  # an admin has none, also one who was a doctor before
+    if lanr != user.lanr:
+        user.lanr = lanr
+        changes.append(("user.lanr_changed", {}))
     if patch.is_active is not None and patch.is_active != user.is_active:
         await accounts.set_active(session, user_id=user_id, active=patch.is_active)
         changes.append(("user.activated" if patch.is_active else "user.deactivated", {}))
@@ -128,7 +136,9 @@ def _protect_self(*, actor_id: int, user_id: int, patch: UserPatch) -> None:
 
 
 async def create_practice(session: AsyncSession, *, actor_id: int, data: PracticeIn) -> Practice:
-    practice = Practice(name=data.name, town=data.town, phone=phones.normalise(data.phone))
+    practice = Practice(
+        name=data.name, town=data.town, phone=phones.normalise(data.phone), bsnr=data.bsnr
+    )
     session.add(practice)
     await session.flush()
     audit.record(
@@ -154,6 +164,8 @@ async def update_practice(
         practice.town = patch.town
     if "phone" in patch.model_fields_set:
         practice.phone = phones.normalise(patch.phone)
+    if "bsnr" in patch.model_fields_set:
+        practice.bsnr = patch.bsnr
     await session.flush()
     audit.record(
         session,

@@ -51,6 +51,8 @@ class Practice(SQLModel, table=True):
     town: str = Field(max_length=120)
     # E.164 (``+4935631234``), normalised by ``app.accounts.phones``; None if not known.
     phone: str | None = Field(default=None, max_length=20)
+    # Betriebsstättennummer (nine digits): on the report letter and the billing helper.
+    bsnr: str | None = Field(default=None, max_length=9)
 
 
 class User(SQLModel, table=True):
@@ -69,6 +71,8 @@ class User(SQLModel, table=True):
     password_hash: str | None = Field(default=None, max_length=200)
     practice_id: int | None = Field(default=None, foreign_key="practice.id")
     specialty_id: int | None = Field(default=None, foreign_key="specialty.id", index=True)
+    # Lebenslange Arztnummer (nine digits, check digit verified) of a GP or specialist.
+    lanr: str | None = Field(default=None, max_length=9)
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     # The single sign-on identity bound to this account (app/accounts/oidc.py): the provider's

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
-from pydantic import EmailStr, Field, model_validator
+from collections.abc import Callable
+from typing import Annotated
+
+from pydantic import AfterValidator, EmailStr, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from app.accounts.models import Role
+from app.scheduling import identifiers
 from app.schemas import Id, Out, Schema
 
 
@@ -27,6 +31,29 @@ def _require_some(model: Schema, not_null: tuple[str, ...]) -> None:
             raise _invalid(f"{name} darf nicht leer sein.")
 
 
+def _number(normalise: Callable[[str], str]) -> Callable[[str | None], str | None]:
+    """A doctor number's check: empty means none, else normalised or a clear error."""
+
+    def check(value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return normalise(value)
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+
+    return check
+
+
+# The Lebenslange Arztnummer of a GP or specialist, the Betriebsstättennummer of a practice.
+Lanr = Annotated[
+    str | None, Field(max_length=20), AfterValidator(_number(identifiers.normalise_lanr))
+]
+Bsnr = Annotated[
+    str | None, Field(max_length=20), AfterValidator(_number(identifiers.normalise_bsnr))
+]
+
+
 class UserIn(Schema):
     email: EmailStr
     password: str = Field(min_length=10, max_length=1024)
@@ -34,6 +61,8 @@ class UserIn(Schema):
     role: Role
     practice_id: Id | None = None
     specialty_id: Id | None = None
+    # The doctor's LANR (GPs and specialists; none for admins).
+    lanr: Lanr = None
 
 
 class UserOut(Out):
@@ -43,6 +72,7 @@ class UserOut(Out):
     role: Role
     practice_id: int | None
     specialty_id: int | None
+    lanr: str | None = None
     is_active: bool
     # Whether the account has set up a second factor (app or passkey).
     second_factor: bool = False
@@ -58,6 +88,8 @@ class UserPatch(Schema):
     practice_id: Id | None = None
     specialty_id: Id | None = None
     is_active: bool | None = None
+    # null or "" removes the number.
+    lanr: Lanr = None
 
     @model_validator(mode="after")
     def _not_null(self) -> UserPatch:
@@ -70,6 +102,7 @@ class PracticeIn(Schema):
     town: str = Field(min_length=1, max_length=120)
     # Any usual spelling; stored in E.164 (a national number is read as German).
     phone: str | None = Field(default=None, max_length=40)
+    bsnr: Bsnr = None
 
 
 class PracticePatch(Schema):
@@ -78,6 +111,8 @@ class PracticePatch(Schema):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     town: str | None = Field(default=None, min_length=1, max_length=120)
     phone: str | None = Field(default=None, max_length=40)
+    # null or "" removes the number.
+    bsnr: Bsnr = None
 
     @model_validator(mode="after")
     def _not_null(self) -> PracticePatch:
@@ -90,3 +125,4 @@ class PracticeOut(Out):
     name: str
     town: str
     phone: str | None
+    bsnr: str | None = None

@@ -37,6 +37,8 @@ from app.settings import Settings
 from app.throttle import Budget, OnSuccess, Policy, Throttle, paced_refusals
 from app.tokens import new_token, session_key, token_hash
 
+ADMIN_HAS_NO_LANR = "Eine LANR haben nur Ärztinnen und Ärzte, kein Administratorkonto."
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -610,6 +612,7 @@ async def create_user(
     role: Role,
     practice_id: int | None = None,
     specialty_id: int | None = None,
+    lanr: str | None = None,
 ) -> User:
     """Creates a staff account (``password_hash`` from ``new_password_hash`` or
     ``PasswordWorkers.hash``, after ``check_new_password``; None for an account that logs in
@@ -618,6 +621,8 @@ async def create_user(
         raise InvalidInput("Eine Hausärztin bzw. ein Hausarzt braucht eine Praxis.")
     if role is Role.SPECIALIST and specialty_id is None:
         raise InvalidInput("Eine Fachärztin bzw. ein Facharzt braucht ein Fachgebiet.")
+    if role is Role.ADMIN and lanr is not None:
+        raise InvalidInput(fields=[{"field": "lanr", "message": ADMIN_HAS_NO_LANR}])
     normalized = email.strip().lower()
     existing = await session.execute(
         select(User.id).where(func.lower(col(User.email)) == normalized)
@@ -640,6 +645,7 @@ async def create_user(
         password_hash=password_hash,
         practice_id=practice_id,
         specialty_id=specialty_id,
+        lanr=lanr,
     )
     session.add(user)
     await session.flush()

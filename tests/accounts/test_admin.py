@@ -353,6 +353,7 @@ async def test_practice_patch_changes_only_what_is_sent(
         "name": demo.practice.name,
         "town": demo.practice.town,
         "phone": "+493563123456",
+        "bsnr": None,
     }
     renamed = await admin.patch(path, json={"town": "Spremberg/Grodk"})
     assert renamed.json()["phone"] == "+493563123456"
@@ -402,3 +403,55 @@ async def test_specialty_is_renamed_and_keeps_its_slug(
         json={"slug": "neurologie", "name_de": "Neurologie", "name_en": "Neurology"},
     )
     assert created.status_code == 201
+
+
+async def test_doctor_numbers_lanr_of_doctors_and_bsnr_of_practices(
+    admin: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """LANR (check digit verified) on GP and specialist accounts, never on an admin's; BSNR
+    (nine digits) on practices; "" or null removes either; a wrong one is 422, nothing kept."""
+    gp = f"/api/v1/admin/users/{demo.gp.id}"
+    given = await admin.patch(gp, json={"lanr": "123456 601"})
+    assert given.status_code == 200, given.text
+    assert given.json()["lanr"] == "123456601"
+    wrong = await admin.patch(gp, json={"lanr": "123456701", "display_name": "Neu"})
+    assert wrong.status_code == 422
+    assert "Prüfziffer" in wrong.text
+    assert (await admin.get("/api/v1/admin/users")).json()[0]["display_name"] != "Neu"
+    assert (await admin.patch(gp, json={"lanr": "12345"})).status_code == 422
+    made_admin = await admin.patch(
+        f"/api/v1/admin/users/{demo.specialist.id}", json={"role": "admin", "lanr": "123456601"}
+    )
+    assert made_admin.status_code == 422
+    assert "lanr" in made_admin.text
+    new = {"email": "lanr@praxis.example", "password": "lang-genug-123",
+           "display_name": "Dr. Nummer", "role": "admin", "lanr": "123456601"}  # fmt: skip
+    assert (await admin.post("/api/v1/admin/users", json=new)).status_code == 422
+    as_gp = await admin.post(
+        "/api/v1/admin/users",
+        json={**new, "role": "gp", "practice_id": demo.practice.id},
+    )
+    assert (as_gp.status_code, as_gp.json()["lanr"]) == (201, "123456601")
+    removed = await admin.patch(gp, json={"lanr": ""})
+    assert removed.json()["lanr"] is None
+
+    practice = f"/api/v1/practices/{demo.practice.id}"
+    with_bsnr = await admin.patch(practice, json={"bsnr": "72 123 4500"})
+    assert with_bsnr.json()["bsnr"] == "721234500"
+    assert (await admin.patch(practice, json={"bsnr": "72-1234"})).status_code == 422
+    assert (await admin.patch(practice, json={"bsnr": None})).json()["bsnr"] is None
+    created = await admin.post(
+        "/api/v1/practices", json={"name": "Praxis Süd", "town": "Forst", "bsnr": "721234599"}
+    )
+    assert created.json()["bsnr"] == "721234599"
+    async with sessions() as session:
+        actions = (
+            (
+                await session.execute(
+                    select(AuditEvent.action).where(col(AuditEvent.action) == "user.lanr_changed")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(actions) == 2  # given, removed (the refused ones changed nothing)
