@@ -61,7 +61,8 @@ function accountItem(user) {
           ? h("span", { class: "badge ok" }, t("Two-factor: set up"))
           : h("span", { class: "badge warn" }, t("Two-factor: not set up")),
         user.single_sign_on ? h("span", { class: "badge" }, t("Single sign-on")) : null),
-      where ? h("div", {}, where) : null),
+      where ? h("div", {}, where) : null,
+      user.lanr ? h("div", { class: "muted" }, t("LANR {number}", { number: user.lanr })) : null),
     h("div", { class: "row actions" },
       h("button", { type: "button", onclick: () => openEdit(user) }, t("Edit")),
       self ? null : user.is_active
@@ -125,12 +126,14 @@ async function resetFactor(button, user) {
 function showRoleFields(form) {
   const role = $("[data-role-select]", form).value;
   for (const field of $$("[data-for-role]", form)) field.hidden = field.dataset.forRole !== role;
+  for (const field of $$("[data-for-doctors]", form)) field.hidden = role === "admin";
 }
 
 function assignment(form) {
   const role = form.role.value;
-  if (role === "gp") return { practice_id: form.practice_id.value ? Number(form.practice_id.value) : null };
-  if (role === "specialist") return { specialty_id: form.specialty_id.value ? Number(form.specialty_id.value) : null };
+  const lanr = form.lanr.value.trim() || null; // none removes it
+  if (role === "gp") return { practice_id: form.practice_id.value ? Number(form.practice_id.value) : null, lanr };
+  if (role === "specialist") return { specialty_id: form.specialty_id.value ? Number(form.specialty_id.value) : null, lanr };
   return {};
 }
 
@@ -140,6 +143,7 @@ function openEdit(user) {
   editForm.role.value = user.role;
   editForm.practice_id.value = user.practice_id ?? "";
   editForm.specialty_id.value = user.specialty_id ?? "";
+  editForm.lanr.value = user.lanr ?? "";
   // Admins cannot give up their own admin role: the choice is not offered.
   for (const option of editForm.role.options) option.disabled = user.id === me && option.value !== "admin";
   $("[data-edit-email]", editDialog).textContent = user.email;

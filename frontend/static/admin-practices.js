@@ -19,6 +19,7 @@ async function load() {
     h("div", {},
       h("strong", {}, p.name), ` · ${p.town}`,
       h("div", {}, p.phone ? h("a", { href: `tel:${p.phone}` }, p.phone) : h("span", { class: "muted" }, t("No phone number"))),
+      p.bsnr ? h("div", {}, t("BSNR {number}", { number: p.bsnr })) : null,
       h("div", { class: "muted" }, t("{count} active GP account(s)", { count: gps(p.id) }))),
     h("button", { type: "button", onclick: () => openEdit(p) }, t("Edit")))) : [h("li", { class: "muted" }, t("None."))]));
 }
@@ -33,6 +34,7 @@ function openEdit(practice) {
   editForm.name.value = practice.name;
   editForm.town.value = practice.town;
   editForm.phone.value = practice.phone || "";
+  editForm.bsnr.value = practice.bsnr || "";
   showAlert($("[data-edit-error]", dialog), "");
   dialog.showModal();
   editForm.name.focus();
@@ -42,7 +44,10 @@ editForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const box = $("[data-edit-error]", dialog);
   if (!editForm.name.value.trim() || !editForm.town.value.trim()) return showAlert(box, t("Please fill in all fields."));
-  const body = { name: editForm.name.value.trim(), town: editForm.town.value.trim(), phone: editForm.phone.value.trim() || null };
+  const body = {
+    name: editForm.name.value.trim(), town: editForm.town.value.trim(),
+    phone: editForm.phone.value.trim() || null, bsnr: editForm.bsnr.value.trim() || null,
+  };
   await busy(editForm.querySelector("button[type=submit]"), async () => {
     try {
       await api(`/api/v1/practices/${editing.id}`, { method: "PATCH", body });
@@ -64,7 +69,10 @@ createForm.addEventListener("submit", async (event) => {
     errorBox.focus();
     return;
   }
-  const body = { name: f.name.value.trim(), town: f.town.value.trim(), phone: f.phone.value.trim() || null };
+  const body = {
+    name: f.name.value.trim(), town: f.town.value.trim(),
+    phone: f.phone.value.trim() || null, bsnr: f.bsnr.value.trim() || null,
+  };
   await busy(f.querySelector("button[type=submit]"), async () => {
     try {
       const created = await api("/api/v1/practices", { method: "POST", body });

@@ -67,6 +67,7 @@ async def test_admin_creates_an_account_resets_two_factor_and_exports_the_audit_
     await create.get_by_label("Praxis").select_option(
         label="Hausarztpraxis Dr. Lehmann (Spremberg)"
     )
+    await create.get_by_label("LANR (freiwillig)").fill("123456 601")
     await create.get_by_label("Erstes Passwort").fill("Willkommen-2026!")
     await create.get_by_role("button", name="Konto anlegen").click()
     await expect(page.locator("[data-notice]")).to_have_text(
@@ -75,6 +76,7 @@ async def test_admin_creates_an_account_resets_two_factor_and_exports_the_audit_
     new_item = accounts.locator("li", has_text="neumann@praxis-spremberg.example")
     await expect(new_item).to_contain_text("Hausärztin/Hausarzt")
     await expect(new_item).to_contain_text("Zwei-Faktor: nicht eingerichtet")
+    await expect(new_item).to_contain_text("LANR 123456601")
     await page.get_by_label("Nach Name oder E-Mail-Adresse suchen").fill("neumann")
     await expect(accounts.locator("li.account")).to_have_count(1)
     await page.get_by_label("Nach Name oder E-Mail-Adresse suchen").fill("")
@@ -191,3 +193,22 @@ async def test_admin_pages_in_english_on_a_desktop(
     assert browsing.console_errors == [
         "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
     ]
+
+
+async def test_admin_gives_a_practice_its_bsnr(browsing: Browsing) -> None:
+    """A BSNR typed with spaces is stored as nine digits; a wrong one is refused in the
+    dialog with the server's words, and the practice keeps what it had."""
+    live = browsing.server
+    page = await browsing.new_page(viewport=PHONE_390)
+    await log_in(page, live.demo.admin)
+    await page.goto(f"{live.url}/admin/practices")
+    item = page.locator("[data-practices-list] li", has_text=live.demo.practice.name)
+    await item.get_by_role("button", name="Bearbeiten").click()
+    dialog = page.locator("#practice-dialog")
+    await dialog.get_by_label("BSNR (freiwillig)").fill("72-12")
+    await dialog.get_by_role("button", name="Speichern").click()
+    await expect(dialog.get_by_role("alert")).to_contain_text("neun Ziffern")
+    await dialog.get_by_label("BSNR (freiwillig)").fill("72 123 4500")
+    await dialog.get_by_role("button", name="Speichern").click()
+    await expect(item).to_contain_text("BSNR 721234500")
+    assert browsing.csp_violations() == []
