@@ -34,6 +34,19 @@ def kvnr_identifier(kvnr: str) -> dict[str, Any]:
     }
 
 
+LANR_SYSTEM = "https://fhir.kbv.de/NamingSystem/KBV_NS_Base_ANR"
+
+
+def lanr_identifier(lanr: str) -> dict[str, Any]:
+    return {
+        "type": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "LANR"}]
+        },
+        "system": LANR_SYSTEM,
+        "value": lanr,
+    }
+
+
 def gender_of(sex: PatientSex) -> dict[str, Any]:
     """``gender`` and, for "divers", the official German value in its extension."""
     data: dict[str, Any] = {"gender": _GENDER[sex]}

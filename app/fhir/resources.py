@@ -68,11 +68,14 @@ def healthcare_service(specialty: Specialty) -> dict[str, Any]:
 
 
 def practitioner(user: User) -> dict[str, Any]:
-    return dump(
-        Practitioner.model_validate(
-            {"id": str(user.id), "active": user.is_active, "name": [{"text": user.display_name}]}
-        )
-    )
+    data: dict[str, Any] = {
+        "id": str(user.id),
+        "active": user.is_active,
+        "name": [{"text": user.display_name}],
+    }
+    if user.lanr:
+        data["identifier"] = [german.lanr_identifier(user.lanr)]
+    return dump(Practitioner.model_validate(data))
 
 
 def practitioner_role(user: User, specialty: Specialty) -> dict[str, Any]:

@@ -47,6 +47,11 @@ def _patient(found: AppointmentOut) -> dict[str, Any]:
     return {"display": found.patient_name, **PATIENT_REF}
 
 
+def _doctor(name: str, lanr: str | None) -> dict[str, Any]:
+    """A doctor named by display and, where recorded, LANR."""
+    return {"display": name, **({"identifier": german.lanr_identifier(lanr)} if lanr else {})}
+
+
 def service_request(found: AppointmentOut, documents: Sequence[DocumentOut]) -> dict[str, Any]:
     """The GP's Telekonsil request (Telekonsilien-Vereinbarung § 3)."""
     data: dict[str, Any] = {
@@ -58,7 +63,7 @@ def service_request(found: AppointmentOut, documents: Sequence[DocumentOut]) -> 
         "code": TELEKONSIL,
         "subject": _patient(found),
         "authoredOn": found.created_at,
-        "requester": {"display": found.gp_name},
+        "requester": _doctor(found.gp_name, found.gp_lanr),
         "note": [{"text": found.clinical_question}],
     }
     if found.specialty:

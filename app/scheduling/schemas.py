@@ -353,6 +353,9 @@ class AppointmentOut(Out):
     specialty: str
     gp_id: int
     gp_name: str
+    # The doctors' LANR where the admin recorded one.
+    gp_lanr: str | None = None
+    specialist_lanr: str | None = None
     practice_id: int | None
     starts_at: datetime
     ends_at: datetime

@@ -43,6 +43,8 @@ async def appointment_views(
                     "specialist_name": specialist.display_name if specialist else "",
                     "specialty": specialty.name_de if specialty else "",
                     "gp_name": gp.display_name,
+                    "gp_lanr": gp.lanr,
+                    "specialist_lanr": specialist.lanr if specialist else None,
                     "has_report": a.reported_at is not None,
                     "invite_by": [c for c in a.patient_channels.split(",") if c],
                     "link": LinkStateOut.model_validate(link) if link else None,

@@ -17,8 +17,13 @@ from fhir.resources.R4B.consent import Consent
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
+from app.accounts.models import User
+from app.db import unit_of_work
+from app.fhir.german import LANR_SYSTEM
 from app.settings import Settings
 from tests.factories import Demo, login
 from tests.fhir.helpers import assert_outcome
@@ -155,3 +160,25 @@ async def test_others_get_nothing_of_the_telekonsil(
     plain = await book(client, demo.specialist, slot_index=1)
     assert_outcome(await client.get(f"/fhir/R4/Consent/{plain['appointment']['id']}"), 404)
     assert_outcome(await client.get("/fhir/R4/DocumentReference"), 400)
+
+
+async def test_the_doctors_lanr_names_them(
+    client: httpx2.AsyncClient, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Where the admin recorded a LANR, the Practitioner and the request's requester carry
+    it (the KBV naming system); the JSON API's appointment answers it too."""
+    async with unit_of_work(sessions) as session:
+        for user_id, lanr in ((demo.gp.id, "123456601"), (demo.specialist.id, "987654402")):
+            await session.execute(update(User).where(col(User.id) == user_id).values(lanr=lanr))
+    await login(client, demo.gp)
+    booking = await book(client, demo.specialist)
+    appointment_id = booking["appointment"]["id"]
+    assert (booking["appointment"]["gp_lanr"], booking["appointment"]["specialist_lanr"]) == (
+        "123456601",
+        "987654402",
+    )
+    request = (await client.get(f"/fhir/R4/ServiceRequest/{appointment_id}")).json()
+    assert request["requester"]["identifier"]["system"] == LANR_SYSTEM
+    assert request["requester"]["identifier"]["value"] == "123456601"
+    practitioner = (await client.get(f"/fhir/R4/Practitioner/{demo.specialist.id}")).json()
+    assert practitioner["identifier"][0]["value"] == "987654402"
