@@ -152,7 +152,10 @@ def _glyphs() -> frozenset[int]:
     probe = FPDF()
     probe.add_font("Sans", "", FONTS / "DejaVuSans.ttf")
     probe.add_font("Sans", "B", FONTS / "DejaVuSans-Bold.ttf")
-    maps = [set(font.cmap) for font in probe.fonts.values() if isinstance(font, TTFFont)]
+    fonts = [font for font in probe.fonts.values() if isinstance(font, TTFFont)]
+    maps = [set(font.cmap) for font in fonts]
+    for font in fonts:
+        font.ttfont.close()  # a document closes its fonts when it is output; this one is not
     return frozenset(set.intersection(*maps))
 
 
@@ -163,11 +166,9 @@ def printable(text: str) -> str:
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
     out = []
     for char in text.replace("\t", "    "):
-        if char == "\n" or ord(char) in glyphs:
+        if char == "\n" or (ord(char) in glyphs and unicodedata.category(char) != "Cc"):
             out.append(char)
-        elif unicodedata.category(char) in ("Cc", "Cf"):
-            continue
-        else:
+        elif unicodedata.category(char) not in ("Cc", "Cf"):
             out.append("\ufffd")
     return "".join(out)
 
