@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import anyio
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from app.api import (
 from app.db import unit_of_work
 from app.errors import InvalidInput, PayloadTooLarge
 from app.records import service as records
+from app.records.letter import download_name, letter_pdf
 from app.records.schemas import DocumentOut, ReportIn, ReportOut
 from app.resources import db, settings
 
@@ -122,6 +124,31 @@ async def get_report(request: Request) -> Response:
     return respond(report)
 
 
+async def report_pdf(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    config = settings(request)
+    async with unit_of_work(db(request)) as session:
+        found = await records.report_letter(
+            session,
+            who=who,
+            appointment_id=appointment_id,
+            tz=config.tz,
+            hospital=config.operator_name,
+            hospital_address=config.operator_address,
+        )
+    # 0.1 s for a short report, 0.4 s for the longest: not on the event loop.
+    pdf = await anyio.to_thread.run_sync(letter_pdf, found)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{download_name(found)}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 TAGS = ["records"]
 ONE = "/api/v1/appointments/{id:int}"
 routes: list[Route] = [
@@ -159,6 +186,15 @@ routes: list[Route] = [
         summary="The specialist's report (booking GP and specialist)",
         tags=TAGS,
         response=ReportOut,
+        errors=[401, 403, 404],
+    ),
+    api_route(
+        ONE + "/report.pdf",
+        report_pdf,
+        summary="The report as a German doctor's letter (Arztbrief, A4 PDF, as an attachment; "
+        "booking GP and specialist)",
+        tags=TAGS,
+        content_type="application/pdf",
         errors=[401, 403, 404],
     ),
     api_route(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
-from app.accounts.models import User
+from app.accounts.models import Practice, User
 from app.accounts.service import Principal
 from app.audit import service as audit
 from app.db import unit_of_work, utcnow
@@ -28,13 +29,14 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.logging import get_logger
+from app.records.letter import Call, Letter, Particulars
 from app.records.models import Document, Report
 from app.records.schemas import DocumentOut, ReportOut
 from app.resources import Resources
 from app.rooms import service as rooms
 from app.rooms.state import BEGUN
 from app.scheduling.access import is_gp_of, is_specialist_of, visible_appointment
-from app.scheduling.models import Appointment, AppointmentStatus
+from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Specialty
 
 log = get_logger("konsil.records")
 MAX_DOCUMENTS = 20
@@ -217,6 +219,15 @@ def has_begun(appointment: Appointment, now: datetime) -> bool:
 
 
 async def read_report(session: AsyncSession, *, who: Principal, appointment_id: int) -> ReportOut:
+    _, report = await _readable_report(session, who=who, appointment_id=appointment_id)
+    return await _report_out(session, report)
+
+
+async def _readable_report(
+    session: AsyncSession, *, who: Principal, appointment_id: int
+) -> tuple[Appointment, Report]:
+    """The appointment and its report, for whoever may read it: its booking GP and its
+    specialist (the report as text and as a letter)."""
     appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
     report = await _report_of(session, appointment_id)
     if report is None and appointment.reported_at is not None:
@@ -224,7 +235,72 @@ async def read_report(session: AsyncSession, *, who: Principal, appointment_id: 
         raise RecordsDeleted()
     if report is None:
         raise NotFound("Es gibt noch keinen Bericht.")
-    return await _report_out(session, report)
+    return appointment, report
+
+
+async def report_letter(
+    session: AsyncSession,
+    *,
+    who: Principal,
+    appointment_id: int,
+    tz: ZoneInfo,
+    hospital: str | None = None,
+    hospital_address: str | None = None,
+) -> Letter:
+    """What the report's letter says (``app.records.letter``), for whoever may read the
+    report; the download is audited. ``hospital``: the operator, as the sender."""
+    appointment, report = await _readable_report(session, who=who, appointment_id=appointment_id)
+    author = await session.get(User, report.author_id)
+    gp = await session.get(User, appointment.gp_id)
+    specialty_id = (author.specialty_id if author else None) or appointment.specialty_id
+    specialty = await session.get(Specialty, specialty_id) if specialty_id else None
+    practice_id = appointment.practice_id or (gp.practice_id if gp else None)
+    practice = await session.get(Practice, practice_id) if practice_id else None
+    audit.record_for(session, who, "report.downloaded", appointment_id, report_id=report.id)
+    return Letter(
+        appointment_id=appointment_id,
+        written_at=report.updated_at.astimezone(tz),
+        requested_at=appointment.created_at.astimezone(tz),
+        consulted_on=(appointment.admitted_at or appointment.starts_at).astimezone(tz).date(),
+        specialist_name=author.display_name if author else "",
+        gp_name=gp.display_name if gp else "",
+        patient_name=appointment.patient_name,
+        patient_birth_date=appointment.patient_birth_date,
+        question=appointment.clinical_question,
+        report=report.body,
+        specialty=specialty.name_de if specialty else None,
+        hospital=hospital or None,
+        hospital_address=hospital_address or None,
+        practice_name=practice.name if practice else None,
+        practice_town=practice.town if practice else None,
+        particulars=_particulars(appointment, tz),
+        call=_call(appointment, tz),
+    )
+
+
+def _particulars(appointment: Appointment, tz: ZoneInfo) -> Particulars:
+    consent = appointment.consent_recorded_at
+    return Particulars(
+        patient_sex=appointment.patient_sex,
+        insurance_number=appointment.patient_insurance_number,
+        diagnosis_code=appointment.diagnosis_code,
+        diagnosis_certainty=appointment.diagnosis_certainty,
+        diagnosis_text=appointment.diagnosis_text,
+        medication=appointment.medication,
+        answer_by=appointment.answer_by,
+        consent_recorded_at=consent.astimezone(tz) if consent else None,
+    )
+
+
+def _call(appointment: Appointment, tz: ZoneInfo) -> Call | None:
+    """The video consultation: from the (last) admission to the room's end, if it ended."""
+    if appointment.admitted_at is None:
+        return None
+    ended = appointment.ended_at if appointment.room_state is RoomState.ENDED else None
+    return Call(
+        started=appointment.admitted_at.astimezone(tz),
+        ended=ended.astimezone(tz) if ended else None,
+    )
 
 
 async def _report_of(session: AsyncSession, appointment_id: int) -> Report | None:

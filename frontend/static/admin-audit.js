@@ -16,9 +16,9 @@ const FIELDS = ["action", "actor_id", "appointment_id", "from", "to"];
 const ACTIONS = [
   "appointment", "appointment.booked", "appointment.cancelled", "appointment.rescheduled",
   "audit.exported", "availability", "document", "link", "link.redeemed", "link.rejected",
-  "login", "login.failure", "login.success", "logout", "practice", "report.written", "room",
-  "second_factor", "second_factor.reset", "session.ended", "specialty", "sso.login", "user",
-  "user.created", "user.deactivated", "user.role_changed",
+  "login", "login.failure", "login.success", "logout", "practice", "report.downloaded",
+  "report.written", "room", "second_factor", "second_factor.reset", "session.ended", "specialty",
+  "sso.login", "user", "user.created", "user.deactivated", "user.role_changed",
 ];
 const KIND = { patient: () => t("Patient"), anonymous: () => t("Not signed in"), system: () => t("System") };
 const time = new Intl.DateTimeFormat(lang === "de" ? "de-DE" : "en-GB", {

@@ -7,6 +7,7 @@ import { particularsRows, statusLine } from "./labels.js";
 import { showSlots, weekStart } from "./slots.js";
 import { showLink } from "./linkbox.js";
 import { mountDocuments } from "./documents.js";
+import { letterLink } from "./records.js";
 import { mountGuestInvite } from "./guest-invite.js";
 import { specialistText, takeLink } from "./gp-on-call.js";
 import { mountOnCallStatus } from "./gp-on-call-status.js";
@@ -219,7 +220,8 @@ async function loadReport() {
     const report = await api(`/api/v1/appointments/${id}/report`);
     box.replaceChildren(
       h("p", { class: "muted" }, t("{author}, {time}", { author: report.author_name, time: formatDateTime(report.updated_at) })),
-      h("div", { class: "report", dataset: { reportBody: "" } }, report.body));
+      h("div", { class: "report", dataset: { reportBody: "" } }, report.body),
+      h("p", { class: "row" }, letterLink(id)));
   } catch (error) {
     box.replaceChildren(h("p", { class: "alert error" }, errorMessage(error)));
   }
