@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -93,6 +95,30 @@ class _SQLiteConnection(aiosqlite.Connection):
         return aiosqlite.core._STOP_RUNNING_SENTINEL
 
 
+def _answer(future: asyncio.Future[Any], setter: Callable[..., None], value: object) -> None:
+    # Its event loop may have closed: then nobody waits for this answer any more.
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(setter, future, value)
+
+
+def _worker(tx: Any) -> None:
+    """aiosqlite's worker thread, except that an answer for an event loop closed meanwhile
+    is dropped instead of failing the thread: a query still running when a command's or a
+    test's loop ends (a connection force-closed at shutdown) finishes after it."""
+    while True:
+        future, function = tx.get()
+        try:
+            result = function()
+        except BaseException as exc:  # to the caller, as aiosqlite does
+            if future:
+                _answer(future, aiosqlite.core.set_exception, exc)
+            continue
+        if future:
+            _answer(future, aiosqlite.core.set_result, result)
+        if result is aiosqlite.core._STOP_RUNNING_SENTINEL:
+            break
+
+
 def _sqlite_connection(database: str, **kwargs: Any) -> aiosqlite.Connection:
     """What ``aiosqlite.connect`` makes (and SQLAlchemy then adapts), as a _SQLiteConnection."""
 
@@ -101,8 +127,9 @@ def _sqlite_connection(database: str, **kwargs: Any) -> aiosqlite.Connection:
         return raw
 
     connection = _SQLiteConnection(connector, iter_chunk_size=64)
-    # As SQLAlchemy does for aiosqlite's own connections: the thread never holds up an exit.
-    connection._thread.daemon = True
+    # Not started yet (``connect`` starts it). As SQLAlchemy does for aiosqlite's own
+    # connections: the thread never holds up an exit.
+    connection._thread = threading.Thread(target=_worker, args=(connection._tx,), daemon=True)
     return connection
 
 

@@ -4,6 +4,7 @@ force-closed during a query closes without hanging."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from datetime import date, timedelta
 from pathlib import Path
@@ -91,3 +92,32 @@ def test_a_sqlite_connection_collected_after_its_loop_ended_stops_quietly(
         asyncio.set_event_loop(None)
         threading.excepthook = hook
     assert failures == []
+
+
+def test_an_answer_for_a_closed_loop_does_not_fail_the_worker_thread(tmp_path: Path) -> None:
+    """A query that ends after its event loop closed (a connection force-closed when a test's
+    or a command's loop ended): its answer is dropped, the thread goes on and stops when told,
+    without an error in the thread."""
+    failures: list[BaseException | None] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args.exc_value)
+    raw = _sqlite_connection(str(tmp_path / "k.db"))
+    loop = asyncio.new_event_loop()
+    try:
+        answered, refused = loop.create_future(), loop.create_future()
+        loop.close()
+
+        def fails() -> None:
+            raise sqlite3.OperationalError("busy")
+
+        raw._tx.put((answered, lambda: 1))
+        raw._tx.put((refused, fails))
+        raw._tx.put((None, lambda: aiosqlite.core._STOP_RUNNING_SENTINEL))
+        raw._thread.start()
+        raw._thread.join(10)
+        assert not raw._thread.is_alive()
+    finally:
+        threading.excepthook = hook
+    assert failures == []
+    assert not answered.done()  # nobody was there to be told
+    assert not refused.done()
