@@ -92,6 +92,10 @@ class Letter:
     hospital_address: str | None = None
     practice_name: str | None = None
     practice_town: str | None = None
+    # The doctor numbers where the admin recorded them.
+    specialist_lanr: str | None = None
+    gp_lanr: str | None = None
+    practice_bsnr: str | None = None
     particulars: Particulars = Particulars()
     call: Call | None = None
 
@@ -300,6 +304,10 @@ def _information(pdf: _Document, letter: Letter, *, top: float, bottom: float) -
     ]
     if letter.specialty:
         rows.append(("Fachgebiet", letter.specialty))
+    if letter.gp_lanr:
+        rows.append(("Ihre LANR", letter.gp_lanr))
+    if letter.practice_bsnr:
+        rows.append(("Ihre BSNR", letter.practice_bsnr))
     y = top
     for label, value in rows:
         pdf.set_xy(INFO_LEFT, y)
@@ -362,6 +370,8 @@ def _closing(pdf: _Document, letter: Letter) -> None:
     pdf.para(letter.specialist_name, style="B")
     if letter.specialty:
         pdf.para(letter.specialty, size=9.5)
+    if letter.specialist_lanr:
+        pdf.para(f"LANR {letter.specialist_lanr}", size=9.5)
     pdf.ln(2)
     pdf.set_text_color(*QUIET)
     when = letter.written_at

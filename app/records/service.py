@@ -273,6 +273,9 @@ async def report_letter(
         hospital_address=hospital_address or None,
         practice_name=practice.name if practice else None,
         practice_town=practice.town if practice else None,
+        specialist_lanr=author.lanr if author else None,
+        gp_lanr=gp.lanr if gp else None,
+        practice_bsnr=practice.bsnr if practice else None,
         particulars=_particulars(appointment, tz),
         call=_call(appointment, tz),
     )

@@ -66,6 +66,9 @@ def full_letter(report: str = "\n\n".join(PARAGRAPHS)) -> Letter:
         hospital_address="Thiemstraße 111, 03048 Cottbus",
         practice_name="Hausarztpraxis Spremberg",
         practice_town="Spremberg",
+        specialist_lanr="987654402",
+        gp_lanr="123456601",
+        practice_bsnr="721234500",
         particulars=Particulars(
             patient_sex=PatientSex.MALE,
             insurance_number="X110411675",
@@ -106,6 +109,9 @@ def test_letter_says_who_writes_to_whom_about_whom_and_what_was_asked() -> None:
         "Thiemstraße 111, 03048 Cottbus",
         "Dr. Jörg Lehmann",
         "Hausarztpraxis Spremberg",
+        "Ihre LANR 123456601",
+        "Ihre BSNR 721234500",
+        "LANR 987654402",
         "Datum 24.11.2026",
         "Ihre Anfrage vom 20.11.2026",
         "Betreff: Telekonsil vom 24.11.2026",
@@ -134,7 +140,14 @@ def test_letter_says_who_writes_to_whom_about_whom_and_what_was_asked() -> None:
 
 def test_letter_leaves_out_what_the_gp_did_not_give() -> None:
     bare = replace(
-        full_letter(), particulars=Particulars(), call=None, hospital=None, hospital_address=None
+        full_letter(),
+        particulars=Particulars(),
+        call=None,
+        hospital=None,
+        hospital_address=None,
+        specialist_lanr=None,
+        gp_lanr=None,
+        practice_bsnr=None,
     )
     [page] = pages(letter_pdf(bare))
     text = flat(page)
@@ -146,6 +159,8 @@ def test_letter_leaves_out_what_the_gp_did_not_give() -> None:
         "Antwort erbeten",
         "Einverständnis",
         "Videokonsultation",
+        "LANR",
+        "BSNR",
         "männlich",
         "Klinikum",
     ):
