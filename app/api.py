@@ -77,6 +77,8 @@ class Operation:
     headers: tuple[Header, ...] = field(default=())
     # A multipart/form-data upload: (field name, accepted media types) of its single file.
     upload: tuple[str, tuple[str, ...]] | None = None
+    # Whether the JSON body may be left out (its fields all have defaults then).
+    body_required: bool = True
 
 
 class ApiRoute(Route):
@@ -140,6 +142,7 @@ def api_route(
     empty_status: int | None = None,
     headers: Sequence[Header] = (),
     upload: tuple[str, Sequence[str]] | None = None,
+    body_required: bool = True,
 ) -> ApiRoute:
     """A route plus its OpenAPI description. ``query``: the model the query is parsed with, or
     (name, description, required) of plain string parameters. ``auth``: one of ``AUTH_KINDS``.
@@ -164,6 +167,7 @@ def api_route(
             empty_status=empty_status,
             headers=tuple(headers),
             upload=(upload[0], tuple(upload[1])) if upload else None,
+            body_required=body_required,
         ),
         endpoint,
     )

@@ -11,7 +11,7 @@ from app.idempotency import IdempotentResponse
 from app.notify.delays import DelayNotice
 from app.notify.models import OutgoingMessage
 from app.presence.models import SpecialistPresence
-from app.records.models import Document, Report
+from app.records.models import ConsultMessage, Document, Report
 from app.rooms.models import SpecialistDelay
 from app.scheduling.models import (
     Appointment,
@@ -31,6 +31,7 @@ __all__ = [
     "AuthSession",
     "AvailabilityException",
     "AvailabilityRule",
+    "ConsultMessage",
     "DelayNotice",
     "Document",
     "FhirClient",

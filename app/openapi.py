@@ -61,7 +61,7 @@ def _operation(
         result["parameters"] = params
     if op.body is not None:
         result["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
         }
     elif op.upload is not None:

@@ -36,3 +36,16 @@ class Document(SQLModel, table=True):
     size: int
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+
+
+class ConsultMessage(SQLModel, table=True):
+    """A message between the booking GP and the specialist about one consultation: the
+    specialist's question back (more data, a finding) and the GP's answer."""
+
+    __tablename__ = "consult_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    appointment_id: int = Field(foreign_key="appointment.id", index=True)
+    author_id: int = Field(foreign_key="staff_user.id")
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

@@ -23,9 +23,10 @@ from app.api import (
 )
 from app.db import unit_of_work
 from app.errors import InvalidInput, PayloadTooLarge
+from app.records import conversation
 from app.records import service as records
 from app.records.letter import download_name, letter_pdf
-from app.records.schemas import DocumentOut, ReportIn, ReportOut
+from app.records.schemas import DocumentOut, MessageIn, MessageOut, ReportIn, ReportOut
 from app.resources import db, settings
 
 STAFF = (Role.GP, Role.SPECIALIST)
@@ -116,6 +117,25 @@ async def put_report(request: Request) -> Response:
     return respond(report)
 
 
+async def post_message(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    body = await parse_json(request, MessageIn)
+    async with unit_of_work(db(request)) as session:
+        message = await conversation.post(
+            session, who=who, appointment_id=appointment_id, body=body.body
+        )
+    return respond(message, status=201)
+
+
+async def list_messages(request: Request) -> Response:
+    who = await require_staff(request, *STAFF)
+    appointment_id = path_id(request)
+    async with db(request)() as session:
+        found = await conversation.thread(session, who=who, appointment_id=appointment_id)
+    return respond(found)
+
+
 async def get_report(request: Request) -> Response:
     who = await require_staff(request, *STAFF)
     appointment_id = path_id(request)
@@ -152,6 +172,26 @@ async def report_pdf(request: Request) -> Response:
 TAGS = ["records"]
 ONE = "/api/v1/appointments/{id:int}"
 routes: list[Route] = [
+    api_route(
+        ONE + "/conversation",
+        list_messages,
+        summary="Questions back and answers between the booking GP and the specialist",
+        tags=TAGS,
+        response=MessageOut,
+        many=True,
+        errors=[401, 403, 404],
+    ),
+    api_route(
+        ONE + "/conversation",
+        post_message,
+        method="POST",
+        summary="Write to the other side: the specialist asks back, the GP answers",
+        tags=TAGS,
+        body=MessageIn,
+        response=MessageOut,
+        status=201,
+        errors=[401, 403, 404, 409, 422],
+    ),
     api_route(
         ONE + "/documents",
         list_documents,

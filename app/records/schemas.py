@@ -32,3 +32,16 @@ class ReportOut(Out):
     body: str
     created_at: datetime
     updated_at: datetime
+
+
+class MessageIn(Schema):
+    body: str = Field(min_length=1, max_length=4000)
+
+
+class MessageOut(Out):
+    id: int
+    author_id: int
+    author_name: str
+    author_role: str  # "gp" (the booking GP) or "specialist"
+    body: str
+    created_at: datetime

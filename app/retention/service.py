@@ -28,7 +28,7 @@ from app.idempotency import IdempotentResponse
 from app.metrics import RETENTION_AUDIT_REDUCED, RETENTION_DELETED
 from app.notify.delays import DelayNotice
 from app.notify.models import OutgoingMessage
-from app.records.models import Document, Report
+from app.records.models import ConsultMessage, Document, Report
 from app.retention import policy
 from app.rooms.models import SpecialistDelay
 from app.scheduling.models import Appointment, GuestInvitation, JoinToken
@@ -43,6 +43,7 @@ CHILDREN: tuple[tuple[str, Any], ...] = (
     ("delay_notices", DelayNotice),
     ("documents", Document),
     ("reports", Report),
+    ("conversation", ConsultMessage),
     ("links", JoinToken),
     ("guests", GuestInvitation),
     ("sessions", AuthSession),
@@ -56,6 +57,7 @@ KINDS = (
     "sessions",
     "messages",
     "delay_notices",
+    "conversation",
     "events",
     "idempotent_responses",
     "fhir_jobs",
@@ -123,6 +125,7 @@ async def _records(
     has_records = or_(
         exists().where(col(Document.appointment_id) == col(Appointment.id)),
         exists().where(col(Report.appointment_id) == col(Appointment.id)),
+        exists().where(col(ConsultMessage.appointment_id) == col(Appointment.id)),
     )
     closed = or_(
         col(Appointment.reported_at) < cut.records, col(Appointment.cancelled_at) < cut.records
@@ -132,7 +135,9 @@ async def _records(
         return {}, False
     documents = await _delete(session, Document, col(Document.appointment_id).in_(ids))
     reports = await _delete(session, Report, col(Report.appointment_id).in_(ids))
-    return {"documents": documents, "reports": reports}, len(ids) == batch
+    notes = await _delete(session, ConsultMessage, col(ConsultMessage.appointment_id).in_(ids))
+    counts = {"documents": documents, "reports": reports, "conversation": notes}
+    return counts, len(ids) == batch
 
 
 async def _appointments(

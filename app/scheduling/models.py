@@ -186,6 +186,13 @@ class Appointment(SQLModel, table=True):
     medication: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     answer_by: date | None = None
     consent_recorded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # Who cancelled ("gp" or "specialist": a specialist's cancellation declines the request)
+    # and why, if they said (shown to the other side).
+    cancelled_by: str | None = Field(default=None, max_length=24)
+    cancel_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Since when the specialist's question back to the GP waits for the GP's answer
+    # (app/records/conversation.py writes it; None when none waits).
+    question_open_since: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
     def reached_by(self, channel: str) -> bool:
         """Whether the GP asked for messages to the patient through ``channel``."""

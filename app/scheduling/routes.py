@@ -26,6 +26,7 @@ from app.scheduling.schemas import (
     AppointmentsQuery,
     BookingIn,
     BookingOut,
+    CancelIn,
     LinkOut,
     OnCallIn,
     RescheduleIn,
@@ -168,8 +169,12 @@ async def get_appointment(request: Request) -> Response:
 async def cancel(request: Request) -> Response:
     who = await require_staff(request, *STAFF)
     appointment_id = path_id(request)
+    # The reason is optional, and so is the body.
+    body = await parse_json(request, CancelIn) if await request.body() else CancelIn()
     async with unit_of_work(db(request)) as session:
-        cancelled = await service.cancel(session, who=who, appointment_id=appointment_id)
+        cancelled = await service.cancel(
+            session, who=who, appointment_id=appointment_id, reason=body.reason
+        )
     return respond(cancelled)
 
 
@@ -257,8 +262,11 @@ appointment_routes: list[Route] = [
         ONE + "/cancel",
         cancel,
         method="POST",
-        summary="Cancel (its GP or its specialist): revokes the join link",
+        summary="Cancel (its GP or its specialist, who thereby declines it), optionally with "
+        "a reason for the other side: revokes the join link",
         tags=TAGS,
+        body=CancelIn,
+        body_required=False,
         response=AppointmentOut,
         errors=[401, 403, 404, 409],
     ),

@@ -188,6 +188,12 @@ class OnCallIn(ConsultIn):
     urgency: Urgency = Urgency.URGENT
 
 
+class CancelIn(Schema):
+    """Why, for the other side: the GP reads a specialist's reason for declining."""
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
 class RescheduleIn(Schema):
     starts_at: AwareDatetime
 
@@ -390,6 +396,11 @@ class AppointmentOut(Out):
     medication: str | None = None
     answer_by: date | None = None
     consent_recorded_at: datetime | None = None
+    # Who cancelled ("gp", "specialist": declined) and why; since when a question of the
+    # specialist waits for the GP's answer.
+    cancelled_by: str | None = None
+    cancel_reason: str | None = None
+    question_open_since: datetime | None = None
 
 
 class OnCallEntry(Out):

@@ -189,9 +189,11 @@ async def cancel(
     *,
     who: Principal,
     appointment_id: int,
+    reason: str | None = None,
     now: datetime | None = None,
 ) -> AppointmentOut:
-    """Cancels a booking (its GP or its specialist): links revoked, room closed."""
+    """Cancels a booking (its GP or its specialist, who thereby declines the request): links
+    revoked, room closed; ``reason`` is kept for the other side."""
     now = now or utcnow()
     appointment = await visible_appointment(
         session, who=who, appointment_id=appointment_id, lock=True
@@ -202,6 +204,9 @@ async def cancel(
     begun = rooms.admitted_before(appointment)  # e.g. sent back to the waiting room
     after = next_state(appointment.room_state, Action.CANCEL, actor, admitted_before=begun)
     rooms.move(session, appointment, after, now)
+    appointment.cancelled_by = actor.value
+    appointment.cancel_reason = (reason or "").strip() or None
+    appointment.question_open_since = None
     outbox.record(
         session,
         AppointmentCancelled(

@@ -15,12 +15,16 @@ const FIELDS = ["action", "actor_id", "appointment_id", "from", "to"];
 // Offered in the action field; any other action (or group: "login") can be typed.
 const ACTIONS = [
   "appointment", "appointment.booked", "appointment.cancelled", "appointment.rescheduled",
-  "audit.exported", "availability", "document", "link", "link.redeemed", "link.rejected",
+  "audit.exported", "availability", "conversation.posted", "document", "fhir_client",
+  "fhir_client.token", "link", "link.redeemed", "link.rejected",
   "login", "login.failure", "login.success", "logout", "practice", "report.downloaded",
   "report.written", "room", "second_factor", "second_factor.reset", "session.ended", "specialty",
-  "sso.login", "user", "user.created", "user.deactivated", "user.role_changed",
+  "sso.login", "user", "user.created", "user.deactivated", "user.lanr_changed", "user.role_changed",
 ];
-const KIND = { patient: () => t("Patient"), anonymous: () => t("Not signed in"), system: () => t("System") };
+const KIND = {
+  patient: () => t("Patient"), anonymous: () => t("Not signed in"), system: () => t("System"),
+  fhir_client: () => t("FHIR system client"),
+};
 const time = new Intl.DateTimeFormat(lang === "de" ? "de-DE" : "en-GB", {
   timeZone, day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
 });
