@@ -3,7 +3,8 @@
 import { api, errorMessage } from "./api.js";
 import { $, h, showAlert, busy } from "./dom.js";
 import { t, formatDate, formatDateTime } from "./i18n.js";
-import { particularsRows, statusLine } from "./labels.js";
+import { cancelledRow, particularsRows, statusLine } from "./labels.js";
+import { mountConversation } from "./conversation.js";
 import { showSlots, weekStart } from "./slots.js";
 import { showLink } from "./linkbox.js";
 import { mountDocuments } from "./documents.js";
@@ -36,7 +37,13 @@ async function load() {
     showLink($("[data-link-box]", root), issuedLink, appointment);
     issuedLink = null;
   }
-  await Promise.all([loadReport(), mountDocuments($("[data-documents-box]", root), id), loadMessages()]);
+  if (appointment.question_open_since) {
+    showAlert(notice, t("The specialist has asked you something: please answer below."), "warning");
+  }
+  await Promise.all([
+    loadReport(), mountDocuments($("[data-documents-box]", root), id), loadMessages(),
+    mountConversation($("[data-conversation]", root), id, { role: "gp", open: appointment.status !== "cancelled" }),
+  ]);
 }
 
 // The on-call request's own reads and changes reach the details too.
@@ -187,6 +194,7 @@ function renderDetails() {
     [t("Urgency"), a.urgency === "urgent" ? t("Urgent") : t("Routine")],
     [t("Clinical question"), a.clinical_question],
     ...particularsRows(a),
+    ...cancelledRow(a),
     [t("Patient link"), a.link ? t("valid {from} – {until}, last opened: {opened}", {
       from: formatDateTime(a.link.valid_from), until: formatDateTime(a.link.valid_until),
       opened,

@@ -33,7 +33,8 @@ async function load() {
       h("span", { class: `badge ${a.status}` }, label(STATUS, a.status)),
       a.status === "booked" ? h("span", { class: `badge ${a.room_state}` }, label(ROOM, a.room_state)) : null,
       a.urgency === "urgent" ? h("span", { class: "badge urgent" }, t("Urgent")) : null,
-      a.has_report ? h("span", { class: "badge" }, t("Report available")) : null))));
+      a.has_report ? h("span", { class: "badge" }, t("Report available")) : null,
+      a.question_open_since ? h("span", { class: "badge warn" }, t("Question from the specialist")) : null))));
 }
 
 /** "Dr. Minh Nguyen (Kardiologie)"; an on-call request "On-call consult · Kardiologie", with

@@ -30,6 +30,13 @@ export function statusLine(appointment) {
   return room === status ? status : `${status} · ${room}`;
 }
 
+/** Who cancelled and why, as a row of the details (none while not cancelled). */
+export function cancelledRow(a) {
+  if (a.status !== "cancelled") return [];
+  const who = a.cancelled_by === "specialist" ? t("Declined by the specialist") : t("Cancelled by the practice");
+  return [[t("Cancellation"), a.cancel_reason ? `${who}: ${a.cancel_reason}` : who]];
+}
+
 const SEX = {
   female: () => t("Female"),
   male: () => t("Male"),

@@ -4,6 +4,9 @@ import { $, h, showAlert } from "./dom.js";
 import { t, formatDate, formatDateTime } from "./i18n.js";
 import { particularsRows, statusLine } from "./labels.js";
 import { listDocuments, mountReport } from "./records.js";
+import { mountConversation } from "./conversation.js";
+import { busy } from "./dom.js";
+import { cancelledRow } from "./labels.js";
 
 const root = $("#specialist-appointment");
 // Room states in which the consultation has begun: from the server (app/rooms/state.py BEGUN).
@@ -29,9 +32,12 @@ async function load() {
     [t("Urgency"), a.urgency === "urgent" ? t("Urgent") : t("Routine")],
     [t("Clinical question"), a.clinical_question],
     ...particularsRows(a),
+    ...cancelledRow(a),
   ];
   $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
   $("[data-join]", root).hidden = a.status !== "booked";
+  // Declining is cancelling with a reason: while nothing has begun.
+  $("[data-decline]", root).hidden = a.status !== "booked" || BEGUN.has(a.room_state) || Boolean(a.admitted_at);
   // Same rule as the API: from the start, or earlier once the patient was admitted (also
   // when sent back to the waiting room since: admitted_at stays).
   const begun = BEGUN.has(a.room_state) || Boolean(a.admitted_at) || new Date(a.starts_at).getTime() <= Date.now();
@@ -42,6 +48,28 @@ async function load() {
     appointmentId: id, saved: $("[data-report-saved]", root), errorBox, existing: a.has_report,
   });
   await listDocuments($("[data-documents]", root), id);
+  await mountConversation($("[data-conversation]", root), id, { role: "specialist", open: a.status !== "cancelled" });
 }
+
+$("[data-decline-form]", root).addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const reason = form.reason.value.trim();
+  if (!reason) {
+    showAlert(errorBox, t("Please say why, for the practice."));
+    form.reason.focus();
+    return;
+  }
+  await busy(form.querySelector("button[type=submit]"), async () => {
+    try {
+      await api(`/api/v1/appointments/${id}/cancel`, { method: "POST", body: { reason } });
+      showAlert($("[data-notice]", root), t("The request is declined; the practice reads your reason."), "success");
+      showAlert(errorBox, "");
+      await load();
+    } catch (error) {
+      showAlert(errorBox, errorMessage(error));
+    }
+  });
+});
 
 load().catch((error) => showAlert(errorBox, errorMessage(error)));
