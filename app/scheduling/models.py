@@ -186,6 +186,10 @@ class Appointment(SQLModel, table=True):
     medication: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     answer_by: date | None = None
     consent_recorded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # When the specialist confirmed having checked the patient's identity in the video
+    # consultation (the health card shown to the camera, Anlage 4b BMV-Ä): EBM 01444. Written
+    # by ``app.billing.identity`` only, once the consultation has begun.
+    identity_checked_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
     def reached_by(self, channel: str) -> bool:
         """Whether the GP asked for messages to the patient through ``channel``."""

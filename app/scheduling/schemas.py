@@ -382,6 +382,8 @@ class AppointmentOut(Out):
     medication: str | None = None
     answer_by: date | None = None
     consent_recorded_at: datetime | None = None
+    # When the specialist confirmed checking the patient's identity (EBM 01444); null if not.
+    identity_checked_at: datetime | None = None
 
 
 class OnCallEntry(Out):
