@@ -48,6 +48,14 @@ class InvalidInput(KonsilError):
     default_message = "Die Eingaben sind ungültig."
 
 
+class InvalidQuarter(KonsilError):
+    """A quarter that is not given as ``YYYY-QN`` (the EBM export, ``app.billing``)."""
+
+    status = 400
+    code = "invalid_quarter"
+    default_message = "Bitte das Quartal als JJJJ-QN angeben, z. B. 2026-Q4."
+
+
 class NotAuthenticated(KonsilError):
     status = 401
     code = "not_authenticated"

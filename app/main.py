@@ -25,6 +25,7 @@ from app.accounts.shedding import LoginShedding
 from app.accounts.sweep import lifespan as idle_sweep_lifespan
 from app.api import EXCEPTION_HANDLERS
 from app.audit.routes import routes as audit_routes
+from app.billing.routes import routes as billing_routes
 from app.broker import create_broker
 from app.db import create_engine, session_factory
 from app.events.dispatcher import Dispatcher, Doorbell
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *audit_routes,
         *scheduling_routes,
         *record_routes,
+        *billing_routes,
         *notify_routes,
         *printed_routes,
         *room_routes,

@@ -818,3 +818,48 @@ async def test_models_refuse_a_booking_without_a_specialist(database_url: str) -
     finally:
         await engine.dispose()
     await refuses_a_booking_without_a_specialist(database_url)
+
+
+async def test_identity_check_migration_keeps_bookings_and_goes_down_and_up(
+    database_url: str,
+) -> None:
+    # 0021 adds when the specialist confirmed the identity check; the bookings of 0020 stay,
+    # unchecked. Down again, the check goes with its column and the booking stays.
+    at = bindparam("at", datetime(2026, 11, 3, 9, 0, tzinfo=UTC), type_=UTCDateTime())
+    await booked_at(database_url, "0020", at)
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            appointment = await session.get(Appointment, 1)
+            assert appointment is not None
+            assert appointment.identity_checked_at is None
+            appointment.identity_checked_at = at.value
+            await session.commit()
+        async with session_factory(engine)() as session:
+            checked = await session.get(Appointment, 1)
+    finally:
+        await engine.dispose()
+    assert checked is not None
+    assert checked.identity_checked_at == at.value
+
+    await asyncio.to_thread(downgrade, database_url, "0020")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda sync: [c["name"] for c in sync.dialect.get_columns(sync, "appointment")]
+            )
+            count = (await connection.execute(text("SELECT count(*) FROM appointment"))).scalar()
+    finally:
+        await engine.dispose()
+    assert "identity_checked_at" not in columns
+    assert count == 1
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert diff == []

@@ -193,6 +193,10 @@ class Appointment(SQLModel, table=True):
     # Since when the specialist's question back to the GP waits for the GP's answer
     # (app/records/conversation.py writes it; None when none waits).
     question_open_since: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # When the specialist confirmed having checked the patient's identity in the video
+    # consultation (the health card shown to the camera, Anlage 4b BMV-Ä): EBM 01444. Written
+    # by ``app.billing.identity`` only, once the consultation has begun.
+    identity_checked_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
     def reached_by(self, channel: str) -> bool:
         """Whether the GP asked for messages to the patient through ``channel``."""

@@ -401,6 +401,8 @@ class AppointmentOut(Out):
     cancelled_by: str | None = None
     cancel_reason: str | None = None
     question_open_since: datetime | None = None
+    # When the specialist confirmed checking the patient's identity (EBM 01444); null if not.
+    identity_checked_at: datetime | None = None
 
 
 class OnCallEntry(Out):
