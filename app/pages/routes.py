@@ -19,6 +19,8 @@ from app.accounts.models import Role, SessionKind, SessionStage
 from app.accounts.service import Principal
 from app.accounts.web import principal
 from app.api import path_id
+from app.billing.ebm import recent_quarters
+from app.db import utcnow
 from app.pages import i18n, sso
 from app.pages.errors import error_page
 from app.pages.legal import routes as legal_routes
@@ -51,6 +53,17 @@ async def reauth_kind(request: Request, session: AsyncSession, user_id: int | No
     if user_id is None or resources(request).oidc is None:
         return ""
     return "provider" if await accounts.confirms_at_provider(session, user_id=user_id) else ""
+
+
+def billing_export(request: Request) -> dict[str, object]:
+    """What the EBM download form needs (``_billing_export.html``): this quarter and the four
+    before it (older ones are mostly deleted by retention), and the retention period."""
+    cfg = settings(request)
+    today = utcnow().astimezone(cfg.tz).date()
+    return {
+        "billing_quarters": [str(q) for q in recent_quarters(today, 5)],
+        "retention_days": cfg.retention_metadata_days,
+    }
 
 
 def page(request: Request, name: str, who: Principal, nav: str, **context: object) -> Response:
@@ -148,7 +161,7 @@ async def gp_appointments(request: Request) -> Response:
     who = await staff_page(request, Role.GP)
     if isinstance(who, Response):
         return who
-    return page(request, "gp/appointments.html", who, "gp-appointments")
+    return page(request, "gp/appointments.html", who, "gp-appointments", **billing_export(request))
 
 
 async def gp_appointment(request: Request) -> Response:
@@ -172,7 +185,13 @@ async def specialist_availability(request: Request) -> Response:
     who = await staff_page(request, Role.SPECIALIST)
     if isinstance(who, Response):
         return who
-    return page(request, "specialist/availability.html", who, "specialist-availability")
+    return page(
+        request,
+        "specialist/availability.html",
+        who,
+        "specialist-availability",
+        **billing_export(request),
+    )
 
 
 async def specialist_appointment(request: Request) -> Response:

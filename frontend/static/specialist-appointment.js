@@ -44,6 +44,7 @@ async function load() {
   if (!begun && a.status !== "cancelled") {
     $("[data-report-saved]", root).textContent = t("The report can be saved once you have admitted the patient, or from {time}.", { time: formatDateTime(a.starts_at) });
   }
+  showIdentity(a);
   await mountReport($("[data-report-form]", root), {
     appointmentId: id, saved: $("[data-report-saved]", root), errorBox, existing: a.has_report,
   });
@@ -71,5 +72,28 @@ $("[data-decline-form]", root).addEventListener("submit", async (event) => {
     }
   });
 });
+
+// The identity check (EBM 01444): confirmed once the patient was let in; kept from then on.
+function showIdentity(a) {
+  const box = $("[data-identity]", root);
+  const status = $("[data-identity-status]", box);
+  const button = $("[data-identity-confirm]", box);
+  box.hidden = a.status === "cancelled";
+  const show = (checkedAt) => {
+    button.hidden = Boolean(checkedAt) || !a.admitted_at;
+    if (checkedAt) status.textContent = t("Identity check confirmed on {time}.", { time: formatDateTime(checkedAt) });
+    else if (!a.admitted_at) status.textContent = t("You can confirm it once you have let the patient in.");
+    else status.textContent = "";
+  };
+  show(a.identity_checked_at);
+  button.onclick = () => busy(button, async () => {
+    try {
+      const checked = await api(`/api/v1/appointments/${id}/identity-checked`, { method: "POST" });
+      show(checked.identity_checked_at);
+    } catch (error) {
+      showAlert(errorBox, errorMessage(error));
+    }
+  });
+}
 
 load().catch((error) => showAlert(errorBox, errorMessage(error)));

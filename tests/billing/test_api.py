@@ -26,6 +26,12 @@ Q4 = "2026-Q4"
 HELD = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
 
 
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    """On SQLite and on PostgreSQL alike (the quarter's query compares instants)."""
+    return make_settings(database_url=database_url)
+
+
 async def held(
     sessions: async_sessionmaker[AsyncSession],
     demo: Demo,
