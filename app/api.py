@@ -175,7 +175,11 @@ def api_route(
 
 async def parse_json(request: Request, model: type[M]) -> M:
     """The request body as ``model``; a clear 4xx on anything else."""
-    body = await read_limited(request, MAX_JSON_BYTES)
+    return parse_body(await read_limited(request, MAX_JSON_BYTES), model)
+
+
+def parse_body(body: bytes, model: type[M]) -> M:
+    """A body already read (``read_limited``) as ``model``; a clear 4xx on anything else."""
     if nesting_exceeds(body, MAX_JSON_DEPTH):
         raise InvalidInput("Der Inhalt ist zu tief verschachtelt.")
     try:

@@ -27,6 +27,9 @@ from app.resources import broker, db, settings
 from app.tokens import derived_key
 
 PREFIX = "/fhir/R4"
+# One answer for an unknown or inactive client and a signature no key of it makes: the token
+# endpoint does not tell which client ids exist.
+NOT_ACCEPTED = "Die client_assertion wurde nicht angenommen (Client, Schlüssel oder Signatur)."
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a secret
 MAX_FORM_BYTES = 16_384
 # The resource type a path names; a job's status is its Appointment's.
@@ -48,9 +51,10 @@ def needed(request: Request) -> tuple[str, str]:
     return _JOB_TYPE.get(first, first), action
 
 
-async def caller(request: Request, *roles: Role) -> Principal:
+async def caller(request: Request, *roles: Role, also: tuple[str, ...] = ()) -> Principal:
     """The staff member behind a FHIR request: the system client's account (its token's
-    scopes checked) or the signed-in staff member (CSRF checked as on the JSON API)."""
+    scopes checked: for the type the path names, and read for the types in ``also`` that the
+    answer carries too) or the signed-in staff member (CSRF checked as on the JSON API)."""
     header = request.headers.get("authorization")
     if header is None:
         return await require_staff(request, *roles)
@@ -68,8 +72,10 @@ async def caller(request: Request, *roles: Role) -> Principal:
     if found is None:
         raise _invalid_token("Der Client oder sein Konto ist nicht mehr aktiv.")
     resource, action = needed(request)
-    if not smart.permits(grant.scope, resource, action):
-        scope = f"system/{resource}.{action}"
+    lacking = [(resource, action)] if not smart.permits(grant.scope, resource, action) else []
+    lacking += [(kind, "read") for kind in also if not smart.permits(grant.scope, kind, "read")]
+    if lacking:
+        scope = " ".join(f"system/{kind}.{verb}" for kind, verb in lacking)
         raise FhirError(
             403,
             f"Das Zugriffstoken reicht dafür nicht: es fehlt der Scope {scope}.",
@@ -135,7 +141,7 @@ async def token(request: Request) -> Response:
         async with db(request)() as session:
             found = await clients.usable(session, client_id)
         if found is None:
-            raise smart.Refused("Diesen Client gibt es nicht, oder er ist nicht aktiv.")
+            raise smart.Refused(NOT_ACCEPTED)
         client, account = found
         checked = smart.check_assertion(
             assertion,
@@ -192,15 +198,17 @@ async def smart_configuration(request: Request) -> Response:
     )
 
 
-# --- the admin's registration ----------------------------------------------------------------
+# --- registration: the doctor's own systems; the admin lists and deactivates ----------------
 
 
 async def register_client(request: Request) -> Response:
-    who = await require_staff(request, Role.ADMIN)
+    """A GP or specialist registers a system that acts as them (never as anyone else)."""
+    who = await require_staff(request, *clients.ACTING_ROLES)
     require_recent_auth(request, who)
     body = await parse_json(request, FhirClientIn)
+    assert who.user_id is not None
     async with unit_of_work(db(request)) as session:
-        client = await clients.register(session, body)
+        client = await clients.register(session, owner_id=who.user_id, data=body)
         audit.record(
             session,
             action="fhir_client.registered",
@@ -210,6 +218,13 @@ async def register_client(request: Request) -> Response:
             account=client.account_id,
         )
     return respond(FhirClientOut.model_validate(client), status=201)
+
+
+async def own_clients(request: Request) -> Response:
+    who = await require_staff(request, *clients.ACTING_ROLES)
+    async with db(request)() as session:
+        found = await clients.all_clients(session)
+    return respond([FhirClientOut.model_validate(c) for c in found if c.account_id == who.user_id])
 
 
 async def list_clients(request: Request) -> Response:
@@ -239,16 +254,25 @@ routes: list[BaseRoute] = [
     Route(TOKEN_PATH, token, methods=["POST"]),
     Route(PREFIX + "/.well-known/smart-configuration", smart_configuration, methods=["GET"]),
     api_route(
-        "/api/v1/admin/fhir-clients",
+        "/api/v1/account/fhir-clients",
         register_client,
         method="POST",
-        summary="Register a FHIR system client (SMART Backend Services): its public keys, "
-        "scopes and the account it acts as",
-        tags=["admin"],
+        summary="Register a FHIR system client that acts as the signed-in GP or specialist "
+        "(SMART Backend Services): its public keys and scopes",
+        tags=["account"],
         body=FhirClientIn,
         response=FhirClientOut,
         status=201,
-        errors=[401, 403, 404, 409],
+        errors=[401, 403, 409],
+    ),
+    api_route(
+        "/api/v1/account/fhir-clients",
+        own_clients,
+        summary="The FHIR system clients that act as the signed-in GP or specialist",
+        tags=["account"],
+        response=FhirClientOut,
+        many=True,
+        errors=[401, 403],
     ),
     api_route(
         "/api/v1/admin/fhir-clients",

@@ -1,8 +1,10 @@
-"""The FHIR system clients an admin registers (SMART Backend Services): each has its public
-keys, the scopes it may be granted and the staff account it acts as (a GP's practice system
-books as that GP; a hospital system reads as a specialist). The account's own access rules
-apply on top of the scopes, and a deactivated account or client gets no token and loses the
-ones it has."""
+"""The FHIR system clients (SMART Backend Services): a GP or specialist registers, from their
+own session with a recent second factor, a system that acts as them (a practice system books
+as that GP; a hospital system reads as a specialist): its public keys and the scopes it may be
+granted. Nobody can register a system that acts as someone else; the admin lists and
+deactivates them. The account's own access rules apply on top of the scopes; a deactivated
+account or client, or an account whose role changed since, gets no token and loses the ones
+it has."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ class FhirClient(SQLModel, table=True):
     client_id: str = Field(max_length=64, unique=True)
     name: str = Field(max_length=200)
     account_id: int = Field(foreign_key="staff_user.id", index=True)
+    # The account's role at registration: a changed role stops the client.
+    role: str = Field(max_length=24)
     scopes: str = Field(sa_column=Column(Text, nullable=False))  # space-separated
     jwks: str = Field(sa_column=Column(Text, nullable=False))  # the public keys, JSON
     active: bool = Field(default=True)
@@ -39,8 +43,9 @@ class FhirClient(SQLModel, table=True):
     last_used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
-async def register(session: AsyncSession, data: FhirClientIn) -> FhirClient:
-    account = await session.get(User, data.account_id)
+async def register(session: AsyncSession, *, owner_id: int, data: FhirClientIn) -> FhirClient:
+    """A client acting as ``owner_id``: the signed-in doctor's own."""
+    account = await session.get(User, owner_id)
     if account is None:
         raise NotFound("Dieses Konto gibt es nicht.")
     if account.role not in ACTING_ROLES or not account.is_active:
@@ -51,7 +56,8 @@ async def register(session: AsyncSession, data: FhirClientIn) -> FhirClient:
     client = FhirClient(
         client_id=secrets.token_urlsafe(18),
         name=data.name,
-        account_id=data.account_id,
+        account_id=owner_id,
+        role=account.role.value,
         scopes=" ".join(data.scopes),
         jwks=json.dumps(data.jwks, separators=(",", ":")),
     )
@@ -85,7 +91,7 @@ async def usable(session: AsyncSession, client_id: str) -> tuple[FhirClient, Use
     if row is None:
         return None
     client, account = row
-    if not account.is_active or account.role not in ACTING_ROLES:
+    if not account.is_active or account.role.value != client.role:
         return None
     return client, account
 

@@ -89,8 +89,9 @@ async def read_diagnostic_report(request: Request) -> Response:
 
 
 async def composition_document(request: Request) -> Response:
-    """``Composition/<id>/$document``: the report as a letter, a ``document`` Bundle."""
-    who = await caller(request, *STAFF)
+    """``Composition/<id>/$document``: the report as a letter, a ``document`` Bundle (it
+    carries the DiagnosticReport and the ServiceRequest: a token needs their scopes too)."""
+    who = await caller(request, *STAFF, also=("DiagnosticReport", "ServiceRequest"))
     appointment_id = required_id(request)
     async with db(request)() as session:
         found = await service.booking_detail(session, who=who, appointment_id=appointment_id)

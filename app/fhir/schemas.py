@@ -10,15 +10,14 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from app.fhir import smart
-from app.schemas import Id, Out, Schema
+from app.schemas import Out, Schema
 
 
 class FhirClientIn(Schema):
-    """A system client to register: its name, the account it acts as, the scopes it may be
-    granted (``system/<type>.read|write|*`` or SMART v2 ``.cruds``) and its public keys."""
+    """A system client a doctor registers for their own account: its name, the scopes it may
+    be granted (``system/<type>.read|write|*`` or SMART v2 ``.cruds``) and its public keys."""
 
     name: str = Field(min_length=2, max_length=200)
-    account_id: Id
     scopes: list[str] = Field(min_length=1, max_length=20)
     jwks: dict[str, Any]
 
@@ -49,6 +48,7 @@ class FhirClientOut(Out):
     client_id: str
     name: str
     account_id: int
+    role: str
     scopes: list[str]
     active: bool
     created_at: datetime

@@ -73,7 +73,7 @@ class Scope:
 
 def parse_scope(text: str) -> Scope | None:
     """A ``system/`` scope, or None for anything else (patient/user scopes, unknown types)."""
-    found = _SCOPE.match(text)
+    found = _SCOPE.fullmatch(text)
     if found is None or (found[1] != "*" and found[1] not in RESOURCES) or not found[2]:
         return None
     permission = found[2]
@@ -155,7 +155,7 @@ def unverified_issuer(assertion: str) -> str:
     client whose keys then check it."""
     try:
         payload = json.loads(extract_compact(assertion.encode()).payload)
-    except (JoseError, ValueError, TypeError, UnicodeError):
+    except (JoseError, ValueError, TypeError, UnicodeError, RecursionError):
         raise Refused("client_assertion ist kein gültiges JWT.") from None
     issuer = payload.get("iss") if isinstance(payload, dict) else None
     if not isinstance(issuer, str) or not 1 <= len(issuer) <= 64:
@@ -175,9 +175,9 @@ def check_assertion(
     """The assertion's ``jti`` and expiry if it is the client's own, for this endpoint, now."""
     try:
         token = jwt.decode(assertion, keys, algorithms=SIGNING_ALGS)
-    except (JoseError, ValueError, TypeError):
+    except (JoseError, ValueError, TypeError, RecursionError):
         raise Refused(
-            "Die Signatur der client_assertion passt zu keinem registrierten Schlüssel."
+            "Die client_assertion wurde nicht angenommen (Client, Schlüssel oder Signatur)."
         ) from None
     claims = token.claims
     if claims.get("iss") != client_id or claims.get("sub") != client_id:
@@ -220,7 +220,7 @@ def read_token(key: bytes, token: str, *, issuer: str, now: int) -> Grant:
     """The client and scopes an access token of this server grants, if it is still valid."""
     try:
         decoded = jwt.decode(token, OctKey.import_key(key), algorithms=["HS256"])
-    except (JoseError, ValueError, TypeError):
+    except (JoseError, ValueError, TypeError, RecursionError):
         raise Refused("Das Zugriffstoken ist ungültig.") from None
     claims = decoded.claims
     expires, client_id, scope = claims.get("exp"), claims.get("sub"), claims.get("scope")

@@ -13,7 +13,17 @@ from starlette.routing import BaseRoute, Route
 from app import idempotency, metrics
 from app.accounts.models import Role
 from app.accounts.web import require_staff
-from app.api import Header, api_route, parse_json, parse_query, path_id, respond
+from app.api import (
+    MAX_JSON_BYTES,
+    Header,
+    api_route,
+    parse_body,
+    parse_json,
+    parse_query,
+    path_id,
+    read_limited,
+    respond,
+)
 from app.db import unit_of_work
 from app.errors import Conflict, KonsilError
 from app.resources import db, settings
@@ -170,7 +180,8 @@ async def cancel(request: Request) -> Response:
     who = await require_staff(request, *STAFF)
     appointment_id = path_id(request)
     # The reason is optional, and so is the body.
-    body = await parse_json(request, CancelIn) if await request.body() else CancelIn()
+    raw = await read_limited(request, MAX_JSON_BYTES)
+    body = parse_body(raw, CancelIn) if raw.strip() else CancelIn()
     async with unit_of_work(db(request)) as session:
         cancelled = await service.cancel(
             session, who=who, appointment_id=appointment_id, reason=body.reason

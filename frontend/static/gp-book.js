@@ -64,7 +64,9 @@ async function prefillFrom(appointmentId) {
   f.mode.value = a.mode;
   if (f.patient_language) f.patient_language.value = a.patient_language;
   for (const name of PARTICULARS) f[name].value = a[name] || "";
-  f.consent_recorded.checked = Boolean(a.consent_recorded_at);
+  // The consent is confirmed per request, and a deadline already past is no deadline.
+  f.consent_recorded.checked = false;
+  if (a.answer_by && a.answer_by < new Date().toISOString().slice(0, 10)) f.answer_by.value = "";
   if (PARTICULARS.some((name) => a[name])) $("[data-particulars]", root).open = true;
   for (const box of f.querySelectorAll("input[name=invite_by]")) box.checked = a.invite_by.includes(box.value);
   if (f.patient_phone && a.patient_phone) f.patient_phone.value = a.patient_phone;

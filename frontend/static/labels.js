@@ -33,8 +33,10 @@ export function statusLine(appointment) {
 /** Who cancelled and why, as a row of the details (none while not cancelled). */
 export function cancelledRow(a) {
   if (a.status !== "cancelled") return [];
-  const who = a.cancelled_by === "specialist" ? t("Declined by the specialist") : t("Cancelled by the practice");
-  return [[t("Cancellation"), a.cancel_reason ? `${who}: ${a.cancel_reason}` : who]];
+  // Cancellations from before Konsil kept who cancelled say only that.
+  const who = { specialist: () => t("Declined by the specialist"), gp: () => t("Cancelled by the practice") }[a.cancelled_by];
+  if (!who) return [[t("Cancellation"), a.cancel_reason || t("Cancelled")]];
+  return [[t("Cancellation"), a.cancel_reason ? `${who()}: ${a.cancel_reason}` : who()]];
 }
 
 const SEX = {

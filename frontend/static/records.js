@@ -36,7 +36,8 @@ export function letterLink(appointmentId) {
  * a report is saved. With `existing`, the saved report is loaded first.
  */
 export async function mountReport(form, { appointmentId, saved, errorBox, existing = false }) {
-  form.addEventListener("submit", async (event) => {
+  // Mounted again when the page reloads its appointment: one handler, or it saves twice.
+  if (!form.dataset.wired) form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = form.body.value.trim();
     if (!body) {
@@ -55,6 +56,7 @@ export async function mountReport(form, { appointmentId, saved, errorBox, existi
       }
     });
   });
+  form.dataset.wired = "true";
   if (!existing) return;
   const report = await api(`/api/v1/appointments/${appointmentId}/report`);
   form.body.value = report.body;

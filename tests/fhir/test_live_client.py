@@ -106,9 +106,9 @@ async def test_a_fhir_client_library_books_and_cancels_on_a_live_server(tmp_path
         async with unit_of_work(server.sessions) as session:
             client = await clients.register(
                 session,
-                FhirClientIn(
+                owner_id=server.demo.gp.id or 0,
+                data=FhirClientIn(
                     name="Praxis-System",
-                    account_id=server.demo.gp.id or 0,
                     scopes=SCOPES,
                     jwks={"keys": [key.as_dict(private=False)]},
                 ),

@@ -1,4 +1,5 @@
-"""SMART Backend Services: an admin registers a system client with its public key; the client
+"""SMART Backend Services: a GP registers a system client that acts as them, with its public
+key; the client
 signs a JWT assertion, gets an access token at /oauth/token and books through /fhir/R4 as the
 GP it acts for. Refused: a wrong key, an expired or replayed assertion, another audience, a
 scope it was not registered with, a token without the scope a request needs, a token of a
@@ -88,14 +89,13 @@ async def ask_token(
 
 
 async def register(
-    admin: httpx2.AsyncClient, account_id: int | None, keys: list[dict[str, Any]],
-    scopes: list[str] = BOOKING_SCOPES,
-) -> dict[str, Any]:  # fmt: skip
-    response = await admin.post(
-        "/api/v1/admin/fhir-clients",
+    doctor: httpx2.AsyncClient, keys: list[dict[str, Any]], scopes: list[str] = BOOKING_SCOPES
+) -> dict[str, Any]:
+    """Registered by the signed-in doctor, for their own account."""
+    response = await doctor.post(
+        "/api/v1/account/fhir-clients",
         json={
             "name": "Praxis-System Lehmann",
-            "account_id": account_id,
             "scopes": scopes,
             "jwks": {"keys": keys},
         },
@@ -114,9 +114,10 @@ async def test_a_system_client_books_as_its_gp_with_a_signed_assertion(
 ) -> None:
     audience = settings.base_url.rstrip("/") + TOKEN_URL
     async with client_factory() as admin, client_factory() as system:
-        await login(admin, demo.admin)
+        await login(admin, demo.gp)
         public = [rsa_key.as_dict(private=False), ec_key.as_dict(private=False)]
-        registered = await register(admin, demo.gp.id, public)
+        registered = await register(admin, public)
+        assert (registered["account_id"], registered["role"]) == (demo.gp.id, "gp")
         client_id = registered["client_id"]
         assert registered["scopes"] == BOOKING_SCOPES
 
@@ -170,18 +171,16 @@ async def test_assertions_that_are_not_the_clients_own_get_no_token(
     audience = settings.base_url.rstrip("/") + TOKEN_URL
     stranger = RSAKey.generate_key(2048, parameters={"kid": "praxis-2026"})  # same kid
     async with client_factory() as admin, client_factory() as system:
-        await login(admin, demo.admin)
-        client_id = (await register(admin, demo.gp.id, [rsa_key.as_dict(private=False)]))[
-            "client_id"
-        ]
+        await login(admin, demo.gp)
+        client_id = (await register(admin, [rsa_key.as_dict(private=False)]))["client_id"]
         refusals = {  # what the assertion does wrong, and the words that say so
-            "Signatur": assertion(stranger, client_id, audience),
+            "nicht angenommen": assertion(stranger, client_id, audience),
             "abgelaufen": assertion(rsa_key, client_id, audience, expires_in=-120),
             "mehr als 300 Sekunden": assertion(rsa_key, client_id, audience, expires_in=3600),
             "aud": assertion(rsa_key, client_id, "https://elsewhere.example/token"),
             "iss und sub": assertion(rsa_key, client_id, audience, sub="someone"),
             "braucht jti": assertion(rsa_key, client_id, audience, jti=None),
-            "nicht aktiv": assertion(rsa_key, "nobody-at-all", audience),
+            "(Client, Schlüssel oder Signatur)": assertion(rsa_key, "nobody-at-all", audience),
             "kein gültiges JWT": "not.a.jwt",
         }
         for words, signed in refusals.items():
@@ -218,8 +217,11 @@ async def test_a_deactivated_client_loses_its_tokens_at_once(
 ) -> None:
     audience = settings.base_url.rstrip("/") + TOKEN_URL
     async with client_factory() as admin, client_factory() as system:
+        await login(admin, demo.gp)
+        registered = await register(admin, [rsa_key.as_dict(private=False)])
+        mine = await admin.get("/api/v1/account/fhir-clients")
+        assert [c["client_id"] for c in mine.json()] == [registered["client_id"]]
         await login(admin, demo.admin)
-        registered = await register(admin, demo.gp.id, [rsa_key.as_dict(private=False)])
         answer = await ask_token(system, assertion(rsa_key, registered["client_id"], audience))
         system.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
         assert (await system.get("/fhir/R4/Appointment")).status_code == 200
@@ -238,44 +240,85 @@ async def test_a_deactivated_client_loses_its_tokens_at_once(
         assert "jwks" not in listed.text  # keys are not echoed (they are public, but long)
 
 
-async def test_registration_refuses_private_keys_weak_keys_and_wrong_accounts(
+async def test_registration_refuses_private_keys_weak_keys_and_other_accounts(
     client_factory: ClientFactory, demo: Demo, rsa_key: RSAKey
 ) -> None:
+    """Only a doctor registers, and only for themselves: an admin cannot register a system
+    acting as a doctor (it would read that doctor's patients); a field naming another account
+    is refused. Private, weak and kid-less keys and unknown scopes are refused."""
     weak = rsa.generate_private_key(65537, 1024).public_key().public_numbers()  # noqa: S505 - refused
     weak_jwk = {"kty": "RSA", "kid": "weak", "n": b64(weak.n), "e": b64(weak.e)}
-    cases: list[tuple[Any, dict[str, Any], int]] = [
-        (demo.gp.id, {"keys": [rsa_key.as_dict(private=True)]}, 422),
-        (demo.gp.id, {"keys": [weak_jwk]}, 422),
-        (demo.gp.id, {"keys": []}, 422),
-        (demo.gp.id, {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "x"}]}, 422),
-        (demo.gp.id, {"keys": [{**rsa_key.as_dict(private=False), "kid": None}]}, 422),
-        (demo.admin.id, {"keys": [rsa_key.as_dict(private=False)]}, 409),
-        (999_999, {"keys": [rsa_key.as_dict(private=False)]}, 404),
+    public = {"keys": [rsa_key.as_dict(private=False)]}
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"jwks": {"keys": [rsa_key.as_dict(private=True)]}}, 422),
+        ({"jwks": {"keys": [weak_jwk]}}, 422),
+        ({"jwks": {"keys": []}}, 422),
+        ({"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "x"}]}}, 422),
+        ({"jwks": {"keys": [{**rsa_key.as_dict(private=False), "kid": None}]}}, 422),
+        ({"jwks": public, "scopes": ["user/*.*"]}, 422),
+        ({"jwks": public, "account_id": demo.other_gp.id}, 422),  # someone else: no such field
     ]
     async with client_factory() as admin, client_factory() as gp:
-        await login(admin, demo.admin)
-        for account_id, jwks, status in cases:
-            response = await admin.post(
-                "/api/v1/admin/fhir-clients",
-                json={
-                    "name": "Praxis",
-                    "account_id": account_id,
-                    "scopes": BOOKING_SCOPES,
-                    "jwks": jwks,
-                },
-            )
-            assert response.status_code == status, (jwks, response.text)
-            assert '"d"' not in response.text
-        bad_scope = await admin.post(
-            "/api/v1/admin/fhir-clients",
-            json={
-                "name": "Praxis",
-                "account_id": demo.gp.id,
-                "scopes": ["user/*.*"],
-                "jwks": {"keys": [rsa_key.as_dict(private=False)]},
-            },
-        )
-        assert bad_scope.status_code == 422
         await login(gp, demo.gp)
+        for changes, status in cases:
+            body = {"name": "Praxis", "scopes": BOOKING_SCOPES, **changes}
+            response = await gp.post("/api/v1/account/fhir-clients", json=body)
+            assert response.status_code == status, (changes, response.text)
+            assert '"d"' not in response.text
+        await login(admin, demo.admin)
+        as_admin = await admin.post(
+            "/api/v1/account/fhir-clients",
+            json={"name": "Praxis", "scopes": BOOKING_SCOPES, "jwks": public},
+        )
+        assert as_admin.status_code == 403
+        assert (await admin.post("/api/v1/admin/fhir-clients", json={})).status_code == 405
         assert (await gp.get("/api/v1/admin/fhir-clients")).status_code == 403
         assert (await admin.get("/api/v1/admin/fhir-clients")).json() == []
+
+
+async def test_a_changed_role_stops_the_accounts_clients(
+    client_factory: ClientFactory, demo: Demo, settings: Settings, rsa_key: RSAKey
+) -> None:
+    audience = settings.base_url.rstrip("/") + TOKEN_URL
+    async with client_factory() as doctor, client_factory() as admin, client_factory() as system:
+        await login(doctor, demo.gp)
+        registered = await register(doctor, [rsa_key.as_dict(private=False)])
+        await login(admin, demo.admin)
+        moved = await admin.patch(
+            f"/api/v1/admin/users/{demo.gp.id}",
+            json={"role": "specialist", "specialty_id": demo.cardiology.id},
+        )
+        assert moved.status_code == 200, moved.text
+        refused = await ask_token(system, assertion(rsa_key, registered["client_id"], audience))
+        assert refused.status_code == 401
+
+
+async def test_a_deeply_nested_assertion_is_refused_not_a_server_error(
+    client: httpx2.AsyncClient,
+) -> None:
+    payload = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    answer = await ask_token(client, f"eyJhbGciOiJSUzM4NCJ9.{payload}.c2ln")
+    assert (answer.status_code, answer.json()["error"]) == (401, "invalid_client")
+
+
+async def test_the_letter_needs_the_scopes_of_everything_it_carries(
+    client_factory: ClientFactory, demo: Demo, settings: Settings, rsa_key: RSAKey
+) -> None:
+    """``Composition/<id>/$document`` carries the DiagnosticReport and the ServiceRequest: a
+    token with only ``system/Composition.read`` gets none of it."""
+    audience = settings.base_url.rstrip("/") + TOKEN_URL
+    async with client_factory() as doctor, client_factory() as system:
+        await login(doctor, demo.gp)
+        registered = await register(
+            doctor, [rsa_key.as_dict(private=False)], scopes=["system/Composition.read"]
+        )
+        answer = await ask_token(
+            system,
+            assertion(rsa_key, registered["client_id"], audience),
+            scope="system/Composition.read",
+        )
+        system.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+        refused = await system.get("/fhir/R4/Composition/1/$document")
+        diagnostics = assert_outcome(refused, 403).issue[0].diagnostics or ""
+        assert "system/DiagnosticReport.read" in diagnostics
+        assert "system/ServiceRequest.read" in diagnostics

@@ -1,5 +1,5 @@
-"""fhir_client: the FHIR system clients an admin registers (SMART Backend Services): their
-public keys, scopes and the staff account each acts as
+"""fhir_client: the FHIR system clients a doctor registers (SMART Backend Services): their
+public keys, scopes, the staff account each acts as and its role then
 
 Revision ID: 0018
 Revises: 0017
@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("client_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("role", sqlmodel.sql.sqltypes.AutoString(length=24), nullable=False),
         sa.Column("scopes", sa.Text(), nullable=False),
         sa.Column("jwks", sa.Text(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
