@@ -205,6 +205,14 @@ class InvalidTransition(Conflict):
     default_message = "Dieser Schritt ist im aktuellen Zustand des Raums nicht möglich."
 
 
+class NoVideoRoom(Conflict):
+    """A written Telekonsil has no video room (no link, no call, no guest)."""
+
+    code = "no_video_room"
+    ws_close = WS_FORBIDDEN
+    default_message = "Dieses Telekonsil ist schriftlich: es hat keinen Videoraum."
+
+
 class RoomClosed(Conflict):
     code = "room_closed"
     ws_close = WS_ROOM_CLOSED

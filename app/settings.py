@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # At most so many of a GP's on-call requests open (nobody took them, not ended) at once:
     # a slip or a script cannot fill a specialty's queue.
     on_call_open_per_gp: int = Field(default=5, ge=1, le=50)
+    # At most so many of a GP's written Telekonsile nobody has taken yet (app/scheduling/
+    # written.py): a practice may send several a day, a script not hundreds.
+    written_open_per_gp: int = Field(default=30, ge=1, le=500)
 
     # Guessing throttles (app/throttle.py, docs/deploy.md "Login throttling"): attempts without
     # delay per account on one browser or from one address, then per address and per account

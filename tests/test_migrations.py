@@ -863,3 +863,38 @@ async def test_identity_check_migration_keeps_bookings_and_goes_down_and_up(
     finally:
         await engine.dispose()
     assert diff == []
+
+
+async def test_written_telekonsil_migration_refuses_to_go_down_while_written_requests_exist(
+    database_url: str,
+) -> None:
+    # 0022 changes no table (the kind is a VARCHAR); going below it is refused while a written
+    # request exists, which the release before could not read, and allowed without one.
+    at = bindparam("at", datetime(2026, 11, 3, 9, 0, tzinfo=UTC), type_=UTCDateTime())
+    await booked_at(database_url, "0021", at)
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE appointment SET kind = 'written' WHERE id = 1"))
+    finally:
+        await engine.dispose()
+    with pytest.raises(RuntimeError, match="1 written Telekonsil"):
+        await asyncio.to_thread(downgrade, database_url, "0021")
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE appointment SET kind = 'booked' WHERE id = 1"))
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(downgrade, database_url, "0021")
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+            count = (await connection.execute(text("SELECT count(*) FROM appointment"))).scalar()
+    finally:
+        await engine.dispose()
+    assert (diff, count) == ([], 1)

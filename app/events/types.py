@@ -98,6 +98,27 @@ class OnCallEscalated(OnCallEvent):
     type: Literal["on_call.escalated"] = "on_call.escalated"
 
 
+class WrittenEvent(AppointmentEvent):
+    """Something happened to a written Telekonsil to ``specialty_id``
+    (app/scheduling/written.py): the specialty's open requests changed."""
+
+    specialty_id: int
+    gp_id: int
+
+
+class WrittenRequested(WrittenEvent):
+    """A GP sent a written Telekonsil to the specialty."""
+
+    type: Literal["written.requested"] = "written.requested"
+
+
+class WrittenClaimed(WrittenEvent):
+    """A specialist of the specialty took the written Telekonsil: theirs to answer."""
+
+    type: Literal["written.claimed"] = "written.claimed"
+    specialist_id: int
+
+
 class AppointmentTransferred(AppointmentEvent):
     """A consultation that had not begun went to a colleague of the same specialty."""
 
@@ -142,6 +163,15 @@ class ReportReady(AppointmentEvent):
     when the report completed a booked appointment; this one comes with every first report)."""
 
     type: Literal["report.ready"] = "report.ready"
+    specialist_id: int
+    gp_id: int
+
+
+class QuestionAsked(AppointmentEvent):
+    """The specialist asked the booking GP back (``app.records.conversation``): a question now
+    waits for the GP's answer (only the one that opens it; more while it is open do not)."""
+
+    type: Literal["conversation.question_asked"] = "conversation.question_asked"
     specialist_id: int
     gp_id: int
 
@@ -226,6 +256,9 @@ DomainEvent = Annotated[
     | OnCallClaimed
     | OnCallUnclaimed
     | OnCallEscalated
+    | WrittenRequested
+    | WrittenClaimed
+    | QuestionAsked
     | RoomStateChanged
     | ReportCompleted
     | ReportReady

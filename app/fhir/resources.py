@@ -195,8 +195,9 @@ def contained_patient(found: AppointmentOut) -> dict[str, Any]:
         "id": CONTAINED_PATIENT,
         "name": [{"text": found.patient_name}],
         "birthDate": found.patient_birth_date.isoformat(),
-        "telecom": [{"system": system, "value": found.patient_contact}],
     }
+    if found.patient_contact:  # a written Telekonsil has none (the patient takes no part)
+        patient["telecom"] = [{"system": system, "value": found.patient_contact}]
     if found.patient_insurance_number:
         patient["identifier"] = [german.kvnr_identifier(found.patient_insurance_number)]
     if found.patient_sex is not None:

@@ -28,6 +28,7 @@ from app.fhir.search import Bounds, date_bounds, is_async, reference_id, token_c
 from app.resources import db, resources, settings
 from app.scheduling import service
 from app.scheduling.availability import free_slots
+from app.scheduling.models import AppointmentKind
 from app.scheduling.routes import REPLAYED_HEADER, created_once
 from app.scheduling.schemas import AppointmentOut, AppointmentsQuery, BookingIn, BookingOut
 
@@ -216,7 +217,15 @@ async def read_appointment(request: Request) -> Response:
     appointment_id = required_id(request)
     async with db(request)() as session:
         found = await service.booking_detail(session, who=who, appointment_id=appointment_id)
+    _not_written(found)
     return fhir_response(build.appointment(found))
+
+
+def _not_written(found: AppointmentOut) -> None:
+    """A written Telekonsil has no time and nobody meets: in FHIR it is a ServiceRequest only."""
+    if found.kind is AppointmentKind.WRITTEN:
+        message = f"Ein schriftliches Telekonsil ist kein Termin: ServiceRequest/{found.id}."
+        raise FhirError(404, message)
 
 
 async def search_appointments(request: Request) -> Response:
@@ -245,7 +254,9 @@ async def search_appointments(request: Request) -> Response:
     entries = [
         build.appointment(a)
         for a in found
-        if bounds.admits(a.starts_at.astimezone(UTC)) and _actor_matches(a, actors)
+        if a.kind is not AppointmentKind.WRITTEN
+        and bounds.admits(a.starts_at.astimezone(UTC))
+        and _actor_matches(a, actors)
     ]
     return bundle(request, [e for e in entries if not statuses or e["status"] in statuses])
 
@@ -260,6 +271,8 @@ async def patch_appointment(request: Request) -> Response:
     appointment_id = required_id(request)
     cancel_patch(await read_json(request, JSON_PATCH))
     async with unit_of_work(db(request)) as session:
+        found = await service.booking_detail(session, who=who, appointment_id=appointment_id)
+        _not_written(found)
         cancelled = await service.cancel(session, who=who, appointment_id=appointment_id)
     return fhir_response(build.appointment(cancelled))
 

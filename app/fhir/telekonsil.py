@@ -25,7 +25,7 @@ from app.fhir import german
 from app.fhir.outcome import dump
 from app.fhir.resources import CONTAINED_PATIENT, contained_patient
 from app.records.schemas import DocumentOut, ReportOut
-from app.scheduling.models import AppointmentStatus, Urgency
+from app.scheduling.models import AppointmentKind, AppointmentStatus, Urgency
 from app.scheduling.schemas import AppointmentOut
 
 PATIENT_REF = {"reference": f"#{CONTAINED_PATIENT}"}
@@ -68,6 +68,9 @@ def service_request(found: AppointmentOut, documents: Sequence[DocumentOut]) -> 
     }
     if found.specialty:
         data["performerType"] = {"text": found.specialty}
+    if found.kind is AppointmentKind.WRITTEN:
+        # Answered in writing, without video (no Appointment belongs to it).
+        data["category"] = [{"text": "Schriftliches Telekonsil (ohne Video)"}]
     if found.specialist_id is not None:
         data["performer"] = [
             {"reference": f"Practitioner/{found.specialist_id}", "display": found.specialist_name}

@@ -23,7 +23,7 @@ from app.settings import Settings
 
 _IN_THE_ROOM = frozenset({RoomState.WAITING, RoomState.ADMITTED, RoomState.IN_CALL})
 # The GP's messages: they link to the GP's page of the booking or on-call request.
-_GP_PAGE_KINDS = frozenset({Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED})
+_GP_PAGE_KINDS = frozenset({Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED, Kind.QUESTION_ASKED})
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,9 @@ async def compose(
         return skipped
     if message.kind is Kind.ON_CALL_UNCLAIMED and (why := policy.on_call_settled(appointment)):
         return Skip(Status.SUPERSEDED, why)
+    if message.kind is Kind.QUESTION_ASKED and appointment.question_open_since is None:
+        # Answered (or the request closed) before the message went: nothing to tell.
+        return Skip(Status.SUPERSEDED, "answered")
     if message.kind in _GP_PAGE_KINDS:
         context = replace(
             context,

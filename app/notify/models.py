@@ -35,6 +35,8 @@ class Kind(StrEnum):
     REMINDER = "reminder"  # the time and the link, ``reminder_minutes`` before the start
     # To the GP: nobody took their on-call request in time (ask again, book, or withdraw).
     ON_CALL_UNCLAIMED = "on_call_unclaimed"
+    # To the GP: the specialist asked back about a Telekonsil (log in to answer).
+    QUESTION_ASKED = "question_asked"
 
 
 # Messages that carry the patient's join link (the row names it: ``join_token_id``).

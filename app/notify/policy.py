@@ -116,6 +116,8 @@ def plan(
             return [Planned(Kind.CANCELLED, Recipient.PATIENT, c, language) for c in to_patient]
         case ev.ReportReady() if Channel.EMAIL in channels:
             return [Planned(Kind.REPORT_READY, Recipient.GP, Channel.EMAIL, STAFF_LANGUAGE)]
+        case ev.QuestionAsked() if Channel.EMAIL in channels:
+            return [Planned(Kind.QUESTION_ASKED, Recipient.GP, Channel.EMAIL, STAFF_LANGUAGE)]
         case ev.OnCallUnclaimed() if Channel.EMAIL in channels:
             if on_call_settled(appointment) is not None:
                 return []

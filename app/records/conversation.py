@@ -21,6 +21,8 @@ from app.accounts.service import Principal
 from app.audit import service as audit
 from app.db import utcnow
 from app.errors import Conflict, Forbidden
+from app.events import outbox
+from app.events.types import QuestionAsked
 from app.records.models import ConsultMessage
 from app.records.schemas import MessageOut
 from app.scheduling.access import is_gp_of, is_specialist_of, visible_appointment
@@ -62,6 +64,16 @@ async def post(
     )
     session.add(message)
     if specialist:
+        if appointment.question_open_since is None:
+            assert appointment.specialist_id is not None
+            outbox.record(
+                session,
+                QuestionAsked(
+                    appointment_id=appointment_id,
+                    specialist_id=appointment.specialist_id,
+                    gp_id=appointment.gp_id,
+                ),
+            )
         appointment.question_open_since = appointment.question_open_since or now
     else:
         appointment.question_open_since = None

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 from app.rooms.models import MAX_NOTE
 from app.rooms.waiting import MAX_DELAY_MINUTES
 from app.scheduling.models import Mode, RoomState, Urgency
-from app.scheduling.schemas import OnCallEntry
+from app.scheduling.schemas import OnCallEntry, WrittenEntry
 from app.schemas import Id, Out, Schema
 
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F))
@@ -75,6 +75,12 @@ class QueueOut(Out):
         default_factory=list,
         description="On-call requests of the specialist's specialty that nobody has taken "
         "yet (urgent first, then the longest asked); the first to claim one owns it.",
+    )
+    written: list[WrittenEntry] = Field(
+        default_factory=list,
+        description="Written Telekonsile (no video): those of the specialist's specialty "
+        "nobody has taken yet and those the specialist took and has not answered, the day "
+        "the answer is due first.",
     )
 
 

@@ -20,7 +20,15 @@ from app.accounts.models import Practice, Role, User
 from app.accounts.service import Principal
 from app.audit import service as audit
 from app.db import UTCDateTime
-from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound, NotYourRoom, SlotTaken
+from app.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    NotYourRoom,
+    NoVideoRoom,
+    SlotTaken,
+)
 from app.events import outbox
 from app.events.types import (
     AppointmentTransferred,
@@ -33,9 +41,10 @@ from app.metrics import WAIT_SECONDS
 from app.rooms import delay, history, waiting
 from app.rooms.schemas import QueueEntry, QueueOut
 from app.rooms.state import STATUS_AFTER, UNCLAIMED_ACTIONS, Action, Actor, next_state
-from app.scheduling import on_call_queue
+from app.scheduling import on_call_queue, written
 from app.scheduling.models import (
     Appointment,
+    AppointmentKind,
     AppointmentStatus,
     GuestInvitation,
     RoomState,
@@ -55,7 +64,10 @@ async def load(session: AsyncSession, appointment_id: int, *, lock: bool = False
 
 
 def actor_for(appointment: Appointment, who: Principal) -> Actor:
-    """The role ``who`` plays in this room; ``NotYourRoom`` for everybody else (admins too)."""
+    """The role ``who`` plays in this room; ``NotYourRoom`` for everybody else (admins too),
+    ``NoVideoRoom`` for a written Telekonsil (it has none)."""
+    if appointment.kind is AppointmentKind.WRITTEN:
+        raise NoVideoRoom()
     if who.is_patient and who.appointment_id == appointment.id:
         return Actor.PATIENT
     if who.is_guest and who.appointment_id == appointment.id:
@@ -186,6 +198,9 @@ def complete_by_report(session: AsyncSession, appointment: Appointment, now: dat
     if appointment.status != AppointmentStatus.BOOKED:
         return
     appointment.status = AppointmentStatus.COMPLETED
+    if appointment.kind is AppointmentKind.WRITTEN:
+        # A written Telekonsil ends when it is answered (it has no room to end).
+        appointment.ends_at = now
     outbox.record(
         session,
         ReportCompleted(
@@ -318,6 +333,8 @@ async def queue(
             .where(
                 col(Appointment.specialist_id) == specialist_id,
                 col(Appointment.status) != AppointmentStatus.CANCELLED,
+                # Written Telekonsile have no time in the day: ``written`` lists them.
+                col(Appointment.kind) != AppointmentKind.WRITTEN,
                 (
                     (held >= start) & (held < end)
                     | (col(Appointment.room_state) == RoomState.WAITING)
@@ -341,6 +358,11 @@ async def queue(
         if me is not None and me.specialty_id is not None
         else []
     )
+    answers = (
+        await written.queue_entries(session, specialist=me, now=now, tz=tz)
+        if me is not None
+        else []
+    )
     return QueueOut(
         day=day,
         generated_at=now,
@@ -351,6 +373,7 @@ async def queue(
             session, specialist_id=specialist_id, now=now
         ),
         on_call=on_call,
+        written=answers,
     )
 
 

@@ -6,9 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Role
 from app.accounts.service import Principal
-from app.errors import Forbidden, NotFound
+from app.errors import Forbidden, NotFound, NoVideoRoom
 from app.scheduling import repository as repo
-from app.scheduling.models import Appointment
+from app.scheduling.models import Appointment, AppointmentKind
 
 
 def require_role(who: Principal, role: Role) -> int:
@@ -24,6 +24,13 @@ def is_gp_of(who: Principal, appointment: Appointment) -> bool:
 
 def is_specialist_of(who: Principal, appointment: Appointment) -> bool:
     return who.role is Role.SPECIALIST and who.user_id == appointment.specialist_id
+
+
+def require_video(appointment: Appointment) -> None:
+    """Links, guests and new times belong to a consultation with video: a written Telekonsil
+    has none of them."""
+    if appointment.kind is AppointmentKind.WRITTEN:
+        raise NoVideoRoom()
 
 
 async def visible_appointment(

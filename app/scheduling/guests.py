@@ -43,7 +43,7 @@ from app.rooms import service as rooms
 from app.rooms.state import Actor, is_closed
 from app.scheduling import links
 from app.scheduling import repository as repo
-from app.scheduling.access import visible_appointment
+from app.scheduling.access import require_video, visible_appointment
 from app.scheduling.links import Opening, window
 from app.scheduling.models import (
     Appointment,
@@ -128,6 +128,7 @@ async def issue(
     guest's session), issues a new link, shown once."""
     now = now or utcnow()
     appointment = await _staff_appointment(session, who, appointment_id)
+    require_video(appointment)
     if appointment.status != AppointmentStatus.BOOKED or is_closed(appointment.room_state):
         raise InvalidTransition("Zu diesem Termin kann niemand mehr eingeladen werden.")
     await revoke_all(session, appointment_id, now)

@@ -34,6 +34,7 @@ from app.events import outbox
 from app.events.types import LinkIssued, LinkReason, LinkRevoked, PatientSessionsEnded
 from app.rooms.state import is_closed
 from app.scheduling import repository as repo
+from app.scheduling.access import require_video
 from app.scheduling.models import Appointment, AppointmentStatus, JoinToken
 from app.scheduling.schemas import GuestMeOut, PatientAppointmentOut
 from app.settings import Settings
@@ -102,6 +103,7 @@ async def issue(
     When Konsil is to send the link itself (the GP chose e-mail or SMS: the invitation, the
     reminders), the token is kept sealed with the link; otherwise only its hash is stored."""
     assert appointment.id is not None
+    require_video(appointment)
     if await repo.revoke_links(session, appointment.id, now):
         await _end_patient_sessions(session, appointment.id, now)
     token = new_token()

@@ -37,11 +37,14 @@ class Urgency(StrEnum):
 
 
 class AppointmentKind(StrEnum):
-    """A booked slot, or an on-call request: a consult now with whichever specialist of the
-    specialty takes it first (``app.scheduling.on_call``)."""
+    """A booked slot, an on-call request (a consult now with whichever specialist of the
+    specialty takes it first, ``app.scheduling.on_call``), or a written Telekonsil."""
 
     BOOKED = "booked"
     ON_CALL = "on_call"
+    # A written Telekonsil (``app.scheduling.written``): question, documents, report; no
+    # video room, no patient link, no time in anyone's calendar.
+    WRITTEN = "written"
 
 
 class PatientSex(StrEnum):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -29,7 +29,13 @@ from app.audit import service as audit
 from app.db import utcnow
 from app.errors import Conflict, InvalidTransition, NotFound
 from app.events import outbox
-from app.events.types import OnCallClaimed, OnCallEscalated, OnCallRequested, OnCallUnclaimed
+from app.events.types import (
+    OnCallClaimed,
+    OnCallEscalated,
+    OnCallRequested,
+    OnCallUnclaimed,
+    WrittenClaimed,
+)
 from app.rooms.state import is_closed
 from app.scheduling import repository as repo
 from app.scheduling import service
@@ -130,10 +136,16 @@ async def request(
 
 
 async def claim(
-    session: AsyncSession, *, who: Principal, appointment_id: int, now: datetime | None = None
+    session: AsyncSession,
+    *,
+    who: Principal,
+    appointment_id: int,
+    kind: AppointmentKind = AppointmentKind.ON_CALL,
+    now: datetime | None = None,
 ) -> AppointmentOut:
-    """The specialist takes the request: exactly one of simultaneous claims wins; the others
-    get ``already_claimed`` (409)."""
+    """The specialist takes the request (an on-call request, or with ``kind`` a written
+    Telekonsil, ``app.scheduling.written``): exactly one of simultaneous claims wins; the
+    others get ``already_claimed`` (409)."""
     now = now or utcnow()
     specialist_id = require_role(who, Role.SPECIALIST)
     me = await session.get(User, specialist_id)
@@ -144,12 +156,17 @@ async def claim(
             update(Appointment)
             .where(
                 col(Appointment.id) == appointment_id,
-                col(Appointment.kind) == AppointmentKind.ON_CALL,
+                col(Appointment.kind) == kind,
                 col(Appointment.specialty_id) == me.specialty_id,
                 col(Appointment.specialist_id).is_(None),
                 col(Appointment.status) == AppointmentStatus.BOOKED,
                 col(Appointment.room_state).in_(OPEN_STATES),
-                col(Appointment.ends_at) > now,
+                # A consult now goes stale at its planned end; a written one waits until it
+                # is taken or withdrawn.
+                or_(
+                    col(Appointment.kind) == AppointmentKind.WRITTEN,
+                    col(Appointment.ends_at) > now,
+                ),
             )
             .values(specialist_id=specialist_id, claimed_at=now, unclaimed_at=None)
             .execution_options(synchronize_session=False)
@@ -164,7 +181,7 @@ async def claim(
     if result.rowcount != 1:
         if (
             appointment is None
-            or appointment.kind is not AppointmentKind.ON_CALL
+            or appointment.kind is not kind
             or appointment.specialty_id != me.specialty_id
         ):
             raise NotFound("Diese Anfrage gibt es nicht.")
@@ -178,16 +195,17 @@ async def claim(
         raise InvalidTransition("Diese Anfrage wurde zurückgezogen.")
     assert appointment is not None
     assert appointment.specialty_id is not None
+    claimed = WrittenClaimed if kind is AppointmentKind.WRITTEN else OnCallClaimed
     outbox.record(
         session,
-        OnCallClaimed(
+        claimed(
             appointment_id=appointment_id,
             specialty_id=appointment.specialty_id,
             gp_id=appointment.gp_id,
             specialist_id=specialist_id,
         ),
     )
-    audit.record_for(session, who, "on_call.claimed", appointment_id)
+    audit.record_for(session, who, f"{kind.value}.claimed", appointment_id)
     return (await appointment_views(session, [appointment]))[0]
 
 

@@ -72,7 +72,7 @@ async def open_requests(
                 gp_name=gp_name,
                 practice=practice.name if practice else "",
                 clinical_question=a.clinical_question,
-                patient_age=_age(a.patient_birth_date, now.astimezone(tz).date()),
+                patient_age=age(a.patient_birth_date, now.astimezone(tz).date()),
                 patient_waiting=a.room_state is RoomState.WAITING,
                 claim_until=a.claim_until,
                 unclaimed=a.unclaimed_at is not None,
@@ -81,5 +81,6 @@ async def open_requests(
     return sorted(entries, key=lambda e: (e.urgency is not Urgency.URGENT, e.requested_at))
 
 
-def _age(birth: date, today: date) -> int:
+def age(birth: date, today: date) -> int:
+    """Whole years on ``today``."""
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))

@@ -27,7 +27,7 @@ from app.api import (
 from app.db import unit_of_work
 from app.errors import Conflict, KonsilError
 from app.resources import db, settings
-from app.scheduling import on_call, service
+from app.scheduling import on_call, service, written
 from app.scheduling.routes_availability import routes as availability_routes
 from app.scheduling.routes_guest import routes as guest_routes
 from app.scheduling.routes_patient import routes as patient_routes
@@ -40,8 +40,9 @@ from app.scheduling.schemas import (
     LinkOut,
     OnCallIn,
     RescheduleIn,
+    WrittenIn,
 )
-from app.schemas import Schema
+from app.schemas import Out, Schema
 
 STAFF = (Role.GP, Role.SPECIALIST)
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -82,11 +83,31 @@ async def request_on_call(request: Request) -> Response:
     return await created_once(request, f"on_call:gp:{who.user_id}", body, create)
 
 
+async def request_written(request: Request) -> Response:
+    """A written Telekonsil; retry-safe with an ``Idempotency-Key`` like a booking."""
+    who = await require_staff(request, Role.GP)
+    body = await parse_json(request, WrittenIn)
+    cfg = settings(request)
+
+    async def create(session: AsyncSession) -> AppointmentOut:
+        return await written.request(session, settings=cfg, who=who, details=body)
+
+    return await created_once(request, f"written:gp:{who.user_id}", body, create)
+
+
+async def claim_written(request: Request) -> Response:
+    who = await require_staff(request, Role.SPECIALIST)
+    appointment_id = path_id(request)
+    async with unit_of_work(db(request)) as session:
+        claimed = await written.claim(session, who=who, appointment_id=appointment_id)
+    return respond(claimed)
+
+
 async def created_once(
     request: Request,
     scope: str,
     body: Schema,
-    create: Callable[[AsyncSession], Awaitable[BookingOut]],
+    create: Callable[[AsyncSession], Awaitable[Out]],
 ) -> Response:
     """Runs ``create`` in a unit of work and answers 201; with an ``Idempotency-Key`` the
     answer is kept (in the same unit of work) and a repeat with the same key and body gets it
@@ -366,10 +387,38 @@ on_call_routes: list[Route] = [
     ),
 ]
 
+WRITTEN_TAGS = ["written"]
+written_routes: list[Route] = [
+    api_route(
+        "/api/v1/written-requests",
+        request_written,
+        method="POST",
+        summary="Send a written Telekonsil (no video) to a specialty (GP): the first "
+        "specialist of it to take it answers with a report",
+        tags=WRITTEN_TAGS,
+        body=WrittenIn,
+        response=AppointmentOut,
+        status=201,
+        errors=[401, 403, 404, 409],
+        headers=[IDEMPOTENCY_KEY],
+    ),
+    api_route(
+        "/api/v1/written-requests/{id:int}/claim",
+        claim_written,
+        method="POST",
+        summary="Take a written Telekonsil of one's specialty (specialist); the first wins, "
+        "the others get 409 already_claimed",
+        tags=WRITTEN_TAGS,
+        response=AppointmentOut,
+        errors=[401, 403, 404, 409],
+    ),
+]
+
 routes: list[BaseRoute] = [
     *availability_routes,
     *appointment_routes,
     *on_call_routes,
+    *written_routes,
     *patient_routes,
     *guest_routes,
 ]

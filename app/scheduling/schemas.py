@@ -60,25 +60,14 @@ _IDENTIFIERS: dict[str, Callable[[str], str]] = {
 }
 
 
-class ConsultIn(Schema):
-    """Who the patient is, what the specialist should answer, and how the patient is reached:
-    the part a booking and an on-call request share."""
+class TelekonsilIn(Schema):
+    """Who the patient is and what the specialist should answer: the part every request to a
+    specialist shares, with video (a booking, an on-call request) or written."""
 
     patient_name: str = Field(min_length=2, max_length=200, pattern=_NO_CONTROL)
     patient_birth_date: Day
-    patient_contact: str = Field(min_length=3, max_length=254)
     clinical_question: str = Field(min_length=5, max_length=MAX_QUESTION)
     urgency: Urgency = Urgency.ROUTINE
-    mode: Mode = Mode.HOME
-    # How Konsil itself should reach the patient (app/notify): "email" sends the invitation,
-    # a new link, a cancellation and the reminders to the e-mail address in
-    # ``patient_contact``, "sms" the same by SMS to ``patient_phone``. Empty: the GP hands the
-    # link over. (A printed invitation, for patients with neither, is the GP's to hand over.)
-    invite_by: list[InviteChannel] = Field(default_factory=list, max_length=2)
-    patient_language: Literal["de", "en"] = "de"
-    # The patient's mobile number for SMS, normalised to E.164; required with "sms", and
-    # dropped without it.
-    patient_phone: str | None = Field(default=None, max_length=40, validate_default=True)
     # The Telekonsil request's particulars (Telekonsilien-Vereinbarung § 3), each optional:
     # the insurance number (KVNR, check digit verified), the sex, the (suspected) diagnosis as
     # an ICD-10-GM code with its certainty and in words, the current medication, the day the
@@ -140,6 +129,23 @@ class ConsultIn(Schema):
             raise _invalid("Das Geburtsdatum ist nicht plausibel.")
         return value
 
+
+class ConsultIn(TelekonsilIn):
+    """A request with a video consultation (a booking, an on-call request): also how the
+    patient is reached, and where they are."""
+
+    patient_contact: str = Field(min_length=3, max_length=254)
+    mode: Mode = Mode.HOME
+    # How Konsil itself should reach the patient (app/notify): "email" sends the invitation,
+    # a new link, a cancellation and the reminders to the e-mail address in
+    # ``patient_contact``, "sms" the same by SMS to ``patient_phone``. Empty: the GP hands the
+    # link over. (A printed invitation, for patients with neither, is the GP's to hand over.)
+    invite_by: list[InviteChannel] = Field(default_factory=list, max_length=2)
+    patient_language: Literal["de", "en"] = "de"
+    # The patient's mobile number for SMS, normalised to E.164; required with "sms", and
+    # dropped without it.
+    patient_phone: str | None = Field(default=None, max_length=40, validate_default=True)
+
     @field_validator("patient_contact")
     @classmethod
     def _email_or_phone(cls, value: str) -> str:
@@ -186,6 +192,27 @@ class OnCallIn(ConsultIn):
 
     specialty_id: Id
     urgency: Urgency = Urgency.URGENT
+
+
+class WrittenIn(TelekonsilIn):
+    """A GP's written Telekonsil to a specialty: no video, the patient takes no part; the
+    first specialist of ``specialty_id`` to take it answers with a report. The day the answer
+    is needed by and the patient's consent (their data goes to another doctor without them)
+    are required."""
+
+    specialty_id: Id
+    answer_by: Day
+    consent_recorded: bool
+
+    @field_validator("consent_recorded")
+    @classmethod
+    def _consented(cls, value: bool) -> bool:
+        if not value:
+            raise _invalid(
+                "Für ein schriftliches Telekonsil bitte die Einwilligung der Patientin oder des "
+                "Patienten bestätigen."
+            )
+        return value
 
 
 class CancelIn(Schema):
@@ -420,6 +447,28 @@ class OnCallEntry(Out):
     patient_waiting: bool = Field(description="The patient is in the waiting room already.")
     claim_until: datetime | None
     unclaimed: bool = Field(description="Its time ran out and the GP was told; still open.")
+
+
+class WrittenEntry(Out):
+    """A written Telekonsil in a specialist's queue: one of the specialty nobody has taken yet
+    (``mine`` false: no patient name, only the age, as for on-call requests) or one the
+    specialist took and has not answered (``mine`` true)."""
+
+    appointment_id: int
+    requested_at: datetime
+    urgency: Urgency
+    gp_name: str
+    practice: str
+    clinical_question: str
+    patient_age: int
+    answer_by: date = Field(description="The day the GP needs the answer by.")
+    overdue: bool = Field(description="The day the answer was needed by has passed.")
+    mine: bool
+    patient_name: str | None = None
+    claimed_at: datetime | None = None
+    question_open_since: datetime | None = Field(
+        default=None, description="The specialist asked back; the GP has not answered yet."
+    )
 
 
 class LinkOut(Out):

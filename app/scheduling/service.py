@@ -35,7 +35,7 @@ from app.rooms import service as rooms
 from app.rooms.state import CANCELLABLE, Action, Actor, is_closed, next_state
 from app.scheduling import calendar, guests, links
 from app.scheduling import repository as repo
-from app.scheduling.access import is_gp_of, require_role, visible_appointment
+from app.scheduling.access import is_gp_of, require_role, require_video, visible_appointment
 from app.scheduling.availability import bookable_slot
 from app.scheduling.models import Appointment, AppointmentStatus, RoomState
 from app.scheduling.schemas import (
@@ -45,6 +45,7 @@ from app.scheduling.schemas import (
     BookingOut,
     ConsultIn,
     LinkOut,
+    TelekonsilIn,
 )
 from app.scheduling.views import appointment_views
 from app.settings import Settings
@@ -110,10 +111,10 @@ async def book(
     )
 
 
-def consult_fields(details: ConsultIn, *, now: datetime) -> dict[str, Any]:
-    """The appointment's columns from what a booking and an on-call request share: who the
-    patient is, the question and the request's particulars, and how the patient is reached
-    (the patient's consent counts as recorded ``now``)."""
+def telekonsil_fields(details: TelekonsilIn, *, now: datetime) -> dict[str, Any]:
+    """The appointment's columns from what every request to a specialist shares: who the
+    patient is, the question and the request's particulars (the patient's consent counts as
+    recorded ``now``)."""
     return {
         "patient_insurance_number": details.patient_insurance_number,
         "patient_sex": details.patient_sex,
@@ -125,10 +126,17 @@ def consult_fields(details: ConsultIn, *, now: datetime) -> dict[str, Any]:
         "consent_recorded_at": now if details.consent_recorded else None,
         "patient_name": details.patient_name,
         "patient_birth_date": details.patient_birth_date,
-        "patient_contact": details.patient_contact,
-        "patient_phone": details.patient_phone,
         "clinical_question": details.clinical_question,
         "urgency": details.urgency,
+    }
+
+
+def consult_fields(details: ConsultIn, *, now: datetime) -> dict[str, Any]:
+    """The appointment's columns of a request with video (a booking, an on-call request): the
+    Telekonsil's, and how the patient is reached and where they are."""
+    return telekonsil_fields(details, now=now) | {
+        "patient_contact": details.patient_contact,
+        "patient_phone": details.patient_phone,
         "mode": details.mode,
         "patient_channels": ",".join(details.invite_by),
         "patient_language": details.patient_language,
@@ -248,6 +256,7 @@ async def reschedule(
     )
     if not is_gp_of(who, appointment):
         raise Forbidden("Nur die buchende Praxis kann den Termin verschieben.")
+    require_video(appointment)
     if (
         appointment.status != AppointmentStatus.BOOKED
         or appointment.room_state != RoomState.SCHEDULED
@@ -415,6 +424,7 @@ async def staff_calendar(
 ) -> bytes:
     """The .ics for the GP's or specialist's calendar: no health data."""
     appointment = await visible_appointment(session, who=who, appointment_id=appointment_id)
+    require_video(appointment)  # a written Telekonsil has no time in a calendar
     _, specialty = await repo.specialist_and_specialty(session, appointment)
     return calendar.staff_ics(
         appointment,

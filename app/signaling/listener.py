@@ -61,6 +61,10 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
             if isinstance(event, ev.OnCallClaimed):
                 # A patient already waiting is in the specialist's line from now on.
                 await hub.waiting.claimed(event.appointment_id, hub.replicas.rooms)
+        case ev.WrittenRequested() | ev.WrittenClaimed():
+            # The specialty's queue lists its open written requests (and, to the one who took
+            # it, theirs to answer).
+            await hub.on_call_changed(event.specialty_id, ev=event.event_id)
         case ev.AppointmentTransferred():
             await hub.revoke(event.appointment_id, event.from_specialist_id, ev=event.event_id)
             await hub.queue_changed(event.from_specialist_id, ev=event.event_id)
@@ -85,6 +89,7 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
             | ev.ReportReady()
             | ev.LinkIssued()
             | ev.LinkRevoked()
+            | ev.QuestionAsked()
         ):
             # Nothing open changes beyond what the room's own events do (a cancellation's
             # ``RoomStateChanged`` closes the room and refreshes the dashboard).

@@ -67,6 +67,7 @@ const MESSAGE_KIND = {
   report_ready: () => t("Report ready (to you)"),
   delay: () => t("Late notice from the specialist"),
   on_call_unclaimed: () => t("Request not taken yet (to you)"),
+  question_asked: () => t("Question from the specialist (to you)"),
 };
 const CHANNEL = {
   email: () => t("email"),
@@ -95,6 +96,7 @@ const MESSAGE_ERROR = {
   claimed: () => t("a specialist took the request"),
   request_closed: () => t("the request is no longer open"),
   asked_again: () => t("you asked again"),
+  answered: () => t("you had already answered"),
 };
 
 function messageState(m) {
@@ -133,6 +135,12 @@ async function loadMessages() {
 
 // Where messages to the patient go, and what this server cannot send.
 function messagesNote(found) {
+  if (appointment && appointment.kind === "written") {
+    // Only the GP is told anything (a report, a question back), by e-mail.
+    const notes = [t("A written Telekonsil sends the patient nothing.")];
+    if (!found.email_configured) notes.push(t("Sending email is not set up on this server."));
+    return notes.join(" ");
+  }
   if (!found.email_configured && !found.sms_configured) {
     return t("Sending email and SMS is not set up on this server: Konsil sends no messages. Give the patient the link yourself.");
   }
@@ -183,26 +191,35 @@ function renderDetails() {
   // Not inside the t() call below: the message extraction reads no t() nested in another's arguments.
   const opened = a.link && a.link.last_redeemed_at ? formatDateTime(a.link.last_redeemed_at) : t("never");
   const onCall = a.kind === "on_call";
+  // A written Telekonsil (no video): no time, no link, no call, no guest; the patient is not
+  // contacted.
+  const written = a.kind === "written";
   const rows = [
-    [onCall ? t("Asked") : t("Time"), formatDateTime(a.starts_at)],
+    [written ? t("Sent") : onCall ? t("Asked") : t("Time"), formatDateTime(a.starts_at)],
     [t("Specialist"), specialistText(a)],
     [t("Status"), statusLine(a)],
     [t("Patient"), a.patient_name],
     [t("Date of birth"), formatDate(`${a.patient_birth_date}T12:00:00Z`)],
-    [t("Contact"), a.patient_contact],
+    ...(written ? [] : [[t("Contact"), a.patient_contact]]),
     ...(a.patient_phone ? [[t("Mobile number (SMS)"), a.patient_phone]] : []),
     [t("Urgency"), a.urgency === "urgent" ? t("Urgent") : t("Routine")],
     [t("Clinical question"), a.clinical_question],
     ...particularsRows(a),
     ...cancelledRow(a),
-    [t("Patient link"), a.link ? t("valid {from} – {until}, last opened: {opened}", {
+    ...(written ? [] : [[t("Patient link"), a.link ? t("valid {from} – {until}, last opened: {opened}", {
       from: formatDateTime(a.link.valid_from), until: formatDateTime(a.link.valid_until),
       opened,
-    }) : t("none")],
+    }) : t("none")]]),
   ];
   $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
   const active = a.status === "booked";
   for (const sel of ["[data-join]", "[data-new-link]", "[data-reschedule]", "[data-cancel]"]) $(sel, root).hidden = !active;
+  $("[data-actions] [data-staff-ics]", root).hidden = written;
+  if (written) {
+    $("[data-title]", root).textContent = t("Written Telekonsil · {specialty}", { specialty: a.specialty });
+    for (const sel of ["[data-join]", "[data-new-link]", "[data-reschedule]"]) $(sel, root).hidden = true;
+    $("[data-cancel]", root).textContent = t("Withdraw the request");
+  }
   if (onCall && a.specialist_id === null) {
     // Nobody has taken it: no slot to move, and withdrawing is the request's own action.
     $("[data-reschedule]", root).hidden = true;
@@ -210,12 +227,12 @@ function renderDetails() {
   }
   // A guest (interpreter, carer) can be invited while the consultation can still take place.
   const guestArea = $("[data-guest-area]", root);
-  guestArea.hidden = !active || ["ended", "no_show", "cancelled"].includes(a.room_state);
+  guestArea.hidden = written || !active || ["ended", "no_show", "cancelled"].includes(a.room_state);
   if (!guestArea.hidden && !guestArea.dataset.mounted) {
     guestArea.dataset.mounted = "true";
     mountGuestInvite($("[data-guest-invite]", guestArea), id);
   }
-  $("[data-staff-ics]", root).href = `/api/v1/appointments/${id}/calendar.ics`;
+  $("[data-actions] [data-staff-ics]", root).href = `/api/v1/appointments/${id}/calendar.ics`;
 }
 
 async function loadReport() {
@@ -236,11 +253,15 @@ async function loadReport() {
 }
 
 async function cancel(event) {
-  if (!window.confirm(t("Cancel this booking? The patient's link stops working."))) return;
+  const written = appointment.kind === "written";
+  const question = written
+    ? t("Withdraw this written request? The specialist can no longer answer it.")
+    : t("Cancel this booking? The patient's link stops working.");
+  if (!window.confirm(question)) return;
   await busy(event.target, async () => {
     try {
       appointment = await api(`/api/v1/appointments/${id}/cancel`, { method: "POST" });
-      showAlert(notice, t("The booking was cancelled."), "success");
+      showAlert(notice, written ? t("The request was withdrawn.") : t("The booking was cancelled."), "success");
       await load();
     } catch (error) {
       showAlert(errorBox, errorMessage(error));

@@ -1,7 +1,7 @@
 // GP: own bookings, upcoming first; past and cancelled on request.
 import { api, errorMessage } from "./api.js";
 import { $, h, showAlert } from "./dom.js";
-import { t, formatDateTime } from "./i18n.js";
+import { t, formatDate, formatDateTime } from "./i18n.js";
 import { STATUS, ROOM, label } from "./labels.js";
 import { onCallState, onCallTitle } from "./gp-on-call.js";
 
@@ -19,7 +19,8 @@ async function load() {
   }
   const now = Date.now();
   const visible = items
-    .filter((a) => showPast.checked || (a.status === "booked" && new Date(a.ends_at).getTime() > now - 3600 * 1000))
+    // A written Telekonsil has no time: it stays on the list until it is answered.
+    .filter((a) => showPast.checked || (a.status === "booked" && (a.kind === "written" || new Date(a.ends_at).getTime() > now - 3600 * 1000)))
     .sort((a, b) => new Date(a.starts_at) - new Date(b.starts_at));
   if (visible.length === 0) {
     list.replaceChildren(h("li", { class: "muted" }, t("No bookings.")));
@@ -31,20 +32,26 @@ async function load() {
       h("span", {}, withWhom(a)),
       onCallBadge(a),
       h("span", { class: `badge ${a.status}` }, label(STATUS, a.status)),
-      a.status === "booked" ? h("span", { class: `badge ${a.room_state}` }, label(ROOM, a.room_state)) : null,
+      a.status === "booked" && a.kind !== "written" ? h("span", { class: `badge ${a.room_state}` }, label(ROOM, a.room_state)) : null,
+      a.kind === "written" && a.status === "booked" && a.answer_by ? h("span", { class: "badge" }, t("Answer needed by {date}", { date: formatDate(`${a.answer_by}T12:00:00Z`) })) : null,
       a.urgency === "urgent" ? h("span", { class: "badge urgent" }, t("Urgent")) : null,
       a.has_report ? h("span", { class: "badge" }, t("Report available")) : null,
       a.question_open_since ? h("span", { class: "badge warn" }, t("Question from the specialist")) : null))));
 }
 
-/** "Dr. Minh Nguyen (Kardiologie)"; an on-call request "On-call consult · Kardiologie", with
- * the specialist once one has taken it. */
+/** "Dr. Minh Nguyen (Kardiologie)"; an on-call request "On-call consult · Kardiologie" and a
+ * written one "Written Telekonsil · Kardiologie", with the specialist once one has taken it. */
 function withWhom(a) {
+  if (a.kind === "written") {
+    const title = t("Written Telekonsil · {specialty}", { specialty: a.specialty });
+    return a.specialist_name ? `${title} · ${a.specialist_name}` : title;
+  }
   if (a.kind !== "on_call") return `${a.specialist_name} (${a.specialty})`;
   return a.specialist_name ? `${onCallTitle(a)} · ${a.specialist_name}` : onCallTitle(a);
 }
 
 function onCallBadge(a) {
+  if (a.kind === "written" && a.status === "booked" && !a.specialist_id) return h("span", { class: "badge waiting" }, t("Waiting to be taken"));
   if (a.kind !== "on_call") return null;
   const state = onCallState(a);
   if (state === "waiting") return h("span", { class: "badge waiting" }, t("Waiting to be taken"));

@@ -1,5 +1,6 @@
 // GP: find a specialty or specialist, pick a free slot, book with patient data and question;
-// or ask the whole specialty for a consult now (an on-call request) with the same form.
+// or ask the whole specialty for a consult now (an on-call request), or in writing without
+// video (a written Telekonsil), with the same form.
 import { api, errorMessage, ApiError } from "./api.js";
 import { $, h, showStep, showAlert, busy } from "./dom.js";
 import { t, lang, formatDateTime } from "./i18n.js";
@@ -16,7 +17,7 @@ const specialistSelect = form.specialist;
 const slotsBox = $("[data-slots]", root);
 let week = 0;
 let chosen = null; // the slot to book, or null for an on-call request
-let asking = null; // the specialty asked for a consult now, or null for a slot
+let asking = null; // the specialty asked (a consult now, or in writing), or null for a slot
 let specialties = [];
 
 async function init() {
@@ -39,6 +40,7 @@ async function init() {
   $("[data-back]", root).addEventListener("click", () => { showStep(root, "search"); loadSlots(); });
   $("[data-booking-form]", root).addEventListener("submit", book);
   $("[data-on-call-start]", root).addEventListener("click", askNow);
+  $("[data-written-start]", root).addEventListener("click", askInWriting);
   showOffer();
   const smsChoice = $("[data-sms-choice]", root);
   if (smsChoice) smsChoice.addEventListener("change", showPhoneField);
@@ -163,11 +165,18 @@ function showOffer(counts = offer.counts) {
     });
   }
   nobody.hidden = !(offer.specialists === 0 || (counts && !counts.on_duty));
+  $("[data-written-offer]", root).hidden = !specialty;
+  $("[data-written-text]", root).textContent = t("No video needed? Send the question with findings to {specialty}; a specialist answers in writing by the day you name. The patient takes no part.", { specialty: name });
+  $("[data-written-start]", root).disabled = offer.specialists === 0;
 }
 
 // The same form for a slot and for a consult now; each keeps its own urgency and place of the
 // patient (a consult now: urgent, and the patient usually sits in the practice).
-const formChoices = { slot: { urgency: "routine", mode: "home" }, on_call: { urgency: "urgent", mode: "practice" } };
+const formChoices = {
+  slot: { urgency: "routine", mode: "home" },
+  on_call: { urgency: "urgent", mode: "practice" },
+  written: { urgency: "routine", mode: "home" },
+};
 let formKind = "slot";
 const questionHint = $("#question-hint", root);
 const slotQuestionHint = questionHint.textContent;
@@ -181,12 +190,20 @@ function useForm(kind) {
     formKind = kind;
   }
   const onCall = kind === "on_call";
-  $("[data-submit]", root).textContent = onCall ? t("Request an on-call consult") : t("Book consultation");
-  $("[data-back]", root).textContent = onCall ? t("Choose a slot instead") : t("Choose another slot");
+  const written = kind === "written";
+  $("[data-submit]", root).textContent = written ? t("Send the written request") : onCall ? t("Request an on-call consult") : t("Book consultation");
+  $("[data-back]", root).textContent = onCall || written ? t("Choose a slot instead") : t("Choose another slot");
   const reminders = $("[data-reminders]", root);
   if (reminders) reminders.hidden = onCall; // a consult now has nothing to remind of
-  // A consult now goes to the whole specialty before one specialist takes it.
-  questionHint.textContent = onCall
+  // In writing, the patient is not contacted and takes part nowhere: no contact, no link, no
+  // place; the deadline and the consent are required (they open the folded part).
+  for (const sel of ["[data-contact-field]", "[data-invite]", "[data-mode-choice]"]) $(sel, root).hidden = written;
+  f.patient_contact.required = !written;
+  f.answer_by.required = written;
+  f.consent_recorded.required = written;
+  if (written) $("[data-particulars]", root).open = true;
+  // A request to the specialty is read by all of its specialists before one takes it.
+  questionHint.textContent = onCall || written
     ? t("Every specialist of the specialty can read the question before one takes the request: please write it without the patient's name. Relevant findings and medication.")
     : slotQuestionHint;
   $("[data-booking-error]", root).hidden = true;
@@ -198,6 +215,17 @@ function askNow() {
   chosen = null;
   useForm("on_call");
   $("[data-chosen-slot]", root).textContent = t("On-call consult · {specialty}: the request goes to every specialist in {specialty} as soon as you send it.", {
+    specialty: specialtyName(asking),
+  });
+  showStep(root, "form");
+}
+
+function askInWriting() {
+  asking = chosenSpecialty();
+  if (!asking) return;
+  chosen = null;
+  useForm("written");
+  $("[data-chosen-slot]", root).textContent = t("Written Telekonsil · {specialty}: every specialist in {specialty} sees the request; whoever takes it answers in writing. Attach findings on the request's page after sending.", {
     specialty: specialtyName(asking),
   });
   showStep(root, "form");
@@ -215,6 +243,9 @@ function pick(slot) {
 
 /** Where the form goes: a booking of the chosen slot, or an on-call request. */
 function submission(f) {
+  if (asking && formKind === "written") {
+    return { path: "/api/v1/written-requests", body: { specialty_id: asking.id, ...writtenBody(f) } };
+  }
   if (asking) return { path: "/api/v1/on-call", body: { specialty_id: asking.id, ...consultBody(f) } };
   return {
     path: "/api/v1/appointments",
@@ -249,13 +280,28 @@ function consultBody(f) {
   };
 }
 
+// What a written request sends: the Telekonsil part, without how to reach the patient.
+function writtenBody(f) {
+  return {
+    ...particulars(f),
+    consent_recorded: f.consent_recorded.checked,
+    patient_name: f.patient_name.value.trim(),
+    patient_birth_date: f.patient_birth_date.value,
+    clinical_question: f.clinical_question.value.trim(),
+    urgency: f.urgency.value,
+  };
+}
+
 function invalidFields(f) {
   const missing = [];
-  const names = ["patient_name", "patient_birth_date", "patient_contact", "clinical_question"];
-  if (invitedBy(f).includes("sms")) names.push("patient_phone");
+  const written = asking && formKind === "written";
+  const names = ["patient_name", "patient_birth_date", "clinical_question"];
+  if (!written) names.push("patient_contact");
+  if (written) names.push("answer_by", "consent_recorded");
+  if (!written && invitedBy(f).includes("sms")) names.push("patient_phone");
   for (const name of names) {
     const field = f[name];
-    const bad = !field.value.trim() || !field.checkValidity();
+    const bad = field.type === "checkbox" ? !field.checked : !field.value.trim() || !field.checkValidity();
     field.setAttribute("aria-invalid", String(bad));
     if (bad) missing.push(field);
   }
@@ -279,6 +325,11 @@ async function book(event) {
         method: "POST", body, headers: { "Idempotency-Key": idempotencyKey(path, body) },
       });
       pending = null;
+      if (asking && formKind === "written") {
+        // The request's page: its state, the documents to attach, the conversation.
+        location.assign(`/gp/appointments/${result.id}`);
+        return;
+      }
       if (asking) {
         // The request's page shows its state live, and the patient's link once.
         handOverLink(result.appointment.id, result.link);
@@ -351,6 +402,7 @@ const FIELD_LABELS = {
   diagnosis_text: () => t("Diagnosis in words"),
   medication: () => t("Current medication"),
   answer_by: () => t("Answer needed by"),
+  consent_recorded: () => t("Consent"),
 };
 
 // The fields the server refused are marked; one in the folded Telekonsil part opens it.

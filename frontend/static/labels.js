@@ -23,9 +23,11 @@ export const label = (table, key) => (table[key] ? table[key]() : key);
 /** An appointment's status and room state in one line, e.g. "Booked · Patient waiting"; a
  * closed room that says what the status says ("Cancelled", "Patient did not come") once. */
 export function statusLine(appointment) {
-  // An on-call request that no specialist has taken yet is not a booking yet.
-  const requested = appointment.kind === "on_call" && !appointment.specialist_id && appointment.status === "booked";
+  // An on-call request or a written Telekonsil that no specialist has taken yet is not a
+  // booking yet; a written one has no room to be in.
+  const requested = ["on_call", "written"].includes(appointment.kind) && !appointment.specialist_id && appointment.status === "booked";
   const status = requested ? t("Requested") : label(STATUS, appointment.status);
+  if (appointment.kind === "written") return status;
   const room = label(ROOM, appointment.room_state);
   return room === status ? status : `${status} · ${room}`;
 }

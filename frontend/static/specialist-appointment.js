@@ -23,8 +23,16 @@ async function load() {
     return;
   }
   $("[data-content]", root).hidden = false;
+  // A written Telekonsil (no video): read the findings, ask back if need be, answer with the
+  // report; no call, no calendar, no identity check (nobody is seen).
+  const written = a.kind === "written";
+  if (written) {
+    const title = t("Written Telekonsil · {specialty}", { specialty: a.specialty });
+    $("[data-title]", root).textContent = title;
+    document.title = `${title} · Konsil`;
+  }
   const rows = [
-    [t("Time"), formatDateTime(a.starts_at)],
+    [written ? t("Sent") : t("Time"), formatDateTime(a.starts_at)],
     [t("Status"), statusLine(a)],
     [t("Patient"), a.patient_name],
     [t("Date of birth"), formatDate(`${a.patient_birth_date}T12:00:00Z`)],
@@ -35,7 +43,8 @@ async function load() {
     ...cancelledRow(a),
   ];
   $("[data-details]", root).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "report" }, v)]));
-  $("[data-join]", root).hidden = a.status !== "booked";
+  $("[data-join]", root).hidden = written || a.status !== "booked";
+  $("[data-ics]", root).hidden = written;
   // Declining is cancelling with a reason: while nothing has begun.
   $("[data-decline]", root).hidden = a.status !== "booked" || BEGUN.has(a.room_state) || Boolean(a.admitted_at);
   // Same rule as the API: from the start, or earlier once the patient was admitted (also
@@ -44,7 +53,8 @@ async function load() {
   if (!begun && a.status !== "cancelled") {
     $("[data-report-saved]", root).textContent = t("The report can be saved once you have admitted the patient, or from {time}.", { time: formatDateTime(a.starts_at) });
   }
-  showIdentity(a);
+  if (written) $("[data-identity]", root).hidden = true;
+  else showIdentity(a);
   await mountReport($("[data-report-form]", root), {
     appointmentId: id, saved: $("[data-report-saved]", root), errorBox, existing: a.has_report,
   });

@@ -3,7 +3,7 @@
 // waiting patients; the knock when someone enters the waiting room.
 import { api, errorMessage, ApiError } from "./api.js";
 import { $, h, showAlert, busy } from "./dom.js";
-import { t, formatTime, formatDate, minutesSince } from "./i18n.js";
+import { t, formatTime, formatDate, formatDateTime, minutesSince } from "./i18n.js";
 import { ROOM, label } from "./labels.js";
 import { Signaling } from "./signaling.js";
 import { Knocker, arrivals, inConsultation, listenForCallPages, titleWithCount } from "./knock.js";
@@ -204,10 +204,56 @@ async function claim(event, entry) {
   });
 }
 
+// ------------------------------------------------------------------ written requests
+const writtenCard = $("[data-written]", root);
+const writtenStatus = $("[data-written-status]", root);
+
+function renderWritten() {
+  const requests = queue.written || [];
+  writtenCard.hidden = !requests.length && !writtenStatus.textContent;
+  $("[data-written-count]", root).textContent = String(requests.length);
+  $("[data-written-list]", root).replaceChildren(...requests.map(writtenEntry));
+}
+
+function writtenEntry(e) {
+  const due = formatDate(`${e.answer_by}T12:00:00Z`);
+  const who = e.mine ? `${e.patient_name} · ` : "";
+  return h("li", { dataset: { writtenRequest: e.appointment_id, mine: String(e.mine) } },
+    h("p", {},
+      e.mine ? h("span", { class: "badge" }, t("Yours to answer")) : null, " ",
+      e.urgency === "urgent" ? h("span", { class: "badge urgent" }, t("Urgent")) : null, " ",
+      h("span", { class: e.overdue ? "badge warn" : "badge" }, e.overdue ? t("Overdue since {date}", { date: due }) : t("Answer by {date}", { date: due })), " ",
+      e.question_open_since ? h("span", { class: "badge waiting" }, t("Waiting for the GP's answer")) : null),
+    h("p", { class: "question" }, e.clinical_question),
+    h("p", { class: "muted" }, t("{who}{gp}, {practice} · {age} years · sent {time}", {
+      who, gp: e.gp_name, practice: e.practice || "–", age: e.patient_age, time: formatDateTime(e.requested_at),
+    })),
+    h("div", { class: "row" }, e.mine
+      ? h("a", { class: "button primary", href: `/specialist/appointments/${e.appointment_id}` }, t("Open and answer"))
+      : h("button", { type: "button", class: "primary", dataset: { action: "claim-written" }, onclick: (ev) => claimWritten(ev, e) }, t("Take over"))));
+}
+
+async function claimWritten(event, entry) {
+  await busy(event.target, async () => {
+    try {
+      await api(`/api/v1/written-requests/${entry.appointment_id}/claim`, { method: "POST" });
+      location.assign(`/specialist/appointments/${entry.appointment_id}`);
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "already_claimed") {
+        writtenStatus.textContent = t("A colleague was faster: the request is theirs now.");
+        await refresh();
+        return;
+      }
+      fail(error);
+    }
+  });
+}
+
 function render() {
   if (!queue) return;
   renderDelay();
   renderOnCall();
+  renderWritten();
   const waiting = $("[data-waiting]", root);
   $("[data-waiting-count]", root).textContent = String(queue.waiting.length);
   $("[data-today-title]", root).textContent = t("Today, {date}", { date: formatDate(`${queue.day}T12:00:00Z`) });

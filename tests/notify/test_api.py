@@ -180,6 +180,37 @@ async def test_the_gp_is_told_a_report_is_ready_once(
     assert (ready["kind"], ready["recipient"]) == ("report_ready", "gp")
 
 
+async def test_the_gp_is_told_once_when_the_specialist_asks_back(
+    gp: httpx2.AsyncClient,
+    inbox: Inbox,
+    demo: Demo,
+    client_factory: ClientFactory,
+) -> None:
+    booking = await book(gp, demo.specialist)
+    appointment_id = booking["appointment"]["id"]
+    path = f"/api/v1/appointments/{appointment_id}/conversation"
+    async with client_factory() as specialist:
+        await login(specialist, demo.specialist)
+        for question in ("Bitte das Langzeit-EKG nachreichen.", "Und die Medikation?"):
+            assert (await specialist.post(path, json={"body": question})).status_code == 201
+    [received] = await inbox.wait_for(1)
+    assert received.recipients == [demo.gp.email]
+    assert f"/gp/appointments/{appointment_id}" in body(received)
+    assert "Langzeit-EKG" not in body(received)
+    [asked] = await wait_settled(gp, appointment_id, 1)
+    assert (asked["kind"], asked["recipient"], asked["status"]) == (
+        "question_asked",
+        "gp",
+        "sent",
+    )
+    # Answered, then asked again: one more message (a new question opens it again).
+    assert (await gp.post(path, json={"body": "Ist hochgeladen."})).status_code == 201
+    async with client_factory() as specialist:
+        await login(specialist, demo.specialist)
+        assert (await specialist.post(path, json={"body": "Danke, noch eins?"})).status_code == 201
+    await inbox.wait_for(2)
+
+
 async def test_the_gp_is_told_once_that_nobody_took_the_on_call_request(
     gp: httpx2.AsyncClient,
     inbox: Inbox,

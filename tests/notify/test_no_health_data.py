@@ -13,7 +13,7 @@ from sqlmodel import col
 from app.db import unit_of_work
 from app.notify.models import Channel, Kind, Recipient, Status
 from app.notify.render import LANGUAGES, SMS_KINDS, TEMPLATES, sms_template_name, template_names
-from app.records.models import Report
+from app.records.models import ConsultMessage, Report
 from app.rooms.models import SpecialistDelay
 from app.scheduling.models import Appointment, Specialty
 from tests.notify.conftest import (
@@ -69,6 +69,20 @@ async def canary_booking(db: Db) -> Appointment:
                 body=f"Befund: {CANARY}",
             )
         )
+        # The specialist's question back, still open (the GP's message about it must not
+        # carry it either).
+        session.add(
+            ConsultMessage(
+                appointment_id=appointment.id,
+                author_id=db.demo.specialist.id or 0,
+                body=f"Rückfrage: {CANARY}?",
+            )
+        )
+        await session.execute(
+            update(Appointment)
+            .where(col(Appointment.id) == appointment.id)
+            .values(question_open_since=appointment.created_at)
+        )
         await session.execute(
             update(Specialty)
             .where(col(Specialty.id) == db.demo.cardiology.id)
@@ -92,7 +106,7 @@ async def test_no_template_carries_the_question_the_report_or_the_specialty(
         clinical_question=f"Verdacht auf {CANARY}: bitte Echo",
     )
     bookings = {Kind.DELAY: today, Kind.ON_CALL_UNCLAIMED: request}
-    to_gp = {Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED}
+    to_gp = {Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED, Kind.QUESTION_ASKED}
     used: set[str] = set()
     for kind in Kind:
         for language in LANGUAGES:
