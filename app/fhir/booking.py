@@ -63,7 +63,7 @@ def book_request(data: dict[str, Any]) -> BookRequest:
     try:
         appt = Appointment.model_validate(data)
     except ValidationError as exc:
-        raise FhirError(400, f"Ungültige Appointment-Ressource: {_first_error(exc)}") from None
+        raise FhirError(400, f"Ungültige Appointment-Ressource: {first_error(exc)}") from None
     if appt.status != "proposed":
         raise FhirError(400, "Ein zu buchender Termin hat den Status proposed.")
     slots = [s.reference for s in appt.slot or []]
@@ -100,7 +100,7 @@ def _patient(appt: Appointment) -> dict[str, Any]:
     if len(contained) != 1 or not isinstance(contained[0], Patient):
         raise FhirError(400, "Der Patient muss als enthaltene Patient-Ressource teilnehmen (#id).")
     patient = contained[0]
-    name = _name(patient)
+    name = name_of(patient)
     telecom = [t for t in patient.telecom or [] if t.system in ("email", "phone") and t.value]
     if not name or patient.birthDate is None or not telecom:
         raise FhirError(400, "Der Patient braucht name, birthDate und telecom (email/phone).")
@@ -116,7 +116,8 @@ def _patient(appt: Appointment) -> dict[str, Any]:
     }
 
 
-def _name(patient: Patient) -> str:
+def name_of(patient: Patient) -> str:
+    """The patient's name as one line (``text``, else given names and family)."""
     for name in patient.name or []:
         if name.text:
             return str(name.text)
@@ -126,7 +127,8 @@ def _name(patient: Patient) -> str:
     return ""
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """Where and what, of a resource's first validation error (short)."""
     error = exc.errors()[0]
     where = ".".join(str(p) for p in error["loc"])
     return f"{where}: {error['msg']}"[:200]

@@ -45,9 +45,10 @@ RESOURCES: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], str | 
         (("date", "date"), ("status", "token"), ("actor", "reference")),
         PROFILE_APPOINTMENT,
     ),
-    ("ServiceRequest", ("read",), (), None),
+    ("ServiceRequest", ("read", "create"), (), None),
     ("Consent", ("read",), (), None),
     ("DocumentReference", ("read", "search-type"), (("related", "reference"),), None),
+    ("Binary", ("read",), (), None),
     ("DiagnosticReport", ("read",), (), None),
     ("Composition", (), (), None),
 )

@@ -22,6 +22,9 @@ from app.fhir.outcome import FhirError, error_response, fhir_response, from_doma
 from app.fhir.search import Params, is_strict, parse_params, reference_id, row_id, token_code
 from app.resources import db, settings
 
+# What a FHIR write may be sent as.
+FHIR_JSON = ("application/fhir+json", "application/json")
+
 PREFIX = "/fhir/R4"
 Handler = Callable[[Request], Awaitable[Response]]
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]

@@ -22,7 +22,16 @@ from app.fhir import resources as build
 from app.fhir.auth import caller
 from app.fhir.booking import appointment_of, book_request, cancel_patch
 from app.fhir.outcome import FhirError, fhir_response, from_domain, information
-from app.fhir.routes import Handler, base_url, bundle, params, read_json, required_id, routes_for
+from app.fhir.routes import (
+    FHIR_JSON,
+    Handler,
+    base_url,
+    bundle,
+    params,
+    read_json,
+    required_id,
+    routes_for,
+)
 from app.fhir.routes_telekonsil import TELEKONSIL
 from app.fhir.search import Bounds, date_bounds, is_async, reference_id, token_code
 from app.resources import db, resources, settings
@@ -33,7 +42,6 @@ from app.scheduling.routes import REPLAYED_HEADER, created_once
 from app.scheduling.schemas import AppointmentOut, AppointmentsQuery, BookingIn, BookingOut
 
 STAFF = (Role.GP, Role.SPECIALIST)
-FHIR_JSON = ("application/fhir+json", "application/json")
 JSON_PATCH = ("application/json-patch+json",)
 DEFAULT_SLOT_DAYS = 7
 MAX_SLOT_DAYS = 31

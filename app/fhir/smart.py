@@ -44,6 +44,7 @@ RESOURCES = frozenset(
         "ServiceRequest",
         "Consent",
         "DocumentReference",
+        "Binary",
         "DiagnosticReport",
         "Composition",
     }

@@ -9,11 +9,13 @@ resource that names it (Konsil keeps no Patient resources)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
 
+from fhir.resources.R4B.binary import Binary
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.composition import Composition
 from fhir.resources.R4B.consent import Consent
@@ -134,7 +136,7 @@ def consent(found: AppointmentOut) -> dict[str, Any]:
 
 
 def document_reference(found: AppointmentOut, document: DocumentOut, *, url: str) -> dict[str, Any]:
-    """A document the GP attached; ``url`` downloads it (the JSON API, same access)."""
+    """A document the GP attached; ``url`` downloads it (``Binary/<id>``, same access)."""
     return dump(
         DocumentReference.model_validate(
             {
@@ -159,6 +161,13 @@ def document_reference(found: AppointmentOut, document: DocumentOut, *, url: str
             }
         )
     )
+
+
+def binary(document_id: int, content_type: str, data: bytes) -> dict[str, Any]:
+    """A document's bytes as a Binary resource."""
+    encoded = base64.b64encode(data).decode("ascii")
+    resource = {"id": str(document_id), "contentType": content_type, "data": encoded}
+    return dump(Binary.model_validate(resource))
 
 
 def diagnostic_report(found: AppointmentOut, report: ReportOut) -> dict[str, Any]:

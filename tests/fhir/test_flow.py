@@ -41,9 +41,11 @@ async def test_fhir_metadata_is_public_and_lists_the_interactions(
     served = {r.type: r for r in statement.rest[0].resource or []}
     assert set(served) == {
         "HealthcareService", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment",
-        "ServiceRequest", "Consent", "DocumentReference", "DiagnosticReport", "Composition",
+        "ServiceRequest", "Consent", "DocumentReference", "Binary", "DiagnosticReport",
+        "Composition",
     }  # fmt: skip
     assert [o.name for o in served["Appointment"].operation or []] == ["book"]
+    assert [i.code for i in served["ServiceRequest"].interaction or []] == ["read", "create"]
 
 
 async def test_fhir_isik_flow_books_reads_and_cancels(

@@ -5,12 +5,14 @@ validated by the fhir.resources R4B models; others than the GP and the specialis
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
 import httpx2
 import pytest
+from fhir.resources.R4B.binary import Binary
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.composition import Composition
 from fhir.resources.R4B.consent import Consent
@@ -96,8 +98,15 @@ async def test_the_telekonsil_request_its_documents_and_its_report_as_fhir(
     )
     url = reference.content[0].attachment.url
     assert url is not None
+    assert str(url).endswith(f"/fhir/R4/Binary/{document_id}")
     downloaded = await client.get(httpx2.URL(str(url)).path)
-    assert downloaded.content == PDF
+    assert (downloaded.content, downloaded.headers["content-type"]) == (PDF, "application/pdf")
+    as_resource = await client.get(
+        f"/fhir/R4/Binary/{document_id}", headers={"Accept": "application/fhir+json"}
+    )
+    assert base64.b64decode(as_resource.json()["data"]) == PDF
+    binary = Binary.model_validate(as_resource.json())  # the model decodes it
+    assert (binary.contentType, binary.data) == ("application/pdf", PDF)
 
     # No report yet: 404, for the report and the letter.
     assert_outcome(await client.get(f"/fhir/R4/DiagnosticReport/{appointment_id}"), 404)
