@@ -80,7 +80,9 @@ class Letter:
     appointment_id: int
     written_at: datetime  # the report's last change: the letter's date
     requested_at: datetime  # when the GP asked
-    consulted_on: date  # the Telekonsil's day: the call's, else the appointment's
+    consulted_on: (
+        date  # the Telekonsil's day: the call's, else the appointment's (written: the answer's)
+    )
     specialist_name: str
     gp_name: str
     patient_name: str
@@ -98,6 +100,8 @@ class Letter:
     practice_bsnr: str | None = None
     particulars: Particulars = Particulars()
     call: Call | None = None
+    # A written Telekonsil: answered without a video consultation.
+    written: bool = False
 
 
 def day(value: date) -> str:
@@ -352,6 +356,8 @@ def _request(pdf: _Document, letter: Letter) -> None:
         )
     if letter.call:
         pdf.labelled("Videokonsultation", call_line(letter.call))
+    elif letter.written:
+        pdf.labelled("Form", "schriftliches Telekonsil, ohne Videokonsultation")
 
 
 def _report(pdf: _Document, letter: Letter) -> None:

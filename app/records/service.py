@@ -36,7 +36,13 @@ from app.resources import Resources
 from app.rooms import service as rooms
 from app.rooms.state import BEGUN
 from app.scheduling.access import is_gp_of, is_specialist_of, visible_appointment
-from app.scheduling.models import Appointment, AppointmentStatus, RoomState, Specialty
+from app.scheduling.models import (
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    RoomState,
+    Specialty,
+)
 
 log = get_logger("konsil.records")
 MAX_DOCUMENTS = 20
@@ -261,7 +267,7 @@ async def report_letter(
         appointment_id=appointment_id,
         written_at=report.updated_at.astimezone(tz),
         requested_at=appointment.created_at.astimezone(tz),
-        consulted_on=(appointment.admitted_at or appointment.starts_at).astimezone(tz).date(),
+        consulted_on=_consulted_at(appointment, report).astimezone(tz).date(),
         specialist_name=author.display_name if author else "",
         gp_name=gp.display_name if gp else "",
         patient_name=appointment.patient_name,
@@ -278,7 +284,17 @@ async def report_letter(
         practice_bsnr=practice.bsnr if practice else None,
         particulars=_particulars(appointment, tz),
         call=_call(appointment, tz),
+        written=appointment.kind is AppointmentKind.WRITTEN,
     )
+
+
+def _consulted_at(appointment: Appointment, report: Report) -> datetime:
+    """The Telekonsil's moment: the call's, a written one's first answer, else the slot's."""
+    if appointment.admitted_at is not None:
+        return appointment.admitted_at
+    if appointment.kind is AppointmentKind.WRITTEN:
+        return report.created_at
+    return appointment.starts_at
 
 
 def _particulars(appointment: Appointment, tz: ZoneInfo) -> Particulars:

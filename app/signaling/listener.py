@@ -83,9 +83,11 @@ async def on_event(hub: Hub, event: ev.DomainEvent) -> None:
             await hub.presence_changed(ev=event.event_id)
         case ev.PresenceChanged():
             await hub.presence_changed(ev=event.event_id)
+        case ev.ReportCompleted():
+            # The day's list shows it completed; a written Telekonsil leaves the queue.
+            await hub.queue_changed(event.specialist_id, ev=event.event_id)
         case (
             ev.AppointmentCancelled()
-            | ev.ReportCompleted()
             | ev.ReportReady()
             | ev.LinkIssued()
             | ev.LinkRevoked()

@@ -24,6 +24,7 @@ from app.scheduling.models import Appointment, AppointmentKind, Specialty
 from app.settings import Settings
 from tests.factories import Demo, login
 from tests.fhir.helpers import assert_outcome
+from tests.records.test_letter import flat, pages
 
 ORIGIN = {"Origin": "http://127.0.0.1:8000"}
 WRITTEN = "/api/v1/written-requests"
@@ -193,6 +194,9 @@ async def test_the_first_specialist_takes_it_asks_back_and_answers_with_a_report
         assert await written_queue(owner) == []
         letter = await gp.get(f"{one}/report.pdf")
         assert (letter.status_code, letter.headers["content-type"]) == (200, "application/pdf")
+        text = flat("\n".join(pages(letter.content)))
+        assert "Form: schriftliches Telekonsil, ohne Videokonsultation" in text
+        assert "Videokonsultation am" not in text
 
         # The GP's rows: 01670; the specialist's: 01671 without the video surcharge or minutes.
         local = datetime.fromisoformat(report.json()["updated_at"]).astimezone(
