@@ -886,9 +886,38 @@ async def test_written_telekonsil_migration_refuses_to_go_down_while_written_req
     try:
         async with engine.begin() as connection:
             await connection.execute(text("UPDATE appointment SET kind = 'booked' WHERE id = 1"))
+            # What else this release writes: the GP's e-mail about a question back, and events
+            # the release before does not know.
+            await connection.execute(
+                text(
+                    "INSERT INTO outgoing_message (appointment_id, idempotency_key, kind, "
+                    "channel, recipient, language, status, attempts, available_at, created_at) "
+                    "VALUES (1, 'q1:email:gp', 'question_asked', 'email', 'gp', 'de', 'sent', 1, "
+                    ":at, :at)"
+                ).bindparams(at)
+            )
+            for number, kind in enumerate(
+                ("written.requested", "conversation.question_asked", "guest.changed")
+            ):
+                await connection.execute(
+                    text(
+                        "INSERT INTO outbox_event (event_id, aggregate, type, payload, "
+                        "created_at, available_at, attempts) VALUES "
+                        "(:id, 'appointment:1', :kind, '{}', :at, :at, 0)"
+                    ).bindparams(at, id=f"w{number}", kind=kind)
+                )
     finally:
         await engine.dispose()
     await asyncio.to_thread(downgrade, database_url, "0021")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            kinds = (await connection.execute(text("SELECT kind FROM outgoing_message"))).all()
+            types = (await connection.execute(text("SELECT type FROM outbox_event"))).all()
+    finally:
+        await engine.dispose()
+    assert kinds == []
+    assert [t for (t,) in types] == ["guest.changed"]
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
     try:

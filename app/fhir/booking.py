@@ -64,6 +64,10 @@ def book_request(data: dict[str, Any]) -> BookRequest:
         appt = Appointment.model_validate(data)
     except ValidationError as exc:
         raise FhirError(400, f"Ungültige Appointment-Ressource: {first_error(exc)}") from None
+    except (KeyError, TypeError, ValueError):
+        # fhir.resources looks contained resources up by their type before pydantic checks
+        # them: an unknown or non-string resourceType fails there.
+        raise FhirError(400, "Ungültige Appointment-Ressource: unbekannter resourceType.") from None
     if appt.status != "proposed":
         raise FhirError(400, "Ein zu buchender Termin hat den Status proposed.")
     slots = [s.reference for s in appt.slot or []]

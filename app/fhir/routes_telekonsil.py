@@ -150,7 +150,10 @@ async def composition_document(request: Request) -> Response:
     async with db(request)() as session:
         found = await service.booking_detail(session, who=who, appointment_id=appointment_id)
         report = await records.read_report(session, who=who, appointment_id=appointment_id)
-    return fhir_response(telekonsil.letter(found, report, base=base_url(request), now=utcnow()))
+    letter = telekonsil.letter(
+        found, report, base=base_url(request), now=utcnow(), tz=settings(request).tz
+    )
+    return fhir_response(letter)
 
 
 TELEKONSIL: list[tuple[str, dict[str, Handler]]] = [

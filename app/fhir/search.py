@@ -25,7 +25,8 @@ _SLOT_ID = re.compile(r"^(\d{1,10})-(\d{1,12})$")
 
 def row_id(value: str) -> int | None:
     """A resource id that can name a row (1..MAX_ID, digits only), else None."""
-    if not value.isdigit() or len(value) > 10:
+    # ASCII only: str.isdigit() is also true for "²" or Arabic-Indic digits.
+    if not (value.isascii() and value.isdigit()) or len(value) > 10:
         return None
     number = int(value)
     return number if 1 <= number <= MAX_ID else None

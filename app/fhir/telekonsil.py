@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fhir.resources.R4B.binary import Binary
 from fhir.resources.R4B.bundle import Bundle
@@ -191,9 +192,17 @@ def diagnostic_report(found: AppointmentOut, report: ReportOut) -> dict[str, Any
     )
 
 
-def letter(found: AppointmentOut, report: ReportOut, *, base: str, now: datetime) -> dict[str, Any]:
+def letter(
+    found: AppointmentOut, report: ReportOut, *, base: str, now: datetime, tz: ZoneInfo
+) -> dict[str, Any]:
     """The report as a letter: a ``document`` Bundle of a Composition (the Arztbrief's
-    sections), the DiagnosticReport and the ServiceRequest it answers."""
+    sections), the DiagnosticReport and the ServiceRequest it answers; titled with the
+    Telekonsil's local day as the PDF letter is (the call's, a written one's first answer's,
+    else the slot's)."""
+    held = found.admitted_at or (
+        report.created_at if found.kind is AppointmentKind.WRITTEN else found.starts_at
+    )
+    consulted_on = held.astimezone(tz)
     request = service_request(found, [])
     answer = diagnostic_report(found, report)
     sections = [
@@ -216,7 +225,7 @@ def letter(found: AppointmentOut, report: ReportOut, *, base: str, now: datetime
                 "author": [
                     {"reference": f"Practitioner/{report.author_id}", "display": report.author_name}
                 ],
-                "title": f"Arztbrief zum Telekonsil vom {found.starts_at:%d.%m.%Y}",
+                "title": f"Arztbrief zum Telekonsil vom {consulted_on:%d.%m.%Y}",
                 "section": sections,
             }
         )

@@ -1,5 +1,6 @@
 """A written Telekonsil sent as a FHIR ``ServiceRequest`` (``POST /fhir/R4/ServiceRequest``),
-as Konsil's own input (pure): the same shape Konsil answers a read with.
+as Konsil's own input (pure): close to what a read answers (which names the specialty in text
+and the consent as ``Consent/<id>``; a new request codes the one and contains the other).
 
 Konsil needs: ``status`` ``active``, ``intent`` ``order``; the patient as a contained Patient
 the ``subject`` references (name, birthDate; optionally the insurance number as a ``kvid-10``
@@ -28,6 +29,7 @@ from app.fhir import german
 from app.fhir.booking import first_error, name_of
 from app.fhir.outcome import FhirError
 from app.fhir.resources import SPECIALTY_SYSTEM
+from app.fhir.search import row_id
 from app.scheduling.models import Urgency
 
 MEDICATION = "Aktuelle Medikation:"
@@ -43,6 +45,12 @@ def written_request(data: Any) -> tuple[int | str, dict[str, Any]]:
         request = ServiceRequest.model_validate(data)
     except ValidationError as exc:
         raise FhirError(400, f"Ungültige ServiceRequest-Ressource: {first_error(exc)}") from None
+    except (KeyError, TypeError, ValueError):
+        # fhir.resources looks contained resources up by their type before pydantic checks
+        # them: an unknown or non-string resourceType fails there.
+        raise FhirError(
+            400, "Ungültige ServiceRequest-Ressource: unbekannter resourceType."
+        ) from None
     if request.status != "active" or request.intent != "order":
         raise FhirError(400, "Ein neues Telekonsil hat status active und intent order.")
     if request.priority not in (None, "routine", *URGENT):
@@ -107,8 +115,11 @@ def _specialty(request: ServiceRequest) -> int | str:
     """The HealthcareService's id (``performer``) or its code (``performerType``)."""
     for performer in request.performer or []:
         parts = str(performer.reference or "").rstrip("/").split("/")
-        if len(parts) >= 2 and parts[-2] == "HealthcareService" and parts[-1].isdigit():
-            return int(parts[-1])
+        if len(parts) >= 2 and parts[-2] == "HealthcareService":
+            number = row_id(parts[-1])
+            if number is None:
+                raise FhirError(422, "Diesen HealthcareService gibt es nicht.", code="not-found")
+            return number
     codes = [
         str(c.code)
         for c in (request.performerType.coding or [] if request.performerType else [])

@@ -23,7 +23,9 @@ from app.settings import Settings
 
 _IN_THE_ROOM = frozenset({RoomState.WAITING, RoomState.ADMITTED, RoomState.IN_CALL})
 # The GP's messages: they link to the GP's page of the booking or on-call request.
-_GP_PAGE_KINDS = frozenset({Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED, Kind.QUESTION_ASKED})
+_GP_PAGE_KINDS = frozenset(
+    {Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED, Kind.QUESTION_ASKED, Kind.DECLINED}
+)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ class Kind(StrEnum):
     ON_CALL_UNCLAIMED = "on_call_unclaimed"
     # To the GP: the specialist asked back about a Telekonsil (log in to answer).
     QUESTION_ASKED = "question_asked"
+    # To the GP: the specialist declined the request (the reason is on the page only).
+    DECLINED = "declined"
 
 
 # Messages that carry the patient's join link (the row names it: ``join_token_id``).

@@ -113,7 +113,14 @@ def plan(
             messages = [Planned(kind, Recipient.PATIENT, c, language, link) for c in to_patient]
             return messages + _reminders(appointment, link, to_patient, reminders, now)
         case ev.AppointmentCancelled():
-            return [Planned(Kind.CANCELLED, Recipient.PATIENT, c, language) for c in to_patient]
+            to_gp = (
+                [Planned(Kind.DECLINED, Recipient.GP, Channel.EMAIL, STAFF_LANGUAGE)]
+                if appointment.cancelled_by == "specialist" and Channel.EMAIL in channels
+                else []
+            )
+            return to_gp + [
+                Planned(Kind.CANCELLED, Recipient.PATIENT, c, language) for c in to_patient
+            ]
         case ev.ReportReady() if Channel.EMAIL in channels:
             return [Planned(Kind.REPORT_READY, Recipient.GP, Channel.EMAIL, STAFF_LANGUAGE)]
         case ev.QuestionAsked() if Channel.EMAIL in channels:

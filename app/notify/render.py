@@ -58,7 +58,12 @@ class Mail:
 
 
 # Kinds that have an SMS template (the GP's messages go by e-mail only).
-SMS_KINDS = frozenset(Kind) - {Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED, Kind.QUESTION_ASKED}
+SMS_KINDS = frozenset(Kind) - {
+    Kind.REPORT_READY,
+    Kind.ON_CALL_UNCLAIMED,
+    Kind.QUESTION_ASKED,
+    Kind.DECLINED,
+}
 
 
 def _base(kind: Kind) -> str:

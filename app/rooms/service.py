@@ -65,9 +65,14 @@ async def load(session: AsyncSession, appointment_id: int, *, lock: bool = False
 
 def actor_for(appointment: Appointment, who: Principal) -> Actor:
     """The role ``who`` plays in this room; ``NotYourRoom`` for everybody else (admins too),
-    ``NoVideoRoom`` for a written Telekonsil (it has none)."""
+    ``NoVideoRoom`` for its own people when it is a written Telekonsil (it has none)."""
+    actor = _member(appointment, who)
     if appointment.kind is AppointmentKind.WRITTEN:
         raise NoVideoRoom()
+    return actor
+
+
+def _member(appointment: Appointment, who: Principal) -> Actor:
     if who.is_patient and who.appointment_id == appointment.id:
         return Actor.PATIENT
     if who.is_guest and who.appointment_id == appointment.id:

@@ -349,6 +349,7 @@ async def revoke_link(
     appointment = await visible_appointment(
         session, who=who, appointment_id=appointment_id, lock=True
     )
+    require_video(appointment)
     await links.revoke(session, appointment=appointment, who=who, now=now)
 
 

@@ -68,6 +68,7 @@ const MESSAGE_KIND = {
   delay: () => t("Late notice from the specialist"),
   on_call_unclaimed: () => t("Request not taken yet (to you)"),
   question_asked: () => t("Question from the specialist (to you)"),
+  declined: () => t("Declined by the specialist (to you)"),
 };
 const CHANNEL = {
   email: () => t("email"),

@@ -19,8 +19,9 @@ async function load() {
   }
   const now = Date.now();
   const visible = items
-    // A written Telekonsil has no time: it stays on the list until it is answered.
-    .filter((a) => showPast.checked || (a.status === "booked" && (a.kind === "written" || new Date(a.ends_at).getTime() > now - 3600 * 1000)))
+    // A written Telekonsil has no time: it stays on the list until it is answered; one the
+    // specialist declined stays two weeks, so the GP reads why (and is e-mailed).
+    .filter((a) => showPast.checked || declinedRecently(a, now) || (a.status === "booked" && (a.kind === "written" || new Date(a.ends_at).getTime() > now - 3600 * 1000)))
     .sort((a, b) => new Date(a.starts_at) - new Date(b.starts_at));
   if (visible.length === 0) {
     list.replaceChildren(h("li", { class: "muted" }, t("No bookings.")));
@@ -31,12 +32,17 @@ async function load() {
     h("p", { class: "row" },
       h("span", {}, withWhom(a)),
       onCallBadge(a),
-      h("span", { class: `badge ${a.status}` }, label(STATUS, a.status)),
+      h("span", { class: `badge ${a.status}` }, a.status === "cancelled" && a.cancelled_by === "specialist" ? t("Declined by the specialist") : label(STATUS, a.status)),
       a.status === "booked" && a.kind !== "written" ? h("span", { class: `badge ${a.room_state}` }, label(ROOM, a.room_state)) : null,
       a.kind === "written" && a.status === "booked" && a.answer_by ? h("span", { class: "badge" }, t("Answer needed by {date}", { date: formatDate(`${a.answer_by}T12:00:00Z`) })) : null,
       a.urgency === "urgent" ? h("span", { class: "badge urgent" }, t("Urgent")) : null,
       a.has_report ? h("span", { class: "badge" }, t("Report available")) : null,
       a.question_open_since ? h("span", { class: "badge warn" }, t("Question from the specialist")) : null))));
+}
+
+function declinedRecently(a, now) {
+  return a.status === "cancelled" && a.cancelled_by === "specialist" && a.cancelled_at
+    && new Date(a.cancelled_at).getTime() > now - 14 * 24 * 3600 * 1000;
 }
 
 /** "Dr. Minh Nguyen (Kardiologie)"; an on-call request "On-call consult · Kardiologie" and a

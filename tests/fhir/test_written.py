@@ -166,12 +166,16 @@ async def test_incomplete_service_requests_are_refused_and_store_nothing(
             service_request(occurrencePeriod={"end": "2026-12"}),
             {"resourceType": "Appointment"},
             service_request(priority="sehr"),
+            service_request(contained=[{"resourceType": "Foo", "id": "x"}]),
+            service_request(contained=[{"resourceType": 5, "id": "x"}]),
         ],
         422: [
             service_request(
                 performerType={"coding": [{"system": SPECIALTY_SYSTEM, "code": "unbekannt"}]}
             ),
             service_request(occurrencePeriod={"end": "2020-01-01"}),
+            # Not ASCII digits: no row can have it (never int("²")).
+            service_request(performerType=None, performer=[{"reference": "HealthcareService/²"}]),
         ],
     }
     for status, bodies in refusals.items():

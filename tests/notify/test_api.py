@@ -211,6 +211,33 @@ async def test_the_gp_is_told_once_when_the_specialist_asks_back(
     await inbox.wait_for(2)
 
 
+async def test_the_gp_is_told_when_the_specialist_declines_but_not_when_the_gp_cancels(
+    gp: httpx2.AsyncClient,
+    inbox: Inbox,
+    demo: Demo,
+    client_factory: ClientFactory,
+) -> None:
+    mine = await book(gp, demo.specialist)
+    cancelled = await gp.post(f"/api/v1/appointments/{mine['appointment']['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    booking = await book(gp, demo.specialist)
+    appointment_id = booking["appointment"]["id"]
+    reason = "Bitte an die Pneumologie richten."
+    async with client_factory() as specialist:
+        await login(specialist, demo.specialist)
+        declined = await specialist.post(
+            f"/api/v1/appointments/{appointment_id}/cancel", json={"reason": reason}
+        )
+        assert declined.status_code == 200, declined.text
+    [received] = await inbox.wait_for(1)
+    assert received.recipients == [demo.gp.email]
+    assert f"/gp/appointments/{appointment_id}" in body(received)
+    assert "Pneumologie" not in body(received)  # the reason stays in Konsil
+    [told] = await wait_settled(gp, appointment_id, 1)
+    assert (told["kind"], told["recipient"], told["status"]) == ("declined", "gp", "sent")
+    assert (await messages(gp, mine["appointment"]["id"]))["messages"] == []
+
+
 async def test_the_gp_is_told_once_that_nobody_took_the_on_call_request(
     gp: httpx2.AsyncClient,
     inbox: Inbox,

@@ -106,7 +106,7 @@ async def test_no_template_carries_the_question_the_report_or_the_specialty(
         clinical_question=f"Verdacht auf {CANARY}: bitte Echo",
     )
     bookings = {Kind.DELAY: today, Kind.ON_CALL_UNCLAIMED: request}
-    to_gp = {Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED, Kind.QUESTION_ASKED}
+    to_gp = {Kind.REPORT_READY, Kind.ON_CALL_UNCLAIMED, Kind.QUESTION_ASKED, Kind.DECLINED}
     used: set[str] = set()
     for kind in Kind:
         for language in LANGUAGES:

@@ -128,6 +128,11 @@ async def test_a_written_request_is_open_to_the_specialty_and_has_no_video(
         ]
         for answer in no_video:
             assert (answer.status_code, answer.json()["error"]["code"]) == (409, "no_video_room")
+        assert (await gp.delete(f"{one}/link", headers=ORIGIN)).status_code == 409
+        # Others are not told what it is: the room is simply not theirs.
+        stranger = await dermatologist.post(f"/api/v1/rooms/{sent['id']}/admit", headers=ORIGIN)
+        assert stranger.status_code in (403, 404)
+        assert stranger.json()["error"]["code"] != "no_video_room"
 
 
 async def test_the_first_specialist_takes_it_asks_back_and_answers_with_a_report(
