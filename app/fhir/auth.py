@@ -90,6 +90,7 @@ async def caller(request: Request, *roles: Role, also: tuple[str, ...] = ()) -> 
         user_id=account.id,
         role=account.role,
         display_name=account.display_name,
+        fhir_client=client.id,
     )
     if roles and who.role not in roles:
         raise Forbidden()
