@@ -149,7 +149,9 @@ async def book_later(request: Request, who: Principal, body: BookingIn) -> Respo
     now = utcnow()
     async with unit_of_work(sessions) as session:
         await jobs.purge(session, before=now - jobs.KEEP)
-        job_id, token = await jobs.open_job(session, owner_id=_user(who), now=now)
+        job_id, token = await jobs.open_job(
+            session, owner_id=_user(who), now=now, limit=cfg.fhir_async_jobs_per_gp
+        )
 
     async def run() -> None:
         try:
