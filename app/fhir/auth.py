@@ -51,10 +51,13 @@ def needed(request: Request) -> tuple[str, str]:
     return _JOB_TYPE.get(first, first), action
 
 
-async def caller(request: Request, *roles: Role, also: tuple[str, ...] = ()) -> Principal:
+async def caller(
+    request: Request, *roles: Role, also: tuple[str, ...] = (), scoped: bool = True
+) -> Principal:
     """The staff member behind a FHIR request: the system client's account (its token's
     scopes checked: for the type the path names, and read for the types in ``also`` that the
-    answer carries too) or the signed-in staff member (CSRF checked as on the JSON API)."""
+    answer carries too; without ``scoped`` the route checks them itself, ``require_scope``)
+    or the signed-in staff member (CSRF checked as on the JSON API)."""
     header = request.headers.get("authorization")
     if header is None:
         return await require_staff(request, *roles)
@@ -71,17 +74,9 @@ async def caller(request: Request, *roles: Role, also: tuple[str, ...] = ()) -> 
         found = await clients.usable(session, grant.client_id)
     if found is None:
         raise _invalid_token("Der Client oder sein Konto ist nicht mehr aktiv.")
-    resource, action = needed(request)
-    lacking = [(resource, action)] if not smart.permits(grant.scope, resource, action) else []
-    lacking += [(kind, "read") for kind in also if not smart.permits(grant.scope, kind, "read")]
-    if lacking:
-        scope = " ".join(f"system/{kind}.{verb}" for kind, verb in lacking)
-        raise FhirError(
-            403,
-            f"Das Zugriffstoken reicht dafür nicht: es fehlt der Scope {scope}.",
-            code="forbidden",
-            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
-        )
+    request.scope.setdefault("state", {})[_GRANTED] = grant.scope
+    if scoped:
+        require_scope(request, needed(request), *((kind, "read") for kind in also))
     client, account = found
     who = Principal(
         kind=SessionKind.STAFF,
@@ -95,6 +90,32 @@ async def caller(request: Request, *roles: Role, also: tuple[str, ...] = ()) -> 
     if roles and who.role not in roles:
         raise Forbidden()
     return who
+
+
+_GRANTED = "fhir_granted_scope"
+
+
+def granted(request: Request) -> str | None:
+    """The scopes of the request's access token (after ``caller``), None for a staff session."""
+    scope = request.scope.get("state", {}).get(_GRANTED)
+    return scope if isinstance(scope, str) else None
+
+
+def require_scope(request: Request, *wanted: tuple[str, str]) -> None:
+    """403 unless the request's access token allows each (resource type, action) wanted; a
+    staff session's access is its role's alone."""
+    scope = granted(request)
+    if scope is None:
+        return
+    lacking = [(kind, verb) for kind, verb in wanted if not smart.permits(scope, kind, verb)]
+    if lacking:
+        names = " ".join(f"system/{kind}.{verb}" for kind, verb in lacking)
+        raise FhirError(
+            403,
+            f"Das Zugriffstoken reicht dafür nicht: es fehlt der Scope {names}.",
+            code="forbidden",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{names}"'},
+        )
 
 
 def _invalid_token(message: str) -> FhirError:

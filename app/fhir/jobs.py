@@ -43,6 +43,9 @@ class FhirJob(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(max_length=64, unique=True)
     owner_id: int = Field(foreign_key="staff_user.id", index=True)
+    # The system client that opened it (its row id), None for a staff session: that client
+    # may poll it with the scope that booked (``app.fhir.routes_booking.poll_job``).
+    fhir_client: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(index=True))
     finished_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     # The answer: an HTTP status; with 201 the booking's id, otherwise the OperationOutcome's
@@ -79,11 +82,17 @@ def _hash(token: str) -> str:
 
 
 async def open_job(
-    session: AsyncSession, *, owner_id: int, now: datetime, limit: int
+    session: AsyncSession,
+    *,
+    owner_id: int,
+    now: datetime,
+    limit: int,
+    fhir_client: int | None = None,
 ) -> tuple[int, str]:
-    """A new job of ``owner_id``: its id and the secret token of its status URL. Refused
-    (``TooManyJobs``) while ``limit`` of the owner's jobs run: each holds a background task
-    and a database connection, and a looping client must not pile them up."""
+    """A new job of ``owner_id`` (opened by ``fhir_client``, if by one): its id and the
+    secret token of its status URL. Refused (``TooManyJobs``) while ``limit`` of the owner's
+    jobs run: each holds a background task and a database connection, and a looping client
+    must not pile them up."""
     # Two requests of one GP at once are counted one after the other: this write holds the
     # GP's row (on SQLite, the database's write lock) until the transaction ends.
     await session.execute(
@@ -92,7 +101,9 @@ async def open_job(
     if await running(session, owner_id=owner_id, now=now) >= limit:
         raise TooManyJobs(retry_after=1)
     token = secrets.token_urlsafe(24)
-    job = FhirJob(token_hash=_hash(token), owner_id=owner_id, created_at=now)
+    job = FhirJob(
+        token_hash=_hash(token), owner_id=owner_id, fhir_client=fhir_client, created_at=now
+    )
     session.add(job)
     await session.flush()
     assert job.id is not None

@@ -17,9 +17,9 @@ from app.accounts.service import Principal
 from app.api import validate
 from app.db import unit_of_work, utcnow
 from app.errors import KonsilError, NotFound
-from app.fhir import directory, jobs
+from app.fhir import directory, jobs, smart
 from app.fhir import resources as build
-from app.fhir.auth import caller
+from app.fhir.auth import caller, granted, require_scope
 from app.fhir.booking import appointment_of, book_request, cancel_patch
 from app.fhir.outcome import FhirError, fhir_response, from_domain, information
 from app.fhir.routes import (
@@ -150,7 +150,11 @@ async def book_later(request: Request, who: Principal, body: BookingIn) -> Respo
     async with unit_of_work(sessions) as session:
         await jobs.purge(session, before=now - jobs.KEEP)
         job_id, token = await jobs.open_job(
-            session, owner_id=_user(who), now=now, limit=cfg.fhir_async_jobs_per_gp
+            session,
+            owner_id=_user(who),
+            now=now,
+            limit=cfg.fhir_async_jobs_per_gp,
+            fhir_client=who.fhir_client,
         )
 
     async def run() -> None:
@@ -192,14 +196,21 @@ async def _fail(sessions: async_sessionmaker[AsyncSession], job_id: int, error: 
 async def poll_job(request: Request) -> Response:
     """An asynchronous ``$book``'s status: 202 while it runs; then 200 with a
     ``batch-response`` Bundle holding the Appointment, or the error as an OperationOutcome
-    with its status. Only the GP who asked sees it."""
-    who = await caller(request, Role.GP)
+    with its status. Only the GP who asked sees it; a system client needs
+    ``system/Appointment.read``, or for a job it opened itself the scope that booked it
+    (``write``)."""
+    who = await caller(request, Role.GP, scoped=False)
+    scope = granted(request)
+    if scope is not None and not smart.permits(scope, "Appointment", "write"):
+        require_scope(request, ("Appointment", "read"))
     token = str(request.path_params["token"])
     now = utcnow()
     async with unit_of_work(db(request)) as session:
         job = await jobs.find(session, token, owner_id=_user(who))
         if job is None:
             raise FhirError(404, "Diesen Auftrag gibt es nicht (mehr).")
+        if job.fhir_client is None or job.fhir_client != who.fhir_client:
+            require_scope(request, ("Appointment", "read"))
         assert job.id is not None
         if jobs.overdue(job, now):
             lost = jobs.Outcome(503, issue_code="incomplete", diagnostics=jobs.LOST)

@@ -22,40 +22,22 @@ from app.retention import service as retention
 from app.scheduling.models import Appointment as Booking
 from app.settings import Settings
 from tests.factories import Demo, login
-from tests.fhir.helpers import FHIR_JSON, assert_outcome, free_slots, parameters
+from tests.fhir.helpers import (
+    ASYNC,
+    FHIR_JSON,
+    assert_outcome,
+    free_slots,
+    kick_off,
+    parameters,
+    poll,
+)
 
 ClientFactory = Callable[[], httpx2.AsyncClient]
-ASYNC = {"Content-Type": FHIR_JSON, "Prefer": "respond-async"}
-POLLS = 200  # at 50 ms: ten seconds at most
 
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
     return make_settings(database_url=database_url)
-
-
-async def kick_off(client: httpx2.AsyncClient, slot_id: str) -> str:
-    """Sends the asynchronous $book; the status URL's path."""
-    response = await client.post(
-        "/fhir/R4/Appointment/$book", json=parameters(f"Slot/{slot_id}"), headers=ASYNC
-    )
-    accepted = assert_outcome(response, 202)
-    assert accepted.issue[0].severity == "information"
-    location = httpx2.URL(response.headers["content-location"])
-    assert location.path.startswith("/fhir/R4/_jobs/")
-    assert location.is_absolute_url  # the server's configured base URL
-    return location.path
-
-
-async def poll(client: httpx2.AsyncClient, path: str) -> httpx2.Response:
-    """Polls until the job has ended (each 202 saying when to ask again)."""
-    for _ in range(POLLS):
-        response = await client.get(path)
-        if response.status_code != 202:
-            return response
-        assert response.headers["retry-after"] == "1"
-        await asyncio.sleep(0.05)
-    raise AssertionError("the job did not end")
 
 
 async def test_an_async_book_is_polled_to_its_appointment(
