@@ -112,8 +112,30 @@ def _patient(appt: Appointment) -> dict[str, Any]:
         "patient_birth_date": patient.birthDate,
         "patient_contact": str(telecom[0].value),
         "patient_insurance_number": kvnr[0] if kvnr else None,
-        "patient_sex": german.sex_from(patient.gender),
+        "patient_sex": sex_of(patient),
     }
+
+
+def sex_of(patient: Patient) -> str | None:
+    """Konsil's sex for the Patient's ``gender`` and its ``gender-amtlich-de`` code; 400 for
+    a code Konsil does not know."""
+    try:
+        return german.sex_from(patient.gender, _amtlich(patient))
+    except german.UnknownGender as exc:
+        raise FhirError(400, str(exc)) from None
+
+
+def _amtlich(patient: Patient) -> str | None:
+    """The code of the ``gender-amtlich-de`` extension on ``gender``, if there is one."""
+    extensions = patient.gender__ext.extension if patient.gender__ext else None
+    codes = [
+        str(e.valueCoding.code or "")
+        for e in extensions or []
+        if e.url == german.GENDER_EXTENSION and e.valueCoding is not None
+    ]
+    if len(codes) > 1:
+        raise FhirError(400, "Höchstens eine gender-amtlich-de-Erweiterung je Patient.")
+    return codes[0] if codes else None
 
 
 def name_of(patient: Patient) -> str:
