@@ -26,8 +26,8 @@ from app.tokens import derived_key
 
 PREFIX = "/fhir/R4"
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a secret
-# The resource type a path names; a job's status is its Appointment's.
-_JOB_TYPE = {"_jobs": "Appointment"}
+# What each method does, in SMART v2's letters; GET is "r" on an instance, "s" on a type.
+_METHOD_ACTION = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
 
 
 def issuer(request: Request) -> str:
@@ -40,19 +40,22 @@ def token_key(request: Request) -> bytes:
 
 
 def needed(request: Request) -> tuple[str, str]:
-    """The resource type and the action (read or write) a FHIR request needs a scope for."""
-    first = request.url.path[len(PREFIX) :].strip("/").split("/")[0]
-    action = "read" if request.method in ("GET", "HEAD") else "write"
-    return _JOB_TYPE.get(first, first), action
+    """The resource type the path names and the SMART v2 action (a letter of ``cruds``) the
+    request needs a scope for: ``$book`` creates, ``PATCH`` updates, ``GET`` of an instance
+    (or an instance's operation) reads, ``GET`` of a type searches."""
+    parts = request.url.path[len(PREFIX) :].strip("/").split("/")
+    if request.method in ("GET", "HEAD"):
+        return parts[0], "r" if len(parts) > 1 else "s"
+    return parts[0], _METHOD_ACTION.get(request.method, "u")
 
 
 async def caller(
     request: Request, *roles: Role, also: tuple[str, ...] = (), scoped: bool = True
 ) -> Principal:
-    """The staff member behind a FHIR request: the system client's account (its token's
-    scopes checked: for the type the path names, and read for the types in ``also`` that the
-    answer carries too; without ``scoped`` the route checks them itself, ``require_scope``)
-    or the signed-in staff member (CSRF checked as on the JSON API)."""
+    """The staff member behind a FHIR request: the system client's account or the signed-in
+    staff member (CSRF checked as on the JSON API). A client's token scopes are checked for
+    the type and action of the path and method (``needed``) and read of the types in ``also``
+    that the answer carries too; without ``scoped`` the route checks them (``require_scope``)."""
     header = request.headers.get("authorization")
     if header is None:
         return await require_staff(request, *roles)
@@ -71,7 +74,7 @@ async def caller(
         raise _invalid_token("Der Client oder sein Konto ist nicht mehr aktiv.")
     request.scope.setdefault("state", {})[_GRANTED] = grant.scope
     if scoped:
-        require_scope(request, needed(request), *((kind, "read") for kind in also))
+        require_scope(request, needed(request), *((kind, "r") for kind in also))
     client, account = found
     who = Principal(
         kind=SessionKind.STAFF,
@@ -97,19 +100,21 @@ def granted(request: Request) -> str | None:
 
 
 def require_scope(request: Request, *wanted: tuple[str, str]) -> None:
-    """403 unless the request's access token allows each (resource type, action) wanted; a
-    staff session's access is its role's alone."""
+    """403 unless the request's access token allows each (resource type, action) wanted (the
+    action a letter of SMART v2's ``cruds``); a staff session's access is its role's alone."""
     scope = granted(request)
     if scope is None:
         return
-    lacking = [(kind, verb) for kind, verb in wanted if not smart.permits(scope, kind, verb)]
+    lacking = [
+        smart.scope_names(kind, act) for kind, act in wanted if not smart.permits(scope, kind, act)
+    ]
     if lacking:
-        names = " ".join(f"system/{kind}.{verb}" for kind, verb in lacking)
+        v2, v1 = (" ".join(names) for names in zip(*lacking, strict=True))
         raise FhirError(
             403,
-            f"Das Zugriffstoken reicht dafür nicht: es fehlt der Scope {names}.",
+            f"Das Zugriffstoken reicht dafür nicht: es fehlt der Scope {v2} (SMART v1: {v1}).",
             code="forbidden",
-            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{names}"'},
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{v2}"'},
         )
 
 

@@ -197,12 +197,12 @@ async def poll_job(request: Request) -> Response:
     """An asynchronous ``$book``'s status: 202 while it runs; then 200 with a
     ``batch-response`` Bundle holding the Appointment, or the error as an OperationOutcome
     with its status. Only the GP who asked sees it; a system client needs
-    ``system/Appointment.read``, or for a job it opened itself the scope that booked it
-    (``write``)."""
+    ``system/Appointment.r`` (``.read``), or for a job it opened itself the scope that booked
+    it (``.c``, ``.write``)."""
     who = await caller(request, Role.GP, scoped=False)
     scope = granted(request)
-    if scope is not None and not smart.permits(scope, "Appointment", "write"):
-        require_scope(request, ("Appointment", "read"))
+    if scope is not None and not smart.permits(scope, "Appointment", "c"):
+        require_scope(request, ("Appointment", "r"))
     token = str(request.path_params["token"])
     now = utcnow()
     async with unit_of_work(db(request)) as session:
@@ -210,7 +210,7 @@ async def poll_job(request: Request) -> Response:
         if job is None:
             raise FhirError(404, "Diesen Auftrag gibt es nicht (mehr).")
         if job.fhir_client is None or job.fhir_client != who.fhir_client:
-            require_scope(request, ("Appointment", "read"))
+            require_scope(request, ("Appointment", "r"))
         assert job.id is not None
         if jobs.overdue(job, now):
             lost = jobs.Outcome(503, issue_code="incomplete", diagnostics=jobs.LOST)
