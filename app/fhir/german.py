@@ -68,7 +68,8 @@ _AMTLICH = {"D": PatientSex.DIVERSE, "X": PatientSex.UNKNOWN, None: PatientSex.D
 
 
 class UnknownGender(ValueError):
-    """A ``gender-amtlich-de`` code Konsil does not know (the message says which it does)."""
+    """A ``gender`` or ``gender-amtlich-de`` code Konsil does not know (the message says
+    which it does)."""
 
 
 def sex_from(gender: str | None, amtlich: str | None = None) -> str | None:
@@ -81,8 +82,12 @@ def sex_from(gender: str | None, amtlich: str | None = None) -> str | None:
                 "gender-amtlich-de kennt hier nur die Codes D (divers) und X (unbestimmt)."
             )
         return _AMTLICH[amtlich].value
-    found = {v: k for k, v in _GENDER.items()}.get(gender or "")
-    return found.value if found is not None else None
+    if gender is None:
+        return None
+    found = {v: k for k, v in _GENDER.items()}.get(gender)
+    if found is None:  # AdministrativeGender is a required binding
+        raise UnknownGender("gender ist female, male, other oder unknown.")
+    return found.value
 
 
 def diagnosis_concept(code: str | None, certainty: str | None, text: str | None) -> dict[str, Any]:

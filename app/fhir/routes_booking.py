@@ -17,7 +17,7 @@ from app.accounts.service import Principal
 from app.api import validate
 from app.db import unit_of_work, utcnow
 from app.errors import KonsilError, NotFound
-from app.fhir import directory, jobs, smart
+from app.fhir import directory, jobs, patients, smart
 from app.fhir import resources as build
 from app.fhir.auth import caller, granted, require_scope
 from app.fhir.booking import appointment_of, book_request, cancel_patch
@@ -32,6 +32,7 @@ from app.fhir.routes import (
     required_id,
     routes_for,
 )
+from app.fhir.routes_patient import PATIENT
 from app.fhir.routes_telekonsil import TELEKONSIL
 from app.fhir.search import Bounds, date_bounds, is_async, reference_id, token_code
 from app.resources import db, resources, settings
@@ -122,9 +123,11 @@ async def book(request: Request) -> Response:
     ``Prefer: respond-async``: 202 and the job's status URL (``book_later``)."""
     who = await caller(request, Role.GP)
     asked = book_request(appointment_of(await read_json(request, FHIR_JSON)))
+    fields = asked.fields
+    if asked.patient_id is not None:
+        fields = {**fields, **await _created_patient(request, who, asked.patient_id)}
     body = validate(
-        BookingIn,
-        {"specialist_id": asked.specialist_id, "starts_at": asked.starts_at, **asked.fields},
+        BookingIn, {"specialist_id": asked.specialist_id, "starts_at": asked.starts_at, **fields}
     )
     cfg = settings(request)
     if is_async(request.headers.get("prefer")):
@@ -139,6 +142,17 @@ async def book(request: Request) -> Response:
     if REPLAYED_HEADER in answer.headers:
         headers[REPLAYED_HEADER] = "true"
     return fhir_response(build.appointment(booked.appointment), 201, headers)
+
+
+async def _created_patient(request: Request, who: Principal, patient_id: int) -> dict[str, Any]:
+    """The booking fields of the GP's created Patient a ``$book`` references: reading it
+    needs ``system/Patient.r`` (the answer carries it); another's is as unknown as none."""
+    require_scope(request, ("Patient", "r"))
+    async with db(request)() as session:
+        found = await patients.find(session, patient_id, owner_id=_user(who))
+    if found is None:
+        raise FhirError(422, "Diesen Patient gibt es nicht.", code="not-found")
+    return patients.fields_of(found)
 
 
 async def book_later(request: Request, who: Principal, body: BookingIn) -> Response:
@@ -306,4 +320,4 @@ BOOKING: list[tuple[str, dict[str, Handler]]] = [
     (JOBS + "/{token}", {"GET": poll_job}),
 ]
 
-routes: list[BaseRoute] = routes_for(BOOKING + TELEKONSIL)
+routes: list[BaseRoute] = routes_for(BOOKING + PATIENT + TELEKONSIL)

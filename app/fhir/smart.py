@@ -41,6 +41,7 @@ RESOURCES = frozenset(
         "Schedule",
         "Slot",
         "Appointment",
+        "Patient",
         "ServiceRequest",
         "Consent",
         "DocumentReference",

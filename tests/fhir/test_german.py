@@ -51,9 +51,10 @@ def test_german_sex_from_gender_and_its_official_code(
     assert german.sex_from(gender, code) == sex
 
 
-def test_german_an_unknown_official_code_is_refused() -> None:
-    with pytest.raises(german.UnknownGender):
-        german.sex_from("other", "M")
+def test_german_an_unknown_gender_or_official_code_is_refused() -> None:
+    for gender, code in (("other", "M"), ("divers", None), ("", None)):
+        with pytest.raises(german.UnknownGender):
+            german.sex_from(gender, code)
 
 
 def test_german_gender_written_with_the_official_code_only_for_divers() -> None:
