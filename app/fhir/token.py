@@ -193,9 +193,9 @@ async def smart_configuration(request: Request) -> Response:
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": list(smart.SIGNING_ALGS),
             "scopes_supported": [f"system/{t}.read" for t in sorted(smart.RESOURCES)]
-            + ["system/Appointment.write"]
+            + ["system/Appointment.write", "system/Patient.write"]
             + [f"system/{t}.rs" for t in sorted(smart.RESOURCES)]
-            + ["system/Appointment.cu"],
+            + ["system/Appointment.cu", "system/Patient.c"],
             "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
         }
     )
