@@ -1,8 +1,8 @@
 """fhir_patient: Patients a FHIR client created (POST Patient) to book by reference; the
 patient fields a booking needs, kept 7 days (retention kind fhir_patients)
 
-Revision ID: 0023
-Revises: 0022
+Revision ID: 0024
+Revises: 0023
 Create Date: 2027-03-10 11:00:00
 """
 
@@ -14,8 +14,8 @@ import sqlmodel
 import app.db
 from alembic import op
 
-revision: str = "0023"
-down_revision: str | None = "0022"
+revision: str = "0024"
+down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
