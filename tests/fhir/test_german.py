@@ -14,6 +14,7 @@ from app.scheduling.models import PatientSex
 from app.settings import Settings
 from tests.factories import Demo, login
 from tests.fhir.helpers import FHIR_JSON, assert_outcome, free_slots, parameters
+from tests.fhir.test_written import service_request
 
 
 @pytest.fixture
@@ -92,3 +93,26 @@ async def test_book_reads_unbestimmt_as_unknown_and_refuses_other_codes(
             headers={"Content-Type": FHIR_JSON},
         )
         assert "gender-amtlich-de" in (assert_outcome(refused, 400).issue[0].diagnostics or "")
+
+
+async def test_a_written_request_reads_the_sex_like_book(
+    client: httpx2.AsyncClient, demo: Demo
+) -> None:
+    await login(client, demo.gp)
+    body = service_request()
+    patient = {**body["contained"][0], "gender": "other", "_gender": amtlich("X")}
+    sent = await client.post(
+        "/fhir/R4/ServiceRequest",
+        json={**body, "contained": [patient, body["contained"][1]]},
+        headers={"Content-Type": FHIR_JSON},
+    )
+    assert sent.status_code == 201, sent.text
+    shown = (await client.get(f"/api/v1/appointments/{sent.json()['id']}")).json()
+    assert shown["patient_sex"] == "unknown"
+    wrong = {**patient, "_gender": amtlich("M")}
+    refused = await client.post(
+        "/fhir/R4/ServiceRequest",
+        json={**body, "contained": [wrong, body["contained"][1]]},
+        headers={"Content-Type": FHIR_JSON},
+    )
+    assert "gender-amtlich-de" in (assert_outcome(refused, 400).issue[0].diagnostics or "")
