@@ -31,6 +31,7 @@ from app.db import create_engine, session_factory
 from app.events.dispatcher import Dispatcher, Doorbell
 from app.fhir.auth import routes as fhir_auth_routes
 from app.fhir.routes_booking import routes as fhir_routes
+from app.fhir.token import routes as fhir_token_routes
 from app.health import healthz, readyz
 from app.logging import configure_logging, get_logger
 from app.notify.delays import lifespan as delay_notice_lifespan
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *presence_routes,
         *signaling_routes,
         *fhir_auth_routes,
+        *fhir_token_routes,
         *fhir_routes,
         *admin_page_routes,
         *page_routes,

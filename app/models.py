@@ -7,6 +7,7 @@ from app.audit.models import AuditEvent, AuditPermit
 from app.events.outbox import OutboxEvent
 from app.fhir.clients import FhirClient
 from app.fhir.jobs import FhirJob
+from app.fhir.patients import FhirPatient
 from app.idempotency import IdempotentResponse
 from app.notify.delays import DelayNotice
 from app.notify.models import OutgoingMessage
@@ -36,6 +37,7 @@ __all__ = [
     "Document",
     "FhirClient",
     "FhirJob",
+    "FhirPatient",
     "GuestInvitation",
     "IdempotentResponse",
     "JoinToken",

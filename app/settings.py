@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     # written.py): a practice may send several a day, a script not hundreds.
     written_open_per_gp: int = Field(default=30, ge=1, le=500)
 
+    # At most so many of a GP's asynchronous FHIR ``$book`` requests running at once (each is
+    # a background task with a database connection); one more is refused 429.
+    fhir_async_jobs_per_gp: int = Field(default=5, ge=1, le=50)
+    # Token requests per FHIR system client id and hour at ``/oauth/token`` before each has to
+    # wait (app/fhir/token.py); a token lasts 5 minutes, so 12 an hour suffice one process.
+    fhir_token_requests_per_client: int = Field(default=60, ge=1)
+
     # Guessing throttles (app/throttle.py, docs/deploy.md "Login throttling"): attempts without
     # delay per account on one browser or from one address, then per address and per account
     # from unknown browsers; after them each attempt waits the first delay (1 s), then twice as

@@ -1,4 +1,4 @@
-"""Throttles for guessing: staff logins and join links.
+"""Throttles for guessing: staff logins, join links and the FHIR token endpoint.
 
 Each attempt first takes a **reservation** from every budget that applies, before the password
 or token is checked, with one atomic broker operation per budget (Redis with several
@@ -38,6 +38,7 @@ from app.metrics import THROTTLED
 class OnSuccess(StrEnum):
     RESET = "reset"  # the budget is this client's own: a success starts it afresh
     REFUND = "refund"  # the budget is shared: a success gives back its attempt
+    KEEP = "keep"  # the budget limits requests, not failures: a success counts like any
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ class Reservation:
         for taken in self.taken:
             if taken.budget.policy.on_success is OnSuccess.RESET:
                 await self._broker.forget(taken.key, taken.key + HOLD)
-            else:
+            elif taken.budget.policy.on_success is OnSuccess.REFUND:
                 await self._broker.count(taken.key, -1, taken.budget.policy.window_seconds)
                 if taken.held:
                     await self._broker.forget(taken.key + HOLD)

@@ -58,6 +58,9 @@ class Principal:
     last_seen_at: datetime | None = None
     # The OpenID provider that vouched for this staff session (single sign-on), else None.
     oidc_issuer: str | None = None
+    # The registered FHIR system client (its row id) acting as this staff member, else None:
+    # its audit rows name it beside the doctor (``app.audit.service.record_for``).
+    fhir_client: int | None = None
 
     @property
     def is_staff(self) -> bool:

@@ -50,11 +50,18 @@ class Actor(Protocol):
     @property
     def user_id(self) -> int | None: ...
 
+    @property
+    def fhir_client(self) -> int | None: ...
+
 
 def record_for(
     session: AsyncSession, who: Actor, action: str, appointment_id: int | None, **detail: Any
 ) -> AuditEvent:
-    """An audit row for something ``who`` did (to an appointment, if given): ids and outcomes."""
+    """An audit row for something ``who`` did (to an appointment, if given): ids and outcomes.
+    What a FHIR system client did in its doctor's name also names the client (its row id: an
+    integer, so it outlives retention's reduction of the row to ids)."""
+    if who.fhir_client is not None:
+        detail["fhir_client"] = who.fhir_client
     return record(
         session,
         action=action,

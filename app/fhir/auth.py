@@ -1,60 +1,61 @@
 """Who calls ``/fhir/R4``: a staff session (the pages' cookie) or a system client with a SMART
-Backend Services access token (``Authorization: Bearer``); the token endpoint, the SMART
-configuration and the admin's registration of clients (docs/fhir.md, "Authentication")."""
+Backend Services access token (``Authorization: Bearer``); the doctors' registration of their
+clients and the admin's list (docs/fhir.md, "Authentication"). The token endpoint is
+``app.fhir.token``."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from app.accounts.models import Role, SessionKind
 from app.accounts.service import Principal
 from app.accounts.web import require_recent_auth, require_staff
-from app.api import api_route, parse_json, path_id, read_limited, respond
+from app.api import api_route, parse_json, path_id, respond
 from app.audit import service as audit
-from app.db import unit_of_work, utcnow
+from app.db import unit_of_work
 from app.errors import Forbidden
 from app.fhir import clients, smart
 from app.fhir.outcome import FhirError
 from app.fhir.schemas import FhirClientIn, FhirClientOut
-from app.resources import broker, db, settings
+from app.resources import db, settings
 from app.tokens import derived_key
 
 PREFIX = "/fhir/R4"
-# One answer for an unknown or inactive client and a signature no key of it makes: the token
-# endpoint does not tell which client ids exist.
-NOT_ACCEPTED = "Die client_assertion wurde nicht angenommen (Client, Schlüssel oder Signatur)."
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a secret
-MAX_FORM_BYTES = 16_384
-# The resource type a path names; a job's status is its Appointment's.
-_JOB_TYPE = {"_jobs": "Appointment"}
+# What each method does, in SMART v2's letters; GET is "r" on an instance, "s" on a type.
+_METHOD_ACTION = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
 
 
-def _base(request: Request) -> str:
+def issuer(request: Request) -> str:
+    """The server's base URL: the access tokens' issuer, the assertions' audience's prefix."""
     return settings(request).base_url.rstrip("/")
 
 
-def _token_key(request: Request) -> bytes:
+def token_key(request: Request) -> bytes:
     return derived_key(settings(request).secret_key.get_secret_value(), b"konsil fhir tokens")
 
 
 def needed(request: Request) -> tuple[str, str]:
-    """The resource type and the action (read or write) a FHIR request needs a scope for."""
-    first = request.url.path[len(PREFIX) :].strip("/").split("/")[0]
-    action = "read" if request.method in ("GET", "HEAD") else "write"
-    return _JOB_TYPE.get(first, first), action
+    """The resource type the path names and the SMART v2 action (a letter of ``cruds``) the
+    request needs a scope for: ``$book`` creates, ``PATCH`` updates, ``GET`` of an instance
+    (or an instance's operation) reads, ``GET`` of a type searches."""
+    parts = request.url.path[len(PREFIX) :].strip("/").split("/")
+    if request.method in ("GET", "HEAD"):
+        return parts[0], "r" if len(parts) > 1 else "s"
+    return parts[0], _METHOD_ACTION.get(request.method, "u")
 
 
-async def caller(request: Request, *roles: Role, also: tuple[str, ...] = ()) -> Principal:
-    """The staff member behind a FHIR request: the system client's account (its token's
-    scopes checked: for the type the path names, and read for the types in ``also`` that the
-    answer carries too) or the signed-in staff member (CSRF checked as on the JSON API)."""
+async def caller(
+    request: Request, *roles: Role, also: tuple[str, ...] = (), scoped: bool = True
+) -> Principal:
+    """The staff member behind a FHIR request: the system client's account or the signed-in
+    staff member (CSRF checked as on the JSON API). A client's token scopes are checked for
+    the type and action of the path and method (``needed``) and read of the types in ``also``
+    that the answer carries too; without ``scoped`` the route checks them (``require_scope``)."""
     header = request.headers.get("authorization")
     if header is None:
         return await require_staff(request, *roles)
@@ -63,7 +64,7 @@ async def caller(request: Request, *roles: Role, also: tuple[str, ...] = ()) -> 
         raise _invalid_token("Erwartet wird Authorization: Bearer <Zugriffstoken>.")
     try:
         grant = smart.read_token(
-            _token_key(request), token.strip(), issuer=_base(request), now=int(time.time())
+            token_key(request), token.strip(), issuer=issuer(request), now=int(time.time())
         )
     except smart.Refused as exc:
         raise _invalid_token(str(exc)) from None
@@ -71,17 +72,9 @@ async def caller(request: Request, *roles: Role, also: tuple[str, ...] = ()) -> 
         found = await clients.usable(session, grant.client_id)
     if found is None:
         raise _invalid_token("Der Client oder sein Konto ist nicht mehr aktiv.")
-    resource, action = needed(request)
-    lacking = [(resource, action)] if not smart.permits(grant.scope, resource, action) else []
-    lacking += [(kind, "read") for kind in also if not smart.permits(grant.scope, kind, "read")]
-    if lacking:
-        scope = " ".join(f"system/{kind}.{verb}" for kind, verb in lacking)
-        raise FhirError(
-            403,
-            f"Das Zugriffstoken reicht dafür nicht: es fehlt der Scope {scope}.",
-            code="forbidden",
-            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
-        )
+    request.scope.setdefault("state", {})[_GRANTED] = grant.scope
+    if scoped:
+        require_scope(request, needed(request), *((kind, "r") for kind in also))
     client, account = found
     who = Principal(
         kind=SessionKind.STAFF,
@@ -90,111 +83,44 @@ async def caller(request: Request, *roles: Role, also: tuple[str, ...] = ()) -> 
         user_id=account.id,
         role=account.role,
         display_name=account.display_name,
+        fhir_client=client.id,
     )
     if roles and who.role not in roles:
         raise Forbidden()
     return who
 
 
+_GRANTED = "fhir_granted_scope"
+
+
+def granted(request: Request) -> str | None:
+    """The scopes of the request's access token (after ``caller``), None for a staff session."""
+    scope = request.scope.get("state", {}).get(_GRANTED)
+    return scope if isinstance(scope, str) else None
+
+
+def require_scope(request: Request, *wanted: tuple[str, str]) -> None:
+    """403 unless the request's access token allows each (resource type, action) wanted (the
+    action a letter of SMART v2's ``cruds``); a staff session's access is its role's alone."""
+    scope = granted(request)
+    if scope is None:
+        return
+    lacking = [
+        smart.scope_names(kind, act) for kind, act in wanted if not smart.permits(scope, kind, act)
+    ]
+    if lacking:
+        v2, v1 = (" ".join(names) for names in zip(*lacking, strict=True))
+        raise FhirError(
+            403,
+            f"Das Zugriffstoken reicht dafür nicht: es fehlt der Scope {v2} (SMART v1: {v1}).",
+            code="forbidden",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{v2}"'},
+        )
+
+
 def _invalid_token(message: str) -> FhirError:
     return FhirError(
         401, message, code="login", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    )
-
-
-# --- the token endpoint --------------------------------------------------------------------
-
-
-def _oauth_error(status: int, error: str, description: str) -> Response:
-    return JSONResponse(
-        {"error": error, "error_description": description},
-        status_code=status,
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-async def token(request: Request) -> Response:
-    """``client_credentials`` with a ``private_key_jwt`` client assertion (SMART Backend
-    Services); answers an access token for the granted scopes, or an OAuth error."""
-    sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if sent != "application/x-www-form-urlencoded":
-        return _oauth_error(
-            400, "invalid_request", "Erwartet wird application/x-www-form-urlencoded."
-        )
-    try:
-        form = parse_qs(
-            (await read_limited(request, MAX_FORM_BYTES)).decode(), strict_parsing=False
-        )
-    except UnicodeDecodeError:
-        return _oauth_error(400, "invalid_request", "Der Inhalt ist kein gültiges Formular.")
-    fields = {name: values[0] for name, values in form.items() if len(values) == 1}
-    if fields.get("grant_type") != "client_credentials":
-        return _oauth_error(400, "unsupported_grant_type", "Nur grant_type=client_credentials.")
-    if fields.get("client_assertion_type") != smart.ASSERTION_TYPE:
-        return _oauth_error(
-            400, "invalid_request", f"client_assertion_type muss {smart.ASSERTION_TYPE} sein."
-        )
-    assertion = fields.get("client_assertion", "")
-    now = int(time.time())
-    try:
-        client_id = smart.unverified_issuer(assertion)
-        async with db(request)() as session:
-            found = await clients.usable(session, client_id)
-        if found is None:
-            raise smart.Refused(NOT_ACCEPTED)
-        client, account = found
-        checked = smart.check_assertion(
-            assertion,
-            client_id=client_id,
-            keys=smart.public_keys(json.loads(client.jwks)),
-            audience=_base(request) + TOKEN_PATH,
-            now=now,
-        )
-        jti_key = f"fhir-jti:{hashlib.sha256(f'{client_id}:{checked.jti}'.encode()).hexdigest()}"
-        remaining = checked.expires_at + smart.LEEWAY_SECONDS - now
-        if await broker(request).hold(jti_key, max(1, remaining)) > 0:
-            raise smart.Refused("Diese client_assertion (jti) wurde schon verwendet.")
-    except smart.Refused as exc:
-        return _oauth_error(401, "invalid_client", str(exc))
-    try:
-        scope = smart.grant(fields.get("scope", ""), client.scopes)
-    except smart.Refused as exc:
-        return _oauth_error(400, "invalid_scope", str(exc))
-    access = smart.issue_token(
-        _token_key(request), issuer=_base(request), client_id=client_id, scope=scope, now=now
-    )
-    async with unit_of_work(db(request)) as session:
-        await clients.used(session, client.id, utcnow())
-        audit.record(
-            session,
-            action="fhir_client.token",
-            actor_kind="fhir_client",
-            actor_id=account.id,
-            fhir_client=client.id,
-        )
-    return JSONResponse(
-        {
-            "access_token": access,
-            "token_type": "bearer",
-            "expires_in": smart.TOKEN_SECONDS,
-            "scope": scope,
-        },
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-    )
-
-
-async def smart_configuration(request: Request) -> Response:
-    """``/fhir/R4/.well-known/smart-configuration``: how a system client gets a token."""
-    return JSONResponse(
-        {
-            "token_endpoint": _base(request) + TOKEN_PATH,
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-            "token_endpoint_auth_signing_alg_values_supported": list(smart.SIGNING_ALGS),
-            "scopes_supported": [f"system/{t}.read" for t in sorted(smart.RESOURCES)]
-            + ["system/Appointment.write"],
-            "capabilities": ["client-confidential-asymmetric"],
-        }
     )
 
 
@@ -251,8 +177,6 @@ async def deactivate_client(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route(TOKEN_PATH, token, methods=["POST"]),
-    Route(PREFIX + "/.well-known/smart-configuration", smart_configuration, methods=["GET"]),
     api_route(
         "/api/v1/account/fhir-clients",
         register_client,

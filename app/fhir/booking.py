@@ -3,7 +3,8 @@
 ``$book`` takes an ISiK-style ``Parameters`` with the Appointment in ``appt-resource`` or the
 bare Appointment. The Appointment (status ``proposed``) names exactly one ``Slot/<id>``, the
 patient as a contained Patient referenced by a participant (name, birthDate, one telecom:
-e-mail or phone; optionally the insurance number as a ``kvid-10`` identifier and ``gender``),
+e-mail or phone; optionally the insurance number as a ``kvid-10`` identifier and ``gender``)
+or a participant ``Patient/<id>`` the client created before (``patient_fields`` reads both),
 the clinical question in ``comment`` (or the text of a ``reasonCode`` without a code), the
 (suspected) diagnosis as a ``reasonCode`` with an ICD-10-GM coding (its certainty in the
 Basisprofile's extension, the words in ``text``) and the urgency in ``priority`` (1 = urgent,
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from app.fhir import german
 from app.fhir.outcome import FhirError
-from app.fhir.search import parse_slot_id
+from app.fhir.search import parse_slot_id, reference_id
 from app.scheduling.models import Urgency
 
 BOOK_PARAMETER = "appt-resource"
@@ -34,6 +35,9 @@ class BookRequest:
     specialist_id: int
     starts_at: datetime
     fields: dict[str, Any]  # the ConsultIn fields: patient, question, urgency
+    # A created Patient the participant references (``Patient/<id>``): the patient's fields
+    # are then that Patient's, not in ``fields``.
+    patient_id: int | None = None
 
 
 def appointment_of(body: Any) -> dict[str, Any]:
@@ -80,7 +84,7 @@ def book_request(data: dict[str, Any]) -> BookRequest:
     specialist_id, starts_at = decoded
     if appt.start is not None and appt.start != starts_at:
         raise FhirError(400, "start passt nicht zum referenzierten Slot.")
-    patient = _patient(appt)
+    patient, patient_id = _patient(appt)
     reasons = [r.model_dump(mode="json", exclude_none=True) for r in appt.reasonCode or []]
     diagnoses = [r for r in reasons if german.is_icd10gm(r)]
     if len(diagnoses) > 1:
@@ -93,17 +97,34 @@ def book_request(data: dict[str, Any]) -> BookRequest:
         "clinical_question": question or "",
         "urgency": Urgency.URGENT if appt.priority == 1 else Urgency.ROUTINE,
     }
-    return BookRequest(specialist_id, starts_at, fields)
+    return BookRequest(specialist_id, starts_at, fields, patient_id)
 
 
-def _patient(appt: Appointment) -> dict[str, Any]:
+def _patient(appt: Appointment) -> tuple[dict[str, Any], int | None]:
+    """The contained patient's fields, or the id of the created Patient referenced."""
     refs = {str(p.actor.reference) for p in appt.participant if p.actor and p.actor.reference}
     contained = [
         c for c in appt.contained or [] if c.get_resource_type() == "Patient" and f"#{c.id}" in refs
     ]
-    if len(contained) != 1 or not isinstance(contained[0], Patient):
+    created = [r for r in refs if r.rstrip("/").split("/")[-2:-1] == ["Patient"]]
+    if len(contained) + len(created) != 1:
+        raise FhirError(
+            400,
+            "Der Patient nimmt genau einmal teil: als enthaltene Patient-Ressource (#id) oder"
+            " als Patient/<id>, angelegt mit POST Patient.",
+        )
+    if created:
+        found = reference_id(created[0], "Patient")
+        if found is None:
+            raise FhirError(422, "Diesen Patient gibt es nicht.", code="not-found")
+        return {}, found
+    if not isinstance(contained[0], Patient):
         raise FhirError(400, "Der Patient muss als enthaltene Patient-Ressource teilnehmen (#id).")
-    patient = contained[0]
+    return patient_fields(contained[0]), None
+
+
+def patient_fields(patient: Patient) -> dict[str, Any]:
+    """A Patient's booking fields (``patients.FIELDS``); 400 for what Konsil needs and misses."""
     name = name_of(patient)
     telecom = [t for t in patient.telecom or [] if t.system in ("email", "phone") and t.value]
     if not name or patient.birthDate is None or not telecom:
@@ -116,8 +137,44 @@ def _patient(appt: Appointment) -> dict[str, Any]:
         "patient_birth_date": patient.birthDate,
         "patient_contact": str(telecom[0].value),
         "patient_insurance_number": kvnr[0] if kvnr else None,
-        "patient_sex": german.sex_from(patient.gender),
+        "patient_sex": sex_of(patient),
     }
+
+
+def sex_of(patient: Patient) -> str | None:
+    """Konsil's sex for the Patient's ``gender`` and its ``gender-amtlich-de`` code; 400 for
+    a code Konsil does not know."""
+    try:
+        return german.sex_from(patient.gender, _amtlich(patient))
+    except german.UnknownGender as exc:
+        raise FhirError(400, str(exc)) from None
+
+
+def _amtlich(patient: Patient) -> str | None:
+    """The code of the ``gender-amtlich-de`` extension on ``gender``, if there is one."""
+    extensions = patient.gender__ext.extension if patient.gender__ext else None
+    codes = [
+        str(e.valueCoding.code or "")
+        for e in extensions or []
+        if e.url == german.GENDER_EXTENSION and e.valueCoding is not None
+    ]
+    if len(codes) > 1:
+        raise FhirError(400, "Höchstens eine gender-amtlich-de-Erweiterung je Patient.")
+    return codes[0] if codes else None
+
+
+def patient_of(data: Any) -> Patient:
+    """A Patient resource (``POST Patient``); 400 for anything else."""
+    if not isinstance(data, dict) or data.get("resourceType") != "Patient":
+        raise FhirError(400, "Erwartet wird eine Patient-Ressource.")
+    try:
+        return Patient.model_validate(data)
+    except ValidationError as exc:
+        raise FhirError(400, f"Ungültige Patient-Ressource: {first_error(exc)}") from None
+    except (KeyError, TypeError, ValueError):
+        # fhir.resources looks contained resources up by their type before pydantic checks
+        # them: an unknown or non-string resourceType fails there.
+        raise FhirError(400, "Ungültige Patient-Ressource: unbekannter resourceType.") from None
 
 
 def name_of(patient: Patient) -> str:

@@ -45,6 +45,7 @@ RESOURCES: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], str | 
         (("date", "date"), ("status", "token"), ("actor", "reference")),
         PROFILE_APPOINTMENT,
     ),
+    ("Patient", ("read", "create"), (), None),
     ("ServiceRequest", ("read", "create"), (), None),
     ("Consent", ("read",), (), None),
     ("DocumentReference", ("read", "search-type"), (("related", "reference"),), None),

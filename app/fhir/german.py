@@ -1,6 +1,7 @@
 """The German FHIR conventions Konsil uses for a Telekonsil request's particulars (pure), in
 both directions: the insurance number (KVNR) as a Patient identifier, the sex as
-``Patient.gender`` (with the official "divers"), the diagnosis as an ICD-10-GM coding with its
+``Patient.gender`` (``other`` qualified by the ``gender-amtlich-de`` extension: D "divers",
+X "unbestimmt"), the diagnosis as an ICD-10-GM coding with its
 Diagnosesicherheit (HL7 Deutschland's Basisprofile, KBV's code system for the certainty)."""
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def lanr_identifier(lanr: str) -> dict[str, Any]:
 
 
 def gender_of(sex: PatientSex) -> dict[str, Any]:
-    """``gender`` and, for "divers", the official German value in its extension."""
+    """``gender`` and, for "divers", the official German value in its extension (``other``
+    must carry one). "unknown" is FHIR's own ``unknown``: Konsil does not store whether a
+    sex is unknown or officially "unbestimmt" (X), so it claims no X."""
     data: dict[str, Any] = {"gender": _GENDER[sex]}
     if sex is PatientSex.DIVERSE:
         data["_gender"] = {
@@ -59,10 +62,32 @@ def gender_of(sex: PatientSex) -> dict[str, Any]:
     return data
 
 
-def sex_from(gender: str | None) -> str | None:
-    """Konsil's sex for a FHIR ``gender`` (``other`` is "divers")."""
-    found = {v: k for k, v in _GENDER.items()}.get(gender or "")
-    return found.value if found is not None else None
+# What ``other`` means with each code of gender-amtlich-de (without one: "divers", as before
+# the extension was read).
+_AMTLICH = {"D": PatientSex.DIVERSE, "X": PatientSex.UNKNOWN, None: PatientSex.DIVERSE}
+
+
+class UnknownGender(ValueError):
+    """A ``gender`` or ``gender-amtlich-de`` code Konsil does not know (the message says
+    which it does)."""
+
+
+def sex_from(gender: str | None, amtlich: str | None = None) -> str | None:
+    """Konsil's sex for a FHIR ``gender`` and its ``gender-amtlich-de`` code, if any:
+    ``other`` with D (or none) is "divers", with X ("unbestimmt") "unknown"; the code
+    qualifies ``other`` only and is ignored beside another gender."""
+    if gender == "other":
+        if amtlich not in _AMTLICH:
+            raise UnknownGender(
+                "gender-amtlich-de kennt hier nur die Codes D (divers) und X (unbestimmt)."
+            )
+        return _AMTLICH[amtlich].value
+    if gender is None:
+        return None
+    found = {v: k for k, v in _GENDER.items()}.get(gender)
+    if found is None:  # AdministrativeGender is a required binding
+        raise UnknownGender("gender ist female, male, other oder unknown.")
+    return found.value
 
 
 def diagnosis_concept(code: str | None, certainty: str | None, text: str | None) -> dict[str, Any]:

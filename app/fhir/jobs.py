@@ -17,12 +17,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Text, delete, update
+from sqlalchemy import Column, Text, delete, func, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, col, select
 
+from app.accounts.models import User
 from app.db import utc_column, utcnow
+from app.errors import KonsilError
 
 KEEP = timedelta(hours=24)
 DEADLINE = timedelta(seconds=60)
@@ -41,6 +43,9 @@ class FhirJob(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(max_length=64, unique=True)
     owner_id: int = Field(foreign_key="staff_user.id", index=True)
+    # The system client that opened it (its row id), None for a staff session: that client
+    # may poll it with the scope that booked (``app.fhir.routes_booking.poll_job``).
+    fhir_client: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(index=True))
     finished_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     # The answer: an HTTP status; with 201 the booking's id, otherwise the OperationOutcome's
@@ -61,18 +66,63 @@ class Outcome:
     diagnostics: str | None = None
 
 
+class TooManyJobs(KonsilError):
+    """The GP has as many bookings running in the background as allowed."""
+
+    status = 429
+    code = "too_many_jobs"
+    default_message = (
+        "Zu viele Buchungen laufen noch im Hintergrund. Bitte auf ihr Ergebnis warten und"
+        " dann erneut buchen."
+    )
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def open_job(session: AsyncSession, *, owner_id: int, now: datetime) -> tuple[int, str]:
-    """A new job of ``owner_id``: its id and the secret token of its status URL."""
+async def open_job(
+    session: AsyncSession,
+    *,
+    owner_id: int,
+    now: datetime,
+    limit: int,
+    fhir_client: int | None = None,
+) -> tuple[int, str]:
+    """A new job of ``owner_id`` (opened by ``fhir_client``, if by one): its id and the
+    secret token of its status URL. Refused (``TooManyJobs``) while ``limit`` of the owner's
+    jobs run: each holds a background task and a database connection, and a looping client
+    must not pile them up."""
+    # Two requests of one GP at once are counted one after the other: this write holds the
+    # GP's row (on SQLite, the database's write lock) until the transaction ends.
+    await session.execute(
+        update(User).where(col(User.id) == owner_id).values(is_active=col(User.is_active))
+    )
+    if await running(session, owner_id=owner_id, now=now) >= limit:
+        raise TooManyJobs(retry_after=1)
     token = secrets.token_urlsafe(24)
-    job = FhirJob(token_hash=_hash(token), owner_id=owner_id, created_at=now)
+    job = FhirJob(
+        token_hash=_hash(token), owner_id=owner_id, fhir_client=fhir_client, created_at=now
+    )
     session.add(job)
     await session.flush()
     assert job.id is not None
     return job.id, token
+
+
+async def running(session: AsyncSession, *, owner_id: int, now: datetime) -> int:
+    """The owner's jobs not ended and not yet overdue (an overdue one's process is gone: its
+    first poll ends it, and it holds nothing meanwhile)."""
+    found = await session.execute(
+        select(func.count())
+        .select_from(FhirJob)
+        .where(
+            col(FhirJob.owner_id) == owner_id,
+            col(FhirJob.finished_at).is_(None),
+            col(FhirJob.created_at) >= now - DEADLINE,
+        )
+    )
+    return int(found.scalar_one())
 
 
 async def finish(session: AsyncSession, job_id: int, outcome: Outcome, *, now: datetime) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.healthcareservice import HealthcareService
+from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
 from fhir.resources.R4B.practitionerrole import PractitionerRole
 from fhir.resources.R4B.schedule import Schedule
@@ -18,8 +19,9 @@ from fhir.resources.R4B.slot import Slot
 from app.accounts.models import User
 from app.fhir import german
 from app.fhir.outcome import dump
+from app.fhir.patients import FhirPatient
 from app.fhir.search import slot_id
-from app.scheduling.models import AppointmentStatus, Specialty, Urgency
+from app.scheduling.models import AppointmentStatus, PatientSex, Specialty, Urgency
 from app.scheduling.schemas import AppointmentOut
 
 # Canonical URLs checked against gematik's sources (spec-ISiK-Terminplanung, sushi-config
@@ -43,6 +45,12 @@ STATUS = {
 }
 STATUS_FROM_FHIR = {v: k for k, v in STATUS.items()}
 CONTAINED_PATIENT = "patient"
+# The tag of a Patient a client created: external data, as the sending system gave it.
+EXTERNAL_TAG = {
+    "system": "urn:konsil:fhir:tag",
+    "code": "external",
+    "display": "Extern angelegt, von Konsil nicht geprüft",
+}
 
 
 def specialty_concept(specialty: Specialty) -> dict[str, Any]:
@@ -189,10 +197,22 @@ def _status(found: AppointmentOut) -> str:
 
 def contained_patient(found: AppointmentOut) -> dict[str, Any]:
     """The booking's patient, to be contained in a resource that names them (``#patient``)."""
+    return _patient_data(found, CONTAINED_PATIENT)
+
+
+def created_patient(found: FhirPatient) -> dict[str, Any]:
+    """A Patient a client created (``POST Patient``), tagged ``external``: its data is the
+    sending system's, nobody at Konsil checked it."""
+    data = _patient_data(found, str(found.id))
+    data["meta"] = {"tag": [EXTERNAL_TAG]}
+    return dump(Patient.model_validate(data))
+
+
+def _patient_data(found: AppointmentOut | FhirPatient, resource_id: str) -> dict[str, Any]:
     system = "email" if "@" in found.patient_contact else "phone"
     patient: dict[str, Any] = {
         "resourceType": "Patient",
-        "id": CONTAINED_PATIENT,
+        "id": resource_id,
         "name": [{"text": found.patient_name}],
         "birthDate": found.patient_birth_date.isoformat(),
     }
@@ -201,7 +221,7 @@ def contained_patient(found: AppointmentOut) -> dict[str, Any]:
     if found.patient_insurance_number:
         patient["identifier"] = [german.kvnr_identifier(found.patient_insurance_number)]
     if found.patient_sex is not None:
-        patient.update(german.gender_of(found.patient_sex))
+        patient.update(german.gender_of(PatientSex(found.patient_sex)))
     return patient
 
 

@@ -17,9 +17,9 @@ from app.accounts.service import Principal
 from app.api import validate
 from app.db import unit_of_work, utcnow
 from app.errors import KonsilError, NotFound
-from app.fhir import directory, jobs
+from app.fhir import directory, jobs, patients, smart
 from app.fhir import resources as build
-from app.fhir.auth import caller
+from app.fhir.auth import caller, granted, require_scope
 from app.fhir.booking import appointment_of, book_request, cancel_patch
 from app.fhir.outcome import FhirError, fhir_response, from_domain, information
 from app.fhir.routes import (
@@ -32,6 +32,7 @@ from app.fhir.routes import (
     required_id,
     routes_for,
 )
+from app.fhir.routes_patient import PATIENT
 from app.fhir.routes_telekonsil import TELEKONSIL
 from app.fhir.search import Bounds, date_bounds, is_async, reference_id, token_code
 from app.resources import db, resources, settings
@@ -122,9 +123,11 @@ async def book(request: Request) -> Response:
     ``Prefer: respond-async``: 202 and the job's status URL (``book_later``)."""
     who = await caller(request, Role.GP)
     asked = book_request(appointment_of(await read_json(request, FHIR_JSON)))
+    fields = asked.fields
+    if asked.patient_id is not None:
+        fields = {**fields, **await _created_patient(request, who, asked.patient_id)}
     body = validate(
-        BookingIn,
-        {"specialist_id": asked.specialist_id, "starts_at": asked.starts_at, **asked.fields},
+        BookingIn, {"specialist_id": asked.specialist_id, "starts_at": asked.starts_at, **fields}
     )
     cfg = settings(request)
     if is_async(request.headers.get("prefer")):
@@ -141,6 +144,17 @@ async def book(request: Request) -> Response:
     return fhir_response(build.appointment(booked.appointment), 201, headers)
 
 
+async def _created_patient(request: Request, who: Principal, patient_id: int) -> dict[str, Any]:
+    """The booking fields of the GP's created Patient a ``$book`` references: reading it
+    needs ``system/Patient.r`` (the answer carries it); another's is as unknown as none."""
+    require_scope(request, ("Patient", "r"))
+    async with db(request)() as session:
+        found = await patients.find(session, patient_id, owner_id=_user(who))
+    if found is None:
+        raise FhirError(422, "Diesen Patient gibt es nicht.", code="not-found")
+    return patients.fields_of(found)
+
+
 async def book_later(request: Request, who: Principal, body: BookingIn) -> Response:
     """Opens a job, books in a task of the lifespan's group and answers 202 at once; what
     the request itself breaks (not a resource, not a valid patient) was answered before."""
@@ -149,7 +163,13 @@ async def book_later(request: Request, who: Principal, body: BookingIn) -> Respo
     now = utcnow()
     async with unit_of_work(sessions) as session:
         await jobs.purge(session, before=now - jobs.KEEP)
-        job_id, token = await jobs.open_job(session, owner_id=_user(who), now=now)
+        job_id, token = await jobs.open_job(
+            session,
+            owner_id=_user(who),
+            now=now,
+            limit=cfg.fhir_async_jobs_per_gp,
+            fhir_client=who.fhir_client,
+        )
 
     async def run() -> None:
         try:
@@ -190,14 +210,21 @@ async def _fail(sessions: async_sessionmaker[AsyncSession], job_id: int, error: 
 async def poll_job(request: Request) -> Response:
     """An asynchronous ``$book``'s status: 202 while it runs; then 200 with a
     ``batch-response`` Bundle holding the Appointment, or the error as an OperationOutcome
-    with its status. Only the GP who asked sees it."""
-    who = await caller(request, Role.GP)
+    with its status. Only the GP who asked sees it; a system client needs
+    ``system/Appointment.r`` (``.read``), or for a job it opened itself the scope that booked
+    it (``.c``, ``.write``)."""
+    who = await caller(request, Role.GP, scoped=False)
+    scope = granted(request)
+    if scope is not None and not smart.permits(scope, "Appointment", "c"):
+        require_scope(request, ("Appointment", "r"))
     token = str(request.path_params["token"])
     now = utcnow()
     async with unit_of_work(db(request)) as session:
         job = await jobs.find(session, token, owner_id=_user(who))
         if job is None:
             raise FhirError(404, "Diesen Auftrag gibt es nicht (mehr).")
+        if job.fhir_client is None or job.fhir_client != who.fhir_client:
+            require_scope(request, ("Appointment", "r"))
         assert job.id is not None
         if jobs.overdue(job, now):
             lost = jobs.Outcome(503, issue_code="incomplete", diagnostics=jobs.LOST)
@@ -293,4 +320,4 @@ BOOKING: list[tuple[str, dict[str, Handler]]] = [
     (JOBS + "/{token}", {"GET": poll_job}),
 ]
 
-routes: list[BaseRoute] = routes_for(BOOKING + TELEKONSIL)
+routes: list[BaseRoute] = routes_for(BOOKING + PATIENT + TELEKONSIL)

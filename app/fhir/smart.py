@@ -41,6 +41,7 @@ RESOURCES = frozenset(
         "Schedule",
         "Slot",
         "Appointment",
+        "Patient",
         "ServiceRequest",
         "Consent",
         "DocumentReference",
@@ -51,8 +52,11 @@ RESOURCES = frozenset(
 )
 # SMART v1 (read, write, *) and v2 (any of c r u d s, in that order) permissions.
 _SCOPE = re.compile(r"^system/(\*|[A-Za-z]+)\.(read|write|\*|c?r?u?d?s?)$")
-_READS = frozenset("rs")
-_WRITES = frozenset("cud")
+# The v2 letters: create, read (by id), update, delete, search.
+ACTIONS = "cruds"
+# What the v1 permissions mean in v2 letters (SMART App Launch 2.x, "Scopes for requesting
+# FHIR resources": read = rs, write = cud).
+_V1 = {"read": frozenset("rs"), "write": frozenset("cud"), "*": frozenset(ACTIONS)}
 
 
 class Refused(Exception):
@@ -63,13 +67,17 @@ class Refused(Exception):
 @dataclass(frozen=True)
 class Scope:
     resource: str  # a resource type or "*"
-    read: bool
-    write: bool
+    actions: frozenset[str]  # of the letters in ACTIONS
 
     def permits(self, resource: str, action: str) -> bool:
-        if self.resource not in ("*", resource):
-            return False
-        return self.read if action == "read" else self.write
+        return self.resource in ("*", resource) and action in self.actions
+
+    def covered_by(self, others: list[Scope]) -> bool:
+        """Whether ``others`` allow all this scope allows (a wildcard only by a wildcard)."""
+        return all(
+            any(o.resource in ("*", self.resource) and action in o.actions for o in others)
+            for action in self.actions
+        )
 
 
 def parse_scope(text: str) -> Scope | None:
@@ -77,31 +85,36 @@ def parse_scope(text: str) -> Scope | None:
     found = _SCOPE.fullmatch(text)
     if found is None or (found[1] != "*" and found[1] not in RESOURCES) or not found[2]:
         return None
-    permission = found[2]
-    if permission in ("read", "write", "*"):
-        return Scope(found[1], permission in ("read", "*"), permission in ("write", "*"))
-    return Scope(found[1], bool(_READS & set(permission)), bool(_WRITES & set(permission)))
+    return Scope(found[1], _V1.get(found[2], frozenset(found[2])))
 
 
 def permits(scopes: str, resource: str, action: str) -> bool:
-    """Whether any of the space-separated ``scopes`` allows ``action`` on ``resource``."""
+    """Whether any of the space-separated ``scopes`` allows ``action`` (a letter of
+    ``ACTIONS``) on ``resource``."""
     return any(
         (scope := parse_scope(s)) is not None and scope.permits(resource, action)
         for s in scopes.split()
     )
 
 
+def scope_names(resource: str, action: str) -> tuple[str, str]:
+    """The v2 scope that allows ``action`` on ``resource``, and the v1 scope that does."""
+    v1 = next(name for name, letters in _V1.items() if action in letters)
+    return f"system/{resource}.{action}", f"system/{resource}.{v1}"
+
+
 def grant(requested: str, registered: str) -> str:
-    """The requested scopes the client was registered with, in the order asked; refused if
-    one is not a system scope Konsil knows or none is registered."""
+    """The requested scopes the client's registered ones allow (the same or narrower, say
+    ``.rs`` of a registered ``.read`` or ``.cruds``), in the order asked; refused if one is not
+    a system scope Konsil knows or none is allowed."""
     asked = requested.split()
     if not asked:
         raise Refused("scope fehlt.")
     unknown = [s for s in asked if parse_scope(s) is None]
     if unknown:
         raise Refused(f"Unbekannter Scope: {unknown[0][:80]}")
-    allowed = set(registered.split())
-    granted = [s for s in asked if s in allowed]
+    allowed = [scope for s in registered.split() if (scope := parse_scope(s)) is not None]
+    granted = [s for s in asked if (scope := parse_scope(s)) and scope.covered_by(allowed)]
     if not granted:
         raise Refused("Keiner der Scopes ist für diesen Client registriert.")
     return " ".join(dict.fromkeys(granted))

@@ -26,7 +26,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from app.fhir import german
-from app.fhir.booking import first_error, name_of
+from app.fhir.booking import first_error, name_of, sex_of
 from app.fhir.outcome import FhirError
 from app.fhir.resources import SPECIALTY_SYSTEM
 from app.fhir.search import row_id
@@ -91,7 +91,7 @@ def written_request(data: Any) -> tuple[int | str, dict[str, Any]]:
         "patient_name": name,
         "patient_birth_date": patient.birthDate,
         "patient_insurance_number": kvnr[0] if kvnr else None,
-        "patient_sex": german.sex_from(patient.gender),
+        "patient_sex": sex_of(patient),
         **(german.diagnosis_from(diagnoses[0]) if diagnoses else {}),
         "clinical_question": question,
         "medication": medication[len(MEDICATION) :].strip() if medication else None,

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.fhir.jobs import KEEP as FHIR_JOB_KEEP
+from app.fhir.patients import KEEP as FHIR_PATIENT_KEEP
 from app.idempotency import KEEP as IDEMPOTENCY_KEEP
 from app.settings import Settings
 
@@ -48,6 +49,8 @@ class Cutoffs:
     idempotency: datetime
     # Asynchronous FHIR requests opened before this go.
     fhir_jobs: datetime
+    # Patients FHIR clients created before this go (their bookings keep their own copy).
+    fhir_patients: datetime
     # A specialist's late notice last changed before this goes (it was for an earlier day).
     late_notices: datetime
 
@@ -70,6 +73,7 @@ def cutoffs(settings: Settings, now: datetime) -> Cutoffs:
         events=now - metadata,
         idempotency=now - IDEMPOTENCY_KEEP,
         fhir_jobs=now - FHIR_JOB_KEEP,
+        fhir_patients=now - FHIR_PATIENT_KEEP,
         late_notices=now - LATE_NOTICE_KEEP,
     )
 

@@ -24,6 +24,7 @@ from app.audit.models import AuditEvent, AuditPermit
 from app.db import unit_of_work, utcnow
 from app.events.outbox import OutboxEvent
 from app.fhir.jobs import FhirJob
+from app.fhir.patients import FhirPatient
 from app.idempotency import IdempotentResponse
 from app.metrics import RETENTION_AUDIT_REDUCED, RETENTION_DELETED
 from app.notify.delays import DelayNotice
@@ -61,6 +62,7 @@ KINDS = (
     "events",
     "idempotent_responses",
     "fhir_jobs",
+    "fhir_patients",
     "late_notices",
     "audit_events",
 )
@@ -217,6 +219,19 @@ async def _fhir_jobs(
     )
 
 
+async def _fhir_patients(
+    session: AsyncSession, cut: policy.Cutoffs, now: datetime, batch: int
+) -> tuple[Counts, bool]:
+    """Patients FHIR clients created, a week after (each booking of them has its copy)."""
+    due = col(FhirPatient.created_at) <= cut.fhir_patients
+    ids = await _claim(session, col(FhirPatient.id), due, batch=batch)
+    if not ids:
+        return {}, False
+    return {"fhir_patients": await _delete(session, FhirPatient, col(FhirPatient.id).in_(ids))}, (
+        len(ids) == batch
+    )
+
+
 async def _late_notices(
     session: AsyncSession, cut: policy.Cutoffs, now: datetime, batch: int
 ) -> tuple[Counts, bool]:
@@ -292,6 +307,7 @@ STEPS: tuple[Step, ...] = (
     _events,
     _idempotent_responses,
     _fhir_jobs,
+    _fhir_patients,
     _late_notices,
     _audit_deleted,
     _audit_reduced,

@@ -153,6 +153,17 @@ async def test_a_refused_attempt_takes_nothing_and_a_success_resets_or_refunds(
         await throttle.reserve([other, shared])  # shared is at its limit and holding
 
 
+async def test_a_budget_that_keeps_counts_successes_too(brokers: tuple[Broker, Broker]) -> None:
+    """``KEEP`` limits requests, not failures (the FHIR token endpoint per client)."""
+    stamp = datetime.now(UTC).timestamp()
+    requests = Budget(policy(free=2, on_success=OnSuccess.KEEP), f"keep-{stamp}")
+    throttle = Throttle(brokers[0], SECRET)
+    for _ in range(2):
+        await (await throttle.reserve([requests])).succeeded()
+    with pytest.raises(TooManyAttempts):
+        await throttle.reserve([requests])
+
+
 # ---------------------------------------------------------------- logins
 
 

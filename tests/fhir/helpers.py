@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,8 @@ from app.db import utcnow
 from app.settings import Settings
 
 FHIR_JSON = "application/fhir+json"
+ASYNC = {"Content-Type": FHIR_JSON, "Prefer": "respond-async"}
+POLLS = 200  # at 50 ms: ten seconds at most
 
 
 def parameters(slot_ref: str, **changes: Any) -> dict[str, Any]:
@@ -66,3 +69,27 @@ def assert_outcome(response: httpx2.Response, status: int) -> OperationOutcome:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(FHIR_JSON)
     return OperationOutcome.model_validate(response.json())
+
+
+async def kick_off(client: httpx2.AsyncClient, slot_id: str) -> str:
+    """Sends the asynchronous $book; the status URL's path."""
+    response = await client.post(
+        "/fhir/R4/Appointment/$book", json=parameters(f"Slot/{slot_id}"), headers=ASYNC
+    )
+    accepted = assert_outcome(response, 202)
+    assert accepted.issue[0].severity == "information"
+    location = httpx2.URL(response.headers["content-location"])
+    assert location.path.startswith("/fhir/R4/_jobs/")
+    assert location.is_absolute_url  # the server's configured base URL
+    return location.path
+
+
+async def poll(client: httpx2.AsyncClient, path: str) -> httpx2.Response:
+    """Polls until the job has ended (each 202 saying when to ask again)."""
+    for _ in range(POLLS):
+        response = await client.get(path)
+        if response.status_code != 202:
+            return response
+        assert response.headers["retry-after"] == "1"
+        await asyncio.sleep(0.05)
+    raise AssertionError("the job did not end")

@@ -22,40 +22,22 @@ from app.retention import service as retention
 from app.scheduling.models import Appointment as Booking
 from app.settings import Settings
 from tests.factories import Demo, login
-from tests.fhir.helpers import FHIR_JSON, assert_outcome, free_slots, parameters
+from tests.fhir.helpers import (
+    ASYNC,
+    FHIR_JSON,
+    assert_outcome,
+    free_slots,
+    kick_off,
+    parameters,
+    poll,
+)
 
 ClientFactory = Callable[[], httpx2.AsyncClient]
-ASYNC = {"Content-Type": FHIR_JSON, "Prefer": "respond-async"}
-POLLS = 200  # at 50 ms: ten seconds at most
 
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
     return make_settings(database_url=database_url)
-
-
-async def kick_off(client: httpx2.AsyncClient, slot_id: str) -> str:
-    """Sends the asynchronous $book; the status URL's path."""
-    response = await client.post(
-        "/fhir/R4/Appointment/$book", json=parameters(f"Slot/{slot_id}"), headers=ASYNC
-    )
-    accepted = assert_outcome(response, 202)
-    assert accepted.issue[0].severity == "information"
-    location = httpx2.URL(response.headers["content-location"])
-    assert location.path.startswith("/fhir/R4/_jobs/")
-    assert location.is_absolute_url  # the server's configured base URL
-    return location.path
-
-
-async def poll(client: httpx2.AsyncClient, path: str) -> httpx2.Response:
-    """Polls until the job has ended (each 202 saying when to ask again)."""
-    for _ in range(POLLS):
-        response = await client.get(path)
-        if response.status_code != 202:
-            return response
-        assert response.headers["retry-after"] == "1"
-        await asyncio.sleep(0.05)
-    raise AssertionError("the job did not end")
 
 
 async def test_an_async_book_is_polled_to_its_appointment(
@@ -129,6 +111,46 @@ async def test_what_the_request_breaks_is_refused_at_once(
     assert_outcome(response, 422)
 
 
+async def test_a_gp_has_at_most_so_many_jobs_running(
+    client_factory: ClientFactory,
+    demo: Demo,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``KONSIL_FHIR_ASYNC_JOBS_PER_GP`` jobs running: one more is 429 with Retry-After, and
+    nothing is opened. Ended and overdue jobs do not count; another GP's are their own."""
+    limit = settings.fhir_async_jobs_per_gp
+    now = utcnow()
+    long_ago = now - jobs.DEADLINE - timedelta(seconds=1)
+    async with unit_of_work(sessions) as session:
+        for _ in range(limit - 1):
+            await jobs.open_job(session, owner_id=demo.gp.id or 0, now=now, limit=limit)
+        ended, _ = await jobs.open_job(session, owner_id=demo.gp.id or 0, now=now, limit=limit)
+        await jobs.finish(session, ended, jobs.Outcome(409, issue_code="conflict"), now=now)
+        await jobs.open_job(session, owner_id=demo.gp.id or 0, now=long_ago, limit=limit)
+        await jobs.open_job(session, owner_id=demo.gp.id or 0, now=now, limit=limit)
+    async with client_factory() as gp, client_factory() as other:
+        await login(gp, demo.gp)
+        await login(other, demo.other_gp)
+        slot = (await free_slots(gp, settings, demo.specialist))[5]
+        refused = await gp.post(
+            "/fhir/R4/Appointment/$book", json=parameters(f"Slot/{slot['id']}"), headers=ASYNC
+        )
+        assert assert_outcome(refused, 429).issue[0].code == "throttled"
+        assert refused.headers["retry-after"] == "1"
+        async with sessions() as session:
+            assert await jobs.running(session, owner_id=demo.gp.id or 0, now=now) == limit
+        assert (await poll(other, await kick_off(other, slot["id"]))).status_code == 200
+        # Without Prefer: respond-async no job is needed.
+        second = (await free_slots(gp, settings, demo.specialist))[5]
+        booked = await gp.post(
+            "/fhir/R4/Appointment/$book",
+            json=parameters(f"Slot/{second['id']}"),
+            headers={"Content-Type": FHIR_JSON},
+        )
+        assert booked.status_code == 201, booked.text
+
+
 async def test_a_job_never_ended_is_given_up_and_its_late_booking_rolls_back(
     client: httpx2.AsyncClient,
     demo: Demo,
@@ -139,7 +161,9 @@ async def test_a_job_never_ended_is_given_up_and_its_late_booking_rolls_back(
     slot = (await free_slots(client, settings, demo.specialist))[4]
     long_ago = utcnow() - jobs.DEADLINE - timedelta(seconds=1)
     async with unit_of_work(sessions) as session:
-        job_id, token = await jobs.open_job(session, owner_id=demo.gp.id or 0, now=long_ago)
+        job_id, token = await jobs.open_job(
+            session, owner_id=demo.gp.id or 0, now=long_ago, limit=1
+        )
     given_up = await client.get(f"/fhir/R4/_jobs/{token}")
     outcome = assert_outcome(given_up, 503)
     assert outcome.issue[0].code == "incomplete"
@@ -160,8 +184,10 @@ async def test_jobs_go_after_a_day(
 ) -> None:
     now = utcnow()
     async with unit_of_work(sessions) as session:
-        await jobs.open_job(session, owner_id=demo.gp.id or 0, now=now - jobs.KEEP)
-        await jobs.open_job(session, owner_id=demo.gp.id or 0, now=now - timedelta(hours=1))
+        await jobs.open_job(session, owner_id=demo.gp.id or 0, now=now - jobs.KEEP, limit=1)
+        await jobs.open_job(
+            session, owner_id=demo.gp.id or 0, now=now - timedelta(hours=1), limit=1
+        )
     counts = await retention.run(sessions, settings, now=now)
     assert counts.get("fhir_jobs") == 1
     async with sessions() as session:

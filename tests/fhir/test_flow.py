@@ -41,7 +41,7 @@ async def test_fhir_metadata_is_public_and_lists_the_interactions(
     served = {r.type: r for r in statement.rest[0].resource or []}
     assert set(served) == {
         "HealthcareService", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment",
-        "ServiceRequest", "Consent", "DocumentReference", "Binary", "DiagnosticReport",
+        "Patient", "ServiceRequest", "Consent", "DocumentReference", "Binary", "DiagnosticReport",
         "Composition",
     }  # fmt: skip
     assert [o.name for o in served["Appointment"].operation or []] == ["book"]

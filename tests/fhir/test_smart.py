@@ -8,8 +8,6 @@ deactivated client."""
 from __future__ import annotations
 
 import base64
-import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -17,18 +15,21 @@ import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fhir.resources.R4B.appointment import Appointment
-from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from app.settings import Settings
 from tests.factories import Demo, login
 from tests.fhir.helpers import FHIR_JSON, assert_outcome, free_slots, parameters
+from tests.fhir.smart_client import (
+    ASSERTION_TYPE,
+    BOOKING_SCOPES,
+    TOKEN_URL,
+    ask_token,
+    assertion,
+    register,
+)
 
 ClientFactory = Callable[[], httpx2.AsyncClient]
-TOKEN_URL = "/oauth/token"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-BOOKING_SCOPES = ["system/Slot.read", "system/Schedule.read", "system/Appointment.write",
-                  "system/Appointment.read"]  # fmt: skip
 
 
 @pytest.fixture
@@ -46,63 +47,9 @@ def ec_key() -> ECKey:
     return ECKey.generate_key("P-384", parameters={"kid": "praxis-ec", "alg": "ES384"})
 
 
-def assertion(
-    key: RSAKey | ECKey,
-    client_id: str,
-    audience: str,
-    *,
-    expires_in: int = 240,
-    **changes: Any,
-) -> str:
-    """A signed client assertion; ``changes`` replace claims (None leaves one out)."""
-    now = int(time.time())
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": audience,
-        "exp": now + expires_in,
-        "jti": uuid.uuid4().hex,
-        **changes,
-    }
-    claims = {name: value for name, value in claims.items() if value is not None}
-    alg = "RS384" if isinstance(key, RSAKey) else "ES384"
-    return jwt.encode({"alg": alg, "kid": key.kid, "typ": "JWT"}, claims, key, algorithms=[alg])
-
-
 def b64(number: int) -> str:
     raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-async def ask_token(
-    client: httpx2.AsyncClient, signed: str, scope: str = " ".join(BOOKING_SCOPES)
-) -> httpx2.Response:
-    return await client.post(
-        TOKEN_URL,
-        data={
-            "grant_type": "client_credentials",
-            "scope": scope,
-            "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": signed,
-        },
-    )
-
-
-async def register(
-    doctor: httpx2.AsyncClient, keys: list[dict[str, Any]], scopes: list[str] = BOOKING_SCOPES
-) -> dict[str, Any]:
-    """Registered by the signed-in doctor, for their own account."""
-    response = await doctor.post(
-        "/api/v1/account/fhir-clients",
-        json={
-            "name": "Praxis-System Lehmann",
-            "scopes": scopes,
-            "jwks": {"keys": keys},
-        },
-    )
-    assert response.status_code == 201, response.text
-    registered: dict[str, Any] = response.json()
-    return registered
 
 
 async def test_a_system_client_books_as_its_gp_with_a_signed_assertion(

@@ -24,7 +24,7 @@ from app.scheduling.models import Appointment, AppointmentKind
 from app.settings import Settings
 from tests.factories import Demo, login
 from tests.fhir.helpers import FHIR_JSON, assert_outcome
-from tests.fhir.test_smart import TOKEN_URL, ask_token, assertion, register
+from tests.fhir.smart_client import TOKEN_URL, ask_token, assertion, register
 from tests.records.test_records import PDF, upload
 
 ClientFactory = Callable[[], httpx2.AsyncClient]
