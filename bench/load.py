@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -177,6 +178,11 @@ async def sender(
         next_at += interval
 
 
+def mark_window(path: str) -> None:
+    """Tells ``bench.profile`` that the measured window began (an empty file, made once)."""
+    Path(path).touch()
+
+
 async def relay(sc: dict[str, Any]) -> dict[str, Any]:
     pairs = await open_pairs(sc, sc["relay_rooms"])
     sides = [side for pair in pairs for side in (pair.patient, pair.staff)]
@@ -192,6 +198,8 @@ async def relay(sc: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(sc["warmup"])
         cpu0, window.start = cpu(sc["pids"]), time.perf_counter()
         window.end = window.start + sc["duration"]
+        if sc.get("window_file"):
+            mark_window(sc["window_file"])
         await asyncio.sleep(sc["duration"])
         cpu1 = cpu(sc["pids"])
         stop.set()
