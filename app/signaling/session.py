@@ -331,7 +331,7 @@ class Room:
             ]
         if not isinstance(message, m.Offer | m.Answer | m.Candidate):
             return []
-        if message.to not in self.partners(sender):
+        if not self.paired(sender, message.to):
             return []
         out: BaseModel
         if isinstance(message, m.Offer):
@@ -355,7 +355,7 @@ class Room:
             target = self.members.get(message.to)
             if target is None:
                 raise UnknownPeer()
-            if message.to not in self.partners(sender):
+            if not self.paired(sender, message.to):
                 raise NotInCall("Diese Person ist noch nicht im Gespräch.")
 
     def starts_call(self, sender: str, message: m.ClientMessage) -> bool:
@@ -366,6 +366,11 @@ class Room:
         return "patient" in roles and bool(roles & m.STAFF_ROLES)
 
     # ---------------------------------------------------------------- helpers
+
+    def paired(self, a: str, b: str) -> bool:
+        """Whether ``a`` and ``b`` were introduced to each other (``b in partners(a)``, without
+        building the list: this is asked for every relayed message, twice)."""
+        return frozenset((a, b)) in self.pairs
 
     def partners(self, participant_id: str) -> list[str]:
         """The members ``participant_id`` was introduced to."""
