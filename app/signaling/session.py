@@ -384,10 +384,18 @@ class Room:
             if other is None or pair in self.pairs:
                 continue
             self.pairs.add(pair)
-            # Only the replica holding a resumed offerer's new connection can deliver its
-            # renegotiate, and this one did not know the pair when the resume arrived.
-            if other_id in self.resyncing and offers(other, member):
-                outs.append(Send(other_id, m.Renegotiate(peer_id=member.id, reason="resumed")))
+            if other_id in self.resyncing:
+                # Only the replica holding a resumed offerer's new connection can deliver its
+                # renegotiate, and this one did not know the pair when the resume arrived.
+                if offers(other, member):
+                    outs.append(Send(other_id, m.Renegotiate(peer_id=member.id, reason="resumed")))
+            elif self.in_call(member) and self.in_call(other):
+                # The member's process introduced the pair and told its own connections only.
+                # If ``other`` is held here, nobody told it (this replica did not know the pair):
+                # e.g. the patient's process applied "admitted" before telling this one that
+                # the patient is there. (If ``other`` is held elsewhere, the send goes nowhere.)
+                peer = self.peer(member, other)
+                outs.append(Send(other_id, m.PeerJoined(peer=peer, offer=offers(other, member))))
         return outs
 
     def _introduce(self) -> list[Out]:
