@@ -116,7 +116,8 @@ class Bench:
         # Every idle connection is a patient who joined their own waiting room, so the memory
         # figure includes the room, its subscription and the participant, not only the socket.
         idle_rooms = max(self.levels)
-        return db, seed(f"sqlite+aiosqlite:///{db}", RELAY_ROOMS + SETUP_ROOMS + idle_rooms)
+        rooms = RELAY_ROOMS + SETUP_ROOMS
+        return db, seed(f"sqlite+aiosqlite:///{db}", rooms + idle_rooms, staff_rooms=rooms)
 
     def scenario(
         self, kind: str, target: str, urls: list[str], pids: list[int], seeded: Any, **extra: Any
