@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck pytest bench screenshots lock clean
+.PHONY: run test lint typecheck pytest bench bench-profile screenshots lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ screenshots: $(VENV)/.installed-dev tests/browser/node_modules/.package-lock.jso
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
+
+# Flame graphs of the relay under load (docs/profiles/, see docs/performance.md).
+bench-profile: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.profile --target konsil
+	$(BIN)/python -m bench.profile --target baseline
 
 # Re-resolve and pin every dependency (run after changing pyproject.toml).
 lock:

@@ -1,4 +1,4 @@
-"""A fresh SQLite database for the benchmark: one GP, one specialist, rooms and sessions.
+"""A fresh SQLite database for the benchmark: one GP, specialists, rooms and sessions.
 
 Ids start high (900000) so that Redis channels (``konsil:room:<id>``) cannot meet those of tests
 running against the same Redis.
@@ -17,6 +17,11 @@ from app.scheduling.models import Appointment, Specialty
 from app.tokens import new_token, token_hash
 
 BASE_ID = 900_000
+# Waiting patients beyond the staff's own rooms are spread over more specialists, this many
+# each (a full day's list): every arrival in one specialist's line has each waiting patient's
+# place in line read again, so 10,000 patients in ONE line would measure that line, not the
+# memory of a waiting patient.
+PATIENTS_PER_SPECIALIST = 20
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ class Seeded:
     rooms: list[tuple[int, str]]
 
 
-async def _seed(url: str, rooms: int) -> Seeded:
+async def _seed(url: str, rooms: int, staff_rooms: int | None) -> Seeded:
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
@@ -52,14 +57,31 @@ async def _seed(url: str, rooms: int) -> Seeded:
                     )
                 )
             await session.flush()
+            staff_rooms = rooms if staff_rooms is None else staff_rooms
+            others = -(-(rooms - staff_rooms) // PATIENTS_PER_SPECIALIST)
+            for n in range(others):
+                session.add(
+                    User(
+                        id=BASE_ID + 2 + n,
+                        email=f"specialist{n}@bench.example",
+                        display_name=f"Bench specialist {n}",
+                        role=Role.SPECIALIST,
+                        password_hash="!",  # noqa: S106 - no login in the benchmark
+                        specialty_id=BASE_ID,
+                    )
+                )
+            await session.flush()
             session.add(_session(staff_token, SessionKind.STAFF, user_id=BASE_ID + 1))
             for i in range(rooms):
                 aid = BASE_ID + i
                 starts = now + timedelta(minutes=5 + i)
+                specialist = BASE_ID + 1
+                if i >= staff_rooms:
+                    specialist = BASE_ID + 2 + (i - staff_rooms) // PATIENTS_PER_SPECIALIST
                 session.add(
                     Appointment(
                         id=aid,
-                        specialist_id=BASE_ID + 1,
+                        specialist_id=specialist,
                         gp_id=BASE_ID,
                         practice_id=BASE_ID,
                         starts_at=starts,
@@ -90,5 +112,7 @@ def _session(token: str, kind: SessionKind, **owner: int) -> AuthSession:
     )
 
 
-def seed(url: str, rooms: int) -> Seeded:
-    return asyncio.run(_seed(url, rooms))
+def seed(url: str, rooms: int, staff_rooms: int | None = None) -> Seeded:
+    """``rooms`` appointments with a patient session each; the first ``staff_rooms`` (all if
+    None) are the seeded specialist's, whose session is ``staff_cookie``."""
+    return asyncio.run(_seed(url, rooms, staff_rooms))

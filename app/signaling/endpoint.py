@@ -11,9 +11,11 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Literal
 
 import anyio
+from prometheus_client import Counter
 from pydantic import Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import BaseRoute, WebSocketRoute
@@ -264,7 +266,10 @@ async def _reader(link: Link, scope: anyio.CancelScope) -> None:
             if frame["type"] == "websocket.disconnect":
                 break
             data = frame.get("text") or frame.get("bytes") or ""
-            size = len(data.encode()) if isinstance(data, str) else len(data)
+            size = len(data)
+            if isinstance(data, str) and size * 4 > cfg.ws_max_frame_bytes:
+                # UTF-8 takes at most 4 bytes a character: only a text this long can be over.
+                size = len(data.encode())
             if size > cfg.ws_max_frame_bytes:
                 link.conn.close(WS_MESSAGE_TOO_BIG, "frame too large")
             elif not bucket.take(time.monotonic()):
@@ -281,13 +286,20 @@ async def _handle(link: Link, data: str | bytes) -> None:
     except ValidationError:
         _error(link, "invalid_message", "Die Nachricht ist ungültig.", None)
         return
-    WS_MESSAGES.labels(type=message.type).inc()
+    _counter(message.type).inc()
     try:
         if not await _activity(link):
             return  # the session is over: nothing more from this connection
         await _dispatch(link, message)
     except KonsilError as exc:  # a refusal (ProtocolError and the domain's): the socket stays
         _error(link, exc.code, exc.message, message.type)
+
+
+@cache
+def _counter(kind: str) -> Counter:
+    """The per-type child of ``konsil_ws_messages_total``, looked up once per type (``labels``
+    takes a lock and builds a key on every call). Types are the protocol's, a closed set."""
+    return WS_MESSAGES.labels(type=kind)
 
 
 async def _dispatch(link: Link, message: m.ClientMessage) -> None:

@@ -40,6 +40,12 @@ class LocalRoom:
     task: Task | None = None
 
 
+# Relay messages this process published and has not yet had back from the broker, by their
+# bytes (see ``Replicas.publish``). Bounded: a message that never comes back (the room was
+# released meanwhile, the broker lost it) is forgotten after this many newer ones.
+OWN_KEPT = 1024
+
+
 class Replicas:
     """The replicas of the rooms this process has participants in."""
 
@@ -53,6 +59,7 @@ class Replicas:
         self.tracker = env.SequenceTracker()
         self.rooms: dict[int, LocalRoom] = {}
         self._seq: dict[str, int] = {}
+        self._own: dict[bytes, wire.RoomMessage] = {}
         self._room_lock = asyncio.Lock()
 
     async def publish(self, channel: str, message: wire.Wire) -> None:
@@ -61,7 +68,19 @@ class Replicas:
         # sequence order and the publish order stay the same without a lock.
         seq = self._seq[channel] = self._seq.get(channel, 0) + 1
         stamped = message.model_copy(update={"o": self.origin, "s": seq})
-        await self.broker.publish(channel, stamped.model_dump_json().encode())
+        raw = stamped.model_dump_json().encode()
+        if isinstance(stamped, wire.Relay):
+            # Every relay comes back to this process's own room loop through the broker (one
+            # process and many behave the same). What it gets back byte for byte is what this
+            # process made from a validated client message, so the loop takes the model as it
+            # is instead of parsing and validating it again; anything else is parsed as ever.
+            self._own[raw] = stamped
+            if len(self._own) > OWN_KEPT:
+                del self._own[next(iter(self._own))]
+        await self.broker.publish(channel, raw)
+
+    def _own_message(self, raw: bytes) -> wire.RoomMessage | None:
+        return self._own.pop(raw, None)
 
     async def acquire(self, appointment_id: int) -> LocalRoom:
         """The replica of this room, subscribed (made and subscribed first if need be)."""
@@ -92,7 +111,7 @@ class Replicas:
         channel = env.room_channel(local.room.appointment_id)
         async with self.broker.subscribe(channel) as events:
             task_status.started()
-            async for message in env.received(events, wire.ROOM, "room"):
+            async for message in env.received(events, wire.ROOM, "room", self._own_message):
                 self._apply(local, channel, message)
 
     def _apply(self, local: LocalRoom, channel: str, message: wire.RoomMessage) -> None:

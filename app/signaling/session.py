@@ -331,7 +331,7 @@ class Room:
             ]
         if not isinstance(message, m.Offer | m.Answer | m.Candidate):
             return []
-        if message.to not in self.partners(sender):
+        if not self.paired(sender, message.to):
             return []
         out: BaseModel
         if isinstance(message, m.Offer):
@@ -355,7 +355,7 @@ class Room:
             target = self.members.get(message.to)
             if target is None:
                 raise UnknownPeer()
-            if message.to not in self.partners(sender):
+            if not self.paired(sender, message.to):
                 raise NotInCall("Diese Person ist noch nicht im Gespräch.")
 
     def starts_call(self, sender: str, message: m.ClientMessage) -> bool:
@@ -366,6 +366,11 @@ class Room:
         return "patient" in roles and bool(roles & m.STAFF_ROLES)
 
     # ---------------------------------------------------------------- helpers
+
+    def paired(self, a: str, b: str) -> bool:
+        """Whether ``a`` and ``b`` were introduced to each other (``b in partners(a)``, without
+        building the list: this is asked for every relayed message, twice)."""
+        return frozenset((a, b)) in self.pairs
 
     def partners(self, participant_id: str) -> list[str]:
         """The members ``participant_id`` was introduced to."""
@@ -379,10 +384,18 @@ class Room:
             if other is None or pair in self.pairs:
                 continue
             self.pairs.add(pair)
-            # Only the replica holding a resumed offerer's new connection can deliver its
-            # renegotiate, and this one did not know the pair when the resume arrived.
-            if other_id in self.resyncing and offers(other, member):
-                outs.append(Send(other_id, m.Renegotiate(peer_id=member.id, reason="resumed")))
+            if other_id in self.resyncing:
+                # Only the replica holding a resumed offerer's new connection can deliver its
+                # renegotiate, and this one did not know the pair when the resume arrived.
+                if offers(other, member):
+                    outs.append(Send(other_id, m.Renegotiate(peer_id=member.id, reason="resumed")))
+            elif self.in_call(member) and self.in_call(other):
+                # The member's process introduced the pair and told its own connections only.
+                # If ``other`` is held here, nobody told it (this replica did not know the pair):
+                # e.g. the patient's process applied "admitted" before telling this one that
+                # the patient is there. (If ``other`` is held elsewhere, the send goes nowhere.)
+                peer = self.peer(member, other)
+                outs.append(Send(other_id, m.PeerJoined(peer=peer, offer=offers(other, member))))
         return outs
 
     def _introduce(self) -> list[Out]:

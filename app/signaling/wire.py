@@ -195,7 +195,9 @@ def apply(room: Room, message: RoomMessage) -> list[Out]:
         message.ev
     ):
         return []
-    match message:
+    match message:  # (the relay first: it is nearly every message a room gets)
+        case Relay():
+            return room.relay(message.sender, message.msg, message.at)
         case Add() | Present():
             return room.add(message.member, message.partners)
         case Leave():
@@ -208,8 +210,6 @@ def apply(room: Room, message: RoomMessage) -> list[Out]:
             return room.resumed(message.member)
         case State():
             return room.set_state(message.state, message.waiting_since)
-        case Relay():
-            return room.relay(message.sender, message.msg, message.at)
         case Revoke():
             return room.revoke(message.user_id)
         case RevokePatients():

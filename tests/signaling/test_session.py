@@ -168,6 +168,23 @@ def test_session_present_with_partners_pairs_without_introducing() -> None:
     assert room.partners(PATIENT.id) == [SPECIALIST.id]
 
 
+def test_session_present_with_partners_introduces_a_member_held_here_that_never_heard() -> None:
+    """Two processes: the patient's applied "admitted" (and introduced the pair to its patient)
+    before its ``present`` reached the specialist's, which had applied "admitted" with nobody
+    to introduce. The specialist held here hears ``peer_joined`` now; the patient is not told
+    again (its process told it, and the send to it goes nowhere from this replica anyway)."""
+    room = Room(appointment_id=1, state=RoomState.WAITING, waiting_since=AT)
+    room.add(SPECIALIST)
+    assert sent(room.set_state(RoomState.ADMITTED, None), SPECIALIST.id) == [
+        m.RoomStateChanged(state=RoomState.ADMITTED)
+    ]
+    outs = room.add(PATIENT, [SPECIALIST.id])
+    assert outs == [
+        Send(SPECIALIST.id, m.PeerJoined(peer=room.peer(PATIENT, SPECIALIST), offer=True))
+    ]
+    assert room.partners(SPECIALIST.id) == [PATIENT.id]
+
+
 def test_session_present_asks_a_resumed_offerer_to_restart_ice() -> None:
     room = Room(appointment_id=1, state=RoomState.ADMITTED)
     room.resumed(replace(SPECIALIST, conn="c-new"))

@@ -7,12 +7,17 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
+from app.broker.memory import MemoryBroker
 from app.errors import WS_FORBIDDEN, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.metrics import REGISTRY
 from app.scheduling.models import RoomState
 from app.signaling import messages as m
+from app.signaling import replicas as replicas_module
 from app.signaling import resume, wire
 from app.signaling.envelope import received
+from app.signaling.replicas import Replicas
 from app.signaling.session import Close, Member, Room, Send
 
 EV = "0" * 32
@@ -219,3 +224,77 @@ def test_resume_record_keeps_the_member_and_reads_an_older_one() -> None:
     assert (back.media, back.connection) == (m.Media(), "connected")
     broken = json.dumps({"appointment_id": 7, "member": {"id": "p_x"}}).encode()
     assert resume.unpack(broken, 7, "pat") is None
+
+
+# ---------------------------------------------------------------- a process's own relays
+
+
+def own_relays() -> list[wire.Relay]:
+    """Relays as ``Hub.relay`` makes them from validated client messages."""
+    to = "p_patient0001"
+    ice = {
+        "candidate": "candidate:1 1 udp 1 192.0.2.1 5 typ host",
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+        "usernameFragment": "u",
+    }
+    sent = [
+        {"type": "candidate", "to": to, "candidate": ice},
+        {"type": "candidate", "to": to, "candidate": None},
+        {"type": "offer", "to": to, "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"},
+        {"type": "chat", "text": 'Grüße \u2603 "zitiert" </script>'},
+    ]
+    return [
+        wire.Relay(
+            sender="p_specialist1",
+            msg=m.CLIENT_MESSAGES.validate_json(json.dumps(message)),
+            at=datetime.now(UTC),
+        )
+        for message in sent
+    ]
+
+
+async def test_a_relay_the_process_gets_back_byte_for_byte_is_the_model_parsing_gives() -> None:
+    """The room loop takes its own relays back without parsing them: only sound if parsing
+    the very bytes gives an equal model, for every kind of relay."""
+    broker = MemoryBroker()
+    reps = Replicas(broker=broker, sessions=None, tasks=None)  # type: ignore[arg-type]
+    async with broker.subscribe("konsil:room:1") as events:
+        for relay in own_relays():
+            await reps.publish("konsil:room:1", relay)
+        await reps.publish("konsil:room:1", wire.Leave(pid="p_patient0001"))
+        raws = [await anext(events) for _ in range(5)]
+    for raw, relay in zip(raws, own_relays(), strict=False):
+        kept = reps._own_message(raw)
+        assert kept is not None
+        assert kept == wire.parse(wire.ROOM, raw)
+        assert kept.model_dump_json().encode() == raw
+        assert isinstance(kept, wire.Relay)
+        assert kept.msg == relay.msg
+        assert reps._own_message(raw) is None  # taken once
+    assert reps._own_message(raws[-1]) is None  # only relays are kept
+
+
+async def test_own_relays_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relays that never come back (a released room, a lost broker message) do not pile up."""
+    monkeypatch.setattr(replicas_module, "OWN_KEPT", 3)
+    reps = Replicas(broker=MemoryBroker(), sessions=None, tasks=None)  # type: ignore[arg-type]
+    for _ in range(10):
+        await reps.publish("konsil:room:1", own_relays()[0])
+    assert len(reps._own) == 3
+
+
+async def test_received_takes_a_known_message_as_it_is_and_parses_the_rest() -> None:
+    known = wire.QueueChanged(o="me", s=1, ev="a" * 32)
+    mine = known.model_dump_json().encode()
+    theirs = wire.QueueChanged(o="other", s=1, ev="b" * 32).model_dump_json().encode()
+
+    async def raw() -> AsyncIterator[bytes]:
+        for item in (mine, theirs, b"not json"):
+            yield item
+
+    table = {mine: known}
+    got = [message async for message in received(raw(), wire.QUEUE, "queue", table.get)]
+    assert got[0] is known
+    assert got[1] == wire.QueueChanged(o="other", s=1, ev="b" * 32)
+    assert len(got) == 2
