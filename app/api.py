@@ -15,23 +15,29 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from app import db
 from app.errors import (
     InvalidInput,
     KonsilError,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
     error_body,
     validation_detail,
 )
+from app.logging import get_logger
 from app.schemas import MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
+log = get_logger("konsil.api")
 MAX_JSON_BYTES = 256 * 1024
 # No request body of the API nests deeper than a few levels; the parser's recursion would
 # otherwise be the limit (a stack of 100,000 ``[`` is 2 bytes per level).
@@ -295,6 +301,24 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
+async def database_error_handler(request: Request, exc: Exception) -> Response:
+    """A database that cannot be reached just now (a restart, a cut connection, no free
+    connection in time) is a clear 503 to try again, logged without a traceback; any other
+    database error is a server error like the rest (its traceback logged)."""
+    if db.unreachable(exc):
+        log.warning("database.unreachable", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse(
+            error_body(
+                Unavailable.code,
+                "Die Datenbank ist gerade nicht erreichbar. Bitte gleich noch einmal versuchen.",
+            ),
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
+    log.error("request.failed", path=request.url.path, exc_info=exc)
+    return await server_error_handler(request, exc)
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log (without request bodies); the user gets no stack trace.
     return JSONResponse(
@@ -304,6 +328,9 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     KonsilError: konsil_error_handler,
+    DBAPIError: database_error_handler,
+    PoolTimeout: database_error_handler,
+    ConnectionError: database_error_handler,
     ValidationError: validation_error_handler,
     HTTPException: http_error_handler,
     Exception: server_error_handler,

@@ -170,6 +170,43 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
                 ring()
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached just now — a restart cut the
+    connection, the server refuses connections while it starts, the pool had none in time, a
+    SQLite write lock held too long — rather than a bug or a refused statement: the request
+    may be tried again in a moment (``503``)."""
+    import asyncpg.exceptions as pg
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.TimeoutError | ConnectionError):
+        return True
+    if not isinstance(exc, sa.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    seen: BaseException | None = exc.orig
+    for _ in range(5):  # the driver's error and what caused it (asyncpg under the adapter)
+        if seen is None:
+            break
+        if isinstance(
+            seen,
+            ConnectionError
+            | TimeoutError
+            | pg.PostgresConnectionError
+            | pg.CannotConnectNowError
+            | pg.AdminShutdownError
+            | pg.CrashShutdownError
+            | pg.TooManyConnectionsError,
+        ):
+            return True
+        if isinstance(seen, pg.InterfaceError) and "connection" in str(seen).lower():
+            return True  # "cannot call ...: connection is closed"
+        if isinstance(seen, sqlite3.OperationalError) and "locked" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def enum_column(
     enum_cls: type[Any],
     *,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +27,8 @@ PAGES: dict[int, tuple[str, str]] = {
     405: (N_("Page not found"), N_("This page does not exist. Please check the address.")),
     410: (N_("Link expired"), N_("This link is no longer valid.")),
     500: (N_("Something went wrong"), N_("An internal error occurred. Please try again later.")),
+    # The database could not be reached for a moment (a restart): try again.
+    503: (N_("Something went wrong"), N_("An internal error occurred. Please try again later.")),
 }
 
 
@@ -50,7 +53,8 @@ def _html_or(json_handler: Handler) -> Handler:
         elif isinstance(exc, errors.KonsilError):
             status = exc.status
         else:
-            status = 500
+            # The JSON handler logs what it must (a database error's traceback).
+            status = (await json_handler(request, exc)).status_code
         return error_page(request, status if status in PAGES else 500)
 
     return handle
@@ -63,8 +67,7 @@ def exception_handlers(
 
     Validation errors stay JSON: only API endpoints parse request bodies.
     """
-    wrapped: dict[type[Exception], Handler] = dict(base)
-    for exc_type in (HTTPException, errors.KonsilError, Exception):
-        if exc_type in wrapped:
-            wrapped[exc_type] = _html_or(wrapped[exc_type])
-    return wrapped
+    return {
+        exc_type: handler if issubclass(exc_type, ValidationError) else _html_or(handler)
+        for exc_type, handler in base.items()
+    }
