@@ -18,8 +18,8 @@ from app.scheduling import service
 from tests.factories import Demo, login
 
 
-def wrapped(cause: BaseException, **options: bool) -> DBAPIError:
-    return DBAPIError("SELECT 1", {}, cause, **options)
+def wrapped(cause: BaseException, *, invalidated: bool = False) -> DBAPIError:
+    return DBAPIError("SELECT 1", {}, cause, connection_invalidated=invalidated)
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ def wrapped(cause: BaseException, **options: bool) -> DBAPIError:
     [
         (wrapped(ConnectionDoesNotExistError("connection was closed")), True),
         (wrapped(CannotConnectNowError("the database system is starting up")), True),
-        (wrapped(RuntimeError("whatever"), connection_invalidated=True), True),
+        (wrapped(RuntimeError("whatever"), invalidated=True), True),
         (PoolTimeout("QueuePool limit reached"), True),
         (ConnectionRefusedError(111, "Connection refused"), True),
         (OperationalError("BEGIN", {}, sqlite3.OperationalError("database is locked")), True),
