@@ -24,6 +24,7 @@ from app.accounts.models import Role, SessionKind
 from app.accounts.service import Principal
 from app.accounts.web import check_origin, principal
 from app.api import validate
+from app.broker import UNAVAILABLE
 from app.db import unit_of_work, utcnow
 from app.errors import (
     WS_FORBIDDEN,
@@ -31,6 +32,7 @@ from app.errors import (
     WS_NORMAL,
     WS_POLICY_VIOLATION,
     WS_RATE_LIMITED,
+    WS_TRY_AGAIN_LATER,
     WS_UNAUTHENTICATED,
     AlreadyJoined,
     Forbidden,
@@ -42,6 +44,7 @@ from app.errors import (
     RoomClosed,
     RoomFull,
 )
+from app.logging import get_logger
 from app.metrics import WS_CONNECTIONS, WS_ERRORS, WS_MESSAGES
 from app.pages.i18n import language
 from app.resources import db, settings
@@ -57,6 +60,8 @@ from app.signaling.session import check_media
 
 CLOSE_GRACE_SECONDS = 2.0
 ACTIVITY_EVERY_SECONDS = 60.0
+
+log = get_logger("konsil.signaling")
 
 
 class WsQuery(Schema):
@@ -288,6 +293,14 @@ async def _handle(link: Link, data: str | bytes) -> None:
         await _dispatch(link, message)
     except KonsilError as exc:  # a refusal (ProtocolError and the domain's): the socket stays
         _error(link, exc.code, exc.message, message.type)
+    except UNAVAILABLE as exc:
+        # The broker (Redis) is down: the message reached nobody. The socket stays, so a
+        # running call keeps its seat (its media is peer to peer); the client is told. A join
+        # cannot be seated without the broker: 1013, and the page tries again shortly.
+        log.warning("signaling.broker_unavailable", message=message.type, error=type(exc).__name__)
+        _error(link, "unavailable", UNAVAILABLE_TEXT, message.type)
+        if isinstance(message, m.Join) and link.seat is None:
+            link.conn.close(WS_TRY_AGAIN_LATER, "signalling unavailable")
 
 
 async def _dispatch(link: Link, message: m.ClientMessage) -> None:
@@ -348,6 +361,11 @@ async def _join(link: Link, message: m.Join) -> Seat | None:
         _error(link, exc.code, exc.message, message.type)
         link.conn.close(exc.ws_close, "room full")
         return None
+
+
+UNAVAILABLE_TEXT = (
+    "Der Server ist gerade nicht vollständig erreichbar. Bitte gleich noch einmal versuchen."
+)
 
 
 def _error(link: Link, code: str, text: str, ref: str | None) -> None:

@@ -96,6 +96,7 @@ class Participant:
     peer_states: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     renegotiations: int = 0
+    renegotiated_at: list[float] = field(default_factory=list)
     frames: int = 0
     last_frame_at: float | None = None
     stopped_with: int | None = None
@@ -214,6 +215,7 @@ class Participant:
             # aiortc cannot restart ICE; media over loopback does not need it (it never
             # went through the server). Counted: the server asked as the protocol says.
             self.renegotiations += 1
+            self.renegotiated_at.append(time.monotonic())
         elif self.media:
             await self._signal(kind, message)
 
