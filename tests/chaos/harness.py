@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -333,6 +334,7 @@ class Cluster:
     redis: RedisServer
     instances: list[Instance]
     proxy: Proxy
+    postgres: PrivatePostgres | None = None
 
     async def restart(self, instance: Instance) -> None:
         """Starts a stopped instance again and waits until the proxy sends it traffic."""
@@ -368,11 +370,19 @@ async def private_database() -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def cluster(workdir: Path, count: int = 2, **settings: str) -> AsyncIterator[Cluster]:
+async def cluster(
+    workdir: Path, count: int = 2, postgres: PrivatePostgres | None = None, **settings: str
+) -> AsyncIterator[Cluster]:
     """``count`` Konsil instances on one new PostgreSQL database (demo data) and a private
-    Redis, behind HAProxy; ``settings`` are extra KONSIL_* values (``ws_resume_seconds="15"``)."""
+    Redis, behind HAProxy; ``settings`` are extra KONSIL_* values (``ws_resume_seconds="15"``).
+    With ``postgres`` the database lives in that private server (started here) instead."""
     async with AsyncExitStack() as stack:
-        database_url = await stack.enter_async_context(private_database())
+        if postgres is None:
+            database_url = await stack.enter_async_context(private_database())
+        else:
+            stack.callback(postgres.stop)
+            await postgres.start()
+            database_url = postgres.url
         await create_schema(database_url)
         engine = create_engine(database_url)
         stack.push_async_callback(engine.dispose)
@@ -418,9 +428,83 @@ async def cluster(workdir: Path, count: int = 2, **settings: str) -> AsyncIterat
             redis=redis,
             instances=instances,
             proxy=proxy,
+            postgres=postgres,
         )
         try:
             yield the_cluster
         except BaseException:
             print(the_cluster.logs(), file=sys.stderr)
             raise
+
+
+# --- a private PostgreSQL ------------------------------------------------------------------
+
+
+def _pg_bin(name: str) -> str | None:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else shutil.which(name)
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb in a new directory, a free port), so
+    that restarting it disturbs nobody else. Runs as the ``postgres`` user when we are root
+    (PostgreSQL refuses to run as root); its directory is therefore not under pytest's
+    private temporary directory, which that user cannot enter, and is removed by ``stop``."""
+
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="konsil-pg-")))
+    port: int = field(default_factory=free_port)
+
+    @property
+    def data(self) -> Path:
+        return self.workdir / "pgdata"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/konsil"
+
+    def _run(self, *command: str, limit: float = 30) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        with (self.workdir / "postgres-ctl.log").open("ab") as out:
+            # stdin/stdout not inherited by the server pg_ctl leaves running.
+            subprocess.run(
+                prefix + list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=limit,
+            )
+
+    def _ctl(self, action: str, *extra: str) -> None:
+        pg_ctl = _pg_bin("pg_ctl")
+        assert pg_ctl is not None
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.workdir / "postgres.log")
+        self._run(pg_ctl, "-D", str(self.data), "-l", log, "-w", "-o", options, action, *extra)
+
+    async def start(self) -> None:
+        initdb = _pg_bin("initdb")
+        require(initdb is not None and _pg_bin("pg_ctl") is not None, "PostgreSQL's initdb")
+        assert initdb is not None
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+        init = [initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"]
+        await asyncio.to_thread(self._run, *init, "-E", "UTF8")
+        await asyncio.to_thread(self._ctl, "start")
+        admin = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres")
+        try:
+            await admin.execute("CREATE DATABASE konsil")
+        finally:
+            await admin.close()
+
+    async def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is cut, the server is back after."""
+        await asyncio.to_thread(self._ctl, "restart", "-m", "fast")
+
+    def stop(self) -> None:
+        """Stops the server and removes its directory (cleanup path: never raises)."""
+        if (self.data / "postmaster.pid").exists():
+            with suppress(subprocess.SubprocessError, OSError):
+                self._ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.workdir, ignore_errors=True)
