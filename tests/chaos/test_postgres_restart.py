@@ -8,6 +8,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx2
@@ -30,6 +31,7 @@ REQUEST_LIMIT = 15.0  # a request still open after this long counts as hanging
 LOAD_BEFORE = 3.0
 LOAD_AFTER = 10.0
 BOOKERS = 3
+PACE = 0.2  # seconds between one GP's bookings
 
 
 @dataclass
@@ -63,7 +65,10 @@ async def measure(tmp_path: Path) -> Measured:
             timeout=REQUEST_LIMIT,
         ) as gp:
             await login(gp, konsil.demo.gp)
-            slots = [s["starts_at"] for s in await free_slots(gp, konsil.demo.specialist)]
+            # Enough slots that the bookers are still busy when the server restarts.
+            first = date.today() + timedelta(days=1)
+            found = await free_slots(gp, konsil.demo.specialist, first, days=60)
+            slots = [s["starts_at"] for s in found]
             appointment = await make_appointment(konsil.sessions, konsil.demo)
             assert appointment.id is not None
             appointment_id = appointment.id
@@ -76,6 +81,7 @@ async def measure(tmp_path: Path) -> Measured:
                         return
                     body = booking_body(konsil.demo.specialist, starts_at)
                     outcomes.append(await _timed("booking", _post(gp, body)))
+                    await asyncio.sleep(PACE)
 
             async def join() -> None:
                 while not stop.is_set():
