@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck pytest bench bench-profile screenshots lock clean
+.PHONY: run test lint typecheck pytest chaos bench bench-profile screenshots lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ pytest: $(VENV)/.installed-dev tests/oidc/node_modules/.package-lock.json tests/
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The fault tests (tests/chaos): real instances behind HAProxy, a private Redis, PostgreSQL;
+# rolling restart, Redis down, kill -9. Writes the measured figures into docs/reliability.md.
+chaos: $(VENV)/.installed-dev
+	KONSIL_CHAOS_REPORT=docs/reliability.md $(BIN)/pytest -m chaos tests/chaos
 
 # Refresh the README's screenshots (docs/screenshots) from the browser tests.
 screenshots: $(VENV)/.installed-dev tests/browser/node_modules/.package-lock.json

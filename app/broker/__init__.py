@@ -18,6 +18,12 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from redis.exceptions import RedisError
+
+# What a broker call raises when the broker cannot be reached (Redis stopped or restarting):
+# callers that can carry on without it (signalling of a running call) catch these.
+UNAVAILABLE: tuple[type[Exception], ...] = (RedisError, OSError)
+
 
 class Broker(Protocol):
     async def connect(self) -> None: ...

@@ -26,13 +26,15 @@ from app.accounts.models import Role, SessionKind
 from app.accounts.service import Principal
 from app.accounts.web import check_origin, principal
 from app.api import validate
-from app.db import unit_of_work, utcnow
+from app.broker import UNAVAILABLE
+from app.db import unit_of_work, unreachable, utcnow
 from app.errors import (
     WS_FORBIDDEN,
     WS_MESSAGE_TOO_BIG,
     WS_NORMAL,
     WS_POLICY_VIOLATION,
     WS_RATE_LIMITED,
+    WS_TRY_AGAIN_LATER,
     WS_UNAUTHENTICATED,
     AlreadyJoined,
     Forbidden,
@@ -44,6 +46,7 @@ from app.errors import (
     RoomClosed,
     RoomFull,
 )
+from app.logging import get_logger
 from app.metrics import WS_CONNECTIONS, WS_ERRORS, WS_MESSAGES
 from app.pages.i18n import language
 from app.resources import db, settings
@@ -59,6 +62,8 @@ from app.signaling.session import check_media
 
 CLOSE_GRACE_SECONDS = 2.0
 ACTIVITY_EVERY_SECONDS = 60.0
+
+log = get_logger("konsil.signaling")
 
 
 class WsQuery(Schema):
@@ -92,6 +97,15 @@ async def signaling(websocket: WebSocket) -> None:
         WS_ERRORS.labels(code=str(exc.ws_close)).inc()
         await websocket.accept()
         await websocket.close(exc.ws_close, exc.code)
+        return
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        # The database (sessions, rooms) cannot be reached for a moment: try again shortly.
+        log.warning("signaling.database_unreachable", error=type(exc).__name__)
+        WS_ERRORS.labels(code=str(WS_TRY_AGAIN_LATER)).inc()
+        await websocket.accept()
+        await websocket.close(WS_TRY_AGAIN_LATER, "unavailable")
         return
     ended = hub(websocket).ended
     session_id = target.who.session_id
@@ -293,6 +307,16 @@ async def _handle(link: Link, data: str | bytes) -> None:
         await _dispatch(link, message)
     except KonsilError as exc:  # a refusal (ProtocolError and the domain's): the socket stays
         _error(link, exc.code, exc.message, message.type)
+    except Exception as exc:
+        if not (isinstance(exc, UNAVAILABLE) or unreachable(exc)):
+            raise
+        # The broker (Redis) or the database is down: the message reached nobody. The socket
+        # stays, so a running call keeps its seat (its media is peer to peer); the client is
+        # told. A join cannot be seated without them: 1013, and the page tries again shortly.
+        log.warning("signaling.unavailable", message=message.type, error=type(exc).__name__)
+        _error(link, "unavailable", UNAVAILABLE_TEXT, message.type)
+        if isinstance(message, m.Join) and link.seat is None:
+            link.conn.close(WS_TRY_AGAIN_LATER, "signalling unavailable")
 
 
 @cache
@@ -360,6 +384,11 @@ async def _join(link: Link, message: m.Join) -> Seat | None:
         _error(link, exc.code, exc.message, message.type)
         link.conn.close(exc.ws_close, "room full")
         return None
+
+
+UNAVAILABLE_TEXT = (
+    "Der Server ist gerade nicht vollständig erreichbar. Bitte gleich noch einmal versuchen."
+)
 
 
 def _error(link: Link, code: str, text: str, ref: str | None) -> None:

@@ -1,0 +1,73 @@
+"""The broker (Redis) down while a call runs: the socket stays and the client is told; a join
+is refused with ``unavailable`` and close 1013. (With real processes and a real Redis stopped
+for 30 s: tests/chaos/test_redis_down.py.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.broker import Broker
+from app.errors import WS_TRY_AGAIN_LATER
+from app.settings import Settings
+from tests.factories import Demo, make_appointment, patient_token
+from tests.live import Live
+from tests.signaling.wsclient import staff_cookie, ws_connect
+
+MEDIA = {"muted": True, "camera_off": False, "audio_only": False, "screen_sharing": False}
+
+
+def break_broker(monkeypatch: pytest.MonkeyPatch, broker: Broker) -> None:
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise RedisConnectionError("Connection refused")
+
+    for name in ("publish", "put", "take", "refresh"):
+        monkeypatch.setattr(broker, name, down)
+
+
+async def test_broker_down_keeps_the_call_socket_and_refuses_a_join_with_1013(
+    live: Live,
+    demo: Demo,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    appointment = await make_appointment(sessions, demo)
+    query = f"appointment={appointment.id}"
+    patient = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    staff = await staff_cookie(live, demo.specialist)
+    later = await make_appointment(sessions, demo)
+    newcomer = f"konsil_patient={await patient_token(sessions, settings, later)}"
+    async with (
+        ws_connect(live, f"as=patient&{query}", patient) as p,
+        ws_connect(live, f"as=staff&{query}", staff) as s,
+    ):
+        await p.send(type="join")
+        await p.expect("joined")
+        await s.send(type="join")
+        await s.expect("joined")
+        await s.send(type="admit")
+        await s.expect("peer_joined")
+        await p.expect("peer_joined")
+        with monkeypatch.context() as patch:
+            break_broker(patch, live.app.state.resources.broker)
+            await p.send(type="media_state", **MEDIA)
+            refused = await p.expect("error")
+            assert refused["code"] == "unavailable"
+            assert refused["ref"] == "media_state"
+            assert refused["message"]
+            async with ws_connect(live, f"as=patient&appointment={later.id}", newcomer) as n:
+                await n.send(type="join")
+                error = await n.expect("error")
+                assert (error["code"], error["ref"]) == ("unavailable", "join")
+                assert await n.closed_with() == WS_TRY_AGAIN_LATER
+        # The broker is back: the same socket carries the call on. The refused message used a
+        # sequence number nobody heard, so the peer notices the gap and is asked to renegotiate.
+        await p.send(type="media_state", **MEDIA)
+        heard = [await s.recv(), await s.recv()]
+        assert [m["type"] for m in heard] == ["renegotiate", "peer_state"], heard
+        assert heard[0]["reason"] == "gap"
+        assert heard[1]["muted"] is True
