@@ -27,6 +27,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from app.fhir import german
 from app.fhir.outcome import dump
 from app.fhir.resources import CONTAINED_PATIENT, contained_patient
+from app.records.letter import consulted_at
 from app.records.schemas import DocumentOut, ReportOut
 from app.scheduling.models import AppointmentKind, AppointmentStatus, Urgency
 from app.scheduling.schemas import AppointmentOut
@@ -199,9 +200,7 @@ def letter(
     sections), the DiagnosticReport and the ServiceRequest it answers; titled with the
     Telekonsil's local day as the PDF letter is (the call's, a written one's first answer's,
     else the slot's)."""
-    held = found.admitted_at or (
-        report.created_at if found.kind is AppointmentKind.WRITTEN else found.starts_at
-    )
+    held = consulted_at(found.kind, found.admitted_at, found.starts_at, report.created_at)
     consulted_on = held.astimezone(tz)
     request = service_request(found, [])
     answer = diagnostic_report(found, report)

@@ -26,7 +26,7 @@ from fpdf.enums import XPos, YPos
 from fpdf.fonts import TTFFont
 
 from app.scheduling.identifiers import Certainty
-from app.scheduling.models import PatientSex
+from app.scheduling.models import AppointmentKind, PatientSex
 
 FONTS = Path(__file__).parent / "fonts"
 LEFT, RIGHT, TOP, BOTTOM = 25.0, 20.0, 18.0, 22.0  # mm
@@ -71,6 +71,16 @@ class Particulars:
     medication: str | None = None
     answer_by: date | None = None
     consent_recorded_at: datetime | None = None
+
+
+def consulted_at(
+    kind: AppointmentKind, admitted_at: datetime | None, starts_at: datetime, answered_at: datetime
+) -> datetime:
+    """The Telekonsil's moment a letter is dated by (the PDF and the FHIR document alike): the
+    call's, a written one's first answer (``answered_at``), else the slot's."""
+    if admitted_at is not None:
+        return admitted_at
+    return answered_at if kind is AppointmentKind.WRITTEN else starts_at
 
 
 @dataclass(frozen=True)

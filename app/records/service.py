@@ -29,7 +29,7 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.logging import get_logger
-from app.records.letter import Call, Letter, Particulars
+from app.records.letter import Call, Letter, Particulars, consulted_at
 from app.records.models import Document, Report
 from app.records.schemas import DocumentOut, ReportOut
 from app.resources import Resources
@@ -267,7 +267,11 @@ async def report_letter(
         appointment_id=appointment_id,
         written_at=report.updated_at.astimezone(tz),
         requested_at=appointment.created_at.astimezone(tz),
-        consulted_on=_consulted_at(appointment, report).astimezone(tz).date(),
+        consulted_on=consulted_at(
+            appointment.kind, appointment.admitted_at, appointment.starts_at, report.created_at
+        )
+        .astimezone(tz)
+        .date(),
         specialist_name=author.display_name if author else "",
         gp_name=gp.display_name if gp else "",
         patient_name=appointment.patient_name,
@@ -286,15 +290,6 @@ async def report_letter(
         call=_call(appointment, tz),
         written=appointment.kind is AppointmentKind.WRITTEN,
     )
-
-
-def _consulted_at(appointment: Appointment, report: Report) -> datetime:
-    """The Telekonsil's moment: the call's, a written one's first answer, else the slot's."""
-    if appointment.admitted_at is not None:
-        return appointment.admitted_at
-    if appointment.kind is AppointmentKind.WRITTEN:
-        return report.created_at
-    return appointment.starts_at
 
 
 def _particulars(appointment: Appointment, tz: ZoneInfo) -> Particulars:

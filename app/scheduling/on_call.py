@@ -86,18 +86,7 @@ async def request(
     now = now or utcnow()
     gp_id = require_role(who, Role.GP)
     service.require_sending(settings, details)
-    specialty = await session.get(Specialty, details.specialty_id)
-    if specialty is None:
-        raise NotFound("Dieses Fachgebiet gibt es nicht.")
-    if not await repo.specialist_ids(session, details.specialty_id):
-        raise NoSpecialist()
-    # Two requests of one GP at once are counted one after the other: this write holds the
-    # GP's row (on SQLite, the database's write lock) until the transaction ends.
-    await session.execute(
-        update(User).where(col(User.id) == gp_id).values(is_active=col(User.is_active))
-    )
-    gp = await session.get(User, gp_id)
-    assert gp is not None
+    gp = await asking_gp(session, gp_id=gp_id, specialty_id=details.specialty_id)
     if await open_count(session, gp_id=gp_id, now=now) >= settings.on_call_open_per_gp:
         raise TooManyOpen()
     appointment = Appointment(
@@ -133,6 +122,24 @@ async def request(
     return await service.with_new_link(
         session, settings=settings, appointment=appointment, who=who, now=now
     )
+
+
+async def asking_gp(session: AsyncSession, *, gp_id: int, specialty_id: int) -> User:
+    """The GP asking a specialty (a consult now, or in writing), once the specialty is known
+    to exist and to have a specialist; the GP's row held until the transaction ends (on
+    SQLite, the database's write lock), so that two requests of one GP at once are counted
+    against the GP's cap one after the other."""
+    specialty = await session.get(Specialty, specialty_id)
+    if specialty is None:
+        raise NotFound("Dieses Fachgebiet gibt es nicht.")
+    if not await repo.specialist_ids(session, specialty_id):
+        raise NoSpecialist()
+    await session.execute(
+        update(User).where(col(User.id) == gp_id).values(is_active=col(User.is_active))
+    )
+    gp = await session.get(User, gp_id)
+    assert gp is not None
+    return gp
 
 
 async def claim(

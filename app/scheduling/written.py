@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, func, update
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -26,7 +26,6 @@ from app.accounts.models import Role, User
 from app.accounts.service import Principal
 from app.audit import service as audit
 from app.db import utcnow
-from app.errors import NotFound
 from app.events import outbox
 from app.events.types import WrittenRequested
 from app.scheduling import on_call, service
@@ -37,7 +36,6 @@ from app.scheduling.models import (
     AppointmentKind,
     AppointmentStatus,
     RoomState,
-    Specialty,
     Urgency,
 )
 from app.scheduling.on_call_queue import age
@@ -58,18 +56,7 @@ async def request(
     the GP withdraws it."""
     now = now or utcnow()
     gp_id = require_role(who, Role.GP)
-    specialty = await session.get(Specialty, details.specialty_id)
-    if specialty is None:
-        raise NotFound("Dieses Fachgebiet gibt es nicht.")
-    if not await repo.specialist_ids(session, details.specialty_id):
-        raise on_call.NoSpecialist()
-    # A GP's open written requests are counted one after the other (the GP's row is held until
-    # the transaction ends, as for on-call requests), so a looping client cannot pass the cap.
-    await session.execute(
-        update(User).where(col(User.id) == gp_id).values(is_active=col(User.is_active))
-    )
-    gp = await session.get(User, gp_id)
-    assert gp is not None
+    gp = await on_call.asking_gp(session, gp_id=gp_id, specialty_id=details.specialty_id)
     if await open_count(session, gp_id=gp_id) >= settings.written_open_per_gp:
         raise TooManyOpenWritten()
     appointment = Appointment(
