@@ -6,10 +6,11 @@ the protocol layer above carries sequence numbers so a gap is noticed.
 
 Backends live in their own modules (``memory``, ``redis``) and are imported by the factory.
 
-Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, atomic ``take``
-and ``refresh``): the signalling hub stores resume records there, so a client may resume on
-any process. Atomic counters and holds (``count``, ``hold``, ``forget``) carry the throttles
-(``app.throttle``), so that two processes share one budget.
+Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, atomic ``take``,
+``refresh`` and ``exists``): the signalling hub stores resume records and each process's
+liveness there, so a client may resume on any process. Atomic counters and holds (``count``,
+``hold``, ``forget``) carry the throttles (``app.throttle``), so that two processes share one
+budget.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class Broker(Protocol):
 
     async def take(self, key: str) -> bytes | None:
         """Atomically reads and deletes ``key``: only one caller ever gets a value."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` is set and has not expired (read only)."""
         ...
 
     async def refresh(self, key: str, ttl_seconds: int) -> bool:

@@ -38,6 +38,10 @@ class MemoryBroker:
         expiry, value = self._keys.pop(key, (0.0, b""))
         return value if expiry > time.monotonic() else None
 
+    async def exists(self, key: str) -> bool:
+        expiry, _ = self._keys.get(key, (0.0, b""))
+        return expiry > time.monotonic()
+
     async def refresh(self, key: str, ttl_seconds: int) -> bool:
         now = time.monotonic()
         expiry, value = self._keys.get(key, (0.0, b""))

@@ -110,6 +110,9 @@ class RedisBroker:
         value = await self._redis.getdel(key)  # Redis >= 6.2: atomic read-and-delete
         return value if isinstance(value, bytes) or value is None else str(value).encode()
 
+    async def exists(self, key: str) -> bool:
+        return bool(await self._redis.exists(key))
+
     async def refresh(self, key: str, ttl_seconds: int) -> bool:
         # EXPIRE on a missing key does nothing and answers 0: a taken key stays taken.
         return bool(await self._redis.expire(key, ttl_seconds))

@@ -34,6 +34,7 @@ from app.errors import (
     WS_NORMAL,
     WS_POLICY_VIOLATION,
     WS_RATE_LIMITED,
+    WS_SLOW_CONSUMER,
     WS_TRY_AGAIN_LATER,
     WS_UNAUTHENTICATED,
     AlreadyJoined,
@@ -194,20 +195,34 @@ async def serve(websocket: WebSocket, target: Target) -> None:
                 if target.who.is_staff:
                     tg.start_soon(_in_call, link)
         if link.conn.close_code is not None:
+            grace = CLOSE_GRACE_SECONDS
+            if link.conn.close_code == WS_SLOW_CONSUMER:
+                # The socket's buffers are full: the close frame can only follow what is in
+                # them, once the client reads again. The room need not wait for that: the seat
+                # is given up first, and the frame waits as long as a resume could come.
+                with anyio.CancelScope(shield=True):
+                    await _give_up_seat(link)
+                grace = max(grace, cfg.ws_resume_seconds)
             with (
-                anyio.move_on_after(CLOSE_GRACE_SECONDS),
+                anyio.move_on_after(grace),
                 suppress(OSError, RuntimeError, WebSocketDisconnect),
             ):
                 await websocket.close(link.conn.close_code, link.conn.close_reason)
     finally:
         link.hub.ended.untrack(link.conn)
         with anyio.CancelScope(shield=True):
-            if link.seat is not None:
-                await link.hub.seats.disconnect(link.conn, link.seat, left=link.left)
+            await _give_up_seat(link)
             if specialist is not None:
                 await link.hub.unwatch_queue(link.conn, specialist)
             if gp_dashboard:
                 await link.hub.presence.unwatch(link.conn)
+
+
+async def _give_up_seat(link: Link) -> None:
+    """The connection ended (or will): its seat is held for a resume, or given up (once)."""
+    seat, link.seat = link.seat, None
+    if seat is not None:
+        await link.hub.seats.disconnect(link.conn, seat, left=link.left)
 
 
 async def _writer(link: Link, scope: anyio.CancelScope) -> None:

@@ -35,6 +35,11 @@ def resume_key(resume_hash: str) -> str:
     return f"konsil:resume:{resume_hash}"
 
 
+def alive_key(origin: str) -> str:
+    """A server process's liveness key (``liveness``), by its origin."""
+    return f"konsil:alive:{origin}"
+
+
 async def received(
     raw_messages: AsyncIterator[bytes],
     adapter: TypeAdapter[T],

@@ -2,7 +2,8 @@
 
 It puts together the room replicas (``replicas``), the seats and their resume (``seats``), the
 specialists' dashboards (``dashboards``), the patients' place in line and the late notice
-(``waiting``) and the closing of ended sessions (``ended``), and does
+(``waiting``), the closing of ended sessions (``ended``) and the watch over the other
+processes (``liveness``: the seats of one that died end all the same), and does
 the database side of what a websocket causes (a patient arrives or leaves for good, an admit,
 the first answer that starts the call). Those changes, like every other, reach the rooms as
 domain events through ``listener``, which calls the effects at the end of this class.
@@ -28,6 +29,7 @@ from app.signaling import wire
 from app.signaling.connection import Connection
 from app.signaling.dashboards import Dashboards
 from app.signaling.ended import EndedSessions
+from app.signaling.liveness import Liveness
 from app.signaling.presence import PresenceBoard
 from app.signaling.replicas import Replicas
 from app.signaling.seats import Seat, Seats
@@ -60,6 +62,7 @@ class Hub:
         self.dashboards = Dashboards(
             settings=res.settings, broker=res.broker, sessions=res.sessions, tasks=res.tasks
         )
+        self.liveness = Liveness(broker=res.broker, replicas=self.replicas, seats=self.seats)
         self.ended = EndedSessions(broker=res.broker, origin=self.replicas.origin)
         self.presence = PresenceBoard(
             settings=res.settings, broker=res.broker, sessions=res.sessions, tasks=res.tasks
@@ -159,6 +162,7 @@ class Hub:
     async def shutdown(self) -> None:
         """Tells every client 1001 and ends every subscription and timer."""
         await self.replicas.shutdown()
+        await self.liveness.stop()
         await self.dashboards.shutdown()
         await self.waiting.shutdown()
         await self.ended.stop()

@@ -24,6 +24,7 @@ async def lifespan(res: Resources) -> AsyncIterator[None]:
     hears every domain event."""
     instance = Hub(res)
     await instance.ended.start(res.tasks)
+    await instance.liveness.start(res.tasks)
     res.hub = instance
 
     async def listener(event: ev.DomainEvent) -> None:

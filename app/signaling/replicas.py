@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import anyio
@@ -79,6 +79,15 @@ class Replicas:
                 del self._own[next(iter(self._own))]
         await self.broker.publish(channel, raw)
 
+    def remote_origins(self) -> set[str]:
+        """The other processes that hold participants of this process's rooms."""
+        return {
+            member.origin
+            for local in self.rooms.values()
+            for member in local.room.members.values()
+            if member.origin and member.origin != self.origin
+        }
+
     def _own_message(self, raw: bytes) -> wire.RoomMessage | None:
         return self._own.pop(raw, None)
 
@@ -123,7 +132,19 @@ class Replicas:
         if isinstance(message, wire.Add | wire.Resumed) and message.o != self.origin:
             # The joining process may have had nobody in this room: tell it who is here.
             self._present_soon(local)
+        if isinstance(message, wire.Away) and message.o != self.origin:
+            self._still_here(local, message)
         self._deliver(local, outs)
+
+    def _still_here(self, local: LocalRoom, away: wire.Away) -> None:
+        """Another process took this process for dead (``liveness``: it stalled) and marked
+        one of its participants away: if the connection is still here, the room hears so."""
+        member = local.room.members.get(away.pid)
+        if member is None or member.conn != away.conn or member.conn not in local.conns:
+            return
+        back = wire.Resumed(member=replace(member, connection="connected"))
+        channel = env.room_channel(local.room.appointment_id)
+        self.tasks.spawn("signaling.still_here", partial(self.publish, channel, back))
 
     def _deliver(self, local: LocalRoom, outs: list[Out]) -> None:
         for out in outs:

@@ -3,6 +3,8 @@
 A seat outlives its connection for the resume window: the resume record in the broker's keys
 (``resume``) says who may take it back, on any process; an expiry timer ends it otherwise.
 Whoever takes the record owns the participant, so a resume and an expiry never both win.
+If the process holding a timer dies with it, another process with a replica of the room takes
+the seat over (``adopt``, told by ``liveness``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from app.turn import ice_servers
 # be what ends the seat, or the record would vanish first and the departure never be announced.
 # (If the process holding the timer died, the record still ends by itself shortly after.)
 RESUME_RECORD_MARGIN_SECONDS = 5
+
+# An adopted seat whose record is gone: how long a resume that took it has to be heard of.
+ADOPTED_RESUME_GRACE_SECONDS = 1.0
 
 RoomAction = Callable[[int, Action, Principal | None], Awaitable[Appointment]]
 """``act(appointment_id, action, who)``: a room change in the database (``Hub.room_action``)."""
@@ -108,8 +113,14 @@ class Seats:
         local.conns[conn.id] = conn
         if resume and not resumed:
             conn.send(m.Error(code="resume_failed", message="Neu verbunden.", ref="join"))
-        seat.member = replace(seat.member, conn=conn.id, lang=lang)
         joined = self._joined(seat, resumed, state)
+        seat.member = replace(
+            seat.member,
+            conn=conn.id,
+            lang=lang,
+            origin=self.replicas.origin,
+            record=seat.resume_key,
+        )
         await self.broker.put(
             seat.resume_key, records.pack(appointment_id, seat.member), self.seat_ttl
         )
@@ -230,6 +241,56 @@ class Seats:
         except Exception as exc:  # the broker or the database is down: the replica still goes
             log.warning("signaling.expiry_failed", error=type(exc).__name__)
         await self.replicas.release(seat.appointment_id)
+
+    async def adopt(self, origin: str) -> None:
+        """The process ``origin`` died (``liveness``): the seats it held in this process's rooms
+        are held here for the resume window, as it would have held them. Their peers show
+        "reconnecting"; a resume on any process takes the seat back; otherwise it ends."""
+        window = self.settings.ws_resume_seconds
+        for local in list(self.replicas.rooms.values()):
+            for member in list(local.room.members.values()):
+                if member.origin != origin or not member.record or member.id in local.timers:
+                    continue
+                # The record must outlive the window from now: a graceful shutdown shortened
+                # it to the window from its connection's end.
+                await self.broker.refresh(member.record, window + RESUME_RECORD_MARGIN_SECONDS)
+                seat = Seat(local.room.appointment_id, member, member.record)
+                local.timers[member.id] = self.replicas.tasks.spawn(
+                    "signaling.resume_expiry", partial(self._expire_adopted, seat)
+                )
+                log.info("signaling.seat_adopted", room=seat.appointment_id, origin=origin)
+                await self.replicas.publish(
+                    env.room_channel(seat.appointment_id),
+                    wire.Away(pid=member.id, conn=member.conn),
+                )
+
+    async def _expire_adopted(self, seat: Seat) -> None:
+        """``_expire`` for a seat whose process died: ends it unless it was resumed meanwhile
+        or that process turns out to be alive after all (stalled, not dead)."""
+        await anyio.sleep(self.settings.ws_resume_seconds)
+        local = self.replicas.rooms.get(seat.appointment_id)
+        if local is not None:
+            local.timers.pop(seat.member.id, None)
+        try:
+            if self._still_held(seat) and not await self.broker.exists(
+                env.alive_key(seat.member.origin)
+            ):
+                taken = await self.broker.take(seat.resume_key)
+                if taken is None:
+                    # A resume that took the record announces itself at once; a record that
+                    # expired (or a broker that lost its keys) can no longer be resumed.
+                    await anyio.sleep(ADOPTED_RESUME_GRACE_SECONDS)
+                if taken is not None or self._still_held(seat):
+                    await self._gone(seat, "lost")
+        except Exception as exc:  # the broker or the database is down: tried again later
+            log.warning("signaling.expiry_failed", error=type(exc).__name__)
+        await self.replicas.release(seat.appointment_id)
+
+    def _still_held(self, seat: Seat) -> bool:
+        """Whether the replica still has the participant on the connection it had."""
+        local = self.replicas.rooms.get(seat.appointment_id)
+        current = local.room.members.get(seat.member.id) if local is not None else None
+        return current is not None and current.conn == seat.member.conn
 
     async def _gone(self, seat: Seat, reason: Literal["left", "lost"]) -> None:
         await self.replicas.publish(

@@ -37,7 +37,8 @@ APPLIED_EVENTS_KEPT = 256
 
 @dataclass(frozen=True)
 class Member:
-    """A participant. ``user_id``, ``session_key`` and ``conn`` never leave the server.
+    """A participant. ``user_id``, ``session_key``, ``conn``, ``origin`` and ``record`` never
+    leave the server.
 
     ``name``: a staff member's or the guest's display name, empty for the patient (whose name
     each process reads from the database, ``Room.patient_name``, so it never travels between
@@ -46,6 +47,9 @@ class Member:
     ``lang``: the language of this participant's page, which picks the details it is shown.
     ``media`` and ``connection``: its last ``media_state`` and whether its websocket is there;
     like the rest they travel with ``add``/``present`` to processes that learn the room later.
+    ``origin``: the process holding its connection, ``record``: the broker key of its resume
+    record (both empty in records of an older release); with them another process ends the
+    seat if that process dies (``liveness``).
     """
 
     id: str
@@ -60,6 +64,8 @@ class Member:
     media: m.Media = field(default_factory=m.Media)
     connection: m.Connection = "connected"
     kind: GuestKind | None = None
+    origin: str = ""
+    record: str = ""
 
     def status(self) -> m.PeerStatus:
         return m.PeerStatus(**self.media.model_dump(), connection=self.connection)
@@ -268,7 +274,12 @@ class Room:
         if known.conn != member.conn:
             outs.append(Close(known.conn, WS_REPLACED, "resumed on a newer connection"))
         self.members[member.id] = replace(
-            known, conn=member.conn, lang=member.lang, connection="connected"
+            known,
+            conn=member.conn,
+            lang=member.lang,
+            connection="connected",
+            origin=member.origin,
+            record=member.record,
         )
         if known.connection == "reconnecting":
             outs += self._tell_status(member.id)

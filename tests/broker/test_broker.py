@@ -145,3 +145,13 @@ async def test_memory_broker_drops_for_a_full_subscriber_only() -> None:
             await broker.publish(name, str(i).encode())
             assert await next_message(fast) == str(i).encode()
         assert [await next_message(slow) for _ in range(2)] == [b"0", b"1"]
+
+
+async def test_broker_exists_tells_a_live_key_without_taking_it(broker: Broker) -> None:
+    key = channel()
+    assert not await broker.exists(key)
+    await broker.put(key, b"1", 1)
+    assert await broker.exists(key)
+    assert await broker.exists(key)
+    await asyncio.sleep(1.2)
+    assert not await broker.exists(key)  # expired
