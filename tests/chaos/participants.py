@@ -95,6 +95,7 @@ class Participant:
     peer_left: list[dict[str, Any]] = field(default_factory=list)
     peer_states: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
+    chats: list[tuple[float, str]] = field(default_factory=list)
     renegotiations: int = 0
     renegotiated_at: list[float] = field(default_factory=list)
     frames: int = 0
@@ -209,6 +210,8 @@ class Participant:
             self.peer_left.append(message)
         elif kind == "peer_state":
             self.peer_states.append((time.monotonic(), message))
+        elif kind == "chat":
+            self.chats.append((time.monotonic(), message["text"]))
         elif kind == "position":
             self.positions.append(int(message["ahead"]))
         elif kind == "renegotiate":
