@@ -78,6 +78,11 @@ BROKER_DROPPED = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+BROKER_LISTENER_FAILED = Counter(
+    "konsil_broker_listener_failures_total",
+    "Messages a broker listener (a room replica) failed on; logged with their traceback",
+    registry=REGISTRY,
+)
 RETENTION_DELETED = Counter(
     "konsil_retention_deleted_total",
     "Rows deleted by the retention job, by kind (appointments, documents, reports, links, "

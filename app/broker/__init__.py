@@ -15,7 +15,7 @@ budget.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -24,6 +24,12 @@ from redis.exceptions import RedisError
 # What a broker call raises when the broker cannot be reached (Redis stopped or restarting):
 # callers that can carry on without it (signalling of a running call) catch these.
 UNAVAILABLE: tuple[type[Exception], ...] = (RedisError, OSError)
+
+
+class Listening(Protocol):
+    async def close(self) -> None:
+        """No more messages for this listener (one already on its way may still come)."""
+        ...
 
 
 class Broker(Protocol):
@@ -37,6 +43,14 @@ class Broker(Protocol):
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """``async with broker.subscribe(ch) as messages: async for m in messages``."""
+        ...
+
+    async def listen(self, channel: str, listener: Callable[[bytes], None]) -> Listening:
+        """Calls ``listener(message)`` for each message on ``channel`` until the returned
+        ``close()``: in the channel's order, one at a time, never inside ``publish``, without
+        a queue or a task of its own (it runs in the broker's reader, so it must not block).
+        A listener that raises is logged and counted; the next message comes all the same.
+        Returns once subscribed, like ``subscribe``."""
         ...
 
     async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:

@@ -1,38 +1,54 @@
-"""This process's subscribers and their bounded queues: shared by both backends."""
+"""This process's subscribers, shared by both backends: bounded queues (``subscribe``) and
+listeners called with each message (``listen``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
+
+from app.logging import get_logger
+from app.metrics import BROKER_LISTENER_FAILED
+
+log = get_logger("konsil.broker")
+
+Sink = Callable[[bytes], None]
 
 
 class FanOut:
-    """This process's subscribers, one bounded queue each, by channel."""
+    """This process's subscribers by channel: each is a sink that takes a message at once."""
 
     def __init__(self, queue_size: int = 1024) -> None:
         self._queue_size = queue_size
-        self._subscribers: dict[str, set[asyncio.Queue[bytes]]] = {}
+        self._subscribers: dict[str, set[Sink]] = {}
 
     def deliver(self, channel: str, message: bytes) -> None:
-        for queue in tuple(self._subscribers.get(channel, ())):
-            # A subscriber that cannot keep up loses messages rather than stalling everyone.
+        for sink in tuple(self._subscribers.get(channel, ())):
+            sink(message)
+
+    def queue(self) -> tuple[asyncio.Queue[bytes], Sink]:
+        """A bounded queue and the sink that fills it: a subscriber that cannot keep up loses
+        messages rather than stalling everyone."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue(self._queue_size)
+
+        def offer(message: bytes) -> None:
             with suppress(asyncio.QueueFull):
                 queue.put_nowait(message)
 
-    def add(self, channel: str) -> tuple[asyncio.Queue[bytes], bool]:
-        """A new queue for ``channel``; True when it is the channel's first subscriber."""
-        queue: asyncio.Queue[bytes] = asyncio.Queue(self._queue_size)
-        subscribers = self._subscribers.setdefault(channel, set())
-        subscribers.add(queue)
-        return queue, len(subscribers) == 1
+        return queue, offer
 
-    def remove(self, channel: str, queue: asyncio.Queue[bytes]) -> bool:
-        """Drops ``queue``; True when the channel has no subscriber left."""
+    def add(self, channel: str, sink: Sink) -> bool:
+        """Adds ``sink`` to ``channel``; True when it is the channel's first subscriber."""
+        subscribers = self._subscribers.setdefault(channel, set())
+        subscribers.add(sink)
+        return len(subscribers) == 1
+
+    def remove(self, channel: str, sink: Sink) -> bool:
+        """Drops ``sink``; True when the channel has no subscriber left."""
         subscribers = self._subscribers.get(channel)
         if subscribers is None:
             return False
-        subscribers.discard(queue)
+        subscribers.discard(sink)
         if subscribers:
             return False
         del self._subscribers[channel]
@@ -40,6 +56,20 @@ class FanOut:
 
     def clear(self) -> None:
         self._subscribers.clear()
+
+
+def guarded(channel: str, listener: Sink) -> Sink:
+    """``listener`` as a sink that never raises: a message it fails on is logged and counted,
+    and the next one is delivered as ever."""
+
+    def sink(message: bytes) -> None:
+        try:
+            listener(message)
+        except Exception as exc:
+            BROKER_LISTENER_FAILED.inc()
+            log.exception("broker.listener_failed", channel=channel, error=type(exc).__name__)
+
+    return sink
 
 
 async def drain(queue: asyncio.Queue[bytes]) -> AsyncIterator[bytes]:

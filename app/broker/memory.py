@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
-from app.broker._fanout import FanOut, drain
+from app.broker import Listening
+from app.broker._fanout import FanOut, drain, guarded
 
 
 class MemoryBroker:
-    """In-process broker: each subscriber gets its own bounded queue."""
+    """In-process broker: each subscriber gets its own bounded queue, each listener a call."""
 
     def __init__(self, queue_size: int = 1024) -> None:
         self._fanout = FanOut(queue_size)
@@ -28,6 +31,18 @@ class MemoryBroker:
 
     async def publish(self, channel: str, message: bytes) -> None:
         self._fanout.deliver(channel, message)
+
+    async def listen(self, channel: str, listener: Callable[[bytes], None]) -> Listening:
+        # Called soon after, not inside ``publish``: the publisher finishes what it does first,
+        # as it would with Redis. The loop runs such callbacks in the order they were made.
+        loop = asyncio.get_running_loop()
+        sink = guarded(channel, listener)
+
+        def later(message: bytes) -> None:
+            loop.call_soon(sink, message)
+
+        self._fanout.add(channel, later)
+        return _Listening(partial(self._fanout.remove, channel, later))
 
     async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
         now = time.monotonic()
@@ -80,8 +95,17 @@ class MemoryBroker:
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        queue, _ = self._fanout.add(channel)
+        queue, sink = self._fanout.queue()
+        self._fanout.add(channel, sink)
         try:
             yield drain(queue)
         finally:
-            self._fanout.remove(channel, queue)
+            self._fanout.remove(channel, sink)
+
+
+class _Listening:
+    def __init__(self, remove: Callable[[], object]) -> None:
+        self._remove = remove
+
+    async def close(self) -> None:
+        self._remove()

@@ -1,15 +1,16 @@
 """Redis pub/sub backend of the broker (``redis://``), for more than one server process.
 
 All of a process's subscriptions share ONE pub/sub connection and one reader task, which fans
-messages out to local queues: a process with thousands of open rooms holds one Redis
+messages out to local queues and listeners: a process with thousands of open rooms holds one Redis
 connection for them, not one each (the connection pool would run dry at about 100).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any
 
 import anyio
@@ -17,7 +18,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from app.broker._fanout import FanOut, drain
+from app.broker import Listening
+from app.broker._fanout import FanOut, Sink, drain, guarded
 from app.logging import get_logger
 
 # Counter that lives from its creation (a window), not from its last change.
@@ -130,22 +132,38 @@ class RedisBroker:
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        queue, first = self._fanout.add(channel)
+        queue, sink = self._fanout.queue()
+        await self._add(channel, sink)
         try:
-            if first:
-                await self._redis_subscribe(channel)
             yield drain(queue)
         finally:
-            if self._fanout.remove(channel, queue):
-                # Shielded: a subscriber is usually left by cancelling its task, and a cancel
-                # scope would cancel this wait too (for the command lock), leaving Redis sending
-                # a channel nobody here reads.
-                with (
-                    anyio.CancelScope(shield=True),
-                    anyio.move_on_after(UNSUBSCRIBE_SECONDS),
-                    suppress(RedisError, OSError),
-                ):
-                    await self._redis_unsubscribe(channel)
+            await self._remove(channel, sink)
+
+    async def listen(self, channel: str, listener: Callable[[bytes], None]) -> Listening:
+        # Called from the reader task, which reads every channel: no queue, no task.
+        sink = guarded(channel, listener)
+        await self._add(channel, sink)
+        return _Listening(partial(self._remove, channel, sink))
+
+    async def _add(self, channel: str, sink: Sink) -> None:
+        if self._fanout.add(channel, sink):
+            try:
+                await self._redis_subscribe(channel)
+            except BaseException:
+                self._fanout.remove(channel, sink)
+                raise
+
+    async def _remove(self, channel: str, sink: Sink) -> None:
+        if self._fanout.remove(channel, sink):
+            # Shielded: a subscriber is usually left by cancelling its task, and a cancel
+            # scope would cancel this wait too (for the command lock), leaving Redis sending
+            # a channel nobody here reads.
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(UNSUBSCRIBE_SECONDS),
+                suppress(RedisError, OSError),
+            ):
+                await self._redis_unsubscribe(channel)
 
     async def _redis_subscribe(self, channel: str) -> None:
         async with self._commands:
@@ -194,3 +212,11 @@ class RedisBroker:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+class _Listening:
+    def __init__(self, remove: Callable[[], Awaitable[None]]) -> None:
+        self._remove = remove
+
+    async def close(self) -> None:
+        await self._remove()

@@ -52,13 +52,24 @@ async def received(
     ``known(raw)``: the message this process itself made and published as exactly these bytes,
     if it still has it (then it is not parsed again); None parses and validates ``raw``."""
     async for raw in raw_messages:
-        message = known(raw) if known is not None else None
-        if message is None:
-            message = wire.parse(adapter, raw)
-        if message is None:
-            BROKER_DROPPED.labels(channel=label).inc()
-            continue
-        yield message
+        message = parsed(raw, adapter, label, known)
+        if message is not None:
+            yield message
+
+
+def parsed(
+    raw: bytes,
+    adapter: TypeAdapter[T],
+    label: str,
+    known: Callable[[bytes], T | None] | None = None,
+) -> T | None:
+    """One message as ``received`` takes it: None (counted) for a malformed or unknown one."""
+    message = known(raw) if known is not None else None
+    if message is None:
+        message = wire.parse(adapter, raw)
+    if message is None:
+        BROKER_DROPPED.labels(channel=label).inc()
+    return message
 
 
 class SequenceTracker:

@@ -1,9 +1,10 @@
 """This process's room replicas and their broker subscriptions.
 
-One subscription per room with local participants (``konsil:room:<id>``). Every room message
-goes through the broker, also for local peers, so one process and many behave the same: each
-replica applies the messages in broker order (``wire.apply`` on a ``session.Room``) and
-delivers the results to the connections this process holds.
+One subscription per room with local participants (``konsil:room:<id>``), a broker listener
+rather than a queue and a task. Every room message goes through the broker, also for local
+peers, so one process and many behave the same: each replica applies the messages in broker
+order (``wire.apply`` on a ``session.Room``) and delivers the results to the connections this
+process holds.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 import anyio
-from anyio.abc import TaskStatus
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.broker import Broker
+from app.broker import Broker, Listening
 from app.errors import WS_GOING_AWAY
 from app.metrics import ROOMS_ACTIVE
 from app.rooms import service as rooms
@@ -32,12 +32,14 @@ from app.tasks import Task, Tasks
 
 @dataclass
 class LocalRoom:
-    """A room replica, the connections this process holds in it, and their expiry timers."""
+    """A room replica, the connections this process holds in it, their expiry timers, and
+    its broker subscription (``listening``; ``closed`` once released)."""
 
     room: Room
     conns: dict[str, Connection] = field(default_factory=dict)
     timers: dict[str, Task] = field(default_factory=dict)
-    task: Task | None = None
+    listening: Listening | None = None
+    closed: bool = False
 
 
 # Relay messages this process published and has not yet had back from the broker, by their
@@ -70,9 +72,9 @@ class Replicas:
         stamped = message.model_copy(update={"o": self.origin, "s": seq})
         raw = stamped.model_dump_json().encode()
         if isinstance(stamped, wire.Relay):
-            # Every relay comes back to this process's own room loop through the broker (one
+            # Every relay comes back to this process's own room listener through the broker (one
             # process and many behave the same). What it gets back byte for byte is what this
-            # process made from a validated client message, so the loop takes the model as it
+            # process made from a validated client message, so the listener takes the model as it
             # is instead of parsing and validating it again; anything else is parsed as ever.
             self._own[raw] = stamped
             if len(self._own) > OWN_KEPT:
@@ -98,7 +100,10 @@ class Replicas:
             if local is not None:
                 return local
             local = LocalRoom(room=Room(appointment_id=appointment_id, state=RoomState.SCHEDULED))
-            local.task = await self.tasks.start("signaling.room", partial(self._room_loop, local))
+            channel = env.room_channel(appointment_id)
+            local.listening = await self.broker.listen(
+                channel, partial(self._on_message, local, channel)
+            )
             try:
                 # Read the state only once subscribed, so no change can slip in between.
                 async with self.sessions() as session:
@@ -106,7 +111,7 @@ class Replicas:
                     guest_admitted = await guests.admitted(session, appointment_id)
             except BaseException:
                 with anyio.CancelScope(shield=True):
-                    await local.task.stop()  # nobody will release a room that was never added
+                    await self._close(local)  # nobody will release a room that was never added
                 raise
             local.room.state = appointment.room_state
             local.room.waiting_since = appointment.waiting_since
@@ -116,12 +121,14 @@ class Replicas:
             ROOMS_ACTIVE.inc()
             return local
 
-    async def _room_loop(self, local: LocalRoom, *, task_status: TaskStatus[None]) -> None:
-        channel = env.room_channel(local.room.appointment_id)
-        async with self.broker.subscribe(channel) as events:
-            task_status.started()
-            async for message in env.received(events, wire.ROOM, "room", self._own_message):
-                self._apply(local, channel, message)
+    def _on_message(self, local: LocalRoom, channel: str, raw: bytes) -> None:
+        """A message on the room's channel, called by the broker (in order, one at a time):
+        applied at once, no queue and no task of its own (docs/performance.md)."""
+        if local.closed:
+            return
+        message = env.parsed(raw, wire.ROOM, "room", self._own_message)
+        if message is not None:
+            self._apply(local, channel, message)
 
     def _apply(self, local: LocalRoom, channel: str, message: wire.RoomMessage) -> None:
         outs: list[Out] = []
@@ -176,10 +183,14 @@ class Replicas:
             return
         del self.rooms[appointment_id]
         ROOMS_ACTIVE.dec()
-        if local.task is not None:
-            await local.task.stop()
-        # After the loop has ended: it may still have applied a message it had in hand.
+        await self._close(local)
+        # After the subscription has ended (a message on its way is ignored: ``closed``).
         self.tracker.forget(env.room_channel(appointment_id))
+
+    async def _close(self, local: LocalRoom) -> None:
+        local.closed = True
+        if local.listening is not None:
+            await local.listening.close()
 
     async def shutdown(self) -> None:
         """Tells every connection 1001 and ends every subscription and timer."""
@@ -187,8 +198,9 @@ class Replicas:
             for conn in local.conns.values():
                 conn.close(WS_GOING_AWAY, "server shutting down")
         tasks = [t for local in self.rooms.values() for t in local.timers.values()]
-        tasks += [local.task for local in self.rooms.values() if local.task]
         for task in tasks:
             await task.stop()
+        for local in self.rooms.values():
+            await self._close(local)
         ROOMS_ACTIVE.dec(len(self.rooms))
         self.rooms.clear()

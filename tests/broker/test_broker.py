@@ -155,3 +155,78 @@ async def test_broker_exists_tells_a_live_key_without_taking_it(broker: Broker) 
     assert await broker.exists(key)
     await asyncio.sleep(1.2)
     assert not await broker.exists(key)  # expired
+
+
+class Collected:
+    """A listener that keeps what it got; ``wait(n)`` until it has ``n``."""
+
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+        self._more = asyncio.Event()
+
+    def __call__(self, message: bytes) -> None:
+        self.got.append(message)
+        self._more.set()
+
+    async def wait(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.got) < count:
+                self._more.clear()
+                await self._more.wait()
+
+
+async def test_broker_listener_gets_messages_in_order_never_inside_publish(
+    broker: Broker,
+) -> None:
+    name = channel()
+    collected = Collected()
+    publisher = asyncio.current_task()
+    in_publisher: list[bool] = []
+
+    def listener(message: bytes) -> None:
+        # Not called within the publisher's own call (its task, synchronously).
+        in_publisher.append(asyncio.current_task() is publisher)
+        collected(message)
+
+    listening = await broker.listen(name, listener)
+    try:
+        for n in range(50):
+            await broker.publish(name, str(n).encode())
+        await collected.wait(50)
+        assert collected.got == [str(n).encode() for n in range(50)]
+        assert not any(in_publisher)
+    finally:
+        await listening.close()
+
+
+async def test_broker_listener_closed_gets_nothing_more(broker: Broker) -> None:
+    name = channel()
+    collected = Collected()
+    listening = await broker.listen(name, collected)
+    await broker.publish(name, b"before")
+    await collected.wait(1)
+    await listening.close()
+    async with broker.subscribe(name) as messages:  # a subscriber still there tells when
+        await broker.publish(name, b"after")
+        assert await next_message(messages) == b"after"
+    await asyncio.sleep(0.05)
+    assert collected.got == [b"before"]
+
+
+async def test_broker_listener_that_fails_gets_the_next_message(broker: Broker) -> None:
+    name = channel()
+    collected = Collected()
+
+    def listener(message: bytes) -> None:
+        if message == b"bad":
+            raise ValueError("cannot take it")
+        collected(message)
+
+    listening = await broker.listen(name, listener)
+    try:
+        await broker.publish(name, b"bad")
+        await broker.publish(name, b"good")
+        await collected.wait(1)
+        assert collected.got == [b"good"]
+    finally:
+        await listening.close()
