@@ -61,7 +61,7 @@ class Replicas:
         self.tracker = env.SequenceTracker()
         self.rooms: dict[int, LocalRoom] = {}
         self._seq: dict[str, int] = {}
-        self._own: dict[bytes, wire.RoomMessage] = {}
+        self._own: dict[bytes, tuple[wire.Relay, int]] = {}
         self._room_lock = asyncio.Lock()
 
     async def publish(self, channel: str, message: wire.Wire) -> None:
@@ -69,14 +69,13 @@ class Replicas:
         # No await between numbering and handing over: brokers send in call order, so the
         # sequence order and the publish order stay the same without a lock.
         seq = self._seq[channel] = self._seq.get(channel, 0) + 1
-        stamped = message.model_copy(update={"o": self.origin, "s": seq})
-        raw = stamped.model_dump_json().encode()
-        if isinstance(stamped, wire.Relay):
+        raw = wire.stamped_json(message, self.origin, seq)
+        if isinstance(message, wire.Relay):
             # Every relay comes back to this process's own room listener through the broker (one
             # process and many behave the same). What it gets back byte for byte is what this
             # process made from a validated client message, so the listener takes the model as it
             # is instead of parsing and validating it again; anything else is parsed as ever.
-            self._own[raw] = stamped
+            self._own[raw] = (message, seq)
             if len(self._own) > OWN_KEPT:
                 del self._own[next(iter(self._own))]
         await self.broker.publish(channel, raw)
@@ -89,9 +88,6 @@ class Replicas:
             for member in local.room.members.values()
             if member.origin and member.origin != self.origin
         }
-
-    def _own_message(self, raw: bytes) -> wire.RoomMessage | None:
-        return self._own.pop(raw, None)
 
     async def acquire(self, appointment_id: int) -> LocalRoom:
         """The replica of this room, subscribed (made and subscribed first if need be)."""
@@ -126,20 +122,27 @@ class Replicas:
         applied at once, no queue and no task of its own (docs/performance.md)."""
         if local.closed:
             return
-        message = env.parsed(raw, wire.ROOM, "room", self._own_message)
+        own = self._own.pop(raw, None)
+        if own is not None:
+            relay, seq = own  # (published unstamped: its sender and number are these)
+            self._apply(local, channel, relay, self.origin, seq)
+            return
+        message = env.parsed(raw, wire.ROOM, "room")
         if message is not None:
-            self._apply(local, channel, message)
+            self._apply(local, channel, message, message.o, message.s)
 
-    def _apply(self, local: LocalRoom, channel: str, message: wire.RoomMessage) -> None:
+    def _apply(
+        self, local: LocalRoom, channel: str, message: wire.RoomMessage, origin: str, seq: int
+    ) -> None:
         outs: list[Out] = []
-        if self.tracker.see(channel, message.o, message.s):
+        if self.tracker.see(channel, origin, seq):
             outs += local.room.gap()
             self._present_soon(local)
         outs += wire.apply(local.room, message)
-        if isinstance(message, wire.Add | wire.Resumed) and message.o != self.origin:
+        if isinstance(message, wire.Add | wire.Resumed) and origin != self.origin:
             # The joining process may have had nobody in this room: tell it who is here.
             self._present_soon(local)
-        if isinstance(message, wire.Away) and message.o != self.origin:
+        if isinstance(message, wire.Away) and origin != self.origin:
             self._still_here(local, message)
         self._deliver(local, outs)
 

@@ -13,6 +13,7 @@ so an event delivered again (the outbox delivers at least once) cannot undo a la
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Literal, TypeVar, assert_never
 
@@ -173,6 +174,18 @@ class PresenceChanged(Wire):
 
 
 T = TypeVar("T")
+
+_UNSTAMPED = b'{"o":"","s":0,'
+
+
+def stamped_json(message: Wire, origin: str, seq: int) -> bytes:
+    """``message`` as JSON with ``origin`` and ``seq`` as its ``o`` and ``s``: the bytes of a
+    copy with both set, made without copying the model (it is on every relayed message)."""
+    body = message.model_dump_json().encode()
+    if not body.startswith(_UNSTAMPED):  # already stamped: the copy, as ever
+        return message.model_copy(update={"o": origin, "s": seq}).model_dump_json().encode()
+    head = b'{"o":' + json.dumps(origin).encode() + b',"s":' + str(int(seq)).encode() + b","
+    return head + body[len(_UNSTAMPED) :]
 
 
 def parse(adapter: TypeAdapter[T], raw: bytes) -> T | None:

@@ -265,14 +265,33 @@ async def test_a_relay_the_process_gets_back_byte_for_byte_is_the_model_parsing_
         await reps.publish("konsil:room:1", wire.Leave(pid="p_patient0001"))
         raws = [await anext(events) for _ in range(5)]
     for raw, relay in zip(raws, own_relays(), strict=False):
-        kept = reps._own_message(raw)
+        kept = reps._own.pop(raw, None)
         assert kept is not None
-        assert kept == wire.parse(wire.ROOM, raw)
-        assert kept.model_dump_json().encode() == raw
-        assert isinstance(kept, wire.Relay)
-        assert kept.msg == relay.msg
-        assert reps._own_message(raw) is None  # taken once
-    assert reps._own_message(raws[-1]) is None  # only relays are kept
+        model, seq = kept
+        # Kept as published (unstamped) with its number: stamped, it is what parsing gives.
+        stamped = model.model_copy(update={"o": reps.origin, "s": seq})
+        assert stamped == wire.parse(wire.ROOM, raw)
+        assert stamped.model_dump_json().encode() == raw
+        assert model.msg == relay.msg
+        assert raw not in reps._own  # taken once
+    assert raws[-1] not in reps._own  # only relays are kept
+
+
+def test_stamped_json_is_the_stamped_copy_dumped() -> None:
+    at = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    member = Member(id="p_patient0001", role="patient", name="", session_key="k", conn="c")
+    messages: list[wire.Wire] = [
+        *own_relays(),
+        wire.Leave(pid="p_patient0001", reason="lost"),
+        wire.Add(member=member, partners=["p_specialist1"]),
+        wire.State(ev="a" * 32, state=RoomState.WAITING, waiting_since=at),
+        wire.QueueChanged(ev="b" * 32),
+        wire.Leave(o="o_before", s=3, pid="p_patient0001"),  # stamped already
+    ]
+    for message in messages:
+        for origin, seq in (("o_abcdefghijkl", 1), ("o_-_x", 1_000_000)):
+            copy = message.model_copy(update={"o": origin, "s": seq})
+            assert wire.stamped_json(message, origin, seq) == copy.model_dump_json().encode()
 
 
 async def test_own_relays_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
