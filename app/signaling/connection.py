@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -30,6 +31,8 @@ class Connection:
         self.closing = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
+        # Called once when a close is requested (the endpoint bounds the time left to write).
+        self.on_close: Callable[[], None] | None = None
 
     def send(self, message: BaseModel) -> None:
         if self.close_code is not None:
@@ -50,6 +53,8 @@ class Connection:
         WS_ERRORS.labels(code=str(code)).inc()
         self._wake.set()
         self.closing.set()
+        if self.on_close is not None:
+            self.on_close()
 
     async def next(self) -> str | None:
         """The next frame to write, or None once a close was requested and the queue is empty."""

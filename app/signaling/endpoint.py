@@ -7,6 +7,7 @@ code (see docs/protocol.md), and no message is read.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -186,14 +187,31 @@ async def serve(websocket: WebSocket, target: Target) -> None:
             await link.hub.watch_queue(link.conn, specialist)
         if gp_dashboard:
             await link.hub.presence.watch(link.conn)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_reader, link, tg.cancel_scope)
-            tg.start_soon(_writer, link, tg.cancel_scope)
-            tg.start_soon(_watchdog, link, tg.cancel_scope)
-            if target.actor is not None:
-                tg.start_soon(_join_deadline, link, cfg.ws_join_timeout_seconds)
-                if target.who.is_staff:
-                    tg.start_soon(_in_call, link)
+        join_deadline: asyncio.TimerHandle | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                scope = tg.cancel_scope
+
+                def closing() -> None:
+                    # A writer stuck on a full socket buffer must not delay the close for long.
+                    scope.deadline = min(scope.deadline, anyio.current_time() + CLOSE_GRACE_SECONDS)
+
+                link.conn.on_close = closing
+                if link.conn.close_code is not None:
+                    closing()
+                tg.start_soon(_reader, link, scope)
+                tg.start_soon(_writer, link, scope)
+                if target.actor is not None:
+                    # Timers, not tasks: every waiting patient holds this connection for long.
+                    join_deadline = asyncio.get_running_loop().call_later(
+                        cfg.ws_join_timeout_seconds, _join_deadline, link
+                    )
+                    if target.who.is_staff:
+                        tg.start_soon(_in_call, link)
+        finally:
+            link.conn.on_close = None
+            if join_deadline is not None:
+                join_deadline.cancel()
         if link.conn.close_code is not None:
             grace = CLOSE_GRACE_SECONDS
             if link.conn.close_code == WS_SLOW_CONSUMER:
@@ -232,17 +250,9 @@ async def _writer(link: Link, scope: anyio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _watchdog(link: Link, scope: anyio.CancelScope) -> None:
-    # A writer stuck on a full socket buffer must not delay the close for long.
-    await link.conn.closing.wait()
-    await anyio.sleep(CLOSE_GRACE_SECONDS)
-    scope.cancel()
-
-
-async def _join_deadline(link: Link, seconds: float) -> None:
+def _join_deadline(link: Link) -> None:
     # A room connection that never joins would hold a socket and its tasks until the client
     # goes away; dashboards need no join and are exempt.
-    await anyio.sleep(seconds)
     if link.seat is None and not link.joining:
         link.conn.close(WS_POLICY_VIOLATION, "join timeout")
 
