@@ -182,7 +182,7 @@ class RemotePatient:
 
     async def close(self) -> None:
         """Ends the child (stdin closed: it closes its participant and reports a last time);
-        SIGTERM, then SIGKILL, if it does not go within 10 s."""
+        SIGKILL if it does not go within 10 s."""
         process = self._process
         if process is None:
             return
