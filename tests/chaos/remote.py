@@ -4,7 +4,8 @@ cross the test's veth pair (tests/chaos/netns.py) and a cut of that link hits on
 
 The child (``python -m tests.chaos.remote``, configured by ``KONSIL_REMOTE_*`` variables) writes
 what its participant saw as one JSON line every ``REPORT_SECONDS`` on stdout and sends the
-messages it reads as JSON lines on stdin; it ends when stdin closes. Times are
+messages it reads as JSON lines on stdin (or drops its websocket on ``DROP``); it ends when
+stdin closes. Times are
 ``time.monotonic()``, the same clock in both processes. ``RemotePatient`` is the parent's side:
 it keeps the latest report and records nothing as a failure itself.
 """
@@ -24,6 +25,9 @@ from typing import Any
 from tests.chaos.participants import Participant, Reconnect
 
 REPORT_SECONDS = 0.1
+# Not a message for the server: the child drops its websocket (no close frame) and reconnects
+# with ``resume``, as a phone does that came back on another network.
+DROP = {"drop": True}
 
 
 # --- the child, inside the namespace -------------------------------------------------------
@@ -91,7 +95,11 @@ async def _child() -> None:
     reporter = asyncio.create_task(report())
     try:
         while line := await commands.readline():
-            await patient.send(**json.loads(line))
+            message = json.loads(line)
+            if message == DROP:
+                await patient.drop()
+            else:
+                await patient.send(**message)
     finally:
         reporter.cancel()
         await patient.close()
@@ -170,6 +178,10 @@ class RemotePatient:
                 self.report = json.loads(line)
             if self.report.get("joined"):
                 self.joined.set()
+
+    def drop(self) -> None:
+        """The child drops its websocket and reconnects with ``resume`` (``DROP``)."""
+        self.send(**DROP)
 
     def send(self, **message: Any) -> None:
         assert self._process is not None
