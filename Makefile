@@ -49,7 +49,8 @@ pytest: $(VENV)/.installed-dev tests/oidc/node_modules/.package-lock.json tests/
 test: lint typecheck pytest
 
 # The fault tests (tests/chaos): real instances behind HAProxy, a private Redis, PostgreSQL;
-# rolling restart, Redis down, kill -9. Writes the measured figures into docs/reliability.md.
+# rolling restart, Redis down, kill -9, PostgreSQL restart, network cuts (root, iproute2).
+# Writes the measured figures into docs/reliability.md.
 chaos: $(VENV)/.installed-dev
 	KONSIL_CHAOS_REPORT=docs/reliability.md $(BIN)/pytest -m chaos tests/chaos
 

@@ -246,7 +246,7 @@ defaults
 
 frontend konsil
     bind 127.0.0.1:{port}
-    default_backend instances
+{binds}    default_backend instances
 
 backend instances
     balance roundrobin
@@ -261,10 +261,12 @@ backend instances
 
 @dataclass
 class Proxy:
-    """HAProxy from Debian in front of the instances, health-checking ``/readyz``."""
+    """HAProxy from Debian in front of the instances, health-checking ``/readyz``; it also
+    listens on the same port of ``addresses`` (e.g. the root end of a test's veth pair)."""
 
     workdir: Path
     port: int = field(default_factory=free_port)
+    addresses: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -274,6 +276,10 @@ class Proxy:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
+
+    def ws_at(self, address: str) -> str:
+        """The websocket URL on another of ``addresses``."""
+        return f"ws://{address}:{self.port}/ws"
 
     @property
     def socket_path(self) -> Path:
@@ -285,7 +291,10 @@ class Proxy:
         assert binary is not None
         servers = "\n".join(f"    server {i.name} 127.0.0.1:{i.port} check" for i in instances)
         config = self.workdir / "haproxy.cfg"
-        config.write_text(_HAPROXY.format(socket=self.socket_path, port=self.port, servers=servers))
+        binds = "".join(f"    bind {a}:{self.port}\n" for a in self.addresses)
+        config.write_text(
+            _HAPROXY.format(socket=self.socket_path, port=self.port, binds=binds, servers=servers)
+        )
         self.process = spawn([binary, "-db", "-f", str(config)], self.workdir / "haproxy.log")
         for instance in instances:
             await self.wait_state(instance, up=True)
@@ -371,11 +380,16 @@ async def private_database() -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def cluster(
-    workdir: Path, count: int = 2, postgres: PrivatePostgres | None = None, **settings: str
+    workdir: Path,
+    count: int = 2,
+    postgres: PrivatePostgres | None = None,
+    proxy_addresses: tuple[str, ...] = (),
+    **settings: str,
 ) -> AsyncIterator[Cluster]:
     """``count`` Konsil instances on one new PostgreSQL database (demo data) and a private
     Redis, behind HAProxy; ``settings`` are extra KONSIL_* values (``ws_resume_seconds="15"``).
-    With ``postgres`` the database lives in that private server (started here) instead."""
+    With ``postgres`` the database lives in that private server (started here) instead.
+    ``proxy_addresses``: more local addresses the proxy listens on, besides 127.0.0.1."""
     async with AsyncExitStack() as stack:
         if postgres is None:
             database_url = await stack.enter_async_context(private_database())
@@ -393,7 +407,7 @@ async def cluster(
         stack.callback(lambda: reap(redis.process))
         await redis.start()
 
-        proxy = Proxy(workdir)
+        proxy = Proxy(workdir, addresses=proxy_addresses)
         env = {
             "KONSIL_ENVIRONMENT": "test",
             "KONSIL_SECOND_FACTOR_ROLES": "[]",
