@@ -1,7 +1,8 @@
 """Echo peers: aiortc peer connections that send back what they receive, with hard limits.
 
-Each check is one ``RTCPeerConnection`` that echoes the browser's audio and video tracks and
-answers every data-channel message with the same bytes (the browser times those round trips).
+Each check is one ``RTCPeerConnection`` that echoes the browser's audio and video tracks (audio
+handed to the sender already Opus-encoded, see ``tracks.py``) and answers every data-channel
+message with the same bytes (the browser times those round trips).
 The registry caps how many run at once, replaces a session's previous check, ends every check
 after ``max_seconds``, and closes a peer as soon as its connection fails, disconnects or closes,
 and all of them at shutdown.
@@ -29,6 +30,7 @@ from aiortc.contrib.media import MediaRelay
 from app.errors import InvalidInput, Unavailable
 from app.logging import get_logger
 from app.metrics import ECHO_CHECKS
+from app.precheck.tracks import AudioEcho, first_codec
 from app.tasks import Task, Tasks
 
 log = get_logger("konsil.precheck")
@@ -98,7 +100,10 @@ class EchoRegistry:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            pc.addTrack(peer.relay.subscribe(track, buffered=False))
+            echoed = peer.relay.subscribe(track, buffered=False)
+            if track.kind == "audio":
+                echoed = AudioEcho(echoed, opus=partial(sends_opus, pc))
+            pc.addTrack(echoed)
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
@@ -132,6 +137,11 @@ class EchoRegistry:
     async def close_all(self) -> None:
         for key in list(self._peers):
             await self.close(key)
+
+
+def sends_opus(pc: RTCPeerConnection) -> bool:
+    answer = pc.localDescription
+    return answer is not None and first_codec(answer.sdp, "audio") == "opus"
 
 
 def check_media(sdp: str) -> None:

@@ -18,7 +18,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
@@ -116,6 +116,10 @@ async def test_precheck_echoes_video_and_data_channel_for_a_patient(
         video = next(t for t in pc.getReceivers() if t.track.kind == "video").track
         frames = [await asyncio.wait_for(video.recv(), 10) for _ in range(3)]
         assert all(isinstance(f, VideoFrame) and f.width > 0 for f in frames)
+        # Audio comes back as an Opus stream the receiver decodes (encoded by the echo's track).
+        audio = next(t for t in pc.getReceivers() if t.track.kind == "audio").track
+        sounds = [await asyncio.wait_for(audio.recv(), 10) for _ in range(3)]
+        assert all(isinstance(f, AudioFrame) and f.samples > 0 for f in sounds)
 
 
 async def test_precheck_works_for_staff(app: Starlette, demo: Demo) -> None:
