@@ -3,7 +3,8 @@
 Each check is one ``RTCPeerConnection`` that echoes the browser's audio and video tracks (audio
 handed to the sender already Opus-encoded, see ``tracks.py``) and answers every data-channel
 message with the same bytes (the browser times those round trips).
-The registry caps how many run at once, replaces a session's previous check, ends every check
+The registry caps how many run at once (a check beyond the cap waits up to a second for a free
+slot), replaces a session's previous check, ends every check
 after ``max_seconds``, and closes a peer as soon as its connection fails, disconnects or closes,
 and all of them at shutdown.
 """
@@ -36,6 +37,8 @@ from app.tasks import Task, Tasks
 log = get_logger("konsil.precheck")
 CLOSING_STATES = frozenset({"failed", "closed", "disconnected"})
 ALLOWED_MEDIA = frozenset({"audio", "video", "application"})
+# How long a check may wait for a free slot when the limit is reached (see _free_slot).
+SLOT_WAIT_SECONDS = 1.0
 # aiortc's SDP parser signals malformed input with these (including bare asserts).
 MALFORMED_SDP = (ValueError, KeyError, TypeError, IndexError, AttributeError, AssertionError)
 
@@ -57,7 +60,9 @@ class EchoRegistry:
         self.tasks = tasks
         self.max_concurrent = max_concurrent
         self.max_seconds = max_seconds
+        self.slot_wait = SLOT_WAIT_SECONDS
         self._peers: dict[str, EchoPeer] = {}
+        self._freed = anyio.Event()
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -72,11 +77,7 @@ class EchoRegistry:
         check_media(sdp)
         if key in self._peers:
             await self.close(key)  # a reload replaces the previous check
-        if len(self._peers) >= self.max_concurrent:
-            raise Unavailable(
-                "Der Verbindungstest ist gerade ausgelastet. Bitte gleich noch einmal.",
-                retry_after=5,
-            )
+        await self._free_slot()
         peer = EchoPeer(key=key, pc=RTCPeerConnection(configuration(ice_servers)))
         self._register(peer)
         try:
@@ -91,6 +92,23 @@ class EchoRegistry:
             raise
         log.info("precheck.started", active=len(self._peers))
         return peer.pc.localDescription
+
+    async def _free_slot(self) -> None:
+        """Waits up to ``slot_wait`` seconds for a running check to end, else Unavailable.
+
+        A check holds its slot about 1.6 s, so a patient who arrives while the limit is reached
+        usually gets the next free slot instead of no verdict; the browser's 3 s cap leaves
+        room for that wait and a clear result after it.
+        """
+        if self.max_concurrent > 0:
+            with anyio.move_on_after(self.slot_wait):
+                while len(self._peers) >= self.max_concurrent:
+                    await self._freed.wait()
+                return  # no await between here and _register: the slot stays ours
+        raise Unavailable(
+            "Der Verbindungstest ist gerade ausgelastet. Bitte gleich noch einmal.",
+            retry_after=5,
+        )
 
     def _register(self, peer: EchoPeer) -> None:
         pc = peer.pc
@@ -128,6 +146,8 @@ class EchoRegistry:
             return
         del self._peers[key]
         ECHO_CHECKS.set(len(self._peers))
+        self._freed.set()  # wakes the checks waiting for a slot
+        self._freed = anyio.Event()
         if peer.timeout is not None:
             peer.timeout.cancel()
         with suppress(Exception):  # closing must not fail the caller; the peer is gone anyway
