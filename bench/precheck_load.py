@@ -287,6 +287,8 @@ def main() -> None:
         with server("konsil", workdir, env, PROD_FLAGS) as (process, url):
             pin(process.pid, {SERVER_CPU})
             for step, n in enumerate(levels * args.repeat):
+                if process.poll() is not None:
+                    raise RuntimeError(f"Konsil exited with {process.returncode}, see {workdir}")
                 result = level(n, url, process.pid, seeded, step, args, workdir)
                 results.append(result)
                 print_row(result)
