@@ -139,7 +139,9 @@ class Settings(BaseSettings):
     # p99 for other rooms near 50 ms, two fill the core. A check beyond the limit waits up to
     # a second for a free slot before it gets 503.
     echo_max_concurrent: int = Field(default=1, ge=0)
-    echo_max_seconds: int = Field(default=30, ge=5)
+    # Hard end of one check. The browser's check is over within 3 s and hangs up; a check whose
+    # browser vanished (tab closed, line cut) holds its slot until ICE gives up (~30 s) or this.
+    echo_max_seconds: int = Field(default=10, ge=5)
 
     log_json: bool = True
     log_level: str = "INFO"
