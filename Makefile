@@ -65,7 +65,7 @@ bench-profile: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.profile --target konsil
 	$(BIN)/python -m bench.profile --target baseline
 
-# Concurrent connection checks against one process's echo peer, beside relay load (~3 minutes,
+# Concurrent connection checks against one process's echo peer, beside relay load (~6 minutes,
 # docs/performance.md "Concurrent connection checks"); then the browser check's wall time.
 bench-precheck: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.precheck_load

@@ -5,14 +5,18 @@ pinned to ONE core; the clients (``bench/precheck_client.py``: aiortc peers that
 browser's check against the echo peer, back to back) and the relay load generator
 (``bench/load.py``) in their own processes on the other core. For each level N:
 
-1. N checks run at once for ``--duration`` seconds: server CPU per check (CPU seconds / checks
-   ended in the window), the check's wall time (start to verdict) and its verdicts.
+1. N checks run at once for ``--duration`` seconds: server CPU per check (the window's CPU
+   seconds spread over the check cycles that fit in it), the check's wall time (start to
+   verdict) and its verdicts.
 2. The same N checks go on while ``bench/load.py`` relays ``--rate`` msg/s between 100 other
-   rooms (patient and specialist, ``candidate`` messages): relay p50/p99 for those rooms.
+   rooms (patient and specialist, ``candidate`` messages, fresh rooms for every measurement):
+   relay p50/p99 for those rooms.
 
-The answer: the largest N whose relay p99 stays within ``--p99-limit-ms`` (50 ms) and whose checks
-still say "good" on this perfect line. ``KONSIL_ECHO_MAX_CONCURRENT`` is set from it
-(docs/performance.md, "Concurrent connection checks").
+``--repeat`` passes over the levels (3), then per level the medians. The answer: the largest N
+(every level below it fitting too) whose median relay p99 stays within ``--p99-limit-ms``
+(50 ms) and whose checks all say "good" on this perfect line. ``KONSIL_ECHO_MAX_CONCURRENT`` is
+set from it (docs/performance.md, "Concurrent connection checks"). Latency needs a quiet
+machine: the N = 0 rows are the relay alone, the baseline of each pass.
 """
 
 from __future__ import annotations
