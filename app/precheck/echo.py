@@ -2,11 +2,10 @@
 
 Each check is one ``RTCPeerConnection`` that echoes the browser's audio and video tracks (audio
 handed to the sender already Opus-encoded, see ``tracks.py``) and answers every data-channel
-message with the same bytes (the browser times those round trips).
-The registry caps how many run at once (a check beyond the cap waits up to a second for a free
-slot), replaces a session's previous check, ends every check
-after ``max_seconds``, and closes a peer as soon as its connection fails, disconnects or closes,
-and all of them at shutdown.
+message with the same bytes (the browser times those round trips). The registry caps how many
+run at once (a check beyond the cap waits up to a second for a free slot), replaces a session's
+previous check, ends every check after ``max_seconds``, and closes a peer as soon as its
+connection fails, disconnects or closes, and all of them at shutdown.
 """
 
 from __future__ import annotations
