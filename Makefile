@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck pytest chaos bench bench-profile screenshots lock clean
+.PHONY: run test lint typecheck pytest chaos bench bench-profile bench-precheck screenshots lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,12 @@ bench: $(VENV)/.installed-dev
 bench-profile: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.profile --target konsil
 	$(BIN)/python -m bench.profile --target baseline
+
+# Concurrent connection checks against one process's echo peer, beside relay load (~6 minutes,
+# docs/performance.md "Concurrent connection checks"); then the browser check's wall time.
+bench-precheck: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.precheck_load
+	$(BIN)/python -m bench.precheck_wall --runs 5
 
 # Re-resolve and pin every dependency (run after changing pyproject.toml).
 lock:

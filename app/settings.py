@@ -132,8 +132,16 @@ class Settings(BaseSettings):
     retention_audit_days: int = Field(default=365, ge=1)
     retention_interval_minutes: float = Field(default=60, gt=0, le=24 * 60)
 
-    echo_max_concurrent: int = Field(default=4, ge=0)
-    echo_max_seconds: int = Field(default=30, ge=5)
+    # Connection checks at once per process (0 turns the check off). One check costs the server
+    # about a quarter to a third of a core for its ~1.6 s (it decodes and re-encodes video);
+    # measured by bench/precheck_load.py (docs/performance.md, "Concurrent connection checks"):
+    # beside relay load of 1,000 msg/s, one check at a time keeps one core at 50-60 % and relay
+    # p99 for other rooms near 50 ms, two fill the core. A check beyond the limit waits up to
+    # a second for a free slot before it gets 503.
+    echo_max_concurrent: int = Field(default=1, ge=0)
+    # Hard end of one check. The browser's check is over within 3 s and hangs up; a check whose
+    # browser vanished (tab closed, line cut) holds its slot until ICE gives up (~30 s) or this.
+    echo_max_seconds: int = Field(default=10, ge=5)
 
     log_json: bool = True
     log_level: str = "INFO"

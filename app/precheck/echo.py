@@ -1,10 +1,11 @@
 """Echo peers: aiortc peer connections that send back what they receive, with hard limits.
 
-Each check is one ``RTCPeerConnection`` that echoes the browser's audio and video tracks and
-answers every data-channel message with the same bytes (the browser times those round trips).
-The registry caps how many run at once, replaces a session's previous check, ends every check
-after ``max_seconds``, and closes a peer as soon as its connection fails, disconnects or closes,
-and all of them at shutdown.
+Each check is one ``RTCPeerConnection`` that echoes the browser's audio and video tracks (audio
+handed to the sender already Opus-encoded, see ``tracks.py``) and answers every data-channel
+message with the same bytes (the browser times those round trips). The registry caps how many
+run at once (a check beyond the cap waits up to a second for a free slot), replaces a session's
+previous check, ends every check after ``max_seconds``, and closes a peer as soon as its
+connection fails, disconnects or closes, and all of them at shutdown.
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ from aiortc.contrib.media import MediaRelay
 from app.errors import InvalidInput, Unavailable
 from app.logging import get_logger
 from app.metrics import ECHO_CHECKS
+from app.precheck.tracks import AudioEcho, first_codec
 from app.tasks import Task, Tasks
 
 log = get_logger("konsil.precheck")
 CLOSING_STATES = frozenset({"failed", "closed", "disconnected"})
 ALLOWED_MEDIA = frozenset({"audio", "video", "application"})
+# How long a check may wait for a free slot when the limit is reached (see _free_slot).
+SLOT_WAIT_SECONDS = 1.0
 # aiortc's SDP parser signals malformed input with these (including bare asserts).
 MALFORMED_SDP = (ValueError, KeyError, TypeError, IndexError, AttributeError, AssertionError)
 
@@ -55,7 +59,9 @@ class EchoRegistry:
         self.tasks = tasks
         self.max_concurrent = max_concurrent
         self.max_seconds = max_seconds
+        self.slot_wait = SLOT_WAIT_SECONDS
         self._peers: dict[str, EchoPeer] = {}
+        self._freed = anyio.Event()
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -70,11 +76,7 @@ class EchoRegistry:
         check_media(sdp)
         if key in self._peers:
             await self.close(key)  # a reload replaces the previous check
-        if len(self._peers) >= self.max_concurrent:
-            raise Unavailable(
-                "Der Verbindungstest ist gerade ausgelastet. Bitte gleich noch einmal.",
-                retry_after=5,
-            )
+        await self._free_slot()
         peer = EchoPeer(key=key, pc=RTCPeerConnection(configuration(ice_servers)))
         self._register(peer)
         try:
@@ -90,6 +92,23 @@ class EchoRegistry:
         log.info("precheck.started", active=len(self._peers))
         return peer.pc.localDescription
 
+    async def _free_slot(self) -> None:
+        """Waits up to ``slot_wait`` seconds for a running check to end, else Unavailable.
+
+        A check holds its slot about 1.6 s, so a patient who arrives while the limit is reached
+        usually gets the next free slot instead of no verdict; the browser's 3 s cap leaves
+        room for that wait and a clear result after it.
+        """
+        if self.max_concurrent > 0:
+            with anyio.move_on_after(self.slot_wait):
+                while len(self._peers) >= self.max_concurrent:
+                    await self._freed.wait()
+                return  # no await between here and _register: the slot stays ours
+        raise Unavailable(
+            "Der Verbindungstest ist gerade ausgelastet. Bitte gleich noch einmal.",
+            retry_after=5,
+        )
+
     def _register(self, peer: EchoPeer) -> None:
         pc = peer.pc
         self._peers[peer.key] = peer
@@ -98,7 +117,10 @@ class EchoRegistry:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            pc.addTrack(peer.relay.subscribe(track, buffered=False))
+            echoed = peer.relay.subscribe(track, buffered=False)
+            if track.kind == "audio":
+                echoed = AudioEcho(echoed, opus=partial(sends_opus, pc))
+            pc.addTrack(echoed)
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
@@ -123,6 +145,8 @@ class EchoRegistry:
             return
         del self._peers[key]
         ECHO_CHECKS.set(len(self._peers))
+        self._freed.set()  # wakes the checks waiting for a slot
+        self._freed = anyio.Event()
         if peer.timeout is not None:
             peer.timeout.cancel()
         with suppress(Exception):  # closing must not fail the caller; the peer is gone anyway
@@ -132,6 +156,11 @@ class EchoRegistry:
     async def close_all(self) -> None:
         for key in list(self._peers):
             await self.close(key)
+
+
+def sends_opus(pc: RTCPeerConnection) -> bool:
+    answer = pc.localDescription
+    return answer is not None and first_codec(answer.sdp, "audio") == "opus"
 
 
 def check_media(sdp: str) -> None:

@@ -3,7 +3,8 @@ plain verdict (German first, figures only behind "Details"), a weak line pre-sel
 only, no connection at all, an echo that never answers the data channel (the check ends by
 itself at its cap), and the pure verdict function's thresholds.
 
-The check's speed is measured in bench/precheck.py, never asserted here: what is asserted is
+The check's speed is measured in bench/precheck_wall.py (and with many at once in
+bench/precheck_load.py), never asserted here: what is asserted is
 that the cap is a property of the code (the result reports a duration within it)."""
 
 from __future__ import annotations

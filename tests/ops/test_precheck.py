@@ -18,7 +18,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
@@ -116,6 +116,10 @@ async def test_precheck_echoes_video_and_data_channel_for_a_patient(
         video = next(t for t in pc.getReceivers() if t.track.kind == "video").track
         frames = [await asyncio.wait_for(video.recv(), 10) for _ in range(3)]
         assert all(isinstance(f, VideoFrame) and f.width > 0 for f in frames)
+        # Audio comes back as an Opus stream the receiver decodes (encoded by the echo's track).
+        audio = next(t for t in pc.getReceivers() if t.track.kind == "audio").track
+        sounds = [await asyncio.wait_for(audio.recv(), 10) for _ in range(3)]
+        assert all(isinstance(f, AudioFrame) and f.samples > 0 for f in sounds)
 
 
 async def test_precheck_works_for_staff(app: Starlette, demo: Demo) -> None:
@@ -177,11 +181,33 @@ async def test_precheck_limits_concurrent_checks(app: Starlette, demo: Demo) -> 
             first.createDataChannel("rtt")
             second.createDataChannel("rtt")
             await connect(gp, first)
+            # Refused after waiting a second for the running check to end (it does not).
             response = await offer_to(other, second)
+            assert len(echo_peers(app)) == 1
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
     assert response.headers["retry-after"] == "5"
-    assert len(echo_peers(app)) == 1
+
+
+async def test_precheck_waits_briefly_for_a_free_slot(app: Starlette, demo: Demo) -> None:
+    async with new_client(app) as gp, new_client(app) as other:
+        await login(gp, demo.gp)
+        await login(other, demo.other_gp)
+        async with checking_peer() as first, checking_peer() as second:
+            first.createDataChannel("rtt")
+            second.createDataChannel("rtt")
+            await connect(gp, first)
+            registry = echo_peers(app)
+            registry.slot_wait = 30  # long enough that only the freed slot can answer it
+            [running] = registry.peers()
+            waiting = asyncio.create_task(connect(other, second))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            await registry.close_all()  # the running check ends
+            await asyncio.wait_for(waiting, 15)
+            [answered] = registry.peers()
+    assert answered is not running
+    assert running.connectionState == "closed"
 
 
 async def test_precheck_replaces_the_previous_check_of_a_session(
