@@ -7,7 +7,7 @@ the protocol layer above carries sequence numbers so a gap is noticed.
 Backends live in their own modules (``memory``, ``redis``) and are imported by the factory.
 
 Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, atomic ``take``,
-``refresh`` and ``exists``): the signalling hub stores resume records and each process's
+``refresh``, ``extend`` and ``exists``): the signalling hub stores resume records and each process's
 liveness there, so a client may resume on any process. Atomic counters and holds (``count``,
 ``hold``, ``forget``) carry the throttles (``app.throttle``), so that two processes share one
 budget.
@@ -68,6 +68,11 @@ class Broker(Protocol):
     async def refresh(self, key: str, ttl_seconds: int) -> bool:
         """Sets a live ``key`` to expire in ``ttl_seconds``; False (and nothing stored) if it
         is gone, e.g. taken meanwhile. Atomic: never brings a taken key back."""
+        ...
+
+    async def extend(self, key: str, ttl_seconds: int) -> bool:
+        """Makes a live ``key`` expire no sooner than in ``ttl_seconds`` (never sooner than it
+        would have); False if it is gone. Atomic, like ``refresh``."""
         ...
 
     async def count(self, key: str, delta: int, ttl_seconds: float) -> int:

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 
-from app.logging import get_logger
+from app.logging import get_logger, redacted_traceback
 from app.metrics import BROKER_LISTENER_FAILED
 
 log = get_logger("konsil.broker")
@@ -67,7 +67,13 @@ def guarded(channel: str, listener: Sink) -> Sink:
             listener(message)
         except Exception as exc:
             BROKER_LISTENER_FAILED.inc()
-            log.exception("broker.listener_failed", channel=channel, error=type(exc).__name__)
+            # The type and where, not the text: it may quote what the message carried.
+            log.error(
+                "broker.listener_failed",
+                channel=channel,
+                error=type(exc).__name__,
+                traceback=redacted_traceback(exc),
+            )
 
     return sink
 

@@ -66,6 +66,15 @@ class MemoryBroker:
         self._keys[key] = (now + ttl_seconds, value)
         return True
 
+    async def extend(self, key: str, ttl_seconds: int) -> bool:
+        now = time.monotonic()
+        expiry, value = self._keys.get(key, (0.0, b""))
+        if expiry <= now:
+            self._keys.pop(key, None)
+            return False
+        self._keys[key] = (max(expiry, now + ttl_seconds), value)
+        return True
+
     async def count(self, key: str, delta: int, ttl_seconds: float) -> int:
         now = time.monotonic()
         expiry, value = self._keys.get(key, (0.0, b""))

@@ -34,6 +34,13 @@ _HOLD = """
 if redis.call('SET', KEYS[1], 1, 'PX', ARGV[1], 'NX') then return 0 end
 return redis.call('PTTL', KEYS[1])
 """
+# Never shortens: a key without expiry keeps none, a longer one keeps its own.
+_EXTEND = """
+local ttl = redis.call('TTL', KEYS[1])
+if ttl == -2 then return 0 end
+if ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
 CONFIRM_SECONDS = 5.0
 UNSUBSCRIBE_SECONDS = 5.0
 MAX_BATCH = 512
@@ -47,6 +54,7 @@ class RedisBroker:
         self._redis: Redis = Redis.from_url(url, health_check_interval=30)
         self._count = self._redis.register_script(_COUNT)
         self._hold = self._redis.register_script(_HOLD)
+        self._extend = self._redis.register_script(_EXTEND)
         self._fanout = FanOut(queue_size)
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -118,6 +126,9 @@ class RedisBroker:
     async def refresh(self, key: str, ttl_seconds: int) -> bool:
         # EXPIRE on a missing key does nothing and answers 0: a taken key stays taken.
         return bool(await self._redis.expire(key, ttl_seconds))
+
+    async def extend(self, key: str, ttl_seconds: int) -> bool:
+        return bool(await self._extend(keys=[key], args=[int(ttl_seconds)]))
 
     async def count(self, key: str, delta: int, ttl_seconds: float) -> int:
         return int(await self._count(keys=[key], args=[delta, _ms(ttl_seconds)]))

@@ -35,6 +35,11 @@ def resume_key(resume_hash: str) -> str:
     return f"konsil:resume:{resume_hash}"
 
 
+def ending_key(appointment_id: int, participant_id: str) -> str:
+    """Held by the one process that ends a dead process's seat whose record was gone."""
+    return f"konsil:ending:{appointment_id}:{participant_id}"
+
+
 def alive_key(origin: str) -> str:
     """A server process's liveness key (``liveness``), by its origin."""
     return f"konsil:alive:{origin}"

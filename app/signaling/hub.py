@@ -161,8 +161,8 @@ class Hub:
 
     async def shutdown(self) -> None:
         """Tells every client 1001 and ends every subscription and timer."""
+        await self.liveness.stop()  # first: no seat adopted while the replicas end
         await self.replicas.shutdown()
-        await self.liveness.stop()
         await self.dashboards.shutdown()
         await self.waiting.shutdown()
         await self.ended.stop()

@@ -43,8 +43,8 @@ from app.turn import ice_servers
 # (If the process holding the timer died, the record still ends by itself shortly after.)
 RESUME_RECORD_MARGIN_SECONDS = 5
 
-# An adopted seat whose record is gone: how long a resume that took it has to be heard of.
-ADOPTED_RESUME_GRACE_SECONDS = 1.0
+# An adopted seat whose record was gone: how long the survivor that ends it holds the right to.
+ENDING_HOLD_SECONDS = 60
 
 RoomAction = Callable[[int, Action, Principal | None], Awaitable[Appointment]]
 """``act(appointment_id, action, who)``: a room change in the database (``Hub.room_action``)."""
@@ -80,6 +80,7 @@ class Seats:
         self.act = act
         self.waiting = waiting
         self.seat_ttl = records.seat_ttl(settings)
+        self._ending: set[str] = set()  # adopted seats being ended (``_expire_adopted``)
 
     async def join(
         self,
@@ -249,14 +250,22 @@ class Seats:
         window = self.settings.ws_resume_seconds
         for local in list(self.replicas.rooms.values()):
             for member in list(local.room.members.values()):
-                if member.origin != origin or not member.record or member.id in local.timers:
+                if (
+                    member.origin != origin
+                    or not member.record
+                    or member.id in local.timers
+                    or member.id in self._ending
+                ):
                     continue
-                # The record must outlive the window from now: a graceful shutdown shortened
-                # it to the window from its connection's end.
-                await self.broker.refresh(member.record, window + RESUME_RECORD_MARGIN_SECONDS)
+                # The record must outlive the window from now (a graceful shutdown shortened
+                # it to the window from its connection's end), and is never shortened here (a
+                # process that only stalled keeps its seat's record as long as it was).
+                held = await self.broker.extend(
+                    member.record, window + RESUME_RECORD_MARGIN_SECONDS
+                )
                 seat = Seat(local.room.appointment_id, member, member.record)
                 local.timers[member.id] = self.replicas.tasks.spawn(
-                    "signaling.resume_expiry", partial(self._expire_adopted, seat)
+                    "signaling.resume_expiry", partial(self._expire_adopted, seat, held=held)
                 )
                 log.info("signaling.seat_adopted", room=seat.appointment_id, origin=origin)
                 await self.replicas.publish(
@@ -264,26 +273,36 @@ class Seats:
                     wire.Away(pid=member.id, conn=member.conn),
                 )
 
-    async def _expire_adopted(self, seat: Seat) -> None:
+    async def _expire_adopted(self, seat: Seat, *, held: bool) -> None:
         """``_expire`` for a seat whose process died: ends it unless it was resumed meanwhile
-        or that process turns out to be alive after all (stalled, not dead)."""
+        or that process turns out to be alive after all (stalled, not dead).
+
+        ``held``: its resume record was there at adoption and outlives the window, so whoever
+        takes it owns the participant, as ever. A record already gone at adoption can no
+        longer be resumed; then one survivor (a broker hold) ends the seat if, a whole window
+        later, no resume has been heard of."""
+        member_id = seat.member.id
         await anyio.sleep(self.settings.ws_resume_seconds)
         local = self.replicas.rooms.get(seat.appointment_id)
         if local is not None:
-            local.timers.pop(seat.member.id, None)
+            local.timers.pop(member_id, None)  # no longer cancellable by a resume
+        self._ending.add(member_id)  # nor adopted again while this ends it
         try:
             if self._still_held(seat) and not await self.broker.exists(
                 env.alive_key(seat.member.origin)
             ):
-                taken = await self.broker.take(seat.resume_key)
-                if taken is None:
-                    # A resume that took the record announces itself at once; a record that
-                    # expired (or a broker that lost its keys) can no longer be resumed.
-                    await anyio.sleep(ADOPTED_RESUME_GRACE_SECONDS)
-                if taken is not None or self._still_held(seat):
+                if held:
+                    ends = await self.broker.take(seat.resume_key) is not None
+                else:
+                    await self.broker.take(seat.resume_key)  # (if it came back meanwhile)
+                    hold = env.ending_key(seat.appointment_id, member_id)
+                    ends = await self.broker.hold(hold, ENDING_HOLD_SECONDS) == 0.0
+                if ends:
                     await self._gone(seat, "lost")
         except Exception as exc:  # the broker or the database is down: tried again later
             log.warning("signaling.expiry_failed", error=type(exc).__name__)
+        finally:
+            self._ending.discard(member_id)
         await self.replicas.release(seat.appointment_id)
 
     def _still_held(self, seat: Seat) -> bool:

@@ -230,3 +230,17 @@ async def test_broker_listener_that_fails_gets_the_next_message(broker: Broker) 
         assert collected.got == [b"good"]
     finally:
         await listening.close()
+
+
+async def test_broker_extend_lengthens_a_key_but_never_shortens_it(broker: Broker) -> None:
+    short, long = channel(), channel()
+    await broker.put(short, b"1", 1)
+    await broker.put(long, b"1", 60)
+    assert await broker.extend(short, 30)
+    assert await broker.extend(long, 1)
+    await asyncio.sleep(1.2)
+    assert await broker.exists(short)  # lengthened to 30 s
+    assert await broker.exists(long)  # kept its 60 s, not cut to 1
+    assert await broker.take(long) == b"1"
+    assert not await broker.extend(long, 30)  # gone: nothing brought back
+    assert not await broker.exists(long)

@@ -115,3 +115,14 @@ async def test_a_process_that_only_stalled_keeps_its_participants(
         assert patient_id in hub_of(second).replicas.rooms[call.appointment.id].room.members
         await call.specialist.send(type="offer", to=patient_id, sdp="v=0\r\n")
         assert (await call.patient.expect("offer"))["sdp"] == "v=0\r\n"
+        # Its seat's record was not cut short by the adoption: when the patient's connection
+        # really drops later, the stalled process holds the seat and ends it as ever.
+        call.patient.ws.transport.abort()
+        await until_message(
+            call.specialist,
+            lambda m: m["type"] == "peer_state" and m["connection"] == "reconnecting",
+        )
+        async with asyncio.timeout(TIMEOUT):
+            while (message := await call.specialist.recv())["type"] != "peer_left":
+                pass
+        assert (message["peer_id"], message["reason"]) == (patient_id, "lost")
