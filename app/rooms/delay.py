@@ -129,15 +129,22 @@ async def patient_views(
     appointments = [
         a for a in (await session.execute(query)).scalars() if a.specialist_id is not None
     ]
-    lines: dict[int, list[waiting.Waiter]] = {}
+    lines: dict[int, dict[int, int]] = {}  # per specialist: patients ahead of each waiting one
     notices: dict[int, PatientDelay | None] = {}
     typical: dict[int, float | None] = {}
+    consulting: dict[int, set[int]] = {}
+    # A few reads per specialist, none per appointment: a specialist's whole line is read
+    # again on every change of it.
     for specialist_id in {a.specialist_id for a in appointments if a.specialist_id is not None}:
-        lines[specialist_id] = await _waiting_line(session, specialist_id)
+        lines[specialist_id] = waiting.places(await _waiting_line(session, specialist_id), now)
         notices[specialist_id] = await _patient_delay(session, specialist_id, now, tz)
         typical[specialist_id] = waiting.typical_minutes(
             await history.recent_durations(session, specialist_id=specialist_id, now=now)
         )
+        if typical[specialist_id] is not None:
+            consulting[specialist_id] = await history.going_on(
+                session, specialist_id=specialist_id, now=now
+            )
     views: dict[int, WaitingView] = {}
     for appointment in appointments:
         assert appointment.id is not None
@@ -147,15 +154,11 @@ async def patient_views(
         concerned = notice is not None and waiting.concerns(
             waiting.local_day(now, tz), appointment.starts_at, tz
         )
-        ahead = waiting.ahead(appointment.id, lines[specialist], now)
+        ahead = lines[specialist].get(appointment.id)
         typical_minutes = typical[specialist]
         # A consultation going on, other than this patient's own (sent back to the waiting
         # room, their consultation counts as going on for the knock, not for their wait).
-        busy = typical_minutes is not None and (
-            await history.in_consultation(
-                session, specialist_id=specialist, now=now, besides=appointment.id
-            )
-        )
+        busy = bool(consulting.get(specialist, set()) - {appointment.id})
         views[appointment.id] = WaitingView(
             appointment_id=appointment.id,
             specialist_id=specialist,

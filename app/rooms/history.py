@@ -27,16 +27,18 @@ async def in_consultation(
     patient was sent back to the waiting room (the specialist talks to the GP alone and
     admits the patient again: still one consultation, not a new arrival to knock for).
     ``besides``: an appointment not to count (a sent-back patient's own, for their estimate)."""
-    found = await session.scalar(
-        select(col(Appointment.id))
-        .where(
-            col(Appointment.specialist_id) == specialist_id,
-            _going_on(now),
-            col(Appointment.id) != (besides if besides is not None else -1),
+    return bool(await going_on(session, specialist_id=specialist_id, now=now) - {besides})
+
+
+async def going_on(session: AsyncSession, *, specialist_id: int, now: datetime) -> set[int]:
+    """The specialist's appointments that make ``in_consultation`` true (usually one or none):
+    one read serves every waiting patient's estimate, each leaving out their own."""
+    rows = await session.scalars(
+        select(col(Appointment.id)).where(
+            col(Appointment.specialist_id) == specialist_id, _going_on(now)
         )
-        .limit(1)
     )
-    return found is not None
+    return {appointment_id for appointment_id in rows if appointment_id is not None}
 
 
 async def consulting(

@@ -57,11 +57,13 @@ def order_key(waiter: Waiter, now: datetime) -> tuple[int, int, datetime, dateti
 def ahead(appointment_id: int, waiting: Iterable[Waiter], now: datetime) -> int | None:
     """How many waiting patients come before ``appointment_id`` (0: it is next); None if it is
     not in the waiting room."""
+    return places(waiting, now).get(appointment_id)
+
+
+def places(waiting: Iterable[Waiter], now: datetime) -> dict[int, int]:
+    """``ahead`` for every waiting patient at once (the line sorted once)."""
     ordered = sorted(waiting, key=lambda waiter: order_key(waiter, now))
-    for position, waiter in enumerate(ordered):
-        if waiter.appointment_id == appointment_id:
-            return position
-    return None
+    return {waiter.appointment_id: position for position, waiter in enumerate(ordered)}
 
 
 def typical_minutes(durations: Sequence[timedelta]) -> float | None:

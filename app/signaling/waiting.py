@@ -1,24 +1,26 @@
 """Patients in waiting rooms: their place in the specialist's line and the late notice, live.
 
 Every patient seat is watched here under the appointment's specialist. Like the dashboards,
-each process subscribes once per specialist to ``konsil:queue:<specialist id>`` (the signalling
+each process listens once per specialist to ``konsil:queue:<specialist id>`` (the signalling
 listener publishes ``changed`` there for every domain event that touches the specialist's day,
-a late notice included) and on each message reads the views of its own patients again
-(``app.rooms.delay.patient_views``). A patient is sent ``position`` and ``delay`` only when
-they differ from what that connection was last sent, so a repeated event says nothing twice.
+a late notice included) and then reads the views of its own patients again
+(``app.rooms.delay.patient_views``: a few reads per specialist, none per patient). Changes that
+come while a read runs are answered by one more read after it, not one each: a morning rush of
+arrivals costs a line as many reads as it takes, not as many as there were arrivals. A patient
+is sent ``position`` and ``delay`` only when they differ from what that connection was last
+sent, so a repeated event says nothing twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
-from anyio.abc import TaskStatus
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.broker import Broker
+from app.broker import Broker, Listening
 from app.db import utcnow
 from app.logging import get_logger
 from app.rooms import delay
@@ -30,7 +32,7 @@ from app.signaling import messages as m
 from app.signaling import wire
 from app.signaling.connection import Connection
 from app.signaling.replicas import LocalRoom
-from app.tasks import Task, Tasks
+from app.tasks import Tasks
 
 log = get_logger("konsil.signaling")
 
@@ -38,7 +40,7 @@ log = get_logger("konsil.signaling")
 IN_WAITING_ROOM = frozenset({RoomState.SCHEDULED, RoomState.WAITING})
 
 
-@dataclass
+@dataclass(slots=True)
 class Watcher:
     """One patient connection and what it was last told."""
 
@@ -47,6 +49,17 @@ class Watcher:
     specialist_id: int
     position: m.Position | None = None
     delay: m.Delay | None = None
+
+
+@dataclass(slots=True)
+class Line:
+    """One specialist's patients on this process, and the listener on their queue channel.
+    ``refreshing``: a read of their views runs; ``again``: a change came meanwhile."""
+
+    watchers: dict[str, Watcher] = field(default_factory=dict)
+    listening: Listening | None = None
+    refreshing: bool = False
+    again: bool = False
 
 
 def news(watcher: Watcher, view: WaitingView) -> list[m.Position | m.Delay]:
@@ -93,10 +106,9 @@ class WaitingRooms:
         self.broker = broker
         self.sessions = sessions
         self.tasks = tasks
-        self.watchers: dict[int, dict[str, Watcher]] = {}
+        self.lines: dict[int, Line] = {}
         self._by_conn: dict[str, Watcher] = {}
-        self._tasks: dict[int, Task] = {}
-        # Per specialist, subscribing and unsubscribing take turns, so there is one subscription.
+        # Per specialist, subscribing and unsubscribing take turns, so there is one listener.
         self._locks: dict[int, anyio.Lock] = {}
 
     async def watch(self, conn: Connection, appointment_id: int) -> None:
@@ -131,15 +143,17 @@ class WaitingRooms:
 
     async def refresh(self, specialist_id: int) -> None:
         """The specialist's day changed: tells each of their patients here what is new."""
-        await self._refresh_watchers(list(self.watchers.get(specialist_id, {}).values()))
+        line = self.lines.get(specialist_id)
+        if line is not None:
+            await self._refresh_watchers(list(line.watchers.values()))
 
     async def shutdown(self) -> None:
-        """Ends every subscription (the rooms close the connections themselves)."""
-        for task in list(self._tasks.values()):
-            await task.stop()
-        self._tasks.clear()
-        self.watchers.clear()
+        """Ends every listener (the rooms close the connections themselves)."""
+        lines = list(self.lines.values())
+        self.lines.clear()
         self._by_conn.clear()
+        for line in lines:
+            await self._stop_listening(line)
 
     async def _refresh_watchers(self, watchers: list[Watcher]) -> None:
         if not watchers:
@@ -175,30 +189,62 @@ class WaitingRooms:
     async def _add(self, watcher: Watcher) -> None:
         specialist_id = watcher.specialist_id
         async with self._locks.setdefault(specialist_id, anyio.Lock()):
-            self.watchers.setdefault(specialist_id, {})[watcher.conn.id] = watcher
+            line = self.lines.setdefault(specialist_id, Line())
+            line.watchers[watcher.conn.id] = watcher
             self._by_conn[watcher.conn.id] = watcher
-            if specialist_id not in self._tasks:
-                self._tasks[specialist_id] = await self.tasks.start(
-                    "signaling.waiting", partial(self._loop, specialist_id)
-                )
+            if line.listening is None:
+                try:
+                    line.listening = await self.broker.listen(
+                        env.queue_channel(specialist_id), partial(self._changed, specialist_id)
+                    )
+                except BaseException:
+                    line.watchers.pop(watcher.conn.id, None)
+                    self._by_conn.pop(watcher.conn.id, None)
+                    if not line.watchers:
+                        self.lines.pop(specialist_id, None)
+                    raise
 
     async def _remove(self, watcher: Watcher) -> None:
         specialist_id = watcher.specialist_id
         async with self._locks.setdefault(specialist_id, anyio.Lock()):
-            watchers = self.watchers.get(specialist_id, {})
-            watchers.pop(watcher.conn.id, None)
-            if watchers:
+            line = self.lines.get(specialist_id)
+            if line is None:
                 return
-            self.watchers.pop(specialist_id, None)
-            task = self._tasks.pop(specialist_id, None)
-            if task is not None:
-                await task.stop()
+            line.watchers.pop(watcher.conn.id, None)
+            if line.watchers:
+                return
+            del self.lines[specialist_id]
+            await self._stop_listening(line)
 
-    async def _loop(self, specialist_id: int, *, task_status: TaskStatus[None]) -> None:
-        async with self.broker.subscribe(env.queue_channel(specialist_id)) as events:
-            task_status.started()
-            async for _ in env.received(events, wire.QUEUE, "queue"):
+    @staticmethod
+    async def _stop_listening(line: Line) -> None:
+        listening, line.listening = line.listening, None
+        if listening is not None:
+            await listening.close()
+
+    def _changed(self, specialist_id: int, raw: bytes) -> None:
+        """The broker's listener on the specialist's queue channel (it must not block): starts
+        a read of the views, or asks the one running for another once it is done."""
+        if env.parsed(raw, wire.QUEUE, "queue") is None:
+            return
+        line = self.lines.get(specialist_id)
+        if line is None:
+            return  # the last patient left; a change on its way still came
+        if line.refreshing:
+            line.again = True
+            return
+        line.refreshing = True
+        self.tasks.spawn("signaling.waiting", partial(self._refresh_line, specialist_id, line))
+
+    async def _refresh_line(self, specialist_id: int, line: Line) -> None:
+        try:
+            while True:
+                line.again = False
                 try:
                     await self.refresh(specialist_id)
                 except Exception as exc:
                     log.warning("signaling.waiting_refresh_failed", error=type(exc).__name__)
+                if not line.again or self.lines.get(specialist_id) is not line:
+                    return
+        finally:
+            line.refreshing = False
