@@ -276,6 +276,8 @@ async def setups(sc: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(sc["warmup"])
     cpu0, window.start = cpu(sc["pids"]), time.perf_counter()
     window.end = window.start + sc["duration"]
+    if sc.get("window_file"):
+        mark_window(sc["window_file"])
     await asyncio.sleep(sc["duration"])
     cpu1 = cpu(sc["pids"])
     stop.set()

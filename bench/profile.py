@@ -1,7 +1,9 @@
 """``python -m bench.profile``: where the relay's CPU goes, sampled with py-spy under load.
 
 Starts one server (Konsil with the memory broker, or the baseline) with the production flags,
-drives the relay scenario of ``bench.load`` (100 rooms, candidates both ways) at one rate, and
+drives the relay scenario of ``bench.load`` (100 rooms, candidates both ways) at one rate, or
+with ``--scenario setup`` its call setups (50 rooms in a closed loop: offer + 10 candidates,
+answer + 10 candidates), and
 samples the server with py-spy during the measured window only (connection setup and warm-up
 are not in it): first a flame graph (SVG), then the same length again as collapsed stacks,
 which this script sorts into the parts of the relay path and prints as a table.
@@ -25,7 +27,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import PROD_FLAGS, RELAY_ROOMS, ROOT, Bench, konsil_env, server
+from bench.__main__ import (
+    PROD_FLAGS,
+    RELAY_ROOMS,
+    ROOT,
+    SETUP_ROOMS,
+    Bench,
+    konsil_env,
+    server,
+)
 from bench.seed import seed
 
 IO_WRITE = "socket write (transport.write: the send system call, loopback TCP)"
@@ -127,24 +137,30 @@ def py_spy(pid: int, seconds: int, fmt: str, out: Path, rate: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--target", choices=["konsil", "baseline"], default="konsil")
+    parser.add_argument("--scenario", choices=["relay", "setup"], default="relay")
     parser.add_argument("--rate", type=int, default=5000, help="msg/s offered (default 5000)")
     parser.add_argument("--seconds", type=int, default=15, help="length of each sample")
     parser.add_argument("--sample-rate", type=int, default=400, help="py-spy samples/s")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "profiles")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"relay-{args.target}-{args.rate}"
+    setup = args.scenario == "setup"
+    name = f"setup-{args.target}" if setup else f"relay-{args.target}-{args.rate}"
     with tempfile.TemporaryDirectory(prefix="konsil-profile-") as scratch:
         workdir = Path(scratch)
         bench = Bench(workdir, quick=False)
         seeded, env = None, {}
         if args.target == "konsil":
             db = workdir / "konsil.db"
-            seeded = seed(f"sqlite+aiosqlite:///{db}", RELAY_ROOMS)
+            seeded = seed(f"sqlite+aiosqlite:///{db}", RELAY_ROOMS + SETUP_ROOMS)
             env = konsil_env(db, "memory://")
         with server(args.target, workdir, env, PROD_FLAGS) as (process, url):
             window = workdir / "window"
-            sc: dict[str, Any] = bench.scenario("relay", args.target, [url], [process.pid], seeded)
+            sc: dict[str, Any] = bench.scenario(
+                args.scenario, args.target, [url], [process.pid], seeded
+            )
+            if setup:
+                sc["rooms"] = sc["rooms"][RELAY_ROOMS:]
             sc.update(
                 rates=[args.rate],
                 warmup=2,
@@ -175,13 +191,21 @@ def main() -> None:
                     generator.kill()
             if generator.returncode != 0:
                 raise RuntimeError(f"load generator failed:\n{err[-3000:]}")
-            result = json.loads(out)["relay"][0]
             shares, total = breakdown(raw, args.target == "baseline")
             (args.out / f"{name}.collapsed.txt").write_text(raw.read_text())
-    cpu_us = result["cpu_us_per_msg"]
-    print(f"{args.target}, {args.rate:,} msg/s offered: {result['achieved']:,.0f} msg/s relayed,")
-    print(f"{cpu_us:.1f} µs CPU per relayed message, p50 {result['p50_ms']:.2f} ms, ")
-    print(f"p99 {result['p99_ms']:.2f} ms; {total:,} samples; flame graph {svg.name}")
+    if setup:
+        # 22 relayed messages per setup (offer, answer, 20 candidates).
+        result = json.loads(out)
+        cpu_us = result["cpu_ms_per_setup"] * 1000 / 22
+        print(f"{args.target}, call setups: {result['setups_per_s']:,.1f}/s,")
+        print(f"{result['cpu_ms_per_setup']:.2f} ms CPU per setup ({cpu_us:.1f} µs per message);")
+        print(f"{total:,} samples; flame graph {svg.name}")
+    else:
+        result = json.loads(out)["relay"][0]
+        cpu_us = result["cpu_us_per_msg"]
+        print(f"{args.target}, {args.rate:,} msg/s offered: {result['achieved']:,.0f} msg/s,")
+        print(f"{cpu_us:.1f} µs CPU per relayed message, p50 {result['p50_ms']:.2f} ms, ")
+        print(f"p99 {result['p99_ms']:.2f} ms; {total:,} samples; flame graph {svg.name}")
     print()
     print("| part of the relay path | share of server CPU | µs per relayed message |")
     print("|---|---:|---:|")

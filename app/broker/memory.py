@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,9 +16,13 @@ from app.broker._fanout import FanOut, drain, guarded
 class MemoryBroker:
     """In-process broker: each subscriber gets its own bounded queue, each listener a call."""
 
-    def __init__(self, queue_size: int = 1024) -> None:
+    def __init__(self, queue_size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
         self._fanout = FanOut(queue_size)
+        self._clock = clock
         self._keys: dict[str, tuple[float, bytes]] = {}
+        # (expiry, key) for each write, soonest first: expired keys are dropped from the top
+        # (an entry whose key was written again later, or removed, is skipped).
+        self._expiries: list[tuple[float, str]] = []
 
     async def connect(self) -> None:
         return None
@@ -25,6 +30,7 @@ class MemoryBroker:
     async def close(self) -> None:
         self._fanout.clear()
         self._keys.clear()
+        self._expiries.clear()
 
     async def ping(self) -> bool:
         return True
@@ -45,62 +51,70 @@ class MemoryBroker:
         return _Listening(partial(self._fanout.remove, channel, later))
 
     async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
-        now = time.monotonic()
-        self._drop_expired(now)
-        self._keys[key] = (now + ttl_seconds, value)
+        now = self._clock()
+        self._set(key, now + ttl_seconds, value, now)
 
     async def take(self, key: str) -> bytes | None:
         expiry, value = self._keys.pop(key, (0.0, b""))
-        return value if expiry > time.monotonic() else None
+        return value if expiry > self._clock() else None
 
     async def exists(self, key: str) -> bool:
         expiry, _ = self._keys.get(key, (0.0, b""))
-        return expiry > time.monotonic()
+        return expiry > self._clock()
 
     async def refresh(self, key: str, ttl_seconds: int) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         expiry, value = self._keys.get(key, (0.0, b""))
         if expiry <= now:
             self._keys.pop(key, None)
             return False
-        self._keys[key] = (now + ttl_seconds, value)
+        self._set(key, now + ttl_seconds, value, now)
         return True
 
     async def extend(self, key: str, ttl_seconds: int) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         expiry, value = self._keys.get(key, (0.0, b""))
         if expiry <= now:
             self._keys.pop(key, None)
             return False
-        self._keys[key] = (max(expiry, now + ttl_seconds), value)
+        self._set(key, max(expiry, now + ttl_seconds), value, now)
         return True
 
     async def count(self, key: str, delta: int, ttl_seconds: float) -> int:
-        now = time.monotonic()
+        now = self._clock()
         expiry, value = self._keys.get(key, (0.0, b""))
         if expiry <= now:
-            self._drop_expired(now)
             expiry, value = now + ttl_seconds, b"0"
         result = int(value) + delta
-        self._keys[key] = (expiry, str(result).encode())
+        self._set(key, expiry, str(result).encode(), now)
         return result
 
     async def hold(self, key: str, ttl_seconds: float) -> float:
-        now = time.monotonic()
+        now = self._clock()
         expiry, _ = self._keys.get(key, (0.0, b""))
         if expiry > now:
             return expiry - now
-        self._drop_expired(now)
-        self._keys[key] = (now + ttl_seconds, b"1")
+        self._set(key, now + ttl_seconds, b"1", now)
         return 0.0
 
     async def forget(self, *keys: str) -> None:
         for key in keys:
             self._keys.pop(key, None)
 
-    def _drop_expired(self, now: float) -> None:
-        # Only when a key is created, so the dict stays as small as the live keys.
-        self._keys = {k: v for k, v in self._keys.items() if v[0] > now}
+    def _set(self, key: str, expiry: float, value: bytes, now: float) -> None:
+        """Stores a key, and drops the keys expired by ``now``: the dict stays as small as the
+        live keys, at a cost per write that does not grow with them."""
+        self._keys[key] = (expiry, value)
+        heapq.heappush(self._expiries, (expiry, key))
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            _, old = heapq.heappop(expiries)
+            if self._keys.get(old, (now + 1.0,))[0] <= now:
+                del self._keys[old]
+        if len(expiries) > 2 * len(self._keys) + 64:
+            # Written again and again (or taken): rebuilt from the live keys.
+            self._expiries = [(exp, k) for k, (exp, _) in self._keys.items()]
+            heapq.heapify(self._expiries)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:

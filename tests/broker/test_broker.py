@@ -244,3 +244,25 @@ async def test_broker_extend_lengthens_a_key_but_never_shortens_it(broker: Broke
     assert await broker.take(long) == b"1"
     assert not await broker.extend(long, 30)  # gone: nothing brought back
     assert not await broker.exists(long)
+
+
+async def test_memory_broker_drops_expired_keys_without_walking_the_live_ones() -> None:
+    """Each write drops what has expired (the dict stays as small as the live keys), from
+    the soonest expiry on: a key written again, refreshed shorter or taken is judged by what
+    it is now, not by an earlier write."""
+    now = [1000.0]
+    broker = MemoryBroker(clock=lambda: now[0])
+    for n in range(1000):
+        await broker.put(f"seat:{n}", b"x", 10)
+    await broker.put("again", b"1", 1)
+    await broker.put("again", b"2", 30)  # written again: lives on
+    await broker.put("shorter", b"x", 30)
+    assert await broker.refresh("shorter", 5)
+    await broker.put("taken", b"x", 1)
+    assert await broker.take("taken") == b"x"
+    now[0] += 11
+    await broker.put("late", b"x", 10)
+    assert set(broker._keys) == {"again", "late"}
+    assert await broker.take("again") == b"2"
+    assert not await broker.exists("shorter")
+    assert len(broker._expiries) <= 2 * len(broker._keys) + 64
