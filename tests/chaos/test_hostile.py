@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -27,6 +26,7 @@ from tests.chaos.harness import Cluster, cluster, until
 from tests.chaos.participants import percentile
 from tests.chaos.report import write_section
 from tests.factories import make_appointment, patient_token
+from tests.signaling.wsclient import raw_websocket
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
@@ -157,21 +157,12 @@ async def room(konsil: Cluster, *, sluggish: bool = False) -> AsyncIterator[Host
     appointment = await make_appointment(konsil.sessions, konsil.demo)
     assert appointment.id is not None
     token = await patient_token(konsil.sessions, konsil.settings, appointment)
-    sock = None
-    if sluggish:
-        # Hardly reads: a small receive buffer, and one frame taken into the client at a time.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", konsil.proxy.port))
-    async with connect(
-        f"{konsil.proxy.ws}?as=patient&appointment={appointment.id}",
-        sock=sock,
-        origin=Origin(konsil.proxy.url),
-        additional_headers=Headers(Cookie=f"konsil_patient={token}"),
-        compression=None,
-        max_queue=1 if sluggish else 16,
-        max_size=None,
+    async with raw_websocket(
+        konsil.proxy,
+        f"as=patient&appointment={appointment.id}",
+        f"konsil_patient={token}",
+        origin=konsil.proxy.url,
+        sluggish=sluggish,
     ) as ws:
         await ws.send(json.dumps({"type": "join"}))
         hostile = Hostile(ws, appointment.id, "")

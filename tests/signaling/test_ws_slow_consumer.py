@@ -5,44 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.datastructures import Headers
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Origin
 
 from app.errors import WS_SLOW_CONSUMER
 from app.settings import Settings
 from tests.factories import Demo, make_appointment, patient_token
-from tests.live import Live, live_server
+from tests.live import live_server
 from tests.signaling.test_ws_resume import random_id
-from tests.signaling.wsclient import ORIGIN, TIMEOUT, staff_cookie, ws_connect
+from tests.signaling.wsclient import TIMEOUT, raw_websocket, staff_cookie, ws_connect
 
 # An offer as large as the protocol allows: the buffers on the way fill after a few.
 SDP = "v=0\r\n" + "a=x-fill:" + "f" * 59_000 + "\r\n"
-
-
-@asynccontextmanager
-async def sluggish(live: Live, query: str, cookie: str) -> AsyncIterator[ClientConnection]:
-    """A websocket whose reader hardly reads: a small receive buffer, one frame queued."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", live.port))
-    async with connect(
-        f"{live.ws}?{query}",
-        sock=sock,
-        origin=Origin(ORIGIN),
-        additional_headers=Headers(Cookie=cookie),
-        compression=None,
-        max_queue=1,
-        max_size=None,
-    ) as ws:
-        yield ws
 
 
 async def test_ws_a_reader_that_stops_reading_is_closed_with_4408_when_it_reads_again(
@@ -58,7 +35,7 @@ async def test_ws_a_reader_that_stops_reading_is_closed_with_4408_when_it_reads_
         query = f"appointment={appointment.id}"
         async with (
             ws_connect(live, f"as=staff&{query}", staff) as specialist,
-            sluggish(live, f"as=patient&{query}", cookie) as patient,
+            raw_websocket(live, f"as=patient&{query}", cookie, sluggish=True) as patient,
         ):
             await specialist.send(type="join")
             await specialist.expect("joined")

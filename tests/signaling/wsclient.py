@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.datastructures import Headers
 from websockets.typing import Origin
 
 from app.accounts.models import User
@@ -44,6 +46,40 @@ async def ws_connect(
         f"{live.ws}?{query}", origin=Origin(origin), additional_headers=headers, compression=None
     ) as ws:
         yield Client(ws)
+
+
+class Reachable(Protocol):
+    """A server on 127.0.0.1 (``tests.live.Listening``, the chaos tests' proxy)."""
+
+    @property
+    def port(self) -> int: ...
+    @property
+    def ws(self) -> str: ...
+
+
+@asynccontextmanager
+async def raw_websocket(
+    live: Reachable, query: str, cookie: str, *, origin: str = ORIGIN, sluggish: bool = False
+) -> AsyncIterator[ClientConnection]:
+    """A websocket of the client library itself, frames of any size accepted. ``sluggish``:
+    one whose reader hardly reads (a 4 KiB receive buffer, one frame taken into the client
+    at a time), so that what the server sends it piles up in the buffers and send queue."""
+    sock = None
+    if sluggish:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", live.port))
+    async with connect(
+        f"{live.ws}?{query}",
+        sock=sock,
+        origin=Origin(origin),
+        additional_headers=Headers(Cookie=cookie),
+        compression=None,
+        max_queue=1 if sluggish else 16,
+        max_size=None,
+    ) as ws:
+        yield ws
 
 
 @dataclass
