@@ -173,7 +173,12 @@ async def test_precheck_rejects_a_bad_offer(
     assert len(echo_peers(app)) == 0
 
 
-async def test_precheck_limits_concurrent_checks(app: Starlette, demo: Demo) -> None:
+@asynccontextmanager
+async def one_check_running(
+    app: Starlette, demo: Demo
+) -> AsyncIterator[tuple[httpx2.AsyncClient, RTCPeerConnection]]:
+    """One GP's check holds the only slot (``echo_max_concurrent`` 1); hands over another
+    GP's logged-in client and a peer of theirs ready to offer."""
     async with new_client(app) as gp, new_client(app) as other:
         await login(gp, demo.gp)
         await login(other, demo.other_gp)
@@ -181,31 +186,30 @@ async def test_precheck_limits_concurrent_checks(app: Starlette, demo: Demo) -> 
             first.createDataChannel("rtt")
             second.createDataChannel("rtt")
             await connect(gp, first)
-            # Refused after waiting a second for the running check to end (it does not).
-            response = await offer_to(other, second)
-            assert len(echo_peers(app)) == 1
+            yield other, second
+
+
+async def test_precheck_limits_concurrent_checks(app: Starlette, demo: Demo) -> None:
+    async with one_check_running(app, demo) as (other, second):
+        # Refused after waiting a second for the running check to end (it does not).
+        response = await offer_to(other, second)
+        assert len(echo_peers(app)) == 1
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
     assert response.headers["retry-after"] == "5"
 
 
 async def test_precheck_waits_briefly_for_a_free_slot(app: Starlette, demo: Demo) -> None:
-    async with new_client(app) as gp, new_client(app) as other:
-        await login(gp, demo.gp)
-        await login(other, demo.other_gp)
-        async with checking_peer() as first, checking_peer() as second:
-            first.createDataChannel("rtt")
-            second.createDataChannel("rtt")
-            await connect(gp, first)
-            registry = echo_peers(app)
-            registry.slot_wait = 30  # long enough that only the freed slot can answer it
-            [running] = registry.peers()
-            waiting = asyncio.create_task(connect(other, second))
-            await asyncio.sleep(0.2)
-            assert not waiting.done()
-            await registry.close_all()  # the running check ends
-            await asyncio.wait_for(waiting, 15)
-            [answered] = registry.peers()
+    async with one_check_running(app, demo) as (other, second):
+        registry = echo_peers(app)
+        registry.slot_wait = 30  # long enough that only the freed slot can answer it
+        [running] = registry.peers()
+        waiting = asyncio.create_task(connect(other, second))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await registry.close_all()  # the running check ends
+        await asyncio.wait_for(waiting, 15)
+        [answered] = registry.peers()
     assert answered is not running
     assert running.connectionState == "closed"
 
