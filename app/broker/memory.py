@@ -18,6 +18,7 @@ class MemoryBroker:
     def __init__(self, queue_size: int = 1024) -> None:
         self._fanout = FanOut(queue_size)
         self._keys: dict[str, tuple[float, bytes]] = {}
+        self._hashes: dict[str, tuple[float, dict[str, bytes]]] = {}
 
     async def connect(self) -> None:
         return None
@@ -25,6 +26,7 @@ class MemoryBroker:
     async def close(self) -> None:
         self._fanout.clear()
         self._keys.clear()
+        self._hashes.clear()
 
     async def ping(self) -> bool:
         return True
@@ -97,6 +99,30 @@ class MemoryBroker:
     async def forget(self, *keys: str) -> None:
         for key in keys:
             self._keys.pop(key, None)
+            self._hashes.pop(key, None)
+
+    async def file(self, key: str, field: str, value: bytes, ttl_seconds: int) -> None:
+        now = time.monotonic()
+        expiry, fields = self._hashes.get(key, (0.0, {}))
+        if expiry <= now:
+            self._hashes = {k: v for k, v in self._hashes.items() if v[0] > now}
+            fields = {}
+        fields[field] = value
+        self._hashes[key] = (max(expiry, now + ttl_seconds), fields)
+
+    async def unfile(self, key: str, *fields: str) -> None:
+        _, filed = self._hashes.get(key, (0.0, {}))
+        for field in fields:
+            filed.pop(field, None)
+        if not filed:
+            self._hashes.pop(key, None)
+
+    async def filed(self, key: str) -> dict[str, bytes]:
+        expiry, fields = self._hashes.get(key, (0.0, {}))
+        return dict(fields) if expiry > time.monotonic() else {}
+
+    async def present(self, *keys: str) -> list[bool]:
+        return [await self.exists(key) for key in keys]
 
     def _drop_expired(self, now: float) -> None:
         # Only when a key is created, so the dict stays as small as the live keys.
