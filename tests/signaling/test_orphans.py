@@ -5,19 +5,27 @@ resumed. (A process really killed: tests/chaos/test_kill.py.)"""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import cast
 
+import anyio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.broker.memory import MemoryBroker
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
 from app.signaling import envelope as env
 from app.signaling import liveness
 from app.signaling import resume as records
 from app.signaling.hub import Hub
-from app.signaling.orphans import scope
+from app.signaling.orphans import Orphans, scope
+from app.signaling.replicas import Replicas
+from app.signaling.seats import Seats
 from app.signaling.session import Member
+from app.tasks import Tasks
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live, live_server
 from tests.services import REDIS_URL, require_redis
@@ -56,6 +64,100 @@ def test_the_registry_is_one_per_database(make_settings: Callable[..., Settings]
     other = make_settings(database_url="postgresql+asyncpg://k:secret@db/other")
     assert scope(one) == scope(same) != scope(other)
     assert "secret" not in env.processes_key(scope(one))
+
+
+class Survivor:
+    """An ``Orphans`` with what it needs of a process: its origin, its tasks, and seats that
+    only record what they are told to end."""
+
+    def __init__(self, settings: Settings, broker: MemoryBroker, tasks: Tasks, name: str):
+        self.ended: list[tuple[int, Member]] = []
+        replicas = SimpleNamespace(origin=name, tasks=tasks)
+        seats = SimpleNamespace(end=self._end)
+        self.orphans = Orphans(
+            settings=settings,
+            broker=broker,
+            replicas=cast(Replicas, replicas),
+            seats=cast(Seats, seats),
+        )
+
+    async def _end(self, appointment_id: int, member: Member) -> None:
+        self.ended.append((appointment_id, member))
+
+
+@asynccontextmanager
+async def survivors(settings: Settings, broker: MemoryBroker) -> AsyncIterator[list[Survivor]]:
+    async with anyio.create_task_group() as group:
+        tasks = Tasks(group)
+        found = [Survivor(settings, broker, tasks, name) for name in ("o_one", "o_two")]
+        for survivor in found:
+            await survivor.orphans.registered()  # each files itself
+        yield found
+        for survivor in found:
+            await survivor.orphans.stop()
+
+
+async def dead_process(settings: Settings, broker: MemoryBroker, seat: Member) -> str:
+    """A registered process, now dead (no liveness key), with ``seat`` in room 42."""
+    await broker.file(env.processes_key(scope(settings)), seat.origin, b"1", 60)
+    await broker.file(env.seats_key(seat.origin), seat.record, b"42", 60)
+    await broker.put(seat.record, records.pack(42, seat), 60)
+    return seat.origin
+
+
+async def handled(survivor: Survivor, origin: str) -> None:
+    # The broker has no event for it; a short poll, bounded by the caller's timeout.
+    while True:
+        if origin not in await survivor.orphans.broker.filed(survivor.orphans.registry):
+            return
+        await asyncio.sleep(0.02)
+
+
+async def test_orphans_one_survivor_ends_a_dead_process_seats_after_the_window(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings, broker = make_settings(ws_resume_seconds=1), MemoryBroker()
+    seat = member(origin="o_dead", record="konsil:resume:orphan")
+    async with survivors(settings, broker) as (one, two):
+        dead = await dead_process(settings, broker, seat)
+        await one.orphans.claim(dead)
+        await two.orphans.claim(dead)  # held by the first: not twice
+        await one.orphans.claim(dead)  # under way: not twice either
+        assert one.ended == two.ended == []  # the resume window first
+        async with asyncio.timeout(TIMEOUT):
+            await handled(one, dead)
+        assert (one.ended, two.ended) == ([(42, seat)], [])
+        assert await broker.filed(env.seats_key(dead)) == {}
+        assert await one.orphans.registered() == {"o_two"}
+
+
+async def test_orphans_a_seat_resumed_elsewhere_is_not_ended(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings, broker = make_settings(ws_resume_seconds=1), MemoryBroker()
+    seat = member(origin="o_dead", record="konsil:resume:orphan")
+    async with survivors(settings, broker) as (one, _):
+        dead = await dead_process(settings, broker, seat)
+        await one.orphans.claim(dead)
+        assert await broker.take(seat.record) is not None  # a resume within the window
+        async with asyncio.timeout(TIMEOUT):
+            await handled(one, dead)
+        assert one.ended == []
+
+
+async def test_orphans_a_process_that_only_stalled_keeps_its_seats(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings, broker = make_settings(ws_resume_seconds=1), MemoryBroker()
+    seat = member(origin="o_dead", record="konsil:resume:orphan")
+    async with survivors(settings, broker) as (one, _):
+        dead = await dead_process(settings, broker, seat)
+        await one.orphans.claim(dead)
+        await broker.put(env.alive_key(dead), b"1", 60)  # its beats are back
+        await anyio.sleep(settings.ws_resume_seconds + 0.5)
+        assert one.ended == []
+        assert await broker.exists(seat.record)
+        assert dead in await one.orphans.registered()
 
 
 async def room_state(sessions: async_sessionmaker[AsyncSession], appointment_id: int) -> RoomState:
