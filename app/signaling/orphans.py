@@ -107,10 +107,12 @@ class Orphans:
         window = self.settings.ws_resume_seconds
         index = env.seats_key(origin)
         keys = sorted(await self.broker.filed(index))
+        # Each record outlives the window from now (one in its resume window already when the
+        # process died would otherwise expire before it is taken), and this survivor's hold:
+        # if it dies too, the next one to claim the dead process still finds the records.
+        keep = window + HOLD_MARGIN_SECONDS + RESUME_RECORD_MARGIN_SECONDS
         for key in keys:
-            # Each record outlives the window from now (one in its resume window already
-            # when the process died would otherwise expire before it is taken).
-            await self.broker.extend(key, window + RESUME_RECORD_MARGIN_SECONDS)
+            await self.broker.extend(key, keep)
         await anyio.sleep(window)
         if await self.broker.exists(env.alive_key(origin)):
             log.info("signaling.orphans_alive", origin=origin)  # it only stalled
