@@ -10,7 +10,8 @@ Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, at
 ``refresh``, ``extend`` and ``exists``): the signalling hub stores resume records and each process's
 liveness there, so a client may resume on any process. Atomic counters and holds (``count``,
 ``hold``, ``forget``) carry the throttles (``app.throttle``), so that two processes share one
-budget.
+budget. Small hashes (``file``, ``unfile``, ``filed``) and ``present`` carry the registry of
+server processes and the index of the seats each holds (``app.signaling.orphans``).
 """
 
 from __future__ import annotations
@@ -86,7 +87,24 @@ class Broker(Protocol):
         ...
 
     async def forget(self, *keys: str) -> None:
-        """Deletes ``keys`` (counters, holds or values)."""
+        """Deletes ``keys`` (counters, holds, values or hashes)."""
+        ...
+
+    async def file(self, key: str, field: str, value: bytes, ttl_seconds: int) -> None:
+        """Sets ``field`` of the hash ``key`` to ``value`` (made if missing); the hash then
+        lives at least ``ttl_seconds`` from now (never shortened). Atomic."""
+        ...
+
+    async def unfile(self, key: str, *fields: str) -> None:
+        """Removes ``fields`` from the hash ``key`` (a hash left empty is gone)."""
+        ...
+
+    async def filed(self, key: str) -> dict[str, bytes]:
+        """Every field of the hash ``key`` and its value ({} if it is missing)."""
+        ...
+
+    async def present(self, *keys: str) -> list[bool]:
+        """For each of ``keys``, whether it is set and has not expired (one round trip)."""
         ...
 
 

@@ -23,6 +23,8 @@ class MemoryBroker:
         # (expiry, key) for each write, soonest first: expired keys are dropped from the top
         # (an entry whose key was written again later, or removed, is skipped).
         self._expiries: list[tuple[float, str]] = []
+        # Hashes (``file``): one per process, few; expired ones are dropped when one is made.
+        self._hashes: dict[str, tuple[float, dict[str, bytes]]] = {}
 
     async def connect(self) -> None:
         return None
@@ -31,6 +33,7 @@ class MemoryBroker:
         self._fanout.clear()
         self._keys.clear()
         self._expiries.clear()
+        self._hashes.clear()
 
     async def ping(self) -> bool:
         return True
@@ -100,6 +103,30 @@ class MemoryBroker:
     async def forget(self, *keys: str) -> None:
         for key in keys:
             self._keys.pop(key, None)
+            self._hashes.pop(key, None)
+
+    async def file(self, key: str, field: str, value: bytes, ttl_seconds: int) -> None:
+        now = self._clock()
+        expiry, fields = self._hashes.get(key, (0.0, {}))
+        if expiry <= now:
+            self._hashes = {k: v for k, v in self._hashes.items() if v[0] > now}
+            fields = {}
+        fields[field] = value
+        self._hashes[key] = (max(expiry, now + ttl_seconds), fields)
+
+    async def unfile(self, key: str, *fields: str) -> None:
+        _, filed = self._hashes.get(key, (0.0, {}))
+        for field in fields:
+            filed.pop(field, None)
+        if not filed:
+            self._hashes.pop(key, None)
+
+    async def filed(self, key: str) -> dict[str, bytes]:
+        expiry, fields = self._hashes.get(key, (0.0, {}))
+        return dict(fields) if expiry > self._clock() else {}
+
+    async def present(self, *keys: str) -> list[bool]:
+        return [await self.exists(key) for key in keys]
 
     def _set(self, key: str, expiry: float, value: bytes, now: float) -> None:
         """Stores a key, and drops the keys expired by ``now``: the dict stays as small as the

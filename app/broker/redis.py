@@ -41,6 +41,13 @@ if ttl == -2 then return 0 end
 if ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """
+# A hash's field set, and the hash kept at least ARGV[3] seconds from now (never shortened).
+_FILE = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl == -1 or ttl < tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"""
 CONFIRM_SECONDS = 5.0
 UNSUBSCRIBE_SECONDS = 5.0
 MAX_BATCH = 512
@@ -55,6 +62,7 @@ class RedisBroker:
         self._count = self._redis.register_script(_COUNT)
         self._hold = self._redis.register_script(_HOLD)
         self._extend = self._redis.register_script(_EXTEND)
+        self._file = self._redis.register_script(_FILE)
         self._fanout = FanOut(queue_size)
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -141,6 +149,25 @@ class RedisBroker:
         if keys:
             await self._redis.delete(*keys)
 
+    async def file(self, key: str, field: str, value: bytes, ttl_seconds: int) -> None:
+        await self._file(keys=[key], args=[field, value, int(ttl_seconds)])
+
+    async def unfile(self, key: str, *fields: str) -> None:
+        if fields:
+            await self._redis.hdel(key, *fields)
+
+    async def filed(self, key: str) -> dict[str, bytes]:
+        found = await self._redis.hgetall(key)
+        return {_text(k): v if isinstance(v, bytes) else str(v).encode() for k, v in found.items()}
+
+    async def present(self, *keys: str) -> list[bool]:
+        if not keys:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.exists(key)
+            return [bool(n) for n in await pipe.execute()]
+
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
         queue, sink = self._fanout.queue()
@@ -219,6 +246,10 @@ class RedisBroker:
             waiting = self._confirm.get(name)
             if waiting is not None and not waiting.done():
                 waiting.set_result(None)
+
+
+def _text(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _ms(seconds: float) -> int:

@@ -45,6 +45,22 @@ def alive_key(origin: str) -> str:
     return f"konsil:alive:{origin}"
 
 
+def seats_key(origin: str) -> str:
+    """The index of the seats a server process holds (``orphans``): a hash of resume record
+    keys, each with its appointment id."""
+    return f"konsil:seats:{origin}"
+
+
+def processes_key(scope: str) -> str:
+    """The registry of the server processes of one service (``orphans``): a hash by origin."""
+    return f"konsil:processes:{scope}"
+
+
+def orphans_key(origin: str) -> str:
+    """Held by the one process that ends a dead process's seats (``orphans``)."""
+    return f"konsil:orphans:{origin}"
+
+
 async def received(
     raw_messages: AsyncIterator[bytes],
     adapter: TypeAdapter[T],

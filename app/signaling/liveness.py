@@ -5,10 +5,13 @@ A seat's expiry timer runs on the process that held its connection (``seats``). 
 participant connected for good and a patient's room would stay in the waiting room. So every
 process keeps a liveness key in the broker (``konsil:alive:<origin>``, written every
 ``BEAT_SECONDS``, living ``ALIVE_SECONDS``) and, at each beat, looks at the keys of the other
-processes that hold participants of its rooms. One whose key stayed missing for
-``DEAD_AFTER_SECONDS`` while this process reached the broker all along is dead: this process
-takes its seats over (``Seats.adopt``) and ends them after the resume window unless they are
-resumed. Several survivors may do so at once; whoever takes the resume record wins, as ever.
+processes: those that hold participants of its rooms and those in the registry of the
+service's processes (``orphans``), with one broker call for all of them. One whose key stayed
+missing for ``DEAD_AFTER_SECONDS`` while this process reached the broker all along is dead:
+this process takes its seats in the rooms they share over (``Seats.adopt``) and ends them after
+the resume window unless they are resumed; and one survivor ends its other seats, in rooms
+nobody else has a replica of, after the window (``Orphans.claim``). Several survivors may
+adopt a seat at once; whoever takes the resume record wins, as ever.
 
 The thresholds leave room for a broker restart (which loses every key: a live process writes
 its key again at its next beat) and for a stalled event loop: a process that merely stalled and
@@ -27,6 +30,7 @@ from anyio.abc import TaskStatus
 from app.broker import UNAVAILABLE, Broker
 from app.logging import get_logger
 from app.signaling import envelope as env
+from app.signaling.orphans import Orphans
 from app.signaling.replicas import Replicas
 from app.signaling.seats import Seats
 from app.tasks import Task, Tasks
@@ -69,6 +73,9 @@ class Liveness:
         self.replicas = replicas
         self.seats = seats
         self.deaths = Deaths(DEAD_AFTER_SECONDS)
+        self.orphans = Orphans(
+            settings=seats.settings, broker=broker, replicas=replicas, seats=seats
+        )
         self._task: Task | None = None
 
     async def start(self, tasks: Tasks) -> None:
@@ -79,6 +86,7 @@ class Liveness:
         if self._task is not None:
             await self._task.stop()
             self._task = None
+        await self.orphans.stop()
         with suppress(*UNAVAILABLE):  # (if not, it expires by itself)
             await self.broker.forget(env.alive_key(self.replicas.origin))
 
@@ -92,15 +100,20 @@ class Liveness:
             await anyio.sleep(BEAT_SECONDS)
 
     async def beat(self) -> None:
-        """Writes this process's key, then looks at the others'; adopts the seats of the dead."""
+        """Writes this process's key, then looks at the others'; adopts the seats of the dead
+        in this process's rooms, and claims the ending of their other seats."""
         try:
             await self.broker.put(env.alive_key(self.replicas.origin), b"1", ALIVE_SECONDS)
-            alive = {
-                origin: await self.broker.exists(env.alive_key(origin))
-                for origin in self.replicas.remote_origins()
-            }
+            registered = await self.orphans.registered()
+            sharing = self.replicas.remote_origins()
+            watched = sorted(registered | sharing)
+            there = await self.broker.present(*(env.alive_key(o) for o in watched))
         except UNAVAILABLE:
             self.deaths.blind()
             return
+        alive = dict(zip(watched, there, strict=True))
         for origin in sorted(self.deaths.saw(alive, anyio.current_time())):
-            await self.seats.adopt(origin)
+            if origin in sharing:
+                await self.seats.adopt(origin)
+            if origin in registered:
+                await self.orphans.claim(origin)

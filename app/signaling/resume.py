@@ -38,6 +38,18 @@ def pack(appointment_id: int, member: Member) -> bytes:
     ).encode()
 
 
+def parse(raw: bytes) -> tuple[int, Member] | None:
+    """The room and the member of a record taken by a process that is not resuming it (the
+    seats of a dead process: ``orphans``); None if it cannot be read."""
+    try:
+        record = json.loads(raw)
+        appointment_id = record["appointment_id"]
+        member = MEMBER.validate_python(record["member"])
+    except (KeyError, TypeError, ValueError, ValidationError):
+        return None
+    return (appointment_id, member) if isinstance(appointment_id, int) else None
+
+
 def unpack(raw: bytes, appointment_id: int, session: str) -> Member | None:
     """The member in a taken record, if it really is of this room and session (fields a record
     of an older release lacks take their defaults)."""

@@ -4,7 +4,9 @@ A seat outlives its connection for the resume window: the resume record in the b
 (``resume``) says who may take it back, on any process; an expiry timer ends it otherwise.
 Whoever takes the record owns the participant, so a resume and an expiry never both win.
 If the process holding a timer dies with it, another process with a replica of the room takes
-the seat over (``adopt``, told by ``liveness``).
+the seat over (``adopt``, told by ``liveness``). Each process also files the records of the seats
+it holds in its index in the broker (``env.seats_key``), so that a survivor can end them even
+in rooms no process has a replica of any more (``orphans``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Literal
 import anyio
 
 from app.accounts.service import Principal
-from app.broker import Broker
+from app.broker import UNAVAILABLE, Broker
 from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED, LinkInvalid, RoomFull
 from app.logging import get_logger
 from app.rooms import service as rooms
@@ -80,6 +82,7 @@ class Seats:
         self.act = act
         self.waiting = waiting
         self.seat_ttl = records.seat_ttl(settings)
+        self.index = env.seats_key(replicas.origin)  # this process's seats (``orphans``)
         self._ending: set[str] = set()  # adopted seats being ended (``_expire_adopted``)
 
     async def join(
@@ -115,6 +118,7 @@ class Seats:
         if resume and not resumed:
             conn.send(m.Error(code="resume_failed", message="Neu verbunden.", ref="join"))
         joined = self._joined(seat, resumed, state)
+        moved = seat.member.record if seat.member.origin == self.replicas.origin else ""
         seat.member = replace(
             seat.member,
             conn=conn.id,
@@ -125,6 +129,11 @@ class Seats:
         await self.broker.put(
             seat.resume_key, records.pack(appointment_id, seat.member), self.seat_ttl
         )
+        await self.broker.file(
+            self.index, seat.resume_key, str(appointment_id).encode(), self.seat_ttl
+        )
+        if moved:  # resumed from a connection of this process: its record is used up
+            await self._unfile(moved)
         conn.send(joined)
         since = since if state is RoomState.WAITING else None  # as in Room.state_message
         told = m.RoomStateChanged(state=state, waiting_since=since)
@@ -204,6 +213,7 @@ class Seats:
         local.conns.pop(conn.id, None)
         current = local.room.members.get(seat.member.id)
         key = seat.resume_key
+        kept = False  # whether this process still holds the seat (for the resume window)
         if current is None:
             # Replaced, transferred away or the room closed: the resume id goes with the seat.
             await self.broker.take(key)
@@ -220,6 +230,7 @@ class Seats:
             local.timers[seat.member.id] = self.replicas.tasks.spawn(
                 "signaling.resume_expiry", partial(self._expire, seat, key)
             )
+            kept = True
             # The peers show "reconnecting"; a resume on any process says "connected" again
             # (and wins whichever of the two arrives first: ``Room.away`` checks the connection).
             await self.replicas.publish(
@@ -227,6 +238,8 @@ class Seats:
                 wire.Away(pid=seat.member.id, conn=conn.id),
             )
         # Otherwise a resume has just taken the seat over; its "resumed" event is on its way.
+        if not kept:
+            await self._unfile(key)
         await self.replicas.release(seat.appointment_id)
 
     async def _expire(self, seat: Seat, key: str) -> None:
@@ -241,7 +254,14 @@ class Seats:
                 await self._gone(seat, "lost")
         except Exception as exc:  # the broker or the database is down: the replica still goes
             log.warning("signaling.expiry_failed", error=type(exc).__name__)
+        await self._unfile(key)
         await self.replicas.release(seat.appointment_id)
+
+    async def _unfile(self, key: str) -> None:
+        """The seat of record ``key`` is no longer this process's. (Left in the index if the
+        broker is out of reach: harmless, as its record is gone or taken by whoever wins.)"""
+        with suppress(*UNAVAILABLE):
+            await self.broker.unfile(self.index, key)
 
     async def adopt(self, origin: str) -> None:
         """The process ``origin`` died (``liveness``): the seats it held in this process's rooms
@@ -310,6 +330,12 @@ class Seats:
         local = self.replicas.rooms.get(seat.appointment_id)
         current = local.room.members.get(seat.member.id) if local is not None else None
         return current is not None and current.conn == seat.member.conn
+
+    async def end(self, appointment_id: int, member: Member) -> None:
+        """Ends the seat of a dead process whose record the caller took (``orphans``): its
+        room hears it was lost and a patient's room goes back to ``scheduled``, as if it had
+        expired on that process."""
+        await self._gone(Seat(appointment_id, member, member.record), "lost")
 
     async def _gone(self, seat: Seat, reason: Literal["left", "lost"]) -> None:
         await self.replicas.publish(

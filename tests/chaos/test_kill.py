@@ -1,18 +1,22 @@
 """kill -9 of one instance holding half the calls: the participants it held resume on the
 other instance, and the peers there are told within the resume window; a participant that
 does not come back is shown reconnecting, then reported gone (``peer_left``, reason ``lost``):
-the surviving instance notices the death (``app.signaling.liveness``) and ends the seat."""
+the surviving instance notices the death (``app.signaling.liveness``) and ends the seat. A
+patient waiting alone on the killed instance (a room no survivor has a replica of) who does
+not come back leaves the waiting room all the same (``app.signaling.orphans``)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import pytest
 
+from app.scheduling.models import Appointment, RoomState
 from app.signaling.liveness import ALIVE_SECONDS, BEAT_SECONDS, DEAD_AFTER_SECONDS
-from tests.chaos.calls import Scene, frames_now, media_again, start_consultations
-from tests.chaos.harness import cluster, until
+from tests.chaos.calls import Scene, frames_now, media_again, start_consultations, start_waiting
+from tests.chaos.harness import Cluster, cluster, until
 from tests.chaos.participants import Participant, percentile
 from tests.chaos.report import seconds, write_section
 
@@ -47,6 +51,14 @@ async def test_kill_9_participants_resume_on_the_survivor(tmp_path: Path) -> Non
             await until(lambda: all(p.back for p in on_victim), WINDOW, "resumed on the survivor")
             kept = await media_again(scene, before, limit=WINDOW)
             # Told: the peer's `renegotiate` (reason resumed) or `peer_state` after the kill.
+            # (Media runs peer to peer and may never have stopped: the news of a resume can
+            # still be on its way when the media check is done, so wait for it, bounded.)
+            with contextlib.suppress(TimeoutError):
+                await until(
+                    lambda: all(_first_after(s, killed_at) is not None for s in stayers),
+                    WINDOW,
+                    "peers told",
+                )
             told = [_first_after(stayer, killed_at) for stayer in stayers]
             reconnects = [r for p in on_victim for r in p.reconnects]
             times = [r.seconds for r in reconnects if r.seconds is not None]
@@ -122,6 +134,55 @@ async def test_kill_9_a_participant_who_does_not_come_back_is_reported_gone(
     )
     assert reasons == ["lost"]
     assert away  # shown as reconnecting first, as for any connection that dropped
+
+
+async def test_kill_9_a_patient_waiting_alone_who_does_not_come_back_leaves_the_queue(
+    tmp_path: Path,
+) -> None:
+    async with cluster(tmp_path, ws_resume_seconds=str(RESUME_SECONDS)) as konsil:
+        scene = Scene()
+        try:
+            await start_waiting(konsil, scene, 1)
+            (patient,) = scene.waiting
+            patient.resume = False  # the browser was closed at the same moment
+            victim = next(i for i in konsil.instances if i.name == patient.instance)
+            assert await _room_state(konsil, patient.appointment) is RoomState.WAITING
+            victim.kill()
+            killed_at = time.monotonic()
+            await victim.stopped(10)
+
+            async def left() -> bool:
+                return await _room_state(konsil, patient.appointment) is not RoomState.WAITING
+
+            try:
+                await until(left, LOST_WITHIN, "the room no longer waiting", step=0.2)
+                left_after = time.monotonic() - killed_at
+            except TimeoutError:
+                left_after = None
+            state = await _room_state(konsil, patient.appointment)
+        finally:
+            await scene.close()
+
+    write_section(
+        "kill_alone",
+        [
+            f"- Injected: SIGKILL to the instance holding a patient waiting alone in the waiting "
+            f"room (nobody on the other instance in that room), the patient does not come "
+            f"back; `KONSIL_WS_RESUME_SECONDS={RESUME_SECONDS}`.",
+            f"- The room left the waiting room (now `{state.value}`, so the specialist's queue "
+            f"no longer shows the patient) after {seconds(left_after)} (detection: liveness key "
+            f"{ALIVE_SECONDS} s, beat {BEAT_SECONDS:g} s, dead after {DEAD_AFTER_SECONDS:g} s "
+            f"missing; then the window; waited {LOST_WITHIN:g} s).",
+        ],
+    )
+    assert state is RoomState.SCHEDULED
+
+
+async def _room_state(konsil: Cluster, appointment_id: int) -> RoomState:
+    async with konsil.sessions() as session:
+        appointment = await session.get(Appointment, appointment_id, populate_existing=True)
+        assert appointment is not None
+        return appointment.room_state
 
 
 def _first_after(participant: Participant, moment: float) -> float | None:
