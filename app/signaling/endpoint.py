@@ -19,6 +19,7 @@ import anyio
 from prometheus_client import Counter
 from pydantic import Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import QueryParams
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -73,7 +74,7 @@ class WsQuery(Schema):
     appointment: int | None = Field(default=None, gt=0, lt=2**31)
 
 
-@dataclass
+@dataclass(slots=True)
 class Target:
     """What an authorised connection is for: a room (with the caller's role) or a dashboard."""
 
@@ -130,7 +131,9 @@ async def signaling(websocket: WebSocket) -> None:
 
 async def authorize(websocket: WebSocket) -> Target:
     """Who is connecting and to which room; raises the domain error that names the close code."""
-    query = validate(WsQuery, dict(websocket.query_params))
+    # Parsed here, not through ``websocket.query_params``, which would keep its parse on the
+    # connection for as long as it is open.
+    query = validate(WsQuery, dict(QueryParams(websocket.scope["query_string"])))
     if query.as_ in ("patient", "guest"):
         # A guest's session opens its own appointment's call and nothing else.
         kind = SessionKind.PATIENT if query.as_ == "patient" else SessionKind.GUEST
@@ -159,7 +162,7 @@ async def authorize(websocket: WebSocket) -> Target:
     return Target(who=who, appointment_id=query.appointment, actor=actor)
 
 
-@dataclass
+@dataclass(slots=True)
 class Link:
     """One connection's state while it is served."""
 
@@ -199,7 +202,6 @@ async def serve(websocket: WebSocket, target: Target) -> None:
                 link.conn.on_close = closing
                 if link.conn.close_code is not None:
                     closing()
-                tg.start_soon(_reader, link, scope)
                 tg.start_soon(_writer, link, scope)
                 if target.actor is not None:
                     # Timers, not tasks: every waiting patient holds this connection for long.
@@ -208,6 +210,9 @@ async def serve(websocket: WebSocket, target: Target) -> None:
                     )
                     if target.who.is_staff:
                         tg.start_soon(_in_call, link)
+                # The reader is this task itself, not a task of its own: one task (and its
+                # frames) less per waiting patient. Its scope is the task group's, as before.
+                await _reader(link, scope)
         finally:
             link.conn.on_close = None
             if join_deadline is not None:
