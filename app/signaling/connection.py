@@ -23,8 +23,8 @@ class Connection:
     """A connection's outbox. ``send`` never blocks; ``close`` is a request the writer honours.
 
     Small, as every waiting patient holds one for long (docs/performance.md, memory): slots,
-    the queue made on the first message, and one future for the writer to wait on instead
-    of two ``asyncio.Event`` (each with a queue of its own)."""
+    a queue only while messages wait, and one future for the writer to wait on instead of two
+    ``asyncio.Event`` (each with a queue of its own)."""
 
     __slots__ = (
         "_closing",
@@ -93,8 +93,12 @@ class Connection:
     async def next(self) -> str | None:
         """The next frame to write, or None once a close was requested and the queue is empty."""
         while True:
-            if self._items:
-                return self._items.popleft()
+            items = self._items
+            if items:
+                frame = items.popleft()
+                if not items:
+                    self._items = None  # an idle connection holds no queue
+                return frame
             if self.close_code is not None:
                 return None
             waiter = self._waiter

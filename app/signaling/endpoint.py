@@ -19,7 +19,6 @@ import anyio
 from prometheus_client import Counter
 from pydantic import Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.datastructures import QueryParams
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -131,9 +130,7 @@ async def signaling(websocket: WebSocket) -> None:
 
 async def authorize(websocket: WebSocket) -> Target:
     """Who is connecting and to which room; raises the domain error that names the close code."""
-    # Parsed here, not through ``websocket.query_params``, which would keep its parse on the
-    # connection for as long as it is open.
-    query = validate(WsQuery, dict(QueryParams(websocket.scope["query_string"])))
+    query = validate(WsQuery, dict(websocket.query_params))
     if query.as_ in ("patient", "guest"):
         # A guest's session opens its own appointment's call and nothing else.
         kind = SessionKind.PATIENT if query.as_ == "patient" else SessionKind.GUEST
@@ -190,33 +187,7 @@ async def serve(websocket: WebSocket, target: Target) -> None:
             await link.hub.watch_queue(link.conn, specialist)
         if gp_dashboard:
             await link.hub.presence.watch(link.conn)
-        join_deadline: asyncio.TimerHandle | None = None
-        try:
-            async with anyio.create_task_group() as tg:
-                scope = tg.cancel_scope
-
-                def closing() -> None:
-                    # A writer stuck on a full socket buffer must not delay the close for long.
-                    scope.deadline = min(scope.deadline, anyio.current_time() + CLOSE_GRACE_SECONDS)
-
-                link.conn.on_close = closing
-                if link.conn.close_code is not None:
-                    closing()
-                tg.start_soon(_writer, link, scope)
-                if target.actor is not None:
-                    # Timers, not tasks: every waiting patient holds this connection for long.
-                    join_deadline = asyncio.get_running_loop().call_later(
-                        cfg.ws_join_timeout_seconds, _join_deadline, link
-                    )
-                    if target.who.is_staff:
-                        tg.start_soon(_in_call, link)
-                # The reader is this task itself, not a task of its own: one task (and its
-                # frames) less per waiting patient. Its scope is the task group's, as before.
-                await _reader(link, scope)
-        finally:
-            link.conn.on_close = None
-            if join_deadline is not None:
-                join_deadline.cancel()
+        await _run(link, cfg.ws_join_timeout_seconds)
         if link.conn.close_code is not None:
             grace = CLOSE_GRACE_SECONDS
             if link.conn.close_code == WS_SLOW_CONSUMER:
@@ -239,6 +210,53 @@ async def serve(websocket: WebSocket, target: Target) -> None:
                 await link.hub.unwatch_queue(link.conn, specialist)
             if gp_dashboard:
                 await link.hub.presence.unwatch(link.conn)
+
+
+async def _run(link: Link, join_timeout: float) -> None:
+    """Reads in this task and writes in one task of its own until either ends, or until a
+    requested close has had ``CLOSE_GRACE_SECONDS`` to be written.
+
+    Not an anyio task group: each waiting patient holds this for long, and a task group with
+    its tasks' handles, scopes and events takes several KiB more per connection than one
+    cancel scope and one plain task (docs/performance.md, memory). The writer is still owned
+    here: cancelled and awaited before this returns, and its failure raised here."""
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+    join_deadline: asyncio.TimerHandle | None = None
+    with anyio.CancelScope() as scope:
+
+        def closing() -> None:
+            # A writer stuck on a full socket buffer must not delay the close for long.
+            scope.deadline = min(scope.deadline, anyio.current_time() + CLOSE_GRACE_SECONDS)
+
+        try:
+            link.conn.on_close = closing
+            if link.conn.close_code is not None:
+                closing()
+            tasks.append(loop.create_task(_writer(link, scope)))
+            if link.target.actor is not None:
+                # Timers, not tasks: every waiting patient holds this connection for long.
+                join_deadline = loop.call_later(join_timeout, _join_deadline, link)
+                if link.target.who.is_staff:
+                    tasks.append(loop.create_task(_in_call(link)))
+            # The reader is this task itself. When it ends with the client still there (a
+            # close was requested), the writer has the rest of the grace to write what is queued.
+            await _reader(link, scope)
+            await asyncio.wait(tasks[:1])
+        finally:
+            link.conn.on_close = None
+            if join_deadline is not None:
+                join_deadline.cancel()
+            for task in tasks:
+                task.cancel()
+    # Outside the scope, which may be cancelled: the tasks end (they were cancelled) and a
+    # failure of theirs is raised, as a task group would.
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            raise failure
 
 
 async def _give_up_seat(link: Link) -> None:
