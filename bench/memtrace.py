@@ -12,7 +12,7 @@ Tracing makes the server slower and larger: its RSS is not the figure to quote (
 is); what it gives is the share of each owner in the Python heap. Only this benchmark installs
 the signal handler (``create_app`` below), never the production app.
 
-    .venv/bin/python -m bench.memtrace --levels 1000 5000
+    .venv/bin/python -m bench.memtrace --levels 300   # ~5 minutes on a busy 2-core machine
 """
 
 from __future__ import annotations
