@@ -39,15 +39,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(target: str, workdir: Path, env: dict[str, str], flags: list[str]) -> Iterator[Any]:
+def server(
+    target: str, workdir: Path, env: dict[str, str], flags: list[str], app: str | None = None
+) -> Iterator[Any]:
     port = free_port()
-    app = "app.main:create_app" if target == "konsil" else "bench.baseline:create_app"
+    if app is None:
+        app = "app.main:create_app" if target == "konsil" else "bench.baseline:create_app"
     command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--no-access-log", "--ws-max-size", "65536", *flags]
     log = (workdir / f"{target}-{port}.log").open("wb")
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a busy shared machine starts it slowly
         while True:
             with contextlib.suppress(OSError):
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)

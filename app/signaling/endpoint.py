@@ -73,7 +73,7 @@ class WsQuery(Schema):
     appointment: int | None = Field(default=None, gt=0, lt=2**31)
 
 
-@dataclass
+@dataclass(slots=True)
 class Target:
     """What an authorised connection is for: a room (with the caller's role) or a dashboard."""
 
@@ -159,7 +159,7 @@ async def authorize(websocket: WebSocket) -> Target:
     return Target(who=who, appointment_id=query.appointment, actor=actor)
 
 
-@dataclass
+@dataclass(slots=True)
 class Link:
     """One connection's state while it is served."""
 
@@ -187,31 +187,7 @@ async def serve(websocket: WebSocket, target: Target) -> None:
             await link.hub.watch_queue(link.conn, specialist)
         if gp_dashboard:
             await link.hub.presence.watch(link.conn)
-        join_deadline: asyncio.TimerHandle | None = None
-        try:
-            async with anyio.create_task_group() as tg:
-                scope = tg.cancel_scope
-
-                def closing() -> None:
-                    # A writer stuck on a full socket buffer must not delay the close for long.
-                    scope.deadline = min(scope.deadline, anyio.current_time() + CLOSE_GRACE_SECONDS)
-
-                link.conn.on_close = closing
-                if link.conn.close_code is not None:
-                    closing()
-                tg.start_soon(_reader, link, scope)
-                tg.start_soon(_writer, link, scope)
-                if target.actor is not None:
-                    # Timers, not tasks: every waiting patient holds this connection for long.
-                    join_deadline = asyncio.get_running_loop().call_later(
-                        cfg.ws_join_timeout_seconds, _join_deadline, link
-                    )
-                    if target.who.is_staff:
-                        tg.start_soon(_in_call, link)
-        finally:
-            link.conn.on_close = None
-            if join_deadline is not None:
-                join_deadline.cancel()
+        await _run(link, cfg.ws_join_timeout_seconds)
         if link.conn.close_code is not None:
             grace = CLOSE_GRACE_SECONDS
             if link.conn.close_code == WS_SLOW_CONSUMER:
@@ -234,6 +210,53 @@ async def serve(websocket: WebSocket, target: Target) -> None:
                 await link.hub.unwatch_queue(link.conn, specialist)
             if gp_dashboard:
                 await link.hub.presence.unwatch(link.conn)
+
+
+async def _run(link: Link, join_timeout: float) -> None:
+    """Reads in this task and writes in one task of its own until either ends, or until a
+    requested close has had ``CLOSE_GRACE_SECONDS`` to be written.
+
+    Not an anyio task group: each waiting patient holds this for long, and a task group with
+    its tasks' handles, scopes and events takes several KiB more per connection than one
+    cancel scope and one plain task (docs/performance.md, memory). The writer is still owned
+    here: cancelled and awaited before this returns, and its failure raised here."""
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+    join_deadline: asyncio.TimerHandle | None = None
+    with anyio.CancelScope() as scope:
+
+        def closing() -> None:
+            # A writer stuck on a full socket buffer must not delay the close for long.
+            scope.deadline = min(scope.deadline, anyio.current_time() + CLOSE_GRACE_SECONDS)
+
+        try:
+            link.conn.on_close = closing
+            if link.conn.close_code is not None:
+                closing()
+            tasks.append(loop.create_task(_writer(link, scope)))
+            if link.target.actor is not None:
+                # Timers, not tasks: every waiting patient holds this connection for long.
+                join_deadline = loop.call_later(join_timeout, _join_deadline, link)
+                if link.target.who.is_staff:
+                    tasks.append(loop.create_task(_in_call(link)))
+            # The reader is this task itself. When it ends with the client still there (a
+            # close was requested), the writer has the rest of the grace to write what is queued.
+            await _reader(link, scope)
+            await asyncio.wait(tasks[:1])
+        finally:
+            link.conn.on_close = None
+            if join_deadline is not None:
+                join_deadline.cancel()
+            for task in tasks:
+                task.cancel()
+    # Outside the scope, which may be cancelled: the tasks end (they were cancelled) and a
+    # failure of theirs is raised, as a task group would.
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            raise failure
 
 
 async def _give_up_seat(link: Link) -> None:

@@ -30,7 +30,7 @@ from app.signaling.session import Close, Out, Room
 from app.tasks import Task, Tasks
 
 
-@dataclass
+@dataclass(slots=True)
 class LocalRoom:
     """A room replica, the connections this process holds in it, their expiry timers, and
     its broker subscription (``listening``; ``closed`` once released)."""

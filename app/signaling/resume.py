@@ -33,9 +33,9 @@ def record_key(appointment_id: int, session: str, resume_id: str) -> str:
 
 
 def pack(appointment_id: int, member: Member) -> bytes:
-    return json.dumps(
-        {"appointment_id": appointment_id, "member": MEMBER.dump_python(member, mode="json")}
-    ).encode()
+    record = {"appointment_id": appointment_id, "member": MEMBER.dump_python(member, mode="json")}
+    # Compact: with the memory broker every waiting patient's record stays in this process.
+    return json.dumps(record, separators=(",", ":")).encode()
 
 
 def parse(raw: bytes) -> tuple[int, Member] | None:

@@ -55,7 +55,7 @@ RoomAction = Callable[[int, Action, Principal | None], Awaitable[Appointment]]
 log = get_logger("konsil.signaling")
 
 
-@dataclass
+@dataclass(slots=True)
 class Seat:
     """A joined connection: who it is and the broker key of its current resume record."""
 

@@ -8,7 +8,6 @@ connections. A relay is checked at the sender's process (``check``) and applied 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -33,9 +32,12 @@ from app.signaling import messages as m
 # The guest ranks lowest: the others make the offers to it.
 RANK: dict[str, int] = {"specialist": 3, "gp": 2, "patient": 1, "guest": 0}
 APPLIED_EVENTS_KEPT = 256
+# What a participant's media are until its client says otherwise. One instance for every such
+# participant (messages are frozen): each waiting patient would hold its own otherwise.
+NO_MEDIA = m.Media()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """A participant. ``user_id``, ``session_key``, ``conn``, ``origin`` and ``record`` never
     leave the server.
@@ -61,7 +63,7 @@ class Member:
     detail: str = ""
     detail_en: str = ""
     lang: str = "de"
-    media: m.Media = field(default_factory=m.Media)
+    media: m.Media = NO_MEDIA
     connection: m.Connection = "connected"
     kind: GuestKind | None = None
     origin: str = ""
@@ -74,7 +76,7 @@ class Member:
         return m.PeerState(peer_id=self.id, **self.status().model_dump())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Send:
     """Deliver ``message`` to participant ``to`` (on whichever process holds its connection)."""
 
@@ -82,7 +84,7 @@ class Send:
     message: BaseModel
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Close:
     """Close connection ``conn`` with ``code`` after what was sent to it so far."""
 
@@ -125,7 +127,7 @@ def check_media(role: m.Role, media: m.MediaState, *, patient_screen_share: bool
         raise ScreenShareNotAllowed()
 
 
-@dataclass
+@dataclass(slots=True)
 class Room:
     """The replica of one consultation room."""
 
@@ -144,7 +146,8 @@ class Room:
     heard: dict[str, m.RoomStateChanged] = field(default_factory=dict)
     # The ids of the last domain events applied: the outbox delivers at least once, and a
     # redelivered older event must not undo a newer one.
-    applied: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # (A dict keeps insertion order; an OrderedDict takes more than twice the memory.)
+    applied: dict[str, None] = field(default_factory=dict)
     # The specialist let the guest in (in the database; from ``GuestChanged``).
     guest_admitted: bool = False
     # The last ``guest_status`` each staff member and the guest was told.
@@ -156,7 +159,7 @@ class Room:
             return False
         self.applied[event_id] = None
         if len(self.applied) > APPLIED_EVENTS_KEPT:
-            self.applied.popitem(last=False)
+            del self.applied[next(iter(self.applied))]
         return True
 
     def in_call(self, member: Member) -> bool:
@@ -211,6 +214,8 @@ class Room:
         the pairs it already has there, which were introduced and need no ``peer_joined``."""
         if member.id in self.members:
             return []
+        if member.media == NO_MEDIA and member.media is not NO_MEDIA:
+            member = replace(member, media=NO_MEDIA)  # (one parsed from the broker)
         outs: list[Out] = []
         for old in list(self.members.values()):
             if same_seat(old, member.role, member.session_key, member.user_id):
