@@ -222,6 +222,7 @@ async def _run(link: Link, join_timeout: float) -> None:
     here: cancelled and awaited before this returns, and its failure raised here."""
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[None]] = []
+    failures: list[BaseException | None] = []
     join_deadline: asyncio.TimerHandle | None = None
     with anyio.CancelScope() as scope:
 
@@ -249,12 +250,14 @@ async def _run(link: Link, join_timeout: float) -> None:
                 join_deadline.cancel()
             for task in tasks:
                 task.cancel()
-    # Outside the scope, which may be cancelled: the tasks end (they were cancelled) and a
-    # failure of theirs is raised, as a task group would.
-    if tasks:
-        await asyncio.wait(tasks)
-    for task in tasks:
-        failure = None if task.cancelled() else task.exception()
+            # They end before this does, also when this was cancelled or failed (shielded:
+            # a cancelled task takes a loop iteration or two), as in a task group.
+            if tasks:
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait(tasks)
+            failures = [t.exception() for t in tasks if not t.cancelled()]
+    # A failure of theirs is raised here (once this one did not fail itself).
+    for failure in failures:
         if failure is not None:
             raise failure
 
