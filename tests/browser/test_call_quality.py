@@ -11,12 +11,7 @@ CI a machine without them skips, with ``CI`` set that is a failure.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import random
 import re
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,7 +26,8 @@ from tests.browser.axe import axe_violations, report
 from tests.browser.conftest import CHROMIUM_ARGS, Browsing, LiveServer, seeded_live_server
 from tests.browser.helpers import appointment_with_link, log_in, wait_for_video
 from tests.browser.test_call_room import enter_waiting_room
-from tests.services import CHROMIUM, require, require_chromium
+from tests.netns import Line, veth_namespace
+from tests.services import CHROMIUM, require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -62,71 +58,9 @@ STEP_DOWN_MS = 60_000
 STEP_UP_MS = 90_000
 
 
-def run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True, timeout=20)
-
-
-@dataclass
-class Line:
-    """The veth pair: ``root_address`` in the root namespace, ``address`` inside ``namespace``."""
-
-    namespace: str
-    root_link: str
-    link: str
-    root_address: str
-    address: str
-
-    def limit(self, rate: str) -> None:
-        """A ``tbf`` rate limit on what leaves the namespace (the patient's upload)."""
-        run(
-            "ip", "netns", "exec", self.namespace, "tc", "qdisc", "replace", "dev", self.link,
-            "root", "tbf", "rate", rate, "burst", "16kbit", "latency", "400ms",
-        )  # fmt: skip
-
-    def lift(self) -> None:
-        run("ip", "netns", "exec", self.namespace, "tc", "qdisc", "del", "dev", self.link, "root")
-
-
-def free_subnet() -> tuple[str, str]:
-    """Two addresses of a 10.x.y.z/30 no interface of this machine uses."""
-    used = subprocess.run(
-        ["ip", "-4", "-o", "addr"], check=True, capture_output=True, text=True
-    ).stdout
-    for _ in range(100):
-        base = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}."
-        last = random.randrange(0, 256, 4)
-        if base not in used:
-            return f"{base}{last + 1}", f"{base}{last + 2}"
-    raise RuntimeError("no free /30 in 10.100.0.0-10.250.255.255")
-
-
-@contextlib.contextmanager
-def veth_namespace() -> Iterator[Line]:
-    tools = all(shutil.which(tool) for tool in ("ip", "tc"))
-    require(tools and os.geteuid() == 0, "root with iproute2 (ip netns, tc)")
-    tag = f"{os.getpid() % 100000}{random.randint(0, 99):02d}"
-    root_address, address = free_subnet()
-    line = Line(f"konsil-q{tag}", f"kq{tag}r", f"kq{tag}n", root_address, address)
-    try:
-        run("ip", "netns", "add", line.namespace)
-        run("ip", "link", "add", line.root_link, "type", "veth", "peer", "name", line.link)
-        run("ip", "link", "set", line.link, "netns", line.namespace)
-        run("ip", "addr", "add", f"{root_address}/30", "dev", line.root_link)
-        run("ip", "link", "set", line.root_link, "up")
-        inside = ("ip", "netns", "exec", line.namespace)
-        run(*inside, "ip", "addr", "add", f"{address}/30", "dev", line.link)
-        run(*inside, "ip", "link", "set", line.link, "up")
-        run(*inside, "ip", "link", "set", "lo", "up")
-        yield line
-    finally:
-        # Deleting one end deletes the pair; both even if the set-up stopped half-way.
-        subprocess.run(["ip", "link", "del", line.root_link], check=False, capture_output=True)
-        subprocess.run(["ip", "netns", "del", line.namespace], check=False, capture_output=True)
-
-
 @pytest.fixture
 def line() -> Iterator[Line]:
-    with veth_namespace() as made:
+    with veth_namespace("kq") as made:
         yield made
 
 
