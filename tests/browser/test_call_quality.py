@@ -365,8 +365,13 @@ async def test_call_quality_a_cut_within_the_resume_window_brings_the_call_back(
         who: back_after(await page.evaluate("window.__watch"), restored)
         for who, page in pages.items()
     }
+    # What each page was told after the cut began, at how many seconds from its end.
     told = {
-        who: sorted({m["type"] for at, m in heard if at > cut_at and m.get("type") in TOLD})
+        who: [
+            f"{m['type']} {at - restored:+.1f} s"
+            for at, m in heard
+            if at > cut_at and m.get("type") in TOLD
+        ]
         for who, heard in call.heard.items()
     }
     patient, specialist = backs["patient"], backs["specialist"]
@@ -380,9 +385,10 @@ async def test_call_quality_a_cut_within_the_resume_window_brings_the_call_back(
         f"connected, a picture) after {seconds(patient.shown)} and {seconds(specialist.shown)}.",
         f"- The specialist's page sent its ICE restart (its peer connection `failed`) "
         f"{seconds(specialist.offered)} from the end of the cut (negative: during it), the "
-        f"patient's page had it {arrived} (over her websocket, which survived the cut); "
-        f"signalling the pages got after the cut began: patient "
-        f"{told['patient']}, specialist {told['specialist']}.",
+        f"patient's page had it {arrived}; "
+        f"signalling the pages got after the cut began (from its end): patient "
+        f"{', '.join(told['patient']) or 'nothing'}; specialist "
+        f"{', '.join(told['specialist']) or 'nothing'}.",
     ]
     write_section("network_cut_browser", lines, by="tests/browser/test_call_quality.py")
     for who, back in backs.items():
