@@ -233,7 +233,7 @@ export class Call {
     const tile = new Tile(peer, who);
     const entry = {
       id: peer.id, role: peer.role, who, pc, tile, video: tile.video, pending: [], tracksAdded: false, offerer: false,
-      state: { ...NO_STATE, ...(peer.state || {}) }, remoteVideo: "waiting", iceLost: false, frames: -1, framesAt: 0,
+      state: { ...NO_STATE, ...(peer.state || {}) }, remoteVideo: "waiting", iceLost: false, restarted: false, frames: -1, framesAt: 0,
     };
     pc.addEventListener("icecandidate", (event) => {
       const c = event.candidate;
@@ -243,19 +243,41 @@ export class Call {
     pc.addEventListener("track", (event) => this.remoteTrack(entry, event));
     pc.addEventListener("iceconnectionstatechange", () => {
       const state = pc.iceConnectionState;
-      if (state === "failed" && entry.offerer) this.restartIce(peer.id);
+      this.recoverPath(entry);
       if (state === "connected" || state === "completed") this.timer.start();
       entry.iceLost = state === "disconnected" || state === "failed";
       this.renderPeer(entry);
       this.renderStatus();
     });
-    pc.addEventListener("connectionstatechange", () => this.renderStatus());
+    pc.addEventListener("connectionstatechange", () => {
+      this.recoverPath(entry);
+      this.renderStatus();
+    });
     this.quality.watch(peer.id, pc, tile, () => !entry.state.audio_only && !entry.state.camera_off && entry.remoteVideo !== "none");
     this.peers.set(peer.id, entry);
     this.el.remote.append(tile.figure);
     this.renderPeer(entry);
     this.layout();
     return entry;
+  }
+
+  /**
+   * The offering side restarts ICE once when the media path failed. Chromium may say so only
+   * in connectionState: when the network a path used goes away (a link down, even for
+   * seconds), its candidates and pairs go with it for good and connectionState becomes
+   * "failed" while iceConnectionState stays "disconnected"; only a restart gathers again.
+   * Once per failure (both events come), and not while an offer is out: its answer brings new
+   * ICE itself, and a lost one is replaced after the server's `renegotiate`.
+   */
+  recoverPath(entry) {
+    const { pc } = entry;
+    if (pc.iceConnectionState !== "failed" && pc.connectionState !== "failed") {
+      entry.restarted = false;
+      return;
+    }
+    if (!entry.offerer || entry.restarted || pc.signalingState !== "stable") return;
+    entry.restarted = true;
+    this.restartIce(entry.id);
   }
 
   remoteTrack(entry, event) {

@@ -5,33 +5,36 @@ root namespace, addresses from a /30 of its own, and a ``tbf`` rate limit on the
 (the kernels here have ``tbf`` but no ``netem``). The patient's Chromium runs inside the
 namespace (Playwright starts it through a wrapper that runs ``ip netns exec``; it talks to it
 over a pipe), the specialist's in the root namespace, the server listens on the root end: the
-patient's video to the specialist crosses the throttled link. Needs root and iproute2; outside
-CI a machine without them skips, with ``CI`` set that is a failure.
+patient's video to the specialist crosses the throttled link. The same network cut for 20 s
+(its root end down) shows how a call between two browsers comes back after a dead spot
+(docs/reliability.md, Network cuts). Needs root and iproute2 (tests/netns.py); outside CI a
+machine without them skips, with ``CI`` set that is a failure.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import random
+import json
 import re
-import shutil
-import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from app.db import utcnow
 from tests.browser.axe import axe_violations, report
 from tests.browser.conftest import CHROMIUM_ARGS, Browsing, LiveServer, seeded_live_server
 from tests.browser.helpers import appointment_with_link, log_in, wait_for_video
 from tests.browser.test_call_room import enter_waiting_room
-from tests.services import CHROMIUM, require, require_chromium
+from tests.chaos.report import seconds, write_section
+from tests.netns import Line, veth_namespace
+from tests.services import CHROMIUM, require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -62,78 +65,24 @@ STEP_DOWN_MS = 60_000
 STEP_UP_MS = 90_000
 
 
-def run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True, timeout=20)
-
-
-@dataclass
-class Line:
-    """The veth pair: ``root_address`` in the root namespace, ``address`` inside ``namespace``."""
-
-    namespace: str
-    root_link: str
-    link: str
-    root_address: str
-    address: str
-
-    def limit(self, rate: str) -> None:
-        """A ``tbf`` rate limit on what leaves the namespace (the patient's upload)."""
-        run(
-            "ip", "netns", "exec", self.namespace, "tc", "qdisc", "replace", "dev", self.link,
-            "root", "tbf", "rate", rate, "burst", "16kbit", "latency", "400ms",
-        )  # fmt: skip
-
-    def lift(self) -> None:
-        run("ip", "netns", "exec", self.namespace, "tc", "qdisc", "del", "dev", self.link, "root")
-
-
-def free_subnet() -> tuple[str, str]:
-    """Two addresses of a 10.x.y.z/30 no interface of this machine uses."""
-    used = subprocess.run(
-        ["ip", "-4", "-o", "addr"], check=True, capture_output=True, text=True
-    ).stdout
-    for _ in range(100):
-        base = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}."
-        last = random.randrange(0, 256, 4)
-        if base not in used:
-            return f"{base}{last + 1}", f"{base}{last + 2}"
-    raise RuntimeError("no free /30 in 10.100.0.0-10.250.255.255")
-
-
-@contextlib.contextmanager
-def veth_namespace() -> Iterator[Line]:
-    tools = all(shutil.which(tool) for tool in ("ip", "tc"))
-    require(tools and os.geteuid() == 0, "root with iproute2 (ip netns, tc)")
-    tag = f"{os.getpid() % 100000}{random.randint(0, 99):02d}"
-    root_address, address = free_subnet()
-    line = Line(f"konsil-q{tag}", f"kq{tag}r", f"kq{tag}n", root_address, address)
-    try:
-        run("ip", "netns", "add", line.namespace)
-        run("ip", "link", "add", line.root_link, "type", "veth", "peer", "name", line.link)
-        run("ip", "link", "set", line.link, "netns", line.namespace)
-        run("ip", "addr", "add", f"{root_address}/30", "dev", line.root_link)
-        run("ip", "link", "set", line.root_link, "up")
-        inside = ("ip", "netns", "exec", line.namespace)
-        run(*inside, "ip", "addr", "add", f"{address}/30", "dev", line.link)
-        run(*inside, "ip", "link", "set", line.link, "up")
-        run(*inside, "ip", "link", "set", "lo", "up")
-        yield line
-    finally:
-        # Deleting one end deletes the pair; both even if the set-up stopped half-way.
-        subprocess.run(["ip", "link", "del", line.root_link], check=False, capture_output=True)
-        subprocess.run(["ip", "netns", "del", line.namespace], check=False, capture_output=True)
-
-
 @pytest.fixture
 def line() -> Iterator[Line]:
-    with veth_namespace() as made:
+    with veth_namespace("kq") as made:
         yield made
 
 
 @pytest.fixture
-async def live(tmp_path: Path, line: Line) -> AsyncIterator[LiveServer]:
+def resume_seconds() -> int:
+    """The server's resume window; the cut below sets a longer one (parametrize)."""
+    return 30
+
+
+@pytest.fixture
+async def live(tmp_path: Path, line: Line, resume_seconds: int) -> AsyncIterator[LiveServer]:
     """The server on the root end of the veth pair: reachable from both namespaces."""
-    async with seeded_live_server(tmp_path, host=line.root_address) as server:
+    async with seeded_live_server(
+        tmp_path, host=line.root_address, ws_resume_seconds=resume_seconds
+    ) as server:
         yield server
 
 
@@ -168,6 +117,18 @@ async def two_browsers(live: LiveServer, line: Line, tmp_path: Path) -> AsyncIte
 class Call:
     patient: Page
     specialist: Page
+    # The signalling messages each page received: (time.time(), message).
+    heard: dict[str, list[tuple[float, dict[str, Any]]]] = field(default_factory=dict)
+
+
+def listen(page: Page, heard: list[tuple[float, dict[str, Any]]]) -> None:
+    """Records the messages ``page`` gets on its websockets, as the page gets them."""
+
+    def received(payload: str | bytes) -> None:
+        with contextlib.suppress(ValueError):
+            heard.append((time.time(), json.loads(payload)))
+
+    page.on("websocket", lambda ws: ws.on("framereceived", received))
 
 
 async def start_call(browsers: TwoBrowsers) -> Call:
@@ -179,15 +140,19 @@ async def start_call(browsers: TwoBrowsers) -> Call:
         specialist=server.demo.specialist,
         starts_at=utcnow() + timedelta(minutes=5),
     )
+    heard: dict[str, list[tuple[float, dict[str, Any]]]] = {"patient": [], "specialist": []}
     patient = await browsers.inside.new_page(viewport=PHONE_390)
     await patient.add_init_script(CAPTURE_CONNECTIONS)
+    listen(patient, heard["patient"])
     await enter_waiting_room(patient, token)
     specialist = await browsers.root.new_page(viewport=DESKTOP_1366)
+    await specialist.add_init_script(CAPTURE_CONNECTIONS)
+    listen(specialist, heard["specialist"])
     await log_in(specialist, server.demo.specialist, f"/call/{appointment_id}")
     await specialist.get_by_role("button", name="Patient/in hereinholen").click()
     for page in (patient, specialist):
         await wait_for_video(page, "[data-remote] video")
-    return Call(patient, specialist)
+    return Call(patient, specialist, heard)
 
 
 async def test_call_quality_adapts_to_a_slow_line_and_proposes_audio_only(
@@ -284,3 +249,154 @@ async def test_call_quality_adapts_to_a_slow_line_and_proposes_audio_only(
     await expect(her_tile.locator(".tile-note")).to_have_text("Nur Ton")
     for browsing in (two_browsers.root, two_browsers.inside):
         assert browsing.csp_violations() == []
+
+
+# What each page shows, every 50 ms, as the page's own timeline: the video frames it decoded
+# (inbound-rtp of its open peer connections), its call status and its remote tile.
+WATCH = """() => {
+  window.__watch = [];
+  const sample = async () => {
+    let frames = 0;
+    for (const pc of window.__connections) {
+      if (pc.connectionState === "closed") continue;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
+      });
+    }
+    const tile = document.querySelector("[data-remote] .tile");
+    const video = tile && tile.querySelector("video");
+    window.__watch.push({
+      at: Date.now(),
+      frames,
+      status: document.querySelector("[data-call-status]").textContent,
+      tile: tile ? tile.dataset.connection : null,
+      picture: Boolean(video && !video.classList.contains("off")),
+      ice: window.__connections.filter((c) => c.connectionState !== "closed")
+        .map((c) => `${c.iceConnectionState}:${c.connectionState}:${c.signalingState}`).join(","),
+    });
+    setTimeout(sample, 50);
+  };
+  sample();
+}"""
+SHOWN_AGAIN = """(since) => window.__watch.some((w) => w.at > since && w.status === "Verbunden"
+  && w.tile === "connected" && w.picture)"""
+CUT_SECONDS = 20.0
+TOLD = {"peer_left", "peer_state", "joined", "renegotiate", "error", "offer"}
+# Bounds of the waits, not timing assertions: media must be back well within the window.
+BACK_WITHIN_MS = 40_000
+# Half a second of the fake camera's video: media flows again, not a frame still on its way.
+FLOWING = 10
+
+
+@dataclass
+class Back:
+    """Seconds from the end of the cut until a page decoded ``FLOWING`` more frames, until it
+    showed the call again (status "Verbunden", the remote tile connected and with a picture),
+    since when it had an ICE restart's offer (its own out, or the other's in; negative: during
+    the cut), and what it went through."""
+
+    media: float | None
+    shown: float | None
+    offered: float | None
+    states: list[str]
+
+
+def back_after(watch: list[dict[str, Any]], restored: float) -> Back:
+    at = restored * 1000
+    before = [w for w in watch if w["at"] <= at]
+    after = [w for w in watch if w["at"] > at]
+    start = before[-1]["frames"] if before else 0
+    media = next((w["at"] for w in after if w["frames"] >= start + FLOWING), None)
+    shown = next(
+        (
+            w["at"]
+            for w in after
+            if w["status"] == "Verbunden" and w["tile"] == "connected" and w["picture"]
+        ),
+        None,
+    )
+    # What the page went through, from the end of the cut: "+1.2 s: status/tile/ICE states".
+    states: list[str] = []
+    last = None
+    for w in watch:
+        state = f"{w['status']}/{w['tile']}/{w['ice']}"
+        if state != last:
+            states.append(f"{(w['at'] - at) / 1000:+.1f} s: {state}")
+            last = state
+    offered = next((w["at"] for w in watch if "-offer" in w["ice"]), None)
+
+    def since(moment: float | None) -> float | None:
+        return None if moment is None else (moment - at) / 1000
+
+    return Back(since(media), since(shown), since(offered), states)
+
+
+@pytest.mark.parametrize("resume_seconds", [40])
+async def test_call_quality_a_cut_within_the_resume_window_brings_the_call_back(
+    two_browsers: TwoBrowsers, line: Line
+) -> None:
+    """The patient's link (her Chromium in the namespace) goes down for 20 s, within the
+    server's resume window, and comes back: video flows both ways again, both pages show the
+    call again, and nobody was told she left. The times are measured (docs/reliability.md,
+    Network cuts), not asserted."""
+    call = await start_call(two_browsers)
+    pages = {"patient": call.patient, "specialist": call.specialist}
+    for page in pages.values():
+        await expect(page.locator("[data-call-status]")).to_have_text("Verbunden")
+        await page.evaluate(WATCH)
+    cut_at = time.time()
+    line.cut()
+    try:
+        # The specialist's page notices: her tile says the connection is being restored.
+        await expect(
+            call.specialist.locator("[data-remote] .tile[data-role=patient]")
+        ).to_have_attribute("data-connection", "reconnecting", timeout=15_000)
+        await call.specialist.wait_for_timeout((cut_at + CUT_SECONDS - time.time()) * 1000)
+    finally:
+        line.restore()
+    restored = time.time()
+    # Both pages back, or the bound passed: measured either way, asserted below.
+    for page in pages.values():
+        with contextlib.suppress(PlaywrightTimeoutError):
+            await page.wait_for_function(SHOWN_AGAIN, arg=restored * 1000, timeout=BACK_WITHIN_MS)
+    # A second more: the frames counted after the page showed the call again.
+    await call.specialist.wait_for_timeout(1000)
+    backs = {
+        who: back_after(await page.evaluate("window.__watch"), restored)
+        for who, page in pages.items()
+    }
+    # What each page was told after the cut began, at how many seconds from its end.
+    told = {
+        who: [
+            f"{m['type']} {at - restored:+.1f} s"
+            for at, m in heard
+            if at > cut_at and m.get("type") in TOLD
+        ]
+        for who, heard in call.heard.items()
+    }
+    patient, specialist = backs["patient"], backs["specialist"]
+    # Answered within 50 ms, the offer's state can fall between two samples.
+    arrived = "between two samples" if patient.offered is None else seconds(patient.offered)
+    lines = [
+        f"- **Cut {CUT_SECONDS:.0f} s** (root end of the pair down), Chromium on both sides, "
+        f"`KONSIL_WS_RESUME_SECONDS=40`: media again after {seconds(patient.media)} at the "
+        f"patient and {seconds(specialist.media)} at the specialist (from the end of the cut; "
+        f"{FLOWING} more frames decoded); the call shown again (“Verbunden”, the tile "
+        f"connected, a picture) after {seconds(patient.shown)} and {seconds(specialist.shown)}.",
+        f"- The specialist's page sent its ICE restart (its peer connection `failed`) "
+        f"{seconds(specialist.offered)} from the end of the cut (negative: during it), the "
+        f"patient's page had it {arrived}; "
+        f"signalling the pages got after the cut began (from its end): patient "
+        f"{', '.join(told['patient']) or 'nothing'}; specialist "
+        f"{', '.join(told['specialist']) or 'nothing'}.",
+    ]
+    write_section("network_cut_browser", lines, by="tests/browser/test_call_quality.py")
+    for who, back in backs.items():
+        assert back.media is not None, f"{who}: no media after the cut ({back.states})"
+        assert back.shown is not None, f"{who}: the call not shown again ({back.states})"
+    for who, heard in call.heard.items():
+        left = [m for at, m in heard if m.get("type") == "peer_left"]
+        assert left == [], f"{who} was told somebody left: {left}"
+    for page in pages.values():
+        await expect(page.locator("[data-remote] .tile")).to_have_count(1)
+        await expect(page.locator("[data-stage-notice]")).to_be_hidden()

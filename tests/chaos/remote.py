@@ -1,6 +1,6 @@
 """A patient in another network namespace: ``Participant`` (tests/chaos/participants.py) in a
 process of its own, started with ``ip netns exec``, so that its signalling and its media
-cross the test's veth pair (tests/chaos/netns.py) and a cut of that link hits only it.
+cross the test's veth pair (tests/netns.py) and a cut of that link hits only it.
 
 The child (``python -m tests.chaos.remote``, configured by ``KONSIL_REMOTE_*`` variables) writes
 what its participant saw as one JSON line every ``REPORT_SECONDS`` on stdout and sends the

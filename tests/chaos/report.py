@@ -16,13 +16,14 @@ from pathlib import Path
 from tests.live import ROOT
 
 
-def write_section(name: str, lines: list[str]) -> None:
+def write_section(name: str, lines: list[str], by: str = "make chaos") -> None:
+    """``by``: what wrote it (a browser test that measures a fault names its own file)."""
     target = os.environ.get("KONSIL_CHAOS_REPORT")
     if not target:
         return
     path = Path(target) if Path(target).is_absolute() else ROOT / target
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = "\n".join([f"_Measured by `make chaos` on {stamp}._", "", *lines])
+    body = "\n".join([f"_Measured by `{by}` on {stamp}._", "", *lines])
     start, end = f"<!-- chaos:{name} -->", f"<!-- /chaos:{name} -->"
     text = path.read_text()
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)

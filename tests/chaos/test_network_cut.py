@@ -1,5 +1,5 @@
 """Network cuts between a patient and the server: the patient runs in a network namespace of
-the test's own (tests/chaos/netns.py, tests/chaos/remote.py) and reaches HAProxy through a
+the test's own (tests/netns.py, tests/chaos/remote.py) and reaches HAProxy through a
 veth pair; its specialist stays in the root namespace. The pair's root end goes down for 5 s,
 20 s and 60 s, and a ``tbf`` limits it to 256 kbit/s for a while.
 
@@ -25,11 +25,11 @@ import pytest
 from app.scheduling.models import Appointment
 from tests.chaos.calls import staff_cookie
 from tests.chaos.harness import Cluster, cluster, until
-from tests.chaos.netns import Line, veth_namespace
 from tests.chaos.participants import Participant, percentile
 from tests.chaos.remote import RemotePatient
 from tests.chaos.report import seconds, write_section
 from tests.factories import make_appointment, patient_token
+from tests.netns import Line, veth_namespace
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
@@ -57,7 +57,7 @@ FLOWING = 5
 
 @pytest.fixture
 def line(monkeypatch: pytest.MonkeyPatch) -> Iterator[Line]:
-    with veth_namespace() as made:
+    with veth_namespace("kc") as made:
         # The specialist's candidates: the root end of the pair, which the patient can reach.
         monkeypatch.setattr(
             "aioice.ice.get_host_addresses", lambda use_ipv4, use_ipv6: [made.root_address]
