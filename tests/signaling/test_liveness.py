@@ -12,12 +12,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.settings import Settings
-from app.signaling import liveness
 from app.signaling.hub import Hub
 from app.signaling.liveness import Deaths
 from tests.factories import Demo
 from tests.live import Live, live_server
-from tests.services import REDIS_URL, require_redis
+from tests.services import REDIS_URL
 from tests.signaling.test_ws_resume import call_in_progress
 from tests.signaling.wsclient import TIMEOUT, Client
 
@@ -77,15 +76,13 @@ async def messages_within(client: Client, seconds: float) -> list[dict[str, Any]
 
 
 @pytest.mark.redis
+@pytest.mark.usefixtures("quick_liveness")
 async def test_a_process_that_only_stalled_keeps_its_participants(
     make_settings: Callable[..., Settings],
     demo: Demo,
     sessions: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    require_redis()
-    monkeypatch.setattr(liveness, "BEAT_SECONDS", 0.1)
-    monkeypatch.setattr(liveness, "DEAD_AFTER_SECONDS", 0.5)
     window = 2
     cfg = make_settings(broker_url=REDIS_URL, ws_resume_seconds=window)
     async with (

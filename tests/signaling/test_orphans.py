@@ -18,7 +18,6 @@ from app.broker.memory import MemoryBroker
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
 from app.signaling import envelope as env
-from app.signaling import liveness
 from app.signaling import resume as records
 from app.signaling.hub import Hub
 from app.signaling.orphans import Orphans, scope
@@ -28,7 +27,7 @@ from app.signaling.session import Member
 from app.tasks import Tasks
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live, live_server
-from tests.services import REDIS_URL, require_redis
+from tests.services import REDIS_URL
 from tests.signaling.test_liveness import hub_of
 from tests.signaling.test_ws_resume import random_id
 from tests.signaling.wsclient import TIMEOUT, ws_connect
@@ -198,15 +197,13 @@ async def cleaned_up(survivor: Hub, dead: Hub) -> None:
 
 
 @pytest.mark.redis
+@pytest.mark.usefixtures("quick_liveness")
 async def test_a_patient_waiting_alone_on_a_dead_process_is_ended_by_a_survivor(
     make_settings: Callable[..., Settings],
     demo: Demo,
     sessions: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    require_redis()
-    monkeypatch.setattr(liveness, "BEAT_SECONDS", 0.1)
-    monkeypatch.setattr(liveness, "DEAD_AFTER_SECONDS", 0.5)
     cfg = make_settings(broker_url=REDIS_URL, ws_resume_seconds=1)
     async with live_server(cfg) as first, live_server(cfg) as second:
         dead, survivor = hub_of(first), hub_of(second)
@@ -230,15 +227,13 @@ async def test_a_patient_waiting_alone_on_a_dead_process_is_ended_by_a_survivor(
 
 
 @pytest.mark.redis
+@pytest.mark.usefixtures("quick_liveness")
 async def test_a_patient_of_a_dead_process_who_resumes_within_the_window_keeps_the_seat(
     make_settings: Callable[..., Settings],
     demo: Demo,
     sessions: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    require_redis()
-    monkeypatch.setattr(liveness, "BEAT_SECONDS", 0.1)
-    monkeypatch.setattr(liveness, "DEAD_AFTER_SECONDS", 0.5)
     cfg = make_settings(broker_url=REDIS_URL, ws_resume_seconds=3)
     async with live_server(cfg) as first, live_server(cfg) as second:
         dead, survivor = hub_of(first), hub_of(second)
