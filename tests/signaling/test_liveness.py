@@ -81,7 +81,6 @@ async def test_a_process_that_only_stalled_keeps_its_participants(
     make_settings: Callable[..., Settings],
     demo: Demo,
     sessions: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     window = 2
     cfg = make_settings(broker_url=REDIS_URL, ws_resume_seconds=window)
