@@ -95,6 +95,28 @@ async def make_appointment(
     )
 
 
+async def consultation_history(
+    sessions: async_sessionmaker[AsyncSession],
+    demo: Demo,
+    *,
+    days_ago: int = 1,
+    lengths: tuple[int, ...] = (10, 12, 15, 20, 11),
+) -> None:
+    """The demo specialist's last consultations, ended ``days_ago`` days ago an hour apart,
+    each ``lengths`` minutes from admission to the end (the default: typically 12 minutes)."""
+    now = utcnow()
+    for number, length in enumerate(lengths):
+        ended = now - timedelta(days=days_ago, hours=number)
+        await make_appointment(
+            sessions,
+            demo,
+            starts_at=ended - timedelta(minutes=length + 5),
+            room_state=RoomState.ENDED,
+            admitted_at=ended - timedelta(minutes=length),
+            ended_at=ended,
+        )
+
+
 async def insert_appointment(
     sessions: async_sessionmaker[AsyncSession],
     *,

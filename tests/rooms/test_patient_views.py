@@ -16,7 +16,7 @@ from app.db import utcnow
 from app.rooms.delay import patient_views
 from app.scheduling.models import RoomState
 from app.settings import Settings
-from tests.factories import Demo, make_appointment
+from tests.factories import Demo, consultation_history, make_appointment
 
 
 @contextmanager
@@ -40,16 +40,7 @@ async def test_patient_views_read_a_long_line_with_as_many_statements_as_one_pat
 ) -> None:
     now = utcnow()
     noon = datetime.combine(now.astimezone(settings.tz).date(), time(12), settings.tz)
-    for number, length in enumerate((10, 12, 15, 20, 11)):  # typical consultation: 12 minutes
-        ended = now - timedelta(days=1, hours=number)
-        await make_appointment(
-            sessions,
-            demo,
-            starts_at=ended - timedelta(minutes=length + 5),
-            room_state=RoomState.ENDED,
-            admitted_at=ended - timedelta(minutes=length),
-            ended_at=ended,
-        )
+    await consultation_history(sessions, demo)  # typical consultation: 12 minutes
     # A consultation going on, and a patient sent back from it (admitted before, waiting
     # again): they go first, and their own consultation does not count as the one going on.
     await make_appointment(

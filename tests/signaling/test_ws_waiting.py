@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.accounts.models import User
 from app.accounts.service import open_patient_session
 from app.db import unit_of_work, utcnow
-from app.scheduling.models import Appointment, RoomState, Urgency
+from app.scheduling.models import Appointment, Urgency
 from app.seed import DEMO_PASSWORD
 from app.settings import Settings
-from tests.factories import Demo, make_appointment
+from tests.factories import Demo, consultation_history, make_appointment
 from tests.live import Live
 from tests.signaling.wsclient import ORIGIN, Client, ws_connect
 
@@ -80,17 +80,7 @@ async def next_status(client: Client, kind: str) -> dict[str, object]:
 async def test_ws_waiting_patients_hear_about_how_long_from_the_specialists_last_consultations(
     live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    now = utcnow()
-    for number, length in enumerate((10, 12, 15, 20, 11)):
-        ended = now - timedelta(days=1, hours=number)
-        await make_appointment(
-            sessions,
-            demo,
-            starts_at=ended - timedelta(minutes=length + 5),
-            room_state=RoomState.ENDED,
-            admitted_at=ended - timedelta(minutes=length),
-            ended_at=ended,
-        )
+    await consultation_history(sessions, demo)
     first = await make_appointment(sessions, demo, starts_at=noon(settings))
     second = await make_appointment(sessions, demo, starts_at=noon(settings) + timedelta(hours=1))
     async with waiting_patient(live, sessions, settings, first) as patient:
