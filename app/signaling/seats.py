@@ -35,7 +35,7 @@ from app.signaling import resume as records
 from app.signaling import wire
 from app.signaling.connection import Connection
 from app.signaling.replicas import LocalRoom, Replicas
-from app.signaling.session import Member
+from app.signaling.session import Member, same_seat
 from app.signaling.waiting import WaitingRooms
 from app.tokens import new_token, session_key
 from app.turn import ice_servers
@@ -250,7 +250,9 @@ class Seats:
             local.timers.pop(seat.member.id, None)
         try:
             # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
-            if await self.broker.take(key) is not None:
+            # A seat replaced meanwhile by a new connection of the same session (a reloaded
+            # page has no resume id) is not gone: its successor holds the room.
+            if await self.broker.take(key) is not None and self._still_held(seat):
                 await self._gone(seat, "lost")
         except Exception as exc:  # the broker or the database is down: the replica still goes
             log.warning("signaling.expiry_failed", error=type(exc).__name__)
@@ -334,7 +336,17 @@ class Seats:
     async def end(self, appointment_id: int, member: Member) -> None:
         """Ends the seat of a dead process whose record the caller took (``orphans``): its
         room hears it was lost and a patient's room goes back to ``scheduled``, as if it had
-        expired on that process."""
+        expired on that process. Not if this process's replica of the room has a newer
+        participant of the same session (a reloaded page joins afresh, without a resume id):
+        that one holds the room. (A patient who rejoined on yet another process is not seen
+        from here.)"""
+        local = self.replicas.rooms.get(appointment_id)
+        if local is not None and any(
+            other.id != member.id
+            and same_seat(other, member.role, member.session_key, member.user_id)
+            for other in local.room.members.values()
+        ):
+            return
         await self._gone(Seat(appointment_id, member, member.record), "lost")
 
     async def _gone(self, seat: Seat, reason: Literal["left", "lost"]) -> None:

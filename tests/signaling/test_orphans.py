@@ -259,3 +259,36 @@ async def test_a_patient_of_a_dead_process_who_resumes_within_the_window_keeps_t
             # The seat is in the survivor's index now, under its new record.
             mine = await survivor.replicas.broker.filed(env.seats_key(survivor.replicas.origin))
             assert str(appointment.id).encode() in mine.values()
+
+
+@pytest.mark.redis
+@pytest.mark.usefixtures("quick_liveness")
+async def test_a_patient_of_a_dead_process_who_reloads_on_the_survivor_stays_waiting(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reloaded page has no resume id: the patient joins afresh on the survivor. Ending the
+    dead process's old seat of that session must not take them out of the waiting room."""
+    cfg = make_settings(broker_url=REDIS_URL, ws_resume_seconds=2)
+    async with live_server(cfg) as first, live_server(cfg) as second:
+        dead, survivor = hub_of(first), hub_of(second)
+        appointment, query, cookie = await waiting_patient(first, demo, cfg, sessions)
+        assert appointment.id is not None
+        async with ws_connect(first, query, cookie) as patient:
+            await patient.send(type="join")
+            joined = await patient.expect("joined")
+            dies(dead, monkeypatch)
+            await dead.liveness.stop()
+            patient.ws.transport.abort()
+        async with ws_connect(second, query, cookie) as again:
+            await again.send(type="join")
+            fresh = await again.expect("joined")
+            assert fresh["resumed"] is False
+            async with asyncio.timeout(TIMEOUT + cfg.ws_resume_seconds):
+                await cleaned_up(survivor, dead)
+            assert await room_state(sessions, appointment.id) is RoomState.WAITING
+            members = survivor.replicas.rooms[appointment.id].room.members
+            assert list(members) == [fresh["participant_id"]]
+            assert joined["participant_id"] not in members

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import WS_REPLACED
-from app.scheduling.models import Appointment
+from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
 from app.signaling.hub import Hub
 from tests.factories import Demo, make_appointment, patient_token
@@ -305,3 +305,51 @@ async def test_ws_resume_onto_open_connection_on_another_server_process(
         await call.specialist.send(type="offer", to=restart["peer_id"], sdp="v=0\r\n")
         offer = await again.expect("offer")
         assert offer["sdp"] == "v=0\r\n"
+
+
+async def test_ws_a_waiting_patient_who_reloads_the_page_stays_in_the_waiting_room(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A reloaded page has no resume id: it joins afresh and replaces the dropped seat. That
+    seat's expiry, a window later, must not take the patient out of the waiting room."""
+    cfg = make_settings(ws_resume_seconds=1)
+    appointment = await make_appointment(sessions, demo, appointment_id=random_id())
+    assert appointment.id is not None
+    cookie = f"konsil_patient={await patient_token(sessions, cfg, appointment)}"
+    query = f"as=patient&appointment={appointment.id}"
+    async with live_server(cfg) as live:
+        async with ws_connect(live, query, cookie) as first:
+            await first.send(type="join")
+            await first.expect("joined")
+        # Dropped (no "leave"): the seat waits a window for a resume that never comes.
+        await asyncio.wait_for(expiry_pending(live, appointment.id), TIMEOUT)
+        async with ws_connect(live, query, cookie) as reloaded:
+            await reloaded.send(type="join")
+            assert (await reloaded.expect("joined"))["resumed"] is False
+            # The dropped seat's window passes (nothing to wait for but time: the point is
+            # that nothing happens).
+            await asyncio.sleep(cfg.ws_resume_seconds + 2)
+            async with sessions() as session:
+                now = await session.get(Appointment, appointment.id, populate_existing=True)
+                assert now is not None
+                assert now.room_state is RoomState.WAITING
+            # Nor was the page told otherwise, up to the answer to a message of its own.
+            await reloaded.send(type="chat", text="-")
+            told = [await reloaded.recv()]
+            while told[-1]["type"] != "error":
+                told.append(await reloaded.recv())
+            states = [m["state"] for m in told if m["type"] == "room_state"]
+            assert set(states) <= {"waiting"}, told
+
+
+async def expiry_pending(live: Live, appointment_id: int) -> None:
+    """Waits until a seat of the room waits for its resume (its expiry timer runs)."""
+    found = live.app.state.resources.hub
+    assert isinstance(found, Hub)
+    # The hub has no event for it; a short poll, bounded by the caller's timeout.
+    while True:
+        if found.replicas.rooms[appointment_id].timers:
+            return
+        await asyncio.sleep(0.01)
