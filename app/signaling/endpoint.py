@@ -12,7 +12,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
+from functools import cache, partial
 from typing import Literal
 
 import anyio
@@ -31,6 +31,7 @@ from app.broker import UNAVAILABLE
 from app.db import unit_of_work, unreachable, utcnow
 from app.errors import (
     WS_FORBIDDEN,
+    WS_INTERNAL_ERROR,
     WS_MESSAGE_TOO_BIG,
     WS_NORMAL,
     WS_POLICY_VIOLATION,
@@ -187,7 +188,13 @@ async def serve(websocket: WebSocket, target: Target) -> None:
             await link.hub.watch_queue(link.conn, specialist)
         if gp_dashboard:
             await link.hub.presence.watch(link.conn)
-        await _run(link, cfg.ws_join_timeout_seconds)
+        try:
+            await _run(link, cfg.ws_join_timeout_seconds)
+        except Exception as exc:  # a fault of this server's: the client is told, and resumes
+            log.error("signaling.connection_failed", role=target.role, exc_info=exc)
+            WS_ERRORS.labels(code=str(WS_INTERNAL_ERROR)).inc()
+            if link.conn.close_code is None:
+                link.conn.close(WS_INTERNAL_ERROR, "internal error")
         if link.conn.close_code is not None:
             grace = CLOSE_GRACE_SECONDS
             if link.conn.close_code == WS_SLOW_CONSUMER:
@@ -219,7 +226,8 @@ async def _run(link: Link, join_timeout: float) -> None:
     Not an anyio task group: each waiting patient holds this for long, and a task group with
     its tasks' handles, scopes and events takes several KiB more per connection than one
     cancel scope and one plain task (docs/performance.md, memory). The writer is still owned
-    here: cancelled and awaited before this returns, and its failure raised here."""
+    here: cancelled and awaited before this returns, and its failure raised here; and the
+    failure of either task ends the connection at once, as in a task group."""
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[None]] = []
     failures: list[BaseException | None] = []
@@ -240,6 +248,8 @@ async def _run(link: Link, join_timeout: float) -> None:
                 join_deadline = loop.call_later(join_timeout, _join_deadline, link)
                 if link.target.who.is_staff:
                     tasks.append(loop.create_task(_in_call(link)))
+            for task in tasks:  # one failing ends the connection, as in a task group
+                task.add_done_callback(partial(_cancel_on_failure, scope))
             # The reader is this task itself. When it ends with the client still there (a
             # close was requested), the writer has the rest of the grace to write what is queued.
             await _reader(link, scope)
@@ -260,6 +270,11 @@ async def _run(link: Link, join_timeout: float) -> None:
     for failure in failures:
         if failure is not None:
             raise failure
+
+
+def _cancel_on_failure(scope: anyio.CancelScope, task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        scope.cancel()
 
 
 async def _give_up_seat(link: Link) -> None:
