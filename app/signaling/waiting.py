@@ -13,7 +13,7 @@ sent, so a repeated event says nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -91,6 +91,15 @@ def news(watcher: Watcher, view: WaitingView) -> list[m.Position | m.Delay]:
     return out
 
 
+def _always() -> bool:
+    return True
+
+
+def _holds(local: LocalRoom, conn: Connection) -> bool:
+    """Whether the replica still holds ``conn`` (a connection that ended is taken out)."""
+    return local.conns.get(conn.id) is conn
+
+
 class WaitingRooms:
     """This process's patient connections per specialist, and their broker subscriptions."""
 
@@ -111,15 +120,20 @@ class WaitingRooms:
         # Per specialist, subscribing and unsubscribing take turns, so there is one listener.
         self._locks: dict[int, anyio.Lock] = {}
 
-    async def watch(self, conn: Connection, appointment_id: int) -> None:
+    async def watch(
+        self, conn: Connection, appointment_id: int, wanted: Callable[[], bool] = _always
+    ) -> None:
         """Tells the patient on ``conn`` their place and the notice now and on every change,
-        until ``unwatch``. Never raises: the waiting room works without it."""
+        until ``unwatch``. Never raises: the waiting room works without it. ``wanted``: whether
+        the connection is still there to watch for (it may end while this reads, and its
+        ``unwatch`` would then come before there is anything to end)."""
         try:
             views = await self._views([appointment_id])
             if appointment_id not in views:
                 return
             watcher = Watcher(conn, appointment_id, views[appointment_id].specialist_id)
-            await self._add(watcher)
+            if not await self._add(watcher, wanted):
+                return
             # Read again once subscribed, so that no change slips in between.
             await self._refresh_watchers([watcher])
         except Exception as exc:
@@ -133,7 +147,7 @@ class WaitingRooms:
             return
         for conn in list(local.conns.values()):
             if conn.role == "patient" and conn.id not in self._by_conn:
-                await self.watch(conn, appointment_id)
+                await self.watch(conn, appointment_id, partial(_holds, local, conn))
 
     async def unwatch(self, conn: Connection) -> None:
         """The connection ended; the last one of a specialist ends the subscription."""
@@ -176,9 +190,9 @@ class WaitingRooms:
             return  # gone meanwhile
         await self._remove(watcher)
         watcher.specialist_id = view.specialist_id
-        self._by_conn[watcher.conn.id] = watcher
-        await self._add(watcher)
-        await self._refresh_watchers([watcher])
+        # Not if the connection ended meanwhile (its ``unwatch`` took it out of ``_by_conn``).
+        if await self._add(watcher, lambda: self._by_conn.get(watcher.conn.id) is watcher):
+            await self._refresh_watchers([watcher])
 
     async def _views(self, appointment_ids: Collection[int]) -> dict[int, WaitingView]:
         async with self.sessions() as session:
@@ -186,9 +200,13 @@ class WaitingRooms:
                 session, appointment_ids=appointment_ids, now=utcnow(), tz=self.settings.tz
             )
 
-    async def _add(self, watcher: Watcher) -> None:
+    async def _add(self, watcher: Watcher, wanted: Callable[[], bool]) -> bool:
+        """Adds ``watcher`` to its specialist's line if still ``wanted`` once it may (asked
+        with no await before the watcher is in ``_by_conn``, where ``unwatch`` finds it)."""
         specialist_id = watcher.specialist_id
         async with self._locks.setdefault(specialist_id, anyio.Lock()):
+            if not wanted():
+                return False
             line = self.lines.setdefault(specialist_id, Line())
             line.watchers[watcher.conn.id] = watcher
             self._by_conn[watcher.conn.id] = watcher
@@ -203,6 +221,7 @@ class WaitingRooms:
                     if not line.watchers:
                         self.lines.pop(specialist_id, None)
                     raise
+        return True
 
     async def _remove(self, watcher: Watcher) -> None:
         specialist_id = watcher.specialist_id
