@@ -20,9 +20,8 @@ from app.settings import Settings
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live, live_server
 from tests.services import REDIS_URL, require_redis
-from tests.signaling.test_ws_flow import logged_in
 from tests.signaling.test_ws_resume import call_in_progress
-from tests.signaling.wsclient import Client, staff_cookie, ws_connect
+from tests.signaling.wsclient import Client, staff_api, staff_cookie, ws_connect
 
 MEDIA = {"muted": False, "camera_off": False, "audio_only": False, "screen_sharing": False}
 QUIET = ("room_state", "queue", "position", "delay")  # the noise, without peer_state
@@ -410,7 +409,7 @@ async def test_ws_send_back_over_http_and_admit_again(
 ) -> None:
     async with (
         three_in_a_room(live, demo, settings, sessions) as room,
-        logged_in(live, demo.specialist) as http,
+        staff_api(live, demo.specialist) as http,
     ):
         await admit_into_call(room)
         sent = await http.post(f"/api/v1/rooms/{room.appointment.id}/send-back")

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.accounts.models import User
 from app.db import utcnow
 from app.errors import WS_FORBIDDEN, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.scheduling.models import Appointment, RoomState
-from app.seed import DEMO_PASSWORD
 from app.settings import Settings
 from tests.factories import Demo, link_token, make_appointment, patient_token
 from tests.live import Live
-from tests.signaling.wsclient import staff_cookie, ws_connect
-
-
-@asynccontextmanager
-async def logged_in(live: Live, user: User) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(
-        base_url=live.url, headers={"Origin": "http://127.0.0.1:8000"}
-    ) as http:
-        response = await http.post(
-            "/api/v1/auth/login", json={"email": user.email, "password": DEMO_PASSWORD}
-        )
-        assert response.status_code == 200, response.text
-        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
-        yield http
+from tests.signaling.wsclient import LOGIN_TIMEOUT, ORIGIN, staff_api, staff_cookie, ws_connect
 
 
 async def test_ws_patient_waits_specialist_admits_and_signalling_flows(
@@ -93,7 +75,7 @@ async def test_ws_end_closes_everyone_with_4410(
             await s.expect("joined")
             await s.send(type="admit")
             await s.expect("peer_joined")
-            async with logged_in(live, demo.specialist) as http:
+            async with staff_api(live, demo.specialist) as http:
                 ended = await http.post(f"/api/v1/rooms/{appointment.id}/end")
                 assert ended.status_code == 200, ended.text
             assert await s.closed_with() == WS_ROOM_CLOSED
@@ -109,7 +91,7 @@ async def test_ws_revoking_the_link_closes_the_patients_connection(
     async with ws_connect(live, f"as=patient&{query}", patient) as p:
         await p.send(type="join")
         await p.expect("joined")
-        async with logged_in(live, demo.gp) as http:
+        async with staff_api(live, demo.gp) as http:
             revoked = await http.delete(f"/api/v1/appointments/{appointment.id}/link")
             assert revoked.status_code == 204, revoked.text
         assert await p.closed_with() == WS_UNAUTHENTICATED
@@ -128,7 +110,7 @@ async def test_ws_link_opened_on_a_second_device_takes_the_patients_place(
         await p.send(type="join")
         await p.expect("joined")
         async with httpx2.AsyncClient(
-            base_url=live.url, headers={"Origin": "http://127.0.0.1:8000"}
+            base_url=live.url, headers={"Origin": ORIGIN}, timeout=LOGIN_TIMEOUT
         ) as laptop_http:
             token = await link_token(sessions, appointment)
             redeemed = await laptop_http.post("/api/v1/patient/session", json={"token": token})
@@ -145,7 +127,7 @@ async def test_ws_logout_closes_the_sessions_open_websockets(
 ) -> None:
     appointment = await make_appointment(sessions, demo)
     other = await staff_cookie(live, demo.specialist)  # the same person on another device
-    async with logged_in(live, demo.specialist) as http:
+    async with staff_api(live, demo.specialist) as http:
         cookie = f"konsil_staff={http.cookies['konsil_staff']}"
         async with (
             ws_connect(live, "as=staff", cookie) as dashboard,
@@ -169,7 +151,7 @@ async def test_ws_patient_logout_closes_the_patients_websocket(
     appointment = await make_appointment(sessions, demo)
     query = f"as=patient&appointment={appointment.id}"
     async with httpx2.AsyncClient(
-        base_url=live.url, headers={"Origin": "http://127.0.0.1:8000"}
+        base_url=live.url, headers={"Origin": ORIGIN}, timeout=LOGIN_TIMEOUT
     ) as patient_http:
         redeemed = await patient_http.post(
             "/api/v1/patient/session", json={"token": await link_token(sessions, appointment)}
@@ -193,7 +175,7 @@ async def test_ws_transfer_closes_the_previous_specialists_room_and_updates_both
     query = f"appointment={appointment.id}"
     patient = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
     colleague = await staff_cookie(live, demo.other_specialist)
-    async with logged_in(live, demo.specialist) as http:
+    async with staff_api(live, demo.specialist) as http:
         cookie = f"konsil_staff={http.cookies['konsil_staff']}"
         async with (
             ws_connect(live, f"as=patient&{query}", patient) as p,
@@ -234,7 +216,7 @@ async def test_ws_deactivating_an_account_closes_its_websockets(
         gp_joined = await gp.expect("joined")
         await gp.send(type="admit")
         await p.expect("peer_joined")
-        async with logged_in(live, demo.admin) as admin:
+        async with staff_api(live, demo.admin) as admin:
             response = await admin.patch(
                 f"/api/v1/admin/users/{demo.gp.id}", json={"is_active": False}
             )

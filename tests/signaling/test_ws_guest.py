@@ -21,16 +21,15 @@ from tests.live import Listening, Live, live_server
 from tests.scheduling.helpers import token_of
 from tests.services import REDIS_URL, require_redis
 from tests.signaling.test_ws_call_state import until_state
-from tests.signaling.test_ws_flow import logged_in
 from tests.signaling.test_ws_resume import connections_in_room
-from tests.signaling.wsclient import ORIGIN, TIMEOUT, Client, staff_cookie, ws_connect
+from tests.signaling.wsclient import ORIGIN, TIMEOUT, Client, staff_api, staff_cookie, ws_connect
 
 PATIENT_NAME = "Erika Mustermann"
 
 
 async def guest_cookie(live: Live, demo: Demo, appointment: Appointment) -> str:
     """Invites a guest (as the GP) and redeems the link: the guest's cookie."""
-    async with logged_in(live, demo.gp) as gp:
+    async with staff_api(live, demo.gp) as gp:
         issued = await gp.post(
             f"/api/v1/appointments/{appointment.id}/guest",
             json={"name": "Ayşe Demir", "kind": "interpreter"},
@@ -162,7 +161,7 @@ async def test_ws_guest_cookie_opens_only_its_own_room_as_guest(
             assert await dashboard.closed_with() == WS_UNAUTHENTICATED
         async with joined(live, f"as=guest&appointment={appointment.id}", cookie) as guest:
             # Revoking the invitation ends the guest's session: its socket closes.
-            async with logged_in(live, demo.gp) as gp:
+            async with staff_api(live, demo.gp) as gp:
                 revoked = await gp.delete(f"/api/v1/appointments/{appointment.id}/guest")
                 assert revoked.status_code == 204
             assert await guest.closed_with() == WS_UNAUTHENTICATED
@@ -195,7 +194,7 @@ async def test_ws_guest_admission_crosses_server_processes(
             joined(second, f"as=guest&{room}", await guest_cookie(second, demo, appointment))
         )
         assert (await until(s, "guest_status"))["state"] == "waiting"
-        async with logged_in(first, demo.specialist) as http:
+        async with staff_api(first, demo.specialist) as http:
             admitted = await http.post(f"/api/v1/rooms/{appointment.id}/guest/admit")
             assert admitted.status_code == 200, admitted.text
         roles = {(await until(guest, "peer_joined"))["peer"]["role"] for _ in range(2)}
@@ -221,7 +220,7 @@ async def test_ws_guest_admitted_while_its_connection_was_gone_hears_it_on_resum
             assert (await until(specialist, "guest_status"))["state"] == "waiting"
         # The guest's network dropped (no "leave"); the specialist lets it in meanwhile.
         await asyncio.wait_for(connections_in_room(live, appointment.id, 1), TIMEOUT)
-        async with logged_in(live, demo.specialist) as http:
+        async with staff_api(live, demo.specialist) as http:
             admitted = await http.post(f"/api/v1/rooms/{appointment.id}/guest/admit")
             assert admitted.status_code == 200, admitted.text
         assert (await until(specialist, "guest_status"))["state"] == "admitted"

@@ -6,38 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import httpx2
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from app.accounts.models import User
 from app.db import utcnow
 from app.errors import WS_GOING_AWAY
 from app.scheduling.models import RoomState
-from app.seed import DEMO_PASSWORD
 from app.settings import Settings
 from app.signaling.connection import Connection
 from app.signaling.hub import Hub
 from app.signaling.presence import counts_may_change
 from tests.factories import Demo, make_appointment
-from tests.live import Listening, Live, live_server
+from tests.live import Live, live_server
 from tests.services import REDIS_URL, require_redis
-from tests.signaling.wsclient import ORIGIN, Client, staff_cookie, ws_connect
-
-
-@asynccontextmanager
-async def api_as(live: Listening, user: User) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(base_url=live.url, headers={"Origin": ORIGIN}) as client:
-        response = await client.post(
-            "/api/v1/auth/login", json={"email": user.email, "password": DEMO_PASSWORD}
-        )
-        assert response.status_code == 200, response.text
-        client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
-        yield client
+from tests.signaling.wsclient import Client, staff_api, staff_cookie, ws_connect
 
 
 async def set_to(client: httpx2.AsyncClient, status: str) -> None:
@@ -57,7 +43,7 @@ async def test_ws_presence_reaches_the_gp_when_the_specialist_toggles_and_logs_o
     live: Live, demo: Demo
 ) -> None:
     gp = await staff_cookie(live, demo.gp)
-    async with ws_connect(live, "as=staff", gp) as dashboard, api_as(live, demo.specialist) as s:
+    async with ws_connect(live, "as=staff", gp) as dashboard, staff_api(live, demo.specialist) as s:
         assert await cardiology(dashboard, demo) == (0, 0)  # on connect
         await set_to(s, "on_duty")
         assert await cardiology(dashboard, demo) == (1, 0)
@@ -75,9 +61,9 @@ async def test_ws_presence_says_nothing_when_no_count_changed(live: Live, demo: 
     async with ws_connect(live, "as=staff", gp) as dashboard:
         assert await cardiology(dashboard, demo) == (0, 0)
         # Another GP's logout makes every process count again: the counts stay, nothing said.
-        async with api_as(live, demo.other_gp) as other:
+        async with staff_api(live, demo.other_gp) as other:
             assert (await other.post("/api/v1/auth/logout")).status_code in (200, 204)
-        async with api_as(live, demo.dermatologist) as dermatologist:
+        async with staff_api(live, demo.dermatologist) as dermatologist:
             await set_to(dermatologist, "on_duty")
         message = await dashboard.expect("presence")
         (skin,) = [s for s in message["specialties"] if s["specialty_id"] == demo.dermatology.id]
@@ -91,7 +77,7 @@ async def test_ws_presence_counts_a_call_that_starts(
         sessions, demo, room_state=RoomState.WAITING, waiting_since=utcnow()
     )
     gp = await staff_cookie(live, demo.gp)
-    async with ws_connect(live, "as=staff", gp) as dashboard, api_as(live, demo.specialist) as s:
+    async with ws_connect(live, "as=staff", gp) as dashboard, staff_api(live, demo.specialist) as s:
         assert await cardiology(dashboard, demo) == (0, 0)
         await set_to(s, "on_duty")
         assert await cardiology(dashboard, demo) == (1, 0)
@@ -113,7 +99,7 @@ async def test_ws_presence_reaches_a_gp_on_another_server_process(
         gp = await staff_cookie(second, demo.gp)
         async with (
             ws_connect(second, "as=staff", gp) as dashboard,
-            api_as(first, demo.specialist) as specialist,
+            staff_api(first, demo.specialist) as specialist,
         ):
             assert await cardiology(dashboard, demo) == (0, 0)
             await set_to(specialist, "on_duty")

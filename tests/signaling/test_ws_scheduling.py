@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import httpx2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import WS_ROOM_CLOSED
-from app.seed import DEMO_PASSWORD
 from app.settings import Settings
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live
-from tests.signaling.wsclient import ORIGIN, staff_cookie, ws_connect
+from tests.signaling.wsclient import staff_api, staff_cookie, ws_connect
 
 
 async def test_ws_cancelling_a_booking_closes_the_waiting_room_and_updates_the_queue(
@@ -29,11 +27,7 @@ async def test_ws_cancelling_a_booking_closes_the_waiting_room_and_updates_the_q
         waiting = await dashboard.expect("queue")
         assert [e["appointment_id"] for e in waiting["waiting"]] == [appointment.id]
 
-        async with httpx2.AsyncClient(base_url=live.url, headers={"Origin": ORIGIN}) as gp:
-            login = await gp.post(
-                "/api/v1/auth/login", json={"email": demo.gp.email, "password": DEMO_PASSWORD}
-            )
-            gp.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        async with staff_api(live, demo.gp) as gp:
             cancelled = await gp.post(f"/api/v1/appointments/{appointment.id}/cancel")
             assert cancelled.status_code == 200, cancelled.text
 

@@ -7,31 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, time, timedelta
 
-import httpx2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.accounts.models import User
 from app.accounts.service import open_patient_session
 from app.db import unit_of_work, utcnow
 from app.scheduling.models import Appointment, Urgency
-from app.seed import DEMO_PASSWORD
 from app.settings import Settings
 from tests.factories import Demo, consultation_history, make_appointment
 from tests.live import Live
-from tests.signaling.wsclient import ORIGIN, Client, ws_connect
+from tests.signaling.wsclient import Client, staff_api, ws_connect
 
 DELAY = "/api/v1/queue/delay"
-
-
-@asynccontextmanager
-async def staff_api(live: Live, user: User) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(base_url=live.url, headers={"Origin": ORIGIN}) as http:
-        response = await http.post(
-            "/api/v1/auth/login", json={"email": user.email, "password": DEMO_PASSWORD}
-        )
-        assert response.status_code == 200, response.text
-        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
-        yield http
 
 
 def noon(settings: Settings) -> datetime:

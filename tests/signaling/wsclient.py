@@ -38,6 +38,20 @@ async def staff_cookie(live: Listening, user: User) -> str:
 
 
 @asynccontextmanager
+async def staff_api(live: Listening, user: User) -> AsyncIterator[httpx2.AsyncClient]:
+    """An HTTP client signed in as ``user``, with the session's CSRF token."""
+    async with httpx2.AsyncClient(
+        base_url=live.url, headers={"Origin": ORIGIN}, timeout=LOGIN_TIMEOUT
+    ) as http:
+        response = await http.post(
+            "/api/v1/auth/login", json={"email": user.email, "password": DEMO_PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        yield http
+
+
+@asynccontextmanager
 async def ws_connect(
     live: Listening, query: str, cookie: str | None, origin: str = ORIGIN
 ) -> AsyncIterator[Client]:
