@@ -10,6 +10,8 @@ refusal (``app.throttle.paced_refusals``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,20 +28,23 @@ class LoginShedding:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # (No frame of its own around other requests: see ``RequestMetricsMiddleware``.)
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == LOGIN_PATH:
             res: Resources | None = getattr(scope["app"].state, "resources", None)
             if res is not None:
-                try:
-                    async with paced_refusals(res.settings.login_refusal_pace_seconds):
-                        res.passwords.enter_login()
-                except Unavailable as refusal:
-                    response = await konsil_error_handler(Request(scope), refusal)
-                    await response(scope, receive, send)
-                    return
-                try:
-                    await self.app(scope, receive, send)
-                finally:
-                    res.passwords.leave_login()
-                return
-        await self.app(scope, receive, send)
+                return self._login(res, scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _login(self, res: Resources, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with paced_refusals(res.settings.login_refusal_pace_seconds):
+                res.passwords.enter_login()
+        except Unavailable as refusal:
+            response = await konsil_error_handler(Request(scope), refusal)
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            res.passwords.leave_login()
