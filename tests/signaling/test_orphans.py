@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.broker.memory import MemoryBroker
-from app.scheduling.models import RoomState
+from app.errors import InvalidTransition
+from app.rooms.state import Action
+from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
 from app.signaling import envelope as env
 from app.signaling import resume as records
@@ -24,6 +26,7 @@ from app.signaling.orphans import HOLD_MARGIN_SECONDS, Orphans, scope
 from app.signaling.replicas import Replicas
 from app.signaling.seats import RESUME_RECORD_MARGIN_SECONDS, Seats
 from app.signaling.session import Member
+from app.signaling.waiting import WaitingRooms
 from app.tasks import Tasks
 from tests.factories import Demo
 from tests.live import live_server
@@ -75,6 +78,63 @@ def test_the_registry_is_one_per_database(make_settings: Callable[..., Settings]
     other = make_settings(database_url="postgresql+asyncpg://k:secret@db/other")
     assert scope(one) == scope(same) != scope(other)
     assert "secret" not in env.processes_key(scope(one))
+
+
+class Ending:
+    """A ``Seats`` told to end a dead process's seat, with a database that answers ``fails``
+    (nothing: a departure that works)."""
+
+    def __init__(self, settings: Settings, broker: MemoryBroker, fails: Exception | None):
+        self.told: list[object] = []
+        self.fails = fails
+
+        async def publish(channel: str, message: object) -> None:
+            self.told.append(message)
+
+        replicas = SimpleNamespace(origin="o_survivor", rooms={}, publish=publish)
+        self.seats = Seats(
+            settings=settings,
+            broker=broker,
+            replicas=cast(Replicas, replicas),
+            act=self._act,
+            waiting=cast(WaitingRooms, SimpleNamespace()),
+        )
+
+    async def _act(self, appointment_id: int, action: Action, who: object) -> Appointment:
+        if self.fails is not None:
+            raise self.fails
+        return cast(Appointment, SimpleNamespace())  # (not read by the departure)
+
+
+async def test_seats_ending_a_seat_raises_if_the_database_is_out_of_reach(
+    make_settings: Callable[..., Settings],
+) -> None:
+    ending = Ending(make_settings(), MemoryBroker(), OSError("the database is out of reach"))
+    with pytest.raises(OSError, match="out of reach"):
+        await ending.seats.end(42, member(origin="o_dead", record="konsil:resume:orphan"))
+
+
+async def test_seats_ending_a_seat_whose_room_refuses_the_departure_is_done(
+    make_settings: Callable[..., Settings],
+) -> None:
+    ending = Ending(make_settings(), MemoryBroker(), InvalidTransition())
+    await ending.seats.end(42, member(origin="o_dead", record="konsil:resume:orphan"))
+    assert len(ending.told) == 1  # the room heard it was lost
+
+
+async def test_seats_a_seat_replaced_since_on_any_process_is_not_ended(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings, broker = make_settings(), MemoryBroker()
+    old = member(origin="o_dead", record="konsil:resume:orphan")
+    # A reload joined afresh on a process this one knows nothing of.
+    await broker.put(records.current_key_of(42, old), b"p_2", 60)
+    ending = Ending(settings, broker, None)
+    await ending.seats.end(42, old)
+    assert ending.told == []
+    await broker.put(records.current_key_of(42, old), old.id.encode(), 60)
+    await ending.seats.end(42, old)
+    assert len(ending.told) == 1
 
 
 class Survivor:
