@@ -6,10 +6,11 @@ the protocol layer above carries sequence numbers so a gap is noticed.
 
 Backends live in their own modules (``memory``, ``redis``) and are imported by the factory.
 
-Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, atomic ``take``,
-``refresh``, ``extend`` and ``exists``): the signalling hub stores resume records and each process's
-liveness there, so a client may resume on any process. Atomic counters and holds (``count``,
-``hold``, ``forget``) carry the throttles (``app.throttle``), so that two processes share one
+Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, atomic ``take``
+and ``take_reading``, ``get``, ``refresh``, ``extend`` and ``exists``): the signalling hub
+stores resume records, the current participant of each seat and each process's liveness
+there, so a client may resume on any process. Atomic counters and holds (``count``, ``hold``,
+``forget``) carry the throttles (``app.throttle``), so that two processes share one
 budget. Small hashes (``file``, ``unfile``, ``filed``) and ``present`` carry the registry of
 server processes and the index of the seats each holds (``app.signaling.orphans``).
 """
@@ -60,6 +61,15 @@ class Broker(Protocol):
 
     async def take(self, key: str) -> bytes | None:
         """Atomically reads and deletes ``key``: only one caller ever gets a value."""
+        ...
+
+    async def take_reading(self, key: str, other: str) -> tuple[bytes | None, bytes | None]:
+        """``take(key)`` and the value of ``other`` (None if missing), in one atomic step and
+        one round trip."""
+        ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The value of ``key``, None if it is missing or expired (read only)."""
         ...
 
     async def exists(self, key: str) -> bool:

@@ -61,6 +61,13 @@ class MemoryBroker:
         expiry, value = self._keys.pop(key, (0.0, b""))
         return value if expiry > self._clock() else None
 
+    async def take_reading(self, key: str, other: str) -> tuple[bytes | None, bytes | None]:
+        return await self.take(key), await self.get(other)  # (no await in between really)
+
+    async def get(self, key: str) -> bytes | None:
+        expiry, value = self._keys.get(key, (0.0, b""))
+        return value if expiry > self._clock() else None
+
     async def exists(self, key: str) -> bool:
         expiry, _ = self._keys.get(key, (0.0, b""))
         return expiry > self._clock()

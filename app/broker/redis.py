@@ -128,6 +128,16 @@ class RedisBroker:
         value = await self._redis.getdel(key)  # Redis >= 6.2: atomic read-and-delete
         return value if isinstance(value, bytes) or value is None else str(value).encode()
 
+    async def take_reading(self, key: str, other: str) -> tuple[bytes | None, bytes | None]:
+        async with self._redis.pipeline(transaction=True) as pipe:  # MULTI/EXEC: atomic
+            pipe.getdel(key)
+            pipe.get(other)
+            taken, read = await pipe.execute()
+        return _bytes(taken), _bytes(read)
+
+    async def get(self, key: str) -> bytes | None:
+        return _bytes(await self._redis.get(key))
+
     async def exists(self, key: str) -> bool:
         return bool(await self._redis.exists(key))
 
@@ -246,6 +256,10 @@ class RedisBroker:
             waiting = self._confirm.get(name)
             if waiting is not None and not waiting.done():
                 waiting.set_result(None)
+
+
+def _bytes(raw: object) -> bytes | None:
+    return raw if isinstance(raw, bytes) or raw is None else str(raw).encode()
 
 
 def _text(raw: object) -> str:

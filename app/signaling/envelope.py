@@ -35,6 +35,11 @@ def resume_key(resume_hash: str) -> str:
     return f"konsil:resume:{resume_hash}"
 
 
+def current_key(seat_hash: str) -> str:
+    """Names the current participant of one seat of a room (``resume.current_key``)."""
+    return f"konsil:current:{seat_hash}"
+
+
 def ending_key(appointment_id: int, participant_id: str) -> str:
     """Held by the one process that ends a dead process's seat whose record was gone."""
     return f"konsil:ending:{appointment_id}:{participant_id}"

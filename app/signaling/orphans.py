@@ -15,7 +15,8 @@ elsewhere meanwhile (its record taken by the resume) or ended by an adopting sur
 alone, and each seat is ended exactly once. A record it takes is ended as an expiry would:
 ``leave`` (lost) on the room's channel, and a patient's room goes back to ``scheduled``. Then
 the index and the registry entry go. A process that only stalled (its liveness key is back)
-is left alone.
+is left alone. If ending a seat fails (the broker or the database out of reach), its record
+goes back and the hold is given up: the next beat's claim, here or elsewhere, tries again.
 
 The registry is one per database (``scope``): services, or test runs, that share a Redis but
 not a database never end each other's seats.
@@ -24,11 +25,12 @@ not a database never end each other's seats.
 from __future__ import annotations
 
 import hashlib
+from contextlib import suppress
 from functools import partial
 
 import anyio
 
-from app.broker import Broker
+from app.broker import UNAVAILABLE, Broker
 from app.logging import get_logger
 from app.settings import Settings
 from app.signaling import envelope as env
@@ -100,6 +102,10 @@ class Orphans:
             await self._end_seats(origin)
         except Exception as exc:  # the broker or the database is down: tried again later
             log.warning("signaling.orphans_failed", origin=origin, error=type(exc).__name__)
+            # At the next beat, by whichever survivor claims the dead process first.
+            self._next_try.pop(origin, None)
+            with suppress(*UNAVAILABLE):
+                await self.broker.forget(env.orphans_key(origin))
         finally:
             self._ending.pop(origin, None)
 
@@ -117,13 +123,23 @@ class Orphans:
         if await self.broker.exists(env.alive_key(origin)):
             log.info("signaling.orphans_alive", origin=origin)  # it only stalled
             return
-        ended = 0
-        for key in keys:
-            raw = await self.broker.take(key)  # None: resumed elsewhere, or ended already
-            seat = records.parse(raw) if raw is not None else None
-            if seat is not None:
-                await self.seats.end(*seat)
-                ended += 1
+        ended = [await self._end_seat(key, keep) for key in keys].count(True)
         await self.broker.forget(index)
         await self.broker.unfile(self.registry, origin)
         log.info("signaling.orphans_ended", origin=origin, seats=len(keys), ended=ended)
+
+    async def _end_seat(self, key: str, keep: int) -> bool:
+        """Ends the seat of record ``key`` if the record is still there: whether it was."""
+        raw = await self.broker.take(key)
+        if raw is None:  # resumed elsewhere, or ended already
+            return False
+        seat = records.parse(raw)
+        if seat is None:
+            return False
+        try:
+            await self.seats.end(*seat)
+        except Exception:
+            # Not ended: the record goes back, for the next claim to end the seat.
+            await self.broker.put(key, raw, keep)
+            raise
+        return True

@@ -7,6 +7,12 @@ If the process holding a timer dies with it, another process with a replica of t
 the seat over (``adopt``, told by ``liveness``). Each process also files the records of the seats
 it holds in its index in the broker (``env.seats_key``), so that a survivor can end them even
 in rooms no process has a replica of any more (``orphans``).
+
+A connection that joins afresh (a reloaded page has no resume id) replaces the participant of
+its seat (``Room.add``) and names itself the seat's current one in the broker
+(``resume.current_key``) before a patient's arrival: whichever process then takes the old
+participant's record (a resume, an expiry here, an adoption, a survivor ending a dead
+process's seats) finds it replaced, and the record ends nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import anyio
 
 from app.accounts.service import Principal
 from app.broker import UNAVAILABLE, Broker
-from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED, LinkInvalid, RoomFull
+from app.errors import WS_ROOM_CLOSED, WS_UNAUTHENTICATED, KonsilError, LinkInvalid, RoomFull
 from app.logging import get_logger
 from app.rooms import service as rooms
 from app.rooms.state import Action, Actor
@@ -35,7 +41,7 @@ from app.signaling import resume as records
 from app.signaling import wire
 from app.signaling.connection import Connection
 from app.signaling.replicas import LocalRoom, Replicas
-from app.signaling.session import Member, same_seat
+from app.signaling.session import Member
 from app.signaling.waiting import WaitingRooms
 from app.tokens import new_token, session_key
 from app.turn import ice_servers
@@ -82,6 +88,7 @@ class Seats:
         self.act = act
         self.waiting = waiting
         self.seat_ttl = records.seat_ttl(settings)
+        self.current_ttl = records.current_ttl(settings)
         self.index = env.seats_key(replicas.origin)  # this process's seats (``orphans``)
         self._ending: set[str] = set()  # adopted seats being ended (``_expire_adopted``)
 
@@ -100,17 +107,26 @@ class Seats:
         ``lang``: the language of the participant's page (which details of staff it is shown)."""
         local = await self.replicas.acquire(appointment_id)
         try:
-            seat = await self._resume(local, who, resume) if resume else None
             role = m.PARTICIPANT_ROLES[actor.value]
+            seat = await self._resume(local, role, who, resume) if resume else None
             if seat is None and local.room.full_for(role, session_key(who.session_id), who.user_id):
                 # (Only the participants this process knows of: see docs/protocol.md.)
                 raise RoomFull()
             state, since = local.room.state, local.room.waiting_since
-            if seat is None and actor is Actor.PATIENT:
-                appointment = await self.act(appointment_id, Action.ARRIVE, who)
-                state, since = appointment.room_state, appointment.waiting_since
             resumed = seat is not None
-            seat = seat or await self._new_seat(appointment_id, actor, who)
+            if seat is None:
+                seat = await self._new_seat(appointment_id, actor, who)
+                # Before the arrival: the seat's earlier participant, if any, is replaced from
+                # now on, on every process. (An expiry of it that asked just before this may
+                # still depart; it has then almost always done so before the arrival below.)
+                await self.broker.put(
+                    records.current_key_of(appointment_id, seat.member),
+                    seat.member.id.encode(),
+                    self.current_ttl,
+                )
+                if actor is Actor.PATIENT:
+                    appointment = await self.act(appointment_id, Action.ARRIVE, who)
+                    state, since = appointment.room_state, appointment.waiting_since
         except BaseException:
             await self.replicas.release(appointment_id)
             raise
@@ -193,12 +209,17 @@ class Seats:
             ice_ttl=self.settings.turn_ttl_seconds,
         )
 
-    async def _resume(self, local: LocalRoom, who: Principal, resume: str) -> Seat | None:
+    async def _resume(
+        self, local: LocalRoom, role: m.Role, who: Principal, resume: str
+    ) -> Seat | None:
         appointment_id, session = local.room.appointment_id, session_key(who.session_id)
-        raw = await self.broker.take(records.record_key(appointment_id, session, resume))
+        raw, current = await self.broker.take_reading(
+            records.record_key(appointment_id, session, resume),
+            records.current_key(appointment_id, role, session, who.user_id),
+        )
         member = records.unpack(raw, appointment_id, session) if raw is not None else None
-        if member is None:
-            return None
+        if member is None or not records.is_current(current, member):
+            return None  # (a record of a participant replaced since is used up all the same)
         timer = local.timers.pop(member.id, None)
         if timer is not None:
             timer.cancel()
@@ -222,7 +243,7 @@ class Seats:
         elif left or conn.close_code in (WS_ROOM_CLOSED, WS_UNAUTHENTICATED):
             # (A connection whose session ended cannot resume: its seat goes now.)
             # Whoever takes the record owns the participant: a resume that won keeps it.
-            if await self.broker.take(key) is not None:
+            if await self._take(seat.appointment_id, seat.member, key):
                 await self._gone(seat, "left")
         elif await self.broker.refresh(
             key, self.settings.ws_resume_seconds + RESUME_RECORD_MARGIN_SECONDS
@@ -250,9 +271,7 @@ class Seats:
             local.timers.pop(seat.member.id, None)
         try:
             # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
-            # A seat replaced meanwhile by a new connection of the same session (a reloaded
-            # page has no resume id) is not gone: its successor holds the room.
-            if await self.broker.take(key) is not None and self._still_held(seat):
+            if await self._take(seat.appointment_id, seat.member, key):
                 await self._gone(seat, "lost")
         except Exception as exc:  # the broker or the database is down: the replica still goes
             log.warning("signaling.expiry_failed", error=type(exc).__name__)
@@ -314,11 +333,14 @@ class Seats:
                 env.alive_key(seat.member.origin)
             ):
                 if held:
-                    ends = await self.broker.take(seat.resume_key) is not None
+                    ends = await self._take(seat.appointment_id, seat.member, seat.resume_key)
                 else:
                     await self.broker.take(seat.resume_key)  # (if it came back meanwhile)
                     hold = env.ending_key(seat.appointment_id, member_id)
-                    ends = await self.broker.hold(hold, ENDING_HOLD_SECONDS) == 0.0
+                    ends = (
+                        await self._current(seat.appointment_id, seat.member)
+                        and await self.broker.hold(hold, ENDING_HOLD_SECONDS) == 0.0
+                    )
                 if ends:
                     await self._gone(seat, "lost")
         except Exception as exc:  # the broker or the database is down: tried again later
@@ -336,23 +358,40 @@ class Seats:
     async def end(self, appointment_id: int, member: Member) -> None:
         """Ends the seat of a dead process whose record the caller took (``orphans``): its
         room hears it was lost and a patient's room goes back to ``scheduled``, as if it had
-        expired on that process. Not if this process's replica of the room has a newer
-        participant of the same session (a reloaded page joins afresh, without a resume id):
-        that one holds the room. (A patient who rejoined on yet another process is not seen
-        from here.)"""
-        local = self.replicas.rooms.get(appointment_id)
-        if local is not None and any(
-            other.id != member.id
-            and same_seat(other, member.role, member.session_key, member.user_id)
-            for other in local.room.members.values()
-        ):
-            return
-        await self._gone(Seat(appointment_id, member, member.record), "lost")
+        expired on that process. Not if the participant was replaced meanwhile, on any process
+        (a reloaded page joins afresh, without a resume id): its successor holds the room."""
+        if await self._current(appointment_id, member):
+            # Raises if the room could not be told, or the database was out of reach: the
+            # caller tries again later. (A room that refuses the departure needs none.)
+            seat = Seat(appointment_id, member, member.record)
+            await self._gone(seat, "lost", ignored=KonsilError)
 
-    async def _gone(self, seat: Seat, reason: Literal["left", "lost"]) -> None:
+    async def _take(self, appointment_id: int, member: Member, key: str) -> bool:
+        """Takes ``member``'s record ``key``: whether it was there and ``member`` is still its
+        seat's current participant. Whoever takes the record owns the participant; the record
+        of one replaced by a fresh join is used up (one broker call)."""
+        raw, current = await self.broker.take_reading(
+            key, records.current_key_of(appointment_id, member)
+        )
+        return raw is not None and records.is_current(current, member)
+
+    async def _current(self, appointment_id: int, member: Member) -> bool:
+        """Whether ``member`` is still its seat's current participant (not replaced since)."""
+        found = await self.broker.get(records.current_key_of(appointment_id, member))
+        return records.is_current(found, member)
+
+    async def _gone(
+        self,
+        seat: Seat,
+        reason: Literal["left", "lost"],
+        *,
+        ignored: type[Exception] = Exception,
+    ) -> None:
+        """The participant left for good: its room hears so, and a patient's room goes back
+        to ``scheduled``. ``ignored``: the failures of the latter that are not raised."""
         await self.replicas.publish(
             env.room_channel(seat.appointment_id), wire.Leave(pid=seat.member.id, reason=reason)
         )
         if seat.member.role == "patient":
-            with suppress(Exception):
+            with suppress(ignored):
                 await self.act(seat.appointment_id, Action.DEPART, None)

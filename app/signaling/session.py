@@ -116,6 +116,14 @@ def same_seat(member: Member, role: m.Role, session_key: str, user_id: int | Non
     )
 
 
+def seat_name(role: m.Role, session_key: str, user_id: int | None) -> str:
+    """What ``same_seat`` compares, as one name: the same staff member in the same role (on
+    any device), or else the same session."""
+    if role in m.STAFF_ROLES and user_id is not None:
+        return f"{role}:{user_id}"
+    return f"session:{session_key}"
+
+
 def check_media(role: m.Role, media: m.MediaState, *, patient_screen_share: bool) -> None:
     """Refuses ``screen_sharing: true`` from a guest always and from a patient unless the
     operator allows it (``KONSIL_PATIENT_SCREEN_SHARE``): the state is then neither kept nor

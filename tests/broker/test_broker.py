@@ -78,6 +78,25 @@ async def test_broker_take_returns_a_key_once(broker: Broker) -> None:
     assert results.count(None) == 4
 
 
+async def test_broker_take_reading_takes_one_key_and_reads_another(broker: Broker) -> None:
+    key, other = channel(), channel()
+    await broker.put(key, b"record", 30)
+    await broker.put(other, b"current", 30)
+    assert await broker.take_reading(key, other) == (b"record", b"current")
+    assert await broker.take_reading(key, other) == (None, b"current")
+    assert await broker.get(other) == b"current"  # read, not taken
+    assert await broker.take_reading(key, channel()) == (None, None)
+
+
+async def test_broker_get_reads_without_taking(broker: Broker) -> None:
+    key = channel()
+    assert await broker.get(key) is None
+    await broker.put(key, b"value", 30)
+    assert await broker.get(key) == b"value"
+    assert await broker.take(key) == b"value"
+    assert await broker.get(key) is None
+
+
 async def test_broker_refresh_keeps_a_live_key(broker: Broker) -> None:
     key = channel()
     await broker.put(key, b"record", 30)

@@ -15,21 +15,24 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.broker.memory import MemoryBroker
+from app.errors import InvalidTransition
+from app.rooms.state import Action
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
 from app.signaling import envelope as env
 from app.signaling import resume as records
 from app.signaling.hub import Hub
-from app.signaling.orphans import Orphans, scope
+from app.signaling.orphans import HOLD_MARGIN_SECONDS, Orphans, scope
 from app.signaling.replicas import Replicas
-from app.signaling.seats import Seats
+from app.signaling.seats import RESUME_RECORD_MARGIN_SECONDS, Seats
 from app.signaling.session import Member
+from app.signaling.waiting import WaitingRooms
 from app.tasks import Tasks
-from tests.factories import Demo, make_appointment, patient_token
-from tests.live import Live, live_server
+from tests.factories import Demo
+from tests.live import live_server
 from tests.services import REDIS_URL
+from tests.signaling.dying import patient_on_a_dying_process, room_state
 from tests.signaling.test_liveness import hub_of
-from tests.signaling.test_ws_resume import random_id
 from tests.signaling.wsclient import TIMEOUT, ws_connect
 
 
@@ -57,6 +60,18 @@ def test_a_record_that_cannot_be_read_gives_nothing(raw: bytes) -> None:
     assert records.parse(raw) is None
 
 
+def test_the_current_participant_of_a_seat_is_named_longer_than_any_record_lives(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # A record lives ``seat_ttl`` from its last write, and a survivor ending a dead process's
+    # seats keeps it the window and its hold's margin more: a successor named for less would
+    # leave an old record that ends it.
+    settings = make_settings(ws_resume_seconds=120)
+    longest = records.seat_ttl(settings) + settings.ws_resume_seconds
+    longest += HOLD_MARGIN_SECONDS + RESUME_RECORD_MARGIN_SECONDS
+    assert records.current_ttl(settings) >= longest
+
+
 def test_the_registry_is_one_per_database(make_settings: Callable[..., Settings]) -> None:
     one = make_settings(database_url="postgresql+asyncpg://k:secret@db/konsil")
     same = make_settings(database_url="postgresql+asyncpg://k:secret@db/konsil")
@@ -65,12 +80,70 @@ def test_the_registry_is_one_per_database(make_settings: Callable[..., Settings]
     assert "secret" not in env.processes_key(scope(one))
 
 
+class Ending:
+    """A ``Seats`` told to end a dead process's seat, with a database that answers ``fails``
+    (nothing: a departure that works)."""
+
+    def __init__(self, settings: Settings, broker: MemoryBroker, fails: Exception | None):
+        self.told: list[object] = []
+        self.fails = fails
+
+        async def publish(channel: str, message: object) -> None:
+            self.told.append(message)
+
+        replicas = SimpleNamespace(origin="o_survivor", rooms={}, publish=publish)
+        self.seats = Seats(
+            settings=settings,
+            broker=broker,
+            replicas=cast(Replicas, replicas),
+            act=self._act,
+            waiting=cast(WaitingRooms, SimpleNamespace()),
+        )
+
+    async def _act(self, appointment_id: int, action: Action, who: object) -> Appointment:
+        if self.fails is not None:
+            raise self.fails
+        return cast(Appointment, SimpleNamespace())  # (not read by the departure)
+
+
+async def test_seats_ending_a_seat_raises_if_the_database_is_out_of_reach(
+    make_settings: Callable[..., Settings],
+) -> None:
+    ending = Ending(make_settings(), MemoryBroker(), OSError("the database is out of reach"))
+    with pytest.raises(OSError, match="out of reach"):
+        await ending.seats.end(42, member(origin="o_dead", record="konsil:resume:orphan"))
+
+
+async def test_seats_ending_a_seat_whose_room_refuses_the_departure_is_done(
+    make_settings: Callable[..., Settings],
+) -> None:
+    ending = Ending(make_settings(), MemoryBroker(), InvalidTransition())
+    await ending.seats.end(42, member(origin="o_dead", record="konsil:resume:orphan"))
+    assert len(ending.told) == 1  # the room heard it was lost
+
+
+async def test_seats_a_seat_replaced_since_on_any_process_is_not_ended(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings, broker = make_settings(), MemoryBroker()
+    old = member(origin="o_dead", record="konsil:resume:orphan")
+    # A reload joined afresh on a process this one knows nothing of.
+    await broker.put(records.current_key_of(42, old), b"p_2", 60)
+    ending = Ending(settings, broker, None)
+    await ending.seats.end(42, old)
+    assert ending.told == []
+    await broker.put(records.current_key_of(42, old), old.id.encode(), 60)
+    await ending.seats.end(42, old)
+    assert len(ending.told) == 1
+
+
 class Survivor:
     """An ``Orphans`` with what it needs of a process: its origin, its tasks, and seats that
     only record what they are told to end."""
 
     def __init__(self, settings: Settings, broker: MemoryBroker, tasks: Tasks, name: str):
         self.ended: list[tuple[int, Member]] = []
+        self.failures = 0  # how many ``end`` calls fail first (the database out of reach)
         replicas = SimpleNamespace(origin=name, tasks=tasks)
         seats = SimpleNamespace(end=self._end)
         self.orphans = Orphans(
@@ -81,6 +154,9 @@ class Survivor:
         )
 
     async def _end(self, appointment_id: int, member: Member) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("the database is out of reach")
         self.ended.append((appointment_id, member))
 
 
@@ -112,6 +188,16 @@ async def handled(survivor: Survivor, origin: str) -> None:
         await asyncio.sleep(0.02)
 
 
+async def given_up(survivor: Survivor, origin: str) -> None:
+    """Waits until the survivor tried to end ``origin``'s seats and gave up its hold."""
+    # The broker has no event for it; a short poll, bounded by the caller's timeout.
+    while True:
+        hold = env.orphans_key(origin)
+        if not survivor.failures and not await survivor.orphans.broker.exists(hold):
+            return
+        await asyncio.sleep(0.02)
+
+
 async def test_orphans_one_survivor_ends_a_dead_process_seats_after_the_window(
     make_settings: Callable[..., Settings],
 ) -> None:
@@ -128,6 +214,28 @@ async def test_orphans_one_survivor_ends_a_dead_process_seats_after_the_window(
         assert (one.ended, two.ended) == ([(42, seat)], [])
         assert await broker.filed(env.seats_key(dead)) == {}
         assert await one.orphans.registered() == {"o_two"}
+
+
+async def test_orphans_a_seat_whose_ending_failed_is_ended_at_the_next_claim(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings, broker = make_settings(ws_resume_seconds=1), MemoryBroker()
+    seat = member(origin="o_dead", record="konsil:resume:orphan")
+    async with survivors(settings, broker) as (one, two):
+        one.failures = 1
+        dead = await dead_process(settings, broker, seat)
+        await one.orphans.claim(dead)
+        async with asyncio.timeout(TIMEOUT):
+            await given_up(one, dead)
+        # Not ended: the record is back and the dead process still registered, for the next
+        # beat's claim (here by the other survivor).
+        assert one.ended == []
+        assert await broker.exists(seat.record)
+        assert dead in await two.orphans.registered()
+        await two.orphans.claim(dead)
+        async with asyncio.timeout(TIMEOUT):
+            await handled(two, dead)
+        assert (one.ended, two.ended) == ([], [(42, seat)])
 
 
 async def test_orphans_a_seat_resumed_elsewhere_is_not_ended(
@@ -159,32 +267,6 @@ async def test_orphans_a_process_that_only_stalled_keeps_its_seats(
         assert dead in await one.orphans.registered()
 
 
-async def room_state(sessions: async_sessionmaker[AsyncSession], appointment_id: int) -> RoomState:
-    async with sessions() as session:
-        appointment = await session.get(Appointment, appointment_id, populate_existing=True)
-        assert appointment is not None
-        return appointment.room_state
-
-
-def dies(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on the process does nothing about its seats, as if killed: no liveness key,
-    and a connection that ends is not noticed (no expiry timer, the index as it was)."""
-
-    async def nothing(*args: object, **kwargs: object) -> None:
-        return None
-
-    monkeypatch.setattr(hub.seats, "disconnect", nothing)
-
-
-async def waiting_patient(
-    server: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
-) -> tuple[Appointment, str, str]:
-    appointment = await make_appointment(sessions, demo, appointment_id=random_id())
-    query = f"as=patient&appointment={appointment.id}"
-    cookie = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
-    return appointment, query, cookie
-
-
 async def cleaned_up(survivor: Hub, dead: Hub) -> None:
     """Waits until the survivor has dealt with the dead process: registry entry and index gone."""
     registry = survivor.liveness.orphans.registry
@@ -205,25 +287,10 @@ async def test_a_patient_waiting_alone_on_a_dead_process_is_ended_by_a_survivor(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = make_settings(broker_url=REDIS_URL, ws_resume_seconds=1)
-    async with live_server(cfg) as first, live_server(cfg) as second:
-        dead, survivor = hub_of(first), hub_of(second)
-        appointment, query, cookie = await waiting_patient(first, demo, cfg, sessions)
-        assert appointment.id is not None
-        async with ws_connect(first, query, cookie) as patient:
-            await patient.send(type="join")
-            await patient.expect("joined")
-            assert await room_state(sessions, appointment.id) is RoomState.WAITING
-            # The room is on the dead process only: no survivor has a replica to adopt from.
-            assert appointment.id not in survivor.replicas.rooms
-            indexed = await survivor.replicas.broker.filed(env.seats_key(dead.replicas.origin))
-            assert list(indexed.values()) == [str(appointment.id).encode()]
-            dies(dead, monkeypatch)
-            await dead.liveness.stop()
-            # The patient's device is gone too.
-            patient.ws.transport.abort()
-            async with asyncio.timeout(TIMEOUT + cfg.ws_resume_seconds):
-                await cleaned_up(survivor, dead)
-        assert await room_state(sessions, appointment.id) is RoomState.SCHEDULED
+    async with patient_on_a_dying_process(cfg, demo, sessions, monkeypatch) as dying:
+        async with asyncio.timeout(TIMEOUT + cfg.ws_resume_seconds):
+            await cleaned_up(dying.survivor, dying.dead)
+        assert await room_state(sessions, dying.appointment_id) is RoomState.SCHEDULED
 
 
 @pytest.mark.redis
@@ -235,30 +302,24 @@ async def test_a_patient_of_a_dead_process_who_resumes_within_the_window_keeps_t
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = make_settings(broker_url=REDIS_URL, ws_resume_seconds=3)
-    async with live_server(cfg) as first, live_server(cfg) as second:
-        dead, survivor = hub_of(first), hub_of(second)
-        appointment, query, cookie = await waiting_patient(first, demo, cfg, sessions)
-        assert appointment.id is not None
-        async with ws_connect(first, query, cookie) as patient:
-            await patient.send(type="join")
-            joined = await patient.expect("joined")
-            dies(dead, monkeypatch)
-            await dead.liveness.stop()
-            patient.ws.transport.abort()
+    async with (
+        patient_on_a_dying_process(cfg, demo, sessions, monkeypatch) as dying,
         # Back at once, on the survivor: its old record (still in the dead one's index) is
         # taken by the resume, so the survivor ending the dead process's seats leaves it be.
-        async with ws_connect(second, query, cookie) as again:
-            await again.send(type="join", resume=joined["resume_id"])
-            resumed = await again.expect("joined")
-            assert resumed["resumed"] is True
-            async with asyncio.timeout(TIMEOUT + cfg.ws_resume_seconds):
-                await cleaned_up(survivor, dead)
-            assert await room_state(sessions, appointment.id) is RoomState.WAITING
-            members = survivor.replicas.rooms[appointment.id].room.members
-            assert joined["participant_id"] in members
-            # The seat is in the survivor's index now, under its new record.
-            mine = await survivor.replicas.broker.filed(env.seats_key(survivor.replicas.origin))
-            assert str(appointment.id).encode() in mine.values()
+        ws_connect(dying.second, dying.query, dying.cookie) as again,
+    ):
+        survivor, joined = dying.survivor, dying.joined
+        await again.send(type="join", resume=joined["resume_id"])
+        resumed = await again.expect("joined")
+        assert resumed["resumed"] is True
+        async with asyncio.timeout(TIMEOUT + cfg.ws_resume_seconds):
+            await cleaned_up(survivor, dying.dead)
+        assert await room_state(sessions, dying.appointment_id) is RoomState.WAITING
+        members = survivor.replicas.rooms[dying.appointment_id].room.members
+        assert joined["participant_id"] in members
+        # The seat is in the survivor's index now, under its new record.
+        mine = await survivor.replicas.broker.filed(env.seats_key(survivor.replicas.origin))
+        assert str(dying.appointment_id).encode() in mine.values()
 
 
 @pytest.mark.redis
@@ -272,23 +333,50 @@ async def test_a_patient_of_a_dead_process_who_reloads_on_the_survivor_stays_wai
     """A reloaded page has no resume id: the patient joins afresh on the survivor. Ending the
     dead process's old seat of that session must not take them out of the waiting room."""
     cfg = make_settings(broker_url=REDIS_URL, ws_resume_seconds=2)
-    async with live_server(cfg) as first, live_server(cfg) as second:
-        dead, survivor = hub_of(first), hub_of(second)
-        appointment, query, cookie = await waiting_patient(first, demo, cfg, sessions)
-        assert appointment.id is not None
-        async with ws_connect(first, query, cookie) as patient:
-            await patient.send(type="join")
-            joined = await patient.expect("joined")
-            dies(dead, monkeypatch)
-            await dead.liveness.stop()
-            patient.ws.transport.abort()
-        async with ws_connect(second, query, cookie) as again:
+    async with (
+        patient_on_a_dying_process(cfg, demo, sessions, monkeypatch) as dying,
+        ws_connect(dying.second, dying.query, dying.cookie) as again,
+    ):
+        await again.send(type="join")
+        fresh = await again.expect("joined")
+        assert fresh["resumed"] is False
+        async with asyncio.timeout(TIMEOUT + cfg.ws_resume_seconds):
+            await cleaned_up(dying.survivor, dying.dead)
+        assert await room_state(sessions, dying.appointment_id) is RoomState.WAITING
+        members = dying.survivor.replicas.rooms[dying.appointment_id].room.members
+        assert list(members) == [fresh["participant_id"]]
+        assert dying.joined["participant_id"] not in members
+
+
+@pytest.mark.redis
+@pytest.mark.usefixtures("quick_liveness")
+async def test_a_patient_of_a_dead_process_who_reloads_on_a_third_process_stays_waiting(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reloaded page lands on a third process; the survivor that ends the dead process's
+    seats has no replica of the room and never heard of the new participant: it must still
+    leave the patient in the waiting room."""
+    cfg = make_settings(broker_url=REDIS_URL, ws_resume_seconds=2)
+    async with (
+        patient_on_a_dying_process(cfg, demo, sessions, monkeypatch) as dying,
+        live_server(cfg) as third,
+    ):
+        # Only the survivor (the second) may end the dead process's seats.
+        monkeypatch.setattr(hub_of(third).liveness.orphans, "claim", nothing)
+        async with ws_connect(third, dying.query, dying.cookie) as again:
             await again.send(type="join")
             fresh = await again.expect("joined")
             assert fresh["resumed"] is False
             async with asyncio.timeout(TIMEOUT + cfg.ws_resume_seconds):
-                await cleaned_up(survivor, dead)
-            assert await room_state(sessions, appointment.id) is RoomState.WAITING
-            members = survivor.replicas.rooms[appointment.id].room.members
+                await cleaned_up(dying.survivor, dying.dead)
+            assert dying.appointment_id not in dying.survivor.replicas.rooms
+            assert await room_state(sessions, dying.appointment_id) is RoomState.WAITING
+            members = hub_of(third).replicas.rooms[dying.appointment_id].room.members
             assert list(members) == [fresh["participant_id"]]
-            assert joined["participant_id"] not in members
+
+
+async def nothing(*args: object, **kwargs: object) -> None:
+    return None

@@ -24,7 +24,7 @@ def break_broker(monkeypatch: pytest.MonkeyPatch, broker: Broker) -> None:
     async def down(*args: Any, **kwargs: Any) -> None:
         raise RedisConnectionError("Connection refused")
 
-    for name in ("publish", "put", "take", "refresh"):
+    for name in ("publish", "put", "take", "take_reading", "get", "refresh"):
         monkeypatch.setattr(broker, name, down)
 
 

@@ -353,3 +353,33 @@ async def expiry_pending(live: Live, appointment_id: int) -> None:
         if found.replicas.rooms[appointment_id].timers:
             return
         await asyncio.sleep(0.01)
+
+
+async def test_ws_the_resume_id_of_a_seat_replaced_by_a_reload_no_longer_resumes(
+    live: Live, demo: Demo, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """An old tab coming back with its resume id after the page was reloaded elsewhere: the
+    seat is the reloaded page's now, so the old tab joins afresh (and replaces it in turn)
+    rather than putting a second participant of the session into the room."""
+    appointment = await make_appointment(sessions, demo, appointment_id=random_id())
+    assert appointment.id is not None
+    cookie = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    query = f"as=patient&appointment={appointment.id}"
+    async with ws_connect(live, query, cookie) as old:
+        await old.send(type="join")
+        first = await old.expect("joined")
+    await asyncio.wait_for(expiry_pending(live, appointment.id), TIMEOUT)
+    async with ws_connect(live, query, cookie) as reloaded:
+        await reloaded.send(type="join")
+        fresh = await reloaded.expect("joined")
+        async with ws_connect(live, query, cookie) as back:
+            await back.send(type="join", resume=first["resume_id"])
+            assert (await back.expect("error"))["code"] == "resume_failed"
+            again = await back.expect("joined")
+            assert again["resumed"] is False
+            assert await reloaded.closed_with() == WS_REPLACED
+            hub = live.app.state.resources.hub
+            assert isinstance(hub, Hub)
+            members = hub.replicas.rooms[appointment.id].room.members
+            assert list(members) == [again["participant_id"]]
+            assert {first["participant_id"], fresh["participant_id"]}.isdisjoint(members)
