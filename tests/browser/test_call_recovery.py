@@ -1,7 +1,7 @@
 """The offering side's ICE restart after a failed media path (frontend/static/call.js,
 recoverPath; docs/protocol.md, Resume and ICE restart), in real Chromium, in the two cases where
 it used to give up: the failure was seen while an offer was out, and the restart could not be
-sent because the websocket was down.
+sent because the websocket was down; and that an answered restart stays the failure's only one.
 
 A real failure takes a network cut and its own pace (tests/browser/test_call_quality.py); here
 the test holds the specialist's peer connection "failed" the way Chromium reports a vanished
@@ -271,3 +271,35 @@ async def test_call_recovery_a_restart_the_websocket_could_not_send_is_tried_aga
     await specialist.wait_for_function(f"() => ({SIGNALLING_STATE})() === 'stable'")
     await fail_path(specialist, False)
     await call_is_back(room)
+
+
+async def test_call_recovery_an_answered_restart_is_the_failures_one_restart(
+    browsing: Browsing,
+) -> None:
+    signalling = Signalling()
+    room = await admitted(browsing, signalling)
+    specialist = room.specialist
+    await call_is_back(room)
+
+    # The specialist's websocket drops and resumes: the server's renegotiate makes her page
+    # restart ICE. Its answer is held back, and the path fails meanwhile.
+    await signalling.cut()
+    await expect(specialist.locator("[data-call-status]")).to_have_text(
+        "Verbindung unterbrochen, wird wiederhergestellt…"
+    )
+    signalling.hold_answers = True
+    signalling.mend()
+    await eventually(
+        lambda: any(m.get("type") == "renegotiate" for m in signalling.heard), "renegotiate"
+    )
+    await eventually(lambda: bool(signalling.held), "the answer to the restart")
+    offers = len(signalling.offers())
+    assert await fail_path(specialist, True) == 1
+
+    # The answer comes: that restart was this failure's, no second one on top of it.
+    signalling.release()
+    await specialist.wait_for_function(f"() => ({SIGNALLING_STATE})() === 'stable'")
+    assert await fail_path(specialist, True) == 1
+    await fail_path(specialist, False)
+    await call_is_back(room)
+    assert len(signalling.offers()) == offers
