@@ -36,6 +36,11 @@ export const FATAL_MESSAGES = {
 // Roles of which a room has one: a newcomer in such a role replaces a stale peer (a reload).
 const SINGLE_ROLES = new Set(["patient", "specialist", "gp", "guest"]);
 
+/** Whether the media path failed: Chromium may say so only in connectionState (recoverPath). */
+function pathFailed(pc) {
+  return pc.iceConnectionState === "failed" || pc.connectionState === "failed";
+}
+
 function departure(who, reason) {
   if (reason === "left") return t("{name} has left the call.", { name: who });
   if (reason === "lost") return t("The connection to {name} was lost.", { name: who });
@@ -233,7 +238,7 @@ export class Call {
     const tile = new Tile(peer, who);
     const entry = {
       id: peer.id, role: peer.role, who, pc, tile, video: tile.video, pending: [], tracksAdded: false, offerer: false,
-      state: { ...NO_STATE, ...(peer.state || {}) }, remoteVideo: "waiting", iceLost: false, restarted: false, frames: -1, framesAt: 0,
+      state: { ...NO_STATE, ...(peer.state || {}) }, remoteVideo: "waiting", iceLost: false, restarted: false, restartOut: false, frames: -1, framesAt: 0,
     };
     pc.addEventListener("icecandidate", (event) => {
       const c = event.candidate;
@@ -253,6 +258,9 @@ export class Call {
       this.recoverPath(entry);
       this.renderStatus();
     });
+    pc.addEventListener("signalingstatechange", () => {
+      if (pc.signalingState === "stable") this.answered(entry);
+    });
     this.quality.watch(peer.id, pc, tile, () => !entry.state.audio_only && !entry.state.camera_off && entry.remoteVideo !== "none");
     this.peers.set(peer.id, entry);
     this.el.remote.append(tile.figure);
@@ -266,18 +274,43 @@ export class Call {
    * in connectionState: when the network a path used goes away (a link down, even for
    * seconds), its candidates and pairs go with it for good and connectionState becomes
    * "failed" while iceConnectionState stays "disconnected"; only a restart gathers again.
-   * Once per failure (both events come), and not while an offer is out: its answer brings new
-   * ICE itself, and a lost one is replaced after the server's `renegotiate`.
+   * Once per failure (both events come), and not while an offer is out (its answer is checked
+   * again in answered()). A restart that could not be sent (the websocket is down, the browser
+   * refused) does not count: the next sign of the same failure tries again, and a websocket
+   * that resumes brings the server's `renegotiate`.
    */
   recoverPath(entry) {
     const { pc } = entry;
-    if (pc.iceConnectionState !== "failed" && pc.connectionState !== "failed") {
+    if (!pathFailed(pc)) {
       entry.restarted = false;
       return;
     }
     if (!entry.offerer || entry.restarted || pc.signalingState !== "stable") return;
     entry.restarted = true;
-    this.restartIce(entry.id);
+    this.restartIce(entry.id)
+      .catch((error) => {
+        console.warn("ICE restart failed", error);
+        return false;
+      })
+      .then((sent) => {
+        if (!sent) entry.restarted = false;
+      });
+  }
+
+  /**
+   * Signalling is stable again (an answer came, or an unsent offer was taken back). A failure
+   * seen while the offer was out was left for now: if the answered offer restarted ICE, that
+   * was this failure's restart (its checks change the state, and a failure after them is a new
+   * one); any other answer leaves a failed path failed, so it is restarted now.
+   */
+  answered(entry) {
+    const restart = entry.restartOut;
+    entry.restartOut = false;
+    if (restart && pathFailed(entry.pc)) {
+      entry.restarted = true;
+      return;
+    }
+    this.recoverPath(entry);
   }
 
   remoteTrack(entry, event) {
@@ -350,12 +383,21 @@ export class Call {
     this.share.attach(entry.pc); // sharing: the screen goes out instead of the camera
   }
 
+  /**
+   * Sends an offer; false when the websocket is down. An offer nobody gets is taken back, so
+   * signalling does not wait for an answer that cannot come: the resume's `renegotiate` (or
+   * the next failure, recoverPath) makes a new one.
+   */
   async makeOffer(entry, iceRestart) {
     entry.offerer = true;
     this.addLocalTracks(entry);
-    const offer = await entry.pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
-    await entry.pc.setLocalDescription(offer);
-    this.signaling.send({ type: "offer", to: entry.id, sdp: entry.pc.localDescription.sdp });
+    const { pc } = entry;
+    const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
+    await pc.setLocalDescription(offer);
+    const sent = this.signaling.send({ type: "offer", to: entry.id, sdp: pc.localDescription.sdp });
+    entry.restartOut = sent && !!iceRestart;
+    if (!sent && pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+    return sent;
   }
 
   async offerFrom(from, sdp) {
@@ -394,12 +436,13 @@ export class Call {
     for (const candidate of pending) await this.addCandidate(entry, candidate);
   }
 
+  /** An ICE-restart offer to that peer; whether it went out (rejects if the browser refuses). */
   async restartIce(peerId) {
     const entry = this.peers.get(peerId);
-    if (!entry || !entry.offerer) return;
+    if (!entry || !entry.offerer) return false;
     await this.refreshIceServers();
     entry.pc.setConfiguration({ iceServers: this.iceServers });
-    await this.makeOffer(entry, true);
+    return this.makeOffer(entry, true);
   }
 
   async refreshIceServers() {
