@@ -131,36 +131,47 @@ class Seats:
             await self.replicas.release(appointment_id)
             raise
         local.conns[conn.id] = conn
-        if resume and not resumed:
-            conn.send(m.Error(code="resume_failed", message="Neu verbunden.", ref="join"))
-        joined = self._joined(seat, resumed, state)
-        moved = seat.member.record if seat.member.origin == self.replicas.origin else ""
-        seat.member = replace(
-            seat.member,
-            conn=conn.id,
-            lang=lang,
-            origin=self.replicas.origin,
-            record=seat.resume_key,
-        )
-        await self.broker.put(
-            seat.resume_key, records.pack(appointment_id, seat.member), self.seat_ttl
-        )
-        await self.broker.file(
-            self.index, seat.resume_key, str(appointment_id).encode(), self.seat_ttl
-        )
-        if moved:  # resumed from a connection of this process: its record is used up
-            await self._unfile(moved)
-        conn.send(joined)
-        since = since if state is RoomState.WAITING else None  # as in Room.state_message
-        told = m.RoomStateChanged(state=state, waiting_since=since)
-        conn.send(told)
-        # The event of this very change may reach the replica after the member: not twice.
-        local.room.heard[seat.member.id] = told
-        channel = env.room_channel(appointment_id)
-        if resumed:
-            await self.replicas.publish(channel, wire.Resumed(member=seat.member))
-        else:
-            await self.replicas.publish(channel, wire.Add(member=seat.member))
+        try:
+            if resume and not resumed:
+                conn.send(m.Error(code="resume_failed", message="Neu verbunden.", ref="join"))
+            joined = self._joined(seat, resumed, state)
+            moved = seat.member.record if seat.member.origin == self.replicas.origin else ""
+            seat.member = replace(
+                seat.member,
+                conn=conn.id,
+                lang=lang,
+                origin=self.replicas.origin,
+                record=seat.resume_key,
+            )
+            await self.broker.put(
+                seat.resume_key, records.pack(appointment_id, seat.member), self.seat_ttl
+            )
+            with suppress(*UNAVAILABLE):  # (read by ``orphans`` only: best effort)
+                await self.broker.file(
+                    self.index, seat.resume_key, str(appointment_id).encode(), self.seat_ttl
+                )
+            if moved:  # resumed from a connection of this process: its record is used up
+                await self._unfile(moved)
+            conn.send(joined)
+            since = since if state is RoomState.WAITING else None  # as in Room.state_message
+            told = m.RoomStateChanged(state=state, waiting_since=since)
+            conn.send(told)
+            # The event of this very change may reach the replica after the member: not twice.
+            local.room.heard[seat.member.id] = told
+            channel = env.room_channel(appointment_id)
+            if resumed:
+                await self.replicas.publish(channel, wire.Resumed(member=seat.member))
+            else:
+                await self.replicas.publish(channel, wire.Add(member=seat.member))
+        except BaseException:
+            # The broker failed half-way (a Redis hiccup): this connection holds nothing here
+            # any more, and a seat the room heard of is held for a resume, as after a drop.
+            with anyio.CancelScope(shield=True):
+                with suppress(Exception):
+                    await self.disconnect(conn, seat, left=False)
+                local.conns.pop(conn.id, None)
+                await self.replicas.release(appointment_id)
+            raise
         if actor is Actor.PATIENT:
             # After ``joined`` and ``room_state``: the place in line and any late notice.
             await self.waiting.watch(conn, appointment_id)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.broker import Broker
 from app.errors import WS_TRY_AGAIN_LATER
 from app.settings import Settings
+from tests.chaos.harness import until
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live
 from tests.signaling.wsclient import staff_cookie, ws_connect
@@ -71,3 +72,35 @@ async def test_broker_down_keeps_the_call_socket_and_refuses_a_join_with_1013(
         assert [m["type"] for m in heard] == ["renegotiate", "peer_state"], heard
         assert heard[0]["reason"] == "gap"
         assert heard[1]["muted"] is True
+
+
+async def test_broker_failing_half_way_through_a_join_leaves_nothing_behind(
+    live: Live,
+    demo: Demo,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The seat's record is stored, then the announcement to the room fails (a Redis hiccup):
+    # the join is refused as when the broker is down, and the process keeps no replica of the
+    # room for a connection that is gone. Once the broker is back, the patient joins.
+    appointment = await make_appointment(sessions, demo)
+    query = f"as=patient&appointment={appointment.id}"
+    cookie = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
+    hub = live.app.state.resources.hub
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise RedisConnectionError("Connection reset by peer")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(live.app.state.resources.broker, "publish", down)
+        async with ws_connect(live, query, cookie) as p:
+            await p.send(type="join")
+            await p.expect("joined")  # (sent before the room is told)
+            error = await p.expect("error")
+            assert (error["code"], error["ref"]) == ("unavailable", "join")
+            assert await p.closed_with() == WS_TRY_AGAIN_LATER
+        await until(lambda: appointment.id not in hub.replicas.rooms, 10, "replica released")
+    async with ws_connect(live, query, cookie) as p:
+        await p.send(type="join")
+        assert (await p.expect("joined"))["resumed"] is False
