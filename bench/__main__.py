@@ -101,6 +101,7 @@ def load(scenario: dict[str, Any], workdir: Path) -> dict[str, Any]:
         timeout=600,
         check=False,
     )
+    path.with_suffix(".err").write_text(done.stderr)  # kept with the logs (BENCH_KEEP)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
