@@ -21,13 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.seed import seed
+from bench import postgres
+from bench.seed import Seeded, seed
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGIN = "http://bench.local"
 REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
 PROD_FLAGS = ["--ws", "websockets-sansio", "--loop", "uvloop", "--ws-per-message-deflate", "false"]
 RELAY_ROOMS, SETUP_ROOMS = 100, 50
+STEPS = ("single", "two", "idle", "flags")
 
 
 def free_port() -> int:
@@ -99,6 +101,7 @@ def load(scenario: dict[str, Any], workdir: Path) -> dict[str, Any]:
         timeout=600,
         check=False,
     )
+    path.with_suffix(".err").write_text(done.stderr)  # kept with the logs (BENCH_KEEP)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
@@ -114,13 +117,17 @@ class Bench:
         self.dbs = 0
 
     def database(self) -> tuple[Path, Any]:
+        """A fresh SQLite database, seeded: for ONE Konsil process (SQLite's setup)."""
         self.dbs += 1
         db = self.workdir / f"konsil-{self.dbs}.db"
+        return db, self.seeded(f"sqlite+aiosqlite:///{db}")
+
+    def seeded(self, url: str) -> Seeded:
         # Every idle connection is a patient who joined their own waiting room, so the memory
         # figure includes the room, its subscription and the participant, not only the socket.
         idle_rooms = max(self.levels)
         rooms = RELAY_ROOMS + SETUP_ROOMS
-        return db, seed(f"sqlite+aiosqlite:///{db}", rooms + idle_rooms, staff_rooms=rooms)
+        return seed(url, rooms + idle_rooms, staff_rooms=rooms)
 
     def scenario(
         self, kind: str, target: str, urls: list[str], pids: list[int], seeded: Any, **extra: Any
@@ -151,14 +158,23 @@ class Bench:
         rates: list[int] | None = None,
         deflate: bool = False,
     ) -> dict[str, Any]:
-        """Relay latency/CPU at each rate, then call setups, on fresh servers."""
-        seeded, env = None, {}
-        if target == "konsil":
-            db, seeded = self.database()
-            env = konsil_env(db, REDIS_URL if instances > 1 else "memory://")
-        elif instances > 1:
-            env = {"BENCH_REDIS_URL": REDIS_URL}
+        """Relay latency/CPU at each rate, then call setups, on fresh servers.
+
+        Several Konsil processes share a PostgreSQL database and Redis, as in production (SQLite
+        is the one-process setup: see ``bench.postgres``); one process runs on SQLite."""
+        seeded: Seeded | None = None
+        env: dict[str, str] = {}
         with contextlib.ExitStack() as stack:
+            if target == "konsil" and instances > 1:
+                database_url = stack.enter_context(postgres.database())
+                seeded = self.seeded(database_url)
+                env = konsil_env(self.workdir / "unused.db", REDIS_URL)
+                env["KONSIL_DATABASE_URL"] = database_url
+            elif target == "konsil":
+                db, seeded = self.database()
+                env = konsil_env(db, "memory://")
+            elif instances > 1:
+                env = {"BENCH_REDIS_URL": REDIS_URL}
             servers = [
                 stack.enter_context(server(target, self.workdir, env, flags))
                 for _ in range(instances)
@@ -262,7 +278,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
     parser.add_argument("--no-flags", action="store_true", help="skip the server-flag comparison")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle-connection memory")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=STEPS,
+        help="run only this step (repeatable): single = one instance, two = two instances "
+        "(PostgreSQL + Redis), idle = idle connections, flags = server flags",
+    )
     args = parser.parse_args()
+    steps = set(args.only or STEPS)
+    if args.no_flags:
+        steps.discard("flags")
+    if args.no_idle:
+        steps.discard("idle")
+    if "two" in steps and (reason := postgres.unreachable()):
+        parser.error(
+            f"the two-instance step needs PostgreSQL at {postgres.ADMIN_DSN} ({reason}); "
+            "set BENCH_POSTGRES, or leave the step out (--only single --only idle ...)"
+        )
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
     started = time.monotonic()
@@ -271,23 +304,26 @@ def main() -> None:
         tmp = keep or scratch
         bench = Bench(Path(tmp), args.quick)
         step = lambda text: print(f"[{time.monotonic() - started:5.0f}s] {text}", flush=True)  # noqa: E731
-        step("single instance: Konsil (memory broker)")
-        k1 = bench.traffic("konsil", 1)
-        step("single instance: baseline")
-        b1 = bench.traffic("baseline", 1)
-        step("two instances through Redis: Konsil")
-        k2 = bench.traffic("konsil", 2)
-        step("two instances through Redis: baseline")
-        b2 = bench.traffic("baseline", 2)
+        k1 = b1 = k2 = b2 = None
+        if "single" in steps:
+            step("single instance: Konsil (memory broker)")
+            k1 = bench.traffic("konsil", 1)
+            step("single instance: baseline")
+            b1 = bench.traffic("baseline", 1)
+        if "two" in steps:
+            step("two instances through Redis: Konsil (PostgreSQL)")
+            k2 = bench.traffic("konsil", 2)
+            step("two instances through Redis: baseline")
+            b2 = bench.traffic("baseline", 2)
         ki: dict[str, Any] = {"idle": []}
         bi: dict[str, Any] = {"idle": []}
-        if not args.no_idle:
+        if "idle" in steps:
             step("idle connections: Konsil")
             ki = bench.idle("konsil")
             step("idle connections: baseline")
             bi = bench.idle("baseline")
         flags: list[tuple[str, dict[str, Any]]] = []
-        if not args.no_flags:
+        if "flags" in steps:
             variants = {
                 "websockets-sansio + uvloop (default)": (PROD_FLAGS, False),
                 "websockets (legacy) + uvloop": (
@@ -324,10 +360,10 @@ def main() -> None:
 
 
 def print_report(
-    k1: dict[str, Any],
-    b1: dict[str, Any],
-    k2: dict[str, Any],
-    b2: dict[str, Any],
+    k1: dict[str, Any] | None,
+    b1: dict[str, Any] | None,
+    k2: dict[str, Any] | None,
+    b2: dict[str, Any] | None,
     ki: dict[str, Any],
     bi: dict[str, Any],
     flags: list[tuple[str, dict[str, Any]]],
@@ -339,11 +375,12 @@ def print_report(
     print()
     print("| measurement | Konsil | baseline | Konsil/baseline |")
     print("|---|---:|---:|---:|")
-    for line in [
-        *traffic_rows("1 instance", k1, b1),
-        *traffic_rows("2 instances via Redis", k2, b2),
-        *idle_rows(ki, bi),
-    ]:
+    lines = idle_rows(ki, bi)
+    if k2 is not None and b2 is not None:
+        lines = traffic_rows("2 instances via Redis", k2, b2) + lines
+    if k1 is not None and b1 is not None:
+        lines = traffic_rows("1 instance", k1, b1) + lines
+    for line in lines:
         print(line)
     if flags:
         print()

@@ -80,15 +80,20 @@ async def until(ws: ClientConnection, kind: str, role: str | None = None) -> dic
 
 
 async def konsil_pair(sc: dict[str, Any], aid: int, patient_cookie: str) -> Pair:
+    """The patient joins and waits; then the specialist connects, joins and admits them.
+
+    The specialist's socket is opened only once the patient is in: a socket that does not join
+    within ``KONSIL_WS_JOIN_TIMEOUT_SECONDS`` (10 s) is closed, and on a loaded machine the
+    patient's join can take longer than that."""
     urls = sc["urls"]
     p = await open_ws(
         f"{urls[0]}/ws?as=patient&appointment={aid}", sc, f"konsil_patient={patient_cookie}"
     )
+    await p.send('{"type":"join"}')
+    await until(p, "joined")
     s = await open_ws(
         f"{urls[-1]}/ws?as=staff&appointment={aid}", sc, f"konsil_staff={sc['staff_cookie']}"
     )
-    await p.send('{"type":"join"}')
-    await until(p, "joined")
     await s.send('{"type":"join"}')
     await until(s, "joined")
     await s.send('{"type":"admit"}')

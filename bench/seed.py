@@ -1,4 +1,5 @@
-"""A fresh SQLite database for the benchmark: one GP, specialists, rooms and sessions.
+"""Seeds a fresh benchmark database (SQLite, or PostgreSQL for two instances): one GP,
+specialists, rooms and sessions.
 
 Ids start high (900000) so that Redis channels (``konsil:room:<id>``) cannot meet those of tests
 running against the same Redis.

@@ -136,14 +136,13 @@ class Dispatcher:
         done = Round()
         async with unit_of_work(self.sessions) as session:
             rows = await outbox.claim(session, now=utcnow(), limit=self.batch, types=EVENT_TYPES)
-            delivered: list[int] = []
+            delivered: list[outbox.OutboxEvent] = []
             for row in rows:
                 if self._stopping:
                     break  # the rest stays owed; delivered next time
                 outcome = await self._deliver(row)
                 if outcome == "delivered":
-                    assert row.id is not None
-                    delivered.append(row.id)
+                    delivered.append(row)
                 elif outcome == "retry":
                     # A listener is failing (the broker is down?): no point in trying the
                     # rest now, and the round's row locks should not be held for long.

@@ -248,6 +248,47 @@ async def test_dispatcher_skips_rows_another_holds_and_keeps_their_aggregate_in_
     assert await rows(two_factories[0]) == []
 
 
+async def test_dispatcher_late_round_on_shared_sqlite_deletes_only_what_it_delivered(
+    sqlite_url: str,
+) -> None:
+    """Two engines on one SQLite file (two test servers): both dispatchers claim a row (no
+    SKIP LOCKED), and SQLite gives a deleted row's id to the next row. The later round must
+    not delete that newer, undelivered event (the admit that never reached the patient)."""
+    await create_schema(sqlite_url)
+    engines = [create_engine(sqlite_url) for _ in range(2)]
+    try:
+        first, second = (session_factory(e) for e in engines)
+        arrived, admitted = ev.LinkIssued(appointment_id=1), ev.LinkRevoked(appointment_id=1)
+        await record(first, arrived)
+        holding, gate = asyncio.Event(), asyncio.Event()
+
+        async def slow(event: ev.DomainEvent) -> None:
+            holding.set()
+            await gate.wait()  # mid-delivery, its claimed row still in hand
+
+        quick = Heard()
+        a = Dispatcher(first, Doorbell())
+        a.subscribe("slow", slow)
+        b = Dispatcher(second, Doorbell())
+        b.subscribe("quick", quick)
+        late_round = asyncio.create_task(a.deliver_due())
+        await asyncio.wait_for(holding.wait(), 10)
+        (claimed,) = await rows(first)
+        assert (await b.deliver_due()).delivered == 1  # the same row, delivered and deleted
+        await record(first, admitted)
+        assert [(r.id, r.event_id) for r in await rows(first)] == [
+            (claimed.id, admitted.event_id)  # the premise: the id came back
+        ]
+        gate.set()
+        assert (await late_round).delivered == 1
+        assert [r.event_id for r in await rows(first)] == [admitted.event_id]
+        assert (await b.deliver_due()).delivered == 1
+        assert quick.events == [arrived, admitted]
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
 @pytest.mark.postgres
 async def test_two_dispatchers_on_postgresql_deliver_each_event_once_in_order(
     two_factories: list[async_sessionmaker[AsyncSession]],
