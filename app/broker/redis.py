@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 import anyio
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
@@ -51,6 +51,11 @@ return 1
 CONFIRM_SECONDS = 5.0
 UNSUBSCRIBE_SECONDS = 5.0
 MAX_BATCH = 512
+# Commands share this many connections. A burst beyond it (hundreds of seats given up at once
+# as a process shuts down, a rush of joins) waits for a free one, at most POOL_WAIT_SECONDS,
+# instead of failing at once as redis-py's default pool does.
+POOL_SIZE = 100
+POOL_WAIT_SECONDS = 10.0
 log = get_logger("konsil.broker")
 
 
@@ -58,7 +63,10 @@ class RedisBroker:
     """Publishes through the connection pool; subscribes through one shared pub/sub connection."""
 
     def __init__(self, url: str, queue_size: int = 1024) -> None:
-        self._redis: Redis = Redis.from_url(url, health_check_interval=30)
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, health_check_interval=30
+        )
+        self._redis: Redis = Redis.from_pool(pool)  # (closed with it)
         self._count = self._redis.register_script(_COUNT)
         self._hold = self._redis.register_script(_HOLD)
         self._extend = self._redis.register_script(_EXTEND)

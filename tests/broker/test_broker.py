@@ -327,3 +327,13 @@ async def test_memory_broker_drops_expired_keys_without_walking_the_live_ones() 
     assert await broker.take("again") == b"2"
     assert not await broker.exists("shorter")
     assert len(broker._expiries) <= 2 * len(broker._keys) + 64
+
+
+async def test_broker_takes_a_burst_of_more_commands_than_connections(broker: Broker) -> None:
+    # Hundreds of seats given up at once (a process shutting down, a rush of joins): with
+    # Redis the commands beyond the pool's connections wait for one instead of failing.
+    prefix = channel()
+    keys = [f"{prefix}:{i}" for i in range(400)]
+    await asyncio.gather(*(broker.put(key, b"seat", 30) for key in keys))
+    taken = await asyncio.gather(*(broker.take(key) for key in keys))
+    assert taken == [b"seat"] * len(keys)
