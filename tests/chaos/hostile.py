@@ -18,7 +18,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Origin
 
 from tests.chaos.calls import staff_cookie
@@ -258,7 +258,7 @@ async def _keep_at(konsil: Cluster, kind: str, tally: Tally, stop: asyncio.Event
             outcome = _refused(exc)
         except ConnectionClosed as exc:
             outcome = _closed(exc.rcvd.code if exc.rcvd is not None else None)
-        except (OSError, TimeoutError) as exc:
+        except (InvalidHandshake, OSError, TimeoutError) as exc:
             outcome = type(exc).__name__
         if outcome is not None:
             tally.add(kind, outcome)
