@@ -246,33 +246,46 @@ class Seats:
         current = local.room.members.get(seat.member.id)
         key = seat.resume_key
         kept = False  # whether this process still holds the seat (for the resume window)
-        if current is None:
-            # Replaced, transferred away or the room closed: the resume id goes with the seat.
-            await self.broker.take(key)
-        elif current.conn != conn.id:
-            pass  # resumed on a newer connection, which has its own record
-        elif left or conn.close_code in (WS_ROOM_CLOSED, WS_UNAUTHENTICATED):
-            # (A connection whose session ended cannot resume: its seat goes now.)
-            # Whoever takes the record owns the participant: a resume that won keeps it.
-            if await self._take(seat.appointment_id, seat.member, key):
-                await self._gone(seat, "left")
-        elif await self.broker.refresh(
-            key, self.settings.ws_resume_seconds + RESUME_RECORD_MARGIN_SECONDS
-        ):
-            local.timers[seat.member.id] = self.replicas.tasks.spawn(
-                "signaling.resume_expiry", partial(self._expire, seat, key)
-            )
-            kept = True
-            # The peers show "reconnecting"; a resume on any process says "connected" again
-            # (and wins whichever of the two arrives first: ``Room.away`` checks the connection).
-            await self.replicas.publish(
-                env.room_channel(seat.appointment_id),
-                wire.Away(pid=seat.member.id, conn=conn.id),
-            )
-        # Otherwise a resume has just taken the seat over; its "resumed" event is on its way.
+        ours = current is not None and current.conn == conn.id
+        try:
+            if current is None:
+                # Replaced, transferred away or the room closed: the resume id goes with it.
+                await self.broker.take(key)
+            elif not ours:
+                pass  # resumed on a newer connection, which has its own record
+            elif left or conn.close_code in (WS_ROOM_CLOSED, WS_UNAUTHENTICATED):
+                # (A connection whose session ended cannot resume: its seat goes now.)
+                # Whoever takes the record owns the participant: a resume that won keeps it.
+                if await self._take(seat.appointment_id, seat.member, key):
+                    await self._gone(seat, "left")
+            elif await self.broker.refresh(
+                key, self.settings.ws_resume_seconds + RESUME_RECORD_MARGIN_SECONDS
+            ):
+                kept = self._hold(local, seat, key)
+                # The peers show "reconnecting"; a resume on any process says "connected" again
+                # (and wins whichever arrives first: ``Room.away`` checks the connection).
+                await self.replicas.publish(
+                    env.room_channel(seat.appointment_id),
+                    wire.Away(pid=seat.member.id, conn=conn.id),
+                )
+            # (Else a resume has just taken the seat over; its "resumed" event is on its way.)
+        except UNAVAILABLE as exc:
+            # The broker is out of reach (Redis down), so whether a resume took the seat is
+            # not known: one still this connection's is held for the window as after any drop,
+            # and its expiry asks the broker again.
+            log.warning("signaling.disconnect_unavailable", error=type(exc).__name__)
+            if ours and not kept:
+                kept = self._hold(local, seat, key)
         if not kept:
             await self._unfile(key)
         await self.replicas.release(seat.appointment_id)
+
+    def _hold(self, local: LocalRoom, seat: Seat, key: str) -> bool:
+        """Holds the seat of a connection that ended for the resume window (an expiry timer)."""
+        local.timers[seat.member.id] = self.replicas.tasks.spawn(
+            "signaling.resume_expiry", partial(self._expire, seat, key)
+        )
+        return True
 
     async def _expire(self, seat: Seat, key: str) -> None:
         await anyio.sleep(self.settings.ws_resume_seconds)

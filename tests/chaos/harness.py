@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -350,6 +351,27 @@ class Cluster:
         instance.start()
         await instance.wait_ready()
         await self.proxy.wait_state(instance, up=True)
+
+    def tracebacks(self) -> list[str]:
+        """The instances' logged tracebacks (whole log files, every start), one line each:
+        the instance, the error, and where in Konsil's code: the two innermost frames outside
+        the broker's client, then the innermost of all (``a: ConnectionError at
+        app/signaling/endpoint.py in _give_up_seat > app/signaling/seats.py in disconnect >
+        app/broker/redis.py in refresh``)."""
+        found = []
+        for instance in self.instances:
+            text = instance.log.read_text(errors="replace") if instance.log.exists() else ""
+            for block in text.split("Traceback (most recent call last):")[1:]:
+                if block.rstrip().endswith("while handling:"):
+                    continue  # the cause of the one that follows, which names it
+                lines = block.splitlines()[1:]
+                frames = re.findall(r'File "[^"]*/(app/[^"]+)", line \d+, in (\w+)', block)
+                error = next((line for line in lines if line and not line[0].isspace()), "?")
+                named = [f"{path} in {function}" for path, function in frames]
+                logic = [n for n in named if not n.startswith("app/broker/")]
+                where = " > ".join(dict.fromkeys([*logic[-2:], *named[-1:]])) or "?"
+                found.append(f"{instance.name}: {error} at {where}")
+        return found
 
     def logs(self) -> str:
         parts = [f"--- {i.log.name} ---\n{tail(i.log)}" for i in self.instances]

@@ -4,6 +4,7 @@ for 30 s: tests/chaos/test_redis_down.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from app.errors import WS_TRY_AGAIN_LATER
 from app.settings import Settings
 from tests.chaos.harness import until
 from tests.factories import Demo, make_appointment, patient_token
-from tests.live import Live
+from tests.live import Live, live_server
+from tests.signaling.test_ws_resume import call_in_progress
 from tests.signaling.wsclient import staff_cookie, ws_connect
 
 MEDIA = {"muted": True, "camera_off": False, "audio_only": False, "screen_sharing": False}
@@ -104,3 +106,24 @@ async def test_broker_failing_half_way_through_a_join_leaves_nothing_behind(
     async with ws_connect(live, query, cookie) as p:
         await p.send(type="join")
         assert (await p.expect("joined"))["resumed"] is False
+
+
+async def test_broker_down_when_a_connection_drops_its_seat_is_held_for_the_window(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The patient's phone goes away while Redis is down: the seat is held for the resume
+    # window as after any drop (no traceback, no replica left behind), and once the broker is
+    # back, the window's end tells the specialist the patient was lost.
+    cfg = make_settings(ws_resume_seconds=2)
+    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+        hub = live.app.state.resources.hub
+        room = call.appointment.id
+        with monkeypatch.context() as patch:
+            break_broker(patch, live.app.state.resources.broker)
+            await call.patient.ws.close()
+            await until(lambda: bool(hub.replicas.rooms[room].timers), 10, "the seat held")
+        left = await call.specialist.expect("peer_left")
+        assert (left["peer_id"], left["reason"]) == (call.joined["participant_id"], "lost")
