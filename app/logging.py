@@ -15,7 +15,7 @@ def configure_logging(*, json: bool, level: str) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
+        redacted_exc_info,
     ]
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
@@ -60,6 +60,20 @@ def redacted_traceback(exc: BaseException) -> str:
         parts.append(f"Traceback (most recent call last):\n{frames}{type(current).__qualname__}")
         current = current.__cause__ or current.__context__
     return "\n\nwhile handling:\n".join(reversed(parts))
+
+
+def redacted_exc_info(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """structlog's ``format_exc_info`` without the exception's text (``ExceptionTextFilter``):
+    ``log.error(..., exc_info=exc)`` writes the frames and the types as ``exception``."""
+    exc_info = event.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    if isinstance(exc, BaseException):
+        event["exception"] = redacted_traceback(exc)
+    return event
 
 
 def redact_exception_texts() -> None:

@@ -138,8 +138,11 @@ class Orphans:
             return False
         try:
             await self.seats.end(*seat)
-        except Exception:
-            # Not ended: the record goes back, for the next claim to end the seat.
-            await self.broker.put(key, raw, keep)
+        except BaseException:
+            # Not ended (a failure, or this process stopping): the record goes back, for the
+            # next claim to end the seat. (The broker may be out of reach itself: then the
+            # record is lost, as it would expire.)
+            with anyio.CancelScope(shield=True), suppress(*UNAVAILABLE):
+                await self.broker.put(key, raw, keep)
             raise
         return True

@@ -30,6 +30,7 @@ from tests.conftest import create_schema
 from tests.factories import Demo, login, make_appointment, seed
 from tests.live import ServerProcess, free_port, run_server_async
 from tests.services import REDIS_URL, require, require_redis
+from tests.signaling.wsclient import LOGIN_TIMEOUT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
@@ -115,7 +116,9 @@ async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 20
 
 @asynccontextmanager
 async def gp_client(server: ServerProcess, database: Database) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(base_url=server.url, headers={"Origin": server.url}) as client:
+    async with httpx2.AsyncClient(
+        base_url=server.url, headers={"Origin": server.url}, timeout=LOGIN_TIMEOUT
+    ) as client:
         await login(client, database.demo.gp)
         yield client
 

@@ -117,7 +117,7 @@ async def test_broker_down_when_a_connection_drops_its_seat_is_held_for_the_wind
     # The patient's phone goes away while Redis is down: the seat is held for the resume
     # window as after any drop (no traceback, no replica left behind), and once the broker is
     # back, the window's end tells the specialist the patient was lost.
-    cfg = make_settings(ws_resume_seconds=2)
+    cfg = make_settings(ws_resume_seconds=5)
     async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
         hub = live.app.state.resources.hub
         room = call.appointment.id
