@@ -23,11 +23,16 @@ from tests.signaling.wsclient import staff_cookie, ws_connect
 MEDIA = {"muted": True, "camera_off": False, "audio_only": False, "screen_sharing": False}
 
 
-def break_broker(monkeypatch: pytest.MonkeyPatch, broker: Broker) -> None:
+BROKEN = ("publish", "put", "take", "take_reading", "get", "refresh")
+
+
+def break_broker(
+    monkeypatch: pytest.MonkeyPatch, broker: Broker, names: tuple[str, ...] = BROKEN
+) -> None:
     async def down(*args: Any, **kwargs: Any) -> None:
         raise RedisConnectionError("Connection refused")
 
-    for name in ("publish", "put", "take", "take_reading", "get", "refresh"):
+    for name in names:
         monkeypatch.setattr(broker, name, down)
 
 
@@ -90,12 +95,8 @@ async def test_broker_failing_half_way_through_a_join_leaves_nothing_behind(
     query = f"as=patient&appointment={appointment.id}"
     cookie = f"konsil_patient={await patient_token(sessions, settings, appointment)}"
     hub = live.app.state.resources.hub
-
-    async def down(*args: Any, **kwargs: Any) -> None:
-        raise RedisConnectionError("Connection reset by peer")
-
     with monkeypatch.context() as patch:
-        patch.setattr(live.app.state.resources.broker, "publish", down)
+        break_broker(patch, live.app.state.resources.broker, ("publish",))
         async with ws_connect(live, query, cookie) as p:
             await p.send(type="join")
             await p.expect("joined")  # (sent before the room is told)
