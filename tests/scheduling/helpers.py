@@ -42,10 +42,15 @@ async def free_slots(
 
 
 async def book(
-    client: httpx2.AsyncClient, specialist: User, slot_index: int = 0, **overrides: Any
+    client: httpx2.AsyncClient,
+    specialist: User,
+    slot_index: int = 0,
+    first: date | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Books the ``slot_index``-th free slot of ``specialist`` (client logged in as a GP)."""
-    slots = await free_slots(client, specialist)
+    """Books the ``slot_index``-th free slot of ``specialist`` (client logged in as a GP), from
+    the day ``first`` if given (else from now on)."""
+    slots = await free_slots(client, specialist, first)
     response = await client.post(
         "/api/v1/appointments",
         json=booking_body(specialist, slots[slot_index]["starts_at"], **overrides),
