@@ -231,6 +231,10 @@ def traffic_rows(label: str, k: dict[str, Any], b: dict[str, Any]) -> list[str]:
         lines.append(row(f"{at}: p99 latency ms", kr["p99_ms"], br["p99_ms"], 2))
         if kr["lost"] or br["lost"]:
             lines.append(row(f"{at}: not delivered in window", kr["lost"], br["lost"], 0))
+        if kr.get("closed") or br.get("closed"):
+            lines.append(
+                row(f"{at}: connections the server closed, so far", kr["closed"], br["closed"], 0)
+            )
     lines.append(
         row(
             f"{label}: call setups/s (offer+answer+10+10 candidates)",

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from bench.procstat import cpu_seconds, rss_bytes
 
@@ -52,6 +53,11 @@ class Window:
     latencies: list[float] = field(default_factory=list)
     received: int = 0
     sent: int = 0
+    last_frame: float = 0.0
+    # Connections the server closed while this rate ran (e.g. 1011 when a saturated server's
+    # keepalive pong waited behind its backlog): counted and reported, not raised, so a
+    # saturated rate is a measured result rather than a failed run.
+    closed: set[int] = field(default_factory=set)
 
 
 # ------------------------------------------------------------------------------ connections
@@ -132,8 +138,15 @@ def rss(pids: list[int]) -> int:
 
 
 async def reader(side: Side, window: Window, forward: bool) -> None:
+    try:
+        await read_frames(side, window, forward)
+    except ConnectionClosed:
+        window.closed.add(id(side))
+
+
+async def read_frames(side: Side, window: Window, forward: bool) -> None:
     async for frame in side.ws:
-        now = time.perf_counter()
+        now = window.last_frame = time.perf_counter()
         text = frame if isinstance(frame, str) else frame.decode()
         at = text.find("ts=")
         if at >= 0:
@@ -176,7 +189,11 @@ async def sender(
         delay = next_at - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        await side.ws.send(candidate(side.peer))
+        try:
+            await side.ws.send(candidate(side.peer))
+        except ConnectionClosed:
+            window.closed.add(id(side))
+            return
         now = time.perf_counter()
         if window.start <= now < window.end:
             window.sent += 1
@@ -209,13 +226,25 @@ async def relay(sc: dict[str, Any]) -> dict[str, Any]:
         cpu1 = cpu(sc["pids"])
         stop.set()
         await asyncio.gather(*senders)
-        await asyncio.sleep(0.5)  # let the last messages arrive before readers stop
+        await drained(window)
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
         results.append(summary(rate, window, cpu1 - cpu0, sc["duration"]))
     await close_all(sides)
     return {"relay": results}
+
+
+async def drained(window: Window, quiet: float = 0.5, limit: float = 30.0) -> None:
+    """Waits until no frame has arrived for ``quiet`` seconds (at most ``limit``), so that a
+    saturated server's backlog is delivered before the next rate's warm-up, not inside its
+    measured window."""
+    deadline = time.perf_counter() + limit
+    while True:
+        now = time.perf_counter()
+        if now >= deadline or now - window.last_frame >= quiet:
+            return
+        await asyncio.sleep(quiet / 5)
 
 
 def summary(rate: int, window: Window, cpu_used: float, duration: float) -> dict[str, Any]:
@@ -230,6 +259,7 @@ def summary(rate: int, window: Window, cpu_used: float, duration: float) -> dict
         "sent": window.sent,
         "received": window.received,
         "lost": max(window.sent - window.received, 0),
+        "closed": len(window.closed),
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "cpu_s": cpu_used,
