@@ -43,8 +43,9 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package-lock.json
 tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund --ignore-scripts
 
+# The slowest tests are listed at the end, to keep the CI run well under its time limit.
 pytest: $(VENV)/.installed-dev tests/oidc/node_modules/.package-lock.json tests/browser/node_modules/.package-lock.json
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=30
 
 test: lint typecheck pytest
 
