@@ -61,6 +61,15 @@ RoomAction = Callable[[int, Action, Principal | None], Awaitable[Appointment]]
 log = get_logger("konsil.signaling")
 
 
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A seat's resume record taken by a resume: its participant, key and stored bytes."""
+
+    member: Member
+    key: str
+    raw: bytes
+
+
 @dataclass(slots=True)
 class Seat:
     """A joined connection: who it is and the broker key of its current resume record."""
@@ -106,9 +115,11 @@ class Seats:
         valid, whether its old connection already ended or is still open (closed with 4409).
         ``lang``: the language of the participant's page (which details of staff it is shown)."""
         local = await self.replicas.acquire(appointment_id)
+        taken: Taken | None = None  # the record a resume took, to give back if the join fails
         try:
             role = m.PARTICIPANT_ROLES[actor.value]
-            seat = await self._resume(local, role, who, resume) if resume else None
+            taken = await self._resume(local, role, who, resume) if resume else None
+            seat = Seat(appointment_id, taken.member, "") if taken is not None else None
             if seat is None and local.room.full_for(role, session_key(who.session_id), who.user_id):
                 # (Only the participants this process knows of: see docs/protocol.md.)
                 raise RoomFull()
@@ -131,6 +142,7 @@ class Seats:
             await self.replicas.release(appointment_id)
             raise
         local.conns[conn.id] = conn
+        recorded = False  # whether the seat's new record is stored
         try:
             if resume and not resumed:
                 conn.send(m.Error(code="resume_failed", message="Neu verbunden.", ref="join"))
@@ -146,6 +158,7 @@ class Seats:
             await self.broker.put(
                 seat.resume_key, records.pack(appointment_id, seat.member), self.seat_ttl
             )
+            recorded = True
             with suppress(*UNAVAILABLE):  # (read by ``orphans`` only: best effort)
                 await self.broker.file(
                     self.index, seat.resume_key, str(appointment_id).encode(), self.seat_ttl
@@ -168,7 +181,10 @@ class Seats:
             # any more, and a seat the room heard of is held for a resume, as after a drop.
             with anyio.CancelScope(shield=True):
                 with suppress(Exception):
-                    await self.disconnect(conn, seat, left=False)
+                    if taken is None:
+                        await self.disconnect(conn, seat, left=False)
+                    else:
+                        await self._resume_failed(local, conn, seat, taken, recorded)
                 local.conns.pop(conn.id, None)
                 await self.replicas.release(appointment_id)
             raise
@@ -222,19 +238,43 @@ class Seats:
 
     async def _resume(
         self, local: LocalRoom, role: m.Role, who: Principal, resume: str
-    ) -> Seat | None:
+    ) -> Taken | None:
         appointment_id, session = local.room.appointment_id, session_key(who.session_id)
+        key = records.record_key(appointment_id, session, resume)
         raw, current = await self.broker.take_reading(
-            records.record_key(appointment_id, session, resume),
-            records.current_key(appointment_id, role, session, who.user_id),
+            key, records.current_key(appointment_id, role, session, who.user_id)
         )
         member = records.unpack(raw, appointment_id, session) if raw is not None else None
-        if member is None or not records.is_current(current, member):
+        if raw is None or member is None or not records.is_current(current, member):
             return None  # (a record of a participant replaced since is used up all the same)
         timer = local.timers.pop(member.id, None)
         if timer is not None:
             timer.cancel()
-        return Seat(local.room.appointment_id, member, "")
+        return Taken(member, key, raw)
+
+    async def _resume_failed(
+        self, local: LocalRoom, conn: Connection, seat: Seat, taken: Taken, recorded: bool
+    ) -> None:
+        """A resume that took the seat's record failed before the room heard of it (the broker
+        failed half-way): the seat is held for the window again, as after the drop it resumed
+        from, so that it is resumed or ends, and never stays in the room with nobody on it.
+
+        The record that is still good is kept: the new one if it was stored (its resume id
+        went out with ``joined``), else the old one put back, so the client can try the same
+        resume again. If that fails too (the broker is down), no record can be resumed and
+        this process ends the seat at the window's end unless it was replaced meanwhile."""
+        await self.waiting.unwatch(conn)
+        local.conns.pop(conn.id, None)
+        if recorded:
+            self._hold(local, seat, seat.resume_key)
+            return
+        old = Seat(seat.appointment_id, taken.member, taken.key)
+        try:
+            await self.broker.put(taken.key, taken.raw, self.seat_ttl)
+        except UNAVAILABLE:
+            self._hold(local, old, taken.key, owned=True)
+        else:
+            self._hold(local, old, taken.key)
 
     async def disconnect(self, conn: Connection, seat: Seat, *, left: bool) -> None:
         """The connection ended. ``left``: the client said ``leave`` (no resume)."""
@@ -246,17 +286,20 @@ class Seats:
         current = local.room.members.get(seat.member.id)
         key = seat.resume_key
         kept = False  # whether this process still holds the seat (for the resume window)
+        owned = False  # whether it took the seat's record (nobody can resume it any more)
         ours = current is not None and current.conn == conn.id
+        # (A connection whose session ended cannot resume: its seat goes now.)
+        leaving = left or conn.close_code in (WS_ROOM_CLOSED, WS_UNAUTHENTICATED)
         try:
             if current is None:
                 # Replaced, transferred away or the room closed: the resume id goes with it.
                 await self.broker.take(key)
             elif not ours:
                 pass  # resumed on a newer connection, which has its own record
-            elif left or conn.close_code in (WS_ROOM_CLOSED, WS_UNAUTHENTICATED):
-                # (A connection whose session ended cannot resume: its seat goes now.)
+            elif leaving:
                 # Whoever takes the record owns the participant: a resume that won keeps it.
                 if await self._take(seat.appointment_id, seat.member, key):
+                    owned = True
                     await self._gone(seat, "left")
             elif await self.broker.refresh(
                 key, self.settings.ws_resume_seconds + RESUME_RECORD_MARGIN_SECONDS
@@ -275,19 +318,32 @@ class Seats:
             # and its expiry asks the broker again.
             log.warning("signaling.disconnect_unavailable", error=type(exc).__name__)
             if ours and not kept:
-                kept = self._hold(local, seat, key)
+                # A seat that was leaving ends at the window's end as having left, also one
+                # whose record this process took before announcing the departure failed.
+                reason: Literal["left", "lost"] = "left" if leaving else "lost"
+                kept = self._hold(local, seat, key, owned=owned, reason=reason)
         if not kept:
             await self._unfile(key)
         await self.replicas.release(seat.appointment_id)
 
-    def _hold(self, local: LocalRoom, seat: Seat, key: str) -> bool:
-        """Holds the seat of a connection that ended for the resume window (an expiry timer)."""
-        local.timers[seat.member.id] = self.replicas.tasks.spawn(
-            "signaling.resume_expiry", partial(self._expire, seat, key)
-        )
+    def _hold(
+        self,
+        local: LocalRoom,
+        seat: Seat,
+        key: str,
+        *,
+        owned: bool = False,
+        reason: Literal["left", "lost"] = "lost",
+    ) -> bool:
+        """Holds the seat of a connection that ended for the resume window (an expiry timer).
+        ``owned``: this process took the seat's record already (no resume can take it)."""
+        expire = partial(self._expire, seat, key, owned=owned, reason=reason)
+        local.timers[seat.member.id] = self.replicas.tasks.spawn("signaling.resume_expiry", expire)
         return True
 
-    async def _expire(self, seat: Seat, key: str) -> None:
+    async def _expire(
+        self, seat: Seat, key: str, *, owned: bool, reason: Literal["left", "lost"]
+    ) -> None:
         await anyio.sleep(self.settings.ws_resume_seconds)
         local = self.replicas.rooms.get(seat.appointment_id)
         if local is not None:
@@ -295,8 +351,16 @@ class Seats:
             local.timers.pop(seat.member.id, None)
         try:
             # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
-            if await self._take(seat.appointment_id, seat.member, key):
-                await self._gone(seat, "lost")
+            # A seat whose record this process took already ends unless a fresh join replaced
+            # its participant meanwhile (nothing else can: its record is gone).
+            if owned:
+                ends = self._still_held(seat) and await self._current(
+                    seat.appointment_id, seat.member
+                )
+            else:
+                ends = await self._take(seat.appointment_id, seat.member, key)
+            if ends:
+                await self._gone(seat, reason)
         except Exception as exc:  # the broker or the database is down: the replica still goes
             log.warning("signaling.expiry_failed", error=type(exc).__name__)
         await self._unfile(key)

@@ -17,7 +17,7 @@ from app.settings import Settings
 from tests.chaos.harness import until
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live, live_server
-from tests.signaling.test_ws_resume import call_in_progress
+from tests.signaling.test_ws_resume import Call, call_in_progress
 from tests.signaling.wsclient import staff_cookie, ws_connect
 
 MEDIA = {"muted": True, "camera_off": False, "audio_only": False, "screen_sharing": False}
@@ -128,3 +128,104 @@ async def test_broker_down_when_a_connection_drops_its_seat_is_held_for_the_wind
             await until(lambda: bool(hub.replicas.rooms[room].timers), 10, "the seat held")
         left = await call.specialist.expect("peer_left")
         assert (left["peer_id"], left["reason"]) == (call.joined["participant_id"], "lost")
+
+
+def fail_first(monkeypatch: pytest.MonkeyPatch, broker: Broker, name: str) -> None:
+    """The broker's ``name`` fails once (a Redis hiccup), then works again."""
+    original = getattr(broker, name)
+    calls = [0]
+
+    async def hiccup(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RedisConnectionError("Connection reset by peer")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(broker, name, hiccup)
+
+
+async def dropped(live: Live, call: Call) -> None:
+    """The patient's connection ends without ``leave``: its seat is held for the window."""
+    hub = live.app.state.resources.hub
+    await call.patient.ws.close()
+    await until(lambda: bool(hub.replicas.rooms[call.appointment.id].timers), 10, "seat held")
+
+
+async def resume_refused(live: Live, call: Call) -> None:
+    async with ws_connect(live, call.query, call.cookie) as again:
+        await again.send(type="join", resume=call.joined["resume_id"])
+        error = await again.expect("error")
+        assert (error["code"], error["ref"]) == ("unavailable", "join")
+        assert await again.closed_with() == WS_TRY_AGAIN_LATER
+
+
+async def test_a_resume_the_broker_fails_half_way_can_be_tried_again_with_the_same_id(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The resume took the seat's record; storing the new one failed. The old record is put
+    # back: the client's next try with the same resume id gets its seat.
+    cfg = make_settings(ws_resume_seconds=30)
+    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+        patient = call.joined["participant_id"]
+        await dropped(live, call)
+        away = await call.specialist.expect("peer_state")
+        assert (away["peer_id"], away["connection"]) == (patient, "reconnecting")
+        with monkeypatch.context() as patch:
+            fail_first(patch, live.app.state.resources.broker, "put")
+            await resume_refused(live, call)
+        async with ws_connect(live, call.query, call.cookie) as again:
+            await again.send(type="join", resume=call.joined["resume_id"])
+            joined = await again.expect("joined")
+            assert (joined["resumed"], joined["participant_id"]) == (True, patient)
+            back = await call.specialist.expect("peer_state")
+            assert (back["peer_id"], back["connection"]) == (patient, "connected")
+
+
+async def test_a_resume_the_broker_fails_for_good_ends_the_seat_at_the_window_end(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The resume took the seat's record and neither a new one nor the old one could be
+    # stored: nobody can resume the seat any more, and it must not stay in the room with
+    # nobody on it. Its expiry (this process's again) ends it once the broker is back.
+    cfg = make_settings(ws_resume_seconds=5)
+    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+        await dropped(live, call)
+        with monkeypatch.context() as patch:
+            break_broker(patch, live.app.state.resources.broker, ("put",))
+            await resume_refused(live, call)
+        left = await call.specialist.expect("peer_left")
+        assert (left["peer_id"], left["reason"]) == (call.joined["participant_id"], "lost")
+
+
+async def test_a_leave_whose_announcement_fails_ends_the_seat_as_left_at_the_window_end(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The patient said ``leave``; the server took the seat's record and then could not tell
+    # the room (publish failed). The seat is held, and ends as "left" once the broker is back.
+    cfg = make_settings(ws_resume_seconds=5)
+    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+        hub = live.app.state.resources.hub
+        room = call.appointment.id
+        with monkeypatch.context() as patch:
+            break_broker(patch, live.app.state.resources.broker, ("publish",))
+            await call.patient.send(type="leave")
+            await call.patient.closed_with()
+            await until(lambda: bool(hub.replicas.rooms[room].timers), 10, "the seat held")
+        # (The room's messages the broker refused meanwhile show as a gap: ``renegotiate``.)
+        told = await call.specialist.recv()
+        while told["type"] in ("renegotiate", "peer_state"):
+            told = await call.specialist.recv()
+        assert (told["type"], told["peer_id"], told["reason"]) == (
+            "peer_left",
+            call.joined["participant_id"],
+            "left",
+        )
