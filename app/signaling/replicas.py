@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -26,20 +27,34 @@ from app.scheduling.models import RoomState
 from app.signaling import envelope as env
 from app.signaling import wire
 from app.signaling.connection import Connection
-from app.signaling.session import Close, Out, Room
+from app.signaling.session import EMPTY, Close, Out, Room, with_item, without_item
 from app.tasks import Task, Tasks
+
+
+def _no_timers() -> Mapping[str, Task]:
+    return EMPTY  # shared: few replicas ever hold a timer (docs/performance.md, memory)
 
 
 @dataclass(slots=True)
 class LocalRoom:
-    """A room replica, the connections this process holds in it, their expiry timers, and
-    its broker subscription (``listening``; ``closed`` once released)."""
+    """A room replica, the connections this process holds in it, the expiry timers of its
+    seats held for a resume (by member id; ``hold``, ``unhold``), and its broker subscription
+    (``listening``; ``closed`` once released)."""
 
     room: Room
     conns: dict[str, Connection] = field(default_factory=dict)
-    timers: dict[str, Task] = field(default_factory=dict)
+    timers: Mapping[str, Task] = field(default_factory=_no_timers)
     listening: Listening | None = None
     closed: bool = False
+
+    def hold(self, member_id: str, timer: Task) -> None:
+        self.timers = with_item(self.timers, member_id, timer)
+
+    def unhold(self, member_id: str) -> Task | None:
+        """The member's timer, no longer held here (None if there was none)."""
+        timer = self.timers.get(member_id)
+        self.timers = without_item(self.timers, member_id)
+        return timer
 
 
 # Relay messages this process published and has not yet had back from the broker, by their

@@ -231,7 +231,7 @@ class Seats:
         member = records.unpack(raw, appointment_id, session) if raw is not None else None
         if member is None or not records.is_current(current, member):
             return None  # (a record of a participant replaced since is used up all the same)
-        timer = local.timers.pop(member.id, None)
+        timer = local.unhold(member.id)
         if timer is not None:
             timer.cancel()
         return Seat(local.room.appointment_id, member, "")
@@ -282,8 +282,9 @@ class Seats:
 
     def _hold(self, local: LocalRoom, seat: Seat, key: str) -> bool:
         """Holds the seat of a connection that ended for the resume window (an expiry timer)."""
-        local.timers[seat.member.id] = self.replicas.tasks.spawn(
-            "signaling.resume_expiry", partial(self._expire, seat, key)
+        local.hold(
+            seat.member.id,
+            self.replicas.tasks.spawn("signaling.resume_expiry", partial(self._expire, seat, key)),
         )
         return True
 
@@ -292,7 +293,7 @@ class Seats:
         local = self.replicas.rooms.get(seat.appointment_id)
         if local is not None:
             # No longer cancellable by a resume: whoever takes the record below wins.
-            local.timers.pop(seat.member.id, None)
+            local.unhold(seat.member.id)
         try:
             # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
             if await self._take(seat.appointment_id, seat.member, key):
@@ -329,9 +330,8 @@ class Seats:
                     member.record, window + RESUME_RECORD_MARGIN_SECONDS
                 )
                 seat = Seat(local.room.appointment_id, member, member.record)
-                local.timers[member.id] = self.replicas.tasks.spawn(
-                    "signaling.resume_expiry", partial(self._expire_adopted, seat, held=held)
-                )
+                expiry = partial(self._expire_adopted, seat, held=held)
+                local.hold(member.id, self.replicas.tasks.spawn("signaling.resume_expiry", expiry))
                 log.info("signaling.seat_adopted", room=seat.appointment_id, origin=origin)
                 await self.replicas.publish(
                     env.room_channel(seat.appointment_id),
@@ -350,7 +350,7 @@ class Seats:
         await anyio.sleep(self.settings.ws_resume_seconds)
         local = self.replicas.rooms.get(seat.appointment_id)
         if local is not None:
-            local.timers.pop(member_id, None)  # no longer cancellable by a resume
+            local.unhold(member_id)  # no longer cancellable by a resume
         self._ending.add(member_id)  # nor adopted again while this ends it
         try:
             if self._still_held(seat) and not await self.broker.exists(
