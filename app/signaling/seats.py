@@ -157,7 +157,7 @@ class Seats:
             told = m.RoomStateChanged(state=state, waiting_since=since)
             conn.send(told)
             # The event of this very change may reach the replica after the member: not twice.
-            local.room.heard[seat.member.id] = told
+            local.room.heard[seat.member.id] = (state, since)
             channel = env.room_channel(appointment_id)
             if resumed:
                 await self.replicas.publish(channel, wire.Resumed(member=seat.member))

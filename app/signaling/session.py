@@ -64,6 +64,12 @@ def _empty() -> Mapping[str, Any]:
     return EMPTY  # (a dataclass default may not be a mapping itself)
 
 
+# What each member was last told of the room's state (``Room.heard``): the state and since
+# when the patient waits, as in ``Room.state_message`` (kept as a tuple: a message model with
+# its dict and its set of fields takes four times the memory, and every waiting patient has one).
+Heard = tuple[RoomState, datetime | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     """A participant. ``user_id``, ``session_key``, ``conn``, ``origin`` and ``record`` never
@@ -178,7 +184,7 @@ class Room:
     resyncing: frozenset[str] = NOBODY
     # The last room state each member was told: a state heard already is not sent again (the
     # joining process tells its joiner directly; a domain event may be delivered twice).
-    heard: dict[str, m.RoomStateChanged] = field(default_factory=dict)
+    heard: dict[str, Heard] = field(default_factory=dict)
     # The ids of the last domain events applied: the outbox delivers at least once, and a
     # redelivered older event must not undo a newer one.
     # (A dict keeps insertion order; an OrderedDict takes more than twice the memory.)
@@ -223,8 +229,12 @@ class Room:
         return m.GuestStatus(state=state, name=guest.name, kind=guest.kind)
 
     def state_message(self) -> m.RoomStateChanged:
-        since = self.waiting_since if self.state is RoomState.WAITING else None
-        return m.RoomStateChanged(state=self.state, waiting_since=since)
+        state, since = self.state_now()
+        return m.RoomStateChanged(state=state, waiting_since=since)
+
+    def state_now(self) -> Heard:
+        """What ``state_message`` says now, as ``heard`` keeps it."""
+        return self.state, self.waiting_since if self.state is RoomState.WAITING else None
 
     def peer(self, member: Member, viewer: Member) -> m.Peer:
         """``member`` as ``viewer`` sees it: the patient's name only for staff (never for the
@@ -335,10 +345,10 @@ class Room:
         self.state, self.waiting_since = state, waiting_since
         closed = is_closed(state)
         outs = self._part("ended" if closed else "sent_back", everyone=closed)
-        message = self.state_message()
+        heard, message = self.state_now(), self.state_message()
         for pid in self.members:
-            if self.heard.get(pid) != message:
-                self.heard[pid] = message
+            if self.heard.get(pid) != heard:
+                self.heard[pid] = heard
                 outs.append(Send(pid, message))
         if closed:
             outs += [Close(mb.conn, WS_ROOM_CLOSED, state.value) for mb in self.members.values()]
