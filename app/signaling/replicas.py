@@ -57,7 +57,7 @@ class LocalRoom:
         return timer
 
 
-# Relay messages this process published and has not yet had back from the broker, by their
+# Relays and members this process published and has not yet had back from the broker, by their
 # bytes (see ``Replicas.publish``). Bounded: a message that never comes back (the room was
 # released meanwhile, the broker lost it) is forgotten after this many newer ones.
 OWN_KEPT = 1024
@@ -76,7 +76,7 @@ class Replicas:
         self.tracker = env.SequenceTracker()
         self.rooms: dict[int, LocalRoom] = {}
         self._seq: dict[str, int] = {}
-        self._own: dict[bytes, tuple[wire.Relay, int]] = {}
+        self._own: dict[bytes, tuple[wire.Relay | wire.Add | wire.Resumed, int]] = {}
         self._room_lock = asyncio.Lock()
 
     async def publish(self, channel: str, message: wire.Wire) -> None:
@@ -85,11 +85,14 @@ class Replicas:
         # sequence order and the publish order stay the same without a lock.
         seq = self._seq[channel] = self._seq.get(channel, 0) + 1
         raw = wire.stamped_json(message, self.origin, seq)
-        if isinstance(message, wire.Relay):
-            # Every relay comes back to this process's own room listener through the broker (one
-            # process and many behave the same). What it gets back byte for byte is what this
-            # process made from a validated client message, so the listener takes the model as it
-            # is instead of parsing and validating it again; anything else is parsed as ever.
+        if isinstance(message, wire.Relay | wire.Add | wire.Resumed):
+            # Every room message comes back to this process's own room listener through the
+            # broker (one process and many behave the same). A relay or a member it gets back
+            # byte for byte is what this process made (from a validated client message, or the
+            # seat it holds), so the listener takes the model as it is instead of parsing and
+            # validating it again: no CPU on every relay, and the replica holds the seat's own
+            # member, not a parsed copy of it with strings of its own (every waiting patient's
+            # room holds one for long). Anything else is parsed as ever.
             self._own[raw] = (message, seq)
             if len(self._own) > OWN_KEPT:
                 del self._own[next(iter(self._own))]
@@ -139,8 +142,8 @@ class Replicas:
             return
         own = self._own.pop(raw, None)
         if own is not None:
-            relay, seq = own  # (published unstamped: its sender and number are these)
-            self._apply(local, channel, relay, self.origin, seq)
+            mine, seq = own  # (published unstamped: its sender and number are these)
+            self._apply(local, channel, mine, self.origin, seq)
             return
         message = env.parsed(raw, wire.ROOM, "room")
         if message is not None:
