@@ -21,7 +21,6 @@ from pydantic import Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.accounts import service as accounts
@@ -360,9 +359,10 @@ async def _reader(link: Link, scope: anyio.CancelScope) -> None:
     bucket = TokenBucket(rate=cfg.ws_rate_per_second, burst=cfg.ws_rate_burst, now=time.monotonic())
     with suppress(OSError, RuntimeError, WebSocketDisconnect):
         while link.conn.close_code is None:
-            data = _payload(await link.websocket.receive())
-            if data is None:
+            frame = await link.websocket.receive()
+            if frame["type"] == "websocket.disconnect":
                 break
+            data = frame.get("text") or frame.get("bytes") or ""
             size = len(data)
             if isinstance(data, str) and size * 4 > cfg.ws_max_frame_bytes:
                 # UTF-8 takes at most 4 bytes a character: only a text this long can be over.
@@ -375,16 +375,6 @@ async def _reader(link: Link, scope: anyio.CancelScope) -> None:
                 await _handle(link, data)
     if link.conn.close_code is None:
         scope.cancel()  # the client went away: stop writing
-
-
-def _payload(frame: Message) -> str | bytes | None:
-    """A received frame's text or bytes; None once the client went away. (Not the frame
-    itself in the reader: it would be kept while the next one is awaited, which for a waiting
-    patient is a long time.)"""
-    if frame["type"] == "websocket.disconnect":
-        return None
-    data: str | bytes = frame.get("text") or frame.get("bytes") or ""
-    return data
 
 
 async def _handle(link: Link, data: str | bytes) -> None:
