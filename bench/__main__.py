@@ -28,6 +28,25 @@ ROOT = Path(__file__).resolve().parents[1]
 ORIGIN = "http://bench.local"
 REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
 PROD_FLAGS = ["--ws", "websockets-sansio", "--loop", "uvloop", "--ws-per-message-deflate", "false"]
+# uvicorn's websocket implementations that ``--ws`` may compare with the production one (the
+# idle step and ``bench.memtrace``); wsproto needs the ``wsproto`` package, not in the lock.
+WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")
+
+
+def with_ws(flags: list[str], ws: str) -> list[str]:
+    """``flags`` with uvicorn's websocket implementation ``ws`` instead of theirs."""
+    at = flags.index("--ws") + 1
+    return [*flags[:at], ws, *flags[at + 1 :]]
+
+
+def has_wsproto() -> bool:
+    try:
+        import wsproto  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 RELAY_ROOMS, SETUP_ROOMS = 100, 50
 STEPS = ("single", "two", "idle", "flags")
 
@@ -192,12 +211,12 @@ class Bench:
                 result.update(load(setup_sc, self.workdir))
         return result
 
-    def idle(self, target: str) -> dict[str, Any]:
+    def idle(self, target: str, flags: list[str] = PROD_FLAGS) -> dict[str, Any]:
         seeded, env = None, {}
         if target == "konsil":
             db, seeded = self.database()
             env = konsil_env(db, "memory://")
-        with server(target, self.workdir, env, PROD_FLAGS) as (process, url):
+        with server(target, self.workdir, env, flags) as (process, url):
             sc = self.scenario("idle", target, [url], [process.pid], seeded)
             if seeded:
                 sc["rooms"] = seeded.rooms[RELAY_ROOMS + SETUP_ROOMS :]
@@ -258,6 +277,9 @@ def idle_rows(k: dict[str, Any], b: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | {kl.get('error', '')} | {bl.get('error', '')} | n/a |")
             continue
         lines.append(row(name, kl["bytes_per_conn"] / 1024, bl["bytes_per_conn"] / 1024))
+        at = f"{kl['connections']:,}"
+        cpu_name = f"server CPU per idle connection opened (to {at}), ms"
+        lines.append(row(cpu_name, kl.get("cpu_ms_per_conn"), bl.get("cpu_ms_per_conn"), 2))
     return lines
 
 
@@ -282,6 +304,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
     parser.add_argument("--no-flags", action="store_true", help="skip the server-flag comparison")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle-connection memory")
+    parser.add_argument(
+        "--ws",
+        choices=WS_IMPLEMENTATIONS,
+        default="websockets-sansio",
+        help="uvicorn's websocket implementation for the idle step (both servers)",
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -322,10 +350,11 @@ def main() -> None:
         ki: dict[str, Any] = {"idle": []}
         bi: dict[str, Any] = {"idle": []}
         if "idle" in steps:
-            step("idle connections: Konsil")
-            ki = bench.idle("konsil")
-            step("idle connections: baseline")
-            bi = bench.idle("baseline")
+            idle_flags = with_ws(PROD_FLAGS, args.ws)
+            step(f"idle connections: Konsil (--ws {args.ws})")
+            ki = bench.idle("konsil", idle_flags)
+            step(f"idle connections: baseline (--ws {args.ws})")
+            bi = bench.idle("baseline", idle_flags)
         flags: list[tuple[str, dict[str, Any]]] = []
         if "flags" in steps:
             variants = {
@@ -357,10 +386,12 @@ def main() -> None:
                     True,
                 ),
             }
+            if has_wsproto():
+                variants["wsproto + uvloop"] = (with_ws(PROD_FLAGS, "wsproto"), False)
             for name, (variant, deflate) in variants.items():
                 step(f"server flags: {name}")
                 flags.append((name, bench.traffic("konsil", 1, variant, [2000], deflate)))
-    print_report(k1, b1, k2, b2, ki, bi, flags, time.monotonic() - started)
+    print_report(k1, b1, k2, b2, ki, bi, flags, time.monotonic() - started, args.ws)
 
 
 def print_report(
@@ -372,10 +403,13 @@ def print_report(
     bi: dict[str, Any],
     flags: list[tuple[str, dict[str, Any]]],
     seconds: float,
+    ws: str = "websockets-sansio",
 ) -> None:
     print()
     print(f"Machine: {machine()}")
     print("Servers: uvicorn " + " ".join(PROD_FLAGS) + "; load generator in its own process.")
+    if ki["idle"] and ws != "websockets-sansio":
+        print(f"Idle step: --ws {ws}")
     print()
     print("| measurement | Konsil | baseline | Konsil/baseline |")
     print("|---|---:|---:|---:|")

@@ -350,6 +350,8 @@ async def idle(sc: dict[str, Any]) -> dict[str, Any]:
         return await open_ws(f"{sc['urls'][0]}/ws?room=idle{i}&peer=x", sc)
 
     for level in sc["levels"]:
+        # The server's CPU for the connections of this level: handshake, checks and join.
+        cpu0, before = cpu(sc["pids"]), len(opened)
         try:
             while len(opened) < level:
                 batch = range(len(opened), min(level, len(opened) + 100))
@@ -357,10 +359,16 @@ async def idle(sc: dict[str, Any]) -> dict[str, Any]:
         except OSError as exc:
             levels.append({"connections": level, "error": f"{type(exc).__name__}: {exc}"})
             break
+        cpu_used = cpu(sc["pids"]) - cpu0
         await asyncio.sleep(3)  # let allocations settle
         grown = rss(sc["pids"]) - base
         levels.append(
-            {"connections": level, "rss_delta": grown, "bytes_per_conn": grown / len(opened)}
+            {
+                "connections": level,
+                "rss_delta": grown,
+                "bytes_per_conn": grown / len(opened),
+                "cpu_ms_per_conn": cpu_used / max(1, len(opened) - before) * 1000,
+            }
         )
     await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
     return {"idle": levels, "rss_base": base}

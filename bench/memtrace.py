@@ -13,6 +13,7 @@ is); what it gives is the share of each owner in the Python heap. Only this benc
 the signal handler (``create_app`` below), never the production app.
 
     .venv/bin/python -m bench.memtrace --levels 300   # ~5 minutes on a busy 2-core machine
+    .venv/bin/python -m bench.memtrace --levels 300 --ws wsproto   # another uvicorn websocket
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from bench.__main__ import PROD_FLAGS, RELAY_ROOMS, SETUP_ROOMS, konsil_env, server
+from bench.__main__ import (
+    PROD_FLAGS,
+    RELAY_ROOMS,
+    SETUP_ROOMS,
+    WS_IMPLEMENTATIONS,
+    konsil_env,
+    server,
+    with_ws,
+)
 from bench.load import open_ws
 from bench.procstat import rss_bytes
 from bench.seed import seed
@@ -167,6 +176,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.memtrace", description=__doc__)
     parser.add_argument("--levels", type=int, nargs="+", default=[1000])
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--ws",
+        choices=WS_IMPLEMENTATIONS,
+        default="websockets-sansio",
+        help="uvicorn's websocket implementation (the production flags have websockets-sansio)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="konsil-memtrace-") as tmp:
         work = Path(tmp)
@@ -176,7 +191,8 @@ def main() -> None:
         seeded = seed(f"sqlite+aiosqlite:///{db}", total, staff_rooms=staff)
         rooms = seeded.rooms[staff:]
         env = {**konsil_env(db, "memory://"), "BENCH_MEMTRACE_DIR": str(work)}
-        with server("konsil", work, env, PROD_FLAGS, app="bench.memtrace:create_app") as (
+        flags = with_ws(PROD_FLAGS, args.ws)
+        with server("konsil", work, env, flags, app="bench.memtrace:create_app") as (
             process,
             url,
         ):

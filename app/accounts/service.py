@@ -40,9 +40,10 @@ from app.tokens import new_token, session_key, token_hash
 ADMIN_HAS_NO_LANR = "Eine LANR haben nur Ärztinnen und Ärzte, kein Administratorkonto."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is behind a request or websocket: a staff member or a patient of one appointment."""
+    """Who is behind a request or websocket: a staff member or a patient of one appointment.
+    (Slots: every open websocket holds its principal for as long as it is open.)"""
 
     kind: SessionKind
     session_id: str

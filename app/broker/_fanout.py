@@ -16,14 +16,18 @@ Sink = Callable[[bytes], None]
 
 
 class FanOut:
-    """This process's subscribers by channel: each is a sink that takes a message at once."""
+    """This process's subscribers by channel: each is a sink that takes a message at once.
+
+    A channel's sinks are a tuple, replaced when one comes or goes: most channels have one
+    (each waiting patient's room has its own), and a one-sink tuple takes a fifth of the memory
+    of a set; a delivery needs no copy to be safe from a sink that unsubscribes."""
 
     def __init__(self, queue_size: int = 1024) -> None:
         self._queue_size = queue_size
-        self._subscribers: dict[str, set[Sink]] = {}
+        self._subscribers: dict[str, tuple[Sink, ...]] = {}
 
     def deliver(self, channel: str, message: bytes) -> None:
-        for sink in tuple(self._subscribers.get(channel, ())):
+        for sink in self._subscribers.get(channel, ()):
             sink(message)
 
     def queue(self) -> tuple[asyncio.Queue[bytes], Sink]:
@@ -39,8 +43,10 @@ class FanOut:
 
     def add(self, channel: str, sink: Sink) -> bool:
         """Adds ``sink`` to ``channel``; True when it is the channel's first subscriber."""
-        subscribers = self._subscribers.setdefault(channel, set())
-        subscribers.add(sink)
+        subscribers = self._subscribers.get(channel, ())
+        if sink not in subscribers:
+            subscribers += (sink,)
+            self._subscribers[channel] = subscribers
         return len(subscribers) == 1
 
     def remove(self, channel: str, sink: Sink) -> bool:
@@ -48,8 +54,9 @@ class FanOut:
         subscribers = self._subscribers.get(channel)
         if subscribers is None:
             return False
-        subscribers.discard(sink)
+        subscribers = tuple(s for s in subscribers if s != sink)
         if subscribers:
+            self._subscribers[channel] = subscribers
             return False
         del self._subscribers[channel]
         return True

@@ -19,6 +19,7 @@ import anyio
 from prometheus_client import Counter
 from pydantic import Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -76,11 +77,13 @@ class WsQuery(Schema):
 
 @dataclass(slots=True)
 class Target:
-    """What an authorised connection is for: a room (with the caller's role) or a dashboard."""
+    """What an authorised connection is for: a room (with the caller's role) or a dashboard.
+    ``lang``: the language of the caller's page (which details of staff a room shows it)."""
 
     who: Principal
     appointment_id: int | None
     actor: Actor | None
+    lang: str = "de"
 
     @property
     def role(self) -> str:
@@ -88,27 +91,8 @@ class Target:
 
 
 async def signaling(websocket: WebSocket) -> None:
-    try:
-        check_origin(websocket)
-    except Forbidden:
-        WS_ERRORS.labels(code="http_403").inc()
-        await websocket.close(WS_FORBIDDEN)  # before accept: the handshake gets HTTP 403
-        return
-    try:
-        target = await authorize(websocket)
-    except KonsilError as exc:
-        WS_ERRORS.labels(code=str(exc.ws_close)).inc()
-        await websocket.accept()
-        await websocket.close(exc.ws_close, exc.code)
-        return
-    except Exception as exc:
-        if not unreachable(exc):
-            raise
-        # The database (sessions, rooms) cannot be reached for a moment: try again shortly.
-        log.warning("signaling.database_unreachable", error=type(exc).__name__)
-        WS_ERRORS.labels(code=str(WS_TRY_AGAIN_LATER)).inc()
-        await websocket.accept()
-        await websocket.close(WS_TRY_AGAIN_LATER, "unavailable")
+    target = await _checked(websocket)
+    if target is None:
         return
     ended = hub(websocket).ended
     session_id = target.who.session_id
@@ -129,19 +113,51 @@ async def signaling(websocket: WebSocket) -> None:
         ended.leave(session_id)
 
 
-async def authorize(websocket: WebSocket) -> Target:
+async def _checked(websocket: WebSocket) -> Target | None:
+    """What the connection is for, once Origin, session and room are checked; None once a
+    refusal was delivered.
+
+    The checks read the headers, cookies and query string through a view of their own, which
+    goes with what it parsed when this returns: the ``WebSocket`` would keep its parses for as
+    long as the socket is open (docs/performance.md, memory)."""
+    handshake = HTTPConnection(websocket.scope)
+    try:
+        check_origin(handshake)
+    except Forbidden:
+        WS_ERRORS.labels(code="http_403").inc()
+        await websocket.close(WS_FORBIDDEN)  # before accept: the handshake gets HTTP 403
+        return None
+    try:
+        return await authorize(handshake)
+    except KonsilError as exc:
+        WS_ERRORS.labels(code=str(exc.ws_close)).inc()
+        await websocket.accept()
+        await websocket.close(exc.ws_close, exc.code)
+        return None
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        # The database (sessions, rooms) cannot be reached for a moment: try again shortly.
+        log.warning("signaling.database_unreachable", error=type(exc).__name__)
+        WS_ERRORS.labels(code=str(WS_TRY_AGAIN_LATER)).inc()
+        await websocket.accept()
+        await websocket.close(WS_TRY_AGAIN_LATER, "unavailable")
+        return None
+
+
+async def authorize(handshake: HTTPConnection) -> Target:
     """Who is connecting and to which room; raises the domain error that names the close code."""
-    query = validate(WsQuery, dict(websocket.query_params))
+    query = validate(WsQuery, dict(handshake.query_params))
     if query.as_ in ("patient", "guest"):
         # A guest's session opens its own appointment's call and nothing else.
         kind = SessionKind.PATIENT if query.as_ == "patient" else SessionKind.GUEST
-        who = await principal(websocket, kind)
+        who = await principal(handshake, kind)
         if who is None:
             raise NotAuthenticated()
         if query.appointment is None or who.appointment_id != query.appointment:
             raise NotYourRoom()
     else:
-        who = await principal(websocket, SessionKind.STAFF)
+        who = await principal(handshake, SessionKind.STAFF)
         if who is None:
             raise NotAuthenticated()
         if query.appointment is None:
@@ -152,12 +168,13 @@ async def authorize(websocket: WebSocket) -> Target:
                     "und Hausärzte."
                 )
             return Target(who=who, appointment_id=None, actor=None)
-    async with db(websocket)() as session:
+    async with db(handshake)() as session:
         appointment = await rooms.load(session, query.appointment)
     actor = rooms.actor_for(appointment, who)
     if is_closed(appointment.room_state):
         raise RoomClosed()
-    return Target(who=who, appointment_id=query.appointment, actor=actor)
+    lang = language(handshake)
+    return Target(who=who, appointment_id=query.appointment, actor=actor, lang=lang)
 
 
 @dataclass(slots=True)
@@ -444,7 +461,7 @@ async def _join(link: Link, message: m.Join) -> Seat | None:
             actor=target.actor,
             who=target.who,
             resume=message.resume,
-            lang=language(link.websocket),
+            lang=target.lang,
         )
     except RoomFull as exc:
         _error(link, exc.code, exc.message, message.type)

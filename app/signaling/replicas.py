@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -26,23 +27,37 @@ from app.scheduling.models import RoomState
 from app.signaling import envelope as env
 from app.signaling import wire
 from app.signaling.connection import Connection
-from app.signaling.session import Close, Out, Room
+from app.signaling.session import EMPTY, Close, Out, Room, with_item, without_item
 from app.tasks import Task, Tasks
+
+
+def _no_timers() -> Mapping[str, Task]:
+    return EMPTY  # shared: few replicas ever hold a timer (docs/performance.md, memory)
 
 
 @dataclass(slots=True)
 class LocalRoom:
-    """A room replica, the connections this process holds in it, their expiry timers, and
-    its broker subscription (``listening``; ``closed`` once released)."""
+    """A room replica, the connections this process holds in it, the expiry timers of its
+    seats held for a resume (by member id; ``hold``, ``unhold``), and its broker subscription
+    (``listening``; ``closed`` once released)."""
 
     room: Room
     conns: dict[str, Connection] = field(default_factory=dict)
-    timers: dict[str, Task] = field(default_factory=dict)
+    timers: Mapping[str, Task] = field(default_factory=_no_timers)
     listening: Listening | None = None
     closed: bool = False
 
+    def hold(self, member_id: str, timer: Task) -> None:
+        self.timers = with_item(self.timers, member_id, timer)
 
-# Relay messages this process published and has not yet had back from the broker, by their
+    def unhold(self, member_id: str) -> Task | None:
+        """The member's timer, no longer held here (None if there was none)."""
+        timer = self.timers.get(member_id)
+        self.timers = without_item(self.timers, member_id)
+        return timer
+
+
+# Relays and members this process published and has not yet had back from the broker, by their
 # bytes (see ``Replicas.publish``). Bounded: a message that never comes back (the room was
 # released meanwhile, the broker lost it) is forgotten after this many newer ones.
 OWN_KEPT = 1024
@@ -61,7 +76,7 @@ class Replicas:
         self.tracker = env.SequenceTracker()
         self.rooms: dict[int, LocalRoom] = {}
         self._seq: dict[str, int] = {}
-        self._own: dict[bytes, tuple[wire.Relay, int]] = {}
+        self._own: dict[bytes, tuple[wire.Relay | wire.Add | wire.Resumed, int]] = {}
         self._room_lock = asyncio.Lock()
 
     async def publish(self, channel: str, message: wire.Wire) -> None:
@@ -70,11 +85,14 @@ class Replicas:
         # sequence order and the publish order stay the same without a lock.
         seq = self._seq[channel] = self._seq.get(channel, 0) + 1
         raw = wire.stamped_json(message, self.origin, seq)
-        if isinstance(message, wire.Relay):
-            # Every relay comes back to this process's own room listener through the broker (one
-            # process and many behave the same). What it gets back byte for byte is what this
-            # process made from a validated client message, so the listener takes the model as it
-            # is instead of parsing and validating it again; anything else is parsed as ever.
+        if isinstance(message, wire.Relay | wire.Add | wire.Resumed):
+            # Every room message comes back to this process's own room listener through the
+            # broker (one process and many behave the same). A relay or a member it gets back
+            # byte for byte is what this process made (from a validated client message, or the
+            # seat it holds), so the listener takes the model as it is instead of parsing and
+            # validating it again: no CPU on every relay, and the replica holds the seat's own
+            # member, not a parsed copy of it with strings of its own (every waiting patient's
+            # room holds one for long). Anything else is parsed as ever.
             self._own[raw] = (message, seq)
             if len(self._own) > OWN_KEPT:
                 del self._own[next(iter(self._own))]
@@ -124,8 +142,8 @@ class Replicas:
             return
         own = self._own.pop(raw, None)
         if own is not None:
-            relay, seq = own  # (published unstamped: its sender and number are these)
-            self._apply(local, channel, relay, self.origin, seq)
+            mine, seq = own  # (published unstamped: its sender and number are these)
+            self._apply(local, channel, mine, self.origin, seq)
             return
         message = env.parsed(raw, wire.ROOM, "room")
         if message is not None:

@@ -170,7 +170,7 @@ class Seats:
             told = m.RoomStateChanged(state=state, waiting_since=since)
             conn.send(told)
             # The event of this very change may reach the replica after the member: not twice.
-            local.room.heard[seat.member.id] = told
+            local.room.heard[seat.member.id] = (state, since)
             channel = env.room_channel(appointment_id)
             if resumed:
                 await self.replicas.publish(channel, wire.Resumed(member=seat.member))
@@ -247,7 +247,7 @@ class Seats:
         member = records.unpack(raw, appointment_id, session) if raw is not None else None
         if raw is None or member is None or not records.is_current(current, member):
             return None  # (a record of a participant replaced since is used up all the same)
-        timer = local.timers.pop(member.id, None)
+        timer = local.unhold(member.id)
         if timer is not None:
             timer.cancel()
         return Taken(member, key, raw)
@@ -338,7 +338,7 @@ class Seats:
         """Holds the seat of a connection that ended for the resume window (an expiry timer).
         ``owned``: this process took the seat's record already (no resume can take it)."""
         expire = partial(self._expire, seat, key, owned=owned, reason=reason)
-        local.timers[seat.member.id] = self.replicas.tasks.spawn("signaling.resume_expiry", expire)
+        local.hold(seat.member.id, self.replicas.tasks.spawn("signaling.resume_expiry", expire))
         return True
 
     async def _expire(
@@ -348,7 +348,7 @@ class Seats:
         local = self.replicas.rooms.get(seat.appointment_id)
         if local is not None:
             # No longer cancellable by a resume: whoever takes the record below wins.
-            local.timers.pop(seat.member.id, None)
+            local.unhold(seat.member.id)
         try:
             # Whoever takes the record owns the participant: a resume elsewhere or this expiry.
             # A seat whose record this process took already ends unless a fresh join replaced
@@ -393,9 +393,8 @@ class Seats:
                     member.record, window + RESUME_RECORD_MARGIN_SECONDS
                 )
                 seat = Seat(local.room.appointment_id, member, member.record)
-                local.timers[member.id] = self.replicas.tasks.spawn(
-                    "signaling.resume_expiry", partial(self._expire_adopted, seat, held=held)
-                )
+                expiry = partial(self._expire_adopted, seat, held=held)
+                local.hold(member.id, self.replicas.tasks.spawn("signaling.resume_expiry", expiry))
                 log.info("signaling.seat_adopted", room=seat.appointment_id, origin=origin)
                 await self.replicas.publish(
                     env.room_channel(seat.appointment_id),
@@ -414,7 +413,7 @@ class Seats:
         await anyio.sleep(self.settings.ws_resume_seconds)
         local = self.replicas.rooms.get(seat.appointment_id)
         if local is not None:
-            local.timers.pop(member_id, None)  # no longer cancellable by a resume
+            local.unhold(member_id)  # no longer cancellable by a resume
         self._ending.add(member_id)  # nor adopted again while this ends it
         try:
             if self._still_held(seat) and not await self.broker.exists(

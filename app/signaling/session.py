@@ -8,10 +8,11 @@ connections. A relay is checked at the sender's process (``check``) and applied 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -35,6 +36,38 @@ APPLIED_EVENTS_KEPT = 256
 # What a participant's media are until its client says otherwise. One instance for every such
 # participant (messages are frozen): each waiting patient would hold its own otherwise.
 NO_MEDIA = m.Media()
+
+# What a room holds of pairs, resyncs and guest statuses until it has any: shared and
+# immutable, replaced (copied on write, never more than a few entries) once there is something
+# to hold. Most replicas are one waiting patient's room, which never holds any of them; an
+# empty set costs 216 bytes, an empty dict 64 (docs/performance.md, memory).
+NO_PAIRS: frozenset[frozenset[str]] = frozenset()
+NOBODY: frozenset[str] = frozenset()
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+V = TypeVar("V")
+
+
+def with_item(mapping: Mapping[str, V], key: str, value: V) -> Mapping[str, V]:
+    """A copy of ``mapping`` with ``key`` set to ``value`` (``mapping`` is left as it is)."""
+    return {**mapping, key: value}
+
+
+def without_item(mapping: Mapping[str, V], key: str) -> Mapping[str, V]:
+    """``mapping`` without ``key``: the same mapping if it has none, ``EMPTY`` once empty."""
+    if key not in mapping:
+        return mapping
+    return {k: v for k, v in mapping.items() if k != key} or EMPTY
+
+
+def _empty() -> Mapping[str, Any]:
+    return EMPTY  # (a dataclass default may not be a mapping itself)
+
+
+# What each member was last told of the room's state (``Room.heard``): the state and since
+# when the patient waits, as in ``Room.state_message`` (kept as a tuple: a message model with
+# its dict and its set of fields takes four times the memory, and every waiting patient has one).
+Heard = tuple[RoomState, datetime | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +179,12 @@ class Room:
     patient_name: str = ""
     members: dict[str, Member] = field(default_factory=dict)
     # Pairs that were told about each other (peer_joined) and may exchange signalling.
-    pairs: set[frozenset[str]] = field(default_factory=set)
+    pairs: frozenset[frozenset[str]] = NO_PAIRS
     # Members that resumed onto this replica before it knew them (and so their pairs).
-    resyncing: set[str] = field(default_factory=set)
+    resyncing: frozenset[str] = NOBODY
     # The last room state each member was told: a state heard already is not sent again (the
     # joining process tells its joiner directly; a domain event may be delivered twice).
-    heard: dict[str, m.RoomStateChanged] = field(default_factory=dict)
+    heard: dict[str, Heard] = field(default_factory=dict)
     # The ids of the last domain events applied: the outbox delivers at least once, and a
     # redelivered older event must not undo a newer one.
     # (A dict keeps insertion order; an OrderedDict takes more than twice the memory.)
@@ -159,7 +192,7 @@ class Room:
     # The specialist let the guest in (in the database; from ``GuestChanged``).
     guest_admitted: bool = False
     # The last ``guest_status`` each staff member and the guest was told.
-    guest_told: dict[str, m.GuestStatus] = field(default_factory=dict)
+    guest_told: Mapping[str, m.GuestStatus] = field(default_factory=_empty)
 
     def first_time(self, event_id: str) -> bool:
         """Whether the domain event ``event_id`` is new to this replica (and remember it)."""
@@ -196,8 +229,12 @@ class Room:
         return m.GuestStatus(state=state, name=guest.name, kind=guest.kind)
 
     def state_message(self) -> m.RoomStateChanged:
-        since = self.waiting_since if self.state is RoomState.WAITING else None
-        return m.RoomStateChanged(state=self.state, waiting_since=since)
+        state, since = self.state_now()
+        return m.RoomStateChanged(state=state, waiting_since=since)
+
+    def state_now(self) -> Heard:
+        """What ``state_message`` says now, as ``heard`` keeps it."""
+        return self.state, self.waiting_since if self.state is RoomState.WAITING else None
 
     def peer(self, member: Member, viewer: Member) -> m.Peer:
         """``member`` as ``viewer`` sees it: the patient's name only for staff (never for the
@@ -237,12 +274,15 @@ class Room:
         """A participant left for good: its peers close their connections to it."""
         if self.members.pop(participant_id, None) is None:
             return []
-        self.resyncing.discard(participant_id)
+        if participant_id in self.resyncing:
+            self.resyncing = self.resyncing - {participant_id} or NOBODY
         self.heard.pop(participant_id, None)
-        self.guest_told.pop(participant_id, None)
+        self.guest_told = without_item(self.guest_told, participant_id)
         outs: list[Out] = []
-        for pair in [p for p in self.pairs if participant_id in p]:
-            self.pairs.discard(pair)
+        gone = [p for p in self.pairs if participant_id in p]
+        if gone:
+            self.pairs = self.pairs.difference(gone) or NO_PAIRS
+        for pair in gone:
             (other,) = pair - {participant_id}
             outs.append(Send(other, m.PeerLeft(peer_id=participant_id, reason=reason)))
         return outs + self._tell_guest()
@@ -281,7 +321,7 @@ class Room:
         known = self.members.get(member.id)
         if known is None:
             self.members[member.id] = member
-            self.resyncing.add(member.id)
+            self.resyncing = self.resyncing | {member.id}
             return self._retell_guest(member.id)
         outs: list[Out] = []
         if known.conn != member.conn:
@@ -305,10 +345,10 @@ class Room:
         self.state, self.waiting_since = state, waiting_since
         closed = is_closed(state)
         outs = self._part("ended" if closed else "sent_back", everyone=closed)
-        message = self.state_message()
+        heard, message = self.state_now(), self.state_message()
         for pid in self.members:
-            if self.heard.get(pid) != message:
-                self.heard[pid] = message
+            if self.heard.get(pid) != heard:
+                self.heard[pid] = heard
                 outs.append(Send(pid, message))
         if closed:
             outs += [Close(mb.conn, WS_ROOM_CLOSED, state.value) for mb in self.members.values()]
@@ -407,7 +447,7 @@ class Room:
             other = self.members.get(other_id)
             if other is None or pair in self.pairs:
                 continue
-            self.pairs.add(pair)
+            self.pairs = self.pairs | {pair}
             if other_id in self.resyncing:
                 # Only the replica holding a resumed offerer's new connection can deliver its
                 # renegotiate, and this one did not know the pair when the resume arrived.
@@ -430,7 +470,7 @@ class Room:
                 pair = frozenset({a.id, b.id})
                 if pair in self.pairs:
                     continue
-                self.pairs.add(pair)
+                self.pairs = self.pairs | {pair}
                 outs.append(Send(a.id, m.PeerJoined(peer=self.peer(b, a), offer=offers(a, b))))
                 outs.append(Send(b.id, m.PeerJoined(peer=self.peer(a, b), offer=offers(b, a))))
         return outs
@@ -443,7 +483,7 @@ class Room:
             a, b = (self.members[pid] for pid in sorted(pair))
             if not everyone and self.in_call(a) and self.in_call(b):
                 continue
-            self.pairs.discard(pair)
+            self.pairs = self.pairs - {pair} or NO_PAIRS
             for me, other in ((a, b), (b, a)):
                 if everyone or self.in_call(me):
                     outs.append(Send(me.id, m.PeerLeft(peer_id=other.id, reason=reason)))
@@ -459,7 +499,7 @@ class Room:
             told = self.guest_told.get(member.id)
             if told == status or (told is None and status.state == "absent"):
                 continue
-            self.guest_told[member.id] = status
+            self.guest_told = with_item(self.guest_told, member.id, status)
             outs.append(Send(member.id, status))
         return outs
 
@@ -473,7 +513,7 @@ class Room:
         status, told = self.guest_status(), self.guest_told.get(participant_id)
         if told is None and status.state == "absent":
             return []
-        self.guest_told[participant_id] = status
+        self.guest_told = with_item(self.guest_told, participant_id, status)
         return [Send(participant_id, status)]
 
     def _tell_status(self, participant_id: str) -> list[Out]:

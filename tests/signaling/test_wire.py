@@ -12,7 +12,7 @@ import pytest
 from app.broker.memory import MemoryBroker
 from app.errors import WS_FORBIDDEN, WS_ROOM_CLOSED, WS_UNAUTHENTICATED
 from app.metrics import REGISTRY
-from app.scheduling.models import RoomState
+from app.scheduling.models import GuestKind, RoomState
 from app.signaling import messages as m
 from app.signaling import replicas as replicas_module
 from app.signaling import resume, wire
@@ -254,27 +254,56 @@ def own_relays() -> list[wire.Relay]:
     ]
 
 
-async def test_a_relay_the_process_gets_back_byte_for_byte_is_the_model_parsing_gives() -> None:
-    """The room loop takes its own relays back without parsing them: only sound if parsing
-    the very bytes gives an equal model, for every kind of relay."""
+def own_members() -> list[wire.Add | wire.Resumed]:
+    """The members this process announces (a join, a resume), with every field set."""
+    plain = Member(id="p_patient0001", role="patient", name="", session_key="k", conn="c_1")
+    full = Member(
+        id="p_guest0001",
+        role="guest",
+        name='Dolmetscherin "Ana" \u2603',
+        session_key="k2",
+        conn="c_2",
+        user_id=None,
+        detail="Innere Medizin",
+        detail_en="Internal medicine",
+        lang="ar",
+        media=m.Media(muted=True, camera_off=True, screen_sharing=True),
+        connection="reconnecting",
+        kind=GuestKind.INTERPRETER,
+        origin="o_abcdefghijkl",
+        record="konsil:resume:1:abc",
+    )
+    staff = replace(plain, id="p_specialist1", role="specialist", user_id=7, name="Dr. A")
+    return [
+        wire.Add(member=plain),
+        wire.Add(member=full, partners=["p_specialist1"]),
+        wire.Resumed(member=staff),
+        wire.Resumed(member=full),
+    ]
+
+
+async def test_what_the_process_gets_back_byte_for_byte_is_the_model_parsing_gives() -> None:
+    """The room listener takes its own relays and members back without parsing them: only
+    sound if parsing the very bytes gives an equal model, for every kind of relay and member."""
     broker = MemoryBroker()
     reps = Replicas(broker=broker, sessions=None, tasks=None)  # type: ignore[arg-type]
+    mine: list[wire.Relay | wire.Add | wire.Resumed] = [*own_relays(), *own_members()]
     async with broker.subscribe("konsil:room:1") as events:
-        for relay in own_relays():
-            await reps.publish("konsil:room:1", relay)
+        for message in mine:
+            await reps.publish("konsil:room:1", message)
         await reps.publish("konsil:room:1", wire.Leave(pid="p_patient0001"))
-        raws = [await anext(events) for _ in range(5)]
-    for raw, relay in zip(raws, own_relays(), strict=False):
+        raws = [await anext(events) for _ in range(len(mine) + 1)]
+    for raw, message in zip(raws, mine, strict=False):
         kept = reps._own.pop(raw, None)
         assert kept is not None
         model, seq = kept
         # Kept as published (unstamped) with its number: stamped, it is what parsing gives.
+        assert model is message
         stamped = model.model_copy(update={"o": reps.origin, "s": seq})
         assert stamped == wire.parse(wire.ROOM, raw)
         assert stamped.model_dump_json().encode() == raw
-        assert model.msg == relay.msg
         assert raw not in reps._own  # taken once
-    assert raws[-1] not in reps._own  # only relays are kept
+    assert raws[-1] not in reps._own  # only relays and members are kept
 
 
 def test_stamped_json_is_the_stamped_copy_dumped() -> None:
