@@ -42,6 +42,9 @@ class LocalRoom:
     closed: bool = False
 
 
+# A participant joined or came back (made once: see ``session.TO_ONE_PEER``).
+JOINED = (wire.Add, wire.Resumed)
+
 # Relay messages this process published and has not yet had back from the broker, by their
 # bytes (see ``Replicas.publish``). Bounded: a message that never comes back (the room was
 # released meanwhile, the broker lost it) is forgotten after this many newer ones.
@@ -139,7 +142,7 @@ class Replicas:
             outs += local.room.gap()
             self._present_soon(local)
         outs += wire.apply(local.room, message)
-        if isinstance(message, wire.Add | wire.Resumed) and origin != self.origin:
+        if isinstance(message, JOINED) and origin != self.origin:
             # The joining process may have had nobody in this room: tell it who is here.
             self._present_soon(local)
         if isinstance(message, wire.Away) and origin != self.origin:
