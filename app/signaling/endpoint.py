@@ -64,6 +64,8 @@ from app.signaling.hub import Hub, hub
 from app.signaling.seats import Seat
 from app.signaling.session import check_media
 
+# Made once (see ``session.TO_ONE_PEER``): ``_dispatch`` checks this for every message.
+ROOM_ACTIONS = (m.Admit, m.SendBack)
 CLOSE_GRACE_SECONDS = 2.0
 ACTIVITY_EVERY_SECONDS = 60.0
 
@@ -189,6 +191,7 @@ class Link:
     joining: bool = False
     left: bool = False
     active_at: float = 0.0  # monotonic time of the last activity written to the session
+    staff: bool = False  # a staff session's (whose activity is written): ``target.who.is_staff``
 
 
 async def serve(websocket: WebSocket, target: Target) -> None:
@@ -196,6 +199,7 @@ async def serve(websocket: WebSocket, target: Target) -> None:
     link = Link(
         websocket, Connection(limit=cfg.ws_send_queue, role=target.role), target, hub(websocket)
     )
+    link.staff = target.who.is_staff
     dashboard = target.actor is None
     specialist = target.who.user_id if dashboard and target.who.role is Role.SPECIALIST else None
     gp_dashboard = dashboard and target.who.role is Role.GP
@@ -332,6 +336,11 @@ def _in_consultation(link: Link) -> bool:
     return local is not None and local.room.state in IN_CONSULTATION
 
 
+def _activity_due(link: Link) -> bool:
+    """Whether ``_activity`` would write now (a staff session, a minute after the last)."""
+    return link.staff and time.monotonic() - link.active_at >= ACTIVITY_EVERY_SECONDS
+
+
 async def _activity(link: Link) -> bool:
     """Counts as activity of a staff session (idle timeout), written at most once a minute.
 
@@ -385,7 +394,8 @@ async def _handle(link: Link, data: str | bytes) -> None:
         return
     _counter(message.type).inc()
     try:
-        if not await _activity(link):
+        # (Checked here first: the write is due at most once a minute, the check per message.)
+        if _activity_due(link) and not await _activity(link):
             return  # the session is over: nothing more from this connection
         await _dispatch(link, message)
     except KonsilError as exc:  # a refusal (ProtocolError and the domain's): the socket stays
@@ -431,7 +441,7 @@ async def _dispatch(link: Link, message: m.ClientMessage) -> None:
             link.joining = False
     elif link.seat is None:
         raise JoinFirst()
-    elif isinstance(message, m.Admit | m.SendBack):
+    elif isinstance(message, ROOM_ACTIONS):
         if target.actor in (Actor.PATIENT, Actor.GUEST):
             raise Forbidden()
         # The state machine refuses the GP a send_back (forbidden), and both when the room's

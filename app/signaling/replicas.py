@@ -57,6 +57,11 @@ class LocalRoom:
         return timer
 
 
+# A participant joined or came back (made once: see ``session.TO_ONE_PEER``).
+JOINED = (wire.Add, wire.Resumed)
+# What this process takes back as it published it (``Replicas.publish``; made once too).
+KEPT_AS_PUBLISHED = (wire.Relay, wire.Add, wire.Resumed)
+
 # Relays and members this process published and has not yet had back from the broker, by their
 # bytes (see ``Replicas.publish``). Bounded: a message that never comes back (the room was
 # released meanwhile, the broker lost it) is forgotten after this many newer ones.
@@ -85,7 +90,7 @@ class Replicas:
         # sequence order and the publish order stay the same without a lock.
         seq = self._seq[channel] = self._seq.get(channel, 0) + 1
         raw = wire.stamped_json(message, self.origin, seq)
-        if isinstance(message, wire.Relay | wire.Add | wire.Resumed):
+        if isinstance(message, KEPT_AS_PUBLISHED):
             # Every room message comes back to this process's own room listener through the
             # broker (one process and many behave the same). A relay or a member it gets back
             # byte for byte is what this process made (from a validated client message, or the
@@ -157,7 +162,7 @@ class Replicas:
             outs += local.room.gap()
             self._present_soon(local)
         outs += wire.apply(local.room, message)
-        if isinstance(message, wire.Add | wire.Resumed) and origin != self.origin:
+        if isinstance(message, JOINED) and origin != self.origin:
             # The joining process may have had nobody in this room: tell it who is here.
             self._present_soon(local)
         if isinstance(message, wire.Away) and origin != self.origin:

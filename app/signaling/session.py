@@ -36,6 +36,9 @@ APPLIED_EVENTS_KEPT = 256
 # What a participant's media are until its client says otherwise. One instance for every such
 # participant (messages are frozen): each waiting patient would hold its own otherwise.
 NO_MEDIA = m.Media()
+# The relay messages addressed to one peer. A tuple made once: ``A | B | C`` written inside a
+# method builds a new union object on every call, and these checks run for every message.
+TO_ONE_PEER = (m.Offer, m.Answer, m.Candidate)
 
 # What a room holds of pairs, resyncs and guest statuses until it has any: shared and
 # immutable, replaced (copied on write, never more than a few entries) once there is something
@@ -393,7 +396,7 @@ class Room:
                 Send(other, m.ChatFrom(sender=sender, text=text, at=at))
                 for other in self.partners(sender)
             ]
-        if not isinstance(message, m.Offer | m.Answer | m.Candidate):
+        if not isinstance(message, TO_ONE_PEER):
             return []
         if not self.paired(sender, message.to):
             return []
@@ -415,7 +418,7 @@ class Room:
             raise JoinFirst()
         if not self.in_call(member):
             raise NotInCall()
-        if isinstance(message, m.Offer | m.Answer | m.Candidate):
+        if isinstance(message, TO_ONE_PEER):
             target = self.members.get(message.to)
             if target is None:
                 raise UnknownPeer()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Literal, TypeVar, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -181,11 +182,18 @@ _UNSTAMPED = b'{"o":"","s":0,'
 def stamped_json(message: Wire, origin: str, seq: int) -> bytes:
     """``message`` as JSON with ``origin`` and ``seq`` as its ``o`` and ``s``: the bytes of a
     copy with both set, made without copying the model (it is on every relayed message)."""
-    body = message.model_dump_json().encode()
+    # The serializer's bytes as they are (``model_dump_json`` would decode them to a str, which
+    # is encoded again here: two copies of an offer's SDP per relay).
+    body = message.__pydantic_serializer__.to_json(message)
     if not body.startswith(_UNSTAMPED):  # already stamped: the copy, as ever
         return message.model_copy(update={"o": origin, "s": seq}).model_dump_json().encode()
-    head = b'{"o":' + json.dumps(origin).encode() + b',"s":' + str(int(seq)).encode() + b","
-    return head + body[len(_UNSTAMPED) :]
+    return _head(origin) + str(int(seq)).encode() + b"," + body[len(_UNSTAMPED) :]
+
+
+@lru_cache(maxsize=16)
+def _head(origin: str) -> bytes:
+    """``{"o":<origin>,"s":`` (a process has one origin)."""
+    return b'{"o":' + json.dumps(origin).encode() + b',"s":'
 
 
 def parse(adapter: TypeAdapter[T], raw: bytes) -> T | None:
@@ -201,12 +209,14 @@ SESSIONS: TypeAdapter[SessionsEnd] = TypeAdapter(SessionsEnd)
 PRESENCE: TypeAdapter[PresenceChanged] = TypeAdapter(PresenceChanged)
 
 
+# Room messages that come from a domain event (made once: see ``session.TO_ONE_PEER``).
+FROM_EVENTS = (State, Revoke, RevokePatients, Guest)
+
+
 def apply(room: Room, message: RoomMessage) -> list[Out]:
     """What a room message does to a replica: the messages to send and connections to close.
     A domain event's message that this replica applied before does nothing."""
-    if isinstance(message, State | Revoke | RevokePatients | Guest) and not room.first_time(
-        message.ev
-    ):
+    if isinstance(message, FROM_EVENTS) and not room.first_time(message.ev):
         return []
     match message:  # (the relay first: it is nearly every message a room gets)
         case Relay():
