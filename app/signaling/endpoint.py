@@ -393,6 +393,11 @@ async def _handle(link: Link, data: str | bytes) -> None:
         _error(link, "invalid_message", "Die Nachricht ist ungültig.", None)
         return
     _counter(message.type).inc()
+    if isinstance(message, m.Ping):
+        # The client's liveness check: answered at once through the outbox like anything
+        # else. Not the user's activity (a staff session idles out as before), nor a join.
+        link.conn.send(m.Pong())
+        return
     try:
         # (Checked here first: the write is due at most once a minute, the check per message.)
         if _activity_due(link) and not await _activity(link):

@@ -210,8 +210,26 @@ class AdmitGuest(Message):
     type: Literal["admit_guest"]
 
 
+class Ping(Message):
+    """Is this connection still alive? Answered at once with ``pong``, before and after
+    ``join``, on room and dashboard connections alike. Neither a ``join`` nor activity of a
+    staff session (the idle timeout); counted by the rate limit like every message."""
+
+    type: Literal["ping"]
+
+
 ClientMessage = Annotated[
-    Join | Admit | Offer | Answer | Candidate | Chat | Leave | MediaState | SendBack | AdmitGuest,
+    Join
+    | Admit
+    | Offer
+    | Answer
+    | Candidate
+    | Chat
+    | Leave
+    | MediaState
+    | SendBack
+    | AdmitGuest
+    | Ping,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGES: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -384,6 +402,12 @@ class Presence(Message):
     specialties: list[SpecialtyPresence]
 
 
+class Pong(Message):
+    """The answer to ``ping``: the connection is alive both ways."""
+
+    type: Literal["pong"] = "pong"
+
+
 ServerMessage = Annotated[
     Joined
     | RoomStateChanged
@@ -400,7 +424,8 @@ ServerMessage = Annotated[
     | Delay
     | GuestStatus
     | Error
-    | Presence,
+    | Presence
+    | Pong,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGES: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

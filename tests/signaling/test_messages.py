@@ -41,6 +41,7 @@ def test_messages_parse_each_client_type() -> None:
             m.MediaState,
         ),
         ({"type": "send_back"}, m.SendBack),
+        ({"type": "ping"}, m.Ping),
     ]
     for data, model in cases:
         assert type(parse(data)) is model
@@ -61,6 +62,7 @@ def test_messages_parse_each_client_type() -> None:
         {"type": "media_state", **dict.fromkeys(MEDIA, False), "muted": 1},
         {"type": "media_state", **dict.fromkeys(MEDIA, False), "connection": "connected"},
         {"type": "send_back", "to": "p_abcdefgh1234"},
+        {"type": "ping", "id": 1},  # a bare ping: nothing to echo
     ],
 )
 def test_messages_reject_bad_client_messages(data: object) -> None:
@@ -87,6 +89,10 @@ def test_messages_server_messages_round_trip() -> None:
     msg = m.ChatFrom(sender="p_abcdefgh1234", text="Hallo", at="2026-03-02T09:00:00Z")
     again = m.SERVER_MESSAGES.validate_json(m.encode(msg))
     assert again == msg
+
+
+def test_messages_pong_is_bare() -> None:
+    assert json.loads(m.encode(m.Pong())) == {"type": "pong"}
 
 
 def test_messages_ice_servers_omit_absent_credentials() -> None:

@@ -109,6 +109,21 @@ async def test_an_unused_queue_page_is_not_activity_but_its_messages_are(
         assert await idle(sessions, demo.other_specialist.id) < timedelta(seconds=5)
 
 
+async def test_a_pages_ping_is_not_activity(
+    live: Live, demo: Demo, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # Every open page pings when it has heard nothing for a while: an unattended one would
+    # otherwise never idle out.
+    dashboard = await staff_cookie(live, demo.other_specialist)
+    async with ws_connect(live, "as=staff", dashboard) as queue:
+        await queue.expect("queue")
+        await idle_for(sessions, demo.other_specialist.id)
+        await asyncio.sleep(0.5)  # past ACTIVITY_EVERY_SECONDS: a message now would count
+        await queue.send(type="ping")
+        await queue.expect("pong")
+        assert await idle(sessions, demo.other_specialist.id) > timedelta(minutes=19)
+
+
 async def test_a_message_after_the_idle_timeout_closes_the_socket_and_revives_nothing(
     live: Live, demo: Demo, sessions: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -1,0 +1,337 @@
+"""The page's own liveness check of its signalling websocket (frontend/static/signaling.js;
+docs/protocol.md, Liveness), run by Node.js against a fake WebSocket and a fake clock: a quiet
+socket is pinged after the idle interval and never more often; one that then says nothing is
+given up and resumed on a new one, whose predecessor's late events change nothing; an attempt
+that does not open is replaced; the browser's hints (online, a page shown again) probe at once;
+a page that slept through a wait is not judged by it; nothing runs on after the page stops.
+The same in real Chromium against the real server: tests/browser/test_signaling_liveness.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.services import require
+
+SIGNALING = Path(__file__).resolve().parents[2] / "frontend" / "static" / "signaling.js"
+
+# A clock that moves only when the script says so (`advance` fires the timers due on the way,
+# `sleep` moves it without firing any, as for a frozen page), sockets the script drives
+# (`open`, `message`, `drop`) and a document whose visibility it sets (`show`).
+PRELUDE = """
+let clock = 1_000_000;
+let nextTimer = 1;
+const timers = new Map();
+globalThis.setTimeout = (fn, ms) => {
+  const id = nextTimer++;
+  timers.set(id, { at: clock + Math.max(0, ms || 0), fn });
+  return id;
+};
+globalThis.clearTimeout = (id) => { timers.delete(id); };
+Date.now = () => clock;
+Object.defineProperty(globalThis, "performance", {
+  value: { now: () => clock },
+  configurable: true,
+});
+Math.random = () => 0;
+function advance(ms) {
+  const end = clock + ms;
+  for (;;) {
+    let due = null;
+    for (const [id, t] of timers) if (t.at <= end && (!due || t.at < due[1].at)) due = [id, t];
+    if (!due) break;
+    timers.delete(due[0]);
+    clock = Math.max(clock, due[1].at);
+    due[1].fn();
+  }
+  clock = end;
+}
+function sleep(ms) { clock += ms; }
+
+const sockets = [];
+class FakeSocket {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSING = 2;
+  static CLOSED = 3;
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    this.listeners = {};
+    this.closedByPage = null;
+    sockets.push(this);
+  }
+  addEventListener(type, fn) { (this.listeners[type] ||= []).push(fn); }
+  emit(type, event = {}) { for (const fn of this.listeners[type] || []) fn(event); }
+  open() { this.readyState = 1; this.emit("open"); }
+  message(body) { this.emit("message", { data: JSON.stringify(body) }); }
+  drop(code = 1006) { this.readyState = 3; this.emit("close", { code, reason: "" }); }
+  send(data) {
+    if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+    this.sent.push(JSON.parse(data));
+  }
+  // A dead socket's close event comes late or never: the script sends it with drop().
+  close(code) { this.closedByPage = code ?? 0; this.readyState = 3; }
+}
+globalThis.WebSocket = FakeSocket;
+globalThis.location = { protocol: "http:", host: "konsil.test" };
+const docListeners = {};
+globalThis.document = {
+  visibilityState: "visible",
+  addEventListener: (type, fn) => { (docListeners[type] ||= []).push(fn); },
+  removeEventListener: (type, fn) => {
+    docListeners[type] = (docListeners[type] || []).filter((g) => g !== fn);
+  },
+};
+function show(state) {
+  document.visibilityState = state;
+  for (const fn of docListeners.visibilitychange || []) fn();
+}
+
+const { Signaling } = await import("./signaling.mjs");
+const statuses = [];
+const messages = [];
+const live = new Signaling({
+  as: "patient",
+  appointmentId: 7,
+  onMessage: (m) => messages.push(m.type),
+  onStatus: (s) => statuses.push(s),
+  onFatal: (reason) => statuses.push(`fatal:${reason}`),
+});
+const pings = (ws) => ws.sent.filter((m) => m.type === "ping").length;
+const last = () => sockets[sockets.length - 1];
+function joinedOn(ws, resumed = false) {
+  ws.open();
+  ws.message({ type: "joined", resume_id: "r".repeat(43), resume_seconds: 30, resumed });
+}
+live.connect();
+joinedOn(sockets[0]);
+"""
+
+
+def run(script: str, tmp_path: Path) -> Any:
+    """Runs ``script`` after PRELUDE in Node.js; what it prints (JSON) comes back."""
+    node = shutil.which("node")
+    require(node is not None, "Node.js (node)")
+    assert node is not None
+    shutil.copy(SIGNALING, tmp_path / "signaling.mjs")
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", PRELUDE + script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_signaling_pings_a_quiet_socket_and_never_more_often_than_the_idle_interval(
+    tmp_path: Path,
+) -> None:
+    result = run(
+        """
+        const ws = sockets[0];
+        const seen = [];
+        advance(9_900); seen.push(pings(ws));        // quiet, not yet idle long enough
+        advance(200); seen.push(pings(ws));          // 10 s quiet: one ping
+        advance(4_000); seen.push(pings(ws));        // no second one while it is out
+        ws.message({ type: "pong" });
+        advance(9_900); seen.push(pings(ws));        // the pong starts the idle wait again
+        advance(200); seen.push(pings(ws));
+        ws.message({ type: "pong" });
+        for (let i = 0; i < 10; i += 1) {            // traffic: no pings at all
+          advance(3_000);
+          ws.message({ type: "position", ahead: i });
+        }
+        seen.push(pings(ws));
+        console.log(JSON.stringify({ seen, sockets: sockets.length, messages, statuses }));
+        """,
+        tmp_path,
+    )
+    assert result["seen"] == [0, 1, 1, 1, 2, 2]
+    assert result["sockets"] == 1
+    assert "pong" not in result["messages"]  # liveness only: the page is not bothered
+    assert result["statuses"] == ["connecting", "open"]
+
+
+def test_signaling_gives_a_silent_socket_up_and_resumes_on_a_new_one(tmp_path: Path) -> None:
+    result = run(
+        """
+        const old = sockets[0];
+        advance(10_000);                             // the ping goes out
+        advance(4_900);
+        const before = { sockets: sockets.length, closed: old.closedByPage };
+        advance(200);                                // 5 s without a word: given up
+        const gaveUp = { closed: old.closedByPage !== null, status: statuses.at(-1) };
+        advance(300);                                // the first reconnect's backoff
+        const fresh = last();
+        fresh.open();
+        const join = fresh.sent[0];
+        fresh.message({ type: "joined", resume_id: "s".repeat(43), resume_seconds: 30,
+          resumed: true });
+        // The old socket comes to life late: its words and its close change nothing.
+        old.message({ type: "chat", text: "late" });
+        old.drop(1006);
+        advance(12_000);
+        console.log(JSON.stringify({ before, gaveUp, join, statuses, messages,
+          sockets: sockets.length, freshPings: pings(fresh), open: fresh.readyState }));
+        """,
+        tmp_path,
+    )
+    assert result["before"] == {"sockets": 1, "closed": None}
+    assert result["gaveUp"] == {"closed": True, "status": "reconnecting"}
+    assert result["join"] == {"type": "join", "resume": "r" * 43}
+    assert result["statuses"] == ["connecting", "open", "reconnecting", "reconnecting", "open"]
+    assert result["messages"] == ["joined", "joined"]  # no late chat from the old socket
+    assert result["sockets"] == 2  # its late close started no reconnect
+    assert result["freshPings"] == 1  # the new socket is watched in turn
+
+
+def test_signaling_replaces_an_attempt_that_does_not_open(tmp_path: Path) -> None:
+    result = run(
+        """
+        sockets[0].drop(1006);                       // a drop: reconnecting
+        advance(300);
+        const hanging = last();                      // its SYN lost in the cut
+        advance(4_900);
+        const before = sockets.length;
+        advance(100);                                // not open after 5 s: given up,
+        const gaveUp = { closed: hanging.closedByPage !== null, sockets: sockets.length };
+        const next = last();                         // and the next attempt made at once
+        hanging.open();                              // too late: ignored
+        joinedOn(next, true);
+        console.log(JSON.stringify({ before, gaveUp, sockets: sockets.length,
+          lateJoin: hanging.sent.length, join: next.sent[0], statuses }));
+        """,
+        tmp_path,
+    )
+    assert result["before"] == 2
+    assert result["gaveUp"] == {"closed": True, "sockets": 3}
+    assert result["sockets"] == 3
+    assert result["lateJoin"] == 0
+    assert result["join"] == {"type": "join", "resume": "r" * 43}
+    assert result["statuses"][-1] == "open"
+
+
+def test_signaling_online_probes_an_open_socket_at_once(tmp_path: Path) -> None:
+    result = run(
+        """
+        const ws = sockets[0];
+        advance(1_000);
+        live.reconnectNow();                         // the browser says: online again
+        const probe = pings(ws);
+        live.reconnectNow();                         // again: still one ping out
+        const still = pings(ws);
+        ws.message({ type: "pong" });                // alive: "open" once it answered
+        const answered = statuses.at(-1);
+        live.reconnectNow();
+        advance(2_900);
+        const waiting = sockets.length;
+        advance(200);                                // silent for 3 s: given up
+        console.log(JSON.stringify({ probe, still, answered, waiting,
+          closed: ws.closedByPage !== null, status: statuses.at(-1) }));
+        """,
+        tmp_path,
+    )
+    assert (result["probe"], result["still"]) == (1, 1)
+    assert result["answered"] == "open"
+    assert result["waiting"] == 1
+    assert (result["closed"], result["status"]) == (True, "reconnecting")
+
+
+def test_signaling_online_restarts_an_attempt_still_connecting(tmp_path: Path) -> None:
+    result = run(
+        """
+        sockets[0].drop(1006);
+        advance(300);
+        const hanging = last();
+        advance(1_000);
+        live.reconnectNow();
+        console.log(JSON.stringify({ sockets: sockets.length,
+          closed: hanging.closedByPage !== null }));
+        """,
+        tmp_path,
+    )
+    assert result == {"sockets": 3, "closed": True}
+
+
+def test_signaling_a_page_shown_again_probes_a_quiet_socket_only(tmp_path: Path) -> None:
+    result = run(
+        """
+        const ws = sockets[0];
+        show("hidden");
+        advance(2_000);
+        show("visible");                             // heard 2 s ago: no ping
+        const recent = pings(ws);
+        ws.message({ type: "position", ahead: 1 });
+        show("hidden");
+        sleep(120_000);                              // a phone in a pocket: its timers slept
+        show("visible");
+        const woken = pings(ws);
+        show("hidden");
+        show("visible");                             // one ping out at a time
+        const again = pings(ws);
+        advance(3_100);                              // no answer: given up
+        console.log(JSON.stringify({ recent, woken, again, status: statuses.at(-1) }));
+        """,
+        tmp_path,
+    )
+    assert result == {"recent": 0, "woken": 1, "again": 1, "status": "reconnecting"}
+
+
+def test_signaling_a_wait_the_page_slept_through_is_waited_again(tmp_path: Path) -> None:
+    result = run(
+        """
+        const ws = sockets[0];
+        advance(10_000);                             // the ping goes out
+        sleep(60_000);                               // frozen: the deadline fires late
+        advance(0);
+        const kept = ws.closedByPage === null;
+        ws.message({ type: "pong" });                // the answer was queued behind the timer
+        advance(10_000);                             // the next ping
+        sleep(60_000);
+        advance(0);
+        advance(5_000);                              // silent in the extra wait: given up
+        console.log(JSON.stringify({ kept, closed: ws.closedByPage !== null,
+          status: statuses.at(-1) }));
+        """,
+        tmp_path,
+    )
+    assert result == {"kept": True, "closed": True, "status": "reconnecting"}
+
+
+def test_signaling_stops_every_timer_on_leave_and_on_a_fatal_close(tmp_path: Path) -> None:
+    result = run(
+        """
+        const ws = sockets[0];
+        advance(10_000);                             // a ping out
+        live.leave();
+        const left = { sent: ws.sent.map((m) => m.type), closed: ws.closedByPage };
+        advance(120_000);
+        show("hidden");
+        show("visible");
+        const afterLeave = { sockets: sockets.length, timers: timers.size };
+
+        const other = new Signaling({ as: "staff", onMessage: () => {}, onFatal: () => {} });
+        other.connect();
+        const dash = last();
+        dash.open();
+        advance(10_000);
+        dash.drop(4401);                             // the session ended
+        advance(120_000);
+        show("hidden");
+        show("visible");
+        console.log(JSON.stringify({ left, afterLeave, sockets: sockets.length,
+          timers: timers.size, dashPings: pings(dash) }));
+        """,
+        tmp_path,
+    )
+    assert result["left"] == {"sent": ["join", "ping", "leave"], "closed": 1000}
+    assert result["afterLeave"] == {"sockets": 1, "timers": 0}
+    assert (result["sockets"], result["timers"], result["dashPings"]) == (2, 0, 1)
