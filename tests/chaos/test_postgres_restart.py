@@ -43,9 +43,10 @@ PACE = 0.2  # seconds between one GP's bookings
 RESTART_ANSWERS = {"error unavailable", "close 1013", "proxy 503"}
 RECOVERY = 5.0
 # The restart is short (about 0.3 s here) and the hostile clients need the database only
-# at a handshake and a join, which they make once every two seconds or so: from the
-# restart's start they connect and act back to back for RALLY seconds, so that some of
-# their handshakes and joins meet it.
+# at a handshake and a join, which they make once every two seconds or so: from RALLY_LEAD
+# seconds before the restart until RALLY seconds after its start they connect and act back
+# to back, so that some of their handshakes and joins meet it.
+RALLY_LEAD = 0.5
 RALLY = 1.0
 # Rooms made for each of them before the load (the test's own writes to the database fail
 # during the restart), enough for well past it; later ones are made as they go.
@@ -113,9 +114,10 @@ async def measure(tmp_path: Path) -> Measured:
             async with hostile_clients(konsil, ahead=HOSTILE_ROOMS) as hostile:
                 tasks = [asyncio.create_task(book(n)) for n in range(BOOKERS)]
                 tasks.append(asyncio.create_task(join()))
-                await asyncio.sleep(LOAD_BEFORE)
+                await asyncio.sleep(LOAD_BEFORE - RALLY_LEAD)
+                hostile.rally(RALLY_LEAD + RALLY)
+                await asyncio.sleep(RALLY_LEAD)
                 restart_at = time.monotonic()
-                hostile.rally(RALLY)
                 await konsil.postgres.restart()  # type: ignore[union-attr]
                 back_at = time.monotonic()
                 await asyncio.sleep(LOAD_AFTER)
@@ -164,8 +166,9 @@ async def test_postgres_restart_nothing_hangs_or_is_half_written(tmp_path: Path)
             f"- Bookings answered 201: {len(booked)}; appointments stored (plus the one the "
             f"joiner uses): {stored}.",
             "- Hostile clients throughout the load, each a patient in a room of its own through "
-            "the proxy, acting every second and reconnecting when closed, and back to back for "
-            f"{RALLY:g} s from the restart's start (a flooder of 600 "
+            "the proxy, acting every second and reconnecting when closed, and back to back from "
+            f"{RALLY_LEAD:g} s before the restart to {RALLY:g} s after its start (a flooder of "
+            "600 "
             "`media_state`, a sender of a 100 KB frame, a sender of text that is not JSON on "
             "one connection); what they got:",
             *(f"  - {line}" for line in m.hostile.lines()),
