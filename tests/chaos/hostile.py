@@ -3,19 +3,22 @@ reading, one flooding messages, one sending an oversized frame, one sending garb
 
 ``test_hostile`` sets them on beside live calls all at once; ``hostile_clients`` keeps the
 flooder, the oversized-frame sender and the garbage sender busy, reconnecting when closed,
-while a fault scenario (rolling restart, Redis down) does its work, and tallies what they got.
+while a fault scenario (rolling restart, Redis down, PostgreSQL restart, kill -9) does its
+work, and tallies what they got, when, and from which instance.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Set
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -35,6 +38,7 @@ OFFER_GAP = 0.04
 # Between two acts (and two connections) of one hostile client during a fault: often enough
 # to act in every phase of it, seldom enough not to load the busy machine much.
 PAUSE = 1.0
+HURRY_CHECK = 0.05
 
 
 class Hostile:
@@ -52,6 +56,8 @@ class Hostile:
         self.appointment = appointment
         self.participant_id = participant_id
         self.heard = heard
+        # The instance that answered the handshake (HAProxy's ``X-Konsil-Instance``).
+        self.instance: str | None = None
 
     async def until(self, kind: str) -> dict[str, Any]:
         async with asyncio.timeout(WAIT):
@@ -81,21 +87,36 @@ async def room(
     sluggish: bool = False,
     specialist_id: int | None = None,
     heard: Callable[[str], None] = lambda code: None,
+    connected: Callable[[Hostile], None] = lambda hostile: None,
+    prepared: Prepared | None = None,
 ) -> AsyncIterator[Hostile]:
-    appointment = await make_appointment(konsil.sessions, konsil.demo, specialist_id=specialist_id)
-    assert appointment.id is not None
-    token = await patient_token(konsil.sessions, konsil.settings, appointment)
+    """A new room (or ``prepared``, one made earlier), its patient joined; ``connected`` is
+    told once the handshake was answered, before the join."""
+    appointment_id, token = prepared or await prepare(konsil, specialist_id)
     async with raw_websocket(
         konsil.proxy,
-        f"as=patient&appointment={appointment.id}",
+        f"as=patient&appointment={appointment_id}",
         f"konsil_patient={token}",
         origin=konsil.proxy.url,
         sluggish=sluggish,
     ) as ws:
+        hostile = Hostile(ws, appointment_id, "", heard)
+        hostile.instance = ws.response.headers.get("X-Konsil-Instance") if ws.response else None
+        connected(hostile)
         await ws.send(json.dumps({"type": "join"}))
-        hostile = Hostile(ws, appointment.id, "", heard)
         hostile.participant_id = (await hostile.until("joined"))["participant_id"]
         yield hostile
+
+
+# An appointment's id and its patient's cookie value.
+Prepared = tuple[int, str]
+
+
+async def prepare(konsil: Cluster, specialist_id: int | None = None) -> Prepared:
+    """A room of its own, written directly to the database (not through the instances)."""
+    appointment = await make_appointment(konsil.sessions, konsil.demo, specialist_id=specialist_id)
+    assert appointment.id is not None
+    return appointment.id, await patient_token(konsil.sessions, konsil.settings, appointment)
 
 
 async def stop_reading(konsil: Cluster, slow: Hostile) -> int | None:
@@ -155,17 +176,46 @@ async def send_garbage(garbage: Hostile) -> str:
 # --- acting throughout a fault -------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Event:
+    """One thing a hostile client got: ``what`` (as in ``Tally``), when (``at``, monotonic),
+    on a connection attempt begun at ``started`` whose handshake ``instance`` answered at
+    ``opened`` (both None: no handshake was answered by an instance)."""
+
+    kind: str
+    what: str
+    at: float
+    started: float
+    instance: str | None = None
+    opened: float | None = None
+
+
 @dataclass
 class Tally:
     """What each kind of hostile client got: ``close N`` (``close none``: the connection ended
-    without a close frame), ``error CODE``, ``HTTP N`` or ``proxy 503`` (handshake refused), or
-    the name of an exception; and how many connections each had joined."""
+    without a close frame), ``error CODE``, ``HTTP N`` or ``proxy 503`` / ``proxy 502``
+    (HAProxy's own answer to the handshake), or the name of an exception; and how many
+    connections each had joined. ``events`` holds each of them with its time and instance;
+    ``open`` each kind's connection open now (its instance and since when)."""
 
     got: dict[str, Counter[str]] = field(default_factory=dict)
     joined: Counter[str] = field(default_factory=Counter)
+    events: list[Event] = field(default_factory=list)
+    open: dict[str, tuple[str | None, float]] = field(default_factory=dict)
+    rally_until: float = 0.0
 
-    def add(self, kind: str, *outcomes: str) -> None:
-        self.got.setdefault(kind, Counter()).update(outcomes)
+    def rally(self, seconds: float) -> None:
+        """For the next ``seconds`` the clients skip their pauses between connections and
+        before acting: a fault only a fraction of a second long (a database restart) then
+        meets their handshakes and joins, not just their pauses."""
+        self.rally_until = time.monotonic() + seconds
+
+    def rallied(self) -> bool:
+        return time.monotonic() < self.rally_until
+
+    def add(self, event: Event) -> None:
+        self.events.append(event)
+        self.got.setdefault(event.kind, Counter())[event.what] += 1
 
     def snapshot(self) -> dict[str, Counter[str]]:
         return {kind: Counter(got) for kind, got in self.got.items()}
@@ -174,13 +224,17 @@ class Tally:
         """What each got after ``earlier`` (a ``snapshot``)."""
         return {kind: self.got.get(kind, Counter()) - earlier.get(kind, Counter()) for kind in ACTS}
 
-    def unexpected(self, allowed: set[str]) -> dict[str, list[str]]:
-        """Per kind, what it got beside its own answer (``ANSWERS``) and ``allowed``."""
-        return {
-            kind: sorted(set(got) - {ANSWERS[kind]} - allowed)
-            for kind, got in self.got.items()
-            if set(got) - {ANSWERS[kind]} - allowed
-        }
+    def unexpected(
+        self, allowed: Set[str] = frozenset(), excused: Callable[[Event], bool] = lambda e: False
+    ) -> dict[str, list[str]]:
+        """Per kind, what it got beside its own answer (``ANSWERS``), ``allowed`` and what the
+        fault ``excused`` (judged by time and instance)."""
+        found: dict[str, set[str]] = {}
+        for event in self.events:
+            if event.what == ANSWERS[event.kind] or event.what in allowed or excused(event):
+                continue
+            found.setdefault(event.kind, set()).add(event.what)
+        return {kind: sorted(whats) for kind, whats in found.items()}
 
     def lines(self) -> list[str]:
         """Per kind: how many connections it joined and what it got, in words."""
@@ -192,10 +246,19 @@ def said(got: Counter[str] | None) -> str:
 
 
 def _refused(exc: InvalidStatus) -> str:
-    """``proxy 503``: HAProxy's own answer when it has no instance up; ``HTTP N`` otherwise."""
+    """``proxy 503``: HAProxy's own answer when it has no instance up; ``proxy 502``: its own
+    answer when the instance died with the handshake in it (no instance named it);
+    ``HTTP N`` otherwise."""
     response = exc.response
-    if response.status_code == 503 and b"No server is available" in (response.body or b""):
+    body = response.body or b""
+    if response.status_code == 503 and b"No server is available" in body:
         return "proxy 503"
+    if (
+        response.status_code == 502
+        and b"502 Bad Gateway" in body
+        and "X-Konsil-Instance" not in response.headers
+    ):
+        return "proxy 502"
     return f"HTTP {response.status_code}"
 
 
@@ -233,47 +296,96 @@ ANSWERS = {
 }
 
 
-async def _paused(stop: asyncio.Event) -> bool:
-    """Waits PAUSE seconds, or less if stopped meanwhile; whether it was."""
-    with suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), PAUSE)
+async def _paused(stop: asyncio.Event, hurry: Callable[[], bool] = lambda: False) -> bool:
+    """Waits PAUSE seconds, less if stopped meanwhile, not at all while ``hurry`` holds;
+    whether it was stopped."""
+    deadline = time.monotonic() + PAUSE
+    while not stop.is_set() and not hurry() and time.monotonic() < deadline:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), min(HURRY_CHECK, deadline - time.monotonic()))
     return stop.is_set()
 
 
-async def _keep_at(konsil: Cluster, kind: str, tally: Tally, stop: asyncio.Event) -> None:
+async def _keep_at(
+    konsil: Cluster,
+    kind: str,
+    tally: Tally,
+    stop: asyncio.Event,
+    rooms: list[Prepared],
+) -> None:
     act = ACTS[kind]
     while not stop.is_set():
+        prepared = await _room_for(konsil, rooms)
+        started = time.monotonic()
+        on: dict[str, Any] = {"instance": None, "opened": None}
+
+        def event(what: str, at_start: float = started, on: dict[str, Any] = on) -> Event:
+            return Event(kind, what, time.monotonic(), at_start, on["instance"], on["opened"])
+
+        def connected(hostile: Hostile, on: dict[str, Any] = on) -> None:
+            on.update(instance=hostile.instance, opened=time.monotonic())
+            tally.open[kind] = (hostile.instance, on["opened"])
+
         outcome: str | None = None
         try:
             async with room(
                 konsil,
                 specialist_id=konsil.demo.dermatologist.id,
-                heard=lambda code: tally.add(kind, f"error {code}"),
+                heard=lambda code: tally.add(event(f"error {code}")),
+                connected=connected,
+                prepared=prepared,
             ) as hostile:
                 tally.joined[kind] += 1
-                if await _paused(stop):
+                if await _paused(stop, tally.rallied):
                     return
                 outcome = await act(hostile, stop)
         except InvalidStatus as exc:
+            on["instance"] = exc.response.headers.get("X-Konsil-Instance")
             outcome = _refused(exc)
         except ConnectionClosed as exc:
             outcome = _closed(exc.rcvd.code if exc.rcvd is not None else None)
         except (InvalidHandshake, OSError, TimeoutError) as exc:
             outcome = type(exc).__name__
+        finally:
+            tally.open.pop(kind, None)
         if outcome is not None:
-            tally.add(kind, outcome)
-        await _paused(stop)
+            tally.add(event(outcome))
+        await _paused(stop, tally.rallied)
+
+
+async def _room_for(konsil: Cluster, rooms: list[Prepared]) -> Prepared:
+    """One of the rooms made ahead, else a new one; the test's own write of it to the database
+    is tried again while that cannot be reached (a restart), for at most WAIT seconds."""
+    if rooms:
+        return rooms.pop()
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            return await prepare(konsil, konsil.demo.dermatologist.id)
+        except (DBAPIError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 @asynccontextmanager
-async def hostile_clients(konsil: Cluster) -> AsyncIterator[Tally]:
+async def hostile_clients(konsil: Cluster, ahead: int = 0) -> AsyncIterator[Tally]:
     """While the block runs, a flooder, an oversized-frame sender and a garbage sender act
     through the proxy, each a patient of the dermatologist (whose queue nobody else is in),
     in a new room at each connection, again after each close. Each has joined once when the
-    block starts; when it ends they stop (an act still on its way is cut short)."""
+    block starts; when it ends they stop (an act still on its way is cut short).
+
+    ``ahead``: rooms made for each before they start, used first (the test writes a new room
+    to the database itself; while the database restarts it could not, and the clients would
+    stop acting just when it matters). ``Tally.rally`` makes them connect and act back to
+    back for a while (the garbage sender keeps its pace: it stays on one connection)."""
     tally = Tally()
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(_keep_at(konsil, kind, tally, stop)) for kind in ACTS]
+    rooms = {
+        kind: [await prepare(konsil, konsil.demo.dermatologist.id) for _ in range(ahead)]
+        for kind in ACTS
+    }
+    tasks = [asyncio.create_task(_keep_at(konsil, kind, tally, stop, rooms[kind])) for kind in ACTS]
     try:
         await until(
             lambda: all(tally.joined[k] or t.done() for k, t in zip(ACTS, tasks, strict=True)),
