@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import Page, expect
@@ -67,3 +69,16 @@ async def appointment_with_link(
         valid_until=valid_until or starts_at + timedelta(minutes=60),
     )
     return appointment.id, token
+
+
+# A bound for each wait on the page or the server, not a timing assertion.
+BOUND_S = 20.0
+
+
+async def eventually(check: Callable[[], object], what: str) -> None:
+    """Waits until ``check()`` holds (what the server or the page did reached the test)."""
+    for _ in range(int(BOUND_S / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {BOUND_S:.0f} s: {what}")

@@ -13,11 +13,9 @@ something the page did; nothing is timed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,7 +25,7 @@ from playwright.async_api import Page, WebSocketRoute, expect
 
 from app.db import utcnow
 from tests.browser.conftest import Browsing
-from tests.browser.helpers import appointment_with_link, log_in, wait_for_video
+from tests.browser.helpers import appointment_with_link, eventually, log_in, wait_for_video
 from tests.browser.test_call_room import enter_waiting_room
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -74,8 +72,6 @@ FAIL_PATH = """(() => {
 })();"""
 SIGNALLING_STATE = """() => window.__connections.filter((c) => c.signalingState !== "closed")
   .map((c) => c.signalingState).join(",")"""
-# A bound for each wait on the page or the server, not a timing assertion.
-BOUND_S = 20.0
 
 
 def parsed(message: str | bytes) -> dict[str, Any]:
@@ -158,15 +154,6 @@ class Signalling:
 
     def mend(self) -> None:
         self.blocked = False
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    """Waits until ``check()`` holds (what the server or the page did reached the test)."""
-    for _ in range(int(BOUND_S / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {BOUND_S:.0f} s: {what}")
 
 
 @dataclass

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from playwright.async_api import Page, Route, WebSocketRoute, expect
 
 from app.db import utcnow
 from tests.browser.conftest import Browsing
-from tests.browser.helpers import appointment_with_link, log_in
+from tests.browser.helpers import appointment_with_link, eventually, log_in
 from tests.browser.test_call_room import enter_waiting_room
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -38,8 +37,6 @@ SIGNALING = Path(__file__).resolve().parents[2] / "frontend" / "static" / "signa
 QUICK = {"IDLE_MS": 1500, "PONG_WAIT_MS": 2000, "PROBE_WAIT_MS": 2000, "OPEN_WAIT_MS": 3000}
 ROOM = re.compile(r"/ws\?.*appointment=")
 DASHBOARD = re.compile(r"/ws\?as=staff$")
-# A bound for each wait on the page or the server, not a timing assertion.
-BOUND_S = 20.0
 
 
 def quick_signaling() -> str:
@@ -167,15 +164,6 @@ class Line:
         for task in self.tasks:
             with contextlib.suppress(Exception):
                 await task
-
-
-async def eventually(check: Callable[[], object], what: str) -> None:
-    """Waits until ``check()`` holds (what the server or the page did reached the test)."""
-    for _ in range(int(BOUND_S / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {BOUND_S:.0f} s: {what}")
 
 
 async def test_signaling_a_silent_websocket_is_given_up_and_resumed_on_a_new_one(
