@@ -5,15 +5,18 @@ Run with ``uvicorn app.main:create_app --factory``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import anyio
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import api
 from app.accounts.oidc_client import lifespan as oidc_lifespan
@@ -57,6 +60,7 @@ from app.rooms.routes import routes as room_routes
 from app.scheduling.routes import routes as scheduling_routes
 from app.scheduling.sweep import lifespan as on_call_sweep_lifespan
 from app.settings import Settings
+from app.signaling.endpoint import DIRECT as direct_sockets
 from app.signaling.endpoint import routes as signaling_routes
 from app.signaling.listener import lifespan as signaling_lifespan
 from app.tasks import Tasks
@@ -79,6 +83,33 @@ PACKAGE_LIFESPANS: list[Callable[[Resources], AbstractAsyncContextManager[None]]
     notify_lifespan,
     delay_notice_lifespan,  # after notify_lifespan: it rings that one's sender
 ]
+
+
+class Konsil(Starlette):
+    """Starlette, with the websockets in ``direct`` served ahead of its middleware, exception
+    and routing chain.
+
+    A waiting patient's signalling socket is open for long, and each layer of that chain
+    (Starlette's error and exception middlewares, the router, the route's session wrapper and
+    its second ``WebSocket``) is a coroutine frame held as long: ~4.5 KiB per patient
+    (docs/performance.md, memory per waiting patient). ``direct`` maps a path to an ASGI app
+    that needs none of it (``app.signaling.endpoint.asgi``); the same path stays in the
+    routes, so everything else that reads the routes sees it. A middleware that is to act on
+    those websockets cannot be added to the chain: it must wrap ``direct``'s app."""
+
+    def __init__(self, *, direct: Mapping[str, ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct = dict(direct)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A coroutine (one frame the socket holds): servers tell an ASGI 3 app by that.
+        if scope["type"] == "websocket":
+            direct = self.direct.get(get_route_path(scope))
+            if direct is not None:
+                scope["app"] = self
+                await direct(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -155,7 +186,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *admin_page_routes,
         *page_routes,
     ]
-    app = Starlette(
+    app = Konsil(
+        direct=direct_sockets,
         debug=False,
         routes=api.by_path(routes),
         lifespan=lifespan,

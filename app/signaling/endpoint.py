@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache, partial
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 from prometheus_client import Counter
@@ -21,6 +22,7 @@ from pydantic import Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.accounts import service as accounts
@@ -494,4 +496,19 @@ def _error(link: Link, code: str, text: str, ref: str | None) -> None:
     link.conn.send(m.Error(code=code, message=text, ref=ref))
 
 
+def asgi(scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+    """``/ws`` as an ASGI app of its own, for ``app.main.Konsil`` to serve ahead of Starlette's
+    middleware and exception chain: each layer of that chain would be a coroutine frame held
+    for as long as the socket is open (docs/performance.md, memory per waiting patient).
+
+    Nothing of the chain is missed: Konsil's middlewares hand websockets on untouched, and this
+    endpoint answers its own refusals and faults with close codes. An error it does not handle
+    goes to the server (uvicorn logs it, redacted, and answers the handshake with 500 or drops
+    the open socket); the chain's handlers would only have made an HTTP response of it, which
+    a websocket cannot send."""
+    return signaling(WebSocket(scope, receive, send))
+
+
 routes: list[BaseRoute] = [WebSocketRoute("/ws", signaling)]
+# Served by ``app.main.Konsil`` before the chain; ``routes`` names the same path for the rest.
+DIRECT = {"/ws": asgi}
