@@ -24,7 +24,11 @@ const PONG_WAIT_MS = 5000;
 const PROBE_WAIT_MS = 3000;
 // A connection attempt not open by then is given up for a fresh one: a SYN lost in a cut is
 // sent again only after 1, 2, 4, 8 s, so the attempt would hang on long after the link is back.
+// Each attempt given up so gives the next one twice as long, up to OPEN_WAIT_MAX_MS: on a very
+// slow line (a rural mobile link with a second or more per round trip, and losses) the
+// handshake itself can take longer than 5 s, and attempts cut off at 5 s would never open.
 const OPEN_WAIT_MS = 5000;
+const OPEN_WAIT_MAX_MS = 20000;
 // A deadline that fires this much late: the page itself was frozen or throttled (a phone in a
 // pocket, a hidden tab), and what the socket said meanwhile may be queued behind the timer.
 const LATE_MS = 2000;
@@ -47,6 +51,7 @@ export class Signaling {
     this.resumeId = null;
     this.resumeUntil = 0;
     this.attempt = 0;
+    this.openWait = OPEN_WAIT_MS;
     this.stopped = false;
     this.ws = null;
     this.retryTimer = null;
@@ -72,10 +77,11 @@ export class Signaling {
     this.onStatus(this.attempt === 0 ? "connecting" : "reconnecting");
     const ws = new WebSocket(this.url);
     this.ws = ws;
-    this.deadline(ws, OPEN_WAIT_MS, () => this.giveUp(ws));
+    this.deadline(ws, this.openWait, () => this.giveUp(ws));
     ws.addEventListener("open", () => {
       if (ws !== this.ws) return; // given up meanwhile
       this.attempt = 0;
+      this.openWait = OPEN_WAIT_MS;
       this.heard(ws);
       if (this.room) {
         const resume = this.resumeId && Date.now() < this.resumeUntil ? this.resumeId : undefined;
@@ -135,7 +141,9 @@ export class Signaling {
     this.detach();
     ws.close();
     // A silent open socket is a drop (1006); an attempt that never opened has waited
-    // OPEN_WAIT_MS already, longer than any backoff, so the next one starts at once.
+    // OPEN_WAIT_MS or more already, longer than any backoff, so the next one starts at once,
+    // with a longer wait of its own.
+    if (opening) this.openWait = Math.min(this.openWait * 2, OPEN_WAIT_MAX_MS);
     this.retry(opening ? 0 : this.backoff());
   }
 

@@ -335,3 +335,38 @@ def test_signaling_stops_every_timer_on_leave_and_on_a_fatal_close(tmp_path: Pat
     assert result["left"] == {"sent": ["join", "ping", "leave"], "closed": 1000}
     assert result["afterLeave"] == {"sockets": 1, "timers": 0}
     assert (result["sockets"], result["timers"], result["dashPings"]) == (2, 0, 1)
+
+
+def test_signaling_waits_longer_for_each_attempt_that_did_not_open(tmp_path: Path) -> None:
+    # A line so slow that a handshake takes more than 5 s must get an attempt that waits long
+    # enough; once one opened, the next drop starts at 5 s again.
+    result = run(
+        """
+        sockets[0].drop(1006);
+        advance(300);
+        const waits = [];
+        for (let i = 0; i < 5; i += 1) {             // none of them opens
+          const attempt = last();
+          const started = Date.now();
+          while (last() === attempt) advance(100);
+          waits.push(Date.now() - started);
+        }
+        const slow = last();
+        advance(15_000);                             // this one takes 15 s to open
+        joinedOn(slow, true);
+        const opened = statuses.at(-1);
+        slow.drop(1006);                             // and drops later: back to 5 s
+        advance(300);
+        const again = last();
+        const started = Date.now();
+        while (last() === again) advance(100);
+        console.log(JSON.stringify({ waits, after: Date.now() - started,
+          join: slow.sent[0], opened }));
+        """,
+        tmp_path,
+    )
+    assert result["waits"] == [5_000, 10_000, 20_000, 20_000, 20_000]
+    assert result["after"] == 5_000
+    # 90 s after the drop: the 30 s resume window is over, so the page joins afresh.
+    assert result["join"] == {"type": "join"}
+    assert result["opened"] == "open"
