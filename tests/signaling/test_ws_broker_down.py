@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.broker import Broker
 from app.errors import WS_TRY_AGAIN_LATER
 from app.settings import Settings
-from tests.chaos.harness import until
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live, live_server
 from tests.signaling.test_ws_resume import Call, call_in_progress
 from tests.signaling.wsclient import staff_cookie, ws_connect
+from tests.waiting import until
 
 MEDIA = {"muted": True, "camera_off": False, "audio_only": False, "screen_sharing": False}
 
