@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ WS = "websocket framing and ASGI (uvicorn, websockets, starlette)"
 LOOP = "tasks and wake-ups (asyncio, anyio)"
 ROOM = "room rules (check, partners, outgoing model)"
 OUTBOX = "outbox and writer task"
+ENVELOPE = "envelope: stamp and dump to JSON"
 # A sample whose innermost Python frame is one of these spends its time in native code below
 # it: the send system call, or uvloop's own loop (epoll, recv, protocol callbacks in C).
 LEAVES: list[tuple[str, str, str]] = [
@@ -57,7 +59,8 @@ PARTS: list[tuple[str, str, str]] = [
     ("", "prometheus_client", "metrics (prometheus counters)"),
     ("TokenBucket.take", "signaling/connection.py", "token bucket"),
     ("encode", "signaling/messages.py", "server message to JSON (per recipient)"),
-    ("Replicas.publish", "signaling/replicas.py", "envelope: stamp and dump to JSON"),
+    ("stamped_json", "signaling/wire.py", ENVELOPE),
+    ("Replicas.publish", "signaling/replicas.py", ENVELOPE),
     ("parse", "signaling/wire.py", "envelope: parse and validate again (room listener)"),
     ("parsed", "signaling/envelope.py", "broker hand-off (room listener)"),
     ("", "app/broker/", "broker hand-off (room listener)"),
@@ -113,17 +116,31 @@ def classify(stack: list[str], parts: list[tuple[str, str, str]]) -> str:
     return "other"
 
 
-def breakdown(raw: Path, baseline: bool) -> tuple[Counter[str], int]:
-    parts = BASELINE_PARTS + PARTS if baseline else PARTS
+def tally(
+    raw: Path,
+    parts: list[tuple[str, str, str]],
+    keep: Callable[[list[str]], bool] = lambda frames: True,
+) -> Counter[str]:
+    """The samples of a py-spy record in raw format (one stack and its count a line) sorted
+    into ``parts`` by ``classify``; stacks that ``keep`` refuses are left out."""
     shares: Counter[str] = Counter()
-    total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        shares[classify(stack.split(";"), parts)] += int(count)
-        total += int(count)
-    return shares, total
+        frames = stack.split(";")
+        if stack and keep(frames):
+            shares[classify(frames, parts)] += int(count)
+    return shares
+
+
+def print_shares(shares: Counter[str], columns: str, per: float, decimals: int) -> None:
+    """A Markdown table of ``shares``, largest first: each part's share of the samples and that
+    share of ``per`` (µs), under the header ``columns``."""
+    total = sum(shares.values())
+    print(columns)
+    print("|---|---:|---:|")
+    for part, count in shares.most_common():
+        share = count / total if total else 0
+        print(f"| {part} | {share:.1%} | {share * per:.{decimals}f} |")
 
 
 def py_spy(pid: int, seconds: int, fmt: str, out: Path, rate: int) -> None:
@@ -191,7 +208,9 @@ def main() -> None:
                     generator.kill()
             if generator.returncode != 0:
                 raise RuntimeError(f"load generator failed:\n{err[-3000:]}")
-            shares, total = breakdown(raw, args.target == "baseline")
+            baseline = args.target == "baseline"
+            shares = tally(raw, BASELINE_PARTS + PARTS if baseline else PARTS)
+            total = sum(shares.values())
             (args.out / f"{name}.collapsed.txt").write_text(raw.read_text())
     if setup:
         # 22 relayed messages per setup (offer, answer, 20 candidates).
@@ -207,11 +226,8 @@ def main() -> None:
         print(f"{cpu_us:.1f} µs CPU per relayed message, p50 {result['p50_ms']:.2f} ms, ")
         print(f"p99 {result['p99_ms']:.2f} ms; {total:,} samples; flame graph {svg.name}")
     print()
-    print("| part of the relay path | share of server CPU | µs per relayed message |")
-    print("|---|---:|---:|")
-    for part, count in shares.most_common():
-        share = count / total if total else 0
-        print(f"| {part} | {share:.1%} | {share * cpu_us:.1f} |")
+    columns = "| part of the relay path | share of server CPU | µs per relayed message |"
+    print_shares(shares, columns, cpu_us, 1)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import json
 import pstats
 import tempfile
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -58,7 +58,7 @@ from app.signaling.session import Member
 from app.tasks import Tasks
 from bench.load import SDP
 from bench.load import candidate as candidate_text
-from bench.profile import classify
+from bench.profile import print_shares, tally
 from bench.seed import seed
 
 STAFF, PATIENT = "p_specialist0", "p_patient0"
@@ -255,18 +255,9 @@ async def baseline(count: int) -> tuple[float, float]:
 
 def breakdown(raw: Path, us_per_setup: float) -> None:
     """Prints the parts of a setup from a py-spy sample (raw format) of this benchmark."""
-    shares: Counter[str] = Counter()
-    for line in raw.read_text().splitlines():
-        stack, _, samples = line.rpartition(" ")
-        frames = stack.split(";")
-        if not any("asyncio/runners.py" in f for f in frames):
-            continue  # imports, seeding the database, the database's thread
-        shares[classify(frames, SETUP_PARTS)] += int(samples)
-    total = sum(shares.values())
-    print("| part of a call setup | share | µs per setup |")
-    print("|---|---:|---:|")
-    for part, count in shares.most_common():
-        print(f"| {part} | {count / total:.1%} | {count / total * us_per_setup:.0f} |")
+    # Only the event loop's stacks: not the imports, the seeding, the database's thread.
+    shares = tally(raw, SETUP_PARTS, lambda frames: any("asyncio/runners.py" in f for f in frames))
+    print_shares(shares, "| part of a call setup | share | µs per setup |", us_per_setup, 0)
 
 
 def main() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.accounts.models import User
 from app.seed import DEMO_PASSWORD
 from tests.factories import insert_appointment, link_token
+from tests.waiting import until
 
 VIDEO_PLAYING = """(selector) => {
   const videos = [...document.querySelectorAll(selector)];
@@ -76,9 +76,6 @@ BOUND_S = 20.0
 
 
 async def eventually(check: Callable[[], object], what: str) -> None:
-    """Waits until ``check()`` holds (what the server or the page did reached the test)."""
-    for _ in range(int(BOUND_S / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {BOUND_S:.0f} s: {what}")
+    """Waits until ``check()`` holds (what the server or the page did reached the test), within
+    the browser tests' one bound."""
+    await until(check, BOUND_S, what)

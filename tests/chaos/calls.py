@@ -13,9 +13,10 @@ import httpx2
 from app.accounts.models import User
 from app.db import utcnow
 from app.seed import DEMO_PASSWORD
-from tests.chaos.harness import Cluster, until
+from tests.chaos.harness import Cluster
 from tests.chaos.participants import Participant
 from tests.factories import make_appointment, patient_token
+from tests.waiting import until
 
 LOGIN_TIMEOUT = 30.0
 SETUP_TIMEOUT = 90.0

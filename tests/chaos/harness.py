@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ from tests.conftest import create_schema
 from tests.factories import Demo, seed
 from tests.live import ROOT, free_port
 from tests.services import PG_ADMIN_DSN, require, require_postgres
+from tests.waiting import until
 
 START_TIMEOUT = 60.0
 # SIGTERM: drain + websockets closed + lifespan shutdown; more means it hangs.
@@ -102,21 +103,6 @@ def reap(process: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-async def until(
-    check: Callable[[], bool | Awaitable[bool]], limit: float, what: str, step: float = 0.05
-) -> float:
-    """Polls ``check`` until it holds (at most ``limit`` seconds, else ``TimeoutError`` naming
-    ``what``); the seconds it took."""
-    started = time.monotonic()
-    while True:
-        result = check()
-        if await result if isinstance(result, Awaitable) else result:
-            return time.monotonic() - started
-        if time.monotonic() - started > limit:
-            raise TimeoutError(f"{what}: not within {limit} s")
-        await asyncio.sleep(step)
 
 
 def tail(path: Path) -> str:

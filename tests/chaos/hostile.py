@@ -25,9 +25,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Origin
 
 from tests.chaos.calls import staff_cookie
-from tests.chaos.harness import Cluster, until
+from tests.chaos.harness import Cluster
 from tests.factories import make_appointment, patient_token
 from tests.signaling.wsclient import raw_websocket
+from tests.waiting import until
 
 WAIT = 30.0
 # An offer as large as the protocol allows, a burst of them within the rate limit's burst,

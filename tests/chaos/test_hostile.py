@@ -15,10 +15,11 @@ import pytest
 
 from app.errors import WS_MESSAGE_TOO_BIG, WS_RATE_LIMITED, WS_SLOW_CONSUMER
 from tests.chaos.calls import Scene, frames_now, media_again, start_consultations
-from tests.chaos.harness import cluster, until
+from tests.chaos.harness import cluster
 from tests.chaos.hostile import WAIT, flood, room, send_garbage, send_oversized, stop_reading
 from tests.chaos.participants import percentile
 from tests.chaos.report import write_section
+from tests.waiting import until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 

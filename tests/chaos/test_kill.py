@@ -19,10 +19,11 @@ import pytest
 from app.scheduling.models import Appointment, RoomState
 from app.signaling.liveness import ALIVE_SECONDS, BEAT_SECONDS, DEAD_AFTER_SECONDS
 from tests.chaos.calls import Scene, frames_now, media_again, start_consultations, start_waiting
-from tests.chaos.harness import Cluster, cluster, until
+from tests.chaos.harness import Cluster, cluster
 from tests.chaos.hostile import ANSWERS, PAUSE, WAIT, Event, hostile_clients, said
 from tests.chaos.participants import Participant, percentile
 from tests.chaos.report import seconds, write_section
+from tests.waiting import until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 

@@ -24,12 +24,13 @@ import pytest
 
 from app.scheduling.models import Appointment
 from tests.chaos.calls import staff_cookie
-from tests.chaos.harness import Cluster, cluster, until
+from tests.chaos.harness import Cluster, cluster
 from tests.chaos.participants import Participant, percentile
 from tests.chaos.remote import RemotePatient
 from tests.chaos.report import seconds, write_section
 from tests.factories import make_appointment, patient_token
 from tests.netns import Line, veth_namespace
+from tests.waiting import until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 

@@ -16,10 +16,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
 from tests.chaos.calls import Scene, frames_now, media_again, patient, start_consultations
-from tests.chaos.harness import Cluster, Instance, cluster, until
+from tests.chaos.harness import Cluster, Instance, cluster
 from tests.chaos.hostile import ANSWERS, hostile_clients, said
 from tests.chaos.report import seconds, write_section
 from tests.factories import make_appointment
+from tests.waiting import until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 

@@ -4,13 +4,12 @@ killed between commit and delivery, and two processes deliver each event exactly
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,11 @@ from tests.factories import Demo, login, make_appointment, seed
 from tests.live import ServerProcess, free_port, run_server_async
 from tests.services import REDIS_URL, require, require_redis
 from tests.signaling.wsclient import LOGIN_TIMEOUT
+from tests.waiting import until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
+# A bound for what other processes do (nothing to await there), not a timing assertion.
+WITHIN = 20.0
 
 
 @dataclass
@@ -104,16 +106,6 @@ async def listening(url: str, pattern: str) -> AsyncIterator[list[dict[str, Any]
         await client.aclose()
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 20) -> None:
-    """Polls ``check`` (what other processes did has no event to wait on) until it holds."""
-    async with asyncio.timeout(seconds):
-        while True:
-            result = check()
-            if await result if inspect.isawaitable(result) else result:
-                return
-            await asyncio.sleep(0.05)
-
-
 @asynccontextmanager
 async def gp_client(server: ServerProcess, database: Database) -> AsyncIterator[httpx2.AsyncClient]:
     async with httpx2.AsyncClient(
@@ -157,8 +149,12 @@ async def test_outbox_event_committed_by_a_killed_process_is_delivered_by_the_ne
             assert heard == []  # the killed process's publish never went out
             async with run_server_async(tmp_path, **env):
                 # Its start-up round delivers what the killed process owed.
-                await until(lambda: any(m.get("ev") == state.event_id for m in heard))
-                await until(lambda: delivered(database))
+                await until(
+                    lambda: any(m.get("ev") == state.event_id for m in heard),
+                    WITHIN,
+                    "the owed event published",
+                )
+                await until(lambda: delivered(database), WITHIN, "the outbox emptied")
         await control.aclose()
     (message,) = [m for m in heard if m.get("ev") == state.event_id]
     assert (message["e"], message["state"]) == ("state", "cancelled")
@@ -195,10 +191,18 @@ async def test_two_processes_on_postgresql_deliver_each_event_exactly_once(
         )
         assert [r.status_code for r in answers] == [200] * count
 
-        await until(lambda: len([m for m in heard if m["e"] == "state"]) >= count)
-        await until(lambda: len([m for m in heard if m["e"] == "changed"]) >= count)
+        await until(
+            lambda: len([m for m in heard if m["e"] == "state"]) >= count,
+            WITHIN,
+            "each room told",
+        )
+        await until(
+            lambda: len([m for m in heard if m["e"] == "changed"]) >= count,
+            WITHIN,
+            "each queue told",
+        )
         await asyncio.sleep(1.0)  # a duplicate would arrive now
-        await until(lambda: delivered(database))
+        await until(lambda: delivered(database), WITHIN, "the outbox emptied")
     states = [m for m in heard if m["e"] == "state"]
     changed = [m for m in heard if m["e"] == "changed"]
     # Each room heard its cancellation once: no event lost, none delivered twice.

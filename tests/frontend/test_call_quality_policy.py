@@ -7,21 +7,16 @@ line: tests/browser/test_call_quality.py."""
 from __future__ import annotations
 
 import itertools
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.services import require
-
-POLICY = Path(__file__).resolve().parents[2] / "frontend" / "static" / "call-quality-policy.js"
+from tests.frontend.node import run_module
 
 # Samples as sample() makes them; `feed(state, count, overrides)` adds `count` of them, 2 s apart.
 PRELUDE = """
-import * as q from "./policy.mjs";
+import * as q from "./call-quality-policy.mjs";
 let clock = 0;
 const good = { sendingVideo: true, available: 2_000_000, loss: 0, pairRtt: 0.02,
   recv: { received: 200, lost: 0, jitter: 0.005, fps: 24 } };
@@ -40,21 +35,7 @@ function feed(state, count, change = {}) {
 
 def run(script: str, tmp_path: Path) -> Any:
     """Runs ``script`` after PRELUDE in Node.js; what it prints (JSON) comes back."""
-    node = shutil.which("node")
-    require(node is not None, "Node.js (node)")
-    assert node is not None
-    # A copy named .mjs: Node.js reads it as an ES module without a package.json.
-    shutil.copy(POLICY, tmp_path / "policy.mjs")
-    done = subprocess.run(
-        [node, "--input-type=module", "-e", PRELUDE + script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return run_module("call-quality-policy.js", PRELUDE + script, tmp_path)
 
 
 def test_call_quality_policy_keeps_full_video_on_a_good_line(tmp_path: Path) -> None:

@@ -8,15 +8,10 @@ The same in real Chromium against the real server: tests/browser/test_signaling_
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.services import require
-
-SIGNALING = Path(__file__).resolve().parents[2] / "frontend" / "static" / "signaling.js"
+from tests.frontend.node import run_module
 
 # A clock that moves only when the script says so (`advance` fires the timers due on the way,
 # `sleep` moves it without firing any, as for a frozen page), sockets the script drives
@@ -115,20 +110,7 @@ joinedOn(sockets[0]);
 
 def run(script: str, tmp_path: Path) -> Any:
     """Runs ``script`` after PRELUDE in Node.js; what it prints (JSON) comes back."""
-    node = shutil.which("node")
-    require(node is not None, "Node.js (node)")
-    assert node is not None
-    shutil.copy(SIGNALING, tmp_path / "signaling.mjs")
-    done = subprocess.run(
-        [node, "--input-type=module", "-e", PRELUDE + script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return run_module("signaling.js", PRELUDE + script, tmp_path)
 
 
 def test_signaling_pings_a_quiet_socket_and_never_more_often_than_the_idle_interval(

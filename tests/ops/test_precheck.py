@@ -29,6 +29,7 @@ from app.precheck.echo import EchoRegistry
 from app.settings import Settings
 from tests.conftest import create_schema, new_client
 from tests.factories import Demo, login, make_appointment, patient_session, seed
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -239,7 +240,7 @@ async def test_precheck_closes_when_the_browser_hangs_up(app: Starlette, demo: D
         await asyncio.wait_for(opened.wait(), 15)
         [server_pc] = echo_peers(app).peers()
         await pc.close()
-        await wait_until(lambda: len(echo_peers(app)) == 0)
+        await until(lambda: len(echo_peers(app)) == 0, 15, "the echo peer closed")
     assert server_pc.connectionState == "closed"
 
 
@@ -251,7 +252,7 @@ async def test_precheck_ends_after_the_time_limit(demo: Demo, app: Starlette) ->
         registry.max_seconds = 0.5  # the setting's minimum is 5 s; the mechanism is the same
         await connect(client, pc)
         [server_pc] = registry.peers()
-        await wait_until(lambda: len(registry) == 0)
+        await until(lambda: len(registry) == 0, 15, "the echo peer ended")
     assert server_pc.connectionState == "closed"
 
 
@@ -282,11 +283,3 @@ async def test_precheck_peers_are_closed_at_shutdown(
 
 def echo_gauge() -> float | None:
     return REGISTRY.get_sample_value("konsil_echo_checks_active")
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 15
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.05)

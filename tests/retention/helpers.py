@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import itertools
 import secrets
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import anyio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -201,12 +198,3 @@ async def everything(sessions: async_sessionmaker[AsyncSession]) -> str:
             rows = await session.execute(text(f"SELECT * FROM {table.name}"))  # noqa: S608
             parts.extend(repr(tuple(row)) for row in rows)
     return "\n".join(parts)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:
-    """Waits until ``check()`` holds: the job runs in the app's own task, on its own clock."""
-    deadline = time.monotonic() + seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await anyio.sleep(0.05)

@@ -22,7 +22,8 @@ from app.scheduling.models import Appointment
 from app.settings import Settings
 from tests.conftest import create_schema, lifespan_in_own_task
 from tests.factories import Demo, login, seed
-from tests.retention.helpers import consultation, eventually, rows_of
+from tests.retention.helpers import consultation, rows_of
+from tests.waiting import until
 
 DAY = timedelta(days=1)
 
@@ -53,14 +54,14 @@ async def test_the_lifespan_task_deletes_what_is_due(
     async def gone() -> bool:
         return not await rows_of(sessions, Appointment, col(Appointment.id) == old.appointment_id)
 
-    await eventually(gone)
+    await until(gone, 20, "the old appointment deleted")
 
     assert await rows_of(sessions, Appointment, col(Appointment.id) == kept.appointment_id)
 
     async def counted() -> bool:  # the round is counted just after its deletions commit
         return runs("done") > before[0]
 
-    await eventually(counted)
+    await until(counted, 20, "the round counted")
     assert deleted("appointments") >= before[1] + 1
 
 
@@ -100,9 +101,9 @@ async def test_a_failing_round_is_logged_and_the_next_one_runs(
         async def done_once() -> bool:
             return runs("done") > done
 
-        await eventually(failed_once)
+        await until(failed_once, 20, "a round failed")
         await create_schema(settings.database_url)
-        await eventually(done_once)
+        await until(done_once, 20, "a round done")
 
 
 async def test_pages_and_lists_stay_whole_after_retention(

@@ -4,7 +4,8 @@ for 30 s: tests/chaos/test_redis_down.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -14,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.broker import Broker
 from app.errors import WS_TRY_AGAIN_LATER
 from app.settings import Settings
-from tests.chaos.harness import until
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live, live_server
 from tests.signaling.test_ws_resume import Call, call_in_progress
 from tests.signaling.wsclient import staff_cookie, ws_connect
+from tests.waiting import until
 
 MEDIA = {"muted": True, "camera_off": False, "audio_only": False, "screen_sharing": False}
 
@@ -34,6 +35,26 @@ def break_broker(
 
     for name in names:
         monkeypatch.setattr(broker, name, down)
+
+
+CallOnServer = Callable[[int], AbstractAsyncContextManager[tuple[Live, Call]]]
+
+
+@pytest.fixture
+def call_on_server(
+    make_settings: Callable[..., Settings],
+    demo: Demo,
+    sessions: async_sessionmaker[AsyncSession],
+) -> CallOnServer:
+    """A live server with the given resume window (s) and a call in progress on it."""
+
+    @asynccontextmanager
+    async def start(resume_seconds: int) -> AsyncIterator[tuple[Live, Call]]:
+        cfg = make_settings(ws_resume_seconds=resume_seconds)
+        async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+            yield live, call
+
+    return start
 
 
 async def test_broker_down_keeps_the_call_socket_and_refuses_a_join_with_1013(
@@ -110,22 +131,15 @@ async def test_broker_failing_half_way_through_a_join_leaves_nothing_behind(
 
 
 async def test_broker_down_when_a_connection_drops_its_seat_is_held_for_the_window(
-    make_settings: Callable[..., Settings],
-    demo: Demo,
-    sessions: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
+    call_on_server: CallOnServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The patient's phone goes away while Redis is down: the seat is held for the resume
     # window as after any drop (no traceback, no replica left behind), and once the broker is
     # back, the window's end tells the specialist the patient was lost.
-    cfg = make_settings(ws_resume_seconds=5)
-    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
-        hub = live.app.state.resources.hub
-        room = call.appointment.id
+    async with call_on_server(5) as (live, call):
         with monkeypatch.context() as patch:
             break_broker(patch, live.app.state.resources.broker)
-            await call.patient.ws.close()
-            await until(lambda: bool(hub.replicas.rooms[room].timers), 10, "the seat held")
+            await dropped(live, call)
         left = await call.specialist.expect("peer_left")
         assert (left["peer_id"], left["reason"]) == (call.joined["participant_id"], "lost")
 
@@ -160,15 +174,11 @@ async def resume_refused(live: Live, call: Call) -> None:
 
 
 async def test_a_resume_the_broker_fails_half_way_can_be_tried_again_with_the_same_id(
-    make_settings: Callable[..., Settings],
-    demo: Demo,
-    sessions: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
+    call_on_server: CallOnServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The resume took the seat's record; storing the new one failed. The old record is put
     # back: the client's next try with the same resume id gets its seat.
-    cfg = make_settings(ws_resume_seconds=30)
-    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+    async with call_on_server(30) as (live, call):
         patient = call.joined["participant_id"]
         await dropped(live, call)
         away = await call.specialist.expect("peer_state")
@@ -185,16 +195,12 @@ async def test_a_resume_the_broker_fails_half_way_can_be_tried_again_with_the_sa
 
 
 async def test_a_resume_the_broker_fails_for_good_ends_the_seat_at_the_window_end(
-    make_settings: Callable[..., Settings],
-    demo: Demo,
-    sessions: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
+    call_on_server: CallOnServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The resume took the seat's record and neither a new one nor the old one could be
     # stored: nobody can resume the seat any more, and it must not stay in the room with
     # nobody on it. Its expiry (this process's again) ends it once the broker is back.
-    cfg = make_settings(ws_resume_seconds=5)
-    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+    async with call_on_server(5) as (live, call):
         await dropped(live, call)
         with monkeypatch.context() as patch:
             break_broker(patch, live.app.state.resources.broker, ("put",))
@@ -204,15 +210,11 @@ async def test_a_resume_the_broker_fails_for_good_ends_the_seat_at_the_window_en
 
 
 async def test_a_leave_whose_announcement_fails_ends_the_seat_as_left_at_the_window_end(
-    make_settings: Callable[..., Settings],
-    demo: Demo,
-    sessions: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
+    call_on_server: CallOnServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The patient said ``leave``; the server took the seat's record and then could not tell
     # the room (publish failed). The seat is held, and ends as "left" once the broker is back.
-    cfg = make_settings(ws_resume_seconds=5)
-    async with live_server(cfg) as live, call_in_progress(live, demo, cfg, sessions) as call:
+    async with call_on_server(5) as (live, call):
         hub = live.app.state.resources.hub
         room = call.appointment.id
         with monkeypatch.context() as patch:
