@@ -1,11 +1,12 @@
 """While a page's websocket is lost and being restored, the notice at the top of the window says
 so (frontend/static/connection-notice.js), in real Chromium against the real server: in sight
 on a phone wherever the patient scrolled, in the page's language, accessible, and gone again
-once the page has resumed. The page's websocket goes through the test (tests/browser/
-test_signaling_liveness.py's ``Line``), which silences it or closes it, and holds the page's
-new attempts unopened until it is mended. Every step waits for something the page did; nothing
-is timed. The notice's rules step by step with a fake clock: tests/frontend/
-test_connection_notice.py."""
+once the page has resumed; the same for the waiting guest, the specialist's queue and the GP's
+booking page (its counts of who is on duty). The page's websocket goes through the test
+(``Line`` of tests/browser/test_signaling_liveness.py), which silences it or closes it, and
+holds the page's new attempts unopened until it is mended. Every step waits for something the
+page did; nothing is timed. The notice's rules step by step with a fake clock:
+tests/frontend/test_connection_notice.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from app.db import utcnow
 from tests.browser.axe import axe_violations, report
 from tests.browser.conftest import Browsing
 from tests.browser.helpers import appointment_with_link, eventually, log_in, wait_for_video
+from tests.browser.test_call_room import on_call_page
+from tests.browser.test_guest import guest_waits
 from tests.browser.test_signaling_liveness import DASHBOARD, Line, serve_quick_signaling
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -173,5 +176,74 @@ async def test_connection_notice_on_the_specialists_queue(browsing: Browsing) ->
         await expect(notice).to_contain_text("Verbindung wiederhergestellt.")
         await expect(notice).to_be_empty()
         await expect(queue.locator("[data-live-status]")).not_to_have_class(re.compile(r"\blost\b"))
+    finally:
+        await line.close()
+
+
+async def test_connection_notice_for_the_waiting_guest(browsing: Browsing) -> None:
+    server = browsing.server
+    appointment_id, _ = await appointment_with_link(
+        server.sessions,
+        gp=server.demo.gp,
+        specialist=server.demo.specialist,
+        starts_at=utcnow() + timedelta(minutes=5),
+    )
+    specialist = await on_call_page(browsing, server.demo.specialist, appointment_id)
+    box = specialist.locator("[data-guest-invite]")
+    await box.get_by_label("Name des Gastes").fill("Ayşe Demir")
+    await box.get_by_label("Nimmt teil als").select_option(label="Dolmetscher/in")
+    await box.get_by_role("button", name="Gast einladen").click()
+    link = box.locator("[data-guest-url]")
+    await expect(link).to_have_value(re.compile(r"^http.*/guest#[A-Za-z0-9_-]{43}$"))
+    path = "/guest#" + (await link.input_value()).split("/guest#", 1)[1]
+
+    guest = await browsing.new_page(viewport=PHONE_390)
+    await serve_quick_signaling(guest)
+    line = Line()
+    await line.route(guest)
+    try:
+        await guest_waits(guest, path)
+        notice = guest.locator("[data-connection-notice]")
+        await eventually(lambda: line.sockets[-1].heard_kind("pong"), "a pong")
+
+        line.silence()
+        await expect(notice).to_contain_text("Verbindung unterbrochen, wird wiederhergestellt…")
+        # The guest has no place in the patients' line: nothing is said about one.
+        await expect(notice).to_contain_text(
+            "Sie müssen nichts tun. Bitte lassen Sie diese Seite geöffnet."
+        )
+        await in_first_viewport(guest, notice)
+
+        line.mend()
+        await eventually(lambda: line.joined(resumed=True), "joined with resumed: true")
+        await expect(notice).to_contain_text("Verbindung wiederhergestellt.")
+        await expect(notice).to_be_empty()
+    finally:
+        await line.close()
+
+
+async def test_connection_notice_on_the_gps_booking_page(browsing: Browsing) -> None:
+    # The counts of who is on duty come over the websocket: they stand still while it is lost.
+    line = Line(pattern=DASHBOARD)
+    gp = await browsing.new_page(viewport=PHONE_390)
+    await serve_quick_signaling(gp)
+    await line.route(gp)
+    try:
+        await log_in(gp, browsing.server.demo.gp)
+        await gp.goto("/gp")
+        await expect(gp.locator("[data-presence-line]")).to_be_visible()
+        notice = gp.locator("[data-connection-notice]")
+        await eventually(lambda: line.sockets[-1].heard_kind("pong"), "a pong")
+
+        line.silence()
+        await expect(notice).to_contain_text("Verbindung unterbrochen, wird wiederhergestellt…")
+        await expect(notice).to_contain_text(
+            "Bis dahin ist die Angabe, wer im Dienst ist, möglicherweise nicht aktuell."
+        )
+        await in_first_viewport(gp, notice)
+
+        line.mend()
+        await expect(notice).to_contain_text("Verbindung wiederhergestellt.")
+        await expect(notice).to_be_empty()
     finally:
         await line.close()
