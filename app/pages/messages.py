@@ -126,7 +126,7 @@ def patient_messages() -> Found:
         if path.suffix == ".html":
             method, keywords, options = "jinja2.ext:babel_extract", {"_": None}, OPTIONS["**.html"]
         elif path.suffix == ".js":
-            method, keywords, options = "javascript", {"t": None}, {}
+            method, keywords, options = "javascript", {"t": None}, OPTIONS["**.js"]
         else:
             method, keywords, options = "python", {"N_": None}, {}
         for lineno, message, _comments, _context in extract_from_file(

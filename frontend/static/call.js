@@ -53,8 +53,10 @@ function departure(who, reason) {
  * `known`: what the page knows of the others ({specialist: {name, detail}, patient: {name}})
  * for an older server that does not say it. Events to the page: onRoomState(state,
  * waitingSince), onJoined(msg), onEnd(reason), onPeers(peers), onWaiting(msg) (the patient's
- * `position` and `delay`), onGuest(msg) (`guest_status`), onRefused(message) (an `error` the page may explain). `hangup()`
- * leaves; staff pages end the consultation through the API.
+ * `position` and `delay`), onGuest(msg) (`guest_status`), onRefused(message) (an `error` the page may explain),
+ * onConnection(status) (the websocket's: "connecting", "open", "reconnecting", and "ended";
+ * for the page's connection-notice.js). `hangup()` leaves; staff pages end the consultation
+ * through the API.
  */
 export class Call {
   constructor(root, { appointmentId, as, stream, audioOnly = false, known = {}, ...hooks }) {
@@ -530,6 +532,7 @@ export class Call {
   setWsStatus(status) {
     this.wsStatus = status;
     this.renderStatus();
+    this.hooks.onConnection?.(status);
   }
 
   renderStatus() {
@@ -653,6 +656,7 @@ export class Call {
     for (const track of this.stream.getTracks()) track.stop();
     this.el.status.textContent = FATAL_MESSAGES[reason]?.() || "";
     this.root.dataset.connection = "ended";
+    this.hooks.onConnection?.("ended");
     this.hooks.onEnd?.(reason);
   }
 }

@@ -5,6 +5,7 @@ import { api } from "./api.js";
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
 import { Signaling } from "./signaling.js";
+import { ConnectionNotice } from "./connection-notice.js";
 
 /** The line for one specialty's counts, e.g. "2 specialists on duty · 1 in a consultation". */
 export function presenceText(counts) {
@@ -40,13 +41,22 @@ export function watchPresence(line, chosen, onCounts = () => {}) {
   }
 
   api("/api/v1/specialties/presence").then(take, () => {});
+  // The counts stand still while the websocket is being restored: the notice at the top says so.
+  const notice = new ConnectionNotice(document.querySelector("[data-connection-notice]"), {
+    texts: () => ({
+      hint: t("Who is on duty may not be up to date until then."),
+      longHint: t("Please check your internet connection. Who is on duty may not be up to date."),
+    }),
+  });
   live = new Signaling({
     as: "staff",
     onMessage: (message) => {
       if (message.type === "presence") take(message.specialties);
     },
+    // Back on a new websocket, the server sends the counts at once (docs/protocol.md).
+    onStatus: (status) => notice.update(status),
     // The session ended (logged out elsewhere, timed out): no stale counts.
-    onFatal: () => { line.hidden = true; onCounts(null); },
+    onFatal: () => { line.hidden = true; onCounts(null); notice.update("ended"); },
   });
   live.connect();
   return { show };

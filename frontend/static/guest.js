@@ -10,6 +10,7 @@ import { devicesStep } from "./devices-step.js";
 import { Call } from "./call.js";
 import { guestKindLabel } from "./call-tiles.js";
 import { LinkFlow } from "./link-flow.js";
+import { ConnectionNotice } from "./connection-notice.js";
 
 const root = $("#guest");
 const link = new LinkFlow(root, {
@@ -79,6 +80,17 @@ function waitingRoom(stream) {
     playVideo(self);
   }
   const view = { state: null, admitted: false, stream };
+  // The notice at the top while the websocket is being restored (connection-notice.js).
+  const notice = new ConnectionNotice($("[data-connection-notice]", root), {
+    longAfter: () => call.resumeSeconds || 30,
+    texts: () => ({
+      hint: t("You do not need to do anything. Please keep this page open."),
+      longHint: [
+        t("Please check your internet connection (Wi-Fi or mobile data) and keep this page open: it reconnects by itself."),
+        t("If you need help, please call the practice that invited you."),
+      ].join(" "),
+    }),
+  });
   const call = new Call($("[data-call]", root), {
     appointmentId: me.appointment_id,
     as: "guest",
@@ -88,6 +100,7 @@ function waitingRoom(stream) {
       view.state = state;
       render(view);
     },
+    onConnection: (status) => notice.update(status),
     onGuest: (message) => {
       view.admitted = message.state === "admitted";
       render(view);

@@ -10,6 +10,7 @@ import { Call } from "./call.js";
 import { WaitingRoom } from "./waiting-room.js";
 import { showVerdict } from "./check-verdict.js";
 import { LinkFlow } from "./link-flow.js";
+import { ConnectionNotice } from "./connection-notice.js";
 
 const root = $("#join");
 const KEY = (name, id) => `konsil.${name}.${id}`;
@@ -185,13 +186,16 @@ function waitingRoom(stream, check, checkFailed = false) {
     onCallSpecialty: appointment.specialist_name ? null : appointment.specialty,
   });
   room.start();
-  const call = new Call($("[data-call]", root), {
+  let call = null;
+  const notice = connectionNotice(() => call);
+  call = new Call($("[data-call]", root), {
     appointmentId: appointment.appointment_id,
     as: "patient",
     stream,
     // An older server does not say who the specialist is; the patient's appointment does.
     known: { specialist: { name: appointment.specialist_name, detail: appointment.specialty } },
     onRoomState: (state, since) => roomState(state, since, room, stream),
+    onConnection: (status) => notice.update(status),
     onWaiting: (message) => {
       if (message.type !== "position") return room.delay(message);
       room.position(message.ahead, message.eta_minutes);
@@ -205,6 +209,27 @@ function waitingRoom(stream, check, checkFailed = false) {
   });
   call.start();
   if (check || checkFailed) verdict(call, stream, check, { camera });
+}
+
+/**
+ * The notice at the top while the websocket is being restored (connection-notice.js). The
+ * server holds the patient's seat for the resume window, so a waiting patient keeps their
+ * place and need not do anything; after the window the advice says what to check and whom
+ * to call.
+ */
+function connectionNotice(call) {
+  return new ConnectionNotice($("[data-connection-notice]", root), {
+    longAfter: () => call()?.resumeSeconds || 30,
+    texts: () => ({
+      hint: $("[data-step=waiting]", root).hidden
+        ? t("You do not need to do anything. Please keep this page open.")
+        : t("You do not need to do anything. Your place in the waiting room is kept."),
+      longHint: [
+        t("Please check your internet connection (Wi-Fi or mobile data) and keep this page open: it reconnects by itself."),
+        t("If you need help, please call your GP practice."),
+      ].join(" "),
+    }),
+  });
 }
 
 // The patient's details name the specialist once one has taken the request.

@@ -8,6 +8,7 @@ import { ROOM, label } from "./labels.js";
 import { Signaling } from "./signaling.js";
 import { Knocker, arrivals, inConsultation, listenForCallPages, titleWithCount } from "./knock.js";
 import { mountPresence } from "./presence-toggle.js";
+import { ConnectionNotice } from "./connection-notice.js";
 
 const root = $("#queue");
 const errorBox = $("[data-error]", root);
@@ -369,6 +370,14 @@ async function refresh() {
   }
 }
 
+// The line below the heading says whether the list is live; the notice at the top of the
+// window (connection-notice.js) stays in sight however far the list is scrolled.
+const notice = new ConnectionNotice($("[data-connection-notice]", root), {
+  texts: () => ({
+    hint: t("The list may not be up to date until then."),
+    longHint: t("Please check your internet connection. The list may not be up to date."),
+  }),
+});
 const live = new Signaling({
   as: "staff",
   onMessage: (message) => {
@@ -378,11 +387,13 @@ const live = new Signaling({
   onStatus: (s) => {
     status.textContent = s === "open" ? t("Live: the list updates by itself.") : t("Connection lost, restoring…");
     status.classList.toggle("lost", s !== "open");
+    notice.update(s);
     if (s === "open") refresh();
   },
   onFatal: (reason) => {
     status.textContent = reason === "unauthenticated" ? t("Your session has ended. Please log in again.") : t("Live updates are off. Please reload the page.");
     status.classList.add("lost");
+    notice.update("ended");
   },
 });
 

@@ -9,6 +9,7 @@ import { Signaling } from "./signaling.js";
 import { announceCallPage } from "./knock.js";
 import { listDocuments, mountReport } from "./records.js";
 import { mountGuestInvite, guestName } from "./guest-invite.js";
+import { ConnectionNotice } from "./connection-notice.js";
 
 const root = $("#staff-call");
 const appointmentId = Number(root.dataset.appointment);
@@ -39,6 +40,11 @@ async function main() {
   const banner = $("[data-waiting-banner]", root);
   const sendBack = $("[data-send-back]", root);
   let sendBackAt = 0;
+  // The notice at the top while the websocket is being restored (connection-notice.js).
+  const notice = new ConnectionNotice($("[data-connection-notice]", root), {
+    longAfter: () => call.resumeSeconds || 30,
+    texts: () => ({ longHint: t("Please check your internet connection.") }),
+  });
   const call = new Call($("[data-call]", root), {
     appointmentId,
     as: "staff",
@@ -68,6 +74,7 @@ async function main() {
       else if (unknown) showAlert(errorBox, t("The patient could not be sent back to the waiting room."));
     },
     onGuest: guestBanner,
+    onConnection: (status) => notice.update(status),
     onEnd: (reason) => ended(reason),
     onHangup: isSpecialist ? () => confirmEnd() : undefined,
   });

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
+
+import pytest
 
 from app.pages import messages
 from app.pages.templating import STATIC
@@ -32,3 +35,14 @@ def test_every_t_call_in_the_page_scripts_is_extracted() -> None:
 def test_a_t_call_inside_a_template_string_is_extracted() -> None:
     # gp-book.js builds the sending note in a template string.
     assert "The booking shows whether it arrived." in messages.extract()
+
+
+def test_a_t_call_inside_a_template_string_counts_for_the_patients_languages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Turkish, Arabic, Ukrainian and Polish must translate it as much as any other message of
+    # the patient's pages.
+    script = tmp_path / "patient.js"
+    script.write_text('el.textContent = `${t("Plain")} ${t("Inside a template string")}`;\n')
+    monkeypatch.setattr(messages, "patient_files", lambda: [script])
+    assert set(messages.patient_messages()) == {"Plain", "Inside a template string"}
