@@ -6,13 +6,14 @@ the protocol layer above carries sequence numbers so a gap is noticed.
 
 Backends live in their own modules (``memory``, ``redis``) and are imported by the factory.
 
-Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, atomic ``take``
-and ``take_reading``, ``get``, ``refresh``, ``extend`` and ``exists``): the signalling hub
-stores resume records, the current participant of each seat and each process's liveness
-there, so a client may resume on any process. Atomic counters and holds (``count``, ``hold``,
-``forget``) carry the throttles (``app.throttle``), so that two processes share one
-budget. Small hashes (``file``, ``unfile``, ``filed``) and ``present`` carry the registry of
-server processes and the index of the seats each holds (``app.signaling.orphans``).
+Besides pub/sub a broker keeps short-lived keys (``put`` with a time to live, atomic
+``put_if``, ``take`` and ``take_reading``, ``get``, ``refresh``, ``extend`` and ``exists``):
+the signalling hub stores resume records, the current participant of each seat and each
+process's liveness there, so a client may resume on any process. Atomic counters and holds
+(``count``, ``hold``, ``forget``) carry the throttles (``app.throttle``), so that two
+processes share one budget. Small hashes (``file``, ``unfile``, ``filed``) and ``present``
+carry the registry of server processes and the index of the seats each holds
+(``app.signaling.orphans``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ class Broker(Protocol):
 
     async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
         """Stores ``value`` under ``key`` for ``ttl_seconds`` (overwrites)."""
+        ...
+
+    async def put_if(
+        self, key: str, expected: bytes, value: bytes | None, ttl_seconds: int
+    ) -> bool:
+        """Stores ``value`` under ``key`` for ``ttl_seconds`` (deletes ``key`` if ``value`` is
+        None) only while ``key`` holds ``expected``: whether it did. Atomic."""
         ...
 
     async def take(self, key: str) -> bytes | None:

@@ -57,6 +57,17 @@ class MemoryBroker:
         now = self._clock()
         self._set(key, now + ttl_seconds, value, now)
 
+    async def put_if(
+        self, key: str, expected: bytes, value: bytes | None, ttl_seconds: int
+    ) -> bool:
+        if await self.get(key) != expected:
+            return False
+        if value is None:
+            self._keys.pop(key, None)
+        else:
+            await self.put(key, value, ttl_seconds)
+        return True
+
     async def take(self, key: str) -> bytes | None:
         expiry, value = self._keys.pop(key, (0.0, b""))
         return value if expiry > self._clock() else None

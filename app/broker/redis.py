@@ -48,6 +48,14 @@ local ttl = redis.call('TTL', KEYS[1])
 if ttl == -1 or ttl < tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return 1
 """
+# Set (or, with ARGV[4] = "1", deleted) only while it holds ARGV[1].
+_PUT_IF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[4] == '1' then redis.call('DEL', KEYS[1]) else
+    redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+return 1
+"""
 CONFIRM_SECONDS = 5.0
 UNSUBSCRIBE_SECONDS = 5.0
 MAX_BATCH = 512
@@ -71,6 +79,7 @@ class RedisBroker:
         self._hold = self._redis.register_script(_HOLD)
         self._extend = self._redis.register_script(_EXTEND)
         self._file = self._redis.register_script(_FILE)
+        self._put_if = self._redis.register_script(_PUT_IF)
         self._fanout = FanOut(queue_size)
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -131,6 +140,13 @@ class RedisBroker:
 
     async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
         await self._redis.set(key, value, ex=ttl_seconds)
+
+    async def put_if(
+        self, key: str, expected: bytes, value: bytes | None, ttl_seconds: int
+    ) -> bool:
+        gone = "1" if value is None else "0"
+        args: list[bytes | int | str] = [expected, value or b"", int(ttl_seconds), gone]
+        return bool(await self._put_if(keys=[key], args=args))
 
     async def take(self, key: str) -> bytes | None:
         value = await self._redis.getdel(key)  # Redis >= 6.2: atomic read-and-delete

@@ -12,7 +12,9 @@ A connection that joins afresh (a reloaded page has no resume id) replaces the p
 its seat (``Room.add``) and names itself the seat's current one in the broker
 (``resume.current_key``) before a patient's arrival: whichever process then takes the old
 participant's record (a resume, an expiry here, an adoption, a survivor ending a dead
-process's seats) finds it replaced, and the record ends nothing.
+process's seats) finds it replaced, and the record ends nothing. A fresh join that fails
+before the room heard of it gives the seat back to the participant it named itself in place of
+(``_unname``), and undoes its own arrival.
 """
 
 from __future__ import annotations
@@ -71,6 +73,19 @@ class Taken:
 
 
 @dataclass(slots=True)
+class Named:
+    """A fresh join's name as its seat's current participant (``key``, naming ``member_id``):
+    the name it replaced (``earlier``, once read) and whether its arrival took the room out of
+    ``scheduled``, both undone if the join fails (``_unname``)."""
+
+    key: str
+    member_id: str
+    read: bool = False
+    earlier: bytes | None = None
+    arrived: bool = False
+
+
+@dataclass(slots=True)
 class Seat:
     """A joined connection: who it is and the broker key of its current resume record."""
 
@@ -116,6 +131,7 @@ class Seats:
         ``lang``: the language of the participant's page (which details of staff it is shown)."""
         local = await self.replicas.acquire(appointment_id)
         taken: Taken | None = None  # the record a resume took, to give back if the join fails
+        named: Named | None = None  # a fresh join's name in the broker, likewise
         try:
             role = m.PARTICIPANT_ROLES[actor.value]
             taken = await self._resume(local, role, who, resume) if resume else None
@@ -130,16 +146,19 @@ class Seats:
                 # Before the arrival: the seat's earlier participant, if any, is replaced from
                 # now on, on every process. (An expiry of it that asked just before this may
                 # still depart; it has then almost always done so before the arrival below.)
-                await self.broker.put(
-                    records.current_key_of(appointment_id, seat.member),
-                    seat.member.id.encode(),
-                    self.current_ttl,
-                )
+                named = Named(records.current_key_of(appointment_id, seat.member), seat.member.id)
+                await self._name(named)
                 if actor is Actor.PATIENT:
                     appointment = await self.act(appointment_id, Action.ARRIVE, who)
+                    came = appointment.room_state is not RoomState.SCHEDULED
+                    named.arrived = came and state is RoomState.SCHEDULED
                     state, since = appointment.room_state, appointment.waiting_since
         except BaseException:
-            await self.replicas.release(appointment_id)
+            with anyio.CancelScope(shield=True):
+                if named is not None:
+                    with suppress(Exception):
+                        await self._unname(appointment_id, named)
+                await self.replicas.release(appointment_id)
             raise
         local.conns[conn.id] = conn
         recorded = False  # whether the seat's new record is stored
@@ -185,6 +204,10 @@ class Seats:
                         await self.disconnect(conn, seat, left=False)
                     else:
                         await self._resume_failed(local, conn, seat, taken, recorded)
+                # (Unless the room heard of it after all and its seat is held as after a drop.)
+                if named is not None and seat.member.id not in local.timers:
+                    with suppress(Exception):
+                        await self._unname(appointment_id, named)
                 local.conns.pop(conn.id, None)
                 await self.replicas.release(appointment_id)
             raise
@@ -275,6 +298,46 @@ class Seats:
             self._hold(local, old, taken.key, owned=True)
         else:
             self._hold(local, old, taken.key)
+
+    async def _name(self, named: Named) -> None:
+        """Names the fresh join's participant its seat's current one, keeping the name it
+        replaces in ``named`` (to give back if the join fails)."""
+        named.earlier = await self.broker.get(named.key)
+        named.read = True  # (from here on the name may be written, even if ``put`` fails)
+        await self.broker.put(named.key, named.member_id.encode(), self.current_ttl)
+
+    async def _unname(self, appointment_id: int, named: Named) -> None:
+        """A fresh join failed before the room heard of its participant (the broker failed
+        half-way): the seat is its earlier participant's again, which can still resume, and
+        ends at its window's end unless it does; the room goes back to ``scheduled`` if this
+        join's arrival took it out of it. Not if a newer join named itself meanwhile.
+
+        If the broker refuses the name back, it is tried again every second for a resume
+        window: the earlier participant's expiry asks for it at that window's end."""
+        if named.arrived:
+            try:
+                await self.act(appointment_id, Action.DEPART, None)
+            except Exception as exc:  # the database is out of reach: the room stays waiting
+                log.warning("signaling.arrival_not_undone", error=type(exc).__name__)
+        if not named.read:
+            return  # nothing was written
+        try:
+            await self._give_back(named)
+        except UNAVAILABLE:
+            self.replicas.tasks.spawn("signaling.unname", partial(self._give_back_later, named))
+
+    async def _give_back(self, named: Named) -> None:
+        await self.broker.put_if(
+            named.key, named.member_id.encode(), named.earlier, self.current_ttl
+        )
+
+    async def _give_back_later(self, named: Named) -> None:
+        for _ in range(max(1, self.settings.ws_resume_seconds)):
+            await anyio.sleep(1)
+            with suppress(*UNAVAILABLE):
+                await self._give_back(named)
+                return
+        log.warning("signaling.unname_failed")
 
     async def disconnect(self, conn: Connection, seat: Seat, *, left: bool) -> None:
         """The connection ended. ``left``: the client said ``leave`` (no resume)."""

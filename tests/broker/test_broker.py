@@ -88,6 +88,19 @@ async def test_broker_take_reading_takes_one_key_and_reads_another(broker: Broke
     assert await broker.take_reading(key, channel()) == (None, None)
 
 
+async def test_broker_put_if_changes_only_the_value_it_expects(broker: Broker) -> None:
+    key = channel()
+    assert await broker.put_if(key, b"mine", b"earlier", 30) is False  # missing: not mine
+    assert await broker.get(key) is None
+    await broker.put(key, b"newer", 30)
+    assert await broker.put_if(key, b"mine", b"earlier", 30) is False
+    assert await broker.get(key) == b"newer"
+    assert await broker.put_if(key, b"newer", b"earlier", 30) is True
+    assert await broker.get(key) == b"earlier"
+    assert await broker.put_if(key, b"earlier", None, 30) is True  # None: deleted
+    assert await broker.get(key) is None
+
+
 async def test_broker_get_reads_without_taking(broker: Broker) -> None:
     key = channel()
     assert await broker.get(key) is None
