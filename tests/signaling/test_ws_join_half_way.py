@@ -16,13 +16,13 @@ from app.errors import WS_TRY_AGAIN_LATER
 from app.scheduling.models import Appointment, RoomState
 from app.settings import Settings
 from app.signaling.hub import Hub
-from tests.chaos.harness import until
 from tests.factories import Demo, make_appointment, patient_token
 from tests.live import Live, live_server
 from tests.services import REDIS_URL, require_redis
 from tests.signaling.test_ws_broker_down import dropped
 from tests.signaling.test_ws_resume import Call, call_in_progress, random_id
 from tests.signaling.wsclient import Client, ws_connect
+from tests.waiting import until
 
 # Where the fresh join fails: (broker call, key or channel it acts on, whether Redis carried the
 # call out before the connection broke, so that only its reply was lost).
