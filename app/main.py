@@ -10,7 +10,6 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any
 
 import anyio
-from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -101,10 +100,19 @@ class Konsil(Starlette):
         super().__init__(**kwargs)
         self.direct = dict(direct)
 
+    @staticmethod
+    def _route_path(scope: Scope) -> str:
+        # The path the routes see: without the root path the app is mounted under.
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+            return path[len(root) :]
+        return path
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A coroutine (one frame the socket holds): servers tell an ASGI 3 app by that.
         if scope["type"] == "websocket":
-            direct = self.direct.get(get_route_path(scope))
+            direct = self.direct.get(self._route_path(scope))
             if direct is not None:
                 scope["app"] = self
                 await direct(scope, receive, send)

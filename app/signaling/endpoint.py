@@ -503,9 +503,10 @@ def asgi(scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None
 
     Nothing of the chain is missed: Konsil's middlewares hand websockets on untouched, and this
     endpoint answers its own refusals and faults with close codes. An error it does not handle
-    goes to the server (uvicorn logs it, redacted, and answers the handshake with 500 or drops
-    the open socket); the chain's handlers would only have made an HTTP response of it, which
-    a websocket cannot send."""
+    (a bug) goes to the server: uvicorn logs it, redacted, and answers the handshake with 500
+    or drops the open socket. (Through the chain, a database error of that kind before the
+    handshake was answered would have been logged as ``request.failed`` and answered with a
+    JSON 500; an error after it went to uvicorn as well.)"""
     return signaling(WebSocket(scope, receive, send))
 
 
