@@ -27,8 +27,10 @@ const PROBE_WAIT_MS = 3000;
 // Each attempt given up so gives the next one twice as long, up to OPEN_WAIT_MAX_MS: on a very
 // slow line (a rural mobile link with a second or more per round trip, and losses) the
 // handshake itself can take longer than 5 s, and attempts cut off at 5 s would never open.
+// (Not longer: an attempt whose SYN was lost in a cut hangs on for as long after the link is
+// back, unless the browser reports being online again.)
 const OPEN_WAIT_MS = 5000;
-const OPEN_WAIT_MAX_MS = 20000;
+const OPEN_WAIT_MAX_MS = 10000;
 // A deadline that fires this much late: the page itself was frozen or throttled (a phone in a
 // pocket, a hidden tab), and what the socket said meanwhile may be queued behind the timer.
 const LATE_MS = 2000;
@@ -78,16 +80,21 @@ export class Signaling {
     const ws = new WebSocket(this.url);
     this.ws = ws;
     this.deadline(ws, this.openWait, () => this.giveUp(ws));
+    // "open" only once the socket has proved itself: a room's `joined`, a dashboard's first
+    // message (its ping is answered at once). A server that accepts and then closes (its
+    // database or broker out of reach: 1013) is not a connection restored, and the backoff
+    // keeps growing meanwhile.
+    let proven = false;
     ws.addEventListener("open", () => {
       if (ws !== this.ws) return; // given up meanwhile
-      this.attempt = 0;
       this.openWait = OPEN_WAIT_MS;
       this.heard(ws);
       if (this.room) {
         const resume = this.resumeId && Date.now() < this.resumeUntil ? this.resumeId : undefined;
         this.send(resume ? { type: "join", resume } : { type: "join" });
+      } else {
+        this.ping(ws, PONG_WAIT_MS);
       }
-      this.onStatus("open");
     });
     ws.addEventListener("message", (event) => {
       if (ws !== this.ws) return;
@@ -97,6 +104,11 @@ export class Signaling {
         message = JSON.parse(event.data);
       } catch {
         return;
+      }
+      if (!proven && (!this.room || message.type === "joined")) {
+        proven = true;
+        this.attempt = 0;
+        this.onStatus("open");
       }
       if (message.type === "pong") return; // liveness only: the page has nothing to do
       if (message.type === "joined") {

@@ -303,8 +303,9 @@ def test_signaling_stops_every_timer_on_leave_and_on_a_fatal_close(tmp_path: Pat
         const other = new Signaling({ as: "staff", onMessage: () => {}, onFatal: () => {} });
         other.connect();
         const dash = last();
-        dash.open();
-        advance(10_000);
+        dash.open();                                 // a ping at once, to prove the socket
+        dash.message({ type: "pong" });
+        advance(10_000);                             // and one after 10 s quiet
         dash.drop(4401);                             // the session ended
         advance(120_000);
         show("hidden");
@@ -316,7 +317,7 @@ def test_signaling_stops_every_timer_on_leave_and_on_a_fatal_close(tmp_path: Pat
     )
     assert result["left"] == {"sent": ["join", "ping", "leave"], "closed": 1000}
     assert result["afterLeave"] == {"sockets": 1, "timers": 0}
-    assert (result["sockets"], result["timers"], result["dashPings"]) == (2, 0, 1)
+    assert (result["sockets"], result["timers"], result["dashPings"]) == (2, 0, 2)
 
 
 def test_signaling_waits_longer_for_each_attempt_that_did_not_open(tmp_path: Path) -> None:
@@ -334,7 +335,7 @@ def test_signaling_waits_longer_for_each_attempt_that_did_not_open(tmp_path: Pat
           waits.push(Date.now() - started);
         }
         const slow = last();
-        advance(15_000);                             // this one takes 15 s to open
+        advance(8_000);                              // this one takes 8 s to open
         joinedOn(slow, true);
         const opened = statuses.at(-1);
         slow.drop(1006);                             // and drops later: back to 5 s
@@ -347,8 +348,61 @@ def test_signaling_waits_longer_for_each_attempt_that_did_not_open(tmp_path: Pat
         """,
         tmp_path,
     )
-    assert result["waits"] == [5_000, 10_000, 20_000, 20_000, 20_000]
+    assert result["waits"] == [5_000, 10_000, 10_000, 10_000, 10_000]
     assert result["after"] == 5_000
-    # 90 s after the drop: the 30 s resume window is over, so the page joins afresh.
+    # 53 s after the drop: the 30 s resume window is over, so the page joins afresh.
     assert result["join"] == {"type": "join"}
     assert result["opened"] == "open"
+
+
+def test_signaling_a_server_that_accepts_and_closes_is_no_connection_restored(
+    tmp_path: Path,
+) -> None:
+    # The server's database or broker is out of reach: it accepts the socket, then closes it
+    # with 1013 before the join is answered. The page must not say "open" (the connection
+    # notice would flash "restored" on each try), and its backoff must keep growing.
+    result = run(
+        """
+        sockets[0].drop(1006);
+        const gaps = [];
+        for (let i = 0; i < 5; i += 1) {
+          const before = sockets.length;
+          const started = Date.now();
+          while (sockets.length === before) advance(50);
+          gaps.push(Date.now() - started);
+          last().open();                             // accepted ...
+          last().drop(1013);                         // ... and closed: "unavailable"
+        }
+        const refused = statuses.slice(2);
+        while (sockets.length === 6) advance(50);
+        joinedOn(last(), true);                      // the server is back
+        console.log(JSON.stringify({ gaps, refused, now: statuses.at(-1) }));
+        """,
+        tmp_path,
+    )
+    assert "open" not in result["refused"]
+    assert set(result["refused"]) == {"reconnecting"}
+    # 300 ms, 600, 1.2 s, 2.4 s, 4.8 s (Math.random is 0 here), rounded up to the 50 ms steps.
+    assert result["gaps"] == [300, 600, 1_200, 2_400, 4_800]
+    assert result["now"] == "open"
+
+
+def test_signaling_a_dashboard_is_open_once_it_heard_anything(tmp_path: Path) -> None:
+    result = run(
+        """
+        const seen = [];
+        const dash = new Signaling({ as: "staff", onMessage: () => {},
+          onStatus: (s) => seen.push(s), onFatal: () => {} });
+        dash.connect();
+        const ws = last();
+        ws.open();
+        const afterOpen = [...seen];
+        const ping = ws.sent.map((m) => m.type);
+        ws.message({ type: "pong" });
+        console.log(JSON.stringify({ afterOpen, ping, now: seen.at(-1) }));
+        """,
+        tmp_path,
+    )
+    assert result["afterOpen"] == ["connecting"]
+    assert result["ping"] == ["ping"]
+    assert result["now"] == "open"
