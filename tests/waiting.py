@@ -23,7 +23,14 @@ async def until(
     started = time.monotonic()
     while True:
         result = check()
-        if await result if inspect.isawaitable(result) else result:
+        if inspect.isawaitable(result):
+            # A check that hangs by itself (a query that never returns) ends at the bound too.
+            left = max(limit - (time.monotonic() - started), step)
+            try:
+                result = await asyncio.wait_for(result, left)
+            except TimeoutError:
+                raise TimeoutError(f"{what}: not within {limit:g} s (the check hung)") from None
+        if result:
             return time.monotonic() - started
         if time.monotonic() - started > limit:
             raise TimeoutError(f"{what}: not within {limit:g} s")

@@ -7,41 +7,16 @@ same in real Chromium against the real server: tests/browser/test_connection_not
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.services import require
+from tests.frontend.node import fake_timers, run_modules
 
-STATIC = Path(__file__).resolve().parents[2] / "frontend" / "static"
-
-# A clock that moves only when the script says so (`advance` fires the timers due on the way),
-# and just enough DOM for dom.js's h() and i18n.js (English: no catalog to fetch).
-PRELUDE = """
-let clock = 0;
-let nextTimer = 1;
-const timers = new Map();
-globalThis.setTimeout = (fn, ms) => {
-  const id = nextTimer++;
-  timers.set(id, { at: clock + Math.max(0, ms || 0), fn });
-  return id;
-};
-globalThis.clearTimeout = (id) => { timers.delete(id); };
-function advance(ms) {
-  const end = clock + ms;
-  for (;;) {
-    let due = null;
-    for (const [id, t] of timers) if (t.at <= end && (!due || t.at < due[1].at)) due = [id, t];
-    if (!due) break;
-    timers.delete(due[0]);
-    clock = Math.max(clock, due[1].at);
-    due[1].fn();
-  }
-  clock = end;
-}
-
+# The fake clock (tests/frontend/node.py), and just enough DOM for dom.js's h() and i18n.js
+# (English: no catalog to fetch).
+PRELUDE = (
+    fake_timers(0)
+    + """
 class Node {}
 class Text extends Node {
   constructor(text) { super(); this.textContent = text; }
@@ -84,27 +59,12 @@ const seen = () => ({
   kind: region.children[0]?.className || "",
 });
 """
+)
 
 
 def run(script: str, tmp_path: Path) -> Any:
     """Runs ``script`` after PRELUDE in Node.js; what it prints (JSON) comes back."""
-    node = shutil.which("node")
-    require(node is not None, "Node.js (node)")
-    assert node is not None
-    # The module and what it imports, as ES modules (the package.json says so to Node.js).
-    for name in ("connection-notice.js", "dom.js", "i18n.js"):
-        shutil.copy(STATIC / name, tmp_path / name)
-    (tmp_path / "package.json").write_text('{"type": "module"}')
-    done = subprocess.run(
-        [node, "--input-type=module", "-e", PRELUDE + script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return run_modules(("connection-notice.js", "dom.js", "i18n.js"), PRELUDE + script, tmp_path)
 
 
 def test_connection_notice_says_nothing_about_a_drop_that_is_over_at_once(

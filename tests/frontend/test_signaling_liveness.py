@@ -11,39 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.frontend.node import run_module
+from tests.frontend.node import fake_timers, run_module
 
 # A clock that moves only when the script says so (`advance` fires the timers due on the way,
 # `sleep` moves it without firing any, as for a frozen page), sockets the script drives
 # (`open`, `message`, `drop`) and a document whose visibility it sets (`show`).
-PRELUDE = """
-let clock = 1_000_000;
-let nextTimer = 1;
-const timers = new Map();
-globalThis.setTimeout = (fn, ms) => {
-  const id = nextTimer++;
-  timers.set(id, { at: clock + Math.max(0, ms || 0), fn });
-  return id;
-};
-globalThis.clearTimeout = (id) => { timers.delete(id); };
+PRELUDE = (
+    fake_timers(1_000_000)
+    + """
 Date.now = () => clock;
 Object.defineProperty(globalThis, "performance", {
   value: { now: () => clock },
   configurable: true,
 });
 Math.random = () => 0;
-function advance(ms) {
-  const end = clock + ms;
-  for (;;) {
-    let due = null;
-    for (const [id, t] of timers) if (t.at <= end && (!due || t.at < due[1].at)) due = [id, t];
-    if (!due) break;
-    timers.delete(due[0]);
-    clock = Math.max(clock, due[1].at);
-    due[1].fn();
-  }
-  clock = end;
-}
 function sleep(ms) { clock += ms; }
 
 const sockets = [];
@@ -106,6 +87,7 @@ function joinedOn(ws, resumed = false) {
 live.connect();
 joinedOn(sockets[0]);
 """
+)
 
 
 def run(script: str, tmp_path: Path) -> Any:

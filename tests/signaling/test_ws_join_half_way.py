@@ -81,6 +81,13 @@ async def next_told(client: Client, kinds: tuple[str, ...]) -> dict[str, Any]:
         assert told["type"] in ("renegotiate", "peer_state", "room_state"), told
 
 
+async def told_left(client: Client, participant: str, reason: str) -> None:
+    """The next of ``peer_left`` / ``peer_joined`` that ``client`` is told is ``participant``
+    leaving for ``reason``."""
+    left = await next_told(client, ("peer_left", "peer_joined"))
+    assert (left["type"], left["peer_id"], left["reason"]) == ("peer_left", participant, reason)
+
+
 def hub_of(live: Live) -> Hub:
     found = live.app.state.resources.hub
     assert isinstance(found, Hub)
@@ -106,8 +113,7 @@ async def test_a_reload_failed_half_way_leaves_the_seat_to_end_at_its_window_end
             name, prefix, done = STEPS[step]
             fail_once(patch, live.app.state.resources.broker, name, prefix, done=done)
             await reload_refused(live, call)
-        left = await next_told(call.specialist, ("peer_left", "peer_joined"))
-        assert (left["type"], left["peer_id"], left["reason"]) == ("peer_left", patient, "lost")
+        await told_left(call.specialist, patient, "lost")
         assert call.appointment.id is not None
         local = hub_of(live).replicas.rooms[call.appointment.id]
         # Nobody left in the room but the specialist, and no seat held any more.
@@ -130,12 +136,7 @@ async def test_a_seat_given_back_only_after_the_broker_is_back_still_ends_at_the
             fail_once(patch, broker, *STEPS["record"][:2], done=False)
             fail_once(patch, broker, "put_if", "konsil:current:", done=False)
             await reload_refused(live, call)
-            left = await next_told(call.specialist, ("peer_left", "peer_joined"))
-        assert (left["type"], left["peer_id"], left["reason"]) == (
-            "peer_left",
-            call.joined["participant_id"],
-            "lost",
-        )
+            await told_left(call.specialist, call.joined["participant_id"], "lost")
 
 
 @pytest.mark.redis
@@ -157,12 +158,7 @@ async def test_a_reload_failed_half_way_on_another_process_leaves_the_seat_to_en
         with monkeypatch.context() as patch:
             fail_once(patch, second.app.state.resources.broker, *STEPS["record"][:2], done=False)
             await reload_refused(second, call)
-        left = await next_told(call.specialist, ("peer_left", "peer_joined"))
-        assert (left["type"], left["peer_id"], left["reason"]) == (
-            "peer_left",
-            call.joined["participant_id"],
-            "lost",
-        )
+        await told_left(call.specialist, call.joined["participant_id"], "lost")
 
 
 async def test_a_reload_failed_half_way_leaves_the_dropped_page_its_resume(
@@ -207,12 +203,7 @@ async def test_a_reload_failed_half_way_can_be_tried_again(
             await again.send(type="join")
             joined = await again.expect("joined")
             assert joined["resumed"] is False
-            left = await next_told(call.specialist, ("peer_left", "peer_joined"))
-            assert (left["type"], left["peer_id"], left["reason"]) == (
-                "peer_left",
-                call.joined["participant_id"],
-                "left",
-            )
+            await told_left(call.specialist, call.joined["participant_id"], "left")
             new = await next_told(call.specialist, ("peer_left", "peer_joined"))
             assert (new["type"], new["peer"]["id"]) == ("peer_joined", joined["participant_id"])
 
